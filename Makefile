@@ -1,0 +1,72 @@
+# Shoal: the two commands a new user needs are `make demo` and `make test`.
+# Everything they need is installed by `make install` (idempotent; Debian 12, as root).
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker-registry skopeo \
+                runc crun iputils-ping curl procps kmod
+PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
+LAB ?= demo
+
+.PHONY: install deb venv image demo demo-down test test-unit test-cluster bench proto proto-check lint clean
+
+install: deb venv image
+
+deb:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
+	@$(PY) -c 'import shoal, grpc, pysyncobj, pyroute2' && touch $@
+
+venv: $(VENV)/.installed
+
+image: venv
+	@if [ -f deploy/images/build_busybox.py ]; then $(PY) deploy/images/build_busybox.py build/busybox-oci >/dev/null; fi
+
+demo: install
+	$(PY) -m shoal.lab up --name $(LAB) --managers 3 --workers 2
+	@$(PY) -m shoal.lab exec --name $(LAB) manager1 -- $(abspath $(VENV))/bin/shoal node ls
+	@echo
+	@echo "The lab '$(LAB)' is up: 3 managers and 2 workers, each a network namespace running shoald."
+	@echo "Try next:"
+	@echo "  $(VENV)/bin/shoal-lab status --name $(LAB)"
+	@echo "  $(VENV)/bin/shoal-lab exec --name $(LAB) manager2 -- $(abspath $(VENV))/bin/shoal node ls"
+	@echo "  $(VENV)/bin/shoal-lab kill --name $(LAB) manager1      # then node ls again from manager2"
+	@echo "  $(VENV)/bin/shoal-lab down --name $(LAB)               # tear it all down"
+
+demo-down:
+	$(PY) -m shoal.lab down --name $(LAB)
+
+test: install proto-check lint
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests
+
+test-unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/property
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+proto: venv
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+# CI fails if regenerating the protobuf code changes what is committed.
+proto-check: venv
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I . --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$tmp/proto/*.py $$tmp/proto/*.pyi; do cmp -s $$f proto/$$(basename $$f) || { echo "proto/$$(basename $$f) is stale: run make proto"; rm -rf $$tmp; exit 1; }; done; \
+	rm -rf $$tmp
+
+lint: venv
+	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,128 @@
+from proto import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IssueNodeCertificateRequest(_message.Message):
+    __slots__ = ("csr", "token", "advertise_addr", "hostname", "availability")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    token: str
+    advertise_addr: str
+    hostname: str
+    availability: _objects_pb2.NodeSpec.Availability
+    def __init__(self, csr: _Optional[bytes] = ..., token: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ...) -> None: ...
+
+class IssueNodeCertificateResponse(_message.Message):
+    __slots__ = ("node_id", "role", "certificate", "root_ca", "cluster_id", "managers", "raft_password", "raft_peers")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: _objects_pb2.NodeRole
+    certificate: bytes
+    root_ca: bytes
+    cluster_id: str
+    managers: _containers.RepeatedScalarFieldContainer[str]
+    raft_password: bytes
+    raft_peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ..., cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
+
+class RenewCertificateResponse(_message.Message):
+    __slots__ = ("role", "certificate", "raft_password", "raft_peers")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    role: _objects_pb2.NodeRole
+    certificate: bytes
+    raft_password: bytes
+    raft_peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("description", "session_id")
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    description: _objects_pb2.NodeDescription
+    session_id: str
+    def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class WeightedPeer(_message.Message):
+    __slots__ = ("node_id", "addr")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    addr: str
+    def __init__(self, node_id: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
+
+class SessionMessage(_message.Message):
+    __slots__ = ("session_id", "managers", "role", "heartbeat_period")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    managers: _containers.RepeatedCompositeFieldContainer[WeightedPeer]
+    role: _objects_pb2.NodeRole
+    heartbeat_period: float
+    def __init__(self, session_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[WeightedPeer, _Mapping]]] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., heartbeat_period: _Optional[float] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("period",)
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    period: float
+    def __init__(self, period: _Optional[float] = ...) -> None: ...
+
+class LeaderRedirect(_message.Message):
+    __slots__ = ("leader_addr",)
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    leader_addr: str
+    def __init__(self, leader_addr: _Optional[str] = ...) -> None: ...
+
+class RaftJoinRequest(_message.Message):
+    __slots__ = ("raft_addr",)
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    raft_addr: str
+    def __init__(self, raft_addr: _Optional[str] = ...) -> None: ...
+
+class RaftJoinResponse(_message.Message):
+    __slots__ = ("raft_peers",)
+    RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    raft_peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RaftLeaveRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class RaftLeaveResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,212 @@
+from proto import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RaftMember(_message.Message):
+    __slots__ = ("node_id", "raft_addr", "leader", "reachable")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    raft_addr: str
+    leader: bool
+    reachable: bool
+    def __init__(self, node_id: _Optional[str] = ..., raft_addr: _Optional[str] = ..., leader: _Optional[bool] = ..., reachable: _Optional[bool] = ...) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("node_id", "local_node_state", "control_available", "cluster_id", "node_addr", "hostname", "engine_version", "managers", "leader_addr", "raft_term", "raft_commit_index", "nodes", "managers_count", "remote_managers", "error")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_NODE_STATE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RAFT_TERM_FIELD_NUMBER: _ClassVar[int]
+    RAFT_COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    local_node_state: str
+    control_available: bool
+    cluster_id: str
+    node_addr: str
+    hostname: str
+    engine_version: str
+    managers: _containers.RepeatedCompositeFieldContainer[RaftMember]
+    leader_addr: str
+    raft_term: int
+    raft_commit_index: int
+    nodes: int
+    managers_count: int
+    remote_managers: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, node_id: _Optional[str] = ..., local_node_state: _Optional[str] = ..., control_available: _Optional[bool] = ..., cluster_id: _Optional[str] = ..., node_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., engine_version: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[RaftMember, _Mapping]]] = ..., leader_addr: _Optional[str] = ..., raft_term: _Optional[int] = ..., raft_commit_index: _Optional[int] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., remote_managers: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SwarmInitRequest(_message.Message):
+    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LISTEN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    DISPATCHER_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ADDR_POOL_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    listen_addr: str
+    advertise_addr: str
+    dispatcher_heartbeat: float
+    default_addr_pool: _containers.RepeatedScalarFieldContainer[str]
+    subnet_size: int
+    force_new_cluster: bool
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SwarmInitResponse(_message.Message):
+    __slots__ = ("node_id", "worker_token", "manager_token")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    worker_token: str
+    manager_token: str
+    def __init__(self, node_id: _Optional[str] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ...) -> None: ...
+
+class SwarmJoinRequest(_message.Message):
+    __slots__ = ("remote_addr", "join_token", "listen_addr", "advertise_addr", "availability")
+    REMOTE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    remote_addr: str
+    join_token: str
+    listen_addr: str
+    advertise_addr: str
+    availability: str
+    def __init__(self, remote_addr: _Optional[str] = ..., join_token: _Optional[str] = ..., listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., availability: _Optional[str] = ...) -> None: ...
+
+class SwarmJoinResponse(_message.Message):
+    __slots__ = ("node_id", "role")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: _objects_pb2.NodeRole
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ...) -> None: ...
+
+class SwarmLeaveRequest(_message.Message):
+    __slots__ = ("force",)
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    force: bool
+    def __init__(self, force: _Optional[bool] = ...) -> None: ...
+
+class SwarmLeaveResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterResponse(_message.Message):
+    __slots__ = ("cluster",)
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    cluster: _objects_pb2.Cluster
+    def __init__(self, cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ...) -> None: ...
+
+class UpdateClusterRequest(_message.Message):
+    __slots__ = ("version", "spec", "rotate_worker_token", "rotate_manager_token")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    spec: _objects_pb2.ClusterSpec
+    rotate_worker_token: bool
+    rotate_manager_token: bool
+    def __init__(self, version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., rotate_worker_token: _Optional[bool] = ..., rotate_manager_token: _Optional[bool] = ...) -> None: ...
+
+class UpdateClusterResponse(_message.Message):
+    __slots__ = ("cluster",)
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    cluster: _objects_pb2.Cluster
+    def __init__(self, cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("filters",)
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class GetNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: _objects_pb2.Node
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
+
+class UpdateNodeRequest(_message.Message):
+    __slots__ = ("node_id", "version", "spec")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    version: int
+    spec: _objects_pb2.NodeSpec
+    def __init__(self, node_id: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.NodeSpec, _Mapping]] = ...) -> None: ...
+
+class UpdateNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: _objects_pb2.Node
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node_id", "force")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    force: bool
+    def __init__(self, node_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
