@@ -1,0 +1,364 @@
+"""The client of shoal-runtimed: the only module of agent_runtime the worker and the CLI import.
+
+``RuntimeClient`` (blocking; stdlib http.client over AF_UNIX) and ``AsyncRuntimeClient`` (asyncio;
+aiohttp) offer the same calls with the same typed results. Errors come back as the small hierarchy
+``ShoalRuntimeError`` > ``NotFound`` (404), ``Conflict`` (409), ``InvalidArgument`` (400), built
+from the server's ``{"message": ...}``; a daemon that cannot be reached raises
+``ShoalRuntimeError`` naming the socket.
+
+    client = RuntimeClient()                       # socket from SHOAL_RUNTIME_HOST or SHOAL_HOST
+    cid = client.create(ContainerSpec(image="shoal/busybox:latest", command=["sleep", "60"],
+                                      resources=Resources(memory_bytes=64 << 20)))
+    client.start(cid); client.exec(cid, ["cat", "/etc/hostname"]); client.stop(cid); client.remove(cid)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRuntimeError, error_for_status
+from agent_runtime.logs import LogRecord
+from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult,
+                                Healthcheck, LogConfig, Mount, Resources, VolumeInfo, from_json)
+
+__all__ = [
+    "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "Resources",
+    "Healthcheck", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
+    "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
+]
+
+DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
+
+
+def default_socket() -> str:
+    """SHOAL_RUNTIME_HOST (unix:///path), else runtimed.sock beside SHOAL_HOST's socket, else /run/shoal."""
+    host = os.environ.get("SHOAL_RUNTIME_HOST")
+    if host:
+        return host[len("unix://"):] if host.startswith("unix://") else host
+    shoal_host = os.environ.get("SHOAL_HOST")
+    if shoal_host:
+        path = shoal_host[len("unix://"):] if shoal_host.startswith("unix://") else shoal_host
+        return os.path.join(os.path.dirname(path), "runtimed.sock")
+    return DEFAULT_SOCKET
+
+
+@dataclass
+class WaitResult:
+    status_code: int
+    oom_killed: bool
+    error: str = ""
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str
+    query: dict | None = None
+    body: Any = None
+    decode: Callable[[Any], Any] = lambda data: data
+
+    def url(self) -> str:
+        q = {k: v for k, v in (self.query or {}).items() if v is not None}
+        return self.path + ("?" + urllib.parse.urlencode(q) if q else "")
+
+
+def _q(ref: str) -> str:
+    return urllib.parse.quote(ref, safe="")
+
+
+def _wait_result(d: dict) -> WaitResult:
+    return WaitResult(d["StatusCode"], d.get("OOMKilled", False), (d.get("Error") or {}).get("Message", ""))
+
+
+class _Calls:
+    """Every call as data (method, path, body, how to decode the answer); the clients send them."""
+
+    @staticmethod
+    def version() -> _Call: return _Call("GET", "/version")
+    @staticmethod
+    def info() -> _Call: return _Call("GET", "/info")
+    @staticmethod
+    def images() -> _Call: return _Call("GET", "/images/json")
+    @staticmethod
+    def image_inspect(ref: str) -> _Call: return _Call("GET", "/images/inspect", {"ref": ref})
+
+    @staticmethod
+    def image_pull(ref: str, insecure_registries: tuple[str, ...] = ()) -> _Call:
+        return _Call("POST", "/images/pull", body={"Ref": ref, "InsecureRegistries": list(insecure_registries)})
+
+    @staticmethod
+    def image_import(source: str, ref: str | None = None) -> _Call:
+        return _Call("POST", "/images/import", body={"Source": source, "Ref": ref})
+
+    @staticmethod
+    def image_load(path: str, tag: str | None = None) -> _Call:
+        return _Call("POST", "/images/load", body={"Path": path, "Tag": tag})
+
+    @staticmethod
+    def image_remove(ref: str, force: bool = False) -> _Call:
+        return _Call("DELETE", "/images", {"ref": ref, "force": int(force)})
+
+    @staticmethod
+    def create(spec: ContainerSpec) -> _Call:
+        return _Call("POST", "/containers/create", body=spec.to_json(), decode=lambda d: d["Id"])
+
+    @staticmethod
+    def start(ref: str) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/start", decode=_info)
+
+    @staticmethod
+    def stop(ref: str, timeout: float | None = None) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/stop", {"t": timeout}, decode=_info)
+
+    @staticmethod
+    def kill(ref: str, signal: str | int = "SIGKILL") -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/kill", {"signal": signal}, decode=lambda d: None)
+
+    @staticmethod
+    def remove(ref: str, force: bool = False) -> _Call:
+        return _Call("DELETE", f"/containers/{_q(ref)}", {"force": int(force)}, decode=lambda d: None)
+
+    @staticmethod
+    def list(all: bool = False) -> _Call:
+        return _Call("GET", "/containers/json", {"all": int(all)}, decode=lambda d: [_info(x) for x in d])
+
+    @staticmethod
+    def inspect(ref: str) -> _Call:
+        return _Call("GET", f"/containers/{_q(ref)}/json", decode=_info)
+
+    @staticmethod
+    def wait(ref: str) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/wait", decode=_wait_result)
+
+    @staticmethod
+    def exec(ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
+             timeout: float | None = None) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/exec",
+                     body={"Cmd": cmd, "Env": env or [], "User": user, "WorkingDir": workdir, "Timeout": timeout},
+                     decode=lambda d: from_json(ExecResult, d))
+
+    @staticmethod
+    def stats(ref: str) -> _Call:
+        return _Call("GET", f"/containers/{_q(ref)}/stats", decode=lambda d: from_json(ContainerStats, d))
+
+    @staticmethod
+    def logs(ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
+             stdout: bool = True, stderr: bool = True) -> _Call:
+        return _Call("GET", f"/containers/{_q(ref)}/logs",
+                     {"follow": int(follow), "tail": "all" if tail is None else tail, "since": since,
+                      "stdout": int(stdout), "stderr": int(stderr)})
+
+    @staticmethod
+    def volume_create(name: str, labels: dict[str, str] | None = None) -> _Call:
+        return _Call("POST", "/volumes/create", body={"Name": name, "Labels": labels or {}},
+                     decode=lambda d: from_json(VolumeInfo, d))
+
+    @staticmethod
+    def volumes() -> _Call:
+        return _Call("GET", "/volumes", decode=lambda d: [from_json(VolumeInfo, v) for v in d["Volumes"]])
+
+    @staticmethod
+    def volume_inspect(name: str) -> _Call:
+        return _Call("GET", f"/volumes/{_q(name)}", decode=lambda d: from_json(VolumeInfo, d))
+
+    @staticmethod
+    def volume_remove(name: str) -> _Call:
+        return _Call("DELETE", f"/volumes/{_q(name)}", decode=lambda d: None)
+
+
+def _info(d: dict) -> ContainerInfo:
+    return from_json(ContainerInfo, d)
+
+
+def _record(line: bytes) -> LogRecord:
+    d = json.loads(line)
+    return LogRecord(d["stream"], d["log"], d["time"])
+
+
+def _raise_for(status: int, payload: bytes) -> None:
+    try:
+        message = json.loads(payload).get("message", "")
+    except ValueError:
+        message = payload.decode("utf-8", "replace")
+    raise error_for_status(status, message or f"HTTP {status}")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise ShoalRuntimeError(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
+        self.sock = sock
+
+
+class RuntimeClient:
+    """Blocking client; one connection per call (cheap on a unix socket). Safe to share across threads."""
+
+    def __init__(self, socket_path: str | None = None, timeout: float | None = None) -> None:
+        self.socket_path = socket_path or default_socket()
+        self.timeout = timeout
+
+    def _open(self, call: _Call) -> tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
+        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
+        body = None if call.body is None else json.dumps(call.body).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(call.method, call.url(), body=body, headers=headers)
+        resp = conn.getresponse()
+        if resp.status >= 400:
+            payload = resp.read()
+            conn.close()
+            _raise_for(resp.status, payload)
+        return conn, resp
+
+    def _call(self, call: _Call) -> Any:
+        conn, resp = self._open(call)
+        try:
+            payload = resp.read()
+        finally:
+            conn.close()
+        return call.decode(json.loads(payload) if payload else None)
+
+    def version(self) -> dict: return self._call(_Calls.version())
+    def info(self) -> dict: return self._call(_Calls.info())
+    def images(self) -> list[dict]: return self._call(_Calls.images())
+    def image_inspect(self, ref: str) -> dict: return self._call(_Calls.image_inspect(ref))
+    def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = ()) -> dict:
+        return self._call(_Calls.image_pull(ref, insecure_registries))
+    def image_import(self, source: str, ref: str | None = None) -> dict:
+        return self._call(_Calls.image_import(source, ref))
+    def image_load(self, path: str, tag: str | None = None) -> list[dict]:
+        return self._call(_Calls.image_load(path, tag))
+    def image_remove(self, ref: str, force: bool = False) -> list[dict]:
+        return self._call(_Calls.image_remove(ref, force))
+    def create(self, spec: ContainerSpec) -> str: return self._call(_Calls.create(spec))
+    def start(self, ref: str) -> ContainerInfo: return self._call(_Calls.start(ref))
+    def stop(self, ref: str, timeout: float | None = None) -> ContainerInfo: return self._call(_Calls.stop(ref, timeout))
+    def kill(self, ref: str, signal: str | int = "SIGKILL") -> None: return self._call(_Calls.kill(ref, signal))
+    def remove(self, ref: str, force: bool = False) -> None: return self._call(_Calls.remove(ref, force))
+    def list(self, all: bool = False) -> list[ContainerInfo]: return self._call(_Calls.list(all))
+    def inspect(self, ref: str) -> ContainerInfo: return self._call(_Calls.inspect(ref))
+    def wait(self, ref: str) -> WaitResult: return self._call(_Calls.wait(ref))
+    def stats(self, ref: str) -> ContainerStats: return self._call(_Calls.stats(ref))
+    def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
+             timeout: float | None = None) -> ExecResult:
+        return self._call(_Calls.exec(ref, cmd, env, user, workdir, timeout))
+    def volume_create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
+        return self._call(_Calls.volume_create(name, labels))
+    def volumes(self) -> list[VolumeInfo]: return self._call(_Calls.volumes())
+    def volume_inspect(self, name: str) -> VolumeInfo: return self._call(_Calls.volume_inspect(name))
+    def volume_remove(self, name: str) -> None: return self._call(_Calls.volume_remove(name))
+
+    def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """create + start; the container is removed again if it cannot start."""
+        cid = self.create(spec)
+        try:
+            return self.start(cid)
+        except ShoalRuntimeError:
+            self.remove(cid, force=True)
+            raise
+
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
+             stdout: bool = True, stderr: bool = True) -> Iterator[LogRecord]:
+        """Log records oldest first; with ``follow`` the iterator ends when the container exits."""
+        conn, resp = self._open(_Calls.logs(ref, follow, tail, since, stdout, stderr))
+        try:
+            while line := resp.readline():
+                if line.strip():
+                    yield _record(line)
+        finally:
+            conn.close()
+
+
+class AsyncRuntimeClient:
+    """asyncio client with the same calls as RuntimeClient; ``await client.close()`` when done."""
+
+    def __init__(self, socket_path: str | None = None, timeout: float | None = None) -> None:
+        self.socket_path = socket_path or default_socket()
+        self.timeout = timeout
+        self._session = None
+
+    async def _sess(self):
+        import aiohttp
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path),
+                timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> "AsyncRuntimeClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _send(self, call: _Call):
+        import aiohttp
+        session = await self._sess()
+        try:
+            resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body)
+        except aiohttp.ClientConnectionError as exc:
+            raise ShoalRuntimeError(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc}") from exc
+        if resp.status >= 400:
+            payload = await resp.read()
+            resp.release()
+            _raise_for(resp.status, payload)
+        return resp
+
+    async def _call(self, call: _Call) -> Any:
+        resp = await self._send(call)
+        async with resp:
+            payload = await resp.read()
+        return call.decode(json.loads(payload) if payload else None)
+
+    async def version(self) -> dict: return await self._call(_Calls.version())
+    async def info(self) -> dict: return await self._call(_Calls.info())
+    async def images(self) -> list[dict]: return await self._call(_Calls.images())
+    async def image_inspect(self, ref: str) -> dict: return await self._call(_Calls.image_inspect(ref))
+    async def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = ()) -> dict:
+        return await self._call(_Calls.image_pull(ref, insecure_registries))
+    async def image_remove(self, ref: str, force: bool = False) -> list[dict]:
+        return await self._call(_Calls.image_remove(ref, force))
+    async def create(self, spec: ContainerSpec) -> str: return await self._call(_Calls.create(spec))
+    async def start(self, ref: str) -> ContainerInfo: return await self._call(_Calls.start(ref))
+    async def stop(self, ref: str, timeout: float | None = None) -> ContainerInfo:
+        return await self._call(_Calls.stop(ref, timeout))
+    async def kill(self, ref: str, signal: str | int = "SIGKILL") -> None: return await self._call(_Calls.kill(ref, signal))
+    async def remove(self, ref: str, force: bool = False) -> None: return await self._call(_Calls.remove(ref, force))
+    async def list(self, all: bool = False) -> list[ContainerInfo]: return await self._call(_Calls.list(all))
+    async def inspect(self, ref: str) -> ContainerInfo: return await self._call(_Calls.inspect(ref))
+    async def wait(self, ref: str) -> WaitResult: return await self._call(_Calls.wait(ref))
+    async def stats(self, ref: str) -> ContainerStats: return await self._call(_Calls.stats(ref))
+    async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
+                   timeout: float | None = None) -> ExecResult:
+        return await self._call(_Calls.exec(ref, cmd, env, user, workdir, timeout))
+    async def volume_create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
+        return await self._call(_Calls.volume_create(name, labels))
+    async def volumes(self) -> list[VolumeInfo]: return await self._call(_Calls.volumes())
+    async def volume_inspect(self, name: str) -> VolumeInfo: return await self._call(_Calls.volume_inspect(name))
+    async def volume_remove(self, name: str) -> None: return await self._call(_Calls.volume_remove(name))
+
+    async def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
+                   stdout: bool = True, stderr: bool = True) -> AsyncIterator[LogRecord]:
+        resp = await self._send(_Calls.logs(ref, follow, tail, since, stdout, stderr))
+        async with resp:
+            async for line in resp.content:
+                if line.strip():
+                    yield _record(line)

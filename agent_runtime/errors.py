@@ -1,0 +1,40 @@
+"""The container runtime's error hierarchy (everything outside ``agent_runtime.images``).
+
+Messages name the object and the operation ("cannot start container web: ..."), so the server can
+hand them to a user as they are. The server maps each class to an HTTP status; ``agent_runtime.api``
+maps the status back to the same class, so callers on both sides catch the same names.
+"""
+
+from __future__ import annotations
+
+
+class ShoalRuntimeError(Exception):
+    """Base class: an operation of the runtime failed (HTTP 500)."""
+
+    status = 500
+
+
+class NotFound(ShoalRuntimeError):
+    """No container, volume or image by that name (HTTP 404)."""
+
+    status = 404
+
+
+class Conflict(ShoalRuntimeError):
+    """The object is in a state that forbids the operation, or the name is taken (HTTP 409)."""
+
+    status = 409
+
+
+class InvalidArgument(ShoalRuntimeError):
+    """The request itself is wrong: a bad field, mount source, limit or reference (HTTP 400)."""
+
+    status = 400
+
+
+def error_for_status(status: int, message: str) -> ShoalRuntimeError:
+    """Return the error instance the server meant by ``status`` (unknown codes give ShoalRuntimeError)."""
+    for cls in (NotFound, Conflict, InvalidArgument):
+        if cls.status == status:
+            return cls(message)
+    return ShoalRuntimeError(message)

@@ -1,0 +1,304 @@
+"""shoal-runtimed: JSON over HTTP on a root-only unix socket, one asyncio loop, one thread.
+
+``main()`` is the console script: ``shoal-runtimed --root DIR --socket PATH [--cgroup-parent NAME]
+[--log-level LEVEL] [--busybox PATH]``. Routes follow Docker's Engine API where one exists
+(``/containers/create``, ``/containers/{id}/start``...); bodies are the dataclasses of
+``agent_runtime.spec`` in their JSON form. Errors are ``{"message": ...}`` with the status of the
+error class (400/404/409/500). Image pulls and loads run in a worker thread; everything else runs
+on the loop. Stopping runtimed (SIGTERM/SIGINT) leaves containers running, to be re-adopted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from agent_runtime.containers import ContainerManager
+from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
+from agent_runtime.images import errors as image_errors
+from agent_runtime.images.store import ImageStore
+from agent_runtime.logs import LogFollower, parse_time, read_logs
+from agent_runtime.spec import ContainerSpec, to_json
+from agent_runtime.volumes import VolumeStore
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0"
+IMAGE_STATUS = [(image_errors.ImageNotFound, 404), (image_errors.ManifestUnknown, 404),
+                (image_errors.InvalidReference, 400), (image_errors.ImageInUse, 409),
+                (image_errors.LayerError, 400), (image_errors.ArchiveError, 400),
+                (image_errors.DigestMismatch, 400), (image_errors.ImageError, 500)]
+
+
+def image_json(image) -> dict:
+    return {"Id": image.id, "RepoTags": image.repo_tags, "RepoDigests": image.repo_digests,
+            "Created": image.created, "Size": image.size, "Config": image.config}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ShoalRuntimeError as exc:
+        return web.json_response({"message": str(exc)}, status=exc.status)
+    except image_errors.ImageError as exc:
+        status = next(code for cls, code in IMAGE_STATUS if isinstance(exc, cls))
+        return web.json_response({"message": str(exc)}, status=status)
+    except web.HTTPException:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        return web.json_response({"message": f"bad request: {exc}"}, status=400)
+    except Exception as exc:  # the edge: log it and answer, never crash the daemon
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"message": f"internal error: {exc}"}, status=500)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+async def _body(request: web.Request) -> dict:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise InvalidArgument(f"request body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return data
+
+
+class Runtimed:
+    """Holds the stores and the container manager; its methods are the HTTP handlers."""
+
+    def __init__(self, root: Path, cgroup_parent: str, busybox: str) -> None:
+        self.root = root
+        self.volumes = VolumeStore(root / "volumes")
+        self.images = ImageStore(root / "images", in_use=self._image_users)
+        self.manager = ContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
+                                        busybox, sys.executable)
+
+    def _image_users(self, image_id: str) -> list[str]:
+        return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024 * 1024)
+        r = app.router
+        r.add_get("/version", self.version)
+        r.add_get("/info", self.info)
+        r.add_get("/images/json", self.images_list)
+        r.add_get("/images/inspect", self.images_inspect)
+        r.add_post("/images/pull", self.images_pull)
+        r.add_post("/images/import", self.images_import)
+        r.add_post("/images/load", self.images_load)
+        r.add_delete("/images", self.images_remove)
+        r.add_post("/containers/create", self.create)
+        r.add_get("/containers/json", self.list)
+        r.add_get("/containers/{id}/json", self.inspect)
+        r.add_post("/containers/{id}/start", self.start)
+        r.add_post("/containers/{id}/stop", self.stop)
+        r.add_post("/containers/{id}/kill", self.kill)
+        r.add_post("/containers/{id}/wait", self.wait)
+        r.add_delete("/containers/{id}", self.remove)
+        r.add_get("/containers/{id}/logs", self.logs)
+        r.add_post("/containers/{id}/exec", self.exec)
+        r.add_get("/containers/{id}/stats", self.stats)
+        r.add_post("/volumes/create", self.volume_create)
+        r.add_get("/volumes", self.volume_list)
+        r.add_get("/volumes/{name}", self.volume_inspect)
+        r.add_delete("/volumes/{name}", self.volume_remove)
+        return app
+
+    # system ------------------------------------------------------------------------------
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"Version": "0.1.0", "ApiVersion": API_VERSION, "Os": "linux",
+                                  "Arch": platform.machine(), "KernelVersion": platform.release()})
+
+    async def info(self, request: web.Request) -> web.Response:
+        cs = self.manager.containers.values()
+        return web.json_response({
+            "NCPU": os.cpu_count(), "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "CgroupVersion": str(self.manager.cgroup_version), "KernelVersion": platform.release(),
+            "CgroupParent": self.manager.cgroup_parent, "RuntimeRoot": str(self.root),
+            "Containers": len(cs), "ContainersRunning": sum(c.state.running for c in cs),
+            "Images": len(self.images.list())})
+
+    # images ------------------------------------------------------------------------------
+    async def images_list(self, request: web.Request) -> web.Response:
+        return web.json_response([image_json(i) for i in self.images.list()])
+
+    async def images_inspect(self, request: web.Request) -> web.Response:
+        return web.json_response(image_json(self.images.resolve(request.query["ref"])))
+
+    async def images_pull(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        image = await asyncio.to_thread(self.images.pull, body["Ref"], tuple(body.get("InsecureRegistries") or ()))
+        return web.json_response(image_json(image))
+
+    async def images_import(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        image = await asyncio.to_thread(self.images.import_rootfs, body["Source"], body.get("Ref"))
+        return web.json_response(image_json(image))
+
+    async def images_load(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        images = await asyncio.to_thread(self.images.load, body["Path"], body.get("Tag"))
+        return web.json_response([image_json(i) for i in images])
+
+    async def images_remove(self, request: web.Request) -> web.Response:
+        return web.json_response(self.images.remove(request.query["ref"], force=_flag(request, "force")))
+
+    # containers --------------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.Response:
+        spec = ContainerSpec.from_json(await _body(request))
+        c = self.manager.create(spec)
+        return web.json_response({"Id": c.id, "Name": c.name}, status=201)
+
+    async def list(self, request: web.Request) -> web.Response:
+        return web.json_response([to_json(c.info()) for c in self.manager.list(all=_flag(request, "all"))])
+
+    async def inspect(self, request: web.Request) -> web.Response:
+        return web.json_response(to_json(self.manager.get(request.match_info["id"]).info()))
+
+    async def start(self, request: web.Request) -> web.Response:
+        c = await self.manager.start(request.match_info["id"])
+        return web.json_response(to_json(c.info()))
+
+    async def stop(self, request: web.Request) -> web.Response:
+        t = request.query.get("t")
+        c = await self.manager.stop(request.match_info["id"], float(t) if t not in (None, "") else None)
+        return web.json_response(to_json(c.info()))
+
+    async def kill(self, request: web.Request) -> web.Response:
+        self.manager.kill(request.match_info["id"], request.query.get("signal", "SIGKILL"))
+        return web.json_response({})
+
+    async def wait(self, request: web.Request) -> web.Response:
+        c = await self.manager.wait(request.match_info["id"])
+        return web.json_response({"StatusCode": c.state.exit_code, "OOMKilled": c.state.oom_killed,
+                                  "Error": {"Message": c.state.error} if c.state.error else None})
+
+    async def remove(self, request: web.Request) -> web.Response:
+        await self.manager.remove(request.match_info["id"], force=_flag(request, "force"))
+        return web.json_response({})
+
+    async def exec(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        result = await self.manager.exec(request.match_info["id"], list(body.get("Cmd") or []),
+                                         env=list(body.get("Env") or []), user=body.get("User", ""),
+                                         workdir=body.get("WorkingDir", ""), timeout=body.get("Timeout"))
+        return web.json_response(to_json(result))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(to_json(self.manager.stats(request.match_info["id"])))
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        """NDJSON records ({"stream","log","time"}); with follow=1 until the container exits."""
+        c = self.manager.get(request.match_info["id"])
+        q = request.query
+        streams = tuple(s for s in ("stdout", "stderr") if q.get(s, "1").lower() in ("1", "true"))
+        since = q.get("since", "")
+        since_ns = 0
+        if since:
+            try:
+                since_ns = int(float(since) * 1e9)
+            except ValueError:
+                since_ns = parse_time(since)
+        tail = q.get("tail", "all")
+        tail_n = -1 if tail in ("", "all") else int(tail)
+        records = read_logs(c.log_path, tail_n, since_ns, streams)
+        follower = LogFollower(c.log_path) if _flag(request, "follow") else None  # same loop step: no gap
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for r in records:
+            await resp.write((json.dumps(r.to_json()) + "\n").encode())
+        while follower is not None:
+            running = c.state.status == "running" and c.id in self.manager.containers
+            new = [r for r in follower.poll() if r.stream in streams]
+            for r in new:
+                await resp.write((json.dumps(r.to_json()) + "\n").encode())
+            if not running and not new:
+                break
+            try:
+                await asyncio.wait_for(asyncio.shield(c.exited_event.wait()), 0.1)
+            except asyncio.TimeoutError:
+                pass
+        await resp.write_eof()
+        return resp
+
+    # volumes -----------------------------------------------------------------------------
+    async def volume_create(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        return web.json_response(to_json(self.volumes.create(body["Name"], body.get("Labels"))), status=201)
+
+    async def volume_list(self, request: web.Request) -> web.Response:
+        return web.json_response({"Volumes": [to_json(v) for v in self.volumes.list()]})
+
+    async def volume_inspect(self, request: web.Request) -> web.Response:
+        return web.json_response(to_json(self.volumes.inspect(request.match_info["name"])))
+
+    async def volume_remove(self, request: web.Request) -> web.Response:
+        self.volumes.remove(request.match_info["name"], force=_flag(request, "force"))
+        return web.json_response({})
+
+
+async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str) -> None:
+    """Run until SIGTERM/SIGINT; containers are left running."""
+    daemon = Runtimed(root, cgroup_parent, busybox)
+    daemon.manager.load()
+    runner = web.AppRunner(daemon.app(), access_log=None)
+    await runner.setup()
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    old = os.umask(0o177)
+    try:
+        site = web.UnixSite(runner, str(socket_path))
+        await site.start()
+    finally:
+        os.umask(old)
+    os.chmod(socket_path, 0o600)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("shoal-runtimed serving on %s (root %s, cgroup v%d parent %s)", socket_path, root,
+             daemon.manager.cgroup_version, cgroup_parent)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        socket_path.unlink(missing_ok=True)
+        log.info("shoal-runtimed stopped; %d container(s) left running",
+                 sum(c.state.running for c in daemon.manager.containers.values()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="shoal-runtimed", description="Shoal's node-local container runtime")
+    parser.add_argument("--root", default="/var/lib/shoal/runtime", type=Path)
+    parser.add_argument("--socket", default="/run/shoal/runtimed.sock", type=Path)
+    parser.add_argument("--cgroup-parent", default="shoal")
+    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
+                        help="busybox binary used as each container's exit-status waiter")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        parser.error("shoal-runtimed must run as root")
+    if not os.access(args.busybox, os.X_OK):
+        parser.error(f"busybox not found at {args.busybox} (install busybox-static)")
+    asyncio.run(serve(args.root, args.socket, args.cgroup_parent, args.busybox))
+
+
+if __name__ == "__main__":
+    main()

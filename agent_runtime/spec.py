@@ -1,0 +1,287 @@
+"""Typed container specs and records, and their JSON form (Docker's field names).
+
+These dataclasses are the vocabulary shared by ``agent_runtime.api`` (the worker's client) and the
+server. They are plain data: ``to_json()`` gives a dict with Docker's names (``Image``, ``Cmd``,
+``HostConfig``-style ``Memory``...), ``from_json()`` reads one back and rejects unknown or mistyped
+fields with ``InvalidArgument`` naming the field. ``validate_spec`` holds the rules that need no
+I/O (limits, mount shapes, signal names); checks against the host (does a bind source exist?) are
+the container manager's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_runtime.errors import InvalidArgument
+
+MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker's minimum memory limit
+CPU_PERIOD_US = 100_000
+
+
+def _json_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("json", "".join(p.capitalize() for p in f.name.split("_")))
+
+
+def to_json(obj: Any) -> Any:
+    """Turn a dataclass tree into JSON-ready data with each field under its Docker name."""
+    if dataclasses.is_dataclass(obj):
+        return {_json_name(f): to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    return obj
+
+
+def from_json(cls: type, data: Any, where: str = "") -> Any:
+    """Build ``cls`` from JSON data; unknown fields or wrong types raise InvalidArgument."""
+    where = where or cls.__name__
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    by_name = {_json_name(f): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(by_name))
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, f in by_name.items():
+        if name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[name], f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return from_json(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InvalidArgument(f"{where}: expected a list")
+        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidArgument(f"{where}: expected an object")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, float, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
+        raise InvalidArgument(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+@dataclass
+class Mount:
+    """One mount: ``bind`` (Source is a host path), ``volume`` (Source is a volume name, created on
+    first use) or ``tmpfs`` (no Source; ``tmpfs_size_bytes`` 0 means the kernel's default)."""
+
+    type: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    tmpfs_size_bytes: int = field(default=0, metadata={"json": "TmpfsSizeBytes"})
+    tmpfs_mode: int = 0o1777
+
+
+@dataclass
+class Resources:
+    """Limits. 0 means unlimited (``pids_limit`` -1 or 0 means unlimited too)."""
+
+    nano_cpus: int = 0
+    memory_bytes: int = field(default=0, metadata={"json": "Memory"})
+    memory_reservation_bytes: int = field(default=0, metadata={"json": "MemoryReservation"})
+    pids_limit: int = 0
+    cpu_shares: int = 0
+
+
+@dataclass
+class Healthcheck:
+    """Docker's HEALTHCHECK, stored for the worker, which runs ``test`` through exec."""
+
+    test: list[str] = field(default_factory=list)
+    interval_s: float = field(default=30.0, metadata={"json": "Interval"})
+    timeout_s: float = field(default=30.0, metadata={"json": "Timeout"})
+    retries: int = 3
+    start_period_s: float = field(default=0.0, metadata={"json": "StartPeriod"})
+
+
+@dataclass
+class LogConfig:
+    """json-file options: ``max-size`` bytes per file, ``max-file`` files kept (Docker's names)."""
+
+    max_size_bytes: int = field(default=10 * 1024 * 1024, metadata={"json": "MaxSize"})
+    max_files: int = field(default=3, metadata={"json": "MaxFile"})
+
+
+@dataclass
+class ContainerSpec:
+    """What to run. Empty ``command``/``entrypoint``/``workdir``/``user`` take the image's values.
+
+    ``network`` is ``none`` (own namespace, loopback only), ``host``, or a network namespace: a path
+    (``/run/netns/x``) or a name under /run/netns. ``rootfs`` (optional, like an OCI bundle's root
+    path) runs a prepared root directory instead of an image; ``image`` is then only a label.
+    """
+
+    image: str
+    command: list[str] = field(default_factory=list, metadata={"json": "Cmd"})
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str = field(default="", metadata={"json": "WorkingDir"})
+    user: str = ""
+    hostname: str = ""
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privileges: bool = False
+    init: bool = False
+    stop_signal: str = ""
+    stop_grace_period_s: float = field(default=10.0, metadata={"json": "StopTimeout"})
+    network: str = field(default="none", metadata={"json": "NetworkMode"})
+    healthcheck: Healthcheck | None = None
+    log_config: LogConfig = field(default_factory=LogConfig)
+    rootfs: str = ""
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ContainerSpec":
+        return from_json(cls, data, "ContainerSpec")
+
+
+@dataclass
+class ContainerState:
+    """Docker's ``State`` object. ``status`` is created, running, exited or removing."""
+
+    status: str = "created"
+    running: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = field(default=False, metadata={"json": "OOMKilled"})
+    error: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass
+class ContainerInfo:
+    """What ``inspect`` returns: identity, the spec as given, the resolved image and the state."""
+
+    id: str
+    name: str
+    created: str
+    image: str
+    image_id: str
+    state: ContainerState
+    config: ContainerSpec
+    log_path: str = ""
+
+
+@dataclass
+class VolumeInfo:
+    """A named local volume (Docker's fields)."""
+
+    name: str
+    mountpoint: str
+    created_at: str
+    driver: str = "local"
+    labels: dict[str, str] = field(default_factory=dict)
+    in_use_by: list[str] = field(default_factory=list, metadata={"json": "UsedBy"})
+
+
+@dataclass
+class ExecResult:
+    """Outcome of a command run inside a container (output is capped by the server)."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class ContainerStats:
+    """Cgroup figures for one container (Docker's stats, flattened)."""
+
+    id: str
+    cpu_usage_ns: int = 0
+    memory_usage_bytes: int = 0
+    memory_limit_bytes: int = 0
+    pids_current: int = 0
+    pids_limit: int = 0
+    read: str = ""
+
+
+def signal_number(name: str | int) -> int:
+    """Map ``SIGTERM``/``TERM``/``15`` to 15; raise InvalidArgument for anything else."""
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        num = int(name)
+        if 0 < num < signal.NSIG:
+            return num
+        raise InvalidArgument(f"invalid signal {name!r}")
+    text = str(name).upper()
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(getattr(signal.Signals, text))
+    except AttributeError:
+        raise InvalidArgument(f"invalid signal {name!r}") from None
+
+
+def validate_spec(spec: ContainerSpec) -> None:
+    """Check what needs no I/O; raise InvalidArgument naming the first bad field."""
+    if not spec.image and not spec.rootfs:
+        raise InvalidArgument("ContainerSpec.Image: an image reference is required")
+    if spec.rootfs and not spec.rootfs.startswith("/"):
+        raise InvalidArgument(f"ContainerSpec.Rootfs: {spec.rootfs!r} is not an absolute path")
+    for entry in spec.env:
+        if "=" not in entry or entry.startswith("="):
+            raise InvalidArgument(f"ContainerSpec.Env: {entry!r} is not NAME=VALUE")
+    r = spec.resources
+    if r.memory_bytes < 0 or (0 < r.memory_bytes < MIN_MEMORY_BYTES):
+        raise InvalidArgument(
+            f"Resources.Memory: {r.memory_bytes} bytes is impossible; the minimum memory limit is 6MiB")
+    if r.memory_reservation_bytes < 0 or (r.memory_bytes and r.memory_reservation_bytes > r.memory_bytes):
+        raise InvalidArgument("Resources.MemoryReservation: must be between 0 and the memory limit")
+    if r.nano_cpus < 0 or (0 < r.nano_cpus < 10_000_000):
+        raise InvalidArgument(f"Resources.NanoCpus: {r.nano_cpus} is below the minimum of 0.01 CPU")
+    if r.cpu_shares < 0 or r.pids_limit < -1:
+        raise InvalidArgument("Resources: CpuShares and PidsLimit must not be negative")
+    if spec.stop_signal:
+        signal_number(spec.stop_signal)
+    if spec.stop_grace_period_s < 0:
+        raise InvalidArgument("ContainerSpec.StopTimeout: must not be negative")
+    if len(spec.hostname) > 64:
+        raise InvalidArgument("ContainerSpec.Hostname: longer than 64 characters")
+    if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
+        raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
+    targets = set()
+    for i, m in enumerate(spec.mounts):
+        where = f"ContainerSpec.Mounts[{i}]"
+        if m.type not in ("bind", "volume", "tmpfs"):
+            raise InvalidArgument(f"{where}.Type: {m.type!r} is not bind, volume or tmpfs")
+        if not m.target.startswith("/") or ".." in m.target.split("/"):
+            raise InvalidArgument(f"{where}.Target: {m.target!r} must be an absolute path without '..'")
+        if m.target in targets:
+            raise InvalidArgument(f"{where}.Target: duplicate mount point {m.target}")
+        targets.add(m.target)
+        if m.type == "bind" and not m.source.startswith("/"):
+            raise InvalidArgument(f"{where}.Source: bind source {m.source!r} is not an absolute path")
+        if m.type == "volume" and (not m.source or "/" in m.source or m.source.startswith(".")):
+            raise InvalidArgument(f"{where}.Source: {m.source!r} is not a valid volume name")
+        if m.type == "tmpfs" and (m.source or m.tmpfs_size_bytes < 0):
+            raise InvalidArgument(f"{where}: tmpfs takes no Source and a size of 0 or more bytes")

@@ -1,0 +1,377 @@
+"""Node-local, Docker-shaped commands that talk to this node's shoal-runtimed:
+``shoal run``, ``shoal ps``, ``shoal container ls|inspect|logs|exec|stop|kill|rm|stats``,
+``shoal volume create|ls|inspect|rm``.
+
+The runtimed socket comes from SHOAL_RUNTIME_HOST, else ``runtimed.sock`` beside the shoald socket
+(``-H``/SHOAL_HOST), else /run/shoal/runtimed.sock. Exit codes follow docker: ``run`` passes the
+container's code through, 125 when the runtime refused, 126/127 when the command cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import click
+
+from shoal.cli.output import parse_duration, print_json_array, print_json_lines, print_table
+
+UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(run)
+    cli.add_command(container)
+    cli.add_command(container_ls, "ps")
+    cli.add_command(volume)
+
+
+def parse_bytes(text: str) -> int:
+    """Docker's sizes: ``512``, ``64m``, ``1g``, ``10kb`` (binary units)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
+    if not m:
+        raise click.BadParameter(f"invalid size {text!r} (examples: 64m, 1g)")
+    return int(float(m.group(1)) * UNITS[m.group(2)])
+
+
+def _client(ctx: click.Context):
+    from agent_runtime.api import RuntimeClient, default_socket
+    host = getattr(ctx.find_root().obj, "host", None)
+    if not os.environ.get("SHOAL_RUNTIME_HOST") and host:
+        path = host[len("unix://"):] if host.startswith("unix://") else host
+        return RuntimeClient(os.path.join(os.path.dirname(path), "runtimed.sock"))
+    return RuntimeClient(default_socket())
+
+
+def _fail(exc: Exception, code: int = 1) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(code)
+
+
+def _calling(fn, *args, code: int = 1, **kwargs):
+    from agent_runtime.api import ShoalRuntimeError
+    try:
+        return fn(*args, **kwargs)
+    except ShoalRuntimeError as exc:
+        _fail(exc, code)
+
+
+def parse_volume(text: str):
+    """``-v SRC:DST[:ro]``: an absolute SRC is a bind mount, anything else a named volume."""
+    from agent_runtime.api import Mount
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise click.BadParameter(f"invalid volume spec {text!r}: use SRC:DST[:ro]")
+    src, dst = parts[0], parts[1]
+    read_only = len(parts) == 3 and parts[2] == "ro"
+    return Mount(type="bind" if src.startswith("/") else "volume", source=src, target=dst, read_only=read_only)
+
+
+def parse_tmpfs(text: str):
+    """``--tmpfs /path[:size=64m,mode=1777]``."""
+    from agent_runtime.api import Mount
+    target, _, opts = text.partition(":")
+    mount = Mount(type="tmpfs", target=target)
+    for opt in filter(None, opts.split(",")):
+        key, _, value = opt.partition("=")
+        if key == "size":
+            mount.tmpfs_size_bytes = parse_bytes(value)
+        elif key == "mode":
+            mount.tmpfs_mode = int(value, 8)
+        elif key == "ro":
+            mount.read_only = True
+        else:
+            raise click.BadParameter(f"unknown tmpfs option {key!r} in {text!r}")
+    return mount
+
+
+def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timestamps: bool = False) -> None:
+    for rec in client.logs(ref, follow=follow, tail=tail, since=since):
+        out = sys.stdout if rec.stream == "stdout" else sys.stderr
+        out.write((rec.time + " " if timestamps else "") + rec.log)
+        out.flush()
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID")
+@click.option("--name", default="")
+@click.option("-e", "--env", multiple=True, help="NAME=VALUE")
+@click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m)")
+@click.option("--memory-reservation", default=None)
+@click.option("--cpus", type=float, default=None, help="CPUs (e.g. 0.5)")
+@click.option("--cpu-shares", type=int, default=0)
+@click.option("--pids-limit", type=int, default=0)
+@click.option("-v", "--volume", "volumes", multiple=True, help="SRC:DST[:ro]")
+@click.option("--tmpfs", multiple=True, help="/path[:size=64m]")
+@click.option("--network", default="none", help="none, host, or a network namespace (name or path)")
+@click.option("--init", is_flag=True, help="Run an init as pid 1 that reaps zombies")
+@click.option("--cap-add", multiple=True)
+@click.option("--cap-drop", multiple=True)
+@click.option("--privileged", is_flag=True)
+@click.option("--security-opt", multiple=True, help="no-new-privileges")
+@click.option("-u", "--user", default="")
+@click.option("-w", "--workdir", default="")
+@click.option("--hostname", default="")
+@click.option("--entrypoint", default=None)
+@click.option("--stop-signal", default="")
+@click.option("--stop-timeout", type=float, default=10.0)
+@click.option("-l", "--label", multiple=True, help="KEY=VALUE")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
+        tmpfs, network, init, cap_add, cap_drop, privileged, security_opt, user, workdir, hostname,
+        entrypoint, stop_signal, stop_timeout, label, image, command) -> None:
+    """Run a command in a new container on this node."""
+    from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
+    spec = ContainerSpec(
+        image=image, command=list(command), entrypoint=[entrypoint] if entrypoint is not None else None,
+        env=list(env), workdir=workdir, user=user, hostname=hostname, name=name,
+        labels=dict(item.partition("=")[::2] for item in label),
+        mounts=[parse_volume(v) for v in volumes] + [parse_tmpfs(t) for t in tmpfs],
+        resources=Resources(nano_cpus=int(cpus * 1e9) if cpus else 0,
+                            memory_bytes=parse_bytes(memory) if memory else 0,
+                            memory_reservation_bytes=parse_bytes(memory_reservation) if memory_reservation else 0,
+                            pids_limit=pids_limit, cpu_shares=cpu_shares),
+        cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
+        no_new_privileges=any(o.replace("=true", "") == "no-new-privileges" for o in security_opt),
+        init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network)
+    client = _client(ctx)
+    cid = _calling(client.create, spec, code=125)
+    try:
+        client.start(cid)
+    except ShoalRuntimeError as exc:
+        code = client.inspect(cid).state.exit_code or 125
+        if remove:
+            _calling(client.remove, cid, force=True)
+        _fail(exc, code if code in (126, 127) else 125)
+    if detach:
+        click.echo(cid)
+        return
+    try:
+        _stream(client, cid)
+        result = client.wait(cid)
+    except KeyboardInterrupt:
+        client.stop(cid)
+        result = client.wait(cid)
+    if remove:
+        _calling(client.remove, cid, force=True)
+    sys.exit(result.status_code)
+
+
+@click.group()
+def container() -> None:
+    """Manage containers on this node."""
+
+
+def _summary(c) -> dict:
+    """The fields ``docker ps --format json`` prints."""
+    st = c.state
+    if st.status == "running":
+        status = f"Up since {st.started_at[:19]}"
+    elif st.status == "exited":
+        status = f"Exited ({st.exit_code}) {st.finished_at[:19]}" + (" OOMKilled" if st.oom_killed else "")
+    else:
+        status = st.status.capitalize()
+    cmd = (c.config.entrypoint or []) + c.config.command
+    return {"ID": c.id[:12], "Image": c.image, "Command": " ".join(cmd), "CreatedAt": c.created[:19],
+            "Status": status, "State": st.status, "Names": c.name,
+            "Labels": ",".join(f"{k}={v}" for k, v in c.config.labels.items())}
+
+
+@container.command("ls")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--format", "fmt", default="", help="json")
+@click.pass_context
+def container_ls(ctx, all_, quiet, fmt) -> None:
+    """List containers."""
+    rows = [_summary(c) for c in _calling(_client(ctx).list, all=all_)]
+    if quiet:
+        for r in rows:
+            click.echo(r["ID"])
+    elif fmt == "json":
+        print_json_lines(rows)
+    else:
+        print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+                    [[r["ID"], r["Image"], r["Command"][:30], r["CreatedAt"], r["Status"], r["Names"]] for r in rows])
+
+
+@container.command("inspect")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_inspect(ctx, refs) -> None:
+    """Show low-level information on containers as a JSON array."""
+    from agent_runtime.spec import to_json
+    client = _client(ctx)
+    print_json_array([to_json(_calling(client.inspect, ref)) for ref in refs])
+
+
+@container.command("logs")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("--tail", default="all")
+@click.option("--since", default=None, help="Unix time, RFC 3339 time, or a duration such as 10m")
+@click.option("-t", "--timestamps", is_flag=True)
+@click.argument("ref")
+@click.pass_context
+def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
+    """Fetch the logs of a container."""
+    if since and not re.fullmatch(r"[\d.]+", since) and "T" not in since:
+        since = str(time.time() - parse_duration(since))
+    from agent_runtime.api import ShoalRuntimeError
+    try:
+        _stream(_client(ctx), ref, follow=follow, tail=None if tail == "all" else int(tail), since=since,
+                timestamps=timestamps)
+    except ShoalRuntimeError as exc:
+        _fail(exc)
+
+
+@container.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-e", "--env", multiple=True)
+@click.option("-u", "--user", default="")
+@click.option("-w", "--workdir", default="")
+@click.argument("ref")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def container_exec(ctx, env, user, workdir, ref, command) -> None:
+    """Run a command in a running container (output is printed when it finishes)."""
+    from agent_runtime.api import InvalidArgument, ShoalRuntimeError
+    try:
+        result = _client(ctx).exec(ref, list(command), env=list(env), user=user, workdir=workdir)
+    except InvalidArgument as exc:
+        _fail(exc, 127 if "not found" in str(exc) else 126)
+    except ShoalRuntimeError as exc:
+        _fail(exc, 126)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.exit(result.exit_code)
+
+
+@container.command("stop")
+@click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_stop(ctx, timeout, refs) -> None:
+    """Stop running containers (stop signal, grace period, then SIGKILL)."""
+    client = _client(ctx)
+    for ref in refs:
+        _calling(client.stop, ref, timeout)
+        click.echo(ref)
+
+
+@container.command("kill")
+@click.option("-s", "--signal", "sig", default="SIGKILL")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_kill(ctx, sig, refs) -> None:
+    """Send a signal to containers."""
+    client = _client(ctx)
+    for ref in refs:
+        _calling(client.kill, ref, sig)
+        click.echo(ref)
+
+
+@container.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Kill and remove a running container")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_rm(ctx, force, refs) -> None:
+    """Remove containers."""
+    client = _client(ctx)
+    for ref in refs:
+        _calling(client.remove, ref, force=force)
+        click.echo(ref)
+
+
+def _stats_row(s, name: str, prev=None, dt: float = 0.0) -> list[str]:
+    cpu = "--"
+    if prev is not None and dt > 0:
+        cpu = f"{(s.cpu_usage_ns - prev.cpu_usage_ns) / (dt * 1e9) * 100:.2f}%"
+    limit = f"{s.memory_limit_bytes / 2**20:.1f}MiB" if s.memory_limit_bytes else "unlimited"
+    return [s.id[:12], name, cpu, f"{s.memory_usage_bytes / 2**20:.2f}MiB / {limit}", str(s.pids_current)]
+
+
+@container.command("stats")
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit")
+@click.option("--format", "fmt", default="")
+@click.argument("refs", nargs=-1)
+@click.pass_context
+def container_stats(ctx, no_stream, fmt, refs) -> None:
+    """Show CPU, memory and pids use of running containers."""
+    from agent_runtime.spec import to_json
+    client = _client(ctx)
+    names = {c.id: c.name for c in _calling(client.list)}
+    ids = [client.inspect(r).id for r in refs] if refs else list(names)
+    prev, t_prev = {}, 0.0
+    while True:
+        now = time.monotonic()
+        samples = [_calling(client.stats, i) for i in ids]
+        if fmt == "json":
+            print_json_lines([to_json(s) for s in samples])
+        elif not no_stream or prev:
+            print_table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"],
+                        [_stats_row(s, names.get(s.id, ""), prev.get(s.id), now - t_prev) for s in samples])
+        if no_stream and (prev or fmt == "json"):
+            return
+        prev, t_prev = {s.id: s for s in samples}, now
+        time.sleep(0.5 if no_stream else 1.0)
+
+
+@click.group()
+def volume() -> None:
+    """Manage named volumes on this node."""
+
+
+def _volume_row(v) -> dict:
+    return {"Driver": v.driver, "Name": v.name, "Mountpoint": v.mountpoint, "CreatedAt": v.created_at,
+            "Labels": ",".join(f"{k}={val}" for k, val in v.labels.items()), "Scope": "local"}
+
+
+@volume.command("create")
+@click.option("-l", "--label", multiple=True)
+@click.argument("name")
+@click.pass_context
+def volume_create(ctx, label, name) -> None:
+    """Create a named volume."""
+    v = _calling(_client(ctx).volume_create, name, dict(item.partition("=")[::2] for item in label))
+    click.echo(v.name)
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--format", "fmt", default="")
+@click.pass_context
+def volume_ls(ctx, quiet, fmt) -> None:
+    """List volumes."""
+    rows = [_volume_row(v) for v in _calling(_client(ctx).volumes)]
+    if quiet:
+        for r in rows:
+            click.echo(r["Name"])
+    elif fmt == "json":
+        print_json_lines(rows)
+    else:
+        print_table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in rows])
+
+
+@volume.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def volume_inspect(ctx, names) -> None:
+    """Show volumes as a JSON array."""
+    from agent_runtime.spec import to_json
+    client = _client(ctx)
+    print_json_array([to_json(_calling(client.volume_inspect, n)) for n in names])
+
+
+@volume.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def volume_rm(ctx, names) -> None:
+    """Remove volumes no container uses."""
+    client = _client(ctx)
+    for n in names:
+        _calling(client.volume_remove, n)
+        click.echo(n)
