@@ -1,0 +1,2 @@
+"""The worker role of every node: a session with the leader's dispatcher, and (through
+agent_runtime.api) the tasks it is assigned."""

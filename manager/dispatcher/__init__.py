@@ -1,0 +1,5 @@
+"""The dispatcher: the leader's end of every node's session (heartbeats, liveness)."""
+
+from manager.dispatcher.dispatcher import Dispatcher, DEFAULT_HEARTBEAT_PERIOD, GRACE_MULTIPLIER
+
+__all__ = ["Dispatcher", "DEFAULT_HEARTBEAT_PERIOD", "GRACE_MULTIPLIER"]

@@ -1,0 +1,158 @@
+"""ControlAPI: the cluster half of what the shoal CLI calls.
+
+Methods take a request message and return a response message, or raise
+``ControlError`` with a code ("not_found", "invalid", "conflict", "precondition",
+"unavailable") that the daemon's gRPC edge turns into a status code. Reads come from
+this manager's store view; writes are proposed through Raft from whichever manager
+the CLI talks to.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from manager.ca import JoinTokens
+from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
+from manager.membership.roles import DemotionRefused, check_demotion
+from manager.state import Kind, StoreError, VersionConflict
+from proto import control_pb2, objects_pb2
+
+log = logging.getLogger(__name__)
+
+
+class ControlError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
+    out = objects_pb2.Cluster()
+    out.CopyFrom(cluster)
+    out.root_ca.ClearField("ca_key")
+    out.ClearField("raft_password")
+    out.ClearField("encryption_key")
+    return out
+
+
+class ControlAPI:
+    """All methods run on the manager's asyncio loop."""
+
+    def __init__(self, store, raft):
+        self._store = store
+        self._raft = raft
+
+    # -- helpers ---------------------------------------------------------------
+    def _raft_view(self) -> tuple[str | None, set[str]]:
+        status = self._raft.status()
+        reachable = {m.addr for m in status.members if m.reachable} | {status.self_addr}
+        return status.leader_addr, reachable
+
+    def _decorate(self, node: objects_pb2.Node) -> objects_pb2.Node:
+        leader, reachable = self._raft_view()
+        return decorate_manager_status(node, leader, reachable)
+
+    def _lookup(self, ref: str) -> objects_pb2.Node:
+        try:
+            return resolve_node(self._store.view().nodes(), ref)
+        except NodeLookupError as err:
+            raise ControlError("not_found" if err.not_found else "invalid", str(err)) from err
+
+    async def _write(self, fn, what: str):
+        try:
+            return await self._store.update(fn)
+        except VersionConflict as err:
+            raise ControlError("conflict", f"{what}: update out of sequence ({err}); read it again and retry") from err
+        except StoreError as err:
+            raise ControlError("unavailable", f"{what}: {err}") from err
+
+    # -- nodes -------------------------------------------------------------------
+    async def list_nodes(self, request: control_pb2.ListNodesRequest) -> control_pb2.ListNodesResponse:
+        nodes = [self._decorate(n) for n in self._store.view().nodes() if node_matches(n, dict(request.filters))]
+        nodes.sort(key=lambda n: (n.description.hostname, n.id))
+        return control_pb2.ListNodesResponse(nodes=nodes)
+
+    async def get_node(self, request: control_pb2.GetNodeRequest) -> control_pb2.GetNodeResponse:
+        return control_pb2.GetNodeResponse(node=self._decorate(self._lookup(request.node_id)))
+
+    async def update_node(self, request: control_pb2.UpdateNodeRequest) -> control_pb2.UpdateNodeResponse:
+        node = self._lookup(request.node_id)
+        if request.version and request.version != node.meta.version:
+            raise ControlError("conflict", f"update node {node.id}: update out of sequence "
+                                           f"(version {request.version}, current {node.meta.version})")
+        if request.spec.desired_role == objects_pb2.WORKER and node.role == objects_pb2.MANAGER:
+            leader, reachable = self._raft_view()
+            try:
+                check_demotion(self._store.view().nodes(), node.id, reachable)
+            except DemotionRefused as err:
+                raise ControlError("precondition", str(err)) from err
+        for key in request.spec.annotations.labels:
+            if not key or "=" in key:
+                raise ControlError("invalid", f"update node {node.id}: invalid label key {key!r}")
+
+        def fn(tx):
+            current = tx.get(Kind.NODE, node.id)
+            if current is None:
+                raise ControlError("not_found", f"node {node.id} not found")
+            new = objects_pb2.Node()
+            new.CopyFrom(current)
+            new.spec.CopyFrom(request.spec)
+            if new != current:
+                tx.update(new)
+            return new.id
+
+        await self._write(fn, f"update node {node.id}")
+        return control_pb2.UpdateNodeResponse(node=self._decorate(self._store.view().get(Kind.NODE, node.id)))
+
+    async def remove_node(self, request: control_pb2.RemoveNodeRequest) -> control_pb2.RemoveNodeResponse:
+        node = self._lookup(request.node_id)
+        label = f"{node.description.hostname} ({node.id})"
+        if node.role == objects_pb2.MANAGER or node.spec.desired_role == objects_pb2.MANAGER:
+            raise ControlError("precondition",
+                               f"node {label} is a cluster manager and is a member of the raft cluster; "
+                               "it must be demoted to worker before removal")
+        if node.status.state == objects_pb2.NodeStatus.READY and not request.force:
+            raise ControlError("precondition",
+                               f"node {label} is not down and can't be removed; "
+                               "stop it first or use --force")
+
+        def fn(tx):
+            current = tx.get(Kind.NODE, node.id)
+            if current is not None:
+                tx.delete(current)
+
+        await self._write(fn, f"remove node {node.id}")
+        log.info("node %s removed", node.id)
+        return control_pb2.RemoveNodeResponse()
+
+    # -- cluster -------------------------------------------------------------------
+    async def get_cluster(self, request=None) -> control_pb2.GetClusterResponse:
+        cluster = self._store.view().cluster()
+        if cluster is None:
+            raise ControlError("unavailable", "the swarm has no cluster object yet")
+        return control_pb2.GetClusterResponse(cluster=_public_cluster(cluster))
+
+    async def update_cluster(self, request: control_pb2.UpdateClusterRequest) -> control_pb2.UpdateClusterResponse:
+        if request.spec.dispatcher.heartbeat_period < 0:
+            raise ControlError("invalid", "update cluster: dispatcher heartbeat period must be positive")
+
+        def fn(tx):
+            current = tx.view.cluster()
+            if request.version and request.version != current.meta.version:
+                raise ControlError("conflict", f"update cluster: update out of sequence "
+                                               f"(version {request.version}, current {current.meta.version})")
+            new = objects_pb2.Cluster()
+            new.CopyFrom(current)
+            if request.HasField("spec"):
+                new.spec.CopyFrom(request.spec)
+            tokens = JoinTokens(new.root_ca.join_tokens.worker, new.root_ca.join_tokens.manager)
+            for role, wanted in (("worker", request.rotate_worker_token), ("manager", request.rotate_manager_token)):
+                if wanted:
+                    tokens = tokens.rotate(role)
+            new.root_ca.join_tokens.worker = tokens.worker
+            new.root_ca.join_tokens.manager = tokens.manager
+            if new != current:
+                tx.update(new)
+
+        await self._write(fn, "update cluster")
+        return control_pb2.UpdateClusterResponse(cluster=_public_cluster(self._store.view().cluster()))

@@ -1,0 +1,186 @@
+"""The dispatcher (leader only): one session per node, heartbeats and liveness.
+
+Nodes open a ``Session`` stream on the leader and send ``Heartbeat`` calls every
+``heartbeat_period`` seconds. The leader marks a node READY when its session opens
+and DOWN when it misses heartbeats for ``GRACE_MULTIPLIER × period``. Store writes
+happen only on transitions, never per heartbeat. On a follower every call is refused
+with FAILED_PRECONDITION and the leader's address, so agents follow the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import grpc
+
+from manager import grpcutil
+from manager.changes import ChangeSignal
+from manager.dispatcher.liveness import expired_nodes
+from manager.state import Kind
+from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT_PERIOD = 5.0
+GRACE_MULTIPLIER = 3.0
+
+
+class Leadership(Protocol):
+    def is_leader(self) -> bool: ...
+    def leader_addr(self) -> str | None: ...
+
+
+@dataclass
+class _Session:
+    session_id: str
+    node_id: str
+    last_heartbeat: float
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def heartbeat_period(cluster: objects_pb2.Cluster | None) -> float:
+    if cluster is not None and cluster.spec.dispatcher.heartbeat_period > 0:
+        return cluster.spec.dispatcher.heartbeat_period
+    return DEFAULT_HEARTBEAT_PERIOD
+
+
+class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
+    """Serves the Dispatcher gRPC service; ``run()`` is the leader-only liveness loop.
+
+    All methods run on the manager's asyncio loop.
+    """
+
+    def __init__(self, store, leadership: Leadership, authorize, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._leadership = leadership
+        self._authorize = authorize
+        self._clock = clock
+        self._sessions: dict[str, _Session] = {}
+        self._last_seen: dict[str, float] = {}
+        self._leader_since = clock()
+
+    # -- gRPC ------------------------------------------------------------------
+    async def Session(self, request, context):
+        ident = await self._authorize(context, "swarm-worker", "swarm-manager")
+        if not self._leadership.is_leader():
+            await grpcutil.abort_not_leader(context, self._leadership.leader_addr(), "session")
+        node_id = ident.node_id
+        if self._store.view().get(Kind.NODE, node_id) is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"node {node_id} is not a member of this swarm (it was removed)")
+        addr = grpcutil.peer_host(context)
+        await self._mark_ready(node_id, request.description, addr)
+        session = _Session(secrets.token_hex(12), node_id, self._clock())
+        old = self._sessions.get(node_id)
+        if old is not None:
+            old.changed.set()  # the older stream sees it was replaced and ends
+        self._sessions[node_id] = session
+        self._last_seen[node_id] = session.last_heartbeat
+        log.info("session opened", extra={"node": node_id, "addr": addr})
+        changes = ChangeSignal(self._store, [Kind.NODE, Kind.CLUSTER])
+        try:
+            last = None
+            while True:
+                if self._sessions.get(node_id) is not session or not self._leadership.is_leader():
+                    return
+                message = self._session_message(session)
+                if message != last:
+                    yield message
+                    last = message
+                await changes.wait(timeout=1.0)
+        finally:
+            changes.close()
+            if self._sessions.get(node_id) is session:
+                del self._sessions[node_id]
+
+    async def Heartbeat(self, request, context):
+        ident = await self._authorize(context, "swarm-worker", "swarm-manager")
+        if not self._leadership.is_leader():
+            await grpcutil.abort_not_leader(context, self._leadership.leader_addr(), "heartbeat")
+        session = self._sessions.get(ident.node_id)
+        if session is None or session.session_id != request.session_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"heartbeat from node {ident.node_id}: session {request.session_id} is not current")
+        now = self._clock()
+        session.last_heartbeat = now
+        self._last_seen[ident.node_id] = now
+        node = self._store.view().get(Kind.NODE, ident.node_id)
+        if node is not None and node.status.state != objects_pb2.NodeStatus.READY:
+            await self._mark_ready(ident.node_id, None, node.status.addr)
+        return cluster_pb2.HeartbeatResponse(period=heartbeat_period(self._store.view().cluster()))
+
+    # -- leader loop -------------------------------------------------------------
+    async def run(self) -> None:
+        """Mark nodes down when they miss heartbeats. Runs while this manager leads."""
+        self._leader_since = self._clock()
+        self._last_seen.clear()
+        log.info("dispatcher started as leader")
+        try:
+            while True:
+                period = heartbeat_period(self._store.view().cluster())
+                await asyncio.sleep(min(period / 2, 0.5))
+                await self._expire(period)
+        finally:
+            for session in self._sessions.values():
+                session.changed.set()
+            self._sessions.clear()
+
+    async def _expire(self, period: float) -> None:
+        view = self._store.view()
+        expired = expired_nodes(view.nodes(), self._last_seen, self._leader_since,
+                                GRACE_MULTIPLIER * period, self._clock())
+        for item in expired:
+            log.warning("node down: %s", item.reason, extra={"node": item.node_id})
+            session = self._sessions.pop(item.node_id, None)
+            if session is not None:
+                session.changed.set()
+
+            def mark_down(tx, node_id=item.node_id, reason=item.reason):
+                node = tx.get(Kind.NODE, node_id)
+                if node is None or node.status.state != objects_pb2.NodeStatus.READY:
+                    return
+                new = objects_pb2.Node()
+                new.CopyFrom(node)
+                new.status.state = objects_pb2.NodeStatus.DOWN
+                new.status.message = reason
+                tx.update(new)
+
+            try:
+                await self._store.update_retry(mark_down)
+            except Exception as err:  # no quorum: try again next round
+                log.warning("could not mark node %s down: %s", item.node_id, err)
+
+    # -- helpers -----------------------------------------------------------------
+    async def _mark_ready(self, node_id: str, description, addr: str) -> None:
+        def fn(tx):
+            node = tx.get(Kind.NODE, node_id)
+            if node is None:
+                return
+            new = objects_pb2.Node()
+            new.CopyFrom(node)
+            new.status.state = objects_pb2.NodeStatus.READY
+            new.status.message = ""
+            if addr:
+                new.status.addr = addr
+            if description is not None and description.hostname:
+                new.description.CopyFrom(description)
+            if new != node:
+                tx.update(new)
+
+        await self._store.update_retry(fn)
+
+    def _session_message(self, session: _Session) -> cluster_pb2.SessionMessage:
+        view = self._store.view()
+        node = view.get(Kind.NODE, session.node_id)
+        managers = [cluster_pb2.WeightedPeer(node_id=n.id, addr=n.manager_status.addr)
+                    for n in view.nodes() if n.role == objects_pb2.MANAGER and n.manager_status.addr]
+        managers.sort(key=lambda p: p.addr)
+        return cluster_pb2.SessionMessage(
+            session_id=session.session_id, managers=managers,
+            role=node.role if node is not None else objects_pb2.WORKER,
+            heartbeat_period=heartbeat_period(view.cluster()))

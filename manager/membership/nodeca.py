@@ -1,0 +1,103 @@
+"""NodeCA: turns a join token and a CSR into a node certificate and a Node object.
+
+Any manager serves it; the new Node object is proposed through Raft like any write.
+Callers of IssueNodeCertificate have no certificate yet: the token is their credential.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import grpc
+
+from manager.ca import CAError, InvalidJoinToken, JoinTokens, RootCA, parse_join_token
+from manager.ids import new_id
+from manager.roles import ou_to_role, role_name, role_to_ou
+from manager.state import Kind
+from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
+from proto.ports import raft_addr
+
+log = logging.getLogger(__name__)
+
+
+def manager_addrs(view) -> list[str]:
+    return sorted(n.manager_status.addr for n in view.nodes()
+                  if n.role == objects_pb2.MANAGER and n.manager_status.addr)
+
+
+class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
+    def __init__(self, store, authorize, raft_members: Callable[[], list[str]],
+                 raft_password: bytes, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._authorize = authorize
+        self._raft_members = raft_members
+        self._raft_password = raft_password
+        self._clock = clock
+
+    def _root_ca(self) -> RootCA:
+        cluster = self._store.view().cluster()
+        return RootCA.load(cluster.root_ca.ca_cert, cluster.root_ca.ca_key)
+
+    async def IssueNodeCertificate(self, request, context):
+        cluster = self._store.view().cluster()
+        tokens = cluster.root_ca.join_tokens
+        try:
+            parse_join_token(request.token)
+        except InvalidJoinToken as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            ou = JoinTokens(tokens.worker, tokens.manager).role_for(request.token, cluster.root_ca.ca_digest)
+        except InvalidJoinToken as err:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+        role = ou_to_role(ou)
+        if ":" not in request.advertise_addr:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"join: advertise address {request.advertise_addr!r} must be HOST:PORT")
+        node_id = new_id()
+        host = request.advertise_addr.rsplit(":", 1)[0]
+        try:
+            cert = self._root_ca().sign_node_csr(request.csr, node_id, role_to_ou(role),
+                                                 datetime.now(timezone.utc), ip_sans=[host])
+        except CAError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join: {err}")
+        node = objects_pb2.Node(id=node_id, role=role)
+        node.spec.desired_role = role
+        node.spec.availability = request.availability
+        node.description.hostname = request.hostname
+        node.status.state = objects_pb2.NodeStatus.UNKNOWN
+        node.status.addr = host
+        if role == objects_pb2.MANAGER:
+            node.manager_status.addr = request.advertise_addr
+            node.manager_status.raft_addr = raft_addr(request.advertise_addr)
+        await self._store.update(lambda tx: tx.create(node))
+        log.info("node %s joined as %s (%s)", node_id, role_name(role), request.hostname)
+        view = self._store.view()
+        response = cluster_pb2.IssueNodeCertificateResponse(
+            node_id=node_id, role=role, certificate=cert + cluster.root_ca.ca_cert,
+            root_ca=cluster.root_ca.ca_cert, cluster_id=cluster.id, managers=manager_addrs(view))
+        if role == objects_pb2.MANAGER:
+            response.raft_password = self._raft_password
+            response.raft_peers.extend(self._raft_members())
+        return response
+
+    async def RenewCertificate(self, request, context):
+        ident = await self._authorize(context, "swarm-worker", "swarm-manager")
+        view = self._store.view()
+        node = view.get(Kind.NODE, ident.node_id)
+        if node is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"node {ident.node_id} is not a member of this swarm (it was removed)")
+        try:
+            cert = self._root_ca().sign_node_csr(request.csr, node.id, role_to_ou(node.role),
+                                                 datetime.now(timezone.utc), ip_sans=[node.status.addr] if node.status.addr else [])
+        except CAError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"renew certificate: {err}")
+        response = cluster_pb2.RenewCertificateResponse(
+            role=node.role, certificate=cert + view.cluster().root_ca.ca_cert)
+        if node.role == objects_pb2.MANAGER:
+            response.raft_password = self._raft_password
+            response.raft_peers.extend(self._raft_members())
+        return response

@@ -1,0 +1,444 @@
+"""RaftNode: the MemoryStore replicated by PySyncObj. The only module that imports pysyncobj.
+
+Hosting follows Patroni: every attribute and callback is set before ``SyncObj.__init__`` runs
+(it walks ``dir(self)`` and may call back at once), there is exactly one ``@replicated`` method and
+it applies a serialized StoreChange deterministically, and PySyncObj's callbacks are turned into
+asyncio futures with a deadline.
+
+Security: PySyncObj unpickles what peers send, so an open Raft port without a password would be
+remote code execution. The password is mandatory, and the node binds only to ``self_addr``
+(PySyncObj would otherwise listen on 0.0.0.0).
+
+Threads: PySyncObj runs on one tick thread that this class owns (``autoTick`` is off: the stock
+tick thread stops when the thread that built the SyncObj exits). Commands are applied, snapshots
+written and callbacks (``on_leader_change`` included) called on that thread. ``propose``,
+``add_member`` and the other coroutines are called from an asyncio loop.
+
+On disk, in ``data_dir``: ``raft.journal`` (+ ``.meta``; PySyncObj's log, term and vote),
+``raft.dump`` (the last log-compaction snapshot: our StoreSnapshot bytes, never a pickle) and
+``members.json`` (the current membership, used instead of ``peers`` on restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import SyncObjException
+
+from proto import store_pb2
+
+from . import raft_files
+from .errors import (NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown, ProposalTimeout,
+                     RaftConfigError)
+from .memory import ApplyResult, MemoryStore, Rejection
+from .store import MAX_CHANGE_BYTES, describe
+
+log = logging.getLogger(__name__)
+
+_LEADER_STATE = 2               # pysyncobj.syncobj._RAFT_STATE.LEADER
+_RETRY_PAUSE = 0.01
+_FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
+# Failures after which the change certainly did not commit, so proposing it again is safe.
+_NOT_COMMITTED = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED,
+                  FAIL_REASON.QUEUE_FULL}
+
+
+@dataclass(frozen=True)
+class RaftTimings:
+    """Timers, in seconds. The defaults elect a new leader within about a second of the old one
+    dying on a LAN (PySyncObj's own defaults take several).
+
+    ``election_min``/``election_max``: a follower that hears no leader for a random time in this
+    range starts an election. ``heartbeat``: the leader's append-entries period (< election_min/3).
+    ``leader_fallback``: a leader that hears from no majority for this long steps down.
+    ``connection_timeout``: a silent connection is dead (>= election_max). ``connection_retry``:
+    pause between reconnect attempts. ``tick``: the tick thread's longest sleep.
+    """
+
+    election_min: float = 0.3
+    election_max: float = 0.6
+    heartbeat: float = 0.075
+    leader_fallback: float = 1.0
+    connection_timeout: float = 1.2
+    connection_retry: float = 0.25
+    tick: float = 0.05
+
+
+@dataclass(frozen=True)
+class RaftMemberStatus:
+    """One Raft member as this node sees it; ``reachable`` is True for self."""
+
+    addr: str
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """This node's view of the cluster; ``leader_addr`` is None during an election."""
+
+    term: int
+    commit_index: int
+    last_applied: int
+    leader_addr: str | None
+    self_addr: str
+    is_leader: bool
+    has_quorum: bool
+    members: list[RaftMemberStatus] = field(default_factory=list)
+
+
+class RaftNode(SyncObj):
+    """A Raft member holding ``memory_store``; implements the Proposer protocol.
+
+    ``peers`` are the other members' ``host:port`` (ignored when ``data_dir`` holds a membership
+    from an earlier run). ``on_leader_change(is_leader)`` is called on the tick thread when this
+    node gains or loses leadership. Raises RaftConfigError for an empty password, a malformed or
+    wildcard address, or a port that cannot be bound.
+    """
+
+    def __init__(self, self_addr: str, peers: list[str], data_dir: Path, password: bytes | str,
+                 memory_store: MemoryStore,
+                 on_leader_change: Callable[[bool], None] | None = None, *,
+                 timings: RaftTimings = RaftTimings(),
+                 compaction_min_entries: int = 5000, compaction_min_time: float = 300.0,
+                 bind_attempts: int = 5) -> None:
+        if not password:
+            raise RaftConfigError(f"raft node {self_addr}: a password is required (PySyncObj "
+                                  "unpickles peer messages; an open port would run any code)")
+        raft_files.check_addr(self_addr, "raft address")
+        for peer in peers:
+            raft_files.check_addr(peer, "raft peer address")
+        # Everything PySyncObj may touch from __init__ onwards is set first (Patroni's rule).
+        self.self_addr = self_addr
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._memory_store = memory_store
+        self._on_leader_change = on_leader_change
+        self._timings = timings
+        self._stopping = threading.Event()
+        self._tick_thread: threading.Thread | None = None
+        self._members_file = self.data_dir / "members.json"
+        self._dump_file = self.data_dir / "raft.dump"
+        remembered = raft_files.load_members(self._members_file, self_addr)
+        if remembered is not None and set(remembered) != set(peers) | {self_addr}:
+            log.info("raft %s: using the membership saved in %s (%s) instead of peers %s",
+                     self_addr, self._members_file, ", ".join(remembered), ", ".join(peers))
+        members = remembered if remembered is not None else sorted(set(peers) | {self_addr})
+        # Saved on the first tick when nothing was saved before.
+        self._persisted_members = frozenset(remembered or ())
+        conf = SyncObjConf(
+            password=password,
+            bindAddress=self_addr,
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            # One entry (<= 1.5 MiB) must fit one append-entries message: PySyncObj's chunked
+            # path for larger entries can mark the wrong chunk as the last.
+            appendEntriesBatchSizeBytes=MAX_CHANGE_BYTES + 512 * 1024,
+            dynamicMembershipChange=True,
+            commandsWaitLeader=False,
+            journalFile=str(self.data_dir / "raft.journal"),
+            fullDumpFile=str(self._dump_file),
+            serializer=self._write_dump,
+            deserializer=self._read_dump,
+            logCompactionMinEntries=compaction_min_entries,
+            logCompactionMinTime=compaction_min_time,
+            raftMinTimeout=timings.election_min,
+            raftMaxTimeout=timings.election_max,
+            appendEntriesPeriod=timings.heartbeat,
+            leaderFallbackTimeout=timings.leader_fallback,
+            connectionTimeout=timings.connection_timeout,
+            connectionRetryTime=timings.connection_retry,
+            bindRetryTime=0.2,
+            maxBindRetries=bind_attempts,
+            onStateChanged=self._on_state_changed,
+        )
+        try:
+            super().__init__(self_addr, [m for m in members if m != self_addr], conf)
+        except SyncObjException as exc:
+            raise RaftConfigError(f"raft node {self_addr}: cannot listen on {self_addr} "
+                                  f"({exc.errorCode})") from exc
+        except AssertionError as exc:
+            raise RaftConfigError(f"raft node {self_addr}: inconsistent timings {timings}") from exc
+        self.addOnTickCallback(self._save_members_if_changed)
+        self._tick_thread = threading.Thread(target=self._run_ticks, name=f"raft-{self_addr}",
+                                             daemon=True)
+        self._tick_thread.start()
+        log.info("raft %s started (members %s, data %s)", self_addr, ", ".join(members), self.data_dir)
+
+    # -- the replicated state machine --------------------------------------------------------
+
+    @replicated
+    def _apply_store_change(self, data: bytes) -> ApplyResult:
+        """Apply one committed entry (a serialized StoreChange) to the MemoryStore; deterministic."""
+        try:
+            change = store_pb2.StoreChange.FromString(data)
+        except Exception as exc:  # DecodeError; must not stop the log, and must be the same everywhere
+            return ApplyResult(self._memory_store.version,
+                               Rejection("invalid", "", "", "apply", None, None,
+                                         f"raft entry is not a StoreChange: {type(exc).__name__}"))
+        return self._memory_store.apply(change)
+
+    def _write_dump(self, filename: str, raft_data: tuple) -> None:
+        """PySyncObj's serializer: the store snapshot plus the two log entries it must keep."""
+        last_entry, prev_entry, cluster = raft_data
+        raft_files.write_dump(filename, self._memory_store.snapshot(), last_entry, prev_entry,
+                              sorted(node.id for node in cluster))
+
+    def _read_dump(self, filename: str) -> tuple:
+        """PySyncObj's deserializer: restore the store, hand back the entries and the membership."""
+        snapshot, last_entry, prev_entry, members = raft_files.read_dump(filename)
+        self._memory_store.restore(snapshot)
+        log.info("raft %s: store restored from %s at log index %d", self.self_addr, filename,
+                 last_entry[1])
+        return last_entry, prev_entry, {TCPNode(addr) for addr in members}
+
+    # -- Proposer ----------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        """Whether this node believes it leads (two nodes may briefly both believe so)."""
+        return self._isLeader()
+
+    async def propose(self, change: store_pb2.StoreChange, timeout: float) -> ApplyResult:
+        """Commit ``change`` through Raft; return its ApplyResult once applied on this node.
+
+        Works on any member (followers forward to the leader). While no leader is reachable, or
+        after a failure that proves the change did not commit, it waits and tries again until the
+        deadline. Raises NoQuorum (no leader in time, nothing proposed), NotLeader (refused by a
+        deposed leader), ProposalOutcomeUnknown (the leader changed while it was in flight) or
+        ProposalTimeout (sent, no answer in time; it may still commit).
+        """
+        data = change.SerializeToString()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_failure: int | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._deadline_error(change, last_failure, timeout)
+            if not self._leader_reachable():
+                last_failure = FAIL_REASON.MISSING_LEADER
+                await asyncio.sleep(min(_RETRY_PAUSE * 2, remaining))
+                continue
+            future = self._submit(loop, lambda cb: self._apply_store_change(data, callback=cb))
+            try:
+                result, error = await asyncio.wait_for(future, remaining)
+            except TimeoutError:
+                raise ProposalTimeout(f"raft {self.self_addr}: no result within {timeout:.1f}s for "
+                                      f"{describe(change)}; it may still commit") from None
+            if error == FAIL_REASON.SUCCESS:
+                return result
+            if error not in _NOT_COMMITTED:
+                raise ProposalOutcomeUnknown(
+                    f"raft {self.self_addr}: {describe(change)}: {_FAIL_NAMES.get(error, error)} "
+                    "(the leader changed while the change was in flight); it may have committed")
+            last_failure = error
+            await asyncio.sleep(min(_RETRY_PAUSE, max(0.0, deadline - loop.time())))
+
+    def _deadline_error(self, change: store_pb2.StoreChange, failure: int | None,
+                        timeout: float) -> ProposalError:
+        what = f"raft {self.self_addr}: cannot commit {describe(change)} within {timeout:.1f}s"
+        if failure in (FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED):
+            return NotLeader(f"{what}: the leader it reached lost leadership")
+        if failure == FAIL_REASON.QUEUE_FULL:
+            return ProposalError(f"{what}: the raft command queue is full")
+        return NoQuorum(f"{what}: no reachable leader (quorum lost or election in progress)")
+
+    def _leader_reachable(self) -> bool:
+        leader = self._getLeader()
+        if leader is None:
+            return False
+        return leader == self.selfNode or self.isNodeConnected(leader)
+
+    @staticmethod
+    def _submit(loop: asyncio.AbstractEventLoop,
+                send: Callable[[Callable[[object, int], None]], None]) -> asyncio.Future:
+        """Call ``send(callback)`` and return a future resolved with (result, FAIL_REASON) on our loop."""
+        future: asyncio.Future = loop.create_future()
+
+        def settle(result: object, error: int) -> None:
+            if not future.done():
+                future.set_result((result, error))
+
+        def callback(result: object, error: int) -> None:   # runs on the tick thread
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                pass                                         # the caller's loop is gone
+
+        try:
+            send(callback)
+        except BlockingIOError:
+            pass    # queued; PySyncObj's wake-up pipe is full, so the tick thread is awake anyway
+        return future
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once a leader exists and this node has applied everything committed before now.
+
+        Commits an empty change (a read barrier) and waits until it is applied here. Raises
+        NoQuorum or ProposalTimeout after ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await self.propose(store_pb2.StoreChange(), max(0.001, deadline - loop.time()))
+                return
+            except ProposalOutcomeUnknown:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(_RETRY_PAUSE)
+
+    # -- status and membership ---------------------------------------------------------------
+
+    def status(self) -> RaftStatus:
+        """A snapshot of term, commit index, leader and members as this node sees them."""
+        for _ in range(5):
+            try:
+                raw = self.getStatus()
+                break
+            except RuntimeError:    # a dict changed size under us on the tick thread; try again
+                continue
+        else:
+            raw = self.getStatus()
+        members = [RaftMemberStatus(self.self_addr, True)]
+        prefix = "partner_node_status_server_"
+        for key, value in raw.items():
+            if key.startswith(prefix):
+                members.append(RaftMemberStatus(key[len(prefix):], value == 2))
+        members.sort(key=lambda m: m.addr)
+        leader = raw.get("leader")
+        return RaftStatus(term=raw["raft_term"], commit_index=raw["commit_idx"],
+                          last_applied=raw["last_applied"],
+                          leader_addr=str(leader) if leader is not None else None,
+                          self_addr=self.self_addr, is_leader=raw["state"] == _LEADER_STATE,
+                          has_quorum=raw["has_quorum"], members=members)
+
+    def member_addrs(self) -> list[str]:
+        """Current members (self included), as this node knows them."""
+        return sorted({node.id for node in self.otherNodes} | {self.self_addr})
+
+    async def add_member(self, addr: str, timeout: float = 10.0) -> None:
+        """Add ``addr`` to the cluster and return once that change has committed.
+
+        Idempotent: adding a member returns at once. Start the new node with the current
+        members as its ``peers``; it catches up from the leader (log or snapshot).
+        """
+        raft_files.check_addr(addr, "raft member address")
+        await self._change_membership("add", addr, timeout,
+                                      lambda cb: self.addNodeToCluster(addr, callback=cb))
+
+    async def remove_member(self, addr: str, timeout: float = 10.0) -> None:
+        """Remove ``addr`` from the cluster and return once that change has committed.
+
+        Idempotent. Call it on a node other than ``addr`` (a node cannot see its own removal
+        commit). To remove the leader, call ``transfer_leadership`` on it first.
+        """
+        raft_files.check_addr(addr, "raft member address")
+        if addr == self.self_addr:
+            raise RaftConfigError(f"raft {addr}: a member cannot remove itself; "
+                                  "call remove_member on another manager")
+        await self._change_membership("remove", addr, timeout,
+                                      lambda cb: self.removeNodeFromCluster(addr, callback=cb))
+
+    async def _change_membership(self, operation: str, addr: str, timeout: float,
+                                 send: Callable[[Callable[[object, int], None]], None]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        wanted = operation == "add"
+        failure: int | None = None
+        while loop.time() < deadline:
+            if (addr in self.member_addrs()) == wanted and failure is not None:
+                return      # an earlier attempt (or someone else) already made the change
+            if not self._leader_reachable():
+                failure = FAIL_REASON.MISSING_LEADER
+                await asyncio.sleep(_RETRY_PAUSE * 5)
+                continue
+            future = self._submit(loop, send)
+            try:
+                _, failure = await asyncio.wait_for(future, max(0.001, deadline - loop.time()))
+            except TimeoutError:
+                break
+            if failure == FAIL_REASON.SUCCESS:
+                log.info("raft %s: %s member %s committed", self.self_addr, operation, addr)
+                return
+            # REQUEST_DENIED: another membership change is pending, the leader's first entry is
+            # not committed yet, or the change is already made. All are worth another look.
+            await asyncio.sleep(_RETRY_PAUSE * 5)
+        raise ProposalTimeout(f"raft {self.self_addr}: cannot {operation} member {addr} within "
+                              f"{timeout:.1f}s (last failure: {_FAIL_NAMES.get(failure, failure)})")
+
+    async def transfer_leadership(self, timeout: float = 5.0) -> str:
+        """Hand leadership to the most caught-up follower; return the new leader's address."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            leader = self._getLeader()
+            if leader is not None and leader != self.selfNode and self._leader_reachable():
+                return str(leader)
+            if self._isLeader():
+                self._submit(loop, lambda cb: self.transferLeadership(callback=cb))
+            await asyncio.sleep(_RETRY_PAUSE * 5)
+        raise ProposalTimeout(f"raft {self.self_addr}: leadership not transferred within {timeout:.1f}s")
+
+    # -- the tick thread ---------------------------------------------------------------------
+
+    def _run_ticks(self) -> None:
+        period = self._timings.tick
+        while not self._stopping.is_set():
+            try:
+                self.doTick(period)
+            except Exception:
+                log.exception("raft %s: tick failed", self.self_addr)
+                self._stopping.wait(period)
+        try:
+            journal = getattr(self, "_SyncObj__raftLog", None)
+            if journal is not None:
+                journal.onOneSecondTimer()     # persist the commit index now, not within 1 s
+            self._doDestroy()
+        except Exception:
+            log.exception("raft %s: shutdown failed", self.self_addr)
+        log.info("raft %s stopped", self.self_addr)
+
+    def _on_state_changed(self, old_state: int, new_state: int) -> None:
+        if (old_state == _LEADER_STATE) == (new_state == _LEADER_STATE):
+            return
+        leading = new_state == _LEADER_STATE
+        log.info("raft %s: %s leadership", self.self_addr, "gained" if leading else "lost")
+        if self._on_leader_change is not None:
+            try:
+                self._on_leader_change(leading)
+            except Exception:
+                log.exception("raft %s: on_leader_change callback failed", self.self_addr)
+
+    def _save_members_if_changed(self) -> None:
+        members = frozenset(node.id for node in self.otherNodes) | {self.self_addr}
+        if members != self._persisted_members:
+            raft_files.save_members(self._members_file, self.self_addr, sorted(members))
+            self._persisted_members = members
+            log.info("raft %s: membership is now %s", self.self_addr, ", ".join(sorted(members)))
+
+    def destroy(self) -> None:
+        """Stop the tick thread, close connections and the journal. Blocks until done; idempotent."""
+        self._stopping.set()
+        thread = self._tick_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    async def close(self) -> None:
+        """``destroy`` without blocking the loop."""
+        await asyncio.to_thread(self.destroy)
+
+    def __repr__(self) -> str:
+        return f"RaftNode({self.self_addr!r}, data_dir={str(self.data_dir)!r})"
+
+
+def data_files(data_dir: Path) -> list[Path]:
+    """The files a RaftNode keeps in ``data_dir`` (for diagnostics and clean-up)."""
+    names = ("raft.journal", "raft.journal.meta", "raft.dump", "members.json")
+    return [Path(data_dir) / name for name in names if (Path(data_dir) / name).exists()]

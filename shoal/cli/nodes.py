@@ -1,0 +1,202 @@
+"""shoal node ls | inspect | update | promote | demote | rm."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.cli.output import print_json_array, print_json_lines, print_table, rfc3339
+
+_AVAILABILITY = {0: "Active", 1: "Pause", 2: "Drain"}
+_STATUS = {0: "Unknown", 1: "Down", 2: "Ready", 3: "Disconnected"}
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(node)
+
+
+@click.group()
+def node() -> None:
+    """Manage swarm nodes."""
+
+
+def _manager_status(n) -> str:
+    from proto import objects_pb2
+    if n.role != objects_pb2.MANAGER or not n.manager_status.raft_addr:
+        return ""
+    if n.manager_status.leader:
+        return "Leader"
+    return {objects_pb2.ManagerStatus.REACHABLE: "Reachable",
+            objects_pb2.ManagerStatus.UNREACHABLE: "Unreachable"}.get(n.manager_status.reachability, "Unknown")
+
+
+def node_summary(n, self_id: str) -> dict:
+    """The fields `docker node ls --format json` prints."""
+    return {"Availability": _AVAILABILITY.get(n.spec.availability, "Active"),
+            "EngineVersion": n.description.engine.engine_version,
+            "Hostname": n.description.hostname,
+            "ID": n.id,
+            "ManagerStatus": _manager_status(n),
+            "Self": n.id == self_id,
+            "Status": _STATUS.get(n.status.state, "Unknown"),
+            "TLSStatus": "Ready"}
+
+
+def node_inspect(n) -> dict:
+    """Docker's shape of `node inspect`."""
+    from proto import objects_pb2
+    out = {
+        "ID": n.id,
+        "Version": {"Index": n.meta.version},
+        "CreatedAt": rfc3339(n.meta.created_at),
+        "UpdatedAt": rfc3339(n.meta.updated_at),
+        "Spec": {"Labels": dict(n.spec.annotations.labels),
+                 "Role": "manager" if n.spec.desired_role == objects_pb2.MANAGER else "worker",
+                 "Availability": _AVAILABILITY.get(n.spec.availability, "Active").lower()},
+        "Description": {"Hostname": n.description.hostname,
+                        "Platform": {"Architecture": n.description.platform.architecture,
+                                     "OS": n.description.platform.os},
+                        "Resources": {"NanoCPUs": n.description.resources.nano_cpus,
+                                      "MemoryBytes": n.description.resources.memory_bytes},
+                        "Engine": {"EngineVersion": n.description.engine.engine_version}},
+        "Status": {"State": _STATUS.get(n.status.state, "Unknown").lower(), "Addr": n.status.addr},
+    }
+    if n.status.message:
+        out["Status"]["Message"] = n.status.message
+    if n.role == objects_pb2.MANAGER and n.manager_status.raft_addr:
+        out["ManagerStatus"] = {"Leader": n.manager_status.leader,
+                                "Reachability": _manager_status(n).lower() if not n.manager_status.leader
+                                else "reachable",
+                                "Addr": n.manager_status.addr}
+    return out
+
+
+def _self_id(client) -> str:
+    from proto import control_pb2
+    return client.call("Info", control_pb2.InfoRequest()).node_id
+
+
+def _get(client, ref: str):
+    from proto import control_pb2
+    return client.call("GetNode", control_pb2.GetNodeRequest(node_id=ref)).node
+
+
+@node.command("ls")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, role, label)")
+@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("-q", "--quiet", is_flag=True, help="Only display IDs")
+@click.pass_obj
+def node_ls(client, filters, fmt, quiet) -> None:
+    """List nodes in the swarm."""
+    from proto import control_pb2
+    request = control_pb2.ListNodesRequest()
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep:
+            raise click.BadParameter(f"bad format of filter {f!r} (expected name=value)")
+        request.filters[key] = value
+    nodes = client.call("ListNodes", request).nodes
+    if quiet:
+        for n in nodes:
+            click.echo(n.id)
+        return
+    self_id = _self_id(client)
+    summaries = [node_summary(n, self_id) for n in nodes]
+    if fmt == "json":
+        print_json_lines(summaries)
+        return
+    print_table(["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+                [[s["ID"] + (" *" if s["Self"] else ""), s["Hostname"], s["Status"], s["Availability"],
+                  s["ManagerStatus"], s["EngineVersion"]] for s in summaries])
+
+
+@node.command("inspect")
+@click.option("--format", "fmt", default="", help="Format output ('json', the default)")
+@click.argument("nodes", nargs=-1, required=True)
+@click.pass_obj
+def node_inspect_cmd(client, fmt, nodes) -> None:
+    """Display detailed information on one or more nodes ("self" is this node)."""
+    self_id = None
+    out = []
+    for ref in nodes:
+        if ref == "self":
+            self_id = self_id or _self_id(client)
+            ref = self_id
+        out.append(node_inspect(_get(client, ref)))
+    print_json_array(out)
+
+
+@node.command("update")
+@click.option("--availability", type=click.Choice(["active", "pause", "drain"]), default=None)
+@click.option("--label-add", multiple=True, help="Add or update a node label (key=value)")
+@click.option("--label-rm", multiple=True, help="Remove a node label if exists")
+@click.option("--role", type=click.Choice(["worker", "manager"]), default=None)
+@click.argument("node_ref")
+@click.pass_obj
+def node_update(client, availability, label_add, label_rm, role, node_ref) -> None:
+    """Update a node."""
+    n = _get(client, node_ref)
+    _update(client, n, availability=availability, label_add=label_add, label_rm=label_rm, role=role)
+    click.echo(n.id)
+
+
+def _update(client, n, availability=None, label_add=(), label_rm=(), role=None) -> None:
+    from proto import control_pb2, objects_pb2
+    spec = objects_pb2.NodeSpec()
+    spec.CopyFrom(n.spec)
+    if availability is not None:
+        spec.availability = {"active": 0, "pause": 1, "drain": 2}[availability]
+    for item in label_add:
+        key, _, value = item.partition("=")
+        if not key:
+            raise click.BadParameter(f"invalid label {item!r}: expected key=value", param_hint="--label-add")
+        spec.annotations.labels[key] = value
+    for key in label_rm:
+        if key not in spec.annotations.labels:
+            raise click.BadParameter(f"key {key} doesn't exist in node's labels", param_hint="--label-rm")
+        del spec.annotations.labels[key]
+    if role is not None:
+        spec.desired_role = objects_pb2.MANAGER if role == "manager" else objects_pb2.WORKER
+    client.call("UpdateNode", control_pb2.UpdateNodeRequest(node_id=n.id, version=n.meta.version, spec=spec))
+
+
+@node.command("promote")
+@click.argument("nodes", nargs=-1, required=True)
+@click.pass_obj
+def node_promote(client, nodes) -> None:
+    """Promote one or more nodes to manager in the swarm."""
+    from proto import objects_pb2
+    for ref in nodes:
+        n = _get(client, ref)
+        if n.spec.desired_role == objects_pb2.MANAGER:
+            click.echo(f"Node {ref} is already a manager.")
+            continue
+        _update(client, n, role="manager")
+        click.echo(f"Node {ref} promoted to a manager in the swarm.")
+
+
+@node.command("demote")
+@click.argument("nodes", nargs=-1, required=True)
+@click.pass_obj
+def node_demote(client, nodes) -> None:
+    """Demote one or more nodes from manager in the swarm."""
+    from proto import objects_pb2
+    for ref in nodes:
+        n = _get(client, ref)
+        if n.spec.desired_role == objects_pb2.WORKER:
+            click.echo(f"Node {ref} is already a worker.")
+            continue
+        _update(client, n, role="worker")
+        click.echo(f"Manager {ref} demoted in the swarm.")
+
+
+@node.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force remove a node from the swarm")
+@click.argument("nodes", nargs=-1, required=True)
+@click.pass_obj
+def node_rm(client, force, nodes) -> None:
+    """Remove one or more nodes from the swarm."""
+    from proto import control_pb2
+    for ref in nodes:
+        n = _get(client, ref)
+        client.call("RemoveNode", control_pb2.RemoveNodeRequest(node_id=n.id, force=force))
+        click.echo(ref)

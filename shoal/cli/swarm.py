@@ -1,0 +1,160 @@
+"""shoal swarm init | join | join-token | leave | update, and shoal info."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.cli.output import format_duration, parse_duration
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(swarm)
+    cli.add_command(info)
+
+
+@click.group()
+def swarm() -> None:
+    """Manage the swarm."""
+
+
+@swarm.command("init")
+@click.option("--advertise-addr", default="", help="Advertised address (format: <ip>[:port])")
+@click.option("--listen-addr", default="0.0.0.0:2377", show_default=True, help="Listen address (format: <ip>[:port])")
+@click.option("--dispatcher-heartbeat", default="5s", show_default=True, help="Dispatcher heartbeat period")
+@click.option("--default-addr-pool", multiple=True, help="Default address pool in CIDR format")
+@click.option("--default-addr-pool-mask-length", type=int, default=24, show_default=True,
+              help="Default address pool subnet mask length")
+@click.option("--label", "labels", multiple=True, help="Labels for this node (key=value)")
+@click.pass_obj
+def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, default_addr_pool,
+               default_addr_pool_mask_length, labels) -> None:
+    """Initialize a swarm with this node as its first manager."""
+    from proto import control_pb2
+    request = control_pb2.SwarmInitRequest(
+        listen_addr=listen_addr, advertise_addr=advertise_addr,
+        dispatcher_heartbeat=parse_duration(dispatcher_heartbeat),
+        default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
+        labels=dict(_kv(label) for label in labels))
+    response = client.call("SwarmInit", request)
+    addr = _info(client).remote_managers
+    where = addr[0] if addr else "<manager-ip>:2377"
+    click.echo(f"Swarm initialized: current node ({response.node_id}) is now a manager.\n")
+    click.echo("To add a worker to this swarm, run the following command:\n")
+    click.echo(f"    shoal swarm join --token {response.worker_token} {where}\n")
+    click.echo("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.")
+
+
+@swarm.command("join")
+@click.option("--token", required=True, help="Token for entry into the swarm")
+@click.option("--advertise-addr", default="", help="Advertised address (format: <ip>[:port])")
+@click.option("--listen-addr", default="0.0.0.0:2377", show_default=True, help="Listen address (format: <ip>[:port])")
+@click.option("--availability", default="active", type=click.Choice(["active", "pause", "drain"]),
+              show_default=True, help="Availability of the node")
+@click.argument("remote_addr")
+@click.pass_obj
+def swarm_join(client, token, advertise_addr, listen_addr, availability, remote_addr) -> None:
+    """Join a swarm as a node and/or manager."""
+    from proto import control_pb2, objects_pb2
+    response = client.call("SwarmJoin", control_pb2.SwarmJoinRequest(
+        remote_addr=remote_addr, join_token=token, listen_addr=listen_addr,
+        advertise_addr=advertise_addr, availability=availability), timeout=60)
+    role = "manager" if response.role == objects_pb2.MANAGER else "worker"
+    click.echo(f"This node joined a swarm as a {role}.")
+
+
+@swarm.command("join-token")
+@click.option("-q", "--quiet", is_flag=True, help="Only display token")
+@click.option("--rotate", is_flag=True, help="Rotate join token")
+@click.argument("role", type=click.Choice(["worker", "manager"]))
+@click.pass_obj
+def swarm_join_token(client, quiet, rotate, role) -> None:
+    """Manage join tokens."""
+    from proto import control_pb2
+    if rotate:
+        cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+        client.call("UpdateCluster", control_pb2.UpdateClusterRequest(
+            version=cluster.meta.version, spec=cluster.spec,
+            rotate_worker_token=role == "worker", rotate_manager_token=role == "manager"))
+        if not quiet:
+            click.echo(f"Successfully rotated {role} join token.\n")
+    cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+    token = getattr(cluster.root_ca.join_tokens, role)
+    if quiet:
+        click.echo(token)
+        return
+    managers = _info(client).remote_managers
+    where = managers[0] if managers else "<manager-ip>:2377"
+    click.echo(f"To add a {role} to this swarm, run the following command:\n")
+    click.echo(f"    shoal swarm join --token {token} {where}\n")
+
+
+@swarm.command("leave")
+@click.option("-f", "--force", is_flag=True, help="Force this node to leave the swarm, ignoring warnings")
+@click.pass_obj
+def swarm_leave(client, force) -> None:
+    """Leave the swarm."""
+    from proto import control_pb2
+    client.call("SwarmLeave", control_pb2.SwarmLeaveRequest(force=force))
+    click.echo("Node left the swarm.")
+
+
+@swarm.command("update")
+@click.option("--dispatcher-heartbeat", default=None, help="Dispatcher heartbeat period (e.g. 5s)")
+@click.option("--task-history-limit", type=int, default=None, help="Task history retention limit")
+@click.pass_obj
+def swarm_update(client, dispatcher_heartbeat, task_history_limit) -> None:
+    """Update the swarm."""
+    from proto import control_pb2
+    cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+    spec = cluster.spec
+    if dispatcher_heartbeat is not None:
+        spec.dispatcher.heartbeat_period = parse_duration(dispatcher_heartbeat)
+    if task_history_limit is not None:
+        spec.orchestration.task_history_retention_limit = task_history_limit
+    client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
+    click.echo("Swarm updated.")
+
+
+def _info(client):
+    from proto import control_pb2
+    return client.call("Info", control_pb2.InfoRequest())
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not key:
+        raise click.BadParameter(f"invalid label {text!r}: expected key=value")
+    return key, value
+
+
+@click.command()
+@click.option("--format", "fmt", default="", help="Format the output ('json')")
+@click.pass_obj
+def info(client, fmt) -> None:
+    """Display system-wide information."""
+    import json
+
+    from google.protobuf import json_format
+    from proto import control_pb2
+    response = client.call("Info", control_pb2.InfoRequest())
+    if fmt == "json":
+        click.echo(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=False)))
+        return
+    click.echo(f"Server Version: {response.engine_version}")
+    click.echo(f"Name: {response.hostname}")
+    click.echo(f"Swarm: {response.local_node_state}")
+    if response.node_id:
+        click.echo(f" NodeID: {response.node_id}")
+        click.echo(f" Is Manager: {str(response.control_available).lower()}")
+        click.echo(f" Node Address: {response.node_addr}")
+        if response.control_available:
+            click.echo(f" ClusterID: {response.cluster_id}")
+            click.echo(f" Managers: {response.managers_count}")
+            click.echo(f" Nodes: {response.nodes}")
+            click.echo(f" Raft:")
+            click.echo(f"  Term: {response.raft_term}")
+            click.echo(f"  Commit Index: {response.raft_commit_index}")
+            click.echo(f"  Leader: {response.leader_addr or '(none)'}")
+        click.echo(" Manager Addresses:")
+        for addr in response.remote_managers:
+            click.echo(f"  {addr}")

@@ -1,0 +1,539 @@
+"""shoald: one per host. Composition root of the manager and worker roles.
+
+It serves the ControlAPI on a root-only unix socket for the ``shoal`` CLI. Swarm
+membership calls (init, join, leave, info) are handled here; cluster calls go to the
+local Manager when this node is one. Membership survives restarts through the state
+directory (see shoal.nodestate); containers live in shoal-runtimed and survive
+shoald restarts.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs failed handshakes to stderr otherwise
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import platform
+import secrets
+import signal
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+
+from manager.ca import (CAError, InvalidJoinToken, JoinTokens, RootCA, channel_credentials,
+                        channel_options, fetch_root_ca, make_node_key_and_csr, parse_join_token)
+from manager.controlapi import ControlError
+from manager.ids import new_id
+from manager.manager import Manager, ManagerConfig
+from manager.roles import MANAGER_OU, role_name
+from manager.state import MemoryStore, RaftNode, Store, StoreError
+from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc, objects_pb2
+from proto.ports import DEFAULT_PORT, mtls_addr
+from shoal import __version__
+from shoal.metrics import observe_proposal, serve_metrics
+from shoal.nodestate import NodeState, StateDir
+from worker.agent import Agent
+
+log = logging.getLogger("shoald")
+
+JOIN_TIMEOUT = 20.0
+
+_CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "conflict": grpc.StatusCode.ABORTED,
+    "precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class DaemonError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def parse_addr(addr: str, default_port: int, what: str) -> tuple[str, int]:
+    """Parse HOST[:PORT] where HOST is an IPv4/IPv6 literal; DaemonError names what is wrong."""
+    text = addr.strip()
+    host, port = text, default_port
+    if text.count(":") == 1 or text.startswith("["):
+        host, _, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise DaemonError("invalid", f"invalid {what} {addr!r}: port {port_text!r} is not a number") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise DaemonError("invalid", f"invalid {what} {addr!r}: expected IP[:PORT], e.g. 192.0.2.11:2377") from None
+    if not 0 < port < 65535:
+        raise DaemonError("invalid", f"invalid {what} {addr!r}: port out of range")
+    return host, port
+
+
+def default_advertise_addr() -> str:
+    """The address of the interface that carries the default route (like Docker's guess)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+            return probe.getsockname()[0]
+        except OSError:
+            raise DaemonError("invalid", "could not choose an advertise address: "
+                                         "please specify one with --advertise-addr") from None
+
+
+def node_description(hostname: str) -> objects_pb2.NodeDescription:
+    desc = objects_pb2.NodeDescription(hostname=hostname)
+    desc.platform.os = platform.system().lower()
+    desc.platform.architecture = platform.machine()
+    desc.resources.nano_cpus = (os.cpu_count() or 1) * 10**9
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    desc.resources.memory_bytes = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    desc.engine.engine_version = __version__
+    return desc
+
+
+class Daemon:
+    def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
+                 runtime_socket: Path | None = None):
+        self.state = StateDir(state_dir)
+        self.socket_path = Path(socket_path)
+        self.hostname = hostname
+        self.runtime_socket = runtime_socket
+        self.node: NodeState | None = None
+        self.manager: Manager | None = None
+        self.raft: RaftNode | None = None
+        self.agent: Agent | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._lock = asyncio.Lock()  # membership changes run one at a time
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def run(self) -> None:
+        server = grpc.aio.server()
+        control_pb2_grpc.add_ControlServicer_to_server(LocalControl(self), server)
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix:{self.socket_path}")
+            await server.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        log.info("shoald %s listening on %s", __version__, self.socket_path)
+        try:
+            node = self.state.load()
+            if node is not None:
+                await self._start_node(node)
+            await self._stopping.wait()
+        finally:
+            await self._stop_node()
+            await server.stop(grace=0.5)
+            self.socket_path.unlink(missing_ok=True)
+
+    async def _start_node(self, node: NodeState, bootstrap=None) -> None:
+        """Start the roles ``node`` says this host has. Raises on failure, leaving nothing running."""
+        self.node = node
+        cert, key, ca = self.state.load_certificates()
+        try:
+            if node.role == "manager":
+                await self._start_manager(node, cert, key, ca, bootstrap)
+            self._start_agent(node, cert, key, ca)
+        except BaseException:
+            await self._stop_node()
+            raise
+
+    async def _start_manager(self, node: NodeState, cert: bytes, key: bytes, ca: bytes, bootstrap) -> None:
+        password = self.state.load_raft_password()
+        self.state.raft_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        peers = [p for p in node.raft_peers if p != node.raft_addr]
+        memory = MemoryStore()
+        self.raft = RaftNode(node.raft_addr, peers, self.state.raft_dir, password, memory)
+        store = Store(memory, self.raft, on_proposal=observe_proposal)
+        if bootstrap is not None:
+            await self.raft.wait_ready(timeout=10)
+            await store.update(bootstrap)
+        config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr, cert_chain_pem=cert,
+                               key_pem=key, root_ca_pem=ca, raft_password=password)
+        self.manager = Manager(config, store, self.raft)
+        self._tasks.append(asyncio.create_task(self.manager.run(), name="manager"))
+
+    def _start_agent(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
+        creds = channel_credentials(ca, cert, key)
+        managers = node.managers or [node.grpc_addr]
+        self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname),
+                           self._on_session)
+        self._tasks.append(asyncio.create_task(self.agent.run(), name="agent"))
+
+    async def _stop_node(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.raft is not None:
+            await self.raft.close()
+        self.raft = self.manager = self.agent = None
+
+    async def _on_session(self, message: cluster_pb2.SessionMessage) -> None:
+        node = self.node
+        if node is None:
+            return
+        managers = sorted(p.addr for p in message.managers if p.addr)
+        if managers and managers != sorted(node.managers):
+            node.managers = managers
+            self.state.save(node)
+        wanted = role_name(message.role)
+        if wanted != node.role:
+            asyncio.create_task(self._change_role(wanted))
+
+    async def _change_role(self, wanted: str) -> None:
+        """Renew the certificate for the role the cluster assigned and restart the roles."""
+        async with self._lock:
+            node = self.node
+            if node is None or node.role == wanted:
+                return
+            log.info("role change: %s -> %s", node.role, wanted)
+            cert, key, ca = self.state.load_certificates()
+            new_key, csr = make_node_key_and_csr()
+            response = None
+            for addr in ([self.agent.managers[0]] if self.agent and self.agent.managers else []) + node.managers:
+                try:
+                    async with grpc.aio.secure_channel(mtls_addr(addr), channel_credentials(ca, cert, key),
+                                                       options=channel_options()) as channel:
+                        response = await cluster_pb2_grpc.NodeCAStub(channel).RenewCertificate(
+                            cluster_pb2.RenewCertificateRequest(csr=csr), timeout=5)
+                    break
+                except grpc.aio.AioRpcError as err:
+                    log.warning("renew certificate at %s: %s", addr, err.details())
+            if response is None or role_name(response.role) != wanted:
+                return
+            await self._stop_node()
+            self.state.save_certificates(response.certificate, new_key, ca)
+            node.role = wanted
+            if wanted == "manager":
+                self.state.forget_raft()
+                self.state.save_raft_password(response.raft_password)
+                node.raft_peers = list(response.raft_peers)
+            else:
+                self.state.forget_raft()
+                node.raft_peers = []
+            self.state.save(node)
+            await self._start_node(node)
+            if wanted == "manager":
+                await self._join_raft(node)
+
+    # -- membership calls ----------------------------------------------------------
+    async def init(self, request: control_pb2.SwarmInitRequest) -> control_pb2.SwarmInitResponse:
+        async with self._lock:
+            if self.node is not None:
+                raise DaemonError("precondition", "this node is already part of a swarm; "
+                                                  "use \"shoal swarm leave\" to leave it first")
+            listen_host, listen_port = parse_addr(request.listen_addr or f"0.0.0.0:{DEFAULT_PORT}",
+                                                  DEFAULT_PORT, "listen address")
+            if request.advertise_addr:
+                advertise_host, _ = parse_addr(request.advertise_addr, listen_port, "advertise address")
+            elif listen_host not in ("0.0.0.0", "::"):
+                advertise_host = listen_host
+            else:
+                advertise_host = default_advertise_addr()
+            if request.dispatcher_heartbeat < 0:
+                raise DaemonError("invalid", "invalid dispatcher heartbeat: must be positive")
+            now = datetime.now(timezone.utc)
+            cluster_id, node_id = new_id(), new_id()
+            root = RootCA.create(cluster_id, now)
+            key, csr = make_node_key_and_csr()
+            cert = root.sign_node_csr(csr, node_id, MANAGER_OU, now, ip_sans=[advertise_host])
+            tokens = JoinTokens.create(root.digest)
+            password = secrets.token_hex(32).encode()
+            node = NodeState(node_id=node_id, role="manager", cluster_id=cluster_id,
+                             advertise_addr=advertise_host, listen_addr=f"{listen_host}:{listen_port}")
+            node.managers = [node.grpc_addr]
+
+            cluster = objects_pb2.Cluster(id=cluster_id)
+            cluster.spec.annotations.name = "default"
+            cluster.spec.dispatcher.heartbeat_period = request.dispatcher_heartbeat or 5.0
+            cluster.spec.orchestration.task_history_retention_limit = 5
+            cluster.spec.default_addr_pool.extend(request.default_addr_pool or ["10.0.0.0/8"])
+            cluster.spec.subnet_size = request.subnet_size or 24
+            cluster.root_ca.ca_cert = root.cert_pem
+            cluster.root_ca.ca_key = root.key_pem
+            cluster.root_ca.ca_digest = root.digest
+            cluster.root_ca.join_tokens.worker = tokens.worker
+            cluster.root_ca.join_tokens.manager = tokens.manager
+            cluster.raft_password = password
+            cluster.encryption_key = secrets.token_bytes(32)
+            me = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER,
+                                  description=node_description(self.hostname))
+            me.spec.desired_role = objects_pb2.MANAGER
+            me.spec.annotations.labels.update(request.labels)
+            me.status.state = objects_pb2.NodeStatus.READY
+            me.status.addr = advertise_host
+            me.manager_status.addr = node.grpc_addr
+            me.manager_status.raft_addr = node.raft_addr
+
+            def bootstrap(tx):
+                tx.create(cluster)
+                tx.create(me)
+
+            self.state.save_certificates(cert + root.cert_pem, key, root.cert_pem)
+            self.state.save_raft_password(password)
+            self.state.save(node)
+            try:
+                await self._start_node(node, bootstrap=bootstrap)
+            except BaseException:
+                self.node = None
+                self.state.wipe()
+                raise
+            log.info("swarm initialized: cluster %s, this node %s is a manager", cluster_id, node_id)
+            return control_pb2.SwarmInitResponse(node_id=node_id, worker_token=tokens.worker,
+                                                 manager_token=tokens.manager)
+
+    async def join(self, request: control_pb2.SwarmJoinRequest) -> control_pb2.SwarmJoinResponse:
+        async with self._lock:
+            if self.node is not None:
+                raise DaemonError("precondition", "this node is already part of a swarm; "
+                                                  "use \"shoal swarm leave\" to leave it first")
+            remote_host, remote_port = parse_addr(request.remote_addr, DEFAULT_PORT, "remote address")
+            remote = f"{remote_host}:{remote_port}"
+            try:
+                token = parse_join_token(request.join_token)
+            except InvalidJoinToken as err:
+                raise DaemonError("invalid", str(err)) from err
+            listen_host, listen_port = parse_addr(request.listen_addr or f"0.0.0.0:{DEFAULT_PORT}",
+                                                  DEFAULT_PORT, "listen address")
+            if request.advertise_addr:
+                advertise_host, _ = parse_addr(request.advertise_addr, listen_port, "advertise address")
+            elif listen_host not in ("0.0.0.0", "::"):
+                advertise_host = listen_host
+            else:
+                advertise_host = default_advertise_addr()
+            try:
+                root_pem = await asyncio.to_thread(fetch_root_ca, remote, token.ca_digest_hex, 5.0)
+            except (CAError, OSError) as err:
+                raise DaemonError("unavailable", f"join {remote}: {err}") from err
+            key, csr = make_node_key_and_csr()
+            availability = {"": 0, "active": 0, "pause": 1, "drain": 2}.get(request.availability.lower())
+            if availability is None:
+                raise DaemonError("invalid", f"invalid availability {request.availability!r}: "
+                                             "expected active, pause or drain")
+            try:
+                async with grpc.aio.secure_channel(remote, channel_credentials(root_pem),
+                                                   options=channel_options()) as channel:
+                    response = await cluster_pb2_grpc.NodeCAStub(channel).IssueNodeCertificate(
+                        cluster_pb2.IssueNodeCertificateRequest(
+                            csr=csr, token=request.join_token, hostname=self.hostname,
+                            advertise_addr=f"{advertise_host}:{listen_port}", availability=availability),
+                        timeout=JOIN_TIMEOUT)
+            except grpc.aio.AioRpcError as err:
+                code = {grpc.StatusCode.UNAUTHENTICATED: "invalid",
+                        grpc.StatusCode.INVALID_ARGUMENT: "invalid"}.get(err.code(), "unavailable")
+                raise DaemonError(code, f"join {remote}: {err.details()}") from err
+            node = NodeState(node_id=response.node_id, role=role_name(response.role),
+                             cluster_id=response.cluster_id, advertise_addr=advertise_host,
+                             listen_addr=f"{listen_host}:{listen_port}",
+                             managers=list(response.managers) or [remote],
+                             raft_peers=list(response.raft_peers))
+            self.state.save_certificates(response.certificate, key, response.root_ca)
+            if node.role == "manager":
+                self.state.save_raft_password(response.raft_password)
+            self.state.save(node)
+            try:
+                await self._start_node(node)
+                if node.role == "manager":
+                    await self._join_raft(node)
+                await asyncio.wait_for(self.agent.connected.wait(), JOIN_TIMEOUT)
+            except BaseException as err:
+                await self._stop_node()
+                self.node = None
+                self.state.wipe()
+                if isinstance(err, (asyncio.TimeoutError, grpc.aio.AioRpcError, StoreError)):
+                    raise DaemonError("unavailable", f"join {remote}: timed out waiting to join: {err}") from err
+                raise
+            log.info("joined swarm %s as %s %s", node.cluster_id, node.role, node.node_id)
+            return control_pb2.SwarmJoinResponse(node_id=node.node_id, role=response.role)
+
+    async def _join_raft(self, node: NodeState) -> None:
+        """Ask the leader to add this manager's Raft endpoint, following redirects."""
+        cert, key, ca = self.state.load_certificates()
+        creds = channel_credentials(ca, cert, key)
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        candidates = list(node.managers)
+        last_error = "no manager reachable"
+        while time.monotonic() < deadline:
+            addr = candidates[0] if candidates else node.managers[0]
+            try:
+                async with grpc.aio.secure_channel(mtls_addr(addr), creds, options=channel_options()) as channel:
+                    await cluster_pb2_grpc.RaftMembershipStub(channel).Join(
+                        cluster_pb2.RaftJoinRequest(raft_addr=node.raft_addr), timeout=10)
+                await self.raft.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except grpc.aio.AioRpcError as err:
+                last_error = f"{addr}: {err.details()}"
+                leader = dict(err.trailing_metadata() or ()).get("leader-addr")
+                if leader:
+                    candidates = [leader] + [c for c in candidates if c != leader]
+                    continue
+                candidates = candidates[1:] + candidates[:1]
+            await asyncio.sleep(0.3)
+        raise DaemonError("unavailable", f"could not join the raft cluster: {last_error}")
+
+    async def leave(self, request: control_pb2.SwarmLeaveRequest) -> control_pb2.SwarmLeaveResponse:
+        async with self._lock:
+            node = self.node
+            if node is None:
+                raise DaemonError("precondition", "this node is not part of a swarm")
+            if node.role == "manager" and not request.force:
+                total = len(self.manager.raft_members()) if self.manager else 1
+                raise DaemonError(
+                    "precondition",
+                    f"you are attempting to leave the swarm on a node that is participating as a manager; "
+                    f"removing it leaves {total - 1} managers out of {total}. Demote it first "
+                    "(shoal node demote), or use --force to ignore this message")
+            if node.role == "manager" and self.manager is not None and len(self.manager.raft_members()) > 1:
+                await self._leave_raft(node)
+            await self._stop_node()
+            self.node = None
+            self.state.wipe()
+            log.info("left the swarm")
+            return control_pb2.SwarmLeaveResponse()
+
+    async def _leave_raft(self, node: NodeState) -> None:
+        cert, key, ca = self.state.load_certificates()
+        creds = channel_credentials(ca, cert, key)
+        leader = self.manager.leader_addr()
+        for addr in [a for a in [leader] + node.managers if a and a != node.grpc_addr]:
+            try:
+                async with grpc.aio.secure_channel(mtls_addr(addr), creds, options=channel_options()) as channel:
+                    await cluster_pb2_grpc.RaftMembershipStub(channel).Leave(
+                        cluster_pb2.RaftLeaveRequest(node_id=node.node_id), timeout=10)
+                return
+            except grpc.aio.AioRpcError as err:
+                log.warning("raft leave via %s: %s", addr, err.details())
+
+    def info(self) -> control_pb2.InfoResponse:
+        node = self.node
+        info = control_pb2.InfoResponse(hostname=self.hostname, engine_version=__version__,
+                                        local_node_state="inactive")
+        if node is None:
+            return info
+        info.node_id = node.node_id
+        info.cluster_id = node.cluster_id
+        info.node_addr = node.advertise_addr
+        info.local_node_state = "active" if self.agent is not None and self.agent.connected.is_set() else "pending"
+        info.remote_managers.extend(self.agent.managers if self.agent else node.managers)
+        if self.manager is not None and self.raft is not None:
+            info.control_available = True
+            status = self.raft.status()
+            info.raft_term = status.term
+            info.raft_commit_index = status.commit_index
+            info.leader_addr = self.manager.leader_addr() or ""
+            reachable = {m.addr for m in status.members if m.reachable} | {status.self_addr}
+            by_raft = {n.manager_status.raft_addr: n for n in self.manager.store.view().nodes()}
+            for addr in self.manager.raft_members():
+                member = by_raft.get(addr)
+                info.managers.append(control_pb2.RaftMember(
+                    node_id=member.id if member else "", raft_addr=addr,
+                    leader=addr == status.leader_addr, reachable=addr in reachable))
+            info.nodes, info.managers_count = self.manager.counts()
+        return info
+
+
+class LocalControl(control_pb2_grpc.ControlServicer):
+    """The gRPC edge of the unix socket: errors become status codes here and only here."""
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+
+    async def _call(self, context, fn, *args):
+        try:
+            return await fn(*args)
+        except (DaemonError, ControlError) as err:
+            await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
+        except StoreError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+
+    async def _manager(self, context) -> Manager:
+        if self.d.manager is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this node is not a swarm manager. Worker nodes can't be used to view or modify "
+                                "cluster state. Please run this command on a manager node or promote the "
+                                "current node to a manager." if self.d.node else
+                                "this node is not a swarm manager. Use \"shoal swarm init\" or "
+                                "\"shoal swarm join\" to connect this node to swarm and try again.")
+        return self.d.manager
+
+    async def Info(self, request, context):
+        return self.d.info()
+
+    async def SwarmInit(self, request, context):
+        return await self._call(context, self.d.init, request)
+
+    async def SwarmJoin(self, request, context):
+        return await self._call(context, self.d.join, request)
+
+    async def SwarmLeave(self, request, context):
+        return await self._call(context, self.d.leave, request)
+
+    async def GetCluster(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.get_cluster, request)
+
+    async def UpdateCluster(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.update_cluster, request)
+
+    async def ListNodes(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.list_nodes, request)
+
+    async def GetNode(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.get_node, request)
+
+    async def UpdateNode(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.update_node, request)
+
+    async def RemoveNode(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.remove_node, request)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="shoald", description="The Shoal node daemon.")
+    parser.add_argument("--state-dir", default="/var/lib/shoal/state", type=Path)
+    parser.add_argument("--socket", default="/run/shoal/shoal.sock", type=Path)
+    parser.add_argument("--runtime-socket", default=None, type=Path)
+    parser.add_argument("--hostname", default=socket.gethostname())
+    parser.add_argument("--metrics-addr", default="", help="IP:PORT for /metrics (Prometheus); off if empty")
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="time=%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)r")
+    daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket)
+    if args.metrics_addr:
+        host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
+        serve_metrics(daemon, host, port)
+    asyncio.run(daemon.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""`python -m shoal.lab` is the `shoal-lab` command."""
+from shoal.lab import main
+
+main()

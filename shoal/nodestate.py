@@ -1,0 +1,102 @@
+"""What a node remembers about its membership, on disk under ``--state-dir``.
+
+Layout::
+
+    STATE/node.json            node id, role, cluster id, addresses, known managers
+    STATE/certificates/        node.crt (leaf + root), node.key, ca.crt
+    STATE/raft/                the Raft journal and dumps (managers only)
+    STATE/raft.key             the Raft transport password (managers only)
+
+Everything is written atomically (temp file + rename) and readable by root only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from proto import ports
+
+
+@dataclass
+class NodeState:
+    node_id: str
+    role: str                      # "manager" or "worker"
+    cluster_id: str
+    advertise_addr: str            # host, no port
+    listen_addr: str               # host:port of the gRPC endpoint
+    managers: list[str] = field(default_factory=list)  # gRPC addresses host:port
+    raft_peers: list[str] = field(default_factory=list)
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"{self.advertise_addr}:{self.listen_addr.rsplit(':', 1)[1]}"
+
+    @property
+    def raft_addr(self) -> str:
+        return ports.raft_addr(self.grpc_addr)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class StateDir:
+    """The node's state directory. Methods are synchronous and cheap; call from any thread."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.certs = self.root / "certificates"
+        self.raft_dir = self.root / "raft"
+
+    # -- membership ----------------------------------------------------------
+    def load(self) -> NodeState | None:
+        try:
+            data = json.loads((self.root / "node.json").read_text())
+        except FileNotFoundError:
+            return None
+        return NodeState(**data)
+
+    def save(self, state: NodeState) -> None:
+        _write_atomic(self.root / "node.json", json.dumps(asdict(state), indent=2).encode())
+
+    # -- certificates --------------------------------------------------------
+    def save_certificates(self, cert_chain_pem: bytes, key_pem: bytes, root_ca_pem: bytes) -> None:
+        _write_atomic(self.certs / "node.key", key_pem)
+        _write_atomic(self.certs / "node.crt", cert_chain_pem, 0o644)
+        _write_atomic(self.certs / "ca.crt", root_ca_pem, 0o644)
+
+    def load_certificates(self) -> tuple[bytes, bytes, bytes]:
+        """Return (cert chain PEM, key PEM, root CA PEM)."""
+        return ((self.certs / "node.crt").read_bytes(), (self.certs / "node.key").read_bytes(),
+                (self.certs / "ca.crt").read_bytes())
+
+    # -- raft ------------------------------------------------------------------
+    def save_raft_password(self, password: bytes) -> None:
+        _write_atomic(self.root / "raft.key", password)
+
+    def load_raft_password(self) -> bytes:
+        return (self.root / "raft.key").read_bytes()
+
+    def forget_raft(self) -> None:
+        """Drop the Raft journal and password (after a demotion or a leave)."""
+        shutil.rmtree(self.raft_dir, ignore_errors=True)
+        (self.root / "raft.key").unlink(missing_ok=True)
+
+    def wipe(self) -> None:
+        """Forget the swarm entirely (``shoal swarm leave``)."""
+        self.forget_raft()
+        shutil.rmtree(self.certs, ignore_errors=True)
+        (self.root / "node.json").unlink(missing_ok=True)

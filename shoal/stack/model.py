@@ -1,0 +1,182 @@
+"""The typed result of loading stack files: what `load_stack` returns and `convert` consumes.
+
+Plain frozen dataclasses, already validated: names are resolved against the top-level keys, sizes
+are bytes, durations are seconds, CPUs are nano-CPUs, relative paths are absolute, secret and
+config contents are read. Optional settings are None when the file did not give them, so the
+converter leaves the cluster's defaults in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shoal.stack.syntax import PortSpec
+
+__all__ = [
+    "ConfigDef", "DependencySpec", "DeploySpec", "FileRef", "HealthcheckSpec", "MountSpec",
+    "NetworkDef", "PlacementSpec", "PortSpec", "ResourcesSpec", "RestartPolicySpec", "SecretDef",
+    "ServiceDef", "ServiceNetwork", "StackSpec", "UpdateConfigSpec", "VolumeDef",
+]
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    type: str                    # "bind" | "volume" | "tmpfs"
+    target: str
+    source: str = ""             # absolute path (bind), volume key (volume; "" = anonymous)
+    read_only: bool = False
+    tmpfs_size: int = 0
+
+
+@dataclass(frozen=True)
+class HealthcheckSpec:
+    test: tuple[str, ...]        # Docker's form: ("CMD", ...), ("CMD-SHELL", "..."), ("NONE",)
+    interval: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    start_period: float | None = None
+
+
+@dataclass(frozen=True)
+class RestartPolicySpec:
+    condition: str | None = None       # "none" | "on-failure" | "any"
+    delay: float | None = None
+    max_attempts: int | None = None
+    window: float | None = None
+
+
+@dataclass(frozen=True)
+class UpdateConfigSpec:
+    parallelism: int | None = None
+    delay: float | None = None
+    failure_action: str | None = None  # "continue" | "pause" | "rollback"
+    monitor: float | None = None
+    max_failure_ratio: float | None = None
+    order: str | None = None           # "stop-first" | "start-first"
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    nano_cpus: int = 0
+    memory_bytes: int = 0
+    pids: int = 0
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    constraints: tuple[str, ...] = ()
+    preferences: tuple[str, ...] = ()  # spread descriptors, e.g. "node.labels.zone"
+    max_replicas_per_node: int = 0
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    mode: str = "replicated"           # replicated | global | replicated-job | global-job
+    replicas: int | None = None
+    limits: ResourcesSpec = ResourcesSpec()
+    reservations: ResourcesSpec = ResourcesSpec()
+    restart_policy: RestartPolicySpec | None = None
+    update_config: UpdateConfigSpec | None = None
+    rollback_config: UpdateConfigSpec | None = None
+    placement: PlacementSpec = PlacementSpec()
+    labels: dict[str, str] = field(default_factory=dict)
+    endpoint_mode: str = "vip"         # "vip" | "dnsrr"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A service's use of a secret or config: which one (its key in the file) and where it lands."""
+
+    source: str
+    target: str
+    uid: str = "0"
+    gid: str = "0"
+    mode: int = 0o444
+
+
+@dataclass(frozen=True)
+class DependencySpec:
+    service: str
+    condition: str = "service_started"  # | "service_healthy" | "service_completed_successfully"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceNetwork:
+    key: str                            # the network's key under the top-level networks
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    name: str                           # the key under services (without the stack prefix)
+    where: str                          # "file:line" of its definition, for later messages
+    image: str
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    ports: tuple[PortSpec, ...] = ()
+    networks: tuple[ServiceNetwork, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
+    deploy: DeploySpec = DeploySpec()
+    healthcheck: HealthcheckSpec | None = None
+    hostname: str = ""
+    user: str = ""
+    working_dir: str = ""
+    stop_grace_period: float | None = None
+    stop_signal: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    secrets: tuple[FileRef, ...] = ()
+    configs: tuple[FileRef, ...] = ()
+    depends_on: tuple[DependencySpec, ...] = ()
+    init: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkDef:
+    key: str
+    name: str = ""                      # explicit `name:` (used as is, no stack prefix)
+    external: bool = False
+    driver: str = "overlay"
+    driver_opts: dict[str, str] = field(default_factory=dict)
+    attachable: bool = False
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    ipam: tuple[tuple[str, str], ...] = ()   # (subnet, gateway)
+
+
+@dataclass(frozen=True)
+class VolumeDef:
+    key: str
+    name: str = ""
+    external: bool = False
+    driver: str = "local"
+    driver_opts: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SecretDef:
+    """A top-level secret (or, with `is_config`, config). `data` is the content (None if external)."""
+
+    key: str
+    name: str = ""
+    external: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    data: bytes | None = field(default=None, repr=False)
+
+
+ConfigDef = SecretDef
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    services: dict[str, ServiceDef]
+    networks: dict[str, NetworkDef]
+    volumes: dict[str, VolumeDef]
+    secrets: dict[str, SecretDef]
+    configs: dict[str, SecretDef]
+    deploy_order: tuple[tuple[str, ...], ...]   # waves: each service after all of the earlier waves
+    missing_variables: tuple[str, ...] = ()     # unset variables that were substituted by ""

@@ -1,0 +1,40 @@
+"""Parsing of what users type: durations and addresses."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from shoal.cli.output import parse_duration, rfc3339
+from shoal.daemon import DaemonError, parse_addr
+
+
+@pytest.mark.parametrize("text, seconds", [("5s", 5), ("500ms", 0.5), ("1m30s", 90), ("2h", 7200), ("1.5", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5x", "s5", "1m 30s"])
+def test_bad_durations(text):
+    with pytest.raises(click.BadParameter):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text, expected", [("192.0.2.11", ("192.0.2.11", 2377)),
+                                            ("192.0.2.11:4000", ("192.0.2.11", 4000)),
+                                            ("[2001:db8::1]:2377", ("2001:db8::1", 2377))])
+def test_addresses(text, expected):
+    assert parse_addr(text, 2377, "remote address") == expected
+
+
+@pytest.mark.parametrize("text, fragment", [("manager-one:2377", "expected IP"), ("192.0.2.1:23x7", "not a number"),
+                                            ("192.0.2.1:70000", "out of range")])
+def test_bad_addresses_name_the_problem(text, fragment):
+    with pytest.raises(DaemonError, match=fragment) as err:
+        parse_addr(text, 2377, "remote address")
+    assert "invalid remote address" in str(err.value)
+
+
+def test_rfc3339():
+    assert rfc3339(0) == "0001-01-01T00:00:00Z"
+    assert rfc3339(86400.5) == "1970-01-02T00:00:00.5Z"

@@ -1,0 +1,103 @@
+"""Pure membership rules: liveness, demotion safety, node lookup, address parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
+from manager.dispatcher.liveness import expired_nodes
+from manager.membership.roles import DemotionRefused, check_demotion
+from proto import objects_pb2
+from proto.ports import grpc_addr_of_raft, mtls_addr, raft_addr
+
+READY = objects_pb2.NodeStatus.READY
+DOWN = objects_pb2.NodeStatus.DOWN
+
+
+def make_node(node_id: str, hostname: str | None = None, manager: bool = False, state=READY,
+              raft: str | None = None, labels: dict | None = None) -> objects_pb2.Node:
+    node = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER if manager else objects_pb2.WORKER)
+    node.description.hostname = hostname or node_id
+    node.status.state = state
+    if manager:
+        node.manager_status.raft_addr = raft or f"{node_id}:2378"
+    node.spec.annotations.labels.update(labels or {})
+    return node
+
+
+class TestLiveness:
+    def test_node_without_heartbeat_gets_a_full_grace_from_leader_start(self):
+        nodes = [make_node("a")]
+        assert expired_nodes(nodes, {}, leader_since=100.0, grace=3.0, now=102.9) == []
+        [expired] = expired_nodes(nodes, {}, leader_since=100.0, grace=3.0, now=103.5)
+        assert expired.node_id == "a" and "heartbeat failure" in expired.reason
+
+    def test_recent_heartbeat_keeps_a_node_ready(self):
+        nodes = [make_node("a"), make_node("b")]
+        seen = {"a": 109.0, "b": 105.0}
+        assert [e.node_id for e in expired_nodes(nodes, seen, 100.0, 3.0, 110.0)] == ["b"]
+
+    def test_down_nodes_are_not_expired_again(self):
+        assert expired_nodes([make_node("a", state=DOWN)], {}, 0.0, 3.0, 100.0) == []
+
+
+class TestDemotion:
+    def managers(self, n: int) -> list[objects_pb2.Node]:
+        return [make_node(f"m{i}", manager=True) for i in range(n)] + [make_node("w")]
+
+    def test_last_manager_cannot_be_demoted(self):
+        with pytest.raises(DemotionRefused, match="last manager"):
+            check_demotion(self.managers(1), "m0", {"m0:2378"})
+
+    def test_demotion_with_reachable_quorum_is_allowed(self):
+        check_demotion(self.managers(3), "m2", {"m0:2378", "m1:2378"})
+
+    def test_demotion_that_loses_quorum_is_refused(self):
+        # 3 managers, m1 unreachable: demoting m2 leaves m0 + m1 with only m0 reachable (quorum 2).
+        with pytest.raises(DemotionRefused, match="quorum"):
+            check_demotion(self.managers(3), "m2", {"m0:2378", "m2:2378"})
+
+    def test_demoting_a_worker_is_not_checked(self):
+        check_demotion(self.managers(1), "w", set())
+
+
+class TestNodeLookup:
+    nodes = [make_node("abc123", "web1"), make_node("abd456", "web2"), make_node("xyz", "abc")]
+
+    @pytest.mark.parametrize("ref, expected", [("abc123", "abc123"), ("web2", "abd456"), ("abd", "abd456"),
+                                               ("abc", "xyz")])
+    def test_resolves_id_hostname_and_prefix(self, ref, expected):
+        assert resolve_node(self.nodes, ref).id == expected
+
+    def test_ambiguous_prefix_is_an_error(self):
+        with pytest.raises(NodeLookupError, match="ambiguous"):
+            resolve_node(self.nodes, "ab")
+
+    def test_missing_node_is_not_found(self):
+        with pytest.raises(NodeLookupError, match="not found") as err:
+            resolve_node(self.nodes, "nope")
+        assert err.value.not_found
+
+    def test_filters(self):
+        node = make_node("abc", "web1", labels={"zone": "a"})
+        assert node_matches(node, {"role": "worker", "label": "zone=a", "name": "web"})
+        assert not node_matches(node, {"label": "zone=b"})
+        assert not node_matches(node, {"role": "manager"})
+
+
+def test_manager_status_is_filled_from_raft_view():
+    node = make_node("m0", manager=True, raft="192.0.2.11:2378")
+    leader = decorate_manager_status(node, "192.0.2.11:2378", set())
+    assert leader.manager_status.leader
+    follower = decorate_manager_status(node, "192.0.2.12:2378", {"192.0.2.11:2378"})
+    assert not follower.manager_status.leader
+    assert follower.manager_status.reachability == objects_pb2.ManagerStatus.REACHABLE
+    gone = decorate_manager_status(node, "192.0.2.12:2378", set())
+    assert gone.manager_status.reachability == objects_pb2.ManagerStatus.UNREACHABLE
+    assert node.manager_status.reachability == objects_pb2.ManagerStatus.UNKNOWN  # input untouched
+
+
+def test_port_plan():
+    assert raft_addr("192.0.2.11:2377") == "192.0.2.11:2378"
+    assert mtls_addr("192.0.2.11:2377") == "192.0.2.11:2379"
+    assert grpc_addr_of_raft("192.0.2.11:2378") == "192.0.2.11:2377"

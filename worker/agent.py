@@ -1,0 +1,131 @@
+"""The agent: keeps one session open with the leader's dispatcher and heartbeats on it.
+
+It tries the managers it knows, follows FAILED_PRECONDITION redirects to the leader,
+and reconnects after a failover without touching anything running on the node. What
+the session says (the managers' addresses, this node's role, the heartbeat period) is
+handed to ``on_session`` so the daemon can persist it and react to role changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Awaitable, Callable
+
+import grpc
+
+from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
+from proto.ports import mtls_addr
+
+log = logging.getLogger(__name__)
+
+LEADER_ADDR_KEY = "leader-addr"
+RECONNECT_DELAY = (0.1, 0.5)
+
+
+class _Redirect(Exception):
+    def __init__(self, leader_addr: str):
+        super().__init__(leader_addr)
+        self.leader_addr = leader_addr
+
+
+def _leader_from(err: grpc.aio.AioRpcError) -> str | None:
+    for key, value in (err.trailing_metadata() or ()):
+        if key == LEADER_ADDR_KEY:
+            return value
+    return None
+
+
+class Agent:
+    """``run()`` until cancelled; safe to cancel at any point."""
+
+    def __init__(self, managers: list[str], credentials: grpc.ChannelCredentials,
+                 channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
+                 on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]]):
+        self._managers = list(dict.fromkeys(managers))
+        self._credentials = credentials
+        self._options = channel_options
+        self._description = description
+        self._on_session = on_session
+        self._preferred: str | None = None
+        self.connected = asyncio.Event()
+        self.session_id: str | None = None
+
+    @property
+    def managers(self) -> list[str]:
+        return list(self._managers)
+
+    def _candidates(self) -> list[str]:
+        order = list(self._managers)
+        random.shuffle(order)
+        if self._preferred:
+            order = [self._preferred] + [m for m in order if m != self._preferred]
+        return order
+
+    async def run(self) -> None:
+        while True:
+            for addr in self._candidates():
+                try:
+                    await self._session(addr)
+                except _Redirect as redirect:
+                    log.info("manager %s says the leader is %s", addr, redirect.leader_addr)
+                    self._preferred = redirect.leader_addr
+                    if redirect.leader_addr not in self._managers:
+                        self._managers.append(redirect.leader_addr)
+                    break
+                except grpc.aio.AioRpcError as err:
+                    log.info("session with %s ended: %s %s", addr, err.code().name, err.details())
+                    if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                        log.error("refused by the swarm: %s", err.details())
+                except (OSError, asyncio.TimeoutError) as err:
+                    log.info("session with %s ended: %r", addr, err)
+                finally:
+                    self.connected.clear()
+                    self.session_id = None
+                if self._preferred == addr:
+                    self._preferred = None
+                await asyncio.sleep(random.uniform(*RECONNECT_DELAY))
+
+    async def _session(self, addr: str) -> None:
+        async with grpc.aio.secure_channel(mtls_addr(addr), self._credentials, options=self._options) as channel:
+            stub = cluster_pb2_grpc.DispatcherStub(channel)
+            call = stub.Session(cluster_pb2.SessionRequest(description=self._description()))
+            heartbeats: asyncio.Task | None = None
+            period = [1.0]
+            try:
+                async for message in call:
+                    self.session_id = message.session_id
+                    period[0] = message.heartbeat_period or period[0]
+                    managers = [p.addr for p in message.managers if p.addr]
+                    if managers:
+                        self._managers = list(dict.fromkeys(managers + [m for m in self._managers if m in managers]))
+                    self._preferred = addr
+                    self.connected.set()
+                    await self._on_session(message)
+                    if heartbeats is None:
+                        heartbeats = asyncio.create_task(self._heartbeat(stub, message.session_id, period, call))
+                if heartbeats is not None and heartbeats.done() and heartbeats.exception():
+                    raise heartbeats.exception()
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.FAILED_PRECONDITION and _leader_from(err):
+                    raise _Redirect(_leader_from(err)) from err
+                if heartbeats is not None and heartbeats.done() and not heartbeats.cancelled() \
+                        and heartbeats.exception() is not None:
+                    raise heartbeats.exception() from err
+                raise
+            finally:
+                if heartbeats is not None:
+                    heartbeats.cancel()
+                call.cancel()
+
+    async def _heartbeat(self, stub, session_id: str, period: list[float], call) -> None:
+        try:
+            while True:
+                await asyncio.sleep(period[0])
+                response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id),
+                                                timeout=max(period[0], 1.0))
+                period[0] = response.period or period[0]
+        except Exception:
+            call.cancel()  # end the session; run() reconnects
+            raise
