@@ -183,3 +183,24 @@ def test_metrics_report_raft_and_store(lab):
     assert 'shoal_store_objects{kind="node"} 5.0' in text
     assert 'shoal_nodes{state="ready"} 5.0' in text
     assert 'shoal_store_proposal_latency_seconds_count{outcome="committed"}' in text
+
+
+def test_promote_and_demote_change_raft_membership(lab):
+    lab.wait_ready()
+    lab.shoal("manager1", "node", "promote", "worker1")
+    wait_for(lambda: by_host(lab.nodes("manager2"))["worker1"]["ManagerStatus"] == "Reachable", 30,
+             what="worker1 to become a reachable manager")
+    # The promoted node now answers ControlAPI calls and has a Raft view of its own.
+    wait_for(lambda: lab.shoal("worker1", "node", "ls", check=False).returncode == 0, 15,
+             what="worker1 to serve the ControlAPI")
+    info = json.loads(lab.shoal("worker1", "info", "--format", "json").stdout)
+    assert len(info["managers"]) == 4
+    lab.shoal("worker1", "node", "update", "--label-add", "promoted=yes", "worker2")
+    lab.shoal("manager3", "node", "demote", "worker1")
+    wait_for(lambda: by_host(lab.nodes("manager2"))["worker1"]["ManagerStatus"] == "", 30,
+             what="worker1 to be a worker again")
+    wait_for(lambda: lab.shoal("worker1", "node", "ls", check=False).returncode == 1, 15,
+             what="worker1 to stop serving the ControlAPI")
+    info = json.loads(lab.shoal("manager1", "info", "--format", "json").stdout)
+    assert len(info["managers"]) == 3
+    wait_for(lambda: by_host(lab.nodes("manager1"))["worker1"]["Status"] == "Ready", 15, what="worker1 Ready")
