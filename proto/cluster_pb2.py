@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto import objects_pb2 as proto_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/cluster.proto\x12\x08shoal.v1\x1a\x13proto/objects.proto\"\x9a\x01\n\x1bIssueNodeCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64vertise_addr\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x35\n\x0c\x61vailability\x18\x05 \x01(\x0e\x32\x1f.shoal.v1.NodeSpec.Availability\"\xc8\x01\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\x12\x0f\n\x07root_ca\x18\x04 \x01(\x0c\x12\x12\n\ncluster_id\x18\x05 \x01(\t\x12\x10\n\x08managers\x18\x06 \x03(\t\x12\x15\n\rraft_password\x18\x07 \x01(\x0c\x12\x12\n\nraft_peers\x18\x08 \x03(\t\"&\n\x17RenewCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\"|\n\x18RenewCertificateResponse\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x15\n\rraft_password\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"T\n\x0eSessionRequest\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x12\n\nsession_id\x18\x02 \x01(\t\"-\n\x0cWeightedPeer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x8a\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x08managers\x18\x02 \x03(\x0b\x32\x16.shoal.v1.WeightedPeer\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x18\n\x10heartbeat_period\x18\x04 \x01(\x01\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"%\n\x0eLeaderRedirect\x12\x13\n\x0bleader_addr\x18\x01 \x01(\t\"$\n\x0fRaftJoinRequest\x12\x11\n\traft_addr\x18\x01 \x01(\t\"&\n\x10RaftJoinResponse\x12\x12\n\nraft_peers\x18\x01 \x03(\t\"#\n\x10RaftLeaveRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x13\n\x11RaftLeaveResponse2\xca\x01\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponse\x12Y\n\x10RenewCertificate\x12!.shoal.v1.RenewCertificateRequest\x1a\".shoal.v1.RenewCertificateResponse2\x93\x01\n\nDispatcher\x12?\n\x07Session\x12\x18.shoal.v1.SessionRequest\x1a\x18.shoal.v1.SessionMessage0\x01\x12\x44\n\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse2\x91\x01\n\x0eRaftMembership\x12=\n\x04Join\x12\x19.shoal.v1.RaftJoinRequest\x1a\x1a.shoal.v1.RaftJoinResponse\x12@\n\x05Leave\x12\x1a.shoal.v1.RaftLeaveRequest\x1a\x1b.shoal.v1.RaftLeaveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/cluster.proto\x12\x08shoal.v1\x1a\x13proto/objects.proto\"\x9a\x01\n\x1bIssueNodeCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x64vertise_addr\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x35\n\x0c\x61vailability\x18\x05 \x01(\x0e\x32\x1f.shoal.v1.NodeSpec.Availability\"\xc8\x01\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\x12\x0f\n\x07root_ca\x18\x04 \x01(\x0c\x12\x12\n\ncluster_id\x18\x05 \x01(\t\x12\x10\n\x08managers\x18\x06 \x03(\t\x12\x15\n\rraft_password\x18\x07 \x01(\x0c\x12\x12\n\nraft_peers\x18\x08 \x03(\t\"&\n\x17RenewCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\"|\n\x18RenewCertificateResponse\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\x12\x15\n\rraft_password\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"T\n\x0eSessionRequest\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x12\n\nsession_id\x18\x02 \x01(\t\"-\n\x0cWeightedPeer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x8a\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x08managers\x18\x02 \x03(\x0b\x32\x16.shoal.v1.WeightedPeer\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.shoal.v1.NodeRole\x12\x18\n\x10heartbeat_period\x18\x04 \x01(\x01\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"(\n\x12\x41ssignmentsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"|\n\nAssignment\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x0e.shoal.v1.TaskH\x00\x12\"\n\x06secret\x18\x02 \x01(\x0b\x32\x10.shoal.v1.SecretH\x00\x12\"\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x10.shoal.v1.ConfigH\x00\x42\x06\n\x04item\"\x91\x01\n\x10\x41ssignmentChange\x12\x31\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32!.shoal.v1.AssignmentChange.Action\x12(\n\nassignment\x18\x02 \x01(\x0b\x32\x14.shoal.v1.Assignment\" \n\x06\x41\x63tion\x12\n\n\x06UPDATE\x10\x00\x12\n\n\x06REMOVE\x10\x01\"\xb0\x01\n\x12\x41ssignmentsMessage\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.shoal.v1.AssignmentsMessage.Type\x12+\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x1a.shoal.v1.AssignmentChange\x12\x15\n\rnetwork_state\x18\x03 \x01(\x0c\"%\n\x04Type\x12\x0c\n\x08\x43OMPLETE\x10\x00\x12\x0f\n\x0bINCREMENTAL\x10\x01\"I\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\"Z\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x07updates\x18\x02 \x03(\x0b\x32\x1a.shoal.v1.TaskStatusUpdate\"\x1a\n\x18UpdateTaskStatusResponse\"%\n\x0eLeaderRedirect\x12\x13\n\x0bleader_addr\x18\x01 \x01(\t\"$\n\x0fRaftJoinRequest\x12\x11\n\traft_addr\x18\x01 \x01(\t\"&\n\x10RaftJoinResponse\x12\x12\n\nraft_peers\x18\x01 \x03(\t\"#\n\x10RaftLeaveRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x13\n\x11RaftLeaveResponse2\xca\x01\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponse\x12Y\n\x10RenewCertificate\x12!.shoal.v1.RenewCertificateRequest\x1a\".shoal.v1.RenewCertificateResponse2\xbb\x02\n\nDispatcher\x12?\n\x07Session\x12\x18.shoal.v1.SessionRequest\x1a\x18.shoal.v1.SessionMessage0\x01\x12\x44\n\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse\x12K\n\x0b\x41ssignments\x12\x1c.shoal.v1.AssignmentsRequest\x1a\x1c.shoal.v1.AssignmentsMessage0\x01\x12Y\n\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponse2\x91\x01\n\x0eRaftMembership\x12=\n\x04Join\x12\x19.shoal.v1.RaftJoinRequest\x1a\x1a.shoal.v1.RaftJoinResponse\x12@\n\x05Leave\x12\x1a.shoal.v1.RaftLeaveRequest\x1a\x1b.shoal.v1.RaftLeaveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,20 +50,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_end=892
   _globals['_HEARTBEATRESPONSE']._serialized_start=894
   _globals['_HEARTBEATRESPONSE']._serialized_end=929
-  _globals['_LEADERREDIRECT']._serialized_start=931
-  _globals['_LEADERREDIRECT']._serialized_end=968
-  _globals['_RAFTJOINREQUEST']._serialized_start=970
-  _globals['_RAFTJOINREQUEST']._serialized_end=1006
-  _globals['_RAFTJOINRESPONSE']._serialized_start=1008
-  _globals['_RAFTJOINRESPONSE']._serialized_end=1046
-  _globals['_RAFTLEAVEREQUEST']._serialized_start=1048
-  _globals['_RAFTLEAVEREQUEST']._serialized_end=1083
-  _globals['_RAFTLEAVERESPONSE']._serialized_start=1085
-  _globals['_RAFTLEAVERESPONSE']._serialized_end=1104
-  _globals['_NODECA']._serialized_start=1107
-  _globals['_NODECA']._serialized_end=1309
-  _globals['_DISPATCHER']._serialized_start=1312
-  _globals['_DISPATCHER']._serialized_end=1459
-  _globals['_RAFTMEMBERSHIP']._serialized_start=1462
-  _globals['_RAFTMEMBERSHIP']._serialized_end=1607
+  _globals['_ASSIGNMENTSREQUEST']._serialized_start=931
+  _globals['_ASSIGNMENTSREQUEST']._serialized_end=971
+  _globals['_ASSIGNMENT']._serialized_start=973
+  _globals['_ASSIGNMENT']._serialized_end=1097
+  _globals['_ASSIGNMENTCHANGE']._serialized_start=1100
+  _globals['_ASSIGNMENTCHANGE']._serialized_end=1245
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_start=1213
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_end=1245
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_start=1248
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_end=1424
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_start=1387
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_end=1424
+  _globals['_TASKSTATUSUPDATE']._serialized_start=1426
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1499
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1501
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=1591
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=1593
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=1619
+  _globals['_LEADERREDIRECT']._serialized_start=1621
+  _globals['_LEADERREDIRECT']._serialized_end=1658
+  _globals['_RAFTJOINREQUEST']._serialized_start=1660
+  _globals['_RAFTJOINREQUEST']._serialized_end=1696
+  _globals['_RAFTJOINRESPONSE']._serialized_start=1698
+  _globals['_RAFTJOINRESPONSE']._serialized_end=1736
+  _globals['_RAFTLEAVEREQUEST']._serialized_start=1738
+  _globals['_RAFTLEAVEREQUEST']._serialized_end=1773
+  _globals['_RAFTLEAVERESPONSE']._serialized_start=1775
+  _globals['_RAFTLEAVERESPONSE']._serialized_end=1794
+  _globals['_NODECA']._serialized_start=1797
+  _globals['_NODECA']._serialized_end=1999
+  _globals['_DISPATCHER']._serialized_start=2002
+  _globals['_DISPATCHER']._serialized_end=2317
+  _globals['_RAFTMEMBERSHIP']._serialized_start=2320
+  _globals['_RAFTMEMBERSHIP']._serialized_end=2465
 # @@protoc_insertion_point(module_scope)

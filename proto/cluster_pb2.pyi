@@ -1,5 +1,6 @@
 from proto import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -98,6 +99,72 @@ class HeartbeatResponse(_message.Message):
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     period: float
     def __init__(self, period: _Optional[float] = ...) -> None: ...
+
+class AssignmentsRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("task", "secret", "config")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    task: _objects_pb2.Task
+    secret: _objects_pb2.Secret
+    config: _objects_pb2.Config
+    def __init__(self, task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ..., config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ...) -> None: ...
+
+class AssignmentChange(_message.Message):
+    __slots__ = ("action", "assignment")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UPDATE: _ClassVar[AssignmentChange.Action]
+        REMOVE: _ClassVar[AssignmentChange.Action]
+    UPDATE: AssignmentChange.Action
+    REMOVE: AssignmentChange.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    action: AssignmentChange.Action
+    assignment: Assignment
+    def __init__(self, action: _Optional[_Union[AssignmentChange.Action, str]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
+
+class AssignmentsMessage(_message.Message):
+    __slots__ = ("type", "changes", "network_state")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        COMPLETE: _ClassVar[AssignmentsMessage.Type]
+        INCREMENTAL: _ClassVar[AssignmentsMessage.Type]
+    COMPLETE: AssignmentsMessage.Type
+    INCREMENTAL: AssignmentsMessage.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_STATE_FIELD_NUMBER: _ClassVar[int]
+    type: AssignmentsMessage.Type
+    changes: _containers.RepeatedCompositeFieldContainer[AssignmentChange]
+    network_state: bytes
+    def __init__(self, type: _Optional[_Union[AssignmentsMessage.Type, str]] = ..., changes: _Optional[_Iterable[_Union[AssignmentChange, _Mapping]]] = ..., network_state: _Optional[bytes] = ...) -> None: ...
+
+class TaskStatusUpdate(_message.Message):
+    __slots__ = ("task_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    status: _objects_pb2.TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+
+class UpdateTaskStatusRequest(_message.Message):
+    __slots__ = ("session_id", "updates")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[TaskStatusUpdate]
+    def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
+
+class UpdateTaskStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class LeaderRedirect(_message.Message):
     __slots__ = ("leader_addr",)

@@ -160,6 +160,16 @@ class DispatcherStub:
                 request_serializer=proto_dot_cluster__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Assignments = channel.unary_stream(
+                '/shoal.v1.Dispatcher/Assignments',
+                request_serializer=proto_dot_cluster__pb2.AssignmentsRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.AssignmentsMessage.FromString,
+                _registered_method=True)
+        self.UpdateTaskStatus = channel.unary_unary(
+                '/shoal.v1.Dispatcher/UpdateTaskStatus',
+                request_serializer=proto_dot_cluster__pb2.UpdateTaskStatusRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.UpdateTaskStatusResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -180,6 +190,21 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Assignments(self, request, context):
+        """The tasks (and the secrets and configs they use) assigned to the calling node:
+        first the complete set, then incremental changes, until the session ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTaskStatus(self, request, context):
+        """Task states reported by the node, batched; a state never moves backwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +217,16 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=proto_dot_cluster__pb2.HeartbeatRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Assignments': grpc.unary_stream_rpc_method_handler(
+                    servicer.Assignments,
+                    request_deserializer=proto_dot_cluster__pb2.AssignmentsRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.AssignmentsMessage.SerializeToString,
+            ),
+            'UpdateTaskStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTaskStatus,
+                    request_deserializer=proto_dot_cluster__pb2.UpdateTaskStatusRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.UpdateTaskStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -248,6 +283,60 @@ class Dispatcher:
             '/shoal.v1.Dispatcher/Heartbeat',
             proto_dot_cluster__pb2.HeartbeatRequest.SerializeToString,
             proto_dot_cluster__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Assignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Dispatcher/Assignments',
+            proto_dot_cluster__pb2.AssignmentsRequest.SerializeToString,
+            proto_dot_cluster__pb2.AssignmentsMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTaskStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Dispatcher/UpdateTaskStatus',
+            proto_dot_cluster__pb2.UpdateTaskStatusRequest.SerializeToString,
+            proto_dot_cluster__pb2.UpdateTaskStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -549,7 +549,7 @@ class Service(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., spec_version: _Optional[int] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "container_id", "pid")
+    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "container_id", "pid", "health", "failing_streak")
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -557,6 +557,8 @@ class TaskStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    FAILING_STREAK_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     timestamp: float
     message: str
@@ -564,7 +566,9 @@ class TaskStatus(_message.Message):
     exit_code: int
     container_id: str
     pid: int
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[float] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., container_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    health: str
+    failing_streak: int
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[float] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., container_id: _Optional[str] = ..., pid: _Optional[int] = ..., health: _Optional[str] = ..., failing_streak: _Optional[int] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
     __slots__ = ("network_id", "addresses", "aliases")

@@ -40,7 +40,10 @@ from proto.ports import DEFAULT_PORT, mtls_addr
 from shoal import __version__
 from shoal.metrics import observe_proposal, serve_metrics
 from shoal.nodestate import NodeState, StateDir
+from agent_runtime.api import AsyncRuntimeClient
 from worker.agent import Agent
+from worker.reporter import Reporter
+from worker.worker import Worker
 
 log = logging.getLogger("shoald")
 
@@ -111,7 +114,7 @@ def node_description(hostname: str) -> objects_pb2.NodeDescription:
 
 class Daemon:
     def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
-                 runtime_socket: Path | None = None):
+                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = ()):
         self.state = StateDir(state_dir)
         self.socket_path = Path(socket_path)
         self.hostname = hostname
@@ -120,6 +123,10 @@ class Daemon:
         self.manager: Manager | None = None
         self.raft: RaftNode | None = None
         self.agent: Agent | None = None
+        self.worker: Worker | None = None
+        self.insecure_registries = tuple(insecure_registries)
+        self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
+        self.reporter = Reporter()
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()  # membership changes run one at a time
         self._stopping = asyncio.Event()
@@ -181,8 +188,11 @@ class Daemon:
     def _start_agent(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
         creds = channel_credentials(ca, cert, key)
         managers = node.managers or [node.grpc_addr]
+        self.worker = None
+        if self.runtime is not None:
+            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries)
         self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname),
-                           self._on_session)
+                           self._on_session, worker=self.worker, reporter=self.reporter)
         self._tasks.append(asyncio.create_task(self.agent.run(), name="agent"))
 
     async def _stop_node(self) -> None:
@@ -194,9 +204,11 @@ class Daemon:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self.worker is not None:
+            await self.worker.close()
         if self.raft is not None:
             await self.raft.close()
-        self.raft = self.manager = self.agent = None
+        self.raft = self.manager = self.agent = self.worker = None
 
     async def _on_session(self, message: cluster_pb2.SessionMessage) -> None:
         node = self.node
@@ -516,6 +528,27 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def RemoveNode(self, request, context):
         return await self._call(context, (await self._manager(context)).control.remove_node, request)
 
+    async def CreateService(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.create_service, request)
+
+    async def GetService(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.get_service, request)
+
+    async def UpdateService(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.update_service, request)
+
+    async def RemoveService(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.remove_service, request)
+
+    async def ListServices(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.list_services, request)
+
+    async def ListTasks(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.list_tasks, request)
+
+    async def GetTask(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.services.get_task, request)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="shoald", description="The Shoal node daemon.")
@@ -524,11 +557,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime-socket", default=None, type=Path)
     parser.add_argument("--hostname", default=socket.gethostname())
     parser.add_argument("--metrics-addr", default="", help="IP:PORT for /metrics (Prometheus); off if empty")
+    parser.add_argument("--insecure-registry", action="append", default=[],
+                        help="registry (HOST:PORT or CIDR) to reach over plain HTTP; repeatable")
     parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="time=%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)r")
-    daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket)
+    daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
+                    tuple(args.insecure_registry))
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port)

@@ -42,12 +42,15 @@ class Agent:
 
     def __init__(self, managers: list[str], credentials: grpc.ChannelCredentials,
                  channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
-                 on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]]):
+                 on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]],
+                 worker=None, reporter=None):
         self._managers = list(dict.fromkeys(managers))
         self._credentials = credentials
         self._options = channel_options
         self._description = description
         self._on_session = on_session
+        self._worker = worker
+        self._reporter = reporter
         self._preferred: str | None = None
         self.connected = asyncio.Event()
         self.session_id: str | None = None
@@ -92,6 +95,7 @@ class Agent:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             call = stub.Session(cluster_pb2.SessionRequest(description=self._description()))
             heartbeats: asyncio.Task | None = None
+            helpers: list[asyncio.Task] = []
             period = [1.0]
             try:
                 async for message in call:
@@ -105,6 +109,9 @@ class Agent:
                     await self._on_session(message)
                     if heartbeats is None:
                         heartbeats = asyncio.create_task(self._heartbeat(stub, message.session_id, period, call))
+                        if self._worker is not None:
+                            helpers = [asyncio.create_task(self._guard(self._assignments(stub, message.session_id), call)),
+                                       asyncio.create_task(self._guard(self._report(stub, message.session_id), call))]
                 if heartbeats is not None and heartbeats.done() and heartbeats.exception():
                     raise heartbeats.exception()
             except grpc.aio.AioRpcError as err:
@@ -117,7 +124,34 @@ class Agent:
             finally:
                 if heartbeats is not None:
                     heartbeats.cancel()
+                for helper in helpers:
+                    helper.cancel()
                 call.cancel()
+
+    @staticmethod
+    async def _guard(coro, call) -> None:
+        """Run a session helper; if it fails, end the session so run() reconnects."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.info("session helper failed: %r", err)
+            call.cancel()
+
+    async def _assignments(self, stub, session_id: str) -> None:
+        stream = stub.Assignments(cluster_pb2.AssignmentsRequest(session_id=session_id))
+        try:
+            async for message in stream:
+                await self._worker.apply(message)
+        finally:
+            stream.cancel()
+
+    async def _report(self, stub, session_id: str) -> None:
+        async def send(updates):
+            await stub.UpdateTaskStatus(cluster_pb2.UpdateTaskStatusRequest(session_id=session_id, updates=updates),
+                                        timeout=10)
+        await self._reporter.run(send)
 
     async def _heartbeat(self, stub, session_id: str, period: list[float], call) -> None:
         try:

@@ -20,6 +20,7 @@ import grpc
 
 from manager import grpcutil
 from manager.changes import ChangeSignal
+from manager.dispatcher import assignments
 from manager.dispatcher.liveness import expired_nodes
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
@@ -113,6 +114,59 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         if node is not None and node.status.state != objects_pb2.NodeStatus.READY:
             await self._mark_ready(ident.node_id, None, node.status.addr)
         return cluster_pb2.HeartbeatResponse(period=heartbeat_period(self._store.view().cluster()))
+
+    async def Assignments(self, request, context):
+        ident = await self._authorize(context, "swarm-worker", "swarm-manager")
+        if not self._leadership.is_leader():
+            await grpcutil.abort_not_leader(context, self._leadership.leader_addr(), "assignments")
+        session = self._sessions.get(ident.node_id)
+        if session is None or session.session_id != request.session_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"assignments for node {ident.node_id}: session {request.session_id} is not current")
+        changes = ChangeSignal(self._store, [Kind.TASK, Kind.SECRET, Kind.CONFIG])
+        sent: assignments.Versions = {}
+        first = True
+        try:
+            while self._sessions.get(ident.node_id) is session and self._leadership.is_leader():
+                current = assignments.assigned_set(self._store.view(), ident.node_id)
+                delta, sent = assignments.diff({} if first else sent, current)
+                if first or delta:
+                    kind = cluster_pb2.AssignmentsMessage.COMPLETE if first else cluster_pb2.AssignmentsMessage.INCREMENTAL
+                    if first:
+                        delta = [c for c in delta if c.action == cluster_pb2.AssignmentChange.UPDATE]
+                    yield cluster_pb2.AssignmentsMessage(type=kind, changes=delta)
+                    first = False
+                await changes.wait(timeout=1.0)
+        finally:
+            changes.close()
+
+    async def UpdateTaskStatus(self, request, context):
+        ident = await self._authorize(context, "swarm-worker", "swarm-manager")
+        if not self._leadership.is_leader():
+            await grpcutil.abort_not_leader(context, self._leadership.leader_addr(), "task status")
+        session = self._sessions.get(ident.node_id)
+        if session is None or session.session_id != request.session_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"task status from node {ident.node_id}: session {request.session_id} is not current")
+
+        def apply(tx):
+            for update in request.updates:
+                task = tx.get(Kind.TASK, update.task_id)
+                if task is None:
+                    continue
+                reason = assignments.status_update_allowed(task, ident.node_id, update.status)
+                if reason is not None:
+                    log.debug("ignored status update: %s", reason)
+                    continue
+                if task.status == update.status:
+                    continue
+                new = objects_pb2.Task()
+                new.CopyFrom(task)
+                new.status.CopyFrom(update.status)
+                tx.update(new)
+
+        await self._store.update_retry(apply)
+        return cluster_pb2.UpdateTaskStatusResponse()
 
     # -- leader loop -------------------------------------------------------------
     async def run(self) -> None:

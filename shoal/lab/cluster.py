@@ -61,7 +61,8 @@ def form(plan: LabPlan, shoal: ShoalRunner, progress: Progress) -> None:
     first = plan.hosts[0]
     progress(f"swarm init on {first.name} ({first.address})")
     shoal(first.name, "swarm", "init", "--advertise-addr", str(first.address),
-          "--dispatcher-heartbeat", DISPATCHER_HEARTBEAT)
+          "--dispatcher-heartbeat", DISPATCHER_HEARTBEAT,
+          "--default-addr-pool", "198.18.0.0/15", "--default-addr-pool-mask-length", "24")
     tokens = {
         role: shoal(first.name, "swarm", "join-token", "-q", role).stdout.strip()
         for role in ("manager", "worker")

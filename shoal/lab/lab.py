@@ -223,6 +223,7 @@ class Lab:
             "--runtime-socket", str(host.runtime_socket),
             "--hostname", host.name,
             "--metrics-addr", host.metrics_addr,
+            "--insecure-registry", self.plan.registry,
             *(["--log-level", log_level] if log_level else []),
         ]
 

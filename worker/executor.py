@@ -1,0 +1,65 @@
+"""Task → ContainerSpec for shoal-runtimed: a pure conversion, plus the labels by which a
+restarted worker finds the containers of its tasks again."""
+
+from __future__ import annotations
+
+from agent_runtime.api import ContainerSpec, Healthcheck, Mount, Resources
+from proto import objects_pb2
+
+TASK_LABEL = "com.docker.swarm.task.id"
+SERVICE_LABEL = "com.docker.swarm.service.id"
+SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+NODE_LABEL = "com.docker.swarm.node.id"
+TASK_NAME_LABEL = "com.docker.swarm.task.name"
+
+_MOUNT_TYPES = {objects_pb2.Mount.BIND: "bind", objects_pb2.Mount.VOLUME: "volume", objects_pb2.Mount.TMPFS: "tmpfs"}
+
+
+def task_name(task: objects_pb2.Task) -> str:
+    """Docker's task naming: SERVICE.SLOT.TASKID, or SERVICE.NODEID.TASKID for global services."""
+    service = task.annotations.name or task.service_id
+    if service.count(".") >= 1 and service.endswith(task.id):
+        return service
+    slot = str(task.slot) if task.slot else task.node_id
+    return f"{service}.{slot}.{task.id}"
+
+
+def container_spec(task: objects_pb2.Task, service_name: str = "") -> ContainerSpec:
+    """What the runtime must run for ``task``; raises ValueError naming a field it cannot map."""
+    c = task.spec.container
+    if not c.image:
+        raise ValueError(f"task {task.id}: no image")
+    labels = dict(c.labels)
+    labels.update({TASK_LABEL: task.id, SERVICE_LABEL: task.service_id, NODE_LABEL: task.node_id,
+                   SERVICE_NAME_LABEL: service_name or task.annotations.name, TASK_NAME_LABEL: task_name(task)})
+    limits = task.spec.resources.limits
+    reservations = task.spec.resources.reservations
+    health = None
+    if c.HasField("healthcheck") and c.healthcheck.test and c.healthcheck.test[0] != "NONE":
+        hc = c.healthcheck
+        health = Healthcheck(test=list(hc.test), interval_s=hc.interval or 30.0, timeout_s=hc.timeout or 30.0,
+                             retries=hc.retries or 3, start_period_s=hc.start_period)
+    elif c.HasField("healthcheck") and c.healthcheck.test and c.healthcheck.test[0] == "NONE":
+        health = Healthcheck(test=["NONE"])
+    return ContainerSpec(
+        image=c.image,
+        entrypoint=list(c.command) or None,
+        command=list(c.args),
+        env=list(c.env),
+        workdir=c.dir,
+        user=c.user,
+        hostname=c.hostname or task.id[:12],
+        name=task_name(task),
+        labels=labels,
+        mounts=[Mount(type=_MOUNT_TYPES[m.type], target=m.target, source=m.source, read_only=m.read_only,
+                      tmpfs_size_bytes=m.tmpfs_size_bytes) for m in c.mounts],
+        resources=Resources(nano_cpus=limits.nano_cpus, memory_bytes=limits.memory_bytes,
+                            memory_reservation_bytes=reservations.memory_bytes,
+                            pids_limit=task.spec.resources.pids_limit),
+        cap_add=list(c.cap_add),
+        cap_drop=list(c.cap_drop),
+        init=c.init,
+        stop_signal=c.stop_signal,
+        stop_grace_period_s=c.stop_grace_period if c.stop_grace_period else 10.0,
+        healthcheck=health,
+    )

@@ -1,0 +1,116 @@
+"""Reconciles the node's assignment set against shoal-runtimed.
+
+For every assigned task a TaskManager drives the container; tasks that disappear from
+the assignments have their containers removed. After a restart of shoald, the first
+(complete) assignment set is matched against the runtime's containers by their task
+label, so running containers are adopted, not restarted; containers of tasks that are
+no longer assigned are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agent_runtime.api import NotFound, ShoalRuntimeError
+from proto import cluster_pb2, objects_pb2
+from worker.executor import TASK_LABEL
+from worker.reporter import Reporter
+from worker.task_manager import TaskManager
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Use from the daemon's loop; ``close()`` cancels task managers (containers keep running)."""
+
+    def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = ()):
+        self._runtime = runtime
+        self._reporter = reporter
+        self._insecure = insecure_registries
+        self._managers: dict[str, tuple[TaskManager, asyncio.Task]] = {}
+        self.secrets: dict[str, objects_pb2.Secret] = {}
+        self.configs: dict[str, objects_pb2.Config] = {}
+        self._lock = asyncio.Lock()
+
+    async def apply(self, message: cluster_pb2.AssignmentsMessage) -> None:
+        async with self._lock:
+            tasks: dict[str, objects_pb2.Task] = {}
+            removed: set[str] = set()
+            for change in message.changes:
+                item = change.assignment.WhichOneof("item")
+                obj = getattr(change.assignment, item)
+                if change.action == cluster_pb2.AssignmentChange.REMOVE:
+                    if item == "task":
+                        removed.add(obj.id)
+                    else:
+                        getattr(self, item + "s").pop(obj.id, None)
+                elif item == "task":
+                    tasks[obj.id] = obj
+                else:
+                    getattr(self, item + "s")[obj.id] = obj
+            if message.type == cluster_pb2.AssignmentsMessage.COMPLETE:
+                removed |= set(self._managers) - set(tasks)
+                await self._adopt(tasks)
+            for task_id in removed:
+                await self._remove(task_id)
+            for task in tasks.values():
+                self._assign(task)
+
+    def _assign(self, task: objects_pb2.Task, container_id: str | None = None) -> None:
+        entry = self._managers.get(task.id)
+        if entry is not None:
+            entry[0].update(task)
+            return
+        manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id)
+        self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
+
+    async def _adopt(self, tasks: dict[str, objects_pb2.Task]) -> None:
+        """Match existing containers to tasks; remove the ones no task claims."""
+        try:
+            containers = await self._runtime.list(all=True)
+        except ShoalRuntimeError as err:
+            log.warning("cannot list containers to adopt: %s", err)
+            return
+        for info in containers:
+            task_id = info.config.labels.get(TASK_LABEL)
+            if not task_id:
+                continue
+            if task_id in tasks and task_id not in self._managers:
+                log.info("adopting container %s of task %s", info.id[:12], task_id)
+                self._assign(tasks[task_id], info.id)
+            elif task_id not in tasks:
+                log.info("removing container %s of task %s (no longer assigned)", info.id[:12], task_id)
+                try:
+                    await self._runtime.remove(info.id, force=True)
+                except NotFound:
+                    pass
+
+    async def _remove(self, task_id: str) -> None:
+        entry = self._managers.pop(task_id, None)
+        if entry is None:
+            return
+        manager, runner = entry
+        runner.cancel()
+        try:
+            await runner
+        except (asyncio.CancelledError, Exception):
+            pass
+        if manager.container_id:
+            try:
+                await self._runtime.remove(manager.container_id, force=True)
+            except NotFound:
+                pass
+            except ShoalRuntimeError as err:
+                log.warning("task %s: removing container %s failed: %s", task_id, manager.container_id, err)
+
+    async def close(self) -> None:
+        entries = list(self._managers.values())
+        self._managers.clear()
+        for _, runner in entries:
+            runner.cancel()
+        for _, runner in entries:
+            try:
+                await runner
+            except (asyncio.CancelledError, Exception):
+                pass
