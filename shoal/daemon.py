@@ -130,6 +130,7 @@ class Daemon:
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()  # membership changes run one at a time
         self._stopping = asyncio.Event()
+        self._rejoining = False
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
@@ -220,7 +221,28 @@ class Daemon:
             self.state.save(node)
         wanted = role_name(message.role)
         if wanted != node.role:
-            asyncio.create_task(self._change_role(wanted))
+            self._background(self._change_role(wanted), "role change")
+        elif node.role == "manager" and managers and node.grpc_addr not in managers and not self._rejoining:
+            # The swarm lists no manager at our address although we are one: we were
+            # removed from Raft (a quick demote + promote) and must ask to be added back.
+            self._rejoining = True
+            self._background(self._rejoin_raft(), "raft rejoin")
+
+    def _background(self, coro, what: str) -> None:
+        """Run a membership step on the side; log (not lose) its failure."""
+        def done(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s failed: %s", what, task.exception())
+        asyncio.create_task(coro).add_done_callback(done)
+
+    async def _rejoin_raft(self) -> None:
+        try:
+            async with self._lock:
+                if self.node is not None and self.node.role == "manager" and self.raft is not None:
+                    log.info("asking the leader to add this manager back to raft")
+                    await self._join_raft(self.node)
+        finally:
+            self._rejoining = False
 
     async def _change_role(self, wanted: str) -> None:
         """Renew the certificate for the role the cluster assigned and restart the roles."""
@@ -436,6 +458,11 @@ class Daemon:
     async def _leave_raft(self, node: NodeState) -> None:
         cert, key, ca = self.state.load_certificates()
         creds = channel_credentials(ca, cert, key)
+        if self.raft is not None and self.raft.is_leader():
+            try:
+                await self.raft.transfer_leadership()
+            except StoreError as err:
+                log.warning("leave: could not hand leadership over: %s", err)
         leader = self.manager.leader_addr()
         for addr in [a for a in [leader] + node.managers if a and a != node.grpc_addr]:
             try:

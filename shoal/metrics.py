@@ -53,7 +53,7 @@ class DaemonCollector:
         members = GaugeMetricFamily("shoal_raft_members", "Raft members by reachability from here",
                                     labels=["reachable"])
         reachable = sum(1 for m in status.members if m.reachable)
-        members.add_metric(["true"], reachable + 1)
+        members.add_metric(["true"], reachable)
         members.add_metric(["false"], len(status.members) - reachable)
         yield from (term, commit, leader, members)
         view = manager.store.view()

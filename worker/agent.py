@@ -53,6 +53,7 @@ class Agent:
         self._reporter = reporter
         self._preferred: str | None = None
         self.connected = asyncio.Event()
+        self._period = 1.0
         self.session_id: str | None = None
 
     @property
@@ -91,52 +92,54 @@ class Agent:
                 await asyncio.sleep(random.uniform(*RECONNECT_DELAY))
 
     async def _session(self, addr: str) -> None:
+        """One session with the manager at ``addr``; returns or raises when it ends.
+
+        The session stream, the heartbeats and the session helpers (assignments,
+        status reports) run as sibling tasks: the first to end ends them all, and
+        its error (if any) is what this raises.
+        """
         async with grpc.aio.secure_channel(mtls_addr(addr), self._credentials, options=self._options) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
-            call = stub.Session(cluster_pb2.SessionRequest(description=self._description()))
-            heartbeats: asyncio.Task | None = None
-            helpers: list[asyncio.Task] = []
-            period = [1.0]
+            first = asyncio.get_running_loop().create_future()
+            reader = asyncio.create_task(self._read_session(stub, addr, first))
+            tasks = [reader]
             try:
-                async for message in call:
-                    self.session_id = message.session_id
-                    period[0] = message.heartbeat_period or period[0]
-                    managers = [p.addr for p in message.managers if p.addr]
-                    if managers:
-                        self._managers = list(dict.fromkeys(managers + [m for m in self._managers if m in managers]))
-                    self._preferred = addr
-                    self.connected.set()
-                    await self._on_session(message)
-                    if heartbeats is None:
-                        heartbeats = asyncio.create_task(self._heartbeat(stub, message.session_id, period, call))
-                        if self._worker is not None:
-                            helpers = [asyncio.create_task(self._guard(self._assignments(stub, message.session_id), call)),
-                                       asyncio.create_task(self._guard(self._report(stub, message.session_id), call))]
-                if heartbeats is not None and heartbeats.done() and heartbeats.exception():
-                    raise heartbeats.exception()
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.FAILED_PRECONDITION and _leader_from(err):
-                    raise _Redirect(_leader_from(err)) from err
-                if heartbeats is not None and heartbeats.done() and not heartbeats.cancelled() \
-                        and heartbeats.exception() is not None:
-                    raise heartbeats.exception() from err
-                raise
+                await asyncio.wait([reader, first], return_when=asyncio.FIRST_COMPLETED)
+                if first.done():
+                    session_id = first.result()
+                    tasks.append(asyncio.create_task(self._heartbeat(stub, session_id)))
+                    if self._worker is not None:
+                        tasks.append(asyncio.create_task(self._assignments(stub, session_id)))
+                        tasks.append(asyncio.create_task(self._report(stub, session_id)))
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                ended = next(t for t in tasks if t.done())
+                error = ended.exception()
             finally:
-                if heartbeats is not None:
-                    heartbeats.cancel()
-                for helper in helpers:
-                    helper.cancel()
-                call.cancel()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(error, grpc.aio.AioRpcError):
+                leader = _leader_from(error)
+                if error.code() == grpc.StatusCode.FAILED_PRECONDITION and leader:
+                    raise _Redirect(leader) from error
+            if error is not None:
+                raise error
 
-    @staticmethod
-    async def _guard(coro, call) -> None:
-        """Run a session helper; if it fails, end the session so run() reconnects."""
+    async def _read_session(self, stub, addr: str, first: asyncio.Future) -> None:
+        call = stub.Session(cluster_pb2.SessionRequest(description=self._description()))
         try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            log.info("session helper failed: %r", err)
+            async for message in call:
+                self.session_id = message.session_id
+                self._period = message.heartbeat_period or self._period
+                managers = [p.addr for p in message.managers if p.addr]
+                if managers:
+                    self._managers = list(dict.fromkeys(managers + [m for m in self._managers if m in managers]))
+                self._preferred = addr
+                self.connected.set()
+                await self._on_session(message)
+                if not first.done():
+                    first.set_result(message.session_id)
+        finally:
             call.cancel()
 
     async def _assignments(self, stub, session_id: str) -> None:
@@ -153,13 +156,9 @@ class Agent:
                                         timeout=10)
         await self._reporter.run(send)
 
-    async def _heartbeat(self, stub, session_id: str, period: list[float], call) -> None:
-        try:
-            while True:
-                await asyncio.sleep(period[0])
-                response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id),
-                                                timeout=max(period[0], 1.0))
-                period[0] = response.period or period[0]
-        except Exception:
-            call.cancel()  # end the session; run() reconnects
-            raise
+    async def _heartbeat(self, stub, session_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id),
+                                            timeout=max(self._period, 1.0))
+            self._period = response.period or self._period

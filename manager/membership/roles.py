@@ -93,6 +93,11 @@ class RoleReconciler:
         reachable = {m.addr for m in status.members if m.reachable} | {status.self_addr}
         check_demotion(self._store.view().nodes(), node.id, reachable)
         addr = node.manager_status.raft_addr
+        if addr and addr == status.self_addr:
+            # A leader cannot remove itself: hand leadership over; the new leader demotes us.
+            log.info("demoting the leader itself: transferring leadership first")
+            await self._raft.transfer_leadership()
+            return
         if addr and addr in [m.addr for m in status.members]:
             log.info("removing %s (node %s) from the raft cluster", addr, node.id)
             await self._raft.remove_member(addr)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _LEADER_STATE = 2               # pysyncobj.syncobj._RAFT_STATE.LEADER
 _RETRY_PAUSE = 0.01
+_CLOSED = -1                    # our own failure code: the node was closed with the call in flight
 _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
 # Failures after which the change certainly did not commit, so proposing it again is safe.
 _NOT_COMMITTED = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED,
@@ -118,11 +119,14 @@ class RaftNode(SyncObj):
         self.self_addr = self_addr
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)      # the journal and dump hold every secret in the store
         self._memory_store = memory_store
         self._on_leader_change = on_leader_change
         self._timings = timings
         self._stopping = threading.Event()
         self._tick_thread: threading.Thread | None = None
+        self._in_flight: dict[asyncio.Future, asyncio.AbstractEventLoop] = {}
+        self._in_flight_lock = threading.Lock()
         self._members_file = self.data_dir / "members.json"
         self._dump_file = self.data_dir / "raft.dump"
         remembered = raft_files.load_members(self._members_file, self_addr)
@@ -161,6 +165,7 @@ class RaftNode(SyncObj):
         try:
             super().__init__(self_addr, [m for m in members if m != self_addr], conf)
         except SyncObjException as exc:
+            self._doDestroy()           # close the journal PySyncObj already opened
             raise RaftConfigError(f"raft node {self_addr}: cannot listen on {self_addr} "
                                   f"({exc.errorCode})") from exc
         except AssertionError as exc:
@@ -198,6 +203,29 @@ class RaftNode(SyncObj):
                  last_entry[1])
         return last_entry, prev_entry, {TCPNode(addr) for addr in members}
 
+    def _SyncObj__onMessageReceived(self, node, message) -> None:  # noqa: N802 (PySyncObj's name)
+        """PySyncObj's message handler, with one fix: a successful ack never moves nextIndex back.
+
+        PySyncObj sets a follower's nextIndex to (acked index + 1) on every successful ack that
+        raises matchIndex. With appendEntriesUseBatch=False the leader sends each entry at once,
+        so an ack for entry N often arrives after N+1 was sent; nextIndex then falls back to N+1,
+        the next append re-sends N+1, and the follower truncates and rewrites entries it already
+        applied (logging "truncating already-applied log entries"). If such a rewrite is cut short
+        (a size-limited message) and the leader dies, a committed entry could be lost. Keeping
+        nextIndex where it was is what Raft intends: entries already sent on the ordered
+        connection need not be sent again; a follower that lacks them answers with reset=True.
+        """
+        if (isinstance(message, dict) and message.get("type") == "next_node_idx"
+                and message.get("success") and not message.get("reset")):
+            next_index = self._SyncObj__raftNextIndex
+            before = next_index.get(node)
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            after = next_index.get(node)
+            if before is not None and after is not None and after < before:
+                next_index[node] = before
+            return
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+
     # -- Proposer ----------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
@@ -218,6 +246,8 @@ class RaftNode(SyncObj):
         deadline = loop.time() + timeout
         last_failure: int | None = None
         while True:
+            if self._stopping.is_set():
+                raise NotLeader(f"raft {self.self_addr} is closed; {describe(change)} was not committed")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise self._deadline_error(change, last_failure, timeout)
@@ -233,6 +263,9 @@ class RaftNode(SyncObj):
                                       f"{describe(change)}; it may still commit") from None
             if error == FAIL_REASON.SUCCESS:
                 return result
+            if error == _CLOSED:
+                raise ProposalOutcomeUnknown(f"raft {self.self_addr} was closed while {describe(change)} "
+                                             "was in flight; it may have committed")
             if error not in _NOT_COMMITTED:
                 raise ProposalOutcomeUnknown(
                     f"raft {self.self_addr}: {describe(change)}: {_FAIL_NAMES.get(error, error)} "
@@ -255,11 +288,16 @@ class RaftNode(SyncObj):
             return False
         return leader == self.selfNode or self.isNodeConnected(leader)
 
-    @staticmethod
-    def _submit(loop: asyncio.AbstractEventLoop,
+    def _submit(self, loop: asyncio.AbstractEventLoop,
                 send: Callable[[Callable[[object, int], None]], None]) -> asyncio.Future:
-        """Call ``send(callback)`` and return a future resolved with (result, FAIL_REASON) on our loop."""
+        """Call ``send(callback)`` and return a future resolved with (result, FAIL_REASON) on our loop.
+
+        Futures still pending when the node is destroyed resolve with (None, _CLOSED).
+        """
         future: asyncio.Future = loop.create_future()
+        with self._in_flight_lock:
+            self._in_flight[future] = loop
+        future.add_done_callback(self._forget_future)
 
         def settle(result: object, error: int) -> None:
             if not future.done():
@@ -276,6 +314,22 @@ class RaftNode(SyncObj):
         except BlockingIOError:
             pass    # queued; PySyncObj's wake-up pipe is full, so the tick thread is awake anyway
         return future
+
+    def _forget_future(self, future: asyncio.Future) -> None:
+        with self._in_flight_lock:
+            self._in_flight.pop(future, None)
+
+    def _fail_in_flight(self) -> None:
+        with self._in_flight_lock:
+            pending, self._in_flight = list(self._in_flight.items()), {}
+        for future, loop in pending:
+            def settle(future: asyncio.Future = future) -> None:
+                if not future.done():
+                    future.set_result((None, _CLOSED))
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:
+                pass
 
     async def wait_ready(self, timeout: float) -> None:
         """Return once a leader exists and this node has applied everything committed before now.
@@ -353,6 +407,8 @@ class RaftNode(SyncObj):
         wanted = operation == "add"
         failure: int | None = None
         while loop.time() < deadline:
+            if self._stopping.is_set():
+                raise NotLeader(f"raft {self.self_addr} is closed; cannot {operation} member {addr}")
             if (addr in self.member_addrs()) == wanted and failure is not None:
                 return      # an earlier attempt (or someone else) already made the change
             if not self._leader_reachable():
@@ -429,6 +485,7 @@ class RaftNode(SyncObj):
         thread = self._tick_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        self._fail_in_flight()
 
     async def close(self) -> None:
         """``destroy`` without blocking the loop."""

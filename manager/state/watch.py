@@ -121,7 +121,8 @@ class Watch:
             self._waiter.set_result(None)
 
     async def get(self) -> StoreEvent:
-        """The next event; raises WatchClosed/WatchOverflow when closed (StopAsyncIteration-free)."""
+        """The next event. Once closed and drained: raises WatchOverflow or WatchClosed (the store
+        closed it), or WatchClosed("store watch was closed") after the owner's ``close()``."""
         while not self._buffer:
             if self._closed:
                 raise self._error if self._error is not None else WatchClosed("store watch was closed")

@@ -8,14 +8,30 @@ and reports everything wrong in one pass. Numbers and booleans are also accepted
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shoal.stack.errors import Problem
 from shoal.stack.yamltree import Node
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the whole stack declares, for checking a service's references."""
+
+    services: frozenset[str]
+    networks: frozenset[str]
+    volumes: frozenset[str]
+    secrets: frozenset[str]
+    configs: frozenset[str]
+    env: Mapping[str, str]
+    project_dir: str
+    read_text: Callable[[str], str]
 
 
 def describe(value: Any) -> str:
@@ -33,11 +49,14 @@ def describe(value: Any) -> str:
     return str(value)
 
 
-def join(path: str, key: str | int) -> str:
-    """Extend a key path: join("services.web", "ports") and join("...ports", 0) -> "...ports[0]"."""
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
+def join(path: str, *keys: str | int) -> str:
+    """Extend a key path: join("services.web", "ports", 0) -> "services.web.ports[0]"."""
+    for key in keys:
+        if isinstance(key, int):
+            path = f"{path}[{key}]"
+        else:
+            path = f"{path}.{key}" if path else key
+    return path
 
 
 class Checker:
@@ -53,10 +72,9 @@ class Checker:
 
     def key_error(self, parent: Node, key: str, path: str, message: str) -> None:
         """A problem with a key itself (unknown, unsupported): points at the key's line."""
-        line = parent.key_lines.get(key, parent.value[key].line if parent.is_map and key in parent.value
-                                    else parent.line)
-        self.problems.append(Problem(parent.value[key].file if key in parent.value else parent.file,
-                                     line, path, message))
+        child = parent.value.get(key) if parent.is_map else None
+        line = parent.key_lines.get(key) or (child.line if child is not None else parent.line)
+        self.problems.append(Problem(child.file if child is not None else parent.file, line, path, message))
 
     def attempt(self, node: Node, path: str, parse: Callable[[Any], T]) -> T | None:
         """Run a parser on the node's value, turning its ValueError into a problem."""
@@ -68,16 +86,19 @@ class Checker:
 
     # ---- structure ------------------------------------------------------------------------------
 
-    def mapping(self, node: Node | None, path: str, allowed: Iterable[str],
+    def mapping(self, node: Node | None, path: str, allowed: Iterable[str] | None,
                 unsupported: dict[str, str] | None = None, *, nullable: bool = True) -> dict[str, Node] | None:
         """The node's entries when it is a mapping of allowed keys (plus `x-` extensions, which are
         dropped). Unknown keys get a "did you mean" hint; `unsupported` maps known-but-unsupported
-        keys to the reason. A null value reads as an empty mapping when `nullable`."""
+        keys to the reason. `allowed=None` accepts every key (mappings keyed by user-chosen names).
+        A null value reads as an empty mapping when `nullable`."""
         if node is None or (node.value is None and nullable):
             return {}
         if not node.is_map:
             self.error(node, path, f"expected a mapping, got {describe(node.value)}")
             return None
+        if allowed is None:
+            return dict(node.value)
         allowed = set(allowed)
         unsupported = unsupported or {}
         entries = {}
@@ -116,15 +137,19 @@ class Checker:
         self.error(node, path, f"expected a string, got {describe(value)}")
         return None
 
-    def integer(self, node: Node, path: str, *, minimum: int | None = 0) -> int | None:
+    def integer(self, node: Node, path: str, *, minimum: int | None = 0,
+                maximum: int = 2**31 - 1) -> int | None:
         value = node.value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value.strip())
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+            value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             self.error(node, path, f"expected an integer, got {describe(node.value)}")
             return None
         if minimum is not None and value < minimum:
             self.error(node, path, f"expected an integer of at least {minimum}, got {value}")
+            return None
+        if value > maximum:
+            self.error(node, path, f"expected an integer of at most {maximum}, got {value}")
             return None
         return value
 

@@ -129,7 +129,10 @@ def _file_key(default_prefix: str) -> Callable[[Node], object]:
 def _port_key(item: Node) -> object:
     if item.is_map:
         plain = item.plain()
-        return ("port", plain.get("published"), plain.get("target"), plain.get("protocol", "tcp"),
+        published = plain.get("published") or 0
+        if isinstance(published, str) and published.isascii() and published.isdigit():
+            published = int(published)
+        return ("port", published, plain.get("target"), plain.get("protocol", "tcp"),
                 plain.get("mode", "ingress"))
     try:
         ports = parse_port_short(item.value)

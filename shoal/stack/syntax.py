@@ -35,21 +35,24 @@ def parse_duration(text: str) -> float:
 
 def parse_bytes(value: object) -> int:
     """A byte size: an integer, or a string like "64M", "1.5g", "512KiB" (binary multiples)."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"expected a byte size like '64M', got {value!r}")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"expected a non-negative byte size, got {value}")
+        if not 0 <= value < 1 << 62:
+            raise ValueError(f"expected a byte size between 0 and 2^62, got {value}")
         return value
     match = _BYTES.match(str(value).strip())
     if not match:
         raise ValueError(f"expected a byte size like '64M' or '1G', got {value!r}")
-    return int(float(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()])
+    size = int(float(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()])
+    if size >= 1 << 62:
+        raise ValueError(f"byte size {value!r} is too large")
+    return size
 
 
 def parse_cpus(value: object) -> int:
     """A CPU count ("0.5", 2) in nano-CPUs; must be positive."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a number of CPUs like '0.5', got {value!r}")
     try:
         cpus = float(value)  # type: ignore[arg-type]
@@ -75,7 +78,7 @@ class PortSpec:
 
 
 def _port_number(text: str, what: str) -> int:
-    if not text.isdigit():
+    if not re.fullmatch(r"[0-9]+", text):
         raise ValueError(f"{what} port {text!r} is not a number")
     number = int(text)
     if not 1 <= number <= 65535:

@@ -59,6 +59,8 @@ def lab_factory(request: pytest.FixtureRequest):
         yield make
     finally:
         errors = []
+        if os.environ.get("SHOAL_KEEP_LABS") == "1":  # debugging: keep them; `shoal-lab down --name N` later
+            made = []
         for lab in reversed(made):
             try:
                 lab.down()

@@ -204,3 +204,17 @@ def test_promote_and_demote_change_raft_membership(lab):
     info = json.loads(lab.shoal("manager1", "info", "--format", "json").stdout)
     assert len(info["managers"]) == 3
     wait_for(lambda: by_host(lab.nodes("manager1"))["worker1"]["Status"] == "Ready", 15, what="worker1 Ready")
+
+
+def test_demoting_the_leader_hands_leadership_over(lab):
+    lab.wait_ready()
+    old = lab.leader("manager1")
+    other = next(m for m in ("manager1", "manager2", "manager3") if m != old)
+    lab.shoal(other, "node", "demote", old)
+    wait_for(lambda: by_host(lab.nodes(other))[old]["ManagerStatus"] == "", 30, what=f"{old} demoted")
+    new = lab.leader(other)
+    assert new and new != old
+    lab.shoal(other, "node", "promote", old)
+    wait_for(lambda: by_host(lab.nodes(other))[old]["ManagerStatus"] == "Reachable", 30,
+             what=f"{old} a manager again")
+    wait_for(lambda: all(n["Status"] == "Ready" for n in lab.nodes(other)), 20, what="all Ready")

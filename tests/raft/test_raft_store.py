@@ -13,7 +13,8 @@ import socket
 
 import pytest
 
-from manager.state import (Kind, MemoryStore, NoQuorum, ProposalError, ProposalTimeout,
+from manager.state import (Kind, MemoryStore, NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown,
+                           ProposalTimeout,
                            RaftConfigError, VersionConflict, copy_of, wrap)
 from manager.state.raft import RaftNode
 from proto import objects_pb2, store_pb2
@@ -105,6 +106,12 @@ async def test_after_the_leader_dies_another_is_elected_and_accepts_writes(clust
     assert len(committed) == outcomes.count("committed")
     assert set(outcomes) <= {"committed", "NoQuorum", "NotLeader", "ProposalOutcomeUnknown", "ProposalTimeout"}
     assert cluster.leader_changes[new][-1] is True
+    # the old leader comes back from its data dir as a follower and catches up
+    cluster.start(old)
+    await cluster.nodes[old].wait_ready(10)
+    await cluster.converged()
+    assert not cluster.nodes[old].is_leader()
+    assert {"after000", "after001"} <= task_ids(cluster.stores[old])
 
 
 async def test_without_quorum_a_write_fails_with_a_typed_error_and_commits_nowhere(cluster_factory):
@@ -116,6 +123,24 @@ async def test_without_quorum_a_write_fails_with_a_typed_error_and_commits_nowhe
     with pytest.raises((NoQuorum, ProposalTimeout)):
         await cluster.store(2).update(create_tasks("lonely", 1), timeout=1.5)
     assert task_ids(cluster.stores[2], "lonely") == set()
+
+
+async def test_closing_a_node_fails_its_in_flight_proposals_with_a_typed_error(cluster_factory):
+    cluster = cluster_factory()
+    cluster.start_all()
+    leader = await cluster.leader()
+    for i in list(cluster.nodes):
+        if i != leader:
+            await cluster.stop(i)
+    pending = asyncio.create_task(cluster.store(leader).update(create_tasks("stuck", 1), timeout=60))
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    node = cluster.nodes[leader]
+    await cluster.stop(leader)
+    with pytest.raises(ProposalOutcomeUnknown, match="closed while"):
+        await asyncio.wait_for(pending, 10)
+    with pytest.raises(NotLeader, match="is closed"):
+        await node.propose(store_pb2.StoreChange(), 1.0)
 
 
 @pytest.mark.parametrize("compaction", [False, True], ids=["journal", "journal+dump"])
@@ -167,6 +192,25 @@ async def test_a_new_member_is_added_dynamically_and_catches_up(cluster_factory)
     assert sorted(m.addr for m in cluster.nodes[leader].status().members) == sorted(cluster.addrs)
     saved = json.loads((cluster.root / f"m{leader}" / "members.json").read_text())
     assert saved == {"self": cluster.addrs[leader], "members": sorted(cluster.addrs)}
+
+
+async def test_a_cluster_grows_from_one_member_like_swarm_init_then_join(cluster_factory):
+    cluster = cluster_factory(size=1)
+    cluster.start(0, peers=[])
+    await cluster.nodes[0].wait_ready(10)
+    assert cluster.nodes[0].is_leader()
+    await cluster.store(0).update(create_tasks("init", 2))
+    for new in (cluster.add_slot(), cluster.add_slot()):
+        existing = cluster.addrs[:new]
+        cluster.start(new, peers=existing)              # the joiner starts first, knowing the members
+        await cluster.nodes[new - 1].add_member(cluster.addrs[new])
+        await cluster.nodes[new].wait_ready(10)
+    await cluster.converged()
+    assert task_ids(cluster.stores[2], "init") == {"init000", "init001"}
+    await cluster.stop(0)                               # 2 of 3 remain: still a quorum
+    await cluster.store(2).update(create_tasks("grown", 1))
+    await cluster.converged()
+    assert task_ids(cluster.stores[1], "grown") == {"grown000"}
 
 
 async def test_a_removed_member_stops_receiving_and_restarts_use_the_saved_membership(cluster_factory):
@@ -244,3 +288,24 @@ async def test_a_taken_port_is_a_clear_error(tmp_path):
         addr = f"127.0.0.1:{holder.getsockname()[1]}"
         with pytest.raises(RaftConfigError, match="cannot listen"):
             RaftNode(addr, [], tmp_path, PASSWORD, MemoryStore(), bind_attempts=1)
+
+
+async def test_a_late_ack_never_moves_a_followers_next_index_back(tmp_path):
+    """PySyncObj fix (see RaftNode._SyncObj__onMessageReceived): acks raise matchIndex only."""
+    from pysyncobj.node import TCPNode
+
+    node = RaftNode(f"127.0.0.1:{free_port()}", [], tmp_path, PASSWORD, MemoryStore())
+    try:
+        await node.wait_ready(10)
+        fake = TCPNode("127.0.0.1:1")
+        next_index, match_index = node._SyncObj__raftNextIndex, node._SyncObj__raftMatchIndex
+        next_index[fake], match_index[fake] = 100, 50
+        ack = {"type": "next_node_idx", "next_node_idx": 61, "success": True, "reset": False}
+        node._SyncObj__onMessageReceived(fake, ack)
+        assert (match_index[fake], next_index[fake]) == (60, 100)
+        node._SyncObj__onMessageReceived(fake, {**ack, "next_node_idx": 70, "success": False, "reset": True})
+        assert next_index[fake] == 70           # a follower that lacks entries still resets it
+        node._SyncObj__onMessageReceived(fake, {**ack, "next_node_idx": 90})
+        assert (match_index[fake], next_index[fake]) == (89, 90)
+    finally:
+        await node.close()

@@ -181,6 +181,7 @@ def test_vnis_start_at_4096_and_are_not_reused_while_held():
     ("16777216", "outside the range"),
     ("5000,5001", "one VXLAN id"),
     ("x", "one VXLAN id"),
+    ("²", "one VXLAN id"),
 ])
 def test_bad_vxlanid_options_are_refused(option, fragment):
     allocator = NetworkAllocator(LAB_POOL)

@@ -1,0 +1,29 @@
+"""IPAM for the manager: subnets and VNIs for overlay networks, VIPs for services, IPs for tasks
+and per-node host gateway IPs. Pure bookkeeping over protobuf objects; no I/O.
+
+Exports:
+    NetworkAllocator, AllocationSnapshot, RestoreReport, task_holds_addresses
+    ingress_network, INGRESS_NETWORK_NAME
+    DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE, VNI_MIN, VNI_MAX
+    the errors: AllocatorError, InvalidNetworkSpec, SubnetOverlap, AddressPoolExhausted,
+    VNIExhausted, SubnetExhausted, UnknownNetwork, InvalidEndpoint, NetworkInUse
+"""
+
+from manager.allocator.errors import (
+    AddressPoolExhausted, AllocatorError, InvalidEndpoint, InvalidNetworkSpec, NetworkInUse,
+    SubnetExhausted, SubnetOverlap, UnknownNetwork, VNIExhausted,
+)
+from manager.allocator.ingress import INGRESS_NETWORK_NAME, ingress_network
+from manager.allocator.network import (
+    AllocationSnapshot, NetworkAllocator, RestoreReport, task_holds_addresses,
+)
+from manager.allocator.pools import DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE
+from manager.allocator.vni import VNI_MAX, VNI_MIN
+
+__all__ = [
+    "AddressPoolExhausted", "AllocationSnapshot", "AllocatorError", "DEFAULT_ADDR_POOLS",
+    "DEFAULT_SUBNET_SIZE", "INGRESS_NETWORK_NAME", "InvalidEndpoint", "InvalidNetworkSpec",
+    "NetworkAllocator", "NetworkInUse", "RestoreReport", "SubnetExhausted", "SubnetOverlap",
+    "UnknownNetwork", "VNIExhausted", "VNI_MAX", "VNI_MIN", "ingress_network",
+    "task_holds_addresses",
+]

@@ -1,0 +1,107 @@
+"""What each node already carries: reserved resources, tasks per service, host ports in use and
+recent failures. Built from the store's tasks, then grown by the scheduler's own placements so that
+later decisions in the same plan see earlier ones.
+
+Pure bookkeeping, no I/O; one instance belongs to one ``schedule`` call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from proto import objects_pb2
+
+TaskState = objects_pb2.TaskState
+
+# A node where a service version failed this often within FAULTY_WINDOW sorts last (SwarmKit).
+FAULTY_FAILURES = 5
+FAULTY_WINDOW = 300.0
+
+_FAILED_STATES = (objects_pb2.FAILED, objects_pb2.REJECTED)
+
+HostPort = tuple[int, int]  # (protocol, published port)
+
+
+def holds_node_resources(task: objects_pb2.Task) -> bool:
+    """A task uses its node's resources and host ports from ASSIGNED until it stops running."""
+    return bool(task.node_id) and objects_pb2.ASSIGNED <= task.status.state <= objects_pb2.RUNNING
+
+
+def counts_for_spread(task: objects_pb2.Task) -> bool:
+    """A task counts towards spread and max-replicas while it holds its node and is meant to run."""
+    return holds_node_resources(task) and task.desired_state <= objects_pb2.RUNNING
+
+
+def host_ports(task: objects_pb2.Task) -> frozenset[HostPort]:
+    """Host-mode published ports of a task: from its allocated endpoint, else from its spec."""
+    ports = task.endpoint.ports or task.endpoint.spec.ports
+    return frozenset(
+        (p.protocol, p.published_port)
+        for p in ports
+        if p.publish_mode == objects_pb2.PortConfig.HOST and p.published_port
+    )
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """One node and what is placed on it. ``available_*`` may go negative if the store already
+    holds an over-committed node (a shrunken node, say); the resource filter then rejects it."""
+
+    node: objects_pb2.Node
+    reserved_nano_cpus: int = 0
+    reserved_memory_bytes: int = 0
+    active_tasks: int = 0
+    tasks_by_service: Counter = field(default_factory=Counter)
+    used_host_ports: set = field(default_factory=set)
+    recent_failures: Counter = field(default_factory=Counter)  # (service_id, spec_version) -> n
+
+    @property
+    def id(self) -> str:
+        return self.node.id
+
+    @property
+    def available_nano_cpus(self) -> int:
+        return self.node.description.resources.nano_cpus - self.reserved_nano_cpus
+
+    @property
+    def available_memory_bytes(self) -> int:
+        return self.node.description.resources.memory_bytes - self.reserved_memory_bytes
+
+    def add(self, task: objects_pb2.Task, *, spread: bool = True) -> None:
+        """Account for ``task`` running here (its reservations, ports, and counts if ``spread``)."""
+        reservations = task.spec.resources.reservations
+        self.reserved_nano_cpus += reservations.nano_cpus
+        self.reserved_memory_bytes += reservations.memory_bytes
+        self.used_host_ports.update(host_ports(task))
+        if spread:
+            self.active_tasks += 1
+            self.tasks_by_service[task.service_id] += 1
+
+    def free_fraction(self) -> float:
+        """Sum of free CPU and free memory fractions (0 = full); binpack prefers the lowest."""
+        resources = self.node.description.resources
+        total = 0.0
+        if resources.nano_cpus > 0:
+            total += max(self.available_nano_cpus, 0) / resources.nano_cpus
+        if resources.memory_bytes > 0:
+            total += max(self.available_memory_bytes, 0) / resources.memory_bytes
+        return total
+
+
+def build_node_infos(
+    nodes: Iterable[objects_pb2.Node], tasks: Iterable[objects_pb2.Task], now: float
+) -> dict[str, NodeInfo]:
+    """NodeInfo for every node, keyed by node id, from the tasks the store holds."""
+    infos = {n.id: NodeInfo(n) for n in nodes}
+    since = now - FAULTY_WINDOW
+    for task in tasks:
+        info = infos.get(task.node_id)
+        if info is None:
+            continue
+        if holds_node_resources(task):
+            info.add(task, spread=task.desired_state <= objects_pb2.RUNNING)
+        elif task.status.state in _FAILED_STATES and task.status.timestamp >= since:
+            info.recent_failures[(task.service_id, task.spec_version)] += 1
+    return infos

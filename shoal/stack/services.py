@@ -1,0 +1,419 @@
+"""Validation of one service of a (merged) stack file into a ServiceDef.
+
+Reads the swarm-relevant Compose keys; known Compose keys that Shoal stacks do not support are
+reported with what to use instead, unknown keys with a "did you mean". References to top-level
+networks, volumes, secrets, configs and other services are checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from shoal.stack.checker import Checker, Declared, describe, join
+from shoal.stack.deploy import read_deploy
+from shoal.stack.mounts import read_mounts
+from shoal.stack.model import (
+    DependencySpec, FileRef, HealthcheckSpec, PortSpec, ServiceDef, ServiceNetwork,
+)
+from shoal.stack.syntax import parse_duration, parse_env_file, parse_port_short
+from shoal.stack.yamltree import Node
+
+SERVICE_KEYS = {
+    "image", "command", "entrypoint", "environment", "env_file", "ports", "networks", "volumes",
+    "tmpfs", "deploy", "healthcheck", "hostname", "user", "working_dir", "stop_grace_period",
+    "stop_signal", "labels", "cap_add", "cap_drop", "secrets", "configs", "depends_on", "init",
+}
+_SCHEDULER = "the scheduler places tasks; use deploy.placement"
+UNSUPPORTED_SERVICE_KEYS = {
+    "build": "build and push the image to a registry, then name it with image:",
+    "container_name": "task containers are named by the cluster",
+    "restart": "use deploy.restart_policy",
+    "scale": "use deploy.replicas",
+    "mem_limit": "use deploy.resources.limits.memory",
+    "memswap_limit": "use deploy.resources.limits.memory",
+    "mem_reservation": "use deploy.resources.reservations.memory",
+    "cpus": "use deploy.resources.limits.cpus",
+    "cpu_shares": "use deploy.resources.limits.cpus",
+    "cpu_quota": "use deploy.resources.limits.cpus",
+    "pids_limit": "use deploy.resources.limits.pids",
+    "links": "services on a shared network reach each other by service name",
+    "external_links": "services on a shared network reach each other by service name",
+    "expose": "services on a shared network reach every port of each other; publish with ports",
+    "network_mode": "services attach to overlay networks; use networks",
+    "privileged": "use cap_add for the capabilities the service needs",
+    "platform": _SCHEDULER, "profiles": "a stack deploys every service",
+    "volumes_from": "share a named volume instead",
+    "devices": "device access is not supported", "logging": "logs use the json-file driver",
+    "dns": "containers resolve through the cluster DNS at 127.0.0.11",
+    "dns_search": "containers resolve through the cluster DNS at 127.0.0.11",
+    "dns_opt": "containers resolve through the cluster DNS at 127.0.0.11",
+    "extra_hosts": "not supported", "sysctls": "not supported", "ulimits": "not supported",
+    "security_opt": "not supported", "pid": "not supported", "ipc": "not supported",
+    "userns_mode": "not supported", "cgroup_parent": "not supported", "read_only": "not supported",
+    "tty": "not supported", "stdin_open": "not supported", "domainname": "not supported",
+    "mac_address": "not supported", "shm_size": "not supported", "isolation": "not supported",
+    "pull_policy": "images are pulled by each node when a task needs them",
+    "runtime": "not supported", "oom_kill_disable": "not supported", "oom_score_adj": "not supported",
+    "group_add": "not supported", "credential_spec": "not supported", "annotations": "not supported",
+    "develop": "not supported", "extends": "merge files with several -c options instead",
+}
+_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_SIGNAL = re.compile(r"^(SIG)?[A-Z][A-Z0-9+-]*$|^[0-9]+$")
+_CAPABILITY = re.compile(r"^(CAP_)?[A-Z][A-Z0-9_]*$")
+
+
+def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Declared) -> ServiceDef | None:
+    """Validate services.<name>; record problems on `ck`; return None if any were found."""
+    path = join("services", name)
+    before = len(ck.problems)
+    if not _SERVICE_NAME.match(name) or len(name) > 63:
+        ck.key_error(parent, name, path, "service names start with a letter or digit and use only "
+                                         "letters, digits, '_', '.' and '-' (at most 63)")
+    entries = ck.mapping(node, path, SERVICE_KEYS, UNSUPPORTED_SERVICE_KEYS, nullable=False)
+    if entries is None:
+        return None
+    values: dict[str, object] = {}
+    image_node = entries.get("image")
+    if image_node is None:
+        ck.error(node, join(path, "image"), "required: every service of a stack runs an image "
+                                             "(build it and push it to a registry first)")
+    else:
+        values["image"] = _image(ck, image_node, join(path, "image"))
+    for key in ("command", "entrypoint"):
+        if key in entries:
+            values[key] = ck.command(entries[key], join(path, key))
+    values["environment"] = _environment(ck, entries, path, declared)
+    values["ports"] = _ports(ck, entries.get("ports"), join(path, "ports"))
+    values["networks"] = _networks(ck, entries.get("networks"), join(path, "networks"), declared)
+    values["mounts"] = read_mounts(ck, entries, path, declared)
+    if "deploy" in entries:
+        values["deploy"] = read_deploy(ck, entries["deploy"], join(path, "deploy"))
+    if "healthcheck" in entries:
+        values["healthcheck"] = _healthcheck(ck, entries["healthcheck"], join(path, "healthcheck"))
+    for key in ("hostname", "user", "working_dir", "stop_signal"):
+        if key in entries:
+            values[key] = ck.string(entries[key], join(path, key))
+    if values.get("working_dir") and not str(values["working_dir"]).startswith("/"):
+        ck.error(entries["working_dir"], join(path, "working_dir"), "must be an absolute path")
+    if values.get("stop_signal") and not _SIGNAL.match(str(values["stop_signal"])):
+        ck.error(entries["stop_signal"], join(path, "stop_signal"),
+                 f"expected a signal name like SIGTERM, got {describe(values['stop_signal'])}")
+    if "stop_grace_period" in entries:
+        values["stop_grace_period"] = ck.attempt(entries["stop_grace_period"], join(path, "stop_grace_period"),
+                                                 _duration)
+    if "labels" in entries:
+        values["labels"] = ck.labels(entries["labels"], join(path, "labels"))
+    for key in ("cap_add", "cap_drop"):
+        if key in entries:
+            values[key] = _capabilities(ck, entries[key], join(path, key))
+    for key, known in (("secrets", declared.secrets), ("configs", declared.configs)):
+        if key in entries:
+            values[key] = _file_refs(ck, entries[key], join(path, key), key, known)
+    if "depends_on" in entries:
+        values["depends_on"] = _depends_on(ck, entries["depends_on"], join(path, "depends_on"), name, declared)
+    if "init" in entries:
+        values["init"] = ck.boolean(entries["init"], join(path, "init"))
+    if len(ck.problems) > before:
+        return None
+    where = f"{node.file}:{parent.key_lines.get(name, node.line)}"
+    return ServiceDef(name=name, where=where, **{k: v for k, v in values.items() if v is not None})
+
+
+def _image(ck: Checker, node: Node, path: str) -> str | None:
+    image = ck.string(node, path, numbers=False, empty=False)
+    if image is None:
+        return None
+    reference = image.split("@", 1)[0]
+    repository = reference if ":" not in reference.rsplit("/", 1)[-1] else reference.rsplit(":", 1)[0]
+    if any(c.isspace() for c in image) or repository != repository.lower():
+        ck.error(node, path, f"invalid image reference {image!r} (repository names are lowercase, "
+                             f"without spaces)")
+        return None
+    return image
+
+
+def _environment(ck: Checker, entries: dict[str, Node], path: str, declared: Declared) -> dict[str, str] | None:
+    environment: dict[str, str] = {}
+    if "env_file" in entries:
+        for env_path, env_node, required in _env_files(ck, entries["env_file"], join(path, "env_file")):
+            full = os.path.join(declared.project_dir, os.path.expanduser(env_path))
+            try:
+                text = declared.read_text(full)
+            except OSError as exc:
+                if required:
+                    ck.error(env_node, join(path, "env_file"), f"cannot read {env_path}: {exc.strerror or exc}")
+                continue
+            try:
+                for _, key, value in parse_env_file(text):
+                    value = declared.env.get(key) if value is None else value
+                    if value is not None:
+                        environment[key] = value
+            except ValueError as exc:
+                ck.error(env_node, join(path, "env_file"), f"{env_path}: {exc}")
+    if "environment" in entries:
+        pairs = ck.assignments(entries["environment"], join(path, "environment"))
+        if pairs is None:
+            return None
+        for key, (_, value) in pairs.items():
+            value = declared.env.get(key) if value is None else value
+            if value is not None:
+                environment[key] = value
+            else:
+                environment.pop(key, None)
+    return environment
+
+
+def _env_files(ck: Checker, node: Node, path: str) -> list[tuple[str, Node, bool]]:
+    items = [node] if isinstance(node.value, str) else (ck.sequence(node, path) or [])
+    result = []
+    for index, item in enumerate(items):
+        item_path = path if item is node else join(path, index)
+        if isinstance(item.value, str) and item.value:
+            result.append((item.value, item, True))
+            continue
+        entries = ck.mapping(item, item_path, {"path", "required", "format"}, nullable=False)
+        if entries is None:
+            continue
+        if "path" not in entries:
+            ck.error(item, join(item_path, "path"), "required")
+            continue
+        env_path = ck.string(entries["path"], join(item_path, "path"), empty=False)
+        required = ck.boolean(entries["required"], join(item_path, "required")) if "required" in entries else True
+        if "format" in entries and entries["format"].value not in (None, "raw", ""):
+            ck.error(entries["format"], join(item_path, "format"), "only the default format is supported")
+        if env_path is not None and required is not None:
+            result.append((env_path, entries["path"], required))
+    return result
+
+
+_PORT_KEYS = {"target", "published", "protocol", "mode", "name"}
+_PORT_UNSUPPORTED = {"host_ip": "ports are published on every address of a node",
+                     "app_protocol": "not supported"}
+
+
+def _ports(ck: Checker, node: Node | None, path: str) -> tuple[PortSpec, ...] | None:
+    if node is None:
+        return ()
+    items = ck.sequence(node, path)
+    if items is None:
+        return None
+    ports: list[PortSpec] = []
+    seen: dict[tuple[int, str], str] = {}
+    for index, item in enumerate(items):
+        item_path = join(path, index)
+        if item.is_map:
+            parsed = _port_long(ck, item, item_path)
+        else:
+            parsed = ck.attempt(item, item_path, parse_port_short)
+        for port in parsed or ():
+            if port.published:
+                key = (port.published, port.protocol)
+                if key in seen:
+                    ck.error(item, item_path, f"published port {port.published}/{port.protocol} is "
+                                              f"already published by {seen[key]}")
+                seen[key] = item_path
+            ports.append(port)
+    return tuple(ports)
+
+
+def _port_long(ck: Checker, node: Node, path: str) -> list[PortSpec] | None:
+    entries = ck.mapping(node, path, _PORT_KEYS, _PORT_UNSUPPORTED)
+    if entries is None:
+        return None
+    if "target" not in entries:
+        ck.error(node, join(path, "target"), "required")
+        return None
+    target = ck.integer(entries["target"], join(path, "target"), minimum=1)
+    published = ck.integer(entries["published"], join(path, "published"), minimum=0) \
+        if "published" in entries and entries["published"].value is not None else 0
+    protocol = ck.choice(entries["protocol"], join(path, "protocol"), ("tcp", "udp")) \
+        if "protocol" in entries else "tcp"
+    mode = ck.choice(entries["mode"], join(path, "mode"), ("ingress", "host")) if "mode" in entries else "ingress"
+    name = ck.string(entries["name"], join(path, "name")) if "name" in entries else ""
+    for key, value in (("target", target), ("published", published)):
+        if value is not None and value > 65535:
+            ck.error(entries[key], join(path, key), f"port {value} is outside 1-65535")
+            return None
+    if None in (target, published, protocol, mode, name):
+        return None
+    return [PortSpec(target=target, published=published, protocol=protocol, mode=mode, name=name)]  # type: ignore[arg-type]
+
+
+def _networks(ck: Checker, node: Node | None, path: str, declared: Declared) -> tuple[ServiceNetwork, ...] | None:
+    if node is None:
+        return (ServiceNetwork("default"),)
+    result = []
+    if node.is_seq:
+        named = []
+        for index, item in enumerate(node.value):
+            key = ck.string(item, join(path, index), numbers=False, empty=False)
+            if key is not None:
+                named.append((key, item, None))
+    else:
+        entries = ck.mapping(node, path, None, nullable=False)
+        if entries is None:
+            return None
+        named = [(key, value, node) for key, value in entries.items()]
+    for key, item, parent in named:
+        item_path = join(path, key)
+        if key not in declared.networks and key != "default":
+            target = item if parent is None else parent
+            if parent is None:
+                ck.error(target, item_path, f"network {key!r} is not declared under the top-level networks key")
+            else:
+                ck.key_error(parent, key, item_path, f"network {key!r} is not declared under the top-level networks key")
+            continue
+        aliases: tuple[str, ...] = ()
+        if parent is not None and item.value is not None:
+            entries = ck.mapping(item, item_path, {"aliases"}, {
+                "ipv4_address": "addresses are assigned by the cluster",
+                "ipv6_address": "IPv6 is not supported", "link_local_ips": "not supported",
+                "priority": "not supported", "mac_address": "not supported",
+                "driver_opts": "not supported", "gw_priority": "not supported"})
+            if entries and "aliases" in entries:
+                aliases = tuple(ck.strings(entries["aliases"], join(item_path, "aliases")) or ())
+        result.append(ServiceNetwork(key, aliases))
+    return tuple(sorted(result, key=lambda n: n.key))
+
+
+def _healthcheck(ck: Checker, node: Node, path: str) -> HealthcheckSpec | None:
+    entries = ck.mapping(node, path, {"test", "interval", "timeout", "retries", "start_period", "disable"},
+                         {"start_interval": "not supported"})
+    if entries is None:
+        return None
+    test: tuple[str, ...] = ()
+    if "test" in entries:
+        t = entries["test"]
+        if isinstance(t.value, str):
+            test = ("CMD-SHELL", t.value)
+        else:
+            words = ck.strings(t, join(path, "test"))
+            if words is not None:
+                if not words or words[0] not in ("CMD", "CMD-SHELL", "NONE"):
+                    ck.error(t, join(path, "test"), "a test list starts with CMD, CMD-SHELL or NONE")
+                test = tuple(words)
+    if "disable" in entries and ck.boolean(entries["disable"], join(path, "disable")):
+        if "test" in entries:
+            ck.key_error(node, "disable", join(path, "disable"), "cannot be combined with test")
+        test = ("NONE",)
+    timings = {key: ck.attempt(entries[key], join(path, key), _duration)
+               for key in ("interval", "timeout", "start_period") if key in entries}
+    retries = ck.integer(entries["retries"], join(path, "retries")) if "retries" in entries else None
+    return HealthcheckSpec(test=test, retries=retries, **timings)
+
+
+def _duration(value: object) -> float:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like '10s', got {describe(value)}")
+    return parse_duration(value)
+
+
+def _capabilities(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:
+    names = ck.strings(node, path)
+    if names is None:
+        return None
+    result = []
+    for index, name in enumerate(names):
+        upper = name.upper()
+        if upper != "ALL" and not _CAPABILITY.match(upper):
+            ck.error(node.value[index], join(path, index), f"{name!r} is not a capability name")
+        result.append(upper)
+    return tuple(result)
+
+
+def _file_refs(ck: Checker, node: Node, path: str, kind: str, known: frozenset[str]) -> tuple[FileRef, ...] | None:
+    items = ck.sequence(node, path)
+    if items is None:
+        return None
+    refs = []
+    default_prefix = "/" if kind == "configs" else ""
+    for index, item in enumerate(items):
+        item_path = join(path, index)
+        if isinstance(item.value, str):
+            source, fields, where = item.value, {}, item
+        else:
+            entries = ck.mapping(item, item_path, {"source", "target", "uid", "gid", "mode"}, nullable=False)
+            if entries is None:
+                continue
+            if "source" not in entries:
+                ck.error(item, join(item_path, "source"), "required")
+                continue
+            source = ck.string(entries["source"], join(item_path, "source"), empty=False)
+            where = entries["source"]
+            fields = {}
+            for key in ("target", "uid", "gid"):
+                if key in entries:
+                    fields[key] = ck.string(entries[key], join(item_path, key), empty=False)
+            if "mode" in entries:
+                try:
+                    fields["mode"] = _mode(entries["mode"])
+                except ValueError as exc:
+                    ck.error(entries["mode"], join(item_path, "mode"), str(exc))
+                    fields["mode"] = None
+            if source is None or None in fields.values():
+                continue
+        if source not in known:
+            ck.error(where, item_path, f"{kind[:-1]} {source!r} is not declared under the top-level {kind} key")
+            continue
+        fields.setdefault("target", default_prefix + source)
+        refs.append(FileRef(source=source, **fields))  # type: ignore[arg-type]
+    return tuple(refs)
+
+
+def _mode(node: Node) -> int:
+    """A file mode; written with a leading 0 (0440) it is octal, as in Compose."""
+    raw = node.raw if node.raw is not None else str(node.value)
+    if isinstance(node.value, (int, str)) and not isinstance(node.value, bool):
+        text = raw.strip()
+        if re.fullmatch(r"0[0-7]+", text):
+            mode = int(text, 8)
+        elif re.fullmatch(r"0o[0-7]+", text):
+            mode = int(text[2:], 8)
+        elif re.fullmatch(r"[0-9]+", text):
+            mode = int(text)
+        else:
+            raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
+        if mode <= 0o777:
+            return mode
+    raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
+
+
+_CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
+
+
+def _depends_on(ck: Checker, node: Node, path: str, name: str, declared: Declared) -> tuple[DependencySpec, ...] | None:
+    deps: list[DependencySpec] = []
+    if node.is_seq:
+        listed = [(ck.string(item, join(path, i), numbers=False, empty=False), item, None)
+                  for i, item in enumerate(node.value)]
+    else:
+        entries = ck.mapping(node, path, None, nullable=False)
+        if entries is None:
+            return None
+        listed = [(key, value, node) for key, value in entries.items()]
+    for key, item, parent in listed:
+        if key is None:
+            continue
+        item_path = join(path, key)
+        if key not in declared.services or key == name:
+            problem = "a service cannot depend on itself" if key == name else f"service {key!r} is not defined"
+            if parent is None:
+                ck.error(item, item_path, problem)
+            else:
+                ck.key_error(parent, key, item_path, problem)
+            continue
+        condition, required = "service_started", True
+        if parent is not None and item.value is not None:
+            entries = ck.mapping(item, item_path, {"condition", "required"},
+                                 {"restart": "dependents are not restarted with their dependencies"})
+            if entries is None:
+                continue
+            if "condition" in entries:
+                condition = ck.choice(entries["condition"], join(item_path, "condition"), _CONDITIONS)
+            if "required" in entries:
+                required = ck.boolean(entries["required"], join(item_path, "required"))
+            if condition is None or required is None:
+                continue
+        deps.append(DependencySpec(service=key, condition=condition, required=required))
+    return tuple(deps)
