@@ -24,13 +24,17 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRuntimeError, error_for_status
 from agent_runtime.logs import LogRecord
+from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer, PortConfig, Service,
+                                         VirtualIP, mac_from_ip)
 from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult,
-                                Healthcheck, LogConfig, Mount, Resources, VolumeInfo, from_json)
+                                Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, VolumeInfo, from_json)
 
 __all__ = [
     "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "Resources",
     "Healthcheck", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
+    "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",
+    "EncryptionKey", "mac_from_ip",
 ]
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
@@ -171,6 +175,14 @@ class _Calls:
     def volume_remove(name: str) -> _Call:
         return _Call("DELETE", f"/volumes/{_q(name)}", decode=lambda d: None)
 
+    @staticmethod
+    def network_sync(state: NetworkState) -> _Call:
+        return _Call("POST", "/network/sync", body=state.to_json())
+
+    @staticmethod
+    def network_inspect() -> _Call:
+        return _Call("GET", "/network")
+
 
 def _info(d: dict) -> ContainerInfo:
     return from_json(ContainerInfo, d)
@@ -261,6 +273,13 @@ class RuntimeClient:
     def volumes(self) -> list[VolumeInfo]: return self._call(_Calls.volumes())
     def volume_inspect(self, name: str) -> VolumeInfo: return self._call(_Calls.volume_inspect(name))
     def volume_remove(self, name: str) -> None: return self._call(_Calls.volume_remove(name))
+
+    def network_sync(self, state: NetworkState) -> dict:
+        """Push this host's whole desired NetworkState; returns what is live (Networks, Containers,
+        Errors, DurationMs). Idempotent: send it on every change and periodically."""
+        return self._call(_Calls.network_sync(state))
+
+    def network_inspect(self) -> dict: return self._call(_Calls.network_inspect())
 
     def run(self, spec: ContainerSpec) -> ContainerInfo:
         """create + start; the container is removed again if it cannot start."""
@@ -354,6 +373,8 @@ class AsyncRuntimeClient:
     async def volumes(self) -> list[VolumeInfo]: return await self._call(_Calls.volumes())
     async def volume_inspect(self, name: str) -> VolumeInfo: return await self._call(_Calls.volume_inspect(name))
     async def volume_remove(self, name: str) -> None: return await self._call(_Calls.volume_remove(name))
+    async def network_sync(self, state: NetworkState) -> dict: return await self._call(_Calls.network_sync(state))
+    async def network_inspect(self) -> dict: return await self._call(_Calls.network_inspect())
 
     async def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
                    stdout: bool = True, stderr: bool = True) -> AsyncIterator[LogRecord]:

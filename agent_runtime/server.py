@@ -2,7 +2,8 @@
 
 ``main()`` is the console script: ``shoal-runtimed --root DIR --socket PATH [--cgroup-parent NAME]
 [--log-level LEVEL] [--busybox PATH]``. Routes follow Docker's Engine API where one exists
-(``/containers/create``, ``/containers/{id}/start``...); bodies are the dataclasses of
+(``/containers/create``, ``/containers/{id}/start``...), plus ``POST /network/sync`` (body: a
+``NetworkState``) and ``GET /network`` for the overlay data plane; bodies are the dataclasses of
 ``agent_runtime.spec`` in their JSON form. Errors are ``{"message": ...}`` with the status of the
 error class (400/404/409/500). Image pulls and loads run in a worker thread; everything else runs
 on the loop. Stopping runtimed (SIGTERM/SIGINT) leaves containers running, to be re-adopted.
@@ -23,7 +24,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent_runtime.containers import ContainerManager
+from agent_runtime.network.attach import NetworkedContainerManager
+from agent_runtime.network.dataplane import NetworkDataplane
+from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.store import ImageStore
@@ -86,8 +89,9 @@ class Runtimed:
         self.root = root
         self.volumes = VolumeStore(root / "volumes")
         self.images = ImageStore(root / "images", in_use=self._image_users)
-        self.manager = ContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
-                                        busybox, sys.executable)
+        self.network = NetworkDataplane(root)
+        self.manager = NetworkedContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
+                                                 busybox, sys.executable, network=self.network)
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -118,6 +122,8 @@ class Runtimed:
         r.add_get("/volumes", self.volume_list)
         r.add_get("/volumes/{name}", self.volume_inspect)
         r.add_delete("/volumes/{name}", self.volume_remove)
+        r.add_post("/network/sync", self.network_sync)
+        r.add_get("/network", self.network_inspect)
         return app
 
     # system ------------------------------------------------------------------------------
@@ -163,6 +169,12 @@ class Runtimed:
     async def create(self, request: web.Request) -> web.Response:
         spec = ContainerSpec.from_json(await _body(request))
         c = self.manager.create(spec)
+        if spec.networks:
+            try:
+                await self.network.attach(c)
+            except BaseException:
+                await self.manager.remove(c.id, force=True)
+                raise
         return web.json_response({"Id": c.id, "Name": c.name}, status=201)
 
     async def list(self, request: web.Request) -> web.Response:
@@ -172,7 +184,10 @@ class Runtimed:
         return web.json_response(to_json(self.manager.get(request.match_info["id"]).info()))
 
     async def start(self, request: web.Request) -> web.Response:
-        c = await self.manager.start(request.match_info["id"])
+        c = self.manager.get(request.match_info["id"])
+        if c.spec.networks:
+            await self.network.ensure(c)
+        c = await self.manager.start(c.id)
         return web.json_response(to_json(c.info()))
 
     async def stop(self, request: web.Request) -> web.Response:
@@ -190,7 +205,10 @@ class Runtimed:
                                   "Error": {"Message": c.state.error} if c.state.error else None})
 
     async def remove(self, request: web.Request) -> web.Response:
-        await self.manager.remove(request.match_info["id"], force=_flag(request, "force"))
+        c = self.manager.get(request.match_info["id"])
+        await self.manager.remove(c.id, force=_flag(request, "force"))
+        if c.spec.networks:
+            await self.network.detach(c.id)
         return web.json_response({})
 
     async def exec(self, request: web.Request) -> web.Response:
@@ -237,6 +255,15 @@ class Runtimed:
         await resp.write_eof()
         return resp
 
+    # overlay networks --------------------------------------------------------------------
+    async def network_sync(self, request: web.Request) -> web.Response:
+        """Converge to the posted NetworkState (the whole desired state of this host)."""
+        state = NetworkState.from_json(await _body(request))
+        return web.json_response(await self.network.sync(state))
+
+    async def network_inspect(self, request: web.Request) -> web.Response:
+        return web.json_response(self.network.inspect())
+
     # volumes -----------------------------------------------------------------------------
     async def volume_create(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -257,6 +284,7 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
     """Run until SIGTERM/SIGINT; containers are left running."""
     daemon = Runtimed(root, cgroup_parent, busybox)
     daemon.manager.load()
+    await daemon.network.start(list(daemon.manager.containers.values()))
     runner = web.AppRunner(daemon.app(), access_log=None)
     await runner.setup()
     socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,6 +306,7 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
         await stop.wait()
     finally:
         await runner.cleanup()
+        await daemon.network.close()
         socket_path.unlink(missing_ok=True)
         log.info("shoal-runtimed stopped; %d container(s) left running",
                  sum(c.state.running for c in daemon.manager.containers.values()))

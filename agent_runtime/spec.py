@@ -11,6 +11,8 @@ the container manager's.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import signal
 import typing
 from dataclasses import dataclass, field
@@ -125,11 +127,25 @@ class LogConfig:
 
 
 @dataclass
+class NetworkAttachment:
+    """The container's endpoint on an overlay network (the worker fills it from the task's
+    allocation): ``address`` is ``IP/PREFIX``; an empty ``mac_address`` means Docker's 02:42:<ip bytes>;
+    ``aliases`` are extra DNS names for this container on that network."""
+
+    network_id: str = field(metadata={"json": "NetworkID"})
+    address: str
+    mac_address: str = ""
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ContainerSpec:
     """What to run. Empty ``command``/``entrypoint``/``workdir``/``user`` take the image's values.
 
     ``network`` is ``none`` (own namespace, loopback only), ``host``, or a network namespace: a path
-    (``/run/netns/x``) or a name under /run/netns. ``rootfs`` (optional, like an OCI bundle's root
+    (``/run/netns/x``) or a name under /run/netns. ``networks`` (overlay attachments, needing a
+    ``network_sync`` that names them first) gives the container a namespace made by runtimed with one
+    interface per network plus egress; ``network`` then stays ``none``. ``rootfs`` (optional, like an OCI bundle's root
     path) runs a prepared root directory instead of an image; ``image`` is then only a label.
     """
 
@@ -152,6 +168,7 @@ class ContainerSpec:
     stop_signal: str = ""
     stop_grace_period_s: float = field(default=10.0, metadata={"json": "StopTimeout"})
     network: str = field(default="none", metadata={"json": "NetworkMode"})
+    networks: list[NetworkAttachment] = field(default_factory=list)
     healthcheck: Healthcheck | None = None
     log_config: LogConfig = field(default_factory=LogConfig)
     rootfs: str = ""
@@ -269,6 +286,7 @@ def validate_spec(spec: ContainerSpec) -> None:
         raise InvalidArgument("ContainerSpec.Hostname: longer than 64 characters")
     if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
         raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
+    _validate_networks(spec)
     targets = set()
     for i, m in enumerate(spec.mounts):
         where = f"ContainerSpec.Mounts[{i}]"
@@ -285,3 +303,27 @@ def validate_spec(spec: ContainerSpec) -> None:
             raise InvalidArgument(f"{where}.Source: {m.source!r} is not a valid volume name")
         if m.type == "tmpfs" and (m.source or m.tmpfs_size_bytes < 0):
             raise InvalidArgument(f"{where}: tmpfs takes no Source and a size of 0 or more bytes")
+
+
+def _validate_networks(spec: ContainerSpec) -> None:
+    if spec.networks and spec.network != "none":
+        raise InvalidArgument(f"ContainerSpec.Networks: cannot be combined with NetworkMode {spec.network!r}")
+    seen = set()
+    for i, a in enumerate(spec.networks):
+        where = f"ContainerSpec.Networks[{i}]"
+        if not a.network_id or a.network_id in seen:
+            raise InvalidArgument(f"{where}.NetworkID: missing or duplicate network {a.network_id!r}")
+        seen.add(a.network_id)
+        try:
+            iface = ipaddress.IPv4Interface(a.address)
+        except ValueError:
+            raise InvalidArgument(f"{where}.Address: {a.address!r} is not IP/PREFIX") from None
+        if "/" not in a.address or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+            raise InvalidArgument(f"{where}.Address: {a.address!r} is not a host address with a prefix")
+        if a.mac_address and not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", a.mac_address.lower()):
+            raise InvalidArgument(f"{where}.MacAddress: {a.mac_address!r} is not a MAC address")
+        for alias in a.aliases:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", alias):
+                raise InvalidArgument(f"{where}.Aliases: {alias!r} is not a valid DNS name")
+    if len(spec.networks) > 15:
+        raise InvalidArgument("ContainerSpec.Networks: at most 15 networks per container")

@@ -16,8 +16,9 @@ from typing import Callable
 
 import grpc
 
-from manager.ca import require_role, server_credentials
+from manager.ca import channel_credentials, channel_options, require_role, server_credentials
 from manager.controlapi import ControlAPI
+from manager.controlapi.logs import LogBroker
 from manager.dispatcher import Dispatcher
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
 from manager.state import Kind
@@ -40,7 +41,8 @@ class ManagerConfig:
 
 
 class Manager:
-    def __init__(self, config: ManagerConfig, store, raft, clock: Callable[[], float] = time.time):
+    def __init__(self, config: ManagerConfig, store, raft, clock: Callable[[], float] = time.time,
+                 register_node_services: Callable[[grpc.aio.Server], None] | None = None):
         self.config = config
         self.store = store
         self.raft = raft
@@ -51,6 +53,12 @@ class Manager:
         self._nodeca = NodeCAServicer(store, authorize, self.raft_members, config.raft_password, clock)
         self._raft_membership = RaftMembershipServicer(store, raft, self, authorize)
         self._roles = RoleReconciler(store, raft)
+        self._register_node_services = register_node_services
+        self.logs = LogBroker(store, self._dial_node)
+
+    def _dial_node(self, addr: str, server_role: str) -> grpc.aio.Channel:
+        creds = channel_credentials(self.config.root_ca_pem, self.config.cert_chain_pem, self.config.key_pem)
+        return grpc.aio.secure_channel(addr, creds, options=channel_options(server_role))
 
     # -- leadership ------------------------------------------------------------
     def is_leader(self) -> bool:
@@ -76,6 +84,8 @@ class Manager:
         cluster_pb2_grpc.add_NodeCAServicer_to_server(self._nodeca, server)
         cluster_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)
         cluster_pb2_grpc.add_RaftMembershipServicer_to_server(self._raft_membership, server)
+        if self._register_node_services is not None:
+            self._register_node_services(server)
         # The join port asks for no client certificate (a joining node has none); the
         # mutual-TLS port requires one. Both serve every service; node RPCs check roles.
         for addr, require in ((self.config.listen_addr, False), (mtls_addr(self.config.listen_addr), True)):

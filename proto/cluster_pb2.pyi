@@ -172,6 +172,30 @@ class LeaderRedirect(_message.Message):
     leader_addr: str
     def __init__(self, leader_addr: _Optional[str] = ...) -> None: ...
 
+class TaskLogsRequest(_message.Message):
+    __slots__ = ("task_ids", "follow", "tail", "since")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    follow: bool
+    tail: int
+    since: float
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[float] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("task_id", "stream", "time", "data")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    stream: str
+    time: str
+    data: bytes
+    def __init__(self, task_id: _Optional[str] = ..., stream: _Optional[str] = ..., time: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class RaftJoinRequest(_message.Message):
     __slots__ = ("raft_addr",)
     RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]

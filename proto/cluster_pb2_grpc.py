@@ -348,6 +348,78 @@ class Dispatcher:
             _registered_method=True)
 
 
+class NodeLogsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.TaskLogs = channel.unary_stream(
+                '/shoal.v1.NodeLogs/TaskLogs',
+                request_serializer=proto_dot_cluster__pb2.TaskLogsRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.LogLine.FromString,
+                _registered_method=True)
+
+
+class NodeLogsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def TaskLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeLogsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'TaskLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.TaskLogs,
+                    request_deserializer=proto_dot_cluster__pb2.TaskLogsRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.LogLine.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'shoal.v1.NodeLogs', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('shoal.v1.NodeLogs', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeLogs:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def TaskLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.NodeLogs/TaskLogs',
+            proto_dot_cluster__pb2.TaskLogsRequest.SerializeToString,
+            proto_dot_cluster__pb2.LogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class RaftMembershipStub:
     """Missing associated documentation comment in .proto file."""
 

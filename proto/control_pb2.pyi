@@ -326,3 +326,35 @@ class GetTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: _objects_pb2.Task
     def __init__(self, task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class ServiceLogsRequest(_message.Message):
+    __slots__ = ("service_id", "follow", "tail", "since")
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    service_id: str
+    follow: bool
+    tail: int
+    since: float
+    def __init__(self, service_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[float] = ...) -> None: ...
+
+class ServiceLogsMessage(_message.Message):
+    __slots__ = ("task_id", "task_name", "node_id", "node_name", "stream", "time", "data", "warning")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_name: str
+    node_id: str
+    node_name: str
+    stream: str
+    time: str
+    data: bytes
+    warning: str
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., stream: _Optional[str] = ..., time: _Optional[str] = ..., data: _Optional[bytes] = ..., warning: _Optional[str] = ...) -> None: ...

@@ -119,6 +119,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.ServiceLogs = channel.unary_stream(
+                '/shoal.v1.Control/ServiceLogs',
+                request_serializer=proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.ServiceLogsMessage.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -226,6 +231,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ServiceLogs(self, request, context):
+        """Logs of every task of a service, merged from the nodes that ran them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +325,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=proto_dot_control__pb2.GetTaskRequest.FromString,
                     response_serializer=proto_dot_control__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'ServiceLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ServiceLogs,
+                    request_deserializer=proto_dot_control__pb2.ServiceLogsRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.ServiceLogsMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -774,6 +791,33 @@ class Control:
             '/shoal.v1.Control/GetTask',
             proto_dot_control__pb2.GetTaskRequest.SerializeToString,
             proto_dot_control__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServiceLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Control/ServiceLogs',
+            proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
+            proto_dot_control__pb2.ServiceLogsMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ _os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs failed hands
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import grpc
 
-from manager.ca import (CAError, InvalidJoinToken, JoinTokens, RootCA, channel_credentials,
+from manager.ca import (CAError, require_role, server_credentials, InvalidJoinToken, JoinTokens, RootCA, channel_credentials,
                         channel_options, fetch_root_ca, make_node_key_and_csr, parse_join_token)
 from manager.controlapi import ControlError
 from manager.ids import new_id
@@ -42,6 +43,7 @@ from shoal.metrics import observe_proposal, serve_metrics
 from shoal.nodestate import NodeState, StateDir
 from agent_runtime.api import AsyncRuntimeClient
 from worker.agent import Agent
+from worker.logs import NodeLogsServicer
 from worker.reporter import Reporter
 from worker.worker import Worker
 
@@ -95,8 +97,8 @@ def default_advertise_addr() -> str:
                                          "please specify one with --advertise-addr") from None
 
 
-def node_description(hostname: str) -> objects_pb2.NodeDescription:
-    desc = objects_pb2.NodeDescription(hostname=hostname)
+def node_description(hostname: str, grpc_addr: str = "") -> objects_pb2.NodeDescription:
+    desc = objects_pb2.NodeDescription(hostname=hostname, grpc_addr=grpc_addr)
     desc.platform.os = platform.system().lower()
     desc.platform.architecture = platform.machine()
     desc.resources.nano_cpus = (os.cpu_count() or 1) * 10**9
@@ -167,6 +169,8 @@ class Daemon:
             if node.role == "manager":
                 await self._start_manager(node, cert, key, ca, bootstrap)
             self._start_agent(node, cert, key, ca)
+            if node.role != "manager":
+                self._tasks.append(asyncio.create_task(self._serve_node(node, cert, key, ca), name="node-server"))
         except BaseException:
             await self._stop_node()
             raise
@@ -183,8 +187,25 @@ class Daemon:
             await store.update(bootstrap)
         config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr, cert_chain_pem=cert,
                                key_pem=key, root_ca_pem=ca, raft_password=password)
-        self.manager = Manager(config, store, self.raft)
+        self.manager = Manager(config, store, self.raft, register_node_services=self._register_node_services)
         self._tasks.append(asyncio.create_task(self.manager.run(), name="manager"))
+
+    def _register_node_services(self, server: grpc.aio.Server) -> None:
+        """Services every node offers on its mutual-TLS port (managers host them on theirs)."""
+        if self.runtime is not None and self.node is not None:
+            authorize = functools.partial(require_role, cluster_id=self.node.cluster_id)
+            cluster_pb2_grpc.add_NodeLogsServicer_to_server(NodeLogsServicer(self.runtime, authorize), server)
+
+    async def _serve_node(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
+        """A worker's own mutual-TLS server (managers serve these on the manager's server)."""
+        server = grpc.aio.server()
+        self._register_node_services(server)
+        server.add_secure_port(mtls_addr(node.listen_addr), server_credentials(cert, key, ca, require_client_cert=True))
+        await server.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop(grace=0.2)
 
     def _start_agent(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
         creds = channel_credentials(ca, cert, key)
@@ -192,7 +213,7 @@ class Daemon:
         self.worker = None
         if self.runtime is not None:
             self.worker = Worker(self.runtime, self.reporter, self.insecure_registries)
-        self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname),
+        self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname, node.grpc_addr),
                            self._on_session, worker=self.worker, reporter=self.reporter)
         self._tasks.append(asyncio.create_task(self.agent.run(), name="agent"))
 
@@ -321,7 +342,7 @@ class Daemon:
             cluster.raft_password = password
             cluster.encryption_key = secrets.token_bytes(32)
             me = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER,
-                                  description=node_description(self.hostname))
+                                  description=node_description(self.hostname, node.grpc_addr))
             me.spec.desired_role = objects_pb2.MANAGER
             me.spec.annotations.labels.update(request.labels)
             me.status.state = objects_pb2.NodeStatus.READY
@@ -572,6 +593,14 @@ class LocalControl(control_pb2_grpc.ControlServicer):
 
     async def ListTasks(self, request, context):
         return await self._call(context, (await self._manager(context)).control.services.list_tasks, request)
+
+    async def ServiceLogs(self, request, context):
+        manager = await self._manager(context)
+        try:
+            async for message in manager.logs.service_logs(request):
+                yield message
+        except (DaemonError, ControlError) as err:
+            await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
 
     async def GetTask(self, request, context):
         return await self._call(context, (await self._manager(context)).control.services.get_task, request)

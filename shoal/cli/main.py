@@ -10,7 +10,7 @@ from shoal import __version__
 from shoal.cli.client import Client
 
 # Each module exposes register(cli); optional areas are skipped if not installed.
-_MODULES = ["swarm", "nodes", "images", "containers", "services", "networks", "stacks", "secrets"]
+_MODULES = ["swarm", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks", "secrets"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,156 @@
+"""Pure decisions of the data plane: names, which networks are live here, which peers to program.
+
+Nothing here touches the kernel. ``dataplane.py`` asks these functions what the host should hold
+and makes it so; the unit tests ask them directly.
+
+Names (kernel interface names are at most 15 characters and only need to be unique inside the
+host's network namespace; netns names live in the machine-wide /run/netns, so they carry the
+runtime id, a hash of runtimed's --root):
+
+    shov<VNI>        a network's bridge          shvx<VNI>      its VXLAN device
+    shoal_gwbridge   the egress bridge           shv<cid:9><n>  host end of a container's veth
+    shoal-<rid>-<cid:12>   a container's netns   eth<n>         the container's ends (egress last)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_runtime.network.model import Network, NetworkState, mac_from_ip
+
+BRIDGE_PREFIX = "shov"
+VXLAN_PREFIX = "shvx"
+VETH_PREFIX = "shv"
+GATEWAY_BRIDGE = "shoal_gwbridge"
+NETNS_PREFIX = "shoal-"
+VXLAN_PORT = 4789
+
+
+def runtime_id(root: Path) -> str:
+    """A short stable id of one runtimed (from its --root), so its netns names never collide."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+
+
+def netns_name(rid: str, container_id: str) -> str:
+    return f"{NETNS_PREFIX}{rid}-{container_id[:12]}"
+
+
+def bridge_name(vni: int) -> str:
+    return f"{BRIDGE_PREFIX}{vni}"
+
+
+def vxlan_name(vni: int) -> str:
+    return f"{VXLAN_PREFIX}{vni}"
+
+
+def host_veth(container_id: str, index: int | str) -> str:
+    """Host end of a container's veth: ``index`` is the network's position, or ``g`` for egress."""
+    suffix = index if isinstance(index, str) else f"{index:x}"
+    return f"{VETH_PREFIX}{container_id[:9]}{suffix}"
+
+
+def is_veth_of_ours(ifname: str) -> bool:
+    return (ifname.startswith(VETH_PREFIX) and len(ifname) == len(VETH_PREFIX) + 10
+            and not ifname.startswith((BRIDGE_PREFIX, VXLAN_PREFIX)))
+
+
+def vni_of_device(ifname: str) -> int | None:
+    """The VNI in an ``shov<VNI>``/``shvx<VNI>`` name, else None."""
+    for prefix in (BRIDGE_PREFIX, VXLAN_PREFIX):
+        if ifname.startswith(prefix) and ifname[len(prefix):].isdigit():
+            return int(ifname[len(prefix):])
+    return None
+
+
+def gateway_bridge_ip(state: NetworkState) -> ipaddress.IPv4Interface:
+    net = ipaddress.IPv4Network(state.gateway_bridge_subnet)
+    return ipaddress.IPv4Interface(f"{net.network_address + 1}/{net.prefixlen}")
+
+
+@dataclass(frozen=True)
+class LocalEndpoint:
+    """A local container's interface on one overlay network."""
+
+    network_id: str
+    ip: str
+    prefixlen: int
+    mac: str
+    aliases: tuple[str, ...]
+    host_if: str
+    ifname: str
+
+
+@dataclass
+class LocalContainer:
+    """What the data plane knows of a container on this host that has overlay attachments."""
+
+    id: str
+    name: str
+    hostname: str
+    netns: str
+    endpoints: list[LocalEndpoint]
+    gateway_ip: str = ""       # on shoal_gwbridge; empty when every network is internal
+    dns_port: int = 0          # the resolver's port inside the netns, once it listens
+    running: bool = field(default=False, compare=False)
+
+    def network_ids(self) -> list[str]:
+        return [e.network_id for e in self.endpoints]
+
+    def names(self) -> list[str]:
+        out = [self.name, self.hostname, self.id[:12]]
+        for e in self.endpoints:
+            out += e.aliases
+        return list(dict.fromkeys(n for n in out if n))
+
+
+def needs_egress(state: NetworkState, network_ids: list[str]) -> bool:
+    """Egress (the gateway bridge) is given unless every attached network is internal."""
+    nets = [state.network(i) for i in network_ids]
+    return any(n is not None and not n.internal for n in nets)
+
+
+def endpoints_for(container_id: str, attachments: list) -> list[LocalEndpoint]:
+    """LocalEndpoints from a ContainerSpec's ``networks`` list, in order (eth0, eth1, ...)."""
+    out = []
+    for index, a in enumerate(attachments):
+        iface = ipaddress.IPv4Interface(a.address)
+        out.append(LocalEndpoint(network_id=a.network_id, ip=str(iface.ip), prefixlen=iface.network.prefixlen,
+                                 mac=(a.mac_address or mac_from_ip(str(iface.ip))).lower(),
+                                 aliases=tuple(a.aliases), host_if=host_veth(container_id, index),
+                                 ifname=f"eth{index}"))
+    return out
+
+
+def active_networks(state: NetworkState, containers: list[LocalContainer]) -> list[Network]:
+    """Networks this host must carry: those a local container is attached to, plus the ingress
+    network while any service publishes an ingress-mode port (the routing mesh answers on every
+    node). Networks missing from the state are not carried, even if a container still names one."""
+    wanted = {nid for c in containers for nid in c.network_ids()}
+    ingress = state.ingress_network()
+    if ingress is not None and any(p.publish_mode == "ingress" for s in state.services for p in s.ports):
+        wanted.add(ingress.id)
+    return [n for n in state.networks if n.id in wanted]
+
+
+def neighbours(state: NetworkState, active: list[Network]) -> dict[str, set[tuple[str, str, str]]]:
+    """Per active network id: the (ip, mac, underlay ip) of each remote endpoint to program as a
+    static FDB + neighbour entry. Entries behind this host's own underlay address are skipped."""
+    out: dict[str, set[tuple[str, str, str]]] = {n.id: set() for n in active}
+    for p in state.peers:
+        if p.network_id in out and p.underlay_ip != state.underlay_ip:
+            out[p.network_id].add((p.ip, p.mac, p.underlay_ip))
+    return out
+
+
+def allocate_gateway_ip(state: NetworkState, taken: set[str]) -> str:
+    """The lowest free address of the gateway bridge subnet (the bridge has the first one)."""
+    net = ipaddress.IPv4Network(state.gateway_bridge_subnet)
+    bridge = str(gateway_bridge_ip(state).ip)
+    for host in net.hosts():
+        ip = str(host)
+        if ip != bridge and ip not in taken:
+            return ip
+    raise ValueError(f"gateway bridge subnet {net} is full")

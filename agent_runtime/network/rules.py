@@ -1,0 +1,153 @@
+"""nftables rulesets as text, rendered from the desired state (pure; ``nft.py`` loads them).
+
+Two tables, both ``table ip shoal``, each replaced whole in one atomic ``nft -f`` transaction
+(``table ip shoal {}`` + ``delete table ip shoal`` + the new table), in kube-proxy's nftables shape:
+
+In each container's netns (``render_container_table``): service VIPs and DNS.
+    output (nat, priority -100): 127.0.0.11:53 -> the resolver's port; ``ip daddr vmap @vips``
+    svc-N: ``dnat to numgen random mod K map { i : backend ip }`` over the healthy backends; ports
+           are kept, as with Swarm's VIPs; no SNAT: the backend sees the client's address
+    filter-output: a VIP that has no healthy backend is refused (TCP reset / ICMP), not black-holed
+
+In the host netns (``render_host_table``): routing mesh, host-mode ports, egress, isolation.
+    prerouting/output (nat, -100): ``fib daddr type local meta l4proto . th dport vmap @published``
+    ing-*: numgen over the endpoint chains; ep-*: ``dnat to backend:target`` on the ingress overlay,
+           masqueraded in postrouting (``ct status dnat oifname "shov*"``) so replies come back here;
+           local-only and host-mode entries DNAT to the local task's gateway-bridge address instead,
+           which needs no SNAT and keeps the client's address
+    forward (filter): bridged traffic of a network stays inside it; containers may not hop from the
+           gateway bridge to an overlay or to each other; egress leaves masqueraded
+"""
+
+from __future__ import annotations
+
+from agent_runtime.network.model import Network, NetworkState, Service
+from agent_runtime.network.plan import BRIDGE_PREFIX, GATEWAY_BRIDGE, LocalContainer, bridge_name
+
+TABLE = "shoal"
+DNS_IP = "127.0.0.11"
+
+
+def _replace(body: list[str]) -> str:
+    """Text that atomically replaces ``table ip shoal`` with ``body`` (chain/map/set lines)."""
+    return "\n".join([f"table ip {TABLE} {{}}", f"delete table ip {TABLE}", f"table ip {TABLE} {{",
+                      *("  " + line for line in body), "}", ""])
+
+
+def delete_table() -> str:
+    return f"table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"
+
+
+def _elements(items: list[str]) -> str:
+    return "{ " + ", ".join(items) + " }"
+
+
+def container_vips(state: NetworkState, container: LocalContainer) -> list[tuple[str, list[str]]]:
+    """(vip, healthy backend ips) for each VIP-mode service VIP on a network of ``container``,
+    in a stable order."""
+    nets = set(container.network_ids())
+    out = []
+    for s in sorted(state.services, key=lambda s: s.id):
+        if s.endpoint_mode != "vip":
+            continue
+        for vip in s.virtual_ips:
+            if vip.network_id in nets:
+                ips = sorted({b.ip_on(vip.network_id) for b in s.healthy()} - {""})
+                out.append((vip.ip, ips))
+    return out
+
+
+def render_container_table(state: NetworkState, container: LocalContainer) -> str:
+    """The ruleset of one container's netns (see the module docstring)."""
+    body = []
+    vips = container_vips(state, container)
+    live = [(vip, ips) for vip, ips in vips if ips]
+    dead = [vip for vip, ips in vips if not ips]
+    if live:
+        body.append("map vips { type ipv4_addr : verdict; elements = "
+                    + _elements([f"{vip} : goto svc-{i}" for i, (vip, _) in enumerate(live)]) + " }")
+    if dead:
+        body.append("set dead-vips { type ipv4_addr; elements = " + _elements(dead) + " }")
+    out = ["chain output {", "  type nat hook output priority -100; policy accept;"]
+    if container.dns_port:
+        for proto in ("udp", "tcp"):
+            out.append(f"  ip daddr {DNS_IP} {proto} dport 53 dnat to {DNS_IP}:{container.dns_port}")
+    if live:
+        out.append("  ip daddr vmap @vips")
+    body += out + ["}"]
+    for i, (_, ips) in enumerate(live):
+        if len(ips) == 1:
+            body.append(f"chain svc-{i} {{ dnat to {ips[0]}; }}")
+        else:
+            body.append(f"chain svc-{i} {{ dnat to numgen random mod {len(ips)} map "
+                        + _elements([f"{j} : {ip}" for j, ip in enumerate(ips)]) + "; }")
+    if dead:
+        body += ["chain filter-output {", "  type filter hook output priority 0; policy accept;",
+                 "  ip daddr @dead-vips meta l4proto tcp reject with tcp reset",
+                 "  ip daddr @dead-vips reject", "}"]
+    return _replace(body)
+
+
+def _published_targets(state: NetworkState, service: Service, port, ingress: Network | None,
+                       local_by_ip: dict[tuple[str, str], LocalContainer]) -> tuple[list[str], bool]:
+    """(["ip:port", ...], masquerade?) for one published port of ``service`` on this host."""
+    healthy = service.healthy()
+    if port.publish_mode == "ingress" and not service.local_only:
+        if ingress is None:
+            return [], True
+        return sorted({f"{b.ip_on(ingress.id)}:{port.target_port}" for b in healthy if b.ip_on(ingress.id)}), True
+    targets = set()
+    for b in healthy:
+        if b.node_ip != state.underlay_ip:
+            continue
+        for net_id in b.addresses:
+            c = local_by_ip.get((net_id, b.ip_on(net_id)))
+            if c is not None and c.gateway_ip:
+                targets.add(f"{c.gateway_ip}:{port.target_port}")
+                break
+    return sorted(targets), False
+
+
+def render_host_table(state: NetworkState, containers: list[LocalContainer], active: list[Network]) -> str:
+    """The host netns ruleset (see the module docstring)."""
+    ingress = state.ingress_network()
+    if ingress is not None and ingress.id not in {n.id for n in active}:
+        ingress = None
+    local_by_ip = {(e.network_id, e.ip): c for c in containers for e in c.endpoints}
+    published, chains = [], []
+    for si, s in enumerate(sorted(state.services, key=lambda s: s.id)):
+        for pi, p in enumerate(s.ports):
+            targets, masq = _published_targets(state, s, p, ingress, local_by_ip)
+            if not targets:
+                continue
+            name = f"pub-{si}-{pi}"
+            published.append(f"{p.protocol} . {p.published_port} : goto {name}")
+            eps = [f"ep-{si}-{pi}-{ti}" for ti in range(len(targets))]
+            if len(eps) == 1:
+                chains.append(f"chain {name} {{ goto {eps[0]}; }}")
+            else:
+                chains.append(f"chain {name} {{ numgen random mod {len(eps)} vmap "
+                              + _elements([f"{i} : goto {ep}" for i, ep in enumerate(eps)]) + "; }")
+            for ep, target in zip(eps, targets):
+                chains.append(f"chain {ep} {{ meta l4proto {p.protocol} dnat to {target}; }}")
+    body = []
+    if published:
+        body.append("map published { type inet_proto . inet_service : verdict; elements = "
+                    + _elements(published) + " }")
+        body += ["chain prerouting {", "  type nat hook prerouting priority -100; policy accept;",
+                 "  fib daddr type local meta l4proto . th dport vmap @published", "}",
+                 "chain output {", "  type nat hook output priority -100; policy accept;",
+                 "  ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @published", "}"]
+    body += chains
+    body += ["chain postrouting {", "  type nat hook postrouting priority 100; policy accept;",
+             f'  ct status dnat oifname "{BRIDGE_PREFIX}*" masquerade',
+             f'  ip saddr {state.gateway_bridge_subnet} oifname != "{GATEWAY_BRIDGE}" masquerade', "}"]
+    body += ["chain forward {", "  type filter hook forward priority 0; policy accept;",
+             "  ct state established,related accept"]
+    for n in active:  # with br_netfilter, bridged frames show up here with iif = oif = the bridge
+        body.append(f'  iifname "{bridge_name(n.vni)}" oifname "{bridge_name(n.vni)}" accept')
+    body += ["  ct status dnat accept",
+             f'  iifname "{BRIDGE_PREFIX}*" drop',
+             f'  iifname "{GATEWAY_BRIDGE}" oifname "{GATEWAY_BRIDGE}" drop',
+             f'  iifname "{GATEWAY_BRIDGE}" oifname "{BRIDGE_PREFIX}*" drop', "}"]
+    return _replace(body)

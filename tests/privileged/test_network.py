@@ -1,0 +1,473 @@
+"""The overlay data plane as a user sees it, on three fake hosts (issue 5, items 2-5 and 7).
+
+The lab: network-namespace hosts on an underlay bridge, one shoal-runtimed per host (own root,
+socket and cgroup parent), an outside client, and the NetworkState each host's worker would send,
+cut from one cluster-wide picture (``Lab.state_for``).
+
+Names: every netns starts with ``tnet-<pid>-``; underlay 192.0.2.0/24 (host i = 192.0.2.1i, the
+outside client 192.0.2.100); overlays and the gateway bridge in 198.18.0.0/15. runtimed is started
+as ``nsenter --net=... shoal-runtimed`` (not ``ip netns exec``, whose private mount namespace would
+hide the container netns names runtimed makes) and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.api import (Backend, ContainerSpec, Network, NetworkAttachment, NetworkState, Peer,
+                               PortConfig, RuntimeClient, Service, ShoalRuntimeError, VirtualIP, mac_from_ip)
+from agent_runtime.network.plan import runtime_id
+from tests.privileged.conftest import IMAGE, build_busybox_rootfs, cgroup_dirs
+
+VENV_BIN = Path(sys.executable).parent
+GW_SUBNET = "198.19.200.0/24"
+
+# the three overlays of the lab: id -> (vni, subnet prefix)
+INGRESS, FRONT, BACK, PRIVATE, SECRET = "ingress0", "front0", "back0", "private0", "secret0"
+NETWORKS = {INGRESS: (4100, "198.18.0"), FRONT: (4101, "198.18.1"), BACK: (4102, "198.18.2"),
+            PRIVATE: (4103, "198.18.3"), SECRET: (4104, "198.18.4")}
+
+HTTPD = ("mkdir -p /www/cgi-bin; hostname > /www/index.html; "
+         "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip; "
+         "chmod +x /www/cgi-bin/ip; exec httpd -f -p 80 -h /www")
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc
+
+
+class Host:
+    def __init__(self, lab: "Lab", index: int) -> None:
+        self.lab, self.index = lab, index
+        self.netns = f"{lab.prefix}h{index}"
+        self.ip = f"192.0.2.{10 + index}"
+        self.base = lab.base / f"h{index}"
+        self.root = self.base / "root"
+        self.socket = str(self.base / "runtimed.sock")
+        self.cgroup_parent = f"shoal-{lab.prefix}h{index}"
+        self.proc: subprocess.Popen | None = None
+        self.rid = ""
+
+    def client(self) -> RuntimeClient:
+        return RuntimeClient(self.socket, timeout=60)
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        log = open(self.base / "runtimed.log", "ab")
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.netns}", "--", str(VENV_BIN / "shoal-runtimed"),
+             "--root", str(self.root), "--socket", self.socket, "--cgroup-parent", self.cgroup_parent,
+             "--log-level", "INFO"], stdout=log, stderr=log)
+        self.rid = runtime_id(self.root)
+        for _ in range(300):
+            try:
+                self.client().version()
+                return
+            except ShoalRuntimeError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError(f"runtimed on {self.netns} did not come up; see {self.base / 'runtimed.log'}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def ip_cmd(self, *args: str, check: bool = True) -> str:
+        return sh("ip", "-n", self.netns, *args, check=check).stdout
+
+    def nft_tables(self) -> str:
+        return sh("nsenter", f"--net=/run/netns/{self.netns}", "nft", "list", "tables").stdout
+
+
+class Lab:
+    """The hosts, and the cluster-wide desired state from which each host's NetworkState is cut."""
+
+    def __init__(self, base: Path, hosts: int = 3) -> None:
+        self.base = base
+        self.prefix = f"tnet-{os.getpid()}-"
+        self.hosts = [Host(self, i) for i in range(1, hosts + 1)]
+        self.ext = f"{self.prefix}ext"
+        self.underlay = f"{self.prefix}ul"
+        self.networks: dict[str, Network] = {}
+        self.services: dict[str, Service] = {}
+        self.endpoints: dict[str, dict] = {}   # container name -> {host, net id -> ip, names}
+
+    # topology -----------------------------------------------------------------------------
+    def build(self) -> None:
+        ul = self.underlay
+        sh("ip", "netns", "add", ul)
+        sh("ip", "-n", ul, "link", "set", "lo", "up")
+        sh("ip", "-n", ul, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", ul, "link", "set", "br0", "up")
+        for i, ns, ip in [(h.index, h.netns, h.ip) for h in self.hosts] + [(100, self.ext, "192.0.2.100")]:
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ul, "link", "add", f"ul-{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", ul, "link", "set", f"ul-{i}", "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        rootfs = self.base / "rootfs"
+        build_busybox_rootfs(rootfs)
+        with tarfile.open(self.base / "busybox.tar", "w") as tar:
+            tar.add(rootfs, arcname=".")
+        for host in self.hosts:
+            host.start()
+            host.client().image_import(str(self.base / "busybox.tar"), IMAGE)
+
+    def teardown(self) -> list[str]:
+        """Remove everything, even after a failure; returns what the data plane left behind (must be
+        nothing) plus any error met while cleaning up."""
+        leftovers = []
+        for host in self.hosts:
+            try:
+                if host.proc is None or host.proc.poll() is not None:
+                    host.start()
+                client = host.client()
+                for c in client.list(all=True):
+                    client.remove(c.id, force=True)
+                client.network_sync(NetworkState(underlay_ip=host.ip, gateway_bridge_subnet=GW_SUBNET))
+                links = host.ip_cmd("-o", "link", "show")
+                leftovers += [f"{host.netns}: {ln.split(':')[1].strip()}" for ln in links.splitlines()
+                              if any(p in ln for p in ("shov", "shvx", "shv", "shoal_gwbridge"))]
+                if "shoal" in host.nft_tables():
+                    leftovers.append(f"{host.netns}: nft table ip shoal")
+            except Exception as exc:  # keep cleaning; report it
+                leftovers.append(f"{host.netns}: cleanup failed: {exc}")
+            finally:
+                if host.proc is not None:
+                    host.stop()
+            leftovers += self._force_clean(host)
+        for ns in [h.netns for h in self.hosts] + [self.ext, self.underlay]:
+            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                leftovers.append(f"process {pid} in {ns}")
+                os.kill(int(pid), signal.SIGKILL)
+            sh("ip", "netns", "del", ns, check=False)
+        leftovers += [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                      if str(self.base) in line]
+        shutil.rmtree(self.base, ignore_errors=True)
+        return leftovers
+
+    @staticmethod
+    def _force_clean(host: Host) -> list[str]:
+        """Kill what is left in the host's own cgroup parent and drop its netns names (all ours)."""
+        found = []
+        dirs = sorted(cgroup_dirs(host.cgroup_parent), key=lambda p: len(p.parts), reverse=True)
+        for d in dirs:
+            for procs in d.rglob("cgroup.procs"):
+                for pid in procs.read_text().split():
+                    found.append(f"process {pid} of {host.netns}")
+                    os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.2 if found else 0)
+        for d in dirs:
+            for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                sub.rmdir()
+            d.rmdir()
+        for name in os.listdir("/run/netns"):
+            if host.rid and name.startswith(f"shoal-{host.rid}-"):
+                found.append(f"netns {name}")
+                sh("ip", "netns", "del", name, check=False)
+        return found
+
+    def host(self, index: int) -> Host:
+        return self.hosts[index - 1]
+
+    # desired state ------------------------------------------------------------------------------
+    def add_network(self, net_id: str, **kw) -> Network:
+        vni, prefix = NETWORKS[net_id]
+        self.networks[net_id] = Network(id=net_id, name=net_id, vni=vni, subnet=f"{prefix}.0/24",
+                                        gateway=f"{prefix}.1", ingress=net_id == INGRESS, **kw)
+        return self.networks[net_id]
+
+    @staticmethod
+    def gateway_ip(net_id: str, host_index: int) -> str:
+        return f"{NETWORKS[net_id][1]}.{240 + host_index}"
+
+    def state_for(self, host: Host) -> NetworkState:
+        """What the worker on ``host`` sends: every network, every remote endpoint, every service."""
+        peers = []
+        for net_id in self.networks:
+            for other in self.hosts:
+                if other is not host:
+                    peers.append(Peer(network_id=net_id, ip=self.gateway_ip(net_id, other.index),
+                                      underlay_ip=other.ip))
+        for name, ep in self.endpoints.items():
+            if ep["host"] is not host:
+                for net_id, ip in ep["ips"].items():
+                    peers.append(Peer(network_id=net_id, ip=ip, underlay_ip=ep["host"].ip, names=[name]))
+        nets = [Network(**{**n.__dict__, "host_gateway_ip": self.gateway_ip(n.id, host.index)})
+                for n in self.networks.values()]
+        return NetworkState(underlay_ip=host.ip, gateway_bridge_subnet=GW_SUBNET, networks=nets,
+                            peers=peers, services=list(self.services.values()))
+
+    def sync(self, *hosts: Host) -> list[dict]:
+        return [h.client().network_sync(self.state_for(h)) for h in (hosts or self.hosts)]
+
+    def run(self, host: Host, name: str, ips: dict[str, str], command: list[str], aliases=()) -> str:
+        """Create and start a container attached to ``ips`` (net id -> ip) on ``host``."""
+        self.endpoints[name] = {"host": host, "ips": ips}
+        self.sync()
+        attachments = [NetworkAttachment(network_id=n, address=f"{ip}/24", aliases=list(aliases))
+                       for n, ip in ips.items()]
+        client = host.client()
+        cid = client.create(ContainerSpec(image=IMAGE, name=name, hostname=name, command=command,
+                                          networks=attachments))
+        client.start(cid)
+        return cid
+
+    def service(self, name: str, backends: list[str], vips: dict[str, str] | None = None,
+                ports: list[PortConfig] | None = None, **kw) -> Service:
+        svc = Service(id=f"svc-{name}", name=name,
+                      virtual_ips=[VirtualIP(n, f"{ip}/24") for n, ip in (vips or {}).items()],
+                      ports=ports or [], backends=[self.backend(b) for b in backends], **kw)
+        self.services[name] = svc
+        return svc
+
+    def backend(self, container: str, healthy: bool = True) -> Backend:
+        ep = self.endpoints[container]
+        return Backend(task_id=f"task-{container}", node_ip=ep["host"].ip, addresses=dict(ep["ips"]),
+                       healthy=healthy)
+
+    # what a user runs -----------------------------------------------------------------------------
+    @staticmethod
+    def exec(host: Host, container: str, script: str, timeout: float = 60) -> str:
+        result = host.client().exec(container, ["sh", "-c", script], timeout=timeout)
+        return result.stdout
+
+    def from_outside(self, script: str, timeout: float = 60) -> str:
+        return sh("nsenter", f"--net=/run/netns/{self.ext}", "busybox", "sh", "-c", script,
+                  check=False, timeout=timeout).stdout
+
+
+
+# ---------------------------------------------------------------------------------------------
+pytestmark = [pytest.mark.privileged, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """h1: web1 web2 | h2: web3 b1 | h3: client b2 p1 (see the module docstring for the services)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    lab = Lab(tmp_path_factory.mktemp("netlab"))
+    try:
+        lab.build()
+        for net_id in (INGRESS, FRONT, BACK):
+            lab.add_network(net_id)
+        lab.add_network(PRIVATE, internal=True)
+        h1, h2, h3 = lab.hosts
+        lab.run(h1, "web1", {FRONT: "198.18.1.11", INGRESS: "198.18.0.11"}, ["sh", "-c", HTTPD])
+        lab.run(h1, "web2", {FRONT: "198.18.1.12", INGRESS: "198.18.0.12"}, ["sh", "-c", HTTPD])
+        lab.run(h2, "web3", {FRONT: "198.18.1.21", INGRESS: "198.18.0.21"}, ["sh", "-c", HTTPD])
+        lab.run(h2, "b1", {BACK: "198.18.2.21"}, ["sh", "-c", HTTPD])
+        lab.run(h3, "client", {FRONT: "198.18.1.31"}, ["sleep", "3600"], aliases=["frontdoor"])
+        lab.run(h3, "b2", {BACK: "198.18.2.31"}, ["sleep", "3600"])
+        lab.run(h3, "p1", {PRIVATE: "198.18.3.31"}, ["sleep", "3600"])
+        webs = ["web1", "web2", "web3"]
+        lab.service("shop_web", webs, vips={FRONT: "198.18.1.100", INGRESS: "198.18.0.100"}, aliases=["web"],
+                    ports=[PortConfig(target_port=80, published_port=8080)])
+        lab.service("hweb", ["web3"], endpoint_mode="dnsrr",
+                    ports=[PortConfig(target_port=80, published_port=8081, publish_mode="host")])
+        lab.service("lweb", webs, endpoint_mode="dnsrr", local_only=True,
+                    ports=[PortConfig(target_port=80, published_port=8082)])
+        lab.sync()
+        yield lab
+    finally:
+        leftovers = lab.teardown()
+    assert leftovers == [], f"left behind: {leftovers}"
+
+
+def wget(url: str) -> str:
+    """A shell snippet printing the page at ``url`` or FAILED (busybox 1.35's ``wget -T`` segfaults)."""
+    return f"timeout 3 wget -qO- {url} 2>/dev/null || echo FAILED"
+
+
+def client_address(cgi_output: str) -> str:
+    """The backend's REMOTE_ADDR as plain IPv4 (busybox httpd reports [::ffff:a.b.c.d])."""
+    return cgi_output.strip().strip("[]").removeprefix("::ffff:")
+
+
+def test_containers_on_different_hosts_ping_each_other(lab):
+    h1, h2, h3 = lab.hosts
+    out = lab.exec(h3, "client", "ping -c1 -W2 198.18.1.11 >/dev/null && echo ok1; "
+                                 "ping -c1 -W2 198.18.1.21 >/dev/null && echo ok2; "
+                                 "ping -c1 -W2 -s 1422 198.18.1.12 >/dev/null && echo okmtu")
+    assert out.split() == ["ok1", "ok2", "okmtu"]
+    assert lab.exec(h3, "client", "cat /sys/class/net/eth0/mtu; cat /sys/class/net/eth0/address").split() == [
+        "1450", mac_from_ip("198.18.1.31")]
+
+
+def test_vip_spreads_requests_over_every_backend(lab):
+    h3 = lab.host(3)
+    out = lab.exec(h3, "client", "i=0; while [ $i -lt 300 ]; do timeout 3 wget -qO- http://web/; i=$((i+1)); done",
+                   timeout=120)
+    counts = collections.Counter(out.split())
+    assert set(counts) == {"web1", "web2", "web3"}, counts
+    assert sum(counts.values()) == 300
+    assert min(counts.values()) >= 60, counts   # none below 20 %
+
+
+def test_dns_names(lab):
+    h3 = lab.host(3)
+
+    def resolve(name):
+        out = lab.exec(h3, "client", f"nslookup {name} 2>&1")
+        return sorted(line.split()[-1] for line in out.splitlines()
+                      if line.startswith("Address") and "127.0.0.11" not in line)
+
+    assert resolve("web") == ["198.18.1.100"]
+    assert resolve("shop_web") == ["198.18.1.100"]
+    assert resolve("tasks.web") == ["198.18.1.11", "198.18.1.12", "198.18.1.21"]
+    assert resolve("hweb") == ["198.18.1.21"]            # dnsrr: task IPs
+    assert resolve("web1") == ["198.18.1.11"]            # a remote container's name
+    assert resolve("frontdoor") == ["198.18.1.31"]       # own alias
+    assert resolve("b1") == []                           # on another network: not visible
+    assert lab.exec(h3, "client", "cat /etc/resolv.conf").startswith("nameserver 127.0.0.11")
+
+
+def test_tasks_follow_a_sync_and_unhealthy_backends_leave(lab):
+    h3 = lab.host(3)
+    web = lab.services["shop_web"]
+    web.backends[0].healthy = False                      # web1 fails its health check
+    web.backends = [b for b in web.backends if b.task_id != "task-web3"]   # web3 scaled away
+    try:
+        lab.sync()
+        out = lab.exec(h3, "client", "nslookup tasks.web; i=0; while [ $i -lt 40 ]; do "
+                                     "timeout 3 wget -qO- http://web/; i=$((i+1)); done")
+        assert "198.18.1.12" in out and "198.18.1.11" not in out and "198.18.1.21" not in out
+        served = collections.Counter(line for line in out.splitlines() if line.startswith("web"))
+        assert served == {"web2": 40}
+    finally:
+        web.backends = [lab.backend(n) for n in ("web1", "web2", "web3")]
+        lab.sync()
+    out = lab.exec(h3, "client", "nslookup tasks.web")
+    assert all(ip in out for ip in ("198.18.1.11", "198.18.1.12", "198.18.1.21"))
+
+
+def test_published_port_answers_on_every_host(lab):
+    for host in lab.hosts:                               # h3 has no web backend
+        answers = lab.from_outside(f"for i in 1 2 3 4 5 6; do {wget(f'http://{host.ip}:8080/')}; done").split()
+        assert "FAILED" not in answers and set(answers) <= {"web1", "web2", "web3"}, (host.netns, answers)
+    seen = client_address(lab.from_outside(wget("http://192.0.2.13:8080/cgi-bin/ip")))
+    assert seen == lab.gateway_ip(INGRESS, 3)           # routing mesh: SNAT to the host's ingress address
+
+
+def test_host_mode_port_answers_only_on_its_host(lab):
+    assert lab.from_outside(wget("http://192.0.2.12:8081/")).strip() == "web3"
+    assert lab.from_outside(wget("http://192.0.2.11:8081/")).strip() == "FAILED"
+    assert lab.from_outside(wget("http://192.0.2.13:8081/")).strip() == "FAILED"
+
+
+def test_local_only_ingress_keeps_the_client_address(lab):
+    answers = lab.from_outside(f"for i in 1 2 3 4 5 6; do {wget('http://192.0.2.11:8082/')}; done").split()
+    assert set(answers) <= {"web1", "web2"} and answers, answers
+    assert client_address(lab.from_outside(wget("http://192.0.2.11:8082/cgi-bin/ip"))) == "192.0.2.100"
+    assert lab.from_outside(wget("http://192.0.2.13:8082/")).strip() == "FAILED"   # no local backend
+
+
+def test_networks_are_isolated_and_internal_has_no_egress(lab):
+    h2, h3 = lab.host(2), lab.host(3)
+    assert lab.exec(h3, "b2", wget("http://198.18.2.21/")).strip() == "b1"        # back reaches back
+    assert lab.exec(h3, "client", wget("http://198.18.2.21/")).strip() == "FAILED"  # front cannot reach back
+    assert lab.exec(h2, "b1", wget("http://198.18.1.21/")).strip() == "FAILED"      # nor back front (same host)
+    assert lab.exec(h3, "client", "ping -c1 -W2 192.0.2.100 >/dev/null && echo out").strip() == "out"  # egress
+    assert lab.exec(h3, "p1", "ping -c1 -W2 192.0.2.100 >/dev/null && echo out; ip route").strip() == \
+        "198.18.3.0/24 dev eth0 scope link  src 198.18.3.31"
+
+
+def test_bad_attachments_are_refused_and_leave_nothing(lab):
+    from agent_runtime.api import Conflict, InvalidArgument
+    h3 = lab.host(3)
+    client = h3.client()
+    before = (len(client.list(all=True)), sorted(os.listdir("/run/netns")), h3.ip_cmd("-o", "link").count("\n"))
+    for attachment, error in [(NetworkAttachment(network_id="nope", address="198.18.9.5/24"), InvalidArgument),
+                              (NetworkAttachment(network_id=FRONT, address="198.18.1.5/16"), InvalidArgument),
+                              (NetworkAttachment(network_id=FRONT, address="198.18.1.11/24"), Conflict)]:
+        with pytest.raises(error):
+            client.create(ContainerSpec(image=IMAGE, command=["true"], networks=[attachment]))
+    assert (len(client.list(all=True)), sorted(os.listdir("/run/netns")), h3.ip_cmd("-o", "link").count("\n")) \
+        == before
+    with pytest.raises(InvalidArgument, match="overlaps"):
+        state = lab.state_for(h3)
+        state.networks[1].subnet = "198.18.0.0/23"
+        client.network_sync(state)
+    assert lab.exec(h3, "client", "nslookup web | grep Address: | tail -n 1").split()[-1] == "198.18.1.100"
+
+
+def test_encrypted_network_is_refused_with_the_reason(lab):
+    from agent_runtime.api import Conflict
+    h3 = lab.host(3)
+    lab.add_network(SECRET, encrypted=True)
+    try:
+        lab.sync(h3)
+        with pytest.raises(Conflict, match="CONFIG_INET_ESP"):
+            h3.client().create(ContainerSpec(image=IMAGE, command=["true"], networks=[
+                NetworkAttachment(network_id=SECRET, address="198.18.4.32/24")]))
+        assert h3.client().list(all=True) and "shov4104" not in h3.ip_cmd("link")
+    finally:
+        del lab.networks[SECRET]
+        lab.sync(h3)
+
+
+def test_restart_rebuilds_and_removes_stale_state(lab):
+    h2, h3 = lab.host(2), lab.host(3)
+    h2.stop()
+    # what a crash, or a state that changed while runtimed was down, leaves behind
+    stale_ns = f"shoal-{h2.rid}-deadbeef0000"
+    sh("ip", "netns", "add", stale_ns)
+    h2.ip_cmd("link", "add", "shvdeadbeef00", "type", "veth", "peer", "name", "shvdeadbeef01")
+    h2.ip_cmd("link", "add", "shov4999", "type", "bridge")
+    sh("bridge", "-n", h2.netns, "fdb", "append", "02:42:c6:12:01:63", "dev", "shvx4101", "dst", "192.0.2.99",
+       "self", "permanent")
+    h2.ip_cmd("neigh", "replace", "198.18.1.99", "lladdr", "02:42:c6:12:01:63", "dev", "shvx4101", "nud", "permanent")
+    hweb = lab.services.pop("hweb")
+    try:
+        h2.start()                                       # converges from its persisted state first
+        links = h2.ip_cmd("link")
+        assert "shvdeadbeef0" not in links and "shov4999" not in links
+        assert stale_ns not in os.listdir("/run/netns")
+        assert "192.0.2.99" not in sh("bridge", "-n", h2.netns, "fdb", "show", "dev", "shvx4101").stdout
+        assert "198.18.1.99" not in h2.ip_cmd("neigh", "show", "dev", "shvx4101")
+        dns_back = lab.exec(h2, "b1", "nslookup b2 | grep Address: | tail -n 1").split()
+        assert dns_back[-1] == "198.18.2.31"            # the resolver is back, on new sockets
+        assert lab.from_outside(wget("http://192.0.2.12:8081/")).strip() == "web3"          # old state still
+        lab.sync()                                       # the worker's sync: hweb is gone cluster-wide
+        assert lab.from_outside(wget("http://192.0.2.12:8081/")).strip() == "FAILED"
+        assert lab.exec(h3, "client", wget("http://198.18.1.21/")).strip() == "web3"
+        assert lab.exec(h3, "client", "ping -c1 -W2 198.18.2.21 >/dev/null || echo isolated").strip() == "isolated"
+    finally:
+        lab.services["hweb"] = hweb
+        sh("ip", "netns", "del", stale_ns, check=False)
+        lab.sync()
+
+
+def test_removing_the_last_container_of_a_network_removes_its_devices(lab):
+    h2 = lab.host(2)
+    b1 = next(c for c in h2.client().list(all=True) if c.name == "b1")
+    own_netns = f"shoal-{h2.rid}-{b1.id[:12]}"
+    assert own_netns in os.listdir("/run/netns") and "shov4102" in h2.ip_cmd("link")
+    h2.client().remove("b1", force=True)
+    del lab.endpoints["b1"]
+    lab.sync()
+    links = h2.ip_cmd("link")
+    assert "shov4102" not in links and "shvx4102" not in links and f"shv{b1.id[:9]}" not in links
+    assert own_netns not in os.listdir("/run/netns")
+    ruleset = sh("nsenter", f"--net=/run/netns/{h2.netns}", "nft", "list", "table", "ip", "shoal").stdout
+    assert "shov4102" not in ruleset and "shov4101" in ruleset
+    assert "198.18.2.21" not in sh("bridge", "-n", lab.host(3).netns, "fdb", "show", "dev", "shvx4102").stdout + \
+        lab.host(3).ip_cmd("neigh", "show", "dev", "shvx4102")   # its peers forgot it too
