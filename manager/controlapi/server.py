@@ -41,6 +41,8 @@ class ControlAPI:
     def __init__(self, store, raft):
         self._store = store
         self._raft = raft
+        from manager.controlapi.services import ServiceControl  # here: services.py imports ControlError
+        self.services = ServiceControl(store)
 
     # -- helpers ---------------------------------------------------------------
     def _raft_view(self) -> tuple[str | None, set[str]]:

@@ -1,0 +1,289 @@
+"""Validation of a ServiceSpec, and what a spec change means for the service's tasks.
+
+``validate_spec`` is pure: it looks at one spec and raises ``SpecError`` with a message that
+names the service and the offending field, using the docker CLI's flag names where a flag sets
+the field ("service web: image is required", "service web: invalid --replicas for mode global:
+...""). Checks that need the store (name uniqueness, published ports of other services, network
+and secret names) live in ``services.py``.
+
+Defaults are not filled in here: a spec without a restart policy or an update config gets
+SwarmKit's defaults from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+
+from manager.scheduler import InvalidConstraint, parse_constraints
+from proto import objects_pb2
+
+ServiceSpec = objects_pb2.ServiceSpec
+Mount = objects_pb2.Mount
+PortConfig = objects_pb2.PortConfig
+EndpointSpec = objects_pb2.EndpointSpec
+
+MAX_NAME_LENGTH = 63
+MIN_NANO_CPUS = 1_000_000              # 0.001 CPU, SwarmKit's lower bound
+MIN_MEMORY_BYTES = 4 * 1024 * 1024     # 4 MiB, SwarmKit's lower bound
+MIN_HEALTH_DURATION = 0.001            # 1 ms
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+_VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(rf"^{_DOMAIN}{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+                       r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+_SIGNAL_NAMES = {s.name for s in signal.Signals} | {s.name[3:] for s in signal.Signals if s.name.startswith("SIG")}
+
+MODE_NAMES = {ServiceSpec.REPLICATED: "replicated", ServiceSpec.GLOBAL: "global",
+              ServiceSpec.REPLICATED_JOB: "replicated-job", ServiceSpec.GLOBAL_JOB: "global-job"}
+PROTOCOL_NAMES = {PortConfig.TCP: "tcp", PortConfig.UDP: "udp"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be accepted; the message names the service and the field."""
+
+
+def service_label(spec: objects_pb2.ServiceSpec) -> str:
+    return f"service {spec.annotations.name}" if spec.annotations.name else "service"
+
+
+def port_key(port: objects_pb2.PortConfig) -> str:
+    """"8080/tcp": how a published port is named in messages and compared for conflicts."""
+    return f"{port.published_port}/{PROTOCOL_NAMES.get(port.protocol, port.protocol)}"
+
+
+def validate_spec(spec: objects_pb2.ServiceSpec) -> None:
+    """Raise SpecError for the first problem found in ``spec``; return None if it is acceptable.
+
+    Pure (no store, no I/O); the same spec always gives the same answer.
+    """
+    label = service_label(spec)
+    try:
+        _check_name(spec.annotations)
+        _check_mode(spec)
+        _check_container(spec.task.container)
+        _check_resources(spec.task.resources)
+        _check_restart(spec.task.restart)
+        _check_placement(spec)
+        _check_networks(spec.task.networks)
+        for flag, config in (("update", spec.update), ("rollback", spec.rollback)):
+            _check_update_config(flag, config)
+        _check_endpoint(spec.endpoint)
+    except SpecError as err:
+        raise SpecError(f"{label}: {err}") from None
+
+
+def changes_tasks(old: objects_pb2.ServiceSpec, new: objects_pb2.ServiceSpec) -> bool:
+    """Whether going from ``old`` to ``new`` changes what the service's tasks run: the task spec
+    or the endpoint. A change of replicas, labels or update config alone does not (it must not
+    bump spec_version nor restart anything)."""
+    return old.task != new.task or old.endpoint != new.endpoint
+
+
+# ---- the checks, one concern each; messages without the "service NAME: " prefix --------------
+
+def _check_name(annotations: objects_pb2.Annotations) -> None:
+    name = annotations.name
+    if not name:
+        raise SpecError("name is required (--name)")
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+        raise SpecError(f"invalid --name {name!r}: a name is at most {MAX_NAME_LENGTH} letters, digits, "
+                        "'-' and '_', starting and ending with a letter or digit (valid as a DNS label)")
+    for key in annotations.labels:
+        if not key or "=" in key:
+            raise SpecError(f"invalid --label key {key!r}")
+
+
+def _check_mode(spec: objects_pb2.ServiceSpec) -> None:
+    if spec.mode not in MODE_NAMES:
+        raise SpecError(f"invalid --mode {spec.mode}: expected replicated, global, replicated-job or global-job")
+    mode = MODE_NAMES[spec.mode]
+    if spec.mode in (ServiceSpec.GLOBAL, ServiceSpec.GLOBAL_JOB):
+        if spec.replicas:
+            raise SpecError(f"invalid --replicas for mode {mode}: replicas can only be used with "
+                            "replicated or replicated-job mode")
+        if spec.task.placement.max_replicas:
+            raise SpecError(f"invalid --max-replicas for mode {mode}: max replicas can only be used "
+                            "with replicated mode")
+
+
+def _check_container(container: objects_pb2.ContainerSpec) -> None:
+    image = container.image
+    if not image:
+        raise SpecError("image is required")
+    if len(image) > 512 or not _IMAGE_RE.match(image):
+        hint = " (repository names must be lowercase)" if image.lower() != image and _IMAGE_RE.match(image.lower()) else ""
+        raise SpecError(f"invalid image reference {image!r}{hint}")
+    for entry in container.env:
+        if not entry or entry.startswith("="):
+            raise SpecError(f"invalid --env {entry!r}: expected KEY=VALUE or KEY")
+    for key in container.labels:
+        if not key or "=" in key:
+            raise SpecError(f"invalid --container-label key {key!r}")
+    if container.dir and not container.dir.startswith("/"):
+        raise SpecError(f"invalid --workdir {container.dir!r}: must be an absolute path")
+    if container.stop_grace_period < 0:
+        raise SpecError("invalid --stop-grace-period: must not be negative")
+    if container.stop_signal and not _is_signal(container.stop_signal):
+        raise SpecError(f"invalid --stop-signal {container.stop_signal!r}: not a signal name or number")
+    _check_mounts(container.mounts)
+    if container.HasField("healthcheck"):
+        _check_health(container.healthcheck)
+    for kind, refs in (("secret", container.secrets), ("config", container.configs)):
+        targets = set()
+        for ref in refs:
+            name = getattr(ref, f"{kind}_name") or getattr(ref, f"{kind}_id")
+            if not name:
+                raise SpecError(f"invalid --{kind}: a source name is required")
+            target = ref.file.name or name
+            if target in targets:
+                raise SpecError(f"invalid --{kind}: target {target!r} is used more than once")
+            targets.add(target)
+
+
+def _is_signal(text: str) -> bool:
+    if text.isdigit():
+        return 0 < int(text) < 65
+    return text.upper() in _SIGNAL_NAMES
+
+
+def _check_mounts(mounts) -> None:
+    targets = set()
+    for mount in mounts:
+        if mount.type not in (Mount.BIND, Mount.VOLUME, Mount.TMPFS):
+            raise SpecError(f"invalid --mount type {mount.type}: expected bind, volume or tmpfs")
+        if not mount.target:
+            raise SpecError("invalid --mount: target is required")
+        if not mount.target.startswith("/"):
+            raise SpecError(f"invalid --mount target {mount.target!r}: must be an absolute path")
+        if mount.target in targets:
+            raise SpecError(f"invalid --mount: duplicate mount point {mount.target}")
+        targets.add(mount.target)
+        if mount.type == Mount.BIND:
+            if not mount.source.startswith("/"):
+                raise SpecError(f"invalid --mount source {mount.source!r} for bind mount {mount.target}: "
+                                "must be an absolute path")
+        elif mount.type == Mount.VOLUME:
+            if mount.source and not _VOLUME_NAME_RE.match(mount.source):
+                raise SpecError(f"invalid --mount source {mount.source!r} for volume mount {mount.target}: "
+                                "a volume name is letters, digits, '_', '.' and '-' (at least 2)")
+        elif mount.source:
+            raise SpecError(f"invalid --mount source {mount.source!r} for tmpfs mount {mount.target}: "
+                            "tmpfs mounts take no source")
+        if mount.tmpfs_size_bytes < 0:
+            raise SpecError(f"invalid --mount tmpfs-size for {mount.target}: must not be negative")
+        if mount.tmpfs_size_bytes and mount.type != Mount.TMPFS:
+            raise SpecError(f"invalid --mount tmpfs-size for {mount.target}: only tmpfs mounts have a size")
+
+
+def _check_health(health: objects_pb2.HealthConfig) -> None:
+    test = list(health.test)
+    if test and test[0] not in ("NONE", "CMD", "CMD-SHELL"):
+        raise SpecError(f"invalid health check test {test!r}: the first element is NONE, CMD or CMD-SHELL")
+    if test and test[0] in ("CMD", "CMD-SHELL") and not any(part.strip() for part in test[1:]):
+        raise SpecError("invalid --health-cmd: the command is empty")
+    for flag, value in (("interval", health.interval), ("timeout", health.timeout),
+                        ("start-period", health.start_period)):
+        if value < 0 or 0 < value < MIN_HEALTH_DURATION:
+            raise SpecError(f"invalid --health-{flag}: must be 0 (the default) or at least 1ms")
+    if health.retries < 0:
+        raise SpecError("invalid --health-retries: must not be negative")
+
+
+def _check_resources(resources: objects_pb2.ResourceRequirements) -> None:
+    for which, res in (("limit", resources.limits), ("reserve", resources.reservations)):
+        if res.nano_cpus < 0 or 0 < res.nano_cpus < MIN_NANO_CPUS:
+            raise SpecError(f"invalid --{which}-cpu {res.nano_cpus / 1e9:g}: must be 0 or at least 0.001")
+        if res.memory_bytes < 0 or 0 < res.memory_bytes < MIN_MEMORY_BYTES:
+            raise SpecError(f"invalid --{which}-memory {res.memory_bytes} bytes: must be 0 or at least 4MiB")
+    limit, reserve = resources.limits, resources.reservations
+    if limit.nano_cpus and reserve.nano_cpus > limit.nano_cpus:
+        raise SpecError(f"--reserve-cpu {reserve.nano_cpus / 1e9:g} must not exceed "
+                        f"--limit-cpu {limit.nano_cpus / 1e9:g}")
+    if limit.memory_bytes and reserve.memory_bytes > limit.memory_bytes:
+        raise SpecError(f"--reserve-memory {_mib(reserve.memory_bytes)} must not exceed "
+                        f"--limit-memory {_mib(limit.memory_bytes)}")
+    if resources.pids_limit < 0:
+        raise SpecError("invalid --limit-pids: must not be negative")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:g}GiB" if n >= 2**30 else f"{n / 2**20:g}MiB"
+
+
+def _check_restart(policy: objects_pb2.RestartPolicy) -> None:
+    if policy.condition not in (objects_pb2.RestartPolicy.ANY, objects_pb2.RestartPolicy.NONE,
+                                objects_pb2.RestartPolicy.ON_FAILURE):
+        raise SpecError(f"invalid --restart-condition {policy.condition}: expected none, on-failure or any")
+    if policy.delay < 0:
+        raise SpecError("invalid --restart-delay: must not be negative")
+    if policy.window < 0:
+        raise SpecError("invalid --restart-window: must not be negative")
+
+
+def _check_placement(spec: objects_pb2.ServiceSpec) -> None:
+    placement = spec.task.placement
+    try:
+        parse_constraints(placement.constraints)
+    except InvalidConstraint as err:
+        raise SpecError(f"invalid --constraint: {err}") from None
+    for pref in placement.preferences:
+        descriptor = pref.spread_descriptor
+        if not descriptor.lower().startswith("node.labels.") or len(descriptor) == len("node.labels."):
+            raise SpecError(f"invalid --placement-pref spread={descriptor}: "
+                            "expected spread=node.labels.<name>")
+
+
+def _check_networks(networks) -> None:
+    seen = set()
+    for attachment in networks:
+        if not attachment.target:
+            raise SpecError("invalid --network: a network name or ID is required")
+        if attachment.target in seen:
+            raise SpecError(f"invalid --network: network {attachment.target} is attached more than once")
+        seen.add(attachment.target)
+
+
+def _check_update_config(flag: str, config: objects_pb2.UpdateConfig) -> None:
+    if config.failure_action not in (objects_pb2.UpdateConfig.PAUSE, objects_pb2.UpdateConfig.CONTINUE,
+                                     objects_pb2.UpdateConfig.ROLLBACK):
+        raise SpecError(f"invalid --{flag}-failure-action {config.failure_action}")
+    if flag == "rollback" and config.failure_action == objects_pb2.UpdateConfig.ROLLBACK:
+        raise SpecError("invalid --rollback-failure-action rollback: expected pause or continue")
+    if config.order not in (objects_pb2.UpdateConfig.STOP_FIRST, objects_pb2.UpdateConfig.START_FIRST):
+        raise SpecError(f"invalid --{flag}-order {config.order}")
+    if config.delay < 0:
+        raise SpecError(f"invalid --{flag}-delay: must not be negative")
+    if config.monitor < 0:
+        raise SpecError(f"invalid --{flag}-monitor: must not be negative")
+    if not 0.0 <= config.max_failure_ratio <= 1.0:
+        raise SpecError(f"invalid --{flag}-max-failure-ratio {config.max_failure_ratio:g}: "
+                        "must be between 0 and 1")
+
+
+def _check_endpoint(endpoint: objects_pb2.EndpointSpec) -> None:
+    if endpoint.mode not in (EndpointSpec.VIP, EndpointSpec.DNSRR):
+        raise SpecError(f"invalid --endpoint-mode {endpoint.mode}: expected vip or dnsrr")
+    published = set()
+    for port in endpoint.ports:
+        if port.protocol not in PROTOCOL_NAMES:
+            raise SpecError(f"invalid --publish protocol {port.protocol}: expected tcp or udp")
+        if port.publish_mode not in (PortConfig.INGRESS, PortConfig.HOST):
+            raise SpecError(f"invalid --publish mode {port.publish_mode}: expected ingress or host")
+        if not 1 <= port.target_port <= 65535:
+            raise SpecError(f"invalid --publish target port {port.target_port}: ports are 1-65535")
+        if port.published_port > 65535:
+            raise SpecError(f"invalid --publish published port {port.published_port}: ports are 1-65535")
+        if port.publish_mode == PortConfig.HOST and not port.published_port:
+            raise SpecError(f"invalid --publish mode=host,target={port.target_port}: "
+                            "a host-mode port needs a published port")
+        if port.publish_mode == PortConfig.INGRESS and endpoint.mode == EndpointSpec.DNSRR:
+            raise SpecError(f"invalid --publish {port_key(port)}: a port published in ingress mode "
+                            "can't be used with --endpoint-mode dnsrr (publish it with mode=host)")
+        if port.published_port:
+            key = port_key(port)
+            if key in published:
+                raise SpecError(f"invalid --publish: duplicate published port {key}")
+            published.add(key)

@@ -1,0 +1,391 @@
+"""How `shoal service ls | ps | inspect` render services and tasks: the docker CLI's columns,
+JSON field names and `inspect` shape (durations in nanoseconds, enums in lower case).
+
+Pure functions of the protobuf objects (and ``now`` for "Running 5 seconds ago").
+"""
+
+from __future__ import annotations
+
+from proto import objects_pb2 as pb
+from shoal.cli.output import rfc3339
+
+ServiceSpec = pb.ServiceSpec
+MAX_ERROR_LENGTH = 30
+
+MODE_LABELS = {ServiceSpec.REPLICATED: "replicated", ServiceSpec.GLOBAL: "global",
+               ServiceSpec.REPLICATED_JOB: "replicated job", ServiceSpec.GLOBAL_JOB: "global job"}
+_UPDATE_STATES = {pb.UpdateStatus.UPDATING: "updating", pb.UpdateStatus.PAUSED: "paused",
+                  pb.UpdateStatus.COMPLETED: "completed", pb.UpdateStatus.ROLLBACK_STARTED: "rollback_started",
+                  pb.UpdateStatus.ROLLBACK_PAUSED: "rollback_paused",
+                  pb.UpdateStatus.ROLLBACK_COMPLETED: "rollback_completed"}
+_LS_UPDATE_NOTES = {pb.UpdateStatus.UPDATING: "updating", pb.UpdateStatus.PAUSED: "update paused",
+                    pb.UpdateStatus.ROLLBACK_STARTED: "rolling back",
+                    pb.UpdateStatus.ROLLBACK_PAUSED: "rollback paused"}
+
+
+def ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def state_name(state: int) -> str:
+    """"Running", "Shutdown", ...: a TaskState as the docker CLI prints it."""
+    return pb.TaskState.Name(state).capitalize()
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration: "Less than a second", "5 seconds", "About a minute"..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def short_image(image: str) -> str:
+    """The image without its digest when it has a name to show ("busybox:1.36@sha256:..." →
+    "busybox:1.36"), as the docker CLI shows images unless --no-trunc."""
+    name, sep, _ = image.partition("@")
+    return name if sep and name else image
+
+
+def format_port(port: pb.PortConfig) -> str:
+    protocol = "udp" if port.protocol == pb.PortConfig.UDP else "tcp"
+    return f"*:{port.published_port}->{port.target_port}/{protocol}"
+
+
+# ---- service ls ------------------------------------------------------------------------------
+
+def replicas_text(service: pb.Service, status) -> str:
+    """The REPLICAS column: "2/3", "2/3 (max 1 per node)", "0/0 (3/3 completed)" for jobs."""
+    running, desired = status.running_tasks, status.desired_tasks
+    mode = service.spec.mode
+    if mode == ServiceSpec.REPLICATED and service.spec.task.placement.max_replicas:
+        return f"{running}/{desired} (max {service.spec.task.placement.max_replicas} per node)"
+    if mode == ServiceSpec.REPLICATED_JOB:
+        return f"{running}/{desired} ({status.completed_tasks}/{service.spec.replicas} completed)"
+    if mode == ServiceSpec.GLOBAL_JOB:
+        return f"{running}/{desired} ({status.completed_tasks}/{desired + status.completed_tasks} completed)"
+    return f"{running}/{desired}"
+
+
+def service_summary(service: pb.Service, status) -> dict:
+    """The fields of `service ls --format json`."""
+    ports = service.endpoint.ports if service.endpoint.ports else service.spec.endpoint.ports
+    return {"ID": service.id[:12],
+            "Name": service.spec.annotations.name,
+            "Mode": MODE_LABELS.get(service.spec.mode, "replicated"),
+            "Replicas": replicas_text(service, status),
+            "Image": short_image(service.spec.task.container.image),
+            "Ports": ", ".join(format_port(p) for p in ports if p.publish_mode == pb.PortConfig.INGRESS)}
+
+
+def ls_row(service: pb.Service, summary: dict) -> list[str]:
+    """A table row; the REPLICAS cell notes an update or rollback in progress or paused."""
+    replicas = summary["Replicas"]
+    note = _LS_UPDATE_NOTES.get(service.update_status.state)
+    if note:
+        replicas = f"{replicas} ({note})"
+    return [summary["ID"], summary["Name"], summary["Mode"], replicas, summary["Image"], summary["Ports"]]
+
+
+# ---- service ps ------------------------------------------------------------------------------
+
+def _task_base_name(task: pb.Task, service: pb.Service | None) -> str:
+    name = service.spec.annotations.name if service is not None else task.service_id
+    return f"{name}.{task.slot}" if task.slot else f"{name}.{task.node_id}"
+
+
+def sort_tasks(tasks: list[pb.Task], services: dict[str, pb.Service]) -> list[pb.Task]:
+    """By service name, slot (or node), newest first: each slot's history follows its task."""
+    def key(t):
+        service = services.get(t.service_id)
+        return (service.spec.annotations.name if service else t.service_id, t.slot, t.node_id,
+                -t.meta.created_at, t.id)
+    return sorted(tasks, key=key)
+
+
+def task_error(task: pb.Task, trunc: bool) -> str:
+    """The ERROR column: the task's error, or why a pending task is not placed; quoted."""
+    text = task.status.err
+    if not text and task.status.state == pb.PENDING and task.status.message.startswith("no suitable node"):
+        text = task.status.message
+    if trunc and len(text) > MAX_ERROR_LENGTH:
+        text = text[:MAX_ERROR_LENGTH - 1] + "…"
+    return f'"{text}"' if text else ""
+
+
+def task_rows(tasks: list[pb.Task], services: dict[str, pb.Service], node_names: dict[str, str],
+              now: float, trunc: bool = True) -> list[dict]:
+    """The `service ps` lines, in order, as the JSON objects `--format json` prints; a slot's
+    older tasks are named `` \\_ web.1`` as the docker CLI does."""
+    rows = []
+    previous = None
+    for task in sort_tasks(tasks, services):
+        base = _task_base_name(task, services.get(task.service_id))
+        name = f" \\_ {base}" if base == previous else base
+        previous = base
+        if not trunc:
+            name = f"{name}.{task.id}"
+        since = task.status.timestamp or task.meta.updated_at or task.meta.created_at
+        image = task.spec.container.image
+        rows.append({
+            "ID": task.id[:12] if trunc else task.id,
+            "Name": name,
+            "Image": short_image(image) if trunc else image,
+            "Node": node_names.get(task.node_id, task.node_id),
+            "DesiredState": state_name(task.desired_state),
+            "CurrentState": f"{state_name(task.status.state)} {human_duration(max(now - since, 0)).lower()} ago",
+            "Error": task_error(task, trunc),
+            "Ports": ", ".join(format_port(p) for p in task.endpoint.ports
+                               if p.publish_mode == pb.PortConfig.HOST and p.published_port),
+        })
+    return rows
+
+
+PS_COLUMNS = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"]
+PS_KEYS = ["ID", "Name", "Image", "Node", "DesiredState", "CurrentState", "Error", "Ports"]
+
+
+# ---- service inspect -------------------------------------------------------------------------
+
+def _drop_empty(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v not in (None, "", [], {}, 0)}
+
+
+def _update_config(config: pb.UpdateConfig) -> dict:
+    out = {"Parallelism": config.parallelism}
+    if config.delay:
+        out["Delay"] = ns(config.delay)
+    out["FailureAction"] = pb.UpdateConfig.FailureAction.Name(config.failure_action).lower()
+    out["Monitor"] = ns(config.monitor)
+    out["MaxFailureRatio"] = round(config.max_failure_ratio, 6)
+    out["Order"] = pb.UpdateConfig.Order.Name(config.order).lower().replace("_", "-")
+    return out
+
+
+def _resources(res: pb.Resources, pids: int = 0) -> dict:
+    return _drop_empty({"NanoCPUs": res.nano_cpus, "MemoryBytes": res.memory_bytes, "Pids": pids})
+
+
+def _container(c: pb.ContainerSpec) -> dict:
+    mounts = []
+    for m in c.mounts:
+        mount = {"Type": pb.Mount.Type.Name(m.type).lower(), "Source": m.source, "Target": m.target}
+        if m.read_only:
+            mount["ReadOnly"] = True
+        if m.tmpfs_size_bytes:
+            mount["TmpfsOptions"] = {"SizeBytes": m.tmpfs_size_bytes}
+        mounts.append(_drop_empty(mount) | {"Target": m.target})
+    out = _drop_empty({"Image": c.image, "Labels": dict(c.labels), "Command": list(c.command),
+                       "Args": list(c.args), "Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir,
+                       "User": c.user, "Mounts": mounts, "StopSignal": c.stop_signal,
+                       "CapabilityAdd": list(c.cap_add), "CapabilityDrop": list(c.cap_drop)})
+    if c.stop_grace_period:
+        out["StopGracePeriod"] = ns(c.stop_grace_period)
+    if c.HasField("healthcheck"):
+        h = c.healthcheck
+        out["Healthcheck"] = _drop_empty({"Test": list(h.test), "Interval": ns(h.interval), "Timeout": ns(h.timeout),
+                                          "StartPeriod": ns(h.start_period), "Retries": h.retries})
+    if c.init:
+        out["Init"] = True
+    for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
+        if refs:
+            out[f"{kind}s"] = [{"File": _drop_empty({"Name": r.file.name, "UID": r.file.uid or "0",
+                                                     "GID": r.file.gid or "0", "Mode": r.file.mode or 0o444}),
+                                f"{kind}ID": getattr(r, f"{kind.lower()}_id"),
+                                f"{kind}Name": getattr(r, f"{kind.lower()}_name")} for r in refs]
+    out["Isolation"] = "default"
+    return out
+
+
+def _mode(spec: pb.ServiceSpec) -> dict:
+    if spec.mode == ServiceSpec.GLOBAL:
+        return {"Global": {}}
+    if spec.mode == ServiceSpec.GLOBAL_JOB:
+        return {"GlobalJob": {}}
+    if spec.mode == ServiceSpec.REPLICATED_JOB:
+        return {"ReplicatedJob": {"MaxConcurrent": spec.replicas, "TotalCompletions": spec.replicas}}
+    return {"Replicated": {"Replicas": spec.replicas}}
+
+
+def _ports(ports) -> list[dict]:
+    return [_drop_empty({"Name": p.name, "Protocol": "udp" if p.protocol == pb.PortConfig.UDP else "tcp",
+                         "TargetPort": p.target_port, "PublishedPort": p.published_port,
+                         "PublishMode": "host" if p.publish_mode == pb.PortConfig.HOST else "ingress"})
+            for p in ports]
+
+
+def _endpoint_spec(e: pb.EndpointSpec) -> dict:
+    out = {"Mode": "dnsrr" if e.mode == pb.EndpointSpec.DNSRR else "vip"}
+    if e.ports:
+        out["Ports"] = _ports(e.ports)
+    return out
+
+
+def spec_dict(spec: pb.ServiceSpec) -> dict:
+    """A ServiceSpec in Docker's JSON shape."""
+    task = spec.task
+    template = {"ContainerSpec": _container(task.container),
+                "Resources": {"Limits": _resources(task.resources.limits, task.resources.pids_limit),
+                              "Reservations": _resources(task.resources.reservations)}}
+    if task.HasField("restart"):
+        r = task.restart
+        template["RestartPolicy"] = {"Condition": pb.RestartPolicy.Condition.Name(r.condition).lower().replace("_", "-"),
+                                     "Delay": ns(r.delay), "MaxAttempts": r.max_attempts}
+        if r.window:
+            template["RestartPolicy"]["Window"] = ns(r.window)
+    placement = _drop_empty({"Constraints": list(task.placement.constraints),
+                             "Preferences": [{"Spread": {"SpreadDescriptor": p.spread_descriptor}}
+                                             for p in task.placement.preferences],
+                             "MaxReplicas": task.placement.max_replicas})
+    template["Placement"] = placement
+    if task.networks:
+        template["Networks"] = [_drop_empty({"Target": n.target, "Aliases": list(n.aliases)}) for n in task.networks]
+    template["ForceUpdate"] = task.force_update
+    template["Runtime"] = "container"
+    out = {"Name": spec.annotations.name, "Labels": dict(spec.annotations.labels),
+           "TaskTemplate": template, "Mode": _mode(spec)}
+    if spec.HasField("update"):
+        out["UpdateConfig"] = _update_config(spec.update)
+    if spec.HasField("rollback"):
+        out["RollbackConfig"] = _update_config(spec.rollback)
+    out["EndpointSpec"] = _endpoint_spec(spec.endpoint)
+    return out
+
+
+def service_inspect(service: pb.Service) -> dict:
+    """`docker service inspect`'s object for one service."""
+    out = {"ID": service.id, "Version": {"Index": service.meta.version},
+           "CreatedAt": rfc3339(service.meta.created_at), "UpdatedAt": rfc3339(service.meta.updated_at),
+           "Spec": spec_dict(service.spec)}
+    if service.HasField("previous_spec"):
+        out["PreviousSpec"] = spec_dict(service.previous_spec)
+    endpoint = {"Spec": _endpoint_spec(service.endpoint.spec if service.HasField("endpoint")
+                                       else service.spec.endpoint)}
+    if service.endpoint.ports:
+        endpoint["Ports"] = _ports(service.endpoint.ports)
+    if service.endpoint.virtual_ips:
+        endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
+    out["Endpoint"] = endpoint
+    status = service.update_status
+    if status.state in _UPDATE_STATES:
+        out["UpdateStatus"] = _drop_empty({"State": _UPDATE_STATES[status.state],
+                                           "StartedAt": rfc3339(status.started_at) if status.started_at else "",
+                                           "CompletedAt": rfc3339(status.completed_at) if status.completed_at else "",
+                                           "Message": status.message})
+    return out
+
+
+def pretty(service: pb.Service, status=None) -> str:
+    """`docker service inspect --pretty`: the human-readable summary."""
+    spec, c = service.spec, service.spec.task.container
+    lines = [f"ID:\t\t{service.id}", f"Name:\t\t{spec.annotations.name}"]
+    if spec.annotations.labels:
+        lines.append("Labels:")
+        lines += [f" {k}={v}" for k, v in sorted(spec.annotations.labels.items())]
+    mode = MODE_LABELS.get(spec.mode, "replicated").title().replace(" ", "")
+    lines.append(f"Service Mode:\t{mode}")
+    if spec.mode in (ServiceSpec.REPLICATED, ServiceSpec.REPLICATED_JOB):
+        lines.append(f" Replicas:\t{spec.replicas}")
+    if service.update_status.state in _UPDATE_STATES:
+        u = service.update_status
+        lines += ["UpdateStatus:", f" State:\t\t{_UPDATE_STATES[u.state]}"]
+        if u.started_at:
+            lines.append(f" Started:\t{rfc3339(u.started_at)}")
+        if u.completed_at:
+            lines.append(f" Completed:\t{rfc3339(u.completed_at)}")
+        if u.message:
+            lines.append(f" Message:\t{u.message}")
+    placement = spec.task.placement
+    if placement.constraints or placement.preferences or placement.max_replicas:
+        lines.append("Placement:")
+        if placement.constraints:
+            lines.append(f" Constraints:\t[{' '.join(placement.constraints)}]")
+        if placement.preferences:
+            lines.append(" Preferences:\t[" + " ".join(f"spread={p.spread_descriptor}"
+                                                      for p in placement.preferences) + "]")
+        if placement.max_replicas:
+            lines.append(f" Max Replicas Per Node:\t{placement.max_replicas}")
+    for title, field, word in (("UpdateConfig", "update", "Update"), ("RollbackConfig", "rollback", "Rollback")):
+        if spec.HasField(field):
+            cfg = _update_config(getattr(spec, field))
+            lines += [f"{title}:", f" Parallelism:\t{cfg['Parallelism']}"]
+            if cfg.get("Delay"):
+                lines.append(f" Delay:\t\t{_seconds(getattr(spec, field).delay)}")
+            lines += [f" On failure:\t{cfg['FailureAction']}",
+                      f" Monitoring Period: {_seconds(getattr(spec, field).monitor)}",
+                      f" Max failure ratio: {cfg['MaxFailureRatio']:g}",
+                      f" {word} order:{' ' * (len('Update order:      ') - len(word + ' order:'))}{cfg['Order']}"]
+    lines += ["ContainerSpec:", f" Image:\t\t{c.image}"]
+    if c.command:
+        lines.append(f" Command:\t{' '.join(c.command)}")
+    if c.args:
+        lines.append(f" Args:\t\t{' '.join(c.args)}")
+    if c.env:
+        lines.append(f" Env:\t\t{' '.join(c.env)}")
+    for label, value in (("Dir", c.dir), ("User", c.user), ("Hostname", c.hostname)):
+        if value:
+            lines.append(f" {label}:\t\t{value}")
+    lines.append(f" Init:\t\t{str(c.init).lower()}")
+    if c.mounts:
+        lines.append("Mounts:")
+        for m in c.mounts:
+            lines += [f" Target:\t{m.target}", f"  Source:\t{m.source}",
+                      f"  ReadOnly:\t{str(m.read_only).lower()}", f"  Type:\t\t{pb.Mount.Type.Name(m.type).lower()}"]
+    res = spec.task.resources
+    if res.limits.nano_cpus or res.limits.memory_bytes or res.reservations.nano_cpus or res.reservations.memory_bytes:
+        lines.append("Resources:")
+        for title, r in (("Reservations", res.reservations), ("Limits", res.limits)):
+            if r.nano_cpus or r.memory_bytes:
+                lines.append(f" {title}:")
+                if r.nano_cpus:
+                    lines.append(f"  CPU:\t\t{r.nano_cpus / 1e9:g}")
+                if r.memory_bytes:
+                    lines.append(f"  Memory:\t{_size(r.memory_bytes)}")
+    if spec.task.networks:
+        lines.append("Networks: " + " ".join(n.target for n in spec.task.networks))
+    lines.append(f"Endpoint Mode:\t{'dnsrr' if spec.endpoint.mode == pb.EndpointSpec.DNSRR else 'vip'}")
+    if spec.endpoint.ports:
+        lines.append("Ports:")
+        for p in _ports(spec.endpoint.ports):
+            lines += [f" PublishedPort = {p.get('PublishedPort', 0)}", f"  Protocol = {p['Protocol']}",
+                      f"  TargetPort = {p['TargetPort']}", f"  PublishMode = {p['PublishMode']}"]
+    if c.HasField("healthcheck"):
+        h = c.healthcheck
+        lines += ["Healthcheck:", f" Test:\t\t{list(h.test)}"]
+        for label, value in (("Interval", h.interval), ("Timeout", h.timeout), ("Start Period", h.start_period)):
+            if value:
+                lines.append(f" {label}:\t{_seconds(value)}")
+        if h.retries:
+            lines.append(f" Retries:\t{h.retries}")
+    return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:g}{unit}"
+    return f"{n}B"
