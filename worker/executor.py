@@ -3,7 +3,7 @@ restarted worker finds the containers of its tasks again."""
 
 from __future__ import annotations
 
-from agent_runtime.api import ContainerSpec, Healthcheck, Mount, Resources
+from agent_runtime.api import ContainerSpec, Healthcheck, Mount, NetworkAttachment, Resources
 from proto import objects_pb2
 
 TASK_LABEL = "com.docker.swarm.task.id"
@@ -62,4 +62,6 @@ def container_spec(task: objects_pb2.Task, service_name: str = "") -> ContainerS
         stop_signal=c.stop_signal,
         stop_grace_period_s=c.stop_grace_period if c.stop_grace_period else 10.0,
         healthcheck=health,
+        networks=[NetworkAttachment(network_id=a.network_id, address=a.addresses[0], aliases=list(a.aliases))
+                  for a in task.networks if a.addresses],
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from agent_runtime.api import ContainerInfo, Healthcheck, NotFound, ShoalRuntimeError
 from proto import objects_pb2
@@ -26,16 +26,19 @@ TERMINAL = (objects_pb2.COMPLETE, objects_pb2.SHUTDOWN, objects_pb2.FAILED, obje
             objects_pb2.ORPHANED)
 
 Report = Callable[[str, objects_pb2.TaskStatus], None]
+NetworksReady = Callable[[list[str]], Awaitable[bool]]
 
 
 class TaskManager:
     def __init__(self, task: objects_pb2.Task, runtime, report: Report, insecure_registries: tuple[str, ...] = (),
-                 container_id: str | None = None, clock: Callable[[], float] = time.time):
+                 container_id: str | None = None, clock: Callable[[], float] = time.time,
+                 networks_ready: NetworksReady | None = None):
         self.task = task
         self._runtime = runtime
         self._report_fn = report
         self._insecure = insecure_registries
         self._clock = clock
+        self._networks_ready = networks_ready  # waits until a network sync names these networks
         self.container_id = container_id
         self.status = objects_pb2.TaskStatus()
         self.status.CopyFrom(task.status)
@@ -107,6 +110,8 @@ class TaskManager:
         if self.container_id is None:
             try:
                 spec = container_spec(self.task)
+                if spec.networks and self._networks_ready is not None:
+                    await self._networks_ready([n.network_id for n in spec.networks])
                 self.container_id = await self._runtime.create(spec)
             except (ShoalRuntimeError, ValueError) as err:
                 self._report(objects_pb2.REJECTED, "preparing failed", err=f"create container: {err}")

@@ -15,10 +15,13 @@ import logging
 from agent_runtime.api import NotFound, ShoalRuntimeError
 from proto import cluster_pb2, objects_pb2
 from worker.executor import TASK_LABEL
+from worker.network import NetworkAgent
 from worker.reporter import Reporter
 from worker.task_manager import TaskManager
 
 log = logging.getLogger(__name__)
+
+NETWORK_WAIT_TIMEOUT = 10.0  # how long a new container waits for a sync naming its networks
 
 
 class Worker:
@@ -29,6 +32,7 @@ class Worker:
         self._reporter = reporter
         self._insecure = insecure_registries
         self._managers: dict[str, tuple[TaskManager, asyncio.Task]] = {}
+        self.network = NetworkAgent(runtime)
         self.secrets: dict[str, objects_pb2.Secret] = {}
         self.configs: dict[str, objects_pb2.Config] = {}
         self._lock = asyncio.Lock()
@@ -49,7 +53,11 @@ class Worker:
                     tasks[obj.id] = obj
                 else:
                     getattr(self, item + "s")[obj.id] = obj
-            if message.type == cluster_pb2.AssignmentsMessage.COMPLETE:
+            complete = message.type == cluster_pb2.AssignmentsMessage.COMPLETE
+            # The data plane first: new tasks' networks exist before their containers, and a task
+            # being stopped has left the service backends before its container stops.
+            await self.network.apply(message.network_state, force=complete)
+            if complete:
                 removed |= set(self._managers) - set(tasks)
                 await self._adopt(tasks)
             for task_id in removed:
@@ -62,8 +70,16 @@ class Worker:
         if entry is not None:
             entry[0].update(task)
             return
-        manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id)
+        manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id,
+                              networks_ready=self._networks_ready)
         self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
+
+    async def _networks_ready(self, network_ids: list[str]) -> bool:
+        ready = await self.network.wait_for_networks(network_ids, NETWORK_WAIT_TIMEOUT)
+        if not ready:
+            log.warning("no network sync names networks %s after %.0f s; creating the container anyway",
+                        ", ".join(sorted(set(network_ids) - self.network.synced_networks)), NETWORK_WAIT_TIMEOUT)
+        return ready
 
     async def _adopt(self, tasks: dict[str, objects_pb2.Task]) -> None:
         """Match existing containers to tasks; remove the ones no task claims."""
@@ -105,6 +121,7 @@ class Worker:
                 log.warning("task %s: removing container %s failed: %s", task_id, manager.container_id, err)
 
     async def close(self) -> None:
+        await self.network.close()
         entries = list(self._managers.values())
         self._managers.clear()
         for _, runner in entries:

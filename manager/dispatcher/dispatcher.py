@@ -20,7 +20,7 @@ import grpc
 
 from manager import grpcutil
 from manager.changes import ChangeSignal
-from manager.dispatcher import assignments
+from manager.dispatcher import assignments, netstate
 from manager.dispatcher.liveness import expired_nodes
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
@@ -123,18 +123,25 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         if session is None or session.session_id != request.session_id:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"assignments for node {ident.node_id}: session {request.session_id} is not current")
-        changes = ChangeSignal(self._store, [Kind.TASK, Kind.SECRET, Kind.CONFIG])
+        changes = ChangeSignal(self._store, [Kind.TASK, Kind.SECRET, Kind.CONFIG, Kind.NETWORK, Kind.SERVICE,
+                                             Kind.NODE])
         sent: assignments.Versions = {}
+        sent_network_state = b""
         first = True
         try:
             while self._sessions.get(ident.node_id) is session and self._leadership.is_leader():
-                current = assignments.assigned_set(self._store.view(), ident.node_id)
+                view = self._store.view()
+                current = assignments.assigned_set(view, ident.node_id)
                 delta, sent = assignments.diff({} if first else sent, current)
-                if first or delta:
+                network_state = netstate.encode(netstate.network_state_for(view, ident.node_id))
+                if network_state == sent_network_state:
+                    network_state = b""  # unchanged: the field stays empty
+                if first or delta or network_state:
                     kind = cluster_pb2.AssignmentsMessage.COMPLETE if first else cluster_pb2.AssignmentsMessage.INCREMENTAL
                     if first:
                         delta = [c for c in delta if c.action == cluster_pb2.AssignmentChange.UPDATE]
-                    yield cluster_pb2.AssignmentsMessage(type=kind, changes=delta)
+                    yield cluster_pb2.AssignmentsMessage(type=kind, changes=delta, network_state=network_state)
+                    sent_network_state = network_state or sent_network_state
                     first = False
                 await changes.wait(timeout=1.0)
         finally:
