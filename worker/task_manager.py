@@ -43,6 +43,7 @@ class TaskManager:
         self.status = objects_pb2.TaskStatus()
         self.status.CopyFrom(task.status)
         self._changed = asyncio.Event()
+        self._unhealthy = False
 
     # -- called by the worker ------------------------------------------------------
     def update(self, task: objects_pb2.Task) -> None:
@@ -147,8 +148,7 @@ class TaskManager:
                     checker.result()  # unhealthy: the container was stopped; the waiter reports
                     checker = None
                     result = await waiter
-                    self._report(objects_pb2.FAILED, "unhealthy", err="task: unhealthy container",
-                                 exit_code=result.status_code)
+                    self._finished(result.status_code, result.oom_killed)
                     return
                 if self.task.desired_state >= objects_pb2.SHUTDOWN:
                     return  # run() handles the shutdown
@@ -158,7 +158,10 @@ class TaskManager:
                 checker.cancel()
 
     def _finished(self, code: int, oom: bool) -> None:
-        if self.task.desired_state >= objects_pb2.SHUTDOWN:
+        if self._unhealthy:
+            self._report(objects_pb2.FAILED, "unhealthy", err="task: unhealthy container", exit_code=code,
+                         health="unhealthy")
+        elif self.task.desired_state >= objects_pb2.SHUTDOWN:
             self._report(objects_pb2.SHUTDOWN, "shutdown", exit_code=code)
         elif code == 0:
             self._report(objects_pb2.COMPLETE, "finished", exit_code=0)
@@ -227,7 +230,7 @@ class TaskManager:
                 if streak >= hc.retries:
                     log.info("task %s (%s) is unhealthy after %d failed checks", self.task.id,
                              task_name(self.task), streak)
-                    self.status.health = "unhealthy"
+                    self._unhealthy = True
                     await self._runtime.stop(self.container_id, timeout=self.task.spec.container.stop_grace_period or 10.0)
                     return
             await asyncio.sleep(hc.interval_s)

@@ -1,0 +1,192 @@
+"""Issue 4 as a user sees it: services on a 3-manager + 2-worker lab with the real runtime
+and the project's busybox image from the lab registry.
+
+One lab for the module; each test removes its services before it ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+HOSTS = ["manager1", "manager2", "manager3", "worker1", "worker2"]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as err:
+            last = err
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def image(lab) -> str:
+    return f"{lab.registry}/shoal/busybox:latest"
+
+
+def tasks(lab, service: str, on: str = "manager1") -> list[dict]:
+    out = lab.shoal(on, "service", "ps", "--no-trunc", "--format", "json", service).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def running(lab, service: str, on: str = "manager1") -> list[dict]:
+    return [t for t in tasks(lab, service, on)
+            if t["DesiredState"] == "Running" and t["CurrentState"].startswith("Running")]
+
+
+def spread(lab, service: str) -> dict[str, int]:
+    return dict(collections.Counter(t["Node"] for t in running(lab, service)))
+
+
+def remove(lab, *services: str) -> None:
+    lab.shoal("manager1", "service", "rm", *services, check=False)
+
+
+def test_create_spreads_replicas_and_scales(lab, image):
+    for host in ("manager1", "manager2"):
+        lab.shoal("manager1", "node", "update", "--availability", "drain", host)
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "web", "--replicas", "6", "--stop-signal", "KILL",
+                  image, "sleep", "3600", timeout=120)
+        assert sorted(spread(lab, "web").items()) == [("manager3", 2), ("worker1", 2), ("worker2", 2)]
+        listed = json.loads(lab.shoal("manager2", "service", "ls", "--format", "json").stdout.splitlines()[0])
+        assert listed["Name"] == "web" and listed["Replicas"] == "6/6"
+        lab.shoal("manager1", "service", "scale", "web=20", timeout=180)
+        assert len(running(lab, "web")) == 20
+        lab.shoal("manager3", "service", "scale", "web=2", timeout=120)
+        wait_for(lambda: len(running(lab, "web")) == 2, 30, what="2 running")
+    finally:
+        remove(lab, "web")
+        for host in ("manager1", "manager2"):
+            lab.shoal("manager1", "node", "update", "--availability", "active", host)
+
+
+def test_constraint_keeps_tasks_on_workers_and_drain_empties_a_node(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "wk", "--replicas", "4", "--stop-signal", "KILL",
+                  "--constraint", "node.role==worker", image, "sleep", "3600", timeout=120)
+        assert set(spread(lab, "wk")) == {"worker1", "worker2"}
+        lab.shoal("manager1", "node", "update", "--availability", "drain", "worker1")
+        wait_for(lambda: spread(lab, "wk") == {"worker2": 4}, 30, what="worker1 drained")
+    finally:
+        lab.shoal("manager1", "node", "update", "--availability", "active", "worker1")
+        remove(lab, "wk")
+
+
+def test_bad_input_shows_on_service_ps(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "-d", "--name", "nope", f"{lab.registry}/shoal/nope:latest",
+                  "true")
+        errors = wait_for(lambda: [t["Error"] for t in tasks(lab, "nope") if t["Error"]], 30,
+                          what="an error on the task")
+        assert any("nope" in e for e in errors), errors
+        lab.shoal("manager1", "service", "create", "-d", "--name", "huge", "--reserve-memory", "100T",
+                  image, "true")
+        errors = wait_for(lambda: [t["Error"] for t in tasks(lab, "huge") if t["Error"]], 30,
+                          what="a scheduling error")
+        assert any("insufficient" in e for e in errors), errors
+        lab.shoal("manager1", "service", "create", "-d", "--name", "nowhere", "--constraint",
+                  "node.labels.gpu==yes", image, "true")
+        errors = wait_for(lambda: [t["Error"] for t in tasks(lab, "nowhere") if t["Error"]], 30,
+                          what="a constraint error")
+        assert any("constraint" in e for e in errors), errors
+        bad = lab.shoal("manager1", "service", "create", "--name", "badmount", "--mount",
+                        "type=bind,source=relative/path,target=/x", image, "true", check=False)
+        assert bad.returncode != 0 and "source" in bad.stderr
+        assert "badmount" not in lab.shoal("manager1", "service", "ls").stdout
+    finally:
+        remove(lab, "nope", "huge", "nowhere")
+
+
+def test_killed_worker_tasks_move_and_its_containers_are_cleaned(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "mover", "--replicas", "4", "--stop-signal", "KILL",
+                  "--constraint", "node.role==worker", image, "sleep", "3600", timeout=120)
+        lab.kill("worker2")
+        wait_for(lambda: spread(lab, "mover") == {"worker1": 4}, 30, what="tasks moved to worker1")
+        lab.start("worker2")
+        wait_for(lambda: lab.shoal("worker2", "container", "ls", "-q").stdout.strip() == "", 30,
+                 what="worker2's stale containers removed")
+    finally:
+        remove(lab, "mover")
+
+
+def test_rolling_update_and_automatic_rollback(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "roll", "--replicas", "4", "--stop-signal", "KILL",
+                  "--update-parallelism", "2", "--update-delay", "0s", image, "sleep", "3600", timeout=120)
+        lab.shoal("manager1", "service", "update", "--env-add", "V=2", "roll", timeout=120)
+        current = running(lab, "roll")
+        assert len(current) == 4
+        inspect = json.loads(lab.shoal("manager1", "service", "inspect", "roll").stdout)[0]
+        assert "V=2" in inspect["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+        # A command that crashes at once: the update fails and rolls back by itself.
+        lab.shoal("manager1", "service", "update", "--update-failure-action", "rollback",
+                  "--update-monitor", "2s", "--args", "false", "roll", timeout=120, check=False)
+        wait_for(lambda: json.loads(lab.shoal("manager1", "service", "inspect", "roll").stdout)[0]
+                 .get("UpdateStatus", {}).get("State") == "rollback_completed", 60, what="rollback completed")
+        inspect = json.loads(lab.shoal("manager1", "service", "inspect", "roll").stdout)[0]
+        assert inspect["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"] == ["sleep", "3600"] or \
+            inspect["Spec"]["TaskTemplate"]["ContainerSpec"].get("Command") == ["sleep", "3600"] or \
+            "3600" in json.dumps(inspect["Spec"]["TaskTemplate"]["ContainerSpec"])
+        wait_for(lambda: len(running(lab, "roll")) == 4, 30, what="4 running after rollback")
+    finally:
+        remove(lab, "roll")
+
+
+def test_unhealthy_task_is_replaced_and_a_job_runs_once(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "-d", "--name", "sick", "--stop-signal", "KILL",
+                  "--health-cmd", "test -f /tmp/ok", "--health-interval", "0.5s", "--health-retries", "2",
+                  image, "sleep", "3600")
+        wait_for(lambda: any("unhealthy" in t["Error"] for t in tasks(lab, "sick")), 30,
+                 what="an unhealthy task")
+        wait_for(lambda: len(tasks(lab, "sick")) >= 2, 30, what="a replacement task")
+        lab.shoal("manager1", "service", "create", "--name", "once", "--mode", "replicated-job",
+                  "--replicas", "2", image, "true", timeout=120)
+        done = wait_for(lambda: [t for t in tasks(lab, "once") if t["CurrentState"].startswith("Complete")], 30,
+                        what="completed job tasks")
+        assert len(done) == 2
+        time.sleep(2)
+        assert len(tasks(lab, "once")) == 2  # not restarted
+    finally:
+        remove(lab, "sick", "once")
+
+
+def test_service_logs_merge_every_node_and_warn_about_a_down_one(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "talk", "--replicas", "3", "--stop-signal", "KILL",
+                  "--constraint", "node.role==manager", image, "sh", "-c",
+                  "echo hello from $(hostname); sleep 3600", timeout=120)
+        out = wait_for(lambda: (lambda o: o if o.count("hello from") == 3 else None)(
+            lab.shoal("manager2", "service", "logs", "talk").stdout), 20, what="3 log lines")
+        nodes = {line.split("|")[0].strip().rsplit("@", 1)[1] for line in out.splitlines()}
+        assert nodes == {"manager1", "manager2", "manager3"}
+        assert all(line.split("|")[0].strip().startswith("talk.") for line in out.splitlines())
+        tail = lab.shoal("manager1", "service", "logs", "--tail", "0", "talk").stdout
+        assert tail.strip() == ""
+        lab.kill("manager3")
+        try:
+            result = lab.shoal("manager1", "service", "logs", "talk", check=False)
+            assert result.returncode == 0
+            served_by = {line.split("|")[0].strip().rsplit("@", 1)[1] for line in result.stdout.splitlines()}
+            assert served_by and "manager3" not in served_by
+            assert "manager3" in result.stderr and "warning" in result.stderr
+        finally:
+            lab.start("manager3")
+            lab.wait_ready()
+    finally:
+        remove(lab, "talk")
