@@ -190,3 +190,33 @@ def test_service_logs_merge_every_node_and_warn_about_a_down_one(lab, image):
             lab.wait_ready()
     finally:
         remove(lab, "talk")
+
+
+def test_leader_killed_during_scale_up_still_converges(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "grow", "--replicas", "2", "--stop-signal", "KILL",
+                  image, "sleep", "3600", timeout=120)
+        lab.wait_ready()
+        leader = lab.leader("manager1")
+        survivor = next(m for m in ("manager1", "manager2", "manager3") if m != leader)
+        lab.shoal(survivor, "service", "scale", "-d", "grow=12")
+        lab.kill(leader)
+        wait_for(lambda: len(running(lab, "grow", on=survivor)) == 12, 60, what="12 running after failover")
+        lab.start(leader)
+        lab.wait_ready(on=survivor)
+        wait_for(lambda: len(running(lab, "grow", on=survivor)) == 12, 30, what="still 12 after the old leader returns")
+    finally:
+        remove(lab, "grow")
+
+
+def test_global_service_follows_nodes(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "everywhere", "--mode", "global", "--stop-signal",
+                  "KILL", image, "sleep", "3600", timeout=120)
+        assert sorted(spread(lab, "everywhere")) == HOSTS
+        lab.shoal("manager1", "node", "update", "--availability", "drain", "worker2")
+        wait_for(lambda: "worker2" not in spread(lab, "everywhere"), 30, what="worker2 drained")
+        lab.shoal("manager1", "node", "update", "--availability", "active", "worker2")
+        wait_for(lambda: sorted(spread(lab, "everywhere")) == HOSTS, 30, what="worker2 back")
+    finally:
+        remove(lab, "everywhere")
