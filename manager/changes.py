@@ -21,11 +21,20 @@ class ChangeSignal:
         self._watch = store.watch(kinds=kinds)
 
     async def wait(self, timeout: float) -> bool:
+        # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that races with
+        # the result, which would keep a cancelled component running.
+        getter = asyncio.ensure_future(self._watch.get())
+        getter.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "unretrieved"
         try:
-            await asyncio.wait_for(self._watch.get(), timeout)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({getter}, timeout=timeout)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if not done:
             return False
-        except WatchClosed:
+        if getter.exception() is not None:
+            if not isinstance(getter.exception(), WatchClosed):
+                raise getter.exception()
             self._watch.close()
             self._watch = self._store.watch(kinds=self._kinds)
             return True
