@@ -67,10 +67,12 @@ class TaskManager:
 
     async def _wait_change(self, timeout: float | None = None) -> None:
         self._changed.clear()
+        # asyncio.wait, not wait_for: 3.11's wait_for can swallow a racing cancellation.
+        waiter = asyncio.ensure_future(self._changed.wait())
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
 
     # -- the state machine ----------------------------------------------------------------
     async def run(self) -> None:
