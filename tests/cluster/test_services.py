@@ -220,3 +220,20 @@ def test_global_service_follows_nodes(lab, image):
         wait_for(lambda: sorted(spread(lab, "everywhere")) == HOSTS, 30, what="worker2 back")
     finally:
         remove(lab, "everywhere")
+
+
+def test_containers_survive_a_shoald_restart(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "steady", "--replicas", "2", "--stop-signal", "KILL",
+                  "--constraint", "node.hostname==worker1", image, "sleep", "3600", timeout=120)
+        before = sorted(lab.shoal("worker1", "container", "ls", "-q").stdout.split())
+        tasks_before = sorted(t["ID"] for t in running(lab, "steady"))
+        assert len(before) == 2
+        lab.kill("worker1")
+        lab.start("worker1")
+        lab.wait_ready()
+        time.sleep(2)  # a few assignment rounds after the reconnect
+        assert sorted(lab.shoal("worker1", "container", "ls", "-q").stdout.split()) == before
+        assert sorted(t["ID"] for t in running(lab, "steady")) == tasks_before
+    finally:
+        remove(lab, "steady")
