@@ -262,7 +262,10 @@ class NetworkAllocator:
         """
         owner = Owner("task", task.id, _task_label(task, service))
         endpoint_spec = service.spec.endpoint if service is not None else task.endpoint.spec
-        ingress_ports = any(p.publish_mode == _INGRESS for p in endpoint_spec.ports)
+        # Host-mode ports need the task on a network too (its egress veth carries them): with
+        # no network of its own, a task that publishes any port joins ingress, as in Swarm.
+        ingress_ports = any(p.publish_mode == _INGRESS for p in endpoint_spec.ports) or (
+            bool(endpoint_spec.ports) and not task.spec.networks)
         wanted = self._wanted_networks(owner, task.spec.networks, ingress_ports)
         held = self._assign(owner, wanted, "an IP address")
         aliases = {c.target: list(c.aliases) for c in task.spec.networks}
