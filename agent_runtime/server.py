@@ -291,7 +291,8 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
     socket_path.unlink(missing_ok=True)
     old = os.umask(0o177)
     try:
-        site = web.UnixSite(runner, str(socket_path))
+        # Long-poll calls (wait, logs --follow) must not hold a stop for aiohttp's default 60 s.
+        site = web.UnixSite(runner, str(socket_path), shutdown_timeout=0.5)
         await site.start()
     finally:
         os.umask(old)
