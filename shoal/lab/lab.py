@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from agent_runtime.network.plan import NETNS_PREFIX, runtime_id
 from shoal.lab import cleanup, cluster, netns, procs, registry
 from shoal.lab.errors import CommandFailed, LabError, LabExists, LabNotFound
 from shoal.lab.plan import (
@@ -436,6 +437,12 @@ class Lab:
                 attempt("stopping runtimed", lambda: procs.stop([h.runtimed for h in hosts]))
                 attempt("stopping the registry", lambda: procs.stop([record.registry]))
             pattern = lab_netns_pattern(self.name)
+            # Container namespaces the hosts' runtimeds made: named after each runtime root.
+            prefixes = tuple(f"{NETNS_PREFIX}{runtime_id(root)}-" for root in directory.glob("*/runtime"))
+            containers = [ns for ns in netns.list_netns() if prefixes and ns.startswith(prefixes)]
+            for ns in containers:
+                attempt(f"killing processes in {ns}", lambda ns=ns: procs.kill_pids(netns.netns_pids(ns)))
+                attempt(f"deleting namespace {ns}", lambda ns=ns: netns.delete_netns(ns))
             namespaces = [ns for ns in netns.list_netns() if pattern.match(ns)]
             for ns in namespaces:
                 attempt(f"killing processes in {ns}", lambda ns=ns: procs.kill_pids(netns.netns_pids(ns)))
