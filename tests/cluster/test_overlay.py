@@ -1,0 +1,99 @@
+"""Issue 5 as a user sees it: overlay networks, VIPs, DNS and the routing mesh on a lab of
+3 managers + 2 workers with the real runtime. Backends are busybox httpd serving their
+own hostname (the task's short ID)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+HOST_IPS = ["manager1", "manager2", "manager3", "worker1", "worker2"]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as err:
+            last = err
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def image(lab) -> str:
+    return f"{lab.registry}/shoal/busybox:latest"
+
+
+def tasks(lab, service: str) -> list[dict]:
+    out = lab.shoal("manager1", "service", "ps", "--format", "json", service).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def running(lab, service: str) -> list[dict]:
+    return [t for t in tasks(lab, service) if t["DesiredState"] == "Running" and t["CurrentState"].startswith("Running")]
+
+
+def fetch(lab, host: str, url: str, count: int = 1) -> list[str]:
+    script = f"for i in $(seq {count}); do timeout 3 busybox wget -qO- {url} || echo FAIL; done"
+    return lab.exec(host, ["sh", "-c", script], check=False).stdout.split()
+
+
+def container_of(lab, service: str) -> tuple[str, str]:
+    """(node, container id) of the first running task of ``service``."""
+    task = running(lab, service)[0]
+    node = task["Node"]
+    for line in lab.shoal(node, "container", "ls", "--format", "json").stdout.splitlines():
+        info = json.loads(line)
+        if info.get("Names", "").startswith(f"{service}.") or f"{service}." in json.dumps(info):
+            return node, info["ID"]
+    raise AssertionError(f"no container of {service} on {node}")
+
+
+def in_container(lab, service: str, script: str) -> str:
+    node, container = container_of(lab, service)
+    return lab.shoal(node, "container", "exec", container, "--", "sh", "-c", script, check=False).stdout
+
+
+def remove(lab, *names: str) -> None:
+    lab.shoal("manager1", "service", "rm", *names, check=False)
+
+
+def test_published_port_answers_on_every_node_and_balances(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "pub", "-p", "8080:80", "--replicas", "2",
+                  "--constraint", "node.role==manager", "--stop-signal", "KILL", image, "sh", "-c", HTTPD,
+                  timeout=120)
+        backends = {t["ID"][:12] for t in running(lab, "pub")}
+        for host in HOST_IPS:  # workers carry no task: the mesh forwards across hosts
+            answers = wait_for(lambda: (lambda a: a if "FAIL" not in a else None)(
+                fetch(lab, "worker1", f"http://{lab.address(host)}:8080/", 20)), 20,
+                what=f"port 8080 on {host}")
+            assert set(answers) <= backends, answers
+        answers = collections.Counter(fetch(lab, "worker2", f"http://{lab.address('worker1')}:8080/", 60))
+        assert set(answers) == backends and min(answers.values()) >= 12, answers
+    finally:
+        remove(lab, "pub")
+
+
+def test_host_mode_port_answers_only_on_its_node(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "hostport", "--publish",
+                  "mode=host,published=8081,target=80", "--constraint", "node.hostname==worker1",
+                  "--stop-signal", "KILL", image, "sh", "-c", HTTPD, timeout=120)
+        wait_for(lambda: fetch(lab, "manager1", f"http://{lab.address('worker1')}:8081/")[0] != "FAIL", 20,
+                 what="host port on worker1")
+        assert fetch(lab, "manager1", f"http://{lab.address('worker2')}:8081/") == ["FAIL"]
+    finally:
+        remove(lab, "hostport")
