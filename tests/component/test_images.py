@@ -1,172 +1,271 @@
-"""Images as a user meets them: import, load, push and pull against Debian's docker-registry,
-skopeo interop, whiteouts, digest checks and clear errors."""
+"""The image store without a registry: import, load, whiteouts, safety, digests, removal, busybox."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json
 import os
 import shutil
+import stat
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from agent_runtime.images.errors import DigestMismatch, ImageError, ImageNotFound, RegistryError
-from agent_runtime.images.store import ImageStore
-from tests.component.conftest_registry import PASSWORD, USER, basic_registry, plain_registry, token_registry  # noqa: F401
-from tests.component.images_builders import make_tar, write_docker_archive, write_oci_layout
+from agent_runtime.images import (ArchiveError, DigestMismatch, ImageInUse, ImageNotFound, ImageStore, LayerError)
+from tests.component.images_builders import (gz, make_tar, sha, write_docker_archive, write_oci_layout)
 
-LAYER = make_tar([("bin", "dir"), ("bin/hello", "file", b"hi\n", 0o755), ("etc", "dir"),
-                  ("etc/passwd", "file", b"root:x:0:0:root:/root:/bin/sh\n")])
+ROOT = Path(__file__).resolve().parents[2]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts need CAP_MKNOD and trusted.* xattrs")
+
+
+def store_is_empty(store: ImageStore) -> bool:
+    """Nothing at all in blobs, layers, records, tags or scratch space."""
+    return (not any(store.blobs.dir.iterdir()) and not any(store.layers.dir.iterdir())
+            and not any(store.images_dir.iterdir()) and not any(store.tmp.iterdir())
+            and not store._tags())
 
 
 @pytest.fixture
-def store(tmp_path) -> ImageStore:
+def store(tmp_path):
     return ImageStore(tmp_path / "images")
 
 
-def files_of(image) -> dict[str, bytes]:
-    """The merged view of an image's layers, resolved the way overlayfs would (top wins)."""
-    out: dict[str, bytes] = {}
-    for layer in image.layers:
-        for path in sorted(Path(layer).rglob("*")):
-            rel = str(path.relative_to(layer))
-            if path.is_char_device() and path.stat().st_rdev == 0:  # overlay whiteout
-                for key in [k for k in out if k == rel or k.startswith(rel + "/")]:
-                    del out[key]
-            elif path.is_file():
-                out[rel] = path.read_bytes()
-    return out
+ROOTFS = [
+    ("bin", "dir", 0o755),
+    ("bin/tool", "file", b"#!/bin/sh\necho hi\n", 0o4755, 0, 0),
+    ("bin/alias", "symlink", "/bin/tool"),
+    ("bin/hard", "hardlink", "bin/tool"),
+    ("home", "dir", 0o755),
+    ("home/user", "dir", 0o750),
+    ("home/user/notes", "file", b"owned", 0o640, 1234, 5678),
+    ("tmp", "dir", 0o1777),
+]
 
 
-def test_import_rootfs_tarball(store, tmp_path):
-    tar = tmp_path / "rootfs.tar"
-    tar.write_bytes(LAYER)
-    image = store.import_rootfs(tar, "local/hello:1")
-    assert store.resolve("local/hello:1").id == image.id
-    assert files_of(image)["bin/hello"] == b"hi\n"
-    assert [i.id for i in store.list()] == [image.id]
+@needs_root
+def test_import_keeps_modes_owners_and_links_and_applies_changes(store, tmp_path):
+    rootfs = tmp_path / "rootfs.tar.gz"
+    rootfs.write_bytes(gz(make_tar(ROOTFS)))
+    image = store.import_rootfs(rootfs, "example/tool:1.0",
+                                changes=['CMD ["/bin/tool"]', "ENV GREETING=hello", "WORKDIR /home/user", "EXPOSE 80"])
+    assert image.repo_tags == ["example/tool:1.0"]
+    assert image.config["config"]["Cmd"] == ["/bin/tool"]
+    assert image.config["config"]["Env"] == ["GREETING=hello"]
+    assert image.config["config"]["WorkingDir"] == "/home/user"
+    assert image.config["config"]["ExposedPorts"] == {"80/tcp": {}}
+    assert image.config["rootfs"]["diff_ids"] == [sha(make_tar(ROOTFS))]
+    [layer] = image.layers
+    tool = os.lstat(layer / "bin/tool")
+    assert stat.S_IMODE(tool.st_mode) == 0o4755  # setuid kept
+    assert os.readlink(layer / "bin/alias") == "/bin/tool"
+    assert os.lstat(layer / "bin/hard").st_ino == tool.st_ino
+    notes = os.lstat(layer / "home/user/notes")
+    assert (notes.st_uid, notes.st_gid, stat.S_IMODE(notes.st_mode)) == (1234, 5678, 0o640)
+    assert stat.S_IMODE(os.lstat(layer / "home/user").st_mode) == 0o750
+    assert stat.S_IMODE(os.lstat(layer / "tmp").st_mode) == 0o1777
+    assert image.size == len(b"#!/bin/sh\necho hi\n") + len(b"owned")
+    # every way of naming it finds it
+    for ref in ("example/tool:1.0", "docker.io/example/tool:1.0", image.id, image.short_id):
+        assert store.resolve(ref).id == image.id
+    with pytest.raises(ImageNotFound, match="example/tool:2.0"):
+        store.resolve("example/tool:2.0")
 
 
-def test_load_oci_layout_and_docker_archive(store, tmp_path):
+@pytest.mark.parametrize("name, entries, message", [
+    ("garbage", b"this is not a tar archive at all" * 40, "malformed"),
+    ("empty", b"", "malformed"),
+    ("truncated", make_tar([("big", "file", b"x" * 5000)])[:2048], "malformed"),
+    ("dotdot", make_tar([("../evil", "file", b"x")]), "climbs out"),
+    ("absolute", make_tar([("/etc/evil", "file", b"x")]), "absolute"),
+    ("symlink-escape", make_tar([("up", "symlink", "../../../../.."), ("up/tmp/evil", "file", b"x")]), "escapes"),
+    ("hardlink-missing", make_tar([("h", "hardlink", "nothere")]), "not in this layer"),
+])
+def test_bad_rootfs_is_refused_and_leaves_nothing_behind(store, tmp_path, name, entries, message):
+    rootfs = tmp_path / f"{name}.tar"
+    rootfs.write_bytes(entries)
+    with pytest.raises(LayerError, match=message):
+        store.import_rootfs(rootfs, "bad/image:latest")
+    assert store_is_empty(store)
+    assert not (tmp_path / "evil").exists()
+
+
+@needs_root
+def test_symlinked_parent_inside_the_layer_is_followed_in_scope(store, tmp_path):
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(make_tar([("usr", "dir"), ("usr/lib", "dir"), ("lib", "symlink", "usr/lib"),
+                                 ("lib/libx.so", "file", b"x"), ("etc", "symlink", "/usr/etc"),
+                                 ("etc/conf", "file", b"y")]))
+    layer = store.import_rootfs(rootfs, "links:latest").layers[0]
+    assert (layer / "usr/lib/libx.so").read_bytes() == b"x"
+    assert (layer / "usr/etc/conf").read_bytes() == b"y"  # absolute target = the layer root
+    assert os.path.islink(layer / "lib") and os.path.islink(layer / "etc")
+
+
+LOWER = make_tar([("a", "dir"), ("a/x", "file", b"x"), ("a/y", "file", b"y"), ("b", "dir"),
+                  ("b/p", "file", b"p"), ("c", "file", b"c"), ("keep", "file", b"k")])
+UPPER = make_tar([("a", "dir"), ("a/.wh.x", "file", b""), ("b", "dir"), ("b/.wh..wh..opq", "file", b""),
+                  ("b/q", "file", b"q"), (".wh.c", "file", b""), ("new", "file", b"n")])
+
+
+@needs_root
+def test_whiteouts_become_overlay_whiteouts_and_merge_correctly(store, tmp_path):
     layout = tmp_path / "layout"
-    _, config = write_oci_layout(layout, [LAYER], image_name="example/oci:v1")
-    loaded = store.load(layout)
-    assert loaded[0].id == config
-    archive = tmp_path / "saved.tar"
-    config2 = write_docker_archive(archive, [LAYER], ["example/saved:v2"])
-    assert store.load(archive)[0].id == config2
-    assert files_of(store.resolve("example/saved:v2"))["etc/passwd"].startswith(b"root")
+    write_oci_layout(layout, [LOWER, UPPER], image_name="example/layers:v1")
+    [image] = store.load(layout)
+    assert image.repo_tags == ["example/layers:v1"]
+    lower, upper = image.layers
+    for path in ("a/x", "c"):
+        st = os.lstat(upper / path)
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
+    assert os.getxattr(upper / "b", "trusted.overlay.opaque") == b"y"
+    assert not os.path.lexists(upper / "a/.wh.x") and not os.path.lexists(upper / "b/.wh..wh..opq")
+    # a real overlay mount, in a private mount namespace that vanishes with the shell
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    script = (f"mount -t overlay overlay -o lowerdir={upper}:{lower} {merged} && "
+              f"cd {merged} && find . -mindepth 1 | sort")
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["./a", "./a/y", "./b", "./b/q", "./keep", "./new"]
 
 
-def test_whiteouts_and_opaque_directories(store, tmp_path):
-    base = make_tar([("a", "dir"), ("a/keep", "file", b"1"), ("a/gone", "file", b"2"), ("b", "dir"),
-                     ("b/old", "file", b"3")])
-    top = make_tar([("a", "dir"), ("a/.wh.gone", "file", b""), ("b", "dir"), ("b/.wh..wh..opq", "file", b""),
-                    ("b/new", "file", b"4")])
+def test_load_oci_layout_tar_and_docker_archive(store, tmp_path):
     layout = tmp_path / "layout"
-    write_oci_layout(layout, [base, top], image_name="example/wh:1")
-    image = store.load(layout)[0]
-    files = files_of(image)
-    assert files.get("a/keep") == b"1"
-    assert "a/gone" not in files
-    assert files.get("b/new") == b"4"
-    # Opaque dir: the lower layer's b/old must be hidden by overlayfs (trusted.overlay.opaque).
-    top_b = Path(image.layers[-1]) / "b"
-    assert os.getxattr(top_b, "trusted.overlay.opaque") == b"y"
+    manifest_digest, config_digest = write_oci_layout(layout, [LOWER], ref_name="latest", image_name=None)
+    archive = tmp_path / "layout.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layout, arcname=".")
+    [image] = store.load(archive, tag="example/fromtar:latest")
+    assert image.id == config_digest and image.manifest_digest == manifest_digest
+    assert image.repo_tags == ["example/fromtar:latest"]
+    assert (image.layers[0] / "a/y").read_bytes() == b"y"
+
+    docker_tar = tmp_path / "docker.tar"
+    docker_config = write_docker_archive(docker_tar, [LOWER, make_tar([("extra", "file", b"e")])],
+                                         ["example/docker:v2", "127.0.0.1:5000/mirror/docker:v2"])
+    [loaded] = store.load(docker_tar)
+    assert loaded.id == docker_config
+    assert loaded.repo_tags == ["127.0.0.1:5000/mirror/docker:v2", "example/docker:v2"]
+    assert image.layers[0] == loaded.layers[0]  # the shared layer is unpacked once
+    assert (loaded.layers[1] / "extra").read_bytes() == b"e"
+    assert len(store.list()) == 2
+    assert not any(store.tmp.iterdir())
 
 
-def test_push_then_pull_round_trip(plain_registry, tmp_path):  # noqa: F811
-    a = ImageStore(tmp_path / "a")
-    tar = tmp_path / "rootfs.tar"
-    tar.write_bytes(LAYER)
-    ref = f"{plain_registry.host}/shoal/hello:1"
-    image = a.import_rootfs(tar, ref)
-    a.push(ref)
-    b = ImageStore(tmp_path / "b")
-    pulled = b.pull(ref)
-    assert pulled.id == image.id
-    assert files_of(pulled) == files_of(image)
-
-
-def test_pull_of_an_image_pushed_by_skopeo(plain_registry, tmp_path):  # noqa: F811
-    if shutil.which("skopeo") is None:
-        pytest.skip("skopeo is not installed")
+def test_corrupt_blob_in_layout_is_rejected_by_digest(store, tmp_path):
     layout = tmp_path / "layout"
-    _, config = write_oci_layout(layout, [LAYER])
-    ref = f"{plain_registry.host}/interop/skopeo:v1"
-    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:latest", f"docker://{ref}"],
-                   check=True, capture_output=True)
-    image = ImageStore(tmp_path / "s").pull(ref)
-    assert image.id == config
-    assert files_of(image)["bin/hello"] == b"hi\n"
-
-
-def test_basic_and_token_auth(basic_registry, token_registry, tmp_path):  # noqa: F811
-    tar = tmp_path / "rootfs.tar"
-    tar.write_bytes(LAYER)
-    for registry, auth in ((basic_registry, (USER, PASSWORD)), (token_registry, (USER, PASSWORD))):
-        ref = f"{registry.host}/auth/hello:1"
-        store = ImageStore(tmp_path / registry.host.replace(":", "_"))
-        store.import_rootfs(tar, ref)
-        with pytest.raises(RegistryError):
-            store.push(ref)  # anonymous: refused
-        store.push(ref, auth=auth)
-        assert ImageStore(tmp_path / ("p" + registry.host.replace(":", "_"))).pull(ref, auth=auth).id
-
-
-def test_corrupted_blob_is_rejected_by_digest(plain_registry, tmp_path):  # noqa: F811
-    a = ImageStore(tmp_path / "a")
-    tar = tmp_path / "rootfs.tar"
-    tar.write_bytes(LAYER)
-    ref = f"{plain_registry.host}/shoal/corrupt:1"
-    tar.write_bytes(make_tar([("noise", "file", os.urandom(64 * 1024))]))  # the largest blob
-    a.import_rootfs(tar, ref)
-    a.push(ref)
-    blobs = list((plain_registry.storage / "docker/registry/v2/blobs/sha256").rglob("data"))
-    layer = max(blobs, key=lambda p: p.stat().st_size)
-    data = bytearray(layer.read_bytes())
+    write_oci_layout(layout, [LOWER, UPPER], image_name="example/corrupt:v1")
+    layer_blob = layout / "blobs/sha256" / sha(gz(UPPER)).split(":")[1]
+    data = bytearray(layer_blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    layer.write_bytes(bytes(data))
-    b = ImageStore(tmp_path / "b")
-    with pytest.raises((DigestMismatch, ImageError)) as err:
-        b.pull(ref)
-    assert "digest" in str(err.value).lower() or "sha256" in str(err.value)
-    assert not b.list()
+    layer_blob.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch, match=sha(gz(UPPER))):
+        store.load(layout)
+    assert store_is_empty(store)
 
 
-def test_missing_image_names_image_and_registry(plain_registry, tmp_path):  # noqa: F811
-    ref = f"{plain_registry.host}/shoal/nope:latest"
-    with pytest.raises(RegistryError) as err:
-        ImageStore(tmp_path / "x").pull(ref)
-    assert "shoal/nope" in str(err.value) and plain_registry.host in str(err.value)
-    with pytest.raises(ImageNotFound) as err:
-        ImageStore(tmp_path / "y").resolve("shoal/absent:1")
-    assert "shoal/absent" in str(err.value)
+def test_wrong_diff_id_is_rejected(store, tmp_path):
+    layout = tmp_path / "layout"
+    _, config_digest = write_oci_layout(layout, [LOWER], image_name="example/diffid:v1")
+    # rewrite the config so it announces another diff_id, and re-point the manifest at it
+    config = json.loads((layout / "blobs/sha256" / config_digest.split(":")[1]).read_text())
+    config["rootfs"]["diff_ids"] = [sha(UPPER)]
+    from tests.component.images_builders import write_blob
+    new_config = json.dumps(config).encode()
+    write_blob(layout, new_config)
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    manifest["config"].update(digest=sha(new_config), size=len(new_config))
+    raw = json.dumps(manifest).encode()
+    index["manifests"][0].update(digest=write_blob(layout, raw), size=len(raw))
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DigestMismatch, match="diff_id"):
+        store.load(layout)
+    assert store_is_empty(store)
 
 
-def test_malformed_tarball_is_refused_and_leaves_nothing(store, tmp_path):
-    bad = tmp_path / "bad.tar"
-    bad.write_bytes(b"this is not a tarball at all" * 100)
-    with pytest.raises(ImageError):
-        store.import_rootfs(bad, "bad/image:1")
-    escape = tmp_path / "escape.tar"
-    escape.write_bytes(make_tar([("../../etc/evil", "file", b"x")]))
-    with pytest.raises(ImageError):
-        store.import_rootfs(escape, "bad/escape:1")
-    assert store.list() == []
-    layers = store.root / "layers" if hasattr(store, "root") else None
-    if layers is not None and layers.exists():
-        assert not [p for p in layers.iterdir() if not p.name.startswith(".")]
+def test_malformed_archive_is_refused(store, tmp_path):
+    bogus = tmp_path / "bogus"
+    bogus.mkdir()
+    (bogus / "index.json").write_text("{not json")
+    with pytest.raises(ArchiveError, match="index.json"):
+        store.load(bogus)
+    with pytest.raises(ArchiveError, match="neither"):
+        store.load(tmp_path / "bogus" / ".." / "bogus" / ".." / "empty" if (tmp_path / "empty").mkdir() is None else None)
+    assert store_is_empty(store)
 
 
-def test_busybox_demo_image_is_reproducible(tmp_path, store):
-    from deploy.images import build_busybox
-    if not Path("/bin/busybox").exists():
-        pytest.skip("busybox-static is not installed")
-    build_busybox.build_layout(tmp_path / "one")
-    build_busybox.build_layout(tmp_path / "two")
-    assert (tmp_path / "one" / "index.json").read_text() == (tmp_path / "two" / "index.json").read_text()
-    image = build_busybox.import_into_store(store, tmp_path / "one")
-    files = files_of(store.resolve("shoal/busybox:latest"))
-    assert "bin/busybox" in files and "etc/passwd" in files
-    assert image is not None
+def test_tag_remove_prune_and_in_use(tmp_path):
+    users: dict[str, list[str]] = {}
+    store = ImageStore(tmp_path / "images", in_use=lambda image_id: users.get(image_id, []))
+    one = tmp_path / "one.tar"
+    one.write_bytes(make_tar([("one", "file", b"1")]))
+    image = store.import_rootfs(one, "example/one:latest")
+    store.tag("example/one", "example/alias:v1")
+    assert sorted(store.resolve(image.id).repo_tags) == ["example/alias:v1", "example/one:latest"]
+    with pytest.raises(ImageInUse, match="multiple repositories"):
+        store.remove(image.id)
+    assert store.remove("example/alias:v1") == [{"Untagged": "example/alias:v1"}]
+    users[image.id] = ["web.1"]
+    with pytest.raises(ImageInUse, match="web.1"):
+        store.remove("example/one")
+    assert store.prune(all=True)["ImagesDeleted"] == []
+    users.clear()
+    result = store.remove("example/one")
+    assert result == [{"Untagged": "example/one:latest"}, {"Deleted": image.id}]
+    assert store_is_empty(store)
+    # prune: dangling images go, tagged ones stay
+    kept = store.import_rootfs(one, "example/kept:latest")
+    two = tmp_path / "two.tar"
+    two.write_bytes(make_tar([("two", "file", b"2")]))
+    dangling = store.import_rootfs(two)
+    report = store.prune()
+    assert report["ImagesDeleted"] == [{"Deleted": dangling.id}] and report["SpaceReclaimed"] > 0
+    assert [i.id for i in store.list()] == [kept.id]
+    assert not store.layers.path(dangling.diff_ids[0]).exists()
+
+
+def test_save_oci_layout_round_trips_and_skopeo_reads_it(store, tmp_path):
+    layout = tmp_path / "in"
+    write_oci_layout(layout, [LOWER, UPPER] if os.geteuid() == 0 else [LOWER], image_name="example/save:v3")
+    [image] = store.load(layout)
+    out = tmp_path / "out"
+    store.save_oci_layout("example/save:v3", out)
+    if shutil.which("skopeo"):
+        info = json.loads(subprocess.run(["skopeo", "inspect", f"oci:{out}:v3"], check=True,
+                                         capture_output=True, text=True).stdout)
+        assert info["Digest"] == image.manifest_digest
+    other = ImageStore(tmp_path / "other")
+    [again] = other.load(out)
+    assert (again.id, again.repo_tags) == (image.id, ["example/save:v3"])
+
+
+def _load_build_busybox():
+    spec = importlib.util.spec_from_file_location("build_busybox", ROOT / "deploy/images/build_busybox.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_busybox", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not os.access("/bin/busybox", os.X_OK), reason="busybox-static is not installed")
+def test_busybox_build_is_reproducible_and_imports(store, tmp_path):
+    build_busybox = _load_build_busybox()
+    first = build_busybox.build_layout(tmp_path / "a")
+    second = build_busybox.build_layout(tmp_path / "b")
+    assert first.manifest_digest == second.manifest_digest and first.layer_digest == second.layer_digest
+    image = build_busybox.import_into_store(store, tmp_path / "a")
+    assert image.id == first.config_digest and image.repo_tags == ["shoal/busybox:latest"]
+    assert image.config["config"]["Cmd"] == ["sh"]
+    layer = image.layers[0]
+    assert (layer / "bin/busybox").read_bytes() == Path("/bin/busybox").read_bytes()
+    assert os.readlink(layer / "bin/sh") == "/bin/busybox"
+    assert os.path.islink(layer / "usr/sbin/httpd") or os.path.islink(layer / "sbin/httpd")
+    assert "nobody:x:65534" in (layer / "etc/passwd").read_text()
+    assert "nobody" in (layer / "etc/group").read_text()
+    assert (layer / "var/www/index.html").is_file()
+    assert stat.S_IMODE(os.lstat(layer / "tmp").st_mode) == 0o1777
