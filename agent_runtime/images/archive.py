@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import oci
-from .errors import ArchiveError, ImageError, InvalidReference
+from .errors import ArchiveError, InvalidReference
 from .ingest import ingest_manifest
 from .reference import parse_reference
-from .unpack import decompressed, unpack_layer
+from .unpack import unpack_layer
 
 if TYPE_CHECKING:
     from .store import Image, ImageStore

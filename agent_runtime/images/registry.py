@@ -331,8 +331,9 @@ def push(store: "ImageStore", ref: str, *, insecure_registries: Iterable[str] = 
                             insecure_registries=insecure_registries, auth=auth)
     digest = push_manifest(client, parsed.repository, parsed.tag, manifest, image.manifest_media_type,
                            lambda desc: store.blobs.open(desc["digest"]), progress)
-    store.commit(manifest, store.blobs.read(image.id), store.layer_blobs(image),
-                 repo_digest=f"{parsed.familiar_name}@{digest}", manifest_media_type=image.manifest_media_type)
+    with store.adding():
+        store.commit(manifest, store.blobs.read(image.id), store.layer_blobs(image),
+                     repo_digest=f"{parsed.familiar_name}@{digest}", manifest_media_type=image.manifest_media_type)
     log.info("pushed %s (manifest %s)", parsed, digest[:19])
     return digest
 

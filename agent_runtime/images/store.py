@@ -34,6 +34,7 @@ from typing import IO, BinaryIO, Callable, Iterable, Iterator
 from . import oci
 from .blobs import BlobStore
 from .errors import ImageError, ImageInUse, ImageNotFound, InvalidReference
+from .ingest import ProgressFn
 from .layers import LayerStore
 from .reference import Reference, is_digest, parse_reference
 from .unpack import decompressed
@@ -94,9 +95,6 @@ class LayerBlob:
 
     def descriptor(self) -> dict:
         return oci.descriptor(self.media_type, self.digest, self.size)
-
-
-ProgressFn = Callable[..., None]
 
 
 class ImageStore:

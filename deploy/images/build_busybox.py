@@ -11,7 +11,8 @@ config with Cmd ["sh"] and the usual PATH. The build is reproducible: entries so
 mtimes 0, gzip mtime 0 and no file name, compact sorted JSON, so the same busybox binary always
 gives the same digests.
 
-Importable (load it by path, e.g. with importlib): ``build_layout``, ``import_into_store`` and
+Importable (load it by path with importlib, registering the module in sys.modules before
+``exec_module`` as dataclasses require): ``build_layout``, ``import_into_store`` and
 ``push_layout_to_registry``. Building needs only the standard library; importing and pushing use
 ``agent_runtime.images``.
 """

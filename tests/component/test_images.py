@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -194,8 +193,11 @@ def test_malformed_archive_is_refused(store, tmp_path):
     (bogus / "index.json").write_text("{not json")
     with pytest.raises(ArchiveError, match="index.json"):
         store.load(bogus)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ArchiveError, match="neither"):
-        store.load(tmp_path / "bogus" / ".." / "bogus" / ".." / "empty" if (tmp_path / "empty").mkdir() is None else None)
+        store.load(tmp_path / "empty")
+    with pytest.raises(ArchiveError, match="no such file"):
+        store.load(tmp_path / "missing.tar")
     assert store_is_empty(store)
 
 
