@@ -358,3 +358,56 @@ class ServiceLogsMessage(_message.Message):
     data: bytes
     warning: str
     def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., stream: _Optional[str] = ..., time: _Optional[str] = ..., data: _Optional[bytes] = ..., warning: _Optional[str] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.NetworkSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class CreateNetworkResponse(_message.Message):
+    __slots__ = ("network",)
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    network: _objects_pb2.Network
+    def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ...) -> None: ...
+
+class GetNetworkRequest(_message.Message):
+    __slots__ = ("network_id",)
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    def __init__(self, network_id: _Optional[str] = ...) -> None: ...
+
+class GetNetworkResponse(_message.Message):
+    __slots__ = ("network",)
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    network: _objects_pb2.Network
+    def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ("filters",)
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...
+
+class RemoveNetworkRequest(_message.Message):
+    __slots__ = ("network_id",)
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    def __init__(self, network_id: _Optional[str] = ...) -> None: ...
+
+class RemoveNetworkResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

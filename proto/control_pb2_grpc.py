@@ -124,6 +124,26 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.ServiceLogsMessage.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/shoal.v1.Control/CreateNetwork',
+                request_serializer=proto_dot_control__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.CreateNetworkResponse.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/shoal.v1.Control/GetNetwork',
+                request_serializer=proto_dot_control__pb2.GetNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.GetNetworkResponse.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/shoal.v1.Control/ListNetworks',
+                request_serializer=proto_dot_control__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/shoal.v1.Control/RemoveNetwork',
+                request_serializer=proto_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.RemoveNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -238,6 +258,30 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -330,6 +374,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ServiceLogs,
                     request_deserializer=proto_dot_control__pb2.ServiceLogsRequest.FromString,
                     response_serializer=proto_dot_control__pb2.ServiceLogsMessage.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=proto_dot_control__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.CreateNetworkResponse.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=proto_dot_control__pb2.GetNetworkRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.GetNetworkResponse.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=proto_dot_control__pb2.ListNetworksRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=proto_dot_control__pb2.RemoveNetworkRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.RemoveNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -818,6 +882,114 @@ class Control:
             '/shoal.v1.Control/ServiceLogs',
             proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
             proto_dot_control__pb2.ServiceLogsMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CreateNetwork',
+            proto_dot_control__pb2.CreateNetworkRequest.SerializeToString,
+            proto_dot_control__pb2.CreateNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetNetwork',
+            proto_dot_control__pb2.GetNetworkRequest.SerializeToString,
+            proto_dot_control__pb2.GetNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListNetworks',
+            proto_dot_control__pb2.ListNetworksRequest.SerializeToString,
+            proto_dot_control__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RemoveNetwork',
+            proto_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
+            proto_dot_control__pb2.RemoveNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -605,6 +605,18 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def GetTask(self, request, context):
         return await self._call(context, (await self._manager(context)).control.services.get_task, request)
 
+    async def CreateNetwork(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.networks.create_network, request)
+
+    async def GetNetwork(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.networks.get_network, request)
+
+    async def ListNetworks(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.networks.list_networks, request)
+
+    async def RemoveNetwork(self, request, context):
+        return await self._call(context, (await self._manager(context)).control.networks.remove_network, request)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="shoald", description="The Shoal node daemon.")

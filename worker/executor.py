@@ -15,23 +15,30 @@ TASK_NAME_LABEL = "com.docker.swarm.task.name"
 _MOUNT_TYPES = {objects_pb2.Mount.BIND: "bind", objects_pb2.Mount.VOLUME: "volume", objects_pb2.Mount.TMPFS: "tmpfs"}
 
 
+def _slot(task: objects_pb2.Task) -> str:
+    return str(task.slot) if task.slot else task.node_id
+
+
+def service_name(task: objects_pb2.Task) -> str:
+    """The service's name; the orchestrator names tasks SERVICE.SLOT (or SERVICE.NODEID)."""
+    name = task.annotations.name or task.service_id
+    suffix = f".{_slot(task)}"
+    return name[: -len(suffix)] if name.endswith(suffix) else name
+
+
 def task_name(task: objects_pb2.Task) -> str:
     """Docker's task naming: SERVICE.SLOT.TASKID, or SERVICE.NODEID.TASKID for global services."""
-    service = task.annotations.name or task.service_id
-    if service.count(".") >= 1 and service.endswith(task.id):
-        return service
-    slot = str(task.slot) if task.slot else task.node_id
-    return f"{service}.{slot}.{task.id}"
+    return f"{service_name(task)}.{_slot(task)}.{task.id}"
 
 
-def container_spec(task: objects_pb2.Task, service_name: str = "") -> ContainerSpec:
+def container_spec(task: objects_pb2.Task) -> ContainerSpec:
     """What the runtime must run for ``task``; raises ValueError naming a field it cannot map."""
     c = task.spec.container
     if not c.image:
         raise ValueError(f"task {task.id}: no image")
     labels = dict(c.labels)
     labels.update({TASK_LABEL: task.id, SERVICE_LABEL: task.service_id, NODE_LABEL: task.node_id,
-                   SERVICE_NAME_LABEL: service_name or task.annotations.name, TASK_NAME_LABEL: task_name(task)})
+                   SERVICE_NAME_LABEL: service_name(task), TASK_NAME_LABEL: task_name(task)})
     limits = task.spec.resources.limits
     reservations = task.spec.resources.reservations
     health = None

@@ -43,6 +43,8 @@ class ControlAPI:
         self._raft = raft
         from manager.controlapi.services import ServiceControl  # here: services.py imports ControlError
         self.services = ServiceControl(store)
+        from manager.controlapi.networks import NetworkControl
+        self.networks = NetworkControl(store)
 
     # -- helpers ---------------------------------------------------------------
     def _raft_view(self) -> tuple[str | None, set[str]]:

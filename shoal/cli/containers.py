@@ -239,8 +239,11 @@ def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
 def container_exec(ctx, env, user, workdir, ref, command) -> None:
     """Run a command in a running container (output is printed when it finishes)."""
     from agent_runtime.api import InvalidArgument, ShoalRuntimeError
+    command = list(command)
+    if command[:1] == ["--"]:  # `exec CONTAINER -- CMD…` as well as `exec CONTAINER CMD…`
+        command = command[1:]
     try:
-        result = _client(ctx).exec(ref, list(command), env=list(env), user=user, workdir=workdir)
+        result = _client(ctx).exec(ref, command, env=list(env), user=user, workdir=workdir)
     except InvalidArgument as exc:
         _fail(exc, 127 if "not found" in str(exc) else 126)
     except ShoalRuntimeError as exc:

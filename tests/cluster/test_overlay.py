@@ -97,3 +97,49 @@ def test_host_mode_port_answers_only_on_its_node(lab, image):
         assert fetch(lab, "manager1", f"http://{lab.address('worker2')}:8081/") == ["FAIL"]
     finally:
         remove(lab, "hostport")
+def test_vip_dns_and_isolation_across_hosts(lab, image):
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--subnet", "198.19.10.0/24", "front")
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--subnet", "198.19.11.0/24", "back")
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "web", "--network", "front", "--replicas", "3",
+                  "--stop-signal", "KILL", image, "sh", "-c", HTTPD, timeout=120)
+        lab.shoal("manager1", "service", "create", "--name", "client", "--network", "front",
+                  "--constraint", "node.hostname==worker2", "--stop-signal", "KILL", image, "sleep", "3600",
+                  timeout=120)
+        lab.shoal("manager1", "service", "create", "--name", "other", "--network", "back",
+                  "--constraint", "node.hostname==worker2", "--stop-signal", "KILL", image, "sleep", "3600",
+                  timeout=120)
+        backends = {t["ID"][:12] for t in running(lab, "web")}
+        assert len({t["Node"] for t in running(lab, "web")}) >= 2  # spread over hosts
+        out = in_container(lab, "client",
+                           "for i in $(seq 300); do timeout 3 wget -qO- http://web/ || echo FAIL; done")
+        counts = collections.Counter(out.split())
+        assert set(counts) == backends, counts
+        assert min(counts.values()) >= 60, counts  # none below 20 %
+        ips = in_container(lab, "client", "nslookup tasks.web 127.0.0.11")
+        assert ips.count("198.19.10.") >= 3 + 0, ips
+        lab.shoal("manager1", "service", "scale", "-d", "web=5")
+        wait_for(lambda: in_container(lab, "client", "nslookup tasks.web 127.0.0.11").count("198.19.10.") >= 5,
+                 15, what="tasks.web to follow the scale")
+        # Killing a backend's host takes its tasks out of the VIP and DNS.
+        victim = next(t["Node"] for t in running(lab, "web") if t["Node"] not in ("worker2", "manager1"))
+        gone = {t["ID"][:12] for t in running(lab, "web") if t["Node"] == victim}
+        lab.kill(victim)
+        try:
+            def clean():
+                answers = in_container(lab, "client",
+                                       "for i in $(seq 30); do timeout 3 wget -qO- http://web/ || echo FAIL; done").split()
+                return len(answers) == 30 and "FAIL" not in answers and not (set(answers) & gone)
+            wait_for(clean, 40, interval=1, what=f"{victim}'s backends to leave the VIP")
+        finally:
+            lab.start(victim)
+            lab.wait_ready()
+        # A container on another network reaches neither the name nor the addresses.
+        isolated = in_container(lab, "other", "timeout 3 wget -qO- http://web/ || echo FAIL")
+        assert "FAIL" in isolated
+        in_use = lab.shoal("manager1", "network", "rm", "front", check=False)
+        assert in_use.returncode != 0 and "in use" in in_use.stderr
+    finally:
+        remove(lab, "web", "client", "other")
+        wait_for(lambda: lab.shoal("manager1", "network", "rm", "front", "back", check=False).returncode == 0,
+                 30, what="networks removable")

@@ -1,0 +1,261 @@
+"""The ControlAPI's networks: create, read, list and remove cluster overlay networks.
+
+Methods take the request message and return the response message, or raise ``ControlError``
+(see server.py) naming the network and what is wrong. Reads come from this manager's store view;
+writes are transactions proposed through the store.
+
+Subnets and VNIs are the allocator component's to give (manager/allocator/runner.py): this module
+writes the Network with its spec only. To refuse at create time what the allocator would refuse
+later (a malformed or overlapping subnet, a gateway outside it, exhausted default pools, a taken
+VXLAN id), ``create_network`` dry-runs the pure IPAM (`NetworkAllocator`) over the networks in the
+store, in the order the allocator takes them. It then waits (up to ``allocation_timeout``) for the
+allocator to fill in vni and ipam, so that `shoal network create` returns the allocated network
+as Docker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+from manager.allocator import AllocatorError, NetworkAllocator, task_holds_addresses
+from manager.allocator.network import OVERLAY_DRIVER, network_label
+from manager.allocator.vni import VXLANID_OPTION
+from manager.changes import ChangeSignal
+from manager.controlapi.server import ControlError
+from manager.controlapi.services import resolve, task_name
+from manager.ids import new_id
+from manager.state import Kind, StoreError, VersionConflict, copy_of
+from proto import control_pb2, objects_pb2
+
+log = logging.getLogger(__name__)
+
+ALLOCATION_TIMEOUT = 5.0             # how long create waits for the allocator
+ENCRYPTED_OPTION = "encrypted"
+ALLOWED_OPTIONS = (ENCRYPTED_OPTION, VXLANID_OPTION)
+_INGRESS = objects_pb2.PortConfig.INGRESS
+_FILTERS = ("id", "name", "driver", "label", "scope", "type")
+
+
+def network_name(network: objects_pb2.Network) -> str:
+    return network.spec.annotations.name
+
+
+def network_subnets(network: objects_pb2.Network) -> list[objects_pb2.IPAMConfig]:
+    """The subnets a network holds or will hold: the allocated ones, else those its spec asks for."""
+    return list(network.ipam) or [c for c in network.spec.ipam if c.subnet]
+
+
+def network_matches(network: objects_pb2.Network, filters: dict[str, str]) -> bool:
+    """The docker CLI's `network ls` filters: id (prefix), name (substring), driver, label (key or
+    key=value), scope (swarm; local and global match nothing), type (builtin: the ingress network,
+    custom: the others). A value may list alternatives separated by commas."""
+    for key, value in filters.items():
+        options = [v for v in value.split(",") if v] or [""]
+        if key == "id" and not any(network.id.startswith(v) for v in options):
+            return False
+        if key == "name" and not any(v in network_name(network) for v in options):
+            return False
+        if key == "driver" and (network.spec.driver or OVERLAY_DRIVER) not in options:
+            return False
+        if key == "scope" and "swarm" not in options:
+            return False
+        if key == "type" and ("builtin" if network.spec.ingress else "custom") not in options:
+            return False
+        if key == "label":
+            labels = network.spec.annotations.labels
+            for option in options:
+                k, sep, v = option.partition("=")
+                if k not in labels or (sep and labels[k] != v):
+                    return False
+    return True
+
+
+def check_spec(spec: objects_pb2.NetworkSpec) -> objects_pb2.NetworkSpec:
+    """A normalized copy of ``spec`` (driver defaulted to overlay), or ControlError invalid naming
+    what is wrong. Checks what needs no store: name, driver, options, label keys, and that each
+    IPAM entry is an IPv4 CIDR with its gateway inside; overlaps are checked against the store."""
+    name = spec.annotations.name
+    if not name:
+        raise ControlError("invalid", "create network: a name is required")
+    if any(c.isspace() for c in name) or "/" in name:
+        raise ControlError("invalid", f"create network {name!r}: invalid name (no spaces or slashes)")
+    spec = copy_of(spec)
+    spec.driver = spec.driver or OVERLAY_DRIVER
+    if spec.driver != OVERLAY_DRIVER:
+        raise ControlError("invalid", f"create network {name}: driver {spec.driver!r} is not supported; "
+                                      "swarm networks use the overlay driver (-d overlay)")
+    for option in spec.driver_opts:
+        if option not in ALLOWED_OPTIONS:
+            raise ControlError("invalid", f"create network {name}: unknown option {option!r} "
+                                          f"(supported: {', '.join(ALLOWED_OPTIONS)})")
+    for key in spec.annotations.labels:
+        if not key or "=" in key:
+            raise ControlError("invalid", f"create network {name}: invalid label key {key!r}")
+    if spec.ingress and (spec.attachable or spec.internal):
+        raise ControlError("invalid", f"create network {name}: the ingress network can't be "
+                                      f"{'attachable' if spec.attachable else 'internal'}")
+    return spec
+
+
+def _dry_run(networks: list[objects_pb2.Network], cluster, candidate: objects_pb2.Network) -> None:
+    """Allocate ``candidate`` on a throwaway NetworkAllocator holding what the allocator component
+    holds or will hold (allocated networks, then pending ones in its order); ControlError invalid
+    with the allocator's message (which names both networks on an overlap) if it would fail."""
+    try:
+        allocator = NetworkAllocator.from_cluster(cluster.spec if cluster is not None
+                                                  else objects_pb2.ClusterSpec())
+    except AllocatorError as err:
+        raise ControlError("unavailable", f"create network {network_name(candidate)}: {err}") from err
+    allocator.restore(networks, [], [], [])
+    pending = [n for n in networks if not allocator.is_network_allocated(n.id)]
+    for network in sorted(pending, key=lambda n: (not n.spec.ingress, n.meta.created_at, n.id)):
+        try:
+            allocator.allocate_network(network)
+        except AllocatorError:
+            pass        # the allocator will refuse it too; it holds nothing meanwhile
+    try:
+        allocator.allocate_network(candidate)
+    except AllocatorError as err:
+        # The candidate's ID was never stored: name it by its name alone.
+        label, message = network_label(candidate.id, network_name(candidate)), str(err)
+        message = message.removeprefix(f"{label}: ").replace(label, f'network "{network_name(candidate)}"')
+        raise ControlError("invalid", f"create network {network_name(candidate)}: {message}") from None
+
+
+def _check_overlaps(networks: list[objects_pb2.Network], candidate: objects_pb2.Network) -> None:
+    """ControlError invalid naming both networks when a subnet ``candidate`` asks for overlaps one
+    another network holds or asks for (pending networks included, whatever the allocator made of
+    them)."""
+    for config in candidate.spec.ipam:
+        if not config.subnet:
+            continue
+        mine = ipaddress.ip_network(config.subnet, strict=False)    # parsed by the dry run already
+        for other in networks:
+            for theirs in network_subnets(other):
+                try:
+                    held = ipaddress.ip_network(theirs.subnet, strict=False)
+                except ValueError:
+                    continue
+                if held.version == mine.version and held.overlaps(mine):
+                    raise ControlError("invalid", f"create network {network_name(candidate)}: subnet {mine} "
+                                                  f"overlaps subnet {held} of network {network_name(other)} "
+                                                  f"({other.id})")
+
+
+def network_users(view, network: objects_pb2.Network) -> list[str]:
+    """What keeps ``network`` from being removed, as "service web" / "task web.1" phrases: services
+    whose spec attaches to it, tasks holding an address on it, and for the ingress network
+    services publishing ports in ingress mode. Pure over the view."""
+    services = {s.id: s for s in view.services()}
+    users, named = [], set()
+    for service in sorted(services.values(), key=lambda s: s.spec.annotations.name):
+        attached = any(a.target in (network.id, network_name(network)) for a in service.spec.task.networks)
+        publishes = network.spec.ingress and any(p.publish_mode == _INGRESS for p in service.spec.endpoint.ports)
+        if attached or publishes:
+            users.append(f"service {service.spec.annotations.name}")
+            named.add(service.id)
+    for task in sorted(view.tasks(), key=lambda t: (t.service_id, t.slot, t.id)):
+        if task.service_id in named or not task_holds_addresses(task):
+            continue
+        if any(a.network_id == network.id for a in task.networks):
+            users.append(f"task {task_name(task, services.get(task.service_id))}")
+    return users
+
+
+class NetworkControl:
+    """Networks of the ControlAPI. All methods run on the manager's asyncio loop."""
+
+    def __init__(self, store, allocation_timeout: float = ALLOCATION_TIMEOUT):
+        self._store = store
+        self._allocation_timeout = allocation_timeout
+
+    def _network(self, ref: str) -> objects_pb2.Network:
+        if not ref:
+            raise ControlError("invalid", "a network name or ID is required")
+        return resolve(self._store.view().networks(), ref, "network", network_name)
+
+    async def _write(self, fn, what: str):
+        try:
+            return await self._store.update(fn)
+        except VersionConflict as err:
+            raise ControlError("conflict", f"{what}: update out of sequence ({err}); try again") from err
+        except StoreError as err:
+            raise ControlError("unavailable", f"{what}: {err}") from err
+
+    async def create_network(self, request: control_pb2.CreateNetworkRequest) -> control_pb2.CreateNetworkResponse:
+        """Validate ``request.spec`` and write a new Network; wait up to allocation_timeout for the
+        allocator to give it a VNI and subnets, and return it as the store then holds it (still
+        without vni when the allocator did not get to it in time)."""
+        spec = check_spec(request.spec)
+        name = spec.annotations.name
+        network_id = new_id()
+
+        def fn(tx):
+            networks = tx.list(Kind.NETWORK)
+            for other in networks:
+                if network_name(other) == name:
+                    raise ControlError("conflict", f"network with name {name} already exists")
+            candidate = objects_pb2.Network(id=network_id, spec=spec)
+            _dry_run(networks, tx.view.cluster(), candidate)
+            _check_overlaps(networks, candidate)
+            tx.create(objects_pb2.Network(id=network_id, spec=spec))
+
+        await self._write(fn, f"create network {name}")
+        log.info("network %s (%s) created: %s", name, network_id,
+                 ", ".join(c.subnet for c in spec.ipam) or "subnet from the default pools")
+        network = await self._allocated(network_id)
+        return control_pb2.CreateNetworkResponse(network=network)
+
+    async def _allocated(self, network_id: str) -> objects_pb2.Network:
+        """The network once it has a VNI, or as it is after allocation_timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._allocation_timeout
+        changes = ChangeSignal(self._store, [Kind.NETWORK])
+        try:
+            while True:
+                network = self._store.view().get(Kind.NETWORK, network_id)
+                if network is None:
+                    raise ControlError("not_found", f"network {network_id} was removed while being created")
+                left = deadline - loop.time()
+                if network.vni or left <= 0:
+                    if not network.vni:
+                        log.warning("network %s (%s): no VNI allocated within %.1fs; the allocator will "
+                                    "fill it in", network_name(network), network_id, self._allocation_timeout)
+                    return network
+                await changes.wait(timeout=min(left, 0.5))
+        finally:
+            changes.close()
+
+    async def get_network(self, request: control_pb2.GetNetworkRequest) -> control_pb2.GetNetworkResponse:
+        return control_pb2.GetNetworkResponse(network=self._network(request.network_id))
+
+    async def list_networks(self, request: control_pb2.ListNetworksRequest) -> control_pb2.ListNetworksResponse:
+        filters = dict(request.filters)
+        for key in filters:
+            if key not in _FILTERS:
+                raise ControlError("invalid", f"invalid filter {key!r}: expected {', '.join(_FILTERS)}")
+        networks = sorted((n for n in self._store.view().networks() if network_matches(n, filters)),
+                          key=lambda n: (network_name(n), n.id))
+        return control_pb2.ListNetworksResponse(networks=networks)
+
+    async def remove_network(self, request: control_pb2.RemoveNetworkRequest) -> control_pb2.RemoveNetworkResponse:
+        """Delete the network unless a service or a live task uses it (checked in the same
+        transaction as the delete); the allocator then frees its subnets and VNI."""
+        found = self._network(request.network_id)
+        name = network_name(found)
+
+        def fn(tx):
+            current = tx.get(Kind.NETWORK, found.id)
+            if current is None:
+                raise ControlError("not_found", f"network {request.network_id} not found")
+            users = network_users(tx.view, current)
+            if users:
+                shown = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+                raise ControlError("precondition", f"network {name} is in use by {shown}")
+            tx.delete(current)
+
+        await self._write(fn, f"remove network {name}")
+        log.info("network %s (%s) removed", name, found.id)
+        return control_pb2.RemoveNetworkResponse()
