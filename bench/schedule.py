@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from manager.allocator.runner import Allocator  # noqa: E402
+from manager.allocator.component import Allocator  # noqa: E402
 from manager.changes import ChangeSignal  # noqa: E402
 from manager.ids import new_id  # noqa: E402
-from manager.orchestrator.runner import Orchestrator  # noqa: E402
-from manager.scheduler.runner import Scheduler  # noqa: E402
+from manager.orchestrator.component import Orchestrator  # noqa: E402
+from manager.scheduler.component import Scheduler  # noqa: E402
 from manager.state import Kind, LocalProposer, MemoryStore, Store  # noqa: E402
 from proto import objects_pb2  # noqa: E402
 

@@ -17,13 +17,14 @@ from typing import Callable
 import grpc
 
 from manager.ca import channel_credentials, channel_options, require_role, server_credentials
-from manager.allocator.runner import Allocator
+from manager.allocator.component import Allocator
 from manager.controlapi import ControlAPI
 from manager.controlapi.logs import LogBroker
 from manager.dispatcher import Dispatcher
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
-from manager.orchestrator.runner import Orchestrator
-from manager.scheduler.runner import Scheduler
+from manager.orchestrator.component import Orchestrator
+from manager.reaper import TaskReaper
+from manager.scheduler.component import Scheduler
 from manager.state import Kind
 from proto import cluster_pb2_grpc, objects_pb2
 from proto.ports import grpc_addr_of_raft, mtls_addr
@@ -108,7 +109,8 @@ class Manager:
                                     asyncio.create_task(self._roles.run(), name="roles"),
                                     asyncio.create_task(Allocator(self.store, self._clock).run(), name="allocator"),
                                     asyncio.create_task(Orchestrator(self.store, self._clock).run(), name="orchestrator"),
-                                    asyncio.create_task(Scheduler(self.store, self._clock).run(), name="scheduler")]
+                                    asyncio.create_task(Scheduler(self.store, self._clock).run(), name="scheduler"),
+                                    asyncio.create_task(TaskReaper(self.store, self._clock).run(), name="reaper")]
                 elif not leading and leader_tasks:
                     log.info("this manager is no longer the leader")
                     await _cancel(leader_tasks)

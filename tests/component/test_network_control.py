@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from manager.allocator.runner import Allocator
+from manager.allocator.component import Allocator
 from manager.controlapi import ControlError
 from manager.controlapi.networks import NetworkControl
 from manager.controlapi.services import ServiceControl

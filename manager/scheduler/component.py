@@ -1,0 +1,158 @@
+"""The scheduler component (leader only): places PENDING tasks on nodes with the pure
+``schedule()`` and writes ``planned_task_changes()`` to the store.
+
+* It watches tasks and nodes. A pass is due when a task becomes (or stays) PENDING, when node
+  resources may have been freed or taken (a task placed, stopped, deleted, or its desired state
+  crossing RUNNING), or when a node appears, leaves or changes (state, availability, labels,
+  resources). Unplaceable tasks are thereby retried exactly when the answer may change.
+* Passes are coalesced: after the first relevant event it waits ``BATCH_WINDOW`` (20 ms) and
+  drains the rest, so a burst of new tasks is placed in one pass and written in one change
+  (several, in order, when more than 200 tasks move).
+* Each write is a compare-and-set on the version the pass read: a task that moved on meanwhile
+  (its desired state changed, say) is left out of the change and looked at again next pass; a
+  change the store rejects makes the next pass start at once from fresh state.
+
+A task that fits nowhere keeps status PENDING with the scheduler's explanation in
+``status.message`` ("no suitable node (...)"), rewritten only when it changes.
+
+Runs on the store's loop; ``run()`` until cancelled, closing its watch in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from manager.state import Kind, ObjectCreated, ObjectDeleted, ReadView, StoreError, VersionConflict, WatchClosed
+from proto import objects_pb2
+
+from .nodeinfo import counts_for_spread, holds_node_resources
+from .schedule import planned_task_changes, schedule
+
+log = logging.getLogger(__name__)
+
+BATCH_WINDOW = 0.02
+ERROR_BACKOFF = 0.5
+WATCHED = (Kind.TASK, Kind.NODE)
+PENDING = objects_pb2.PENDING
+
+
+def task_event_matters(event) -> bool:
+    """Whether a task event can change what ``schedule`` decides."""
+    task = event.obj
+    if isinstance(event, ObjectCreated):
+        return task.status.state == PENDING
+    if isinstance(event, ObjectDeleted):
+        return task.status.state == PENDING or holds_node_resources(task)
+    old = event.old
+    return (task.status.state == PENDING
+            or task.node_id != old.node_id
+            or holds_node_resources(task) != holds_node_resources(old)
+            or counts_for_spread(task) != counts_for_spread(old)
+            or (task.status.state in (objects_pb2.FAILED, objects_pb2.REJECTED)
+                and old.status.state != task.status.state))
+
+
+def node_event_matters(event) -> bool:
+    """Whether a node event can change placements (attachments and messages cannot)."""
+    if isinstance(event, (ObjectCreated, ObjectDeleted)):
+        return True
+    node, old = event.obj, event.old
+    return (node.spec != old.spec or node.status.state != old.status.state
+            or node.description != old.description or node.role != old.role)
+
+
+class Scheduler:
+    """Pending tasks × nodes → placements. See the module docstring."""
+
+    def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._due = True
+        self._backoff = 0.0
+        self.passes = 0     # passes that found pending tasks (for tests and metrics)
+
+    async def run(self) -> None:
+        _, watch = self._store.view_and_watch(kinds=WATCHED)
+        log.info("scheduler started")
+        try:
+            while True:
+                if self._due:
+                    self._due = False
+                    await self._pass()
+                watch = await self._wait(watch)
+        finally:
+            watch.close()
+            log.info("scheduler stopped")
+
+    async def _wait(self, watch):
+        if self._backoff:
+            await asyncio.sleep(self._backoff)
+            self._backoff = 0.0
+        try:
+            while not self._due:
+                self._note(await watch.get())
+            await asyncio.sleep(BATCH_WINDOW)
+            while (event := watch.get_nowait()) is not None:
+                self._note(event)
+        except WatchClosed as closed:
+            log.warning("scheduler watch closed (%s); rescheduling from the store", closed)
+            watch.close()
+            await asyncio.sleep(BATCH_WINDOW)
+            _, watch = self._store.view_and_watch(kinds=WATCHED)
+            self._due = True
+        return watch
+
+    def _note(self, event) -> None:
+        if self._due:
+            return
+        if event.kind is Kind.TASK:
+            self._due = task_event_matters(event)
+        else:
+            self._due = node_event_matters(event)
+
+    async def _pass(self) -> None:
+        view: ReadView = self._store.view()
+        tasks = view.tasks()
+        pending = [t for t in tasks if t.status.state == PENDING]
+        if not pending:
+            return
+        self.passes += 1
+        now = self._clock()
+        plan = schedule(view.nodes(), tasks, pending, now)
+        changes = planned_task_changes(plan, {t.id: t for t in pending}, now)
+        log.debug("scheduling pass: %d pending, %d assigned, %d unplaceable, %d shut down",
+                  len(pending), len(plan.assignments), len(plan.unplaced), len(plan.shutdown))
+        if not changes:
+            return
+
+        def fn(tx):
+            skipped = 0
+            for task in changes:
+                current = tx.get(Kind.TASK, task.id)
+                if current is None or current.meta.version != task.meta.version:
+                    skipped += 1
+                    continue
+                tx.update(task)
+            return skipped
+
+        try:
+            skipped = await self._store.update(fn, allow_split=True)
+        except VersionConflict as conflict:
+            log.debug("scheduler change conflicted (%s); scheduling again", conflict)
+            self._due = True
+            return
+        except StoreError as err:
+            log.warning("scheduler could not write %d task change(s): %s", len(changes), err)
+            self._due = True
+            self._backoff = ERROR_BACKOFF
+            return
+        if skipped:
+            self._due = True
+        for task_id, node_id in plan.assignments:
+            log.debug("task %s assigned to node %s", task_id, node_id)
+        explained = [c for c in changes if c.id in plan.unplaced]
+        if explained:
+            log.info("%d task(s) cannot be placed: %s", len(explained), explained[0].status.message)
