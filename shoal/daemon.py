@@ -558,42 +558,6 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def SwarmLeave(self, request, context):
         return await self._call(context, self.d.leave, request)
 
-    async def GetCluster(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.get_cluster, request)
-
-    async def UpdateCluster(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.update_cluster, request)
-
-    async def ListNodes(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.list_nodes, request)
-
-    async def GetNode(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.get_node, request)
-
-    async def UpdateNode(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.update_node, request)
-
-    async def RemoveNode(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.remove_node, request)
-
-    async def CreateService(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.create_service, request)
-
-    async def GetService(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.get_service, request)
-
-    async def UpdateService(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.update_service, request)
-
-    async def RemoveService(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.remove_service, request)
-
-    async def ListServices(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.list_services, request)
-
-    async def ListTasks(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.list_tasks, request)
-
     async def ServiceLogs(self, request, context):
         manager = await self._manager(context)
         try:
@@ -602,20 +566,46 @@ class LocalControl(control_pb2_grpc.ControlServicer):
         except (DaemonError, ControlError) as err:
             await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
 
-    async def GetTask(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.services.get_task, request)
 
-    async def CreateNetwork(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.networks.create_network, request)
 
-    async def GetNetwork(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.networks.get_network, request)
 
-    async def ListNetworks(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.networks.list_networks, request)
 
-    async def RemoveNetwork(self, request, context):
-        return await self._call(context, (await self._manager(context)).control.networks.remove_network, request)
+
+
+# ControlAPI calls answered by the local manager: RPC name -> method path under Manager.control.
+_MANAGER_CALLS = {
+    "GetCluster": "get_cluster",
+    "UpdateCluster": "update_cluster",
+    "ListNodes": "list_nodes",
+    "GetNode": "get_node",
+    "UpdateNode": "update_node",
+    "RemoveNode": "remove_node",
+    "CreateService": "services.create_service",
+    "GetService": "services.get_service",
+    "UpdateService": "services.update_service",
+    "RemoveService": "services.remove_service",
+    "ListServices": "services.list_services",
+    "ListTasks": "services.list_tasks",
+    "GetTask": "services.get_task",
+    "CreateNetwork": "networks.create_network",
+    "GetNetwork": "networks.get_network",
+    "ListNetworks": "networks.list_networks",
+    "RemoveNetwork": "networks.remove_network",
+}
+
+
+def _delegate(rpc: str, path: str):
+    async def call(self, request, context):
+        target = (await self._manager(context)).control
+        for name in path.split("."):
+            target = getattr(target, name)
+        return await self._call(context, target, request)
+    call.__name__ = rpc
+    return call
+
+
+for _rpc, _path in _MANAGER_CALLS.items():
+    setattr(LocalControl, _rpc, _delegate(_rpc, _path))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,24 +12,11 @@ import time
 
 import pytest
 
+from tests.cluster.waiting import wait_for
+
 pytestmark = pytest.mark.cluster
 
 HOSTS = ["manager1", "manager2", "manager3", "worker1", "worker2"]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as err:
-            last = err
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,12 @@ each leave the lab healthy for the next (every test waits for all nodes Ready fi
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from tests.cluster.waiting import wait_for
+
 pytestmark = pytest.mark.cluster
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as err:  # the CLI may fail while the swarm re-elects
-            last = err
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def by_host(nodes: list[dict]) -> dict[str, dict]:
