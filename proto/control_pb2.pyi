@@ -411,3 +411,139 @@ class RemoveNetworkRequest(_message.Message):
 class RemoveNetworkResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AttachNetworkRequest(_message.Message):
+    __slots__ = ("network_id", "container_id", "aliases", "node_id")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    container_id: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    node_id: str
+    def __init__(self, network_id: _Optional[str] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class AttachNetworkResponse(_message.Message):
+    __slots__ = ("attachment_id", "attachment")
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    attachment: _objects_pb2.NetworkAttachment
+    def __init__(self, attachment_id: _Optional[str] = ..., attachment: _Optional[_Union[_objects_pb2.NetworkAttachment, _Mapping]] = ...) -> None: ...
+
+class DetachNetworkRequest(_message.Message):
+    __slots__ = ("attachment_id",)
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    def __init__(self, attachment_id: _Optional[str] = ...) -> None: ...
+
+class DetachNetworkResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateSecretRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.SecretSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ...) -> None: ...
+
+class CreateSecretResponse(_message.Message):
+    __slots__ = ("secret",)
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    secret: _objects_pb2.Secret
+    def __init__(self, secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ...) -> None: ...
+
+class GetSecretRequest(_message.Message):
+    __slots__ = ("secret_id",)
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    def __init__(self, secret_id: _Optional[str] = ...) -> None: ...
+
+class GetSecretResponse(_message.Message):
+    __slots__ = ("secret",)
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    secret: _objects_pb2.Secret
+    def __init__(self, secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ...) -> None: ...
+
+class ListSecretsRequest(_message.Message):
+    __slots__ = ("filters",)
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListSecretsResponse(_message.Message):
+    __slots__ = ("secrets",)
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
+    def __init__(self, secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
+
+class RemoveSecretRequest(_message.Message):
+    __slots__ = ("secret_id",)
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    def __init__(self, secret_id: _Optional[str] = ...) -> None: ...
+
+class RemoveSecretResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateConfigRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ConfigSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ...) -> None: ...
+
+class CreateConfigResponse(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: _objects_pb2.Config
+    def __init__(self, config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ...) -> None: ...
+
+class GetConfigRequest(_message.Message):
+    __slots__ = ("config_id",)
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    config_id: str
+    def __init__(self, config_id: _Optional[str] = ...) -> None: ...
+
+class GetConfigResponse(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: _objects_pb2.Config
+    def __init__(self, config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ...) -> None: ...
+
+class ListConfigsRequest(_message.Message):
+    __slots__ = ("filters",)
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    filters: _containers.ScalarMap[str, str]
+    def __init__(self, filters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListConfigsResponse(_message.Message):
+    __slots__ = ("configs",)
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    configs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Config]
+    def __init__(self, configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
+
+class RemoveConfigRequest(_message.Message):
+    __slots__ = ("config_id",)
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    config_id: str
+    def __init__(self, config_id: _Optional[str] = ...) -> None: ...
+
+class RemoveConfigResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -144,6 +144,56 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.RemoveNetworkResponse.FromString,
                 _registered_method=True)
+        self.AttachNetwork = channel.unary_unary(
+                '/shoal.v1.Control/AttachNetwork',
+                request_serializer=proto_dot_control__pb2.AttachNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.AttachNetworkResponse.FromString,
+                _registered_method=True)
+        self.DetachNetwork = channel.unary_unary(
+                '/shoal.v1.Control/DetachNetwork',
+                request_serializer=proto_dot_control__pb2.DetachNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.DetachNetworkResponse.FromString,
+                _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/shoal.v1.Control/CreateSecret',
+                request_serializer=proto_dot_control__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.CreateSecretResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/shoal.v1.Control/GetSecret',
+                request_serializer=proto_dot_control__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.GetSecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/shoal.v1.Control/ListSecrets',
+                request_serializer=proto_dot_control__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/shoal.v1.Control/RemoveSecret',
+                request_serializer=proto_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.RemoveSecretResponse.FromString,
+                _registered_method=True)
+        self.CreateConfig = channel.unary_unary(
+                '/shoal.v1.Control/CreateConfig',
+                request_serializer=proto_dot_control__pb2.CreateConfigRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.CreateConfigResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/shoal.v1.Control/GetConfig',
+                request_serializer=proto_dot_control__pb2.GetConfigRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.GetConfigResponse.FromString,
+                _registered_method=True)
+        self.ListConfigs = channel.unary_unary(
+                '/shoal.v1.Control/ListConfigs',
+                request_serializer=proto_dot_control__pb2.ListConfigsRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.ListConfigsResponse.FromString,
+                _registered_method=True)
+        self.RemoveConfig = channel.unary_unary(
+                '/shoal.v1.Control/RemoveConfig',
+                request_serializer=proto_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.RemoveConfigResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -282,6 +332,66 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -394,6 +504,56 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveNetwork,
                     request_deserializer=proto_dot_control__pb2.RemoveNetworkRequest.FromString,
                     response_serializer=proto_dot_control__pb2.RemoveNetworkResponse.SerializeToString,
+            ),
+            'AttachNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachNetwork,
+                    request_deserializer=proto_dot_control__pb2.AttachNetworkRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.AttachNetworkResponse.SerializeToString,
+            ),
+            'DetachNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachNetwork,
+                    request_deserializer=proto_dot_control__pb2.DetachNetworkRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.DetachNetworkResponse.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=proto_dot_control__pb2.CreateSecretRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.CreateSecretResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=proto_dot_control__pb2.GetSecretRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.GetSecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=proto_dot_control__pb2.ListSecretsRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=proto_dot_control__pb2.RemoveSecretRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'CreateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConfig,
+                    request_deserializer=proto_dot_control__pb2.CreateConfigRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.CreateConfigResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=proto_dot_control__pb2.GetConfigRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.GetConfigResponse.SerializeToString,
+            ),
+            'ListConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigs,
+                    request_deserializer=proto_dot_control__pb2.ListConfigsRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.ListConfigsResponse.SerializeToString,
+            ),
+            'RemoveConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConfig,
+                    request_deserializer=proto_dot_control__pb2.RemoveConfigRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.RemoveConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -990,6 +1150,276 @@ class Control:
             '/shoal.v1.Control/RemoveNetwork',
             proto_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
             proto_dot_control__pb2.RemoveNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/AttachNetwork',
+            proto_dot_control__pb2.AttachNetworkRequest.SerializeToString,
+            proto_dot_control__pb2.AttachNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/DetachNetwork',
+            proto_dot_control__pb2.DetachNetworkRequest.SerializeToString,
+            proto_dot_control__pb2.DetachNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CreateSecret',
+            proto_dot_control__pb2.CreateSecretRequest.SerializeToString,
+            proto_dot_control__pb2.CreateSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetSecret',
+            proto_dot_control__pb2.GetSecretRequest.SerializeToString,
+            proto_dot_control__pb2.GetSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListSecrets',
+            proto_dot_control__pb2.ListSecretsRequest.SerializeToString,
+            proto_dot_control__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RemoveSecret',
+            proto_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+            proto_dot_control__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CreateConfig',
+            proto_dot_control__pb2.CreateConfigRequest.SerializeToString,
+            proto_dot_control__pb2.CreateConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetConfig',
+            proto_dot_control__pb2.GetConfigRequest.SerializeToString,
+            proto_dot_control__pb2.GetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListConfigs',
+            proto_dot_control__pb2.ListConfigsRequest.SerializeToString,
+            proto_dot_control__pb2.ListConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RemoveConfig',
+            proto_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+            proto_dot_control__pb2.RemoveConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

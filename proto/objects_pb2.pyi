@@ -355,20 +355,28 @@ class Placement(_message.Message):
     def __init__(self, constraints: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Iterable[_Union[PlacementPreference, _Mapping]]] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("container", "resources", "restart", "placement", "networks", "force_update")
+    __slots__ = ("container", "resources", "restart", "placement", "networks", "force_update", "attachment")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
     container: ContainerSpec
     resources: ResourceRequirements
     restart: RestartPolicy
     placement: Placement
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
     force_update: int
-    def __init__(self, container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., force_update: _Optional[int] = ...) -> None: ...
+    attachment: NetworkAttachmentSpec
+    def __init__(self, container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., force_update: _Optional[int] = ..., attachment: _Optional[_Union[NetworkAttachmentSpec, _Mapping]] = ...) -> None: ...
+
+class NetworkAttachmentSpec(_message.Message):
+    __slots__ = ("container_id",)
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    def __init__(self, container_id: _Optional[str] = ...) -> None: ...
 
 class NetworkAttachmentConfig(_message.Message):
     __slots__ = ("target", "aliases")
@@ -409,7 +417,7 @@ class UpdateConfig(_message.Message):
     def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[_Union[UpdateConfig.FailureAction, str]] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateConfig.Order, str]] = ...) -> None: ...
 
 class PortConfig(_message.Message):
-    __slots__ = ("name", "protocol", "target_port", "published_port", "publish_mode")
+    __slots__ = ("name", "protocol", "target_port", "published_port", "publish_mode", "traffic_policy")
     class Protocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TCP: _ClassVar[PortConfig.Protocol]
@@ -422,17 +430,25 @@ class PortConfig(_message.Message):
         HOST: _ClassVar[PortConfig.PublishMode]
     INGRESS: PortConfig.PublishMode
     HOST: PortConfig.PublishMode
+    class TrafficPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CLUSTER: _ClassVar[PortConfig.TrafficPolicy]
+        LOCAL: _ClassVar[PortConfig.TrafficPolicy]
+    CLUSTER: PortConfig.TrafficPolicy
+    LOCAL: PortConfig.TrafficPolicy
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_MODE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     protocol: PortConfig.Protocol
     target_port: int
     published_port: int
     publish_mode: PortConfig.PublishMode
-    def __init__(self, name: _Optional[str] = ..., protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[_Union[PortConfig.PublishMode, str]] = ...) -> None: ...
+    traffic_policy: PortConfig.TrafficPolicy
+    def __init__(self, name: _Optional[str] = ..., protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[_Union[PortConfig.PublishMode, str]] = ..., traffic_policy: _Optional[_Union[PortConfig.TrafficPolicy, str]] = ...) -> None: ...
 
 class EndpointSpec(_message.Message):
     __slots__ = ("mode", "ports")
