@@ -6,7 +6,7 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker-registry skopeo \
-                runc crun iputils-ping curl procps kmod
+                runc crun iputils-ping curl procps kmod iperf3
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
 
@@ -34,14 +34,7 @@ image: venv
 
 demo: install
 	$(PY) -m shoal.lab up --name $(LAB) --managers 3 --workers 2
-	@$(PY) -m shoal.lab exec --name $(LAB) manager1 -- $(abspath $(VENV))/bin/shoal node ls
-	@echo
-	@echo "The lab '$(LAB)' is up: 3 managers and 2 workers, each a network namespace running shoald."
-	@echo "Try next:"
-	@echo "  $(VENV)/bin/shoal-lab status --name $(LAB)"
-	@echo "  $(VENV)/bin/shoal-lab exec --name $(LAB) manager2 -- $(abspath $(VENV))/bin/shoal node ls"
-	@echo "  $(VENV)/bin/shoal-lab kill --name $(LAB) manager1      # then node ls again from manager2"
-	@echo "  $(VENV)/bin/shoal-lab down --name $(LAB)               # tear it all down"
+	@deploy/demo.sh $(LAB)
 
 demo-down:
 	$(PY) -m shoal.lab down --name $(LAB)

@@ -1,29 +1,31 @@
-"""Benchmark the overlay data plane on a three-host netns lab, in one run. Prints figures, asserts nothing.
+"""Benchmark the overlay data plane on a real shoal-lab (3 managers + 2 workers), in one run.
+Prints figures, asserts nothing (goals from issue 5 are printed beside them).
 
-- VIP vs direct: HTTP request latency (p50/p95) and sequential rate from a container to a service
-  VIP (nft DNAT in the client's netns, numgen over 3 busybox httpd backends on 2 hosts) against the
-  same requests straight to one task IP; the client is a thread that joined the container's netns;
-- TCP throughput container <-> container across hosts over VXLAN vs host <-> host on the underlay
-  (Python sockets, one stream, bounded bytes: CPU-bound figures on a small VM, read the ratio);
-- DNS: query latency of the embedded resolver (127.0.0.11 in the container);
-- new backend: time from the start of a ``network_sync`` that adds a backend until a request
-  through the VIP first reaches it; and the sync's own duration;
-- nft: time to load the container table / host table rendered for N services (scratch netns);
-- memory: runtimed's RSS growth per container attached to an overlay.
+- TCP throughput, iperf3 one stream, ``-t`` seconds: container (manager1) -> container (worker1)
+  across hosts over the VXLAN overlay, vs host manager1 -> host worker1 on the underlay. iperf3
+  runs from the host's filesystem inside each container's network namespace
+  (``nsenter --net=/proc/PID/ns/net``): the packets take exactly the container's path (its veth,
+  the network's bridge, VXLAN, the underlay), only the binary is not the image's;
+- VIP vs direct: sequential HTTP requests from the client container to the service VIP
+  (nftables DNAT in the client's netns, random over 2 busybox httpd backends on 2 workers) vs
+  the same requests straight to one task IP: p50/p95 latency and rate;
+- DNS: query latency of the embedded resolver (127.0.0.11) for tasks.web;
+- new backend: ``service scale web=3``, then the time from the new task's RUNNING status
+  (its timestamp, from the manager) until a request through the VIP is first served by it;
+- nft: time to load the container / host table rendered for N services (scratch netns).
 
-Run as root: ``.venv/bin/python bench/network.py [--requests 500] [--bytes-mib 256]``. It builds
-its lab (netns ``tnet-PID-*``, as the privileged tests do) and removes everything it made.
+Run as root: ``.venv/bin/python bench/network.py [--requests 500] [--seconds 3]``. Needs
+iperf3 (Debian package). The lab is named ``bnet-PID`` and brought down at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
+import json
+import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,7 +36,50 @@ from agent_runtime.api import Backend, NetworkAttachment, NetworkState, PortConf
 from agent_runtime.network import netns, rules  # noqa: E402
 from agent_runtime.network.model import Network  # noqa: E402
 from agent_runtime.network.plan import LocalContainer, endpoints_for  # noqa: E402
-from tests.privileged.test_network import FRONT, HTTPD, INGRESS, Lab  # noqa: E402
+from shoal.lab import Lab  # noqa: E402
+
+HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
+SUBNET = "198.19.40"
+PYTHON = sys.executable
+
+# Runs inside the client container's netns (nsenter): sequential HTTP GETs, then JSON on stdout.
+HTTP_PROBE = r"""
+import json, socket, sys, time
+def get(ip):
+    with socket.create_connection((ip, 80), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        out = b""
+        while data := s.recv(65536):
+            out += data
+    return out.split(b"\r\n\r\n", 1)[-1].strip().decode()
+mode, args = sys.argv[1], sys.argv[2:]
+if mode == "latency":
+    ip, n = args[0], int(args[1])
+    for _ in range(20): get(ip)
+    samples, start = [], time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter(); get(ip); samples.append((time.perf_counter() - t) * 1000)
+    print(json.dumps({"samples": samples, "rate": n / (time.perf_counter() - start)}))
+elif mode == "dns":
+    from dnslib import DNSRecord
+    query, n = DNSRecord.question(args[0]).pack(), int(args[1])
+    samples = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for _ in range(n):
+            t = time.perf_counter(); s.sendto(query, ("127.0.0.11", 53)); s.recv(4096)
+            samples.append((time.perf_counter() - t) * 1000)
+    print(json.dumps({"samples": samples}))
+elif mode == "watch":   # until a response names a backend not in the known list: print when
+    ip, known, limit = args[0], set(args[1].split(",")), time.time() + float(args[2])
+    while time.time() < limit:
+        try:
+            name = get(ip)
+        except OSError:
+            continue
+        if name not in known:
+            print(json.dumps({"backend": name, "at": time.time()})); break
+"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -42,83 +87,64 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def http_get(ip: str, port: int = 80) -> bytes:
-    with socket.create_connection((ip, port), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        chunks = []
-        while data := s.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks)
+def inspect_json(lab: Lab, host: str, *args: str):
+    return json.loads(lab.shoal(host, *args).stdout)
 
 
-def container_netns(host, name: str) -> str:
-    c = next(x for x in host.client().list(all=True) if x.name == name)
-    return f"shoal-{host.rid}-{c.id[:12]}"
+def container(lab: Lab, service: str, node: str | None = None) -> tuple[str, int, str, str]:
+    """(node, pid, task id, overlay IP) of a running task of ``service`` (on ``node`` if given)."""
+    out = lab.shoal("manager1", "service", "ps", "--format", "json", service).stdout
+    tasks = [json.loads(line) for line in out.splitlines() if line.strip()]
+    task = next(t for t in tasks if t["CurrentState"].startswith("Running") and (node is None or t["Node"] == node))
+    listing = lab.shoal(task["Node"], "container", "ls", "--format", "json").stdout
+    for line in listing.splitlines():
+        info = json.loads(line)
+        if task["ID"][:12] in info["Names"] or info["Names"].endswith(task["ID"]):
+            break
+    else:
+        raise RuntimeError(f"no container of task {task['ID']} on {task['Node']}")
+    [detail] = inspect_json(lab, task["Node"], "container", "inspect", info["ID"])
+    pid = detail["State"]["Pid"]
+    address = next(n["Address"] for n in detail["Config"]["Networks"] if n["Address"].startswith(SUBNET))
+    return task["Node"], pid, task["ID"], address.split("/")[0]
 
 
-def latency(ns: str, ip: str, n: int) -> tuple[list[float], float]:
-    def run():
-        samples = []
-        start = time.perf_counter()
-        for _ in range(n):
-            t = time.perf_counter()
-            http_get(ip)
-            samples.append((time.perf_counter() - t) * 1000)
-        return samples, n / (time.perf_counter() - start)
-    return netns.run_in(ns, run)
+def in_netns(pid: int, argv: list[str], timeout: float = 120) -> str:
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", *argv], capture_output=True, text=True,
+                          check=True, timeout=timeout).stdout
 
 
-def throughput(server_ns: str, server_ip: str, client_ns: str, total: int) -> float:
-    """Gbit/s of one TCP stream of ``total`` bytes from client_ns to server_ns."""
-    ready, result = threading.Event(), {}
-
-    def serve():
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((server_ip, 5201))
-        srv.listen(1)
-        ready.set()
-        conn, _ = srv.accept()
-        got = 0
-        while data := conn.recv(1 << 20):
-            got += len(data)
-        result["got"] = got
-        conn.close()
-        srv.close()
-
-    server = threading.Thread(target=lambda: netns.run_in(server_ns, serve))
-    server.start()
-    ready.wait(10)
-
-    def send():
-        block = b"\0" * (1 << 20)
-        with socket.create_connection((server_ip, 5201)) as s:
-            start = time.perf_counter()
-            for _ in range(total // len(block)):
-                s.sendall(block)
-            s.shutdown(socket.SHUT_WR)
-            s.recv(1)
-            return time.perf_counter() - start
-    seconds = netns.run_in(client_ns, send)
-    server.join()
-    return result["got"] * 8 / seconds / 1e9
+def probe(pid: int, *args: str, timeout: float = 120) -> dict:
+    return json.loads(in_netns(pid, [PYTHON, "-c", HTTP_PROBE, *args], timeout=timeout))
 
 
-def dns_latency(ns: str, name: str, n: int) -> list[float]:
-    from dnslib import DNSRecord
-    query = DNSRecord.question(name).pack()
+def iperf(server: list[str], client: list[str], address: str, seconds: int) -> float:
+    """Gbit/s received by an iperf3 server (one stream, ``seconds`` long). ``server``/``client``
+    are argv prefixes that enter the right network namespace."""
+    srv = subprocess.Popen([*server, "iperf3", "-s", "-1", "-B", address, "-p", "5201"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            time.sleep(0.1)
+            probe_ok = subprocess.run([*client, "iperf3", "-c", address, "-p", "5201", "-t", str(seconds), "-J"],
+                                      capture_output=True, text=True)
+            if probe_ok.returncode == 0:
+                report = json.loads(probe_ok.stdout)
+                return report["end"]["sum_received"]["bits_per_second"] / 1e9
+        raise RuntimeError(f"iperf3 to {address} failed: {probe_ok.stdout[-300:]} {probe_ok.stderr[-300:]}")
+    finally:
+        srv.kill()
+        srv.wait()
 
-    def run():
-        samples = []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(2)
-            for _ in range(n):
-                t = time.perf_counter()
-                s.sendto(query, ("127.0.0.11", 53))
-                s.recv(4096)
-                samples.append((time.perf_counter() - t) * 1000)
-        return samples
-    return netns.run_in(ns, run)
+
+def task_running_at(lab: Lab, task_id: str) -> float | None:
+    import grpc
+
+    from proto import control_pb2, control_pb2_grpc
+    with grpc.insecure_channel(f"unix:{lab.host('manager1').socket}") as channel:
+        task = control_pb2_grpc.ControlStub(channel).GetTask(control_pb2.GetTaskRequest(task_id=task_id),
+                                                               timeout=10).task
+    return task.status.timestamp if task.status.state == 512 else None   # RUNNING
 
 
 def nft_scale(counts: list[int]) -> None:
@@ -158,79 +184,77 @@ def nft_scale(counts: list[int]) -> None:
         netns.delete(scratch)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--bytes-mib", type=int, default=256)
-    parser.add_argument("--containers", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=3, help="iperf3 -t")
     args = parser.parse_args()
-    lab = Lab(Path(tempfile.mkdtemp(prefix="shoal-bench-net-")))
+    lab = Lab(f"bnet-{os.getpid()}")
     try:
-        lab.build()
-        lab.add_network(INGRESS)
-        lab.add_network(FRONT)
-        h1, h2, h3 = lab.hosts
-        lab.run(h1, "web1", {FRONT: "198.18.1.11"}, ["sh", "-c", HTTPD])
-        lab.run(h2, "web2", {FRONT: "198.18.1.21"}, ["sh", "-c", HTTPD])
-        lab.run(h2, "web3", {FRONT: "198.18.1.22"}, ["sh", "-c", HTTPD])
-        lab.run(h3, "client", {FRONT: "198.18.1.31"}, ["sleep", "3600"])
-        lab.service("web", ["web1", "web2"], vips={FRONT: "198.18.1.100"})
-        lab.sync()
-        client_ns = container_netns(h3, "client")
+        t0 = time.time()
+        lab.up(3, 2)
+        print(f"lab up in {time.time() - t0:.1f} s")
+        image = f"{lab.registry}/shoal/busybox:latest"
+        lab.shoal("manager1", "network", "create", "-d", "overlay", "--subnet", f"{SUBNET}.0/24", "benchnet")
+        lab.shoal("manager1", "service", "create", "--name", "web", "--network", "benchnet", "--replicas", "2",
+                  "--constraint", "node.role==worker", "--stop-signal", "KILL", image,
+                  "sh", "-c", HTTPD, timeout=180)
+        lab.shoal("manager1", "service", "create", "--name", "client", "--network", "benchnet", "--constraint",
+                  "node.hostname==manager1", "--stop-signal", "KILL", image, "sleep", "3600", timeout=180)
+        _, client_pid, _, client_ip = container(lab, "client")
+        web_node, web_pid, _, web_ip = container(lab, "web", "worker1")
+        [web] = inspect_json(lab, "manager1", "service", "inspect", "web")
+        vip = next(v["Addr"] for v in web["Endpoint"]["VirtualIPs"] if v["Addr"].startswith(SUBNET)).split("/")[0]
+
+        over = iperf(["nsenter", f"--net=/proc/{web_pid}/ns/net"], ["nsenter", f"--net=/proc/{client_pid}/ns/net"],
+                     web_ip, args.seconds)
+        under = iperf(_host_prefix(lab, "worker1"), _host_prefix(lab, "manager1"), lab.address("worker1"),
+                      args.seconds)
+        print(f"TCP, iperf3, one stream, -t {args.seconds} (CPU-bound on a small VM: read the ratio):")
+        print(f"  container manager1 -> container worker1, VXLAN overlay {over:6.2f} Gbit/s")
+        print(f"  host manager1 -> host worker1, underlay               {under:6.2f} Gbit/s")
+        print(f"  overlay / underlay {over / under:.2f} (goal >= 0.80)")
+
         n = args.requests
-        latency(client_ns, "198.18.1.100", 20)  # warm-up (ARP, conntrack)
-        vip, vip_rate = latency(client_ns, "198.18.1.100", n)
-        direct, direct_rate = latency(client_ns, "198.18.1.21", n)
-        print(f"HTTP request from a container (h3) to 2 busybox backends (h1, h2), {n} sequential requests:")
-        print(f"  via VIP     p50 {pct(vip, .5):.3f} ms  p95 {pct(vip, .95):.3f} ms  {vip_rate:7.0f} req/s")
-        print(f"  direct IP   p50 {pct(direct, .5):.3f} ms  p95 {pct(direct, .95):.3f} ms  {direct_rate:7.0f} req/s")
-        print(f"  VIP/direct p50 ratio {pct(vip, .5) / pct(direct, .5):.2f}")
+        via_vip = probe(client_pid, "latency", vip, str(n))
+        direct = probe(client_pid, "latency", web_ip, str(n))
+        v, d = via_vip["samples"], direct["samples"]
+        print(f"HTTP from a container (manager1) to busybox httpd on the workers, {n} sequential requests:")
+        print(f"  via VIP {vip:15s} p50 {pct(v, .5):.3f} ms  p95 {pct(v, .95):.3f} ms  {via_vip['rate']:6.0f} req/s")
+        print(f"  direct  {web_ip:15s} p50 {pct(d, .5):.3f} ms  p95 {pct(d, .95):.3f} ms  {direct['rate']:6.0f} req/s")
+        print(f"  VIP / direct p50 {pct(v, .5) / pct(d, .5):.2f} (goal <= 1.10)")
 
-        total = args.bytes_mib << 20
-        over = throughput(container_netns(h1, "web1"), "198.18.1.11", client_ns, total)
-        under = throughput(h1.netns, h1.ip, h3.netns, total)
-        print(f"TCP, one stream, {args.bytes_mib} MiB (Python sockets; CPU-bound on this VM):")
-        print(f"  container h3 -> h1 over VXLAN {over:6.2f} Gbit/s; host h3 -> h1 underlay {under:6.2f} Gbit/s; "
-              f"ratio {over / under:.2f}")
+        dns = probe(client_pid, "dns", "tasks.web", "200")["samples"]
+        print(f"DNS at 127.0.0.11 (tasks.web, 200 queries): p50 {pct(dns, .5):.3f} ms  p95 {pct(dns, .95):.3f} ms")
 
-        d = dns_latency(client_ns, "tasks.web", 200)
-        print(f"DNS at 127.0.0.11 (tasks.web, 200 queries): p50 {pct(d, .5):.3f} ms  p95 {pct(d, .95):.3f} ms")
-
-        web = lab.services["web"]
-        web.backends.append(lab.backend("web3"))
-        start = time.perf_counter()
-        reports = lab.sync()
-        synced = time.perf_counter() - start
-
-        def first_hit():
-            while b"web3" not in http_get("198.18.1.100"):
-                pass
-            return time.perf_counter() - start
-        hit = netns.run_in(client_ns, first_hit)
-        print(f"new backend: sync of 3 hosts {synced * 1000:.1f} ms (runtimed DurationMs "
-              f"{', '.join(str(r['DurationMs']) for r in reports)}); first request served by it "
-              f"{hit * 1000:.1f} ms after the sync began")
-
-        pid = h2.proc.pid
-        before = rss_kib(pid)
-        for k in range(args.containers):
-            lab.run(h2, f"idle{k}", {FRONT: f"198.18.1.{50 + k}"}, ["sleep", "3600"])
-        after = rss_kib(pid)
-        print(f"runtimed RSS on h2: {before} KiB -> {after} KiB with {args.containers} more overlay containers "
-              f"({(after - before) / args.containers:.0f} KiB per container, container manager included)")
+        known = set(in_netns(client_pid, ["sh", "-c", f"for i in $(seq 40); do busybox wget -qO- http://{vip}/; done"]
+                             ).split())
+        watcher = subprocess.Popen(["nsenter", f"--net=/proc/{client_pid}/ns/net", PYTHON, "-c", HTTP_PROBE, "watch",
+                                    vip, ",".join(sorted(known)), "90"], stdout=subprocess.PIPE, text=True)
+        scaled = time.time()
+        lab.shoal("manager1", "service", "scale", "-d", "web=3")
+        out, _ = watcher.communicate(timeout=120)
+        if not out.strip():
+            print("new backend: no request reached a new backend within 90 s")
+        else:
+            hit = json.loads(out)
+            new_task = next(t for t in (json.loads(line) for line in lab.shoal(
+                "manager1", "service", "ps", "--format", "json", "web").stdout.splitlines() if line.strip())
+                if t["ID"][:12] == hit["backend"][:12])
+            running_at = task_running_at(lab, new_task["ID"])
+            print(f"new backend: scale to 3 -> first request served by the new task {hit['at'] - scaled:.2f} s; "
+                  + (f"{hit['at'] - running_at:.3f} s after its RUNNING status (goal <= 1 s)"
+                     if running_at else "its RUNNING timestamp was not found"))
     finally:
-        leftovers = lab.teardown()
-        if leftovers:
-            print("LEFT BEHIND:", leftovers)
+        lab.down()
     print("nftables load time for N VIP services (3 backends each; one `nft -f` transaction each):")
     nft_scale([10, 100, 1000])
+
+
+def _host_prefix(lab: Lab, host: str) -> list[str]:
+    """An argv prefix that runs a command in lab host ``host``'s network namespace."""
+    return lab.exec_argv(host, ["true"])[:-1]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ What it deletes (``tasks_to_reap``, pure):
 * a task whose desired state is REMOVE, or whose service no longer exists, once no worker runs
   it: its status is COMPLETE or later (the worker reported it stopped), or it was never placed,
   or its node is DOWN or gone;
+* a network attachment task (a one-off container's, no service) only once its node is gone
+  (DetachNetwork deletes the others);
 * in each slot of a live service (a replica number, or the node of a global task), the oldest
   finished tasks beyond the cluster's task history limit
   (``cluster.spec.orchestration.task_history_retention_limit``, default 5) — never a slot's
@@ -59,6 +61,12 @@ def tasks_to_reap(tasks: Iterable[objects_pb2.Task], service_ids: frozenset[str]
     doomed: dict[str, tuple[objects_pb2.Task, str]] = {}
     slots: dict[tuple, list[objects_pb2.Task]] = defaultdict(list)
     for task in tasks:
+        if task.spec.HasField("attachment"):
+            # A one-off container's network attachment: DetachNetwork deletes it; the reaper
+            # only clears those whose node left the cluster.
+            if task.node_id not in nodes_by_id:
+                doomed[task.id] = (task, "its node was removed")
+            continue
         orphan = task.service_id not in service_ids
         if (orphan or task.desired_state == objects_pb2.REMOVE) and has_stopped(task, nodes_by_id):
             why = "its service was removed" if orphan else "it was removed and has stopped"

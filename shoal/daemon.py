@@ -40,6 +40,7 @@ from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc, 
 from proto.ports import DEFAULT_PORT, mtls_addr
 from shoal import __version__
 from shoal.metrics import observe_proposal, serve_metrics
+from shoal.netattach import AttachmentServicer, attach_network, detach_network
 from shoal.nodestate import NodeState, StateDir
 from agent_runtime.api import AsyncRuntimeClient
 from worker.agent import Agent
@@ -195,6 +196,8 @@ class Daemon:
         if self.runtime is not None and self.node is not None:
             authorize = functools.partial(require_role, cluster_id=self.node.cluster_id)
             cluster_pb2_grpc.add_NodeLogsServicer_to_server(NodeLogsServicer(self.runtime, authorize), server)
+        if self.manager is not None and self.node is not None:  # attachments for nodes without a manager
+            AttachmentServicer(self.manager, self.node.cluster_id).register(server)
 
     async def _serve_node(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
         """A worker's own mutual-TLS server (managers serve these on the manager's server)."""
@@ -565,6 +568,13 @@ class LocalControl(control_pb2_grpc.ControlServicer):
                 yield message
         except (DaemonError, ControlError) as err:
             await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
+
+    async def AttachNetwork(self, request, context):
+        """A one-off container on this node joins an attachable network (shoal/netattach.py)."""
+        return await self._call(context, attach_network, self.d, request)
+
+    async def DetachNetwork(self, request, context):
+        return await self._call(context, detach_network, self.d, request)
 
 
 

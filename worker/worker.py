@@ -4,13 +4,15 @@ For every assigned task a TaskManager drives the container; tasks that disappear
 the assignments have their containers removed. After a restart of shoald, the first
 (complete) assignment set is matched against the runtime's containers by their task
 label, so running containers are adopted, not restarted; containers of tasks that are
-no longer assigned are removed.
+no longer assigned are removed. Network attachment tasks (one-off containers on attachable
+networks, created by the CLI itself) get no task manager: they are only reported RUNNING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from agent_runtime.api import NotFound, ShoalRuntimeError
 from proto import cluster_pb2, objects_pb2
@@ -32,6 +34,7 @@ class Worker:
         self._reporter = reporter
         self._insecure = insecure_registries
         self._managers: dict[str, tuple[TaskManager, asyncio.Task]] = {}
+        self._attachments: dict[str, int] = {}  # attachment task id -> the state reported for it
         self.network = NetworkAgent(runtime)
         self.secrets: dict[str, objects_pb2.Secret] = {}
         self.configs: dict[str, objects_pb2.Config] = {}
@@ -58,7 +61,7 @@ class Worker:
             # being stopped has left the service backends before its container stops.
             await self.network.apply(message.network_state, force=complete)
             if complete:
-                removed |= set(self._managers) - set(tasks)
+                removed |= (set(self._managers) | set(self._attachments)) - set(tasks)
                 await self._adopt(tasks)
             for task_id in removed:
                 await self._remove(task_id)
@@ -66,6 +69,9 @@ class Worker:
                 self._assign(task)
 
     def _assign(self, task: objects_pb2.Task, container_id: str | None = None) -> None:
+        if task.spec.HasField("attachment"):
+            self._attach(task)
+            return
         entry = self._managers.get(task.id)
         if entry is not None:
             entry[0].update(task)
@@ -73,6 +79,20 @@ class Worker:
         manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id,
                               networks_ready=self._networks_ready)
         self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
+
+    def _attach(self, task: objects_pb2.Task) -> None:
+        """A one-off container's network attachment: the container is the CLI's (created through
+        the runtime with this task's address), so there is nothing to run; the task is reported
+        RUNNING once (SHUTDOWN once its desired state moves past RUNNING), which keeps the
+        network on this node and the address in every node's data plane until it is detached."""
+        wanted = objects_pb2.RUNNING if task.desired_state <= objects_pb2.RUNNING else objects_pb2.SHUTDOWN
+        if task.status.state >= wanted or self._attachments.get(task.id) == wanted:
+            return
+        self._attachments[task.id] = wanted
+        message = "attached" if wanted == objects_pb2.RUNNING else "detached"
+        self._reporter.report(task.id, objects_pb2.TaskStatus(
+            state=wanted, message=message, timestamp=time.time(),
+            container_id=task.spec.attachment.container_id))
 
     async def _networks_ready(self, network_ids: list[str]) -> bool:
         ready = await self.network.wait_for_networks(network_ids, NETWORK_WAIT_TIMEOUT)
@@ -103,6 +123,7 @@ class Worker:
                     pass
 
     async def _remove(self, task_id: str) -> None:
+        self._attachments.pop(task_id, None)
         entry = self._managers.pop(task_id, None)
         if entry is None:
             return

@@ -2,7 +2,7 @@
 and per-node host gateway IPs. Pure bookkeeping over protobuf objects; no I/O.
 
 Exports:
-    NetworkAllocator, AllocationSnapshot, RestoreReport, task_holds_addresses
+    NetworkAllocator, AllocationSnapshot, RestoreReport, task_holds_addresses, is_attachment
     ingress_network, INGRESS_NETWORK_NAME
     DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE, VNI_MIN, VNI_MAX
     the errors: AllocatorError, InvalidNetworkSpec, SubnetOverlap, AddressPoolExhausted,
@@ -15,7 +15,7 @@ from manager.allocator.errors import (
 )
 from manager.allocator.ingress import INGRESS_NETWORK_NAME, ingress_network
 from manager.allocator.network import (
-    AllocationSnapshot, NetworkAllocator, RestoreReport, task_holds_addresses,
+    AllocationSnapshot, NetworkAllocator, RestoreReport, is_attachment, task_holds_addresses,
 )
 from manager.allocator.pools import DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE
 from manager.allocator.vni import VNI_MAX, VNI_MIN
@@ -24,6 +24,6 @@ __all__ = [
     "AddressPoolExhausted", "AllocationSnapshot", "AllocatorError", "DEFAULT_ADDR_POOLS",
     "DEFAULT_SUBNET_SIZE", "INGRESS_NETWORK_NAME", "InvalidEndpoint", "InvalidNetworkSpec",
     "NetworkAllocator", "NetworkInUse", "RestoreReport", "SubnetExhausted", "SubnetOverlap",
-    "UnknownNetwork", "VNIExhausted", "VNI_MAX", "VNI_MIN", "ingress_network",
+    "UnknownNetwork", "VNIExhausted", "VNI_MAX", "VNI_MIN", "ingress_network", "is_attachment",
     "task_holds_addresses",
 ]

@@ -10,7 +10,9 @@ What it does, in each pass, in this order (everything later needs what comes bef
 3. tasks: gives each NEW task an address on each of its networks (``task.networks``), the VIPs of
    its service (``task.endpoint``), and moves it to PENDING. A task of a service without networks
    just moves to PENDING; a NEW task that is no longer wanted (desired state past RUNNING) moves
-   to PENDING without addresses, for the scheduler to shut down;
+   to PENDING without addresses, for the scheduler to shut down. An attachment task (a one-off
+   container joining an attachable network, ``spec.attachment`` set, no service) gets an
+   address on its one network and moves to PENDING on the node it names;
 4. nodes: gives each node a host gateway IP (``node.attachments``) on every network one of its
    tasks has an address on, and on the ingress network while the node is READY and some service
    publishes a port in ingress mode.
@@ -22,7 +24,9 @@ A task that cannot be allocated (a full subnet, an unknown network, its service'
 invalid or unallocatable) stays NEW with ``status.err`` saying why, e.g. "cannot allocate an IP
 address for task web.7 (...) on network ...": ``shoal service ps`` shows it, the rest of the
 service carries on, and the task is retried whenever an address, network or endpoint is freed
-or allocated.
+or allocated. The service says so too: its ``allocation_error`` holds the endpoint's problem,
+else its first blocked task's (and how many more), and is cleared once everything is allocated
+(``shoal service ls`` and ``inspect`` show it).
 
 On start (a new leader) the allocation state is rebuilt from the store (``restore``) with the
 cluster's address pools, the default ``ingress`` network is created if the cluster has none,
@@ -48,7 +52,7 @@ from proto import objects_pb2
 
 from .errors import AllocatorError, NetworkInUse
 from .ingress import INGRESS_NETWORK_NAME, ingress_network
-from .network import NetworkAllocator, task_holds_addresses
+from .network import NetworkAllocator, is_attachment, task_holds_addresses
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,8 @@ class Allocator:
         self._blocked: dict[Kind, set[str]] = {k: set() for k in self._dirty}
         self._releasing: set[str] = set()           # deleted networks still holding addresses
         self._service_errors: dict[str, str] = {}   # service id -> why its endpoint is not allocated
+        self._task_errors: dict[str, dict[str, str]] = {}  # service id -> task id -> why it is not allocated
+        self._errors_dirty: set[str] = set()        # services whose allocation_error may be stale
         self._all_nodes = False
         self._unblock = False
         self._backoff = 0.0
@@ -161,6 +167,8 @@ class Allocator:
             table.clear()
         self._releasing.clear()
         self._service_errors.clear()
+        self._task_errors.clear()
+        self._errors_dirty.clear()
 
     def _has_work(self) -> bool:
         return any(self._dirty.values()) or self._all_nodes or self._unblock
@@ -182,6 +190,7 @@ class Allocator:
             if deleted:
                 alloc.release_service(obj.id)
                 self._service_errors.pop(obj.id, None)
+                self._task_errors.pop(obj.id, None)
                 self._blocked[Kind.SERVICE].discard(obj.id)
                 self._dirty[Kind.SERVICE].discard(obj.id)
                 self._unblock = True
@@ -192,6 +201,7 @@ class Allocator:
         elif kind is Kind.TASK:
             if deleted:
                 alloc.release_task(obj.id)
+                self._forget_task_error(obj)
                 self._blocked[Kind.TASK].discard(obj.id)
                 self._dirty[Kind.TASK].discard(obj.id)
                 self._unblock = True
@@ -203,8 +213,8 @@ class Allocator:
                     old is None or old.status.state != objects_pb2.NEW
                     or old.desired_state != obj.desired_state or old.spec != obj.spec):
                 self._dirty[Kind.TASK].add(obj.id)
-            if obj.node_id and obj.networks and (old is None or old.node_id != obj.node_id) \
-                    and task_holds_addresses(obj):
+            if obj.node_id and obj.networks and task_holds_addresses(obj) and (
+                    old is None or old.node_id != obj.node_id or not old.networks):
                 self._dirty[Kind.NODE].add(obj.node_id)
         elif kind is Kind.NODE:
             if deleted:
@@ -233,6 +243,7 @@ class Allocator:
         endpoints = await self._allocate_services(view)
         await self._allocate_tasks(view, endpoints, now)
         await self._allocate_nodes(view)
+        await self._report_service_errors()
 
     def _release_networks(self) -> None:
         for network_id in sorted(self._releasing):
@@ -276,7 +287,9 @@ class Allocator:
                     log.warning("cannot allocate the endpoint of service %s: %s", name, err)
                 self._service_errors[service_id] = str(err)
                 self._blocked[Kind.SERVICE].add(service_id)
+                self._errors_dirty.add(service_id)
                 continue
+            self._errors_dirty.add(service_id)
             if self._service_errors.pop(service_id, None) is not None:
                 log.info("service %s: endpoint allocated", name)
                 self._unblock = True
@@ -297,10 +310,14 @@ class Allocator:
                 continue
             updated = copy_of(task)
             if task.desired_state <= objects_pb2.RUNNING:
-                service = view.get(Kind.SERVICE, task.service_id)
-                if service is None:
-                    continue        # the orchestrator deletes the tasks of a removed service
-                problem = self._allocate_task(updated, service, endpoints.get(service.id))
+                if is_attachment(task):
+                    problem = self._allocate_attachment(updated)
+                else:
+                    service = view.get(Kind.SERVICE, task.service_id)
+                    if service is None:
+                        continue        # the orchestrator deletes the tasks of a removed service
+                    problem = self._allocate_task(updated, service, endpoints.get(service.id))
+                self._note_task_error(task, problem)
                 if problem is not None:
                     self._blocked[Kind.TASK].add(task_id)
                     if task.status.err != problem:
@@ -310,6 +327,8 @@ class Allocator:
                         writes.append(updated)
                         log.warning("task %s: %s", task.annotations.name or task_id, problem)
                     continue
+            else:
+                self._note_task_error(task, None)
             updated.status.state = objects_pb2.PENDING
             updated.status.message = PENDING_MESSAGE
             updated.status.err = ""
@@ -337,6 +356,74 @@ class Allocator:
             task.endpoint.ports.extend(endpoint.ports)
             del task.endpoint.virtual_ips[:]
             task.endpoint.virtual_ips.extend(endpoint.virtual_ips)
+        return None
+
+    def _note_task_error(self, task: objects_pb2.Task, problem: str | None) -> None:
+        """Remember (or forget) why a service's task has no addresses, for the service's
+        ``allocation_error``."""
+        if not task.service_id:
+            return
+        errors = self._task_errors.setdefault(task.service_id, {})
+        if errors.get(task.id) != problem:
+            self._errors_dirty.add(task.service_id)
+        if problem is None:
+            errors.pop(task.id, None)
+        else:
+            errors[task.id] = problem
+        if not errors:
+            del self._task_errors[task.service_id]
+
+    def _forget_task_error(self, task: objects_pb2.Task) -> None:
+        errors = self._task_errors.get(task.service_id)
+        if errors is not None and errors.pop(task.id, None) is not None:
+            self._errors_dirty.add(task.service_id)
+            if not errors:
+                del self._task_errors[task.service_id]
+
+    def service_problem(self, service_id: str) -> str:
+        """What the service's ``allocation_error`` should say: its endpoint's problem, else the
+        first of its tasks' problems (by task id) and how many more there are; "" when none."""
+        if service_id in self._service_errors:
+            return self._service_errors[service_id]
+        errors = self._task_errors.get(service_id)
+        if not errors:
+            return ""
+        first = errors[min(errors)]
+        more = len(errors) - 1
+        return first + (f" (and {more} more task{'s' if more > 1 else ''})" if more else "")
+
+    async def _report_service_errors(self) -> None:
+        """Write ``allocation_error`` on the services whose problems changed, from a fresh view
+        (this pass may have written them already). A write that loses a race re-dirties the
+        service, whose next allocation marks it here again."""
+        ids, self._errors_dirty = self._errors_dirty, set()
+        if not ids:
+            return
+        view = self._store.view()
+        writes = []
+        for service_id in sorted(ids):
+            service = view.get(Kind.SERVICE, service_id)
+            if service is None:
+                continue
+            message = self.service_problem(service_id)
+            if service.allocation_error != message:
+                updated = copy_of(service)
+                updated.allocation_error = message
+                writes.append(updated)
+                if message:
+                    log.warning("service %s: %s", service.spec.annotations.name, message)
+                else:
+                    log.info("service %s: every address allocated", service.spec.annotations.name)
+        await self._write(Kind.SERVICE, writes)
+
+    def _allocate_attachment(self, task: objects_pb2.Task) -> str | None:
+        """Fill an attachment task's network address in place; the problem, if it cannot be."""
+        try:
+            attachments = self._alloc.allocate_task(task)
+        except AllocatorError as err:
+            return str(err)
+        del task.networks[:]
+        task.networks.extend(attachments)
         return None
 
     async def _allocate_nodes(self, view: ReadView) -> None:

@@ -51,6 +51,11 @@ def task_holds_addresses(task: objects_pb2.Task) -> bool:
     return not (task.desired_state > running and task.status.state > running)
 
 
+def is_attachment(task: objects_pb2.Task) -> bool:
+    """Whether ``task`` stands for a one-off container's network attachment (no service)."""
+    return task.spec.HasField("attachment")
+
+
 def network_label(network_id: str, name: str) -> str:
     """'network "backend" (id)' — how messages name a network."""
     return f'network "{name}" ({network_id})' if name else f"network {network_id}"
@@ -539,6 +544,8 @@ def _gateway(subnet: ipaddress.IPv4Network, text: str, label: str) -> ipaddress.
 
 def _task_label(task: objects_pb2.Task, service: objects_pb2.Service | None) -> str:
     """Swarm's task name: "web.2" for a replica, "web.<node>" for a global task, else the id."""
+    if is_attachment(task):
+        return f"container {task.spec.attachment.container_id or task.id}"
     if task.annotations.name:
         return task.annotations.name
     if service is not None and service.spec.annotations.name:

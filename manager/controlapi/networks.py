@@ -11,6 +11,14 @@ VXLAN id), ``create_network`` dry-runs the pure IPAM (`NetworkAllocator`) over t
 store, in the order the allocator takes them. It then waits (up to ``allocation_timeout``) for the
 allocator to fill in vni and ipam, so that `shoal network create` returns the allocated network
 as Docker does.
+
+One-off containers (`shoal run --network NET`) join attachable networks through
+``attach_network``: it records an *attachment task* (``spec.attachment`` set, ``node_id`` the
+calling node, no service, desired RUNNING) and waits for the allocator to give it its address.
+The scheduler assigns it to its node as it is, the node runs nothing for it (it reports it
+RUNNING), and the dispatcher's network state makes every node know its address and DNS names.
+``detach_network`` deletes the task, which frees the address. A network is not removable while an
+attachment holds an address on it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import asyncio
 import ipaddress
 import logging
 
-from manager.allocator import AllocatorError, NetworkAllocator, task_holds_addresses
+from manager.allocator import AllocatorError, NetworkAllocator, is_attachment, task_holds_addresses
 from manager.allocator.network import OVERLAY_DRIVER, network_label
 from manager.allocator.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
@@ -145,7 +153,8 @@ def _check_overlaps(networks: list[objects_pb2.Network], candidate: objects_pb2.
 
 
 def network_users(view, network: objects_pb2.Network) -> list[str]:
-    """What keeps ``network`` from being removed, as "service web" / "task web.1" phrases: services
+    """What keeps ``network`` from being removed, as "service web" / "task web.1" / "container c"
+    phrases: services
     whose spec attaches to it, tasks holding an address on it, and for the ingress network
     services publishing ports in ingress mode. Pure over the view."""
     services = {s.id: s for s in view.services()}
@@ -160,7 +169,10 @@ def network_users(view, network: objects_pb2.Network) -> list[str]:
         if task.service_id in named or not task_holds_addresses(task):
             continue
         if any(a.network_id == network.id for a in task.networks):
-            users.append(f"task {task_name(task, services.get(task.service_id))}")
+            if is_attachment(task):
+                users.append(f"container {task.spec.attachment.container_id}")
+            else:
+                users.append(f"task {task_name(task, services.get(task.service_id))}")
     return users
 
 
@@ -224,6 +236,98 @@ class NetworkControl:
                         log.warning("network %s (%s): no VNI allocated within %.1fs; the allocator will "
                                     "fill it in", network_name(network), network_id, self._allocation_timeout)
                     return network
+                await changes.wait(timeout=min(left, 0.5))
+        finally:
+            changes.close()
+
+    async def attach_network(self, request: control_pb2.AttachNetworkRequest
+                             ) -> control_pb2.AttachNetworkResponse:
+        """Record an attachment task for ``request.container_id`` on ``request.node_id`` joining
+        the attachable network ``request.network_id`` (id, name or prefix), and wait up to
+        allocation_timeout for its address. ControlError precondition when the network is not
+        attachable (Docker's "not manually attachable"), invalid for a missing field or unknown
+        node, unavailable when no address came in time or the allocator refused (the task is
+        then deleted again, so nothing is left behind; the allocator's message is passed on)."""
+        container = request.container_id
+        if not container or not request.node_id:
+            raise ControlError("invalid", "attach network: container_id and node_id are required")
+        network = self._network(request.network_id)
+        name = network_name(network)
+        what = f"attach container {container} to network {name}"
+        if not network.spec.attachable or network.spec.ingress:
+            raise ControlError("precondition", f"Could not attach to network {name}: "
+                                               f"network {name} not manually attachable")
+        if self._store.view().get(Kind.NODE, request.node_id) is None:
+            raise ControlError("invalid", f"{what}: node {request.node_id} is not in the cluster")
+        task = objects_pb2.Task(id=new_id(), node_id=request.node_id, desired_state=objects_pb2.RUNNING)
+        task.annotations.name = container
+        task.spec.attachment.container_id = container
+        task.spec.networks.add(target=network.id, aliases=list(request.aliases))
+        task.status.state = objects_pb2.NEW
+        task.status.message = "created"
+
+        def fn(tx):
+            if tx.get(Kind.NETWORK, network.id) is None:
+                raise ControlError("not_found", f"{what}: the network was removed")
+            tx.create(task)
+
+        await self._write(fn, what)
+        attachment, problem = await self._task_allocated(task.id)
+        if attachment is None:
+            try:
+                await self._delete_attachment(task.id, what)
+            except ControlError as err:
+                log.warning("%s: could not delete the unallocated attachment task %s: %s", what, task.id, err)
+            raise ControlError("unavailable", f"{what}: {problem}")
+        log.info("%s: attachment %s on node %s, address %s", what, task.id, request.node_id,
+                 ", ".join(attachment.addresses))
+        return control_pb2.AttachNetworkResponse(attachment_id=task.id, attachment=attachment)
+
+    async def detach_network(self, request: control_pb2.DetachNetworkRequest,
+                             node_id: str | None = None) -> control_pb2.DetachNetworkResponse:
+        """Delete the attachment task ``request.attachment_id`` (its address is freed by the
+        allocator). ``node_id``, when given, must be the attachment's node (a node detaches only
+        its own containers). Detaching an attachment that is already gone succeeds."""
+        attachment_id = request.attachment_id
+        if not attachment_id:
+            raise ControlError("invalid", "detach network: an attachment ID is required")
+        task = self._store.view().get(Kind.TASK, attachment_id)
+        if task is None:
+            return control_pb2.DetachNetworkResponse()
+        if not is_attachment(task):
+            raise ControlError("invalid", f"detach network: task {attachment_id} is not a network attachment")
+        if node_id is not None and task.node_id != node_id:
+            raise ControlError("precondition", f"detach network: attachment {attachment_id} belongs to node "
+                                               f"{task.node_id}, not {node_id}")
+        await self._delete_attachment(attachment_id, f"detach container {task.spec.attachment.container_id}")
+        log.info("attachment %s of container %s removed", attachment_id, task.spec.attachment.container_id)
+        return control_pb2.DetachNetworkResponse()
+
+    async def _delete_attachment(self, task_id: str, what: str) -> None:
+        def fn(tx):
+            current = tx.get(Kind.TASK, task_id)
+            if current is not None:
+                tx.delete(current)
+        await self._write(fn, what)
+
+    async def _task_allocated(self, task_id: str) -> tuple[objects_pb2.NetworkAttachment | None, str]:
+        """(the task's network attachment, "") once the allocator gave it an address, or (None,
+        why) when it reported a problem, the task vanished, or allocation_timeout passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._allocation_timeout
+        changes = ChangeSignal(self._store, [Kind.TASK])
+        try:
+            while True:
+                task = self._store.view().get(Kind.TASK, task_id)
+                if task is None:
+                    return None, "the attachment was removed while being allocated"
+                if task.networks and task.networks[0].addresses:
+                    return task.networks[0], ""
+                if task.status.err:
+                    return None, task.status.err
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None, f"no address was allocated within {self._allocation_timeout:.0f}s"
                 await changes.wait(timeout=min(left, 0.5))
         finally:
             changes.close()

@@ -23,7 +23,11 @@ What a node is told:
   the tasks that should and do run (desired and observed state RUNNING) on a node that is not
   DOWN. A task leaves the backends as soon as its desired state moves past RUNNING, which is what
   lets the worker drain it before stopping its container. ``Healthy`` is false once its health
-  check says "unhealthy" (or "starting").
+  check says "unhealthy" (or "starting"). ``LocalOnly`` is set when an ingress port has
+  ``traffic_policy`` LOCAL (see ``keeps_client_ip``).
+- One-off containers attached to an attachable network (attachment tasks, ``spec.attachment``)
+  count as tasks of their node: the node carries the network, peers learn their address and
+  their DNS names (the container name the attachment carries and its aliases).
 
 Pure and deterministic: no I/O, no clock; lists are sorted, so equal views give equal bytes.
 """
@@ -48,6 +52,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})$")  # the runtime's 
 _DOWN = objects_pb2.NodeStatus.DOWN
 _READY = objects_pb2.NodeStatus.READY
 _INGRESS = objects_pb2.PortConfig.INGRESS
+_LOCAL_POLICY = objects_pb2.PortConfig.LOCAL
 _PROTOCOLS = {objects_pb2.PortConfig.TCP: "tcp", objects_pb2.PortConfig.UDP: "udp"}
 
 
@@ -130,6 +135,14 @@ def _ports_of(service: objects_pb2.Service) -> list[objects_pb2.PortConfig]:
     return list(service.endpoint.ports) if service.HasField("endpoint") else list(service.spec.endpoint.ports)
 
 
+def keeps_client_ip(service: objects_pb2.Service) -> bool:
+    """Whether the routing mesh must keep clients' source addresses for ``service``: one of its
+    ingress ports has ``traffic_policy: local``. The data plane then sends that service's published
+    traffic only to backends on the receiving node, without SNAT (a node with no local backend
+    does not answer); the policy is per service there, so one local port makes them all local."""
+    return any(p.publish_mode == _INGRESS and p.traffic_policy == _LOCAL_POLICY for p in _ports_of(service))
+
+
 def _network_entry(network: objects_pb2.Network, host_gateway_ip: str) -> dict:
     ipam = network.ipam[0]
     opts = network.spec.driver_opts
@@ -194,8 +207,11 @@ def _peers(node_id: str, nets: dict[str, _Net], tasks: list[objects_pb2.Task],
             net = nets.get(a.network_id)
             ip = _first_ip(a.addresses, net.subnet) if net else None
             if ip:
-                hostname = task.spec.container.hostname or task.id[:12]
-                names = [task_container_name(task), hostname, task.status.container_id[:12], *a.aliases]
+                if task.spec.HasField("attachment"):    # a one-off container: its name, its aliases
+                    names = [task.spec.attachment.container_id, *a.aliases]
+                else:
+                    hostname = task.spec.container.hostname or task.id[:12]
+                    names = [task_container_name(task), hostname, task.status.container_id[:12], *a.aliases]
                 add(a.network_id, ip, node_ips[task.node_id], list(dict.fromkeys(n for n in names if n)))
     for other in nodes:
         if other.id == node_id or other.id not in node_ips:
@@ -280,7 +296,7 @@ def _services(view, nets: dict[str, _Net], tasks_by_service: dict[str, list[obje
             "VirtualIPs": sorted(vips, key=lambda v: v["NetworkID"]),
             "Ports": _ports(s, ingress_carried, published),
             "Backends": sorted(backends, key=lambda b: b["TaskID"]),
-            "LocalOnly": False,
+            "LocalOnly": keeps_client_ip(s),
         })
     return sorted(out, key=lambda d: d["ID"])
 

@@ -100,6 +100,8 @@ def build_node_infos(
         info = infos.get(task.node_id)
         if info is None:
             continue
+        if task.spec.HasField("attachment"):
+            continue            # a one-off container's network attachment holds nothing here
         if holds_node_resources(task):
             info.add(task, spread=task.desired_state <= objects_pb2.RUNNING)
         elif task.status.state in _FAILED_STATES and task.status.timestamp >= since:

@@ -19,7 +19,8 @@ How a node is chosen (SwarmKit's algorithm, plus binpack as an option):
 5. A task that fits nowhere stays pending with SwarmKit's explanation: every node is charged to
    the first filter it failed.
 
-Tasks that already name a node (global services) are only checked against that node.
+Tasks that already name a node (global services) are only checked against that node; network
+attachment tasks (a one-off container's, ``spec.attachment``) are assigned to theirs unchecked.
 A pending task whose desired state is already past RUNNING is not placed but shut down.
 """
 
@@ -110,6 +111,11 @@ def _place_preassigned(task: objects_pb2.Task, infos: dict[str, NodeInfo], plan:
     info = infos.get(task.node_id)
     if info is None:
         plan.unplaced[task.id] = f"no suitable node (node {task.node_id} is not in the cluster)"
+        return
+    if task.spec.HasField("attachment"):
+        # A one-off container's network attachment: the container already runs there (or is
+        # about to); it needs no resources and no filter may move it.
+        plan.assignments.append((task.id, info.id))
         return
     try:
         request = Request.of(task)

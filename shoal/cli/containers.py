@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import time
 
@@ -18,6 +19,7 @@ import click
 
 from shoal.cli.output import parse_duration, print_json_array, print_json_lines, print_table
 
+ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -106,7 +108,10 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("--pids-limit", type=int, default=0)
 @click.option("-v", "--volume", "volumes", multiple=True, help="SRC:DST[:ro]")
 @click.option("--tmpfs", multiple=True, help="/path[:size=64m]")
-@click.option("--network", default="none", help="none, host, or a network namespace (name or path)")
+@click.option("--network", default="none",
+              help="none, host, a network namespace (name or path), or an attachable swarm network")
+@click.option("--network-alias", "network_aliases", multiple=True,
+              help="Add network-scoped alias for the container (swarm networks)")
 @click.option("--init", is_flag=True, help="Run an init as pid 1 that reaps zombies")
 @click.option("--cap-add", multiple=True)
 @click.option("--cap-drop", multiple=True)
@@ -123,10 +128,21 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
-        tmpfs, network, init, cap_add, cap_drop, privileged, security_opt, user, workdir, hostname,
-        entrypoint, stop_signal, stop_timeout, label, image, command) -> None:
-    """Run a command in a new container on this node."""
+        tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
+        hostname, entrypoint, stop_signal, stop_timeout, label, image, command) -> None:
+    """Run a command in a new container on this node.
+
+    With ``--network NET`` naming a swarm network created with ``--attachable``, shoald records
+    the container's attachment (its address comes from the cluster's IPAM) before the container
+    is created; the attachment is removed with the container (``--rm`` or ``container rm``)."""
     from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
+    attachment = None
+    if is_swarm_network(network):
+        hostname = hostname or secrets.token_hex(6)
+        attachment = attach(ctx, network, name or hostname, network_aliases)
+        network = "none"
+    elif network_aliases:
+        raise click.UsageError("--network-alias needs --network naming an attachable swarm network")
     spec = ContainerSpec(
         image=image, command=list(command), entrypoint=[entrypoint] if entrypoint is not None else None,
         env=list(env), workdir=workdir, user=user, hostname=hostname, name=name,
@@ -139,14 +155,21 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
         cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
         no_new_privileges=any(o.replace("=true", "") == "no-new-privileges" for o in security_opt),
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network)
+    if attachment is not None:
+        spec.networks = [attachment_endpoint(attachment)]
+        spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
     client = _client(ctx)
-    cid = _calling(client.create, spec, code=125)
+    try:
+        cid = client.create(spec)
+    except ShoalRuntimeError as exc:
+        detach_attachment(ctx, spec.labels)
+        _fail(exc, 125)
     try:
         client.start(cid)
     except ShoalRuntimeError as exc:
         code = client.inspect(cid).state.exit_code or 125
         if remove:
-            _calling(client.remove, cid, force=True)
+            _remove_container(ctx, client, cid)
         _fail(exc, code if code in (126, 127) else 125)
     if detach:
         click.echo(cid)
@@ -158,8 +181,66 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
         client.stop(cid)
         result = client.wait(cid)
     if remove:
-        _calling(client.remove, cid, force=True)
+        _remove_container(ctx, client, cid)
     sys.exit(result.status_code)
+
+
+def is_swarm_network(network: str) -> bool:
+    """Whether ``--network`` names a swarm network rather than none, host or a network namespace
+    (a path, or a name under /run/netns)."""
+    return (network not in ("none", "host", "") and not network.startswith("/")
+            and not os.path.exists(os.path.join("/run/netns", network)))
+
+
+def attach(ctx, network: str, container: str, aliases) -> "control_pb2.AttachNetworkResponse":
+    """Have shoald attach ``container`` (its name) to the swarm ``network``; exits with docker's
+    message (and code 125) when the daemon refuses, e.g. a network not created --attachable."""
+    import grpc
+
+    from proto import control_pb2
+    client = ctx.find_root().obj
+    request = control_pb2.AttachNetworkRequest(network_id=network, container_id=container, aliases=list(aliases))
+    try:
+        return client.stub.AttachNetwork(request, timeout=client.timeout)
+    except grpc.RpcError as err:
+        click.echo(f"Error response from daemon: {err.details() or err.code().name}", err=True)
+        sys.exit(125)
+
+
+def attachment_endpoint(attachment):
+    """The runtime's NetworkAttachment for an AttachNetworkResponse."""
+    from agent_runtime.api import NetworkAttachment
+    allocated = attachment.attachment
+    return NetworkAttachment(network_id=allocated.network_id, address=allocated.addresses[0],
+                             aliases=list(allocated.aliases))
+
+
+def detach_attachment(ctx, labels: dict) -> None:
+    """Remove the swarm network attachment a container's labels name, if any; a failure is
+    printed as a warning (the manager keeps the address until the attachment is removed)."""
+    attachment_id = labels.get(ATTACHMENT_LABEL)
+    if not attachment_id:
+        return
+    import grpc
+
+    from proto import control_pb2
+    client = ctx.find_root().obj
+    try:
+        client.stub.DetachNetwork(control_pb2.DetachNetworkRequest(attachment_id=attachment_id),
+                                  timeout=client.timeout)
+    except grpc.RpcError as err:
+        click.echo(f"Warning: detaching network attachment {attachment_id}: {err.details()}", err=True)
+
+
+def _remove_container(ctx, client, ref: str, force: bool = True) -> None:
+    """Remove a container, then its swarm network attachment (exits on a runtime error)."""
+    from agent_runtime.api import ShoalRuntimeError
+    try:
+        labels = client.inspect(ref).config.labels
+    except ShoalRuntimeError:
+        labels = {}
+    _calling(client.remove, ref, force=force)
+    detach_attachment(ctx, labels)
 
 
 @click.group()
@@ -285,7 +366,7 @@ def container_rm(ctx, force, refs) -> None:
     """Remove containers."""
     client = _client(ctx)
     for ref in refs:
-        _calling(client.remove, ref, force=force)
+        _remove_container(ctx, client, ref, force=force)
         click.echo(ref)
 
 

@@ -34,6 +34,7 @@ ENDPOINT_MODES = {"vip": pb.EndpointSpec.VIP, "dnsrr": pb.EndpointSpec.DNSRR}
 MOUNT_TYPES = {"bind": pb.Mount.BIND, "volume": pb.Mount.VOLUME, "tmpfs": pb.Mount.TMPFS}
 PROTOCOLS = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP}
 PUBLISH_MODES = {"ingress": pb.PortConfig.INGRESS, "host": pb.PortConfig.HOST}
+TRAFFIC_POLICIES = {"cluster": pb.PortConfig.CLUSTER, "local": pb.PortConfig.LOCAL}
 JOB_MODES = (ServiceSpec.REPLICATED_JOB, ServiceSpec.GLOBAL_JOB)
 
 DEFAULT_RESTART_DELAY = 5.0
@@ -146,7 +147,9 @@ def _port_number(flag: str, text: str, value: str | None) -> int:
 
 def parse_port(text: str, flag: str = "--publish") -> pb.PortConfig:
     """-p PUBLISHED:TARGET[/PROTOCOL], TARGET[/PROTOCOL], or
-    [mode=host|ingress,]published=P,target=T[,protocol=tcp|udp]."""
+    [mode=host|ingress,]published=P,target=T[,protocol=tcp|udp][,traffic_policy=cluster|local]
+    (local: the routing mesh sends a node's published traffic only to its own tasks, which then
+    see the client's source address; a node without one does not answer)."""
     port = pb.PortConfig(protocol=pb.PortConfig.TCP, publish_mode=pb.PortConfig.INGRESS)
     if "=" not in text:
         ports, _, protocol = text.partition("/")
@@ -171,10 +174,18 @@ def parse_port(text: str, flag: str = "--publish") -> pb.PortConfig:
             if value not in PUBLISH_MODES:
                 raise FlagError(flag, text, f"invalid publish mode {value!r}: expected ingress or host")
             port.publish_mode = PUBLISH_MODES[value]
+        elif key == "traffic_policy":
+            if value not in TRAFFIC_POLICIES:
+                raise FlagError(flag, text, f"invalid traffic_policy {value!r}: expected cluster or local")
+            port.traffic_policy = TRAFFIC_POLICIES[value]
         else:
-            raise FlagError(flag, text, f"unknown field {key!r} (known: mode, published, target, protocol)")
+            raise FlagError(flag, text, f"unknown field {key!r} "
+                                        "(known: mode, published, target, protocol, traffic_policy)")
     if not port.target_port:
         raise FlagError(flag, text, "target is required")
+    if port.traffic_policy == pb.PortConfig.LOCAL and port.publish_mode != pb.PortConfig.INGRESS:
+        raise FlagError(flag, text, "traffic_policy=local applies to ingress-mode ports "
+                                    "(host-mode ports only ever reach the local task)")
     return port
 
 

@@ -68,8 +68,10 @@ def short_image(image: str) -> str:
 
 
 def format_port(port: pb.PortConfig) -> str:
+    """``*:8080->80/tcp``, with `` (local)`` when the mesh keeps the client's address."""
     protocol = "udp" if port.protocol == pb.PortConfig.UDP else "tcp"
-    return f"*:{port.published_port}->{port.target_port}/{protocol}"
+    local = " (local)" if port.traffic_policy == pb.PortConfig.LOCAL else ""
+    return f"*:{port.published_port}->{port.target_port}/{protocol}{local}"
 
 
 # ---- service ls ------------------------------------------------------------------------------
@@ -95,15 +97,23 @@ def service_summary(service: pb.Service, status) -> dict:
             "Mode": MODE_LABELS.get(service.spec.mode, "replicated"),
             "Replicas": replicas_text(service, status),
             "Image": short_image(service.spec.task.container.image),
-            "Ports": ", ".join(format_port(p) for p in ports if p.publish_mode == pb.PortConfig.INGRESS)}
+            "Ports": ", ".join(format_port(p) for p in ports if p.publish_mode == pb.PortConfig.INGRESS),
+            **({"Error": service.allocation_error} if service.allocation_error else {})}
+
+
+ALLOCATION_NOTE = "network allocation failed: see service inspect"
 
 
 def ls_row(service: pb.Service, summary: dict) -> list[str]:
-    """A table row; the REPLICAS cell notes an update or rollback in progress or paused."""
+    """A table row; the REPLICAS cell notes an update or rollback in progress or paused, and
+    addresses the allocator cannot give (the summary's "Error" and inspect's "AllocationError"
+    hold the message)."""
     replicas = summary["Replicas"]
     note = _LS_UPDATE_NOTES.get(service.update_status.state)
     if note:
         replicas = f"{replicas} ({note})"
+    if service.allocation_error:
+        replicas = f"{replicas} ({ALLOCATION_NOTE})"
     return [summary["ID"], summary["Name"], summary["Mode"], replicas, summary["Image"], summary["Ports"]]
 
 
@@ -230,7 +240,8 @@ def _mode(spec: pb.ServiceSpec) -> dict:
 def _ports(ports) -> list[dict]:
     return [_drop_empty({"Name": p.name, "Protocol": "udp" if p.protocol == pb.PortConfig.UDP else "tcp",
                          "TargetPort": p.target_port, "PublishedPort": p.published_port,
-                         "PublishMode": "host" if p.publish_mode == pb.PortConfig.HOST else "ingress"})
+                         "PublishMode": "host" if p.publish_mode == pb.PortConfig.HOST else "ingress",
+                         "TrafficPolicy": "local" if p.traffic_policy == pb.PortConfig.LOCAL else ""})
             for p in ports]
 
 
@@ -286,6 +297,8 @@ def service_inspect(service: pb.Service) -> dict:
     if service.endpoint.virtual_ips:
         endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
     out["Endpoint"] = endpoint
+    if service.allocation_error:
+        out["AllocationError"] = service.allocation_error
     status = service.update_status
     if status.state in _UPDATE_STATES:
         out["UpdateStatus"] = _drop_empty({"State": _UPDATE_STATES[status.state],
@@ -315,6 +328,8 @@ def pretty(service: pb.Service, status=None) -> str:
             lines.append(f" Completed:\t{rfc3339(u.completed_at)}")
         if u.message:
             lines.append(f" Message:\t{u.message}")
+    if service.allocation_error:
+        lines.append(f"Allocation Error:\t{service.allocation_error}")
     placement = spec.task.placement
     if placement.constraints or placement.preferences or placement.max_replicas:
         lines.append("Placement:")
@@ -369,6 +384,8 @@ def pretty(service: pb.Service, status=None) -> str:
         for p in _ports(spec.endpoint.ports):
             lines += [f" PublishedPort = {p.get('PublishedPort', 0)}", f"  Protocol = {p['Protocol']}",
                       f"  TargetPort = {p['TargetPort']}", f"  PublishMode = {p['PublishMode']}"]
+            if p.get("TrafficPolicy"):
+                lines.append(f"  TrafficPolicy = {p['TrafficPolicy']}")
     if c.HasField("healthcheck"):
         h = c.healthcheck
         lines += ["Healthcheck:", f" Test:\t\t{list(h.test)}"]

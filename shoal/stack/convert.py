@@ -139,7 +139,8 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
         spec.endpoint.ports.add(
             name=port.name, target_port=port.target, published_port=port.published,
             protocol=pb.PortConfig.UDP if port.protocol == "udp" else pb.PortConfig.TCP,
-            publish_mode=pb.PortConfig.HOST if port.mode == "host" else pb.PortConfig.INGRESS)
+            publish_mode=pb.PortConfig.HOST if port.mode == "host" else pb.PortConfig.INGRESS,
+            traffic_policy=pb.PortConfig.LOCAL if port.traffic_policy == "local" else pb.PortConfig.CLUSTER)
     return spec
 
 

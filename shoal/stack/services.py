@@ -187,7 +187,7 @@ def _env_files(ck: Checker, node: Node, path: str) -> list[tuple[str, Node, bool
     return result
 
 
-_PORT_KEYS = {"target", "published", "protocol", "mode", "name"}
+_PORT_KEYS = {"target", "published", "protocol", "mode", "name", "traffic_policy"}
 _PORT_UNSUPPORTED = {"host_ip": "ports are published on every address of a node",
                      "app_protocol": "not supported"}
 
@@ -231,13 +231,20 @@ def _port_long(ck: Checker, node: Node, path: str) -> list[PortSpec] | None:
         if "protocol" in entries else "tcp"
     mode = ck.choice(entries["mode"], join(path, "mode"), ("ingress", "host")) if "mode" in entries else "ingress"
     name = ck.string(entries["name"], join(path, "name")) if "name" in entries else ""
+    policy = ck.choice(entries["traffic_policy"], join(path, "traffic_policy"), ("cluster", "local")) \
+        if "traffic_policy" in entries else "cluster"
     for key, value in (("target", target), ("published", published)):
         if value is not None and value > 65535:
             ck.error(entries[key], join(path, key), f"port {value} is outside 1-65535")
             return None
-    if None in (target, published, protocol, mode, name):
+    if None in (target, published, protocol, mode, name, policy):
         return None
-    return [PortSpec(target=target, published=published, protocol=protocol, mode=mode, name=name)]  # type: ignore[arg-type]
+    if policy == "local" and mode != "ingress":
+        ck.error(entries["traffic_policy"], join(path, "traffic_policy"),
+                 "local applies to ingress-mode ports (host-mode ports only ever reach the local task)")
+        return None
+    return [PortSpec(target=target, published=published, protocol=protocol, mode=mode, name=name,  # type: ignore[arg-type]
+                     traffic_policy=policy)]
 
 
 def _networks(ck: Checker, node: Node | None, path: str, declared: Declared) -> tuple[ServiceNetwork, ...] | None:

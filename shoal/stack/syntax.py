@@ -72,6 +72,7 @@ class PortSpec:
     protocol: str = "tcp"
     mode: str = "ingress"
     name: str = ""
+    traffic_policy: str = "cluster"   # "local": the mesh keeps the client's address (local tasks only)
 
     def key(self) -> tuple:
         return (self.published, self.target, self.protocol, self.mode)

@@ -1,6 +1,8 @@
 """Issue 5 as a user sees it: overlay networks, VIPs, DNS and the routing mesh on a lab of
 3 managers + 2 workers with the real runtime. Backends are busybox httpd serving their
-own hostname (the task's short ID)."""
+own hostname (the task's short ID); a CGI script shows the client address a backend sees.
+Also: tasks on different hosts pinging each other, a published port that keeps the client's
+address (traffic_policy=local), and one-off containers joining an attachable network."""
 
 from __future__ import annotations
 
@@ -105,9 +107,11 @@ def test_vip_dns_and_isolation_across_hosts(lab, image):
         assert min(counts.values()) >= 60, counts  # none below 20 %
         ips = in_container(lab, "client", "nslookup tasks.web 127.0.0.11")
         assert ips.count("198.19.10.") >= 3 + 0, ips
-        lab.shoal("manager1", "service", "scale", "-d", "web=5")
+        lab.shoal("manager1", "service", "scale", "web=5", timeout=120)   # returns once all 5 run
+        started = time.monotonic()
         wait_for(lambda: in_container(lab, "client", "nslookup tasks.web 127.0.0.11").count("198.19.10.") >= 5,
-                 15, what="tasks.web to follow the scale")
+                 2, interval=0.1, what="tasks.web to follow the scale within 2 s of the tasks running")
+        print(f"tasks.web listed the new tasks {time.monotonic() - started:.2f} s after the scale converged")
         # Killing a backend's host takes its tasks out of the VIP and DNS.
         victim = next(t["Node"] for t in running(lab, "web") if t["Node"] not in ("worker2", "manager1"))
         gone = {t["ID"][:12] for t in running(lab, "web") if t["Node"] == victim}
@@ -133,3 +137,70 @@ def test_vip_dns_and_isolation_across_hosts(lab, image):
             return result.returncode == 0 or ("not found" in result.stderr and "in use" not in result.stderr)
         # Tasks of the killed host hold their addresses until that host reports them stopped.
         wait_for(removed, 90, interval=1, what="networks removable once their tasks are gone")
+
+
+CGI = ("mkdir -p /www/cgi-bin && hostname > /www/index.html && "
+       "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && "
+       "chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www")
+
+
+def test_tasks_on_different_hosts_ping_each_other_over_the_overlay(lab, image):
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--subnet", "198.19.12.0/24", "mesh")
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "pinger", "--network", "mesh", "--replicas", "2",
+                  "--max-replicas", "1", "--stop-signal", "KILL", image, "sleep", "3600", timeout=120)
+        assert len({t["Node"] for t in running(lab, "pinger")}) == 2
+        lookup = in_container(lab, "pinger", "nslookup tasks.pinger 127.0.0.11")
+        ips = sorted({word for word in lookup.split() if word.startswith("198.19.12.")})
+        assert len(ips) == 2, lookup
+        for ip in ips:   # one of them is the container itself, the other is on the other host
+            out = in_container(lab, "pinger", f"ping -c 1 -W 2 {ip} >/dev/null && echo OK || echo FAIL")
+            assert out.split() == ["OK"], (ip, out)
+    finally:
+        remove(lab, "pinger")
+        wait_for(lambda: lab.shoal("manager1", "network", "rm", "mesh", check=False).returncode == 0, 30,
+                 interval=1, what="network mesh removable")
+
+
+def test_traffic_policy_local_keeps_the_client_address(lab, image):
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "whoami", "--publish",
+                  "published=8090,target=80,traffic_policy=local", "--constraint", "node.hostname==worker1",
+                  "--stop-signal", "KILL", image, "sh", "-c", CGI, timeout=120)
+        listed = lab.shoal("manager1", "service", "ls", "--format", "json").stdout
+        assert "*:8090->80/tcp (local)" in listed
+        url = f"http://{lab.address('worker1')}:8090/cgi-bin/ip"
+        seen = wait_for(lambda: (lambda a: a if a != ["FAIL"] else None)(fetch(lab, "manager2", url)), 20,
+                        what="the local port on worker1")
+        # busybox httpd listens dual-stack: it shows an IPv4 client as [::ffff:a.b.c.d]
+        seen = [a.removeprefix("[::ffff:").removesuffix("]") for a in seen]
+        assert seen == [lab.address("manager2")], seen      # the client's underlay address, no SNAT
+        # A node without a local backend does not answer (its mesh has no local target).
+        assert fetch(lab, "manager2", f"http://{lab.address('worker2')}:8090/cgi-bin/ip") == ["FAIL"]
+    finally:
+        remove(lab, "whoami")
+
+
+def test_a_one_off_container_joins_an_attachable_network_and_reaches_a_service(lab, image):
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.13.0/24",
+              "shared")
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--subnet", "198.19.14.0/24", "closed")
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "api", "--network", "shared",
+                  "--constraint", "node.hostname==manager2", "--stop-signal", "KILL", image, "sh", "-c", HTTPD,
+                  timeout=120)
+        backend = running(lab, "api")[0]["ID"][:12]
+        out = lab.shoal("worker1", "run", "--rm", "--network", "shared", "--network-alias", "probe", image,
+                        "sh", "-c", "wget -qO- http://api/ && nslookup probe 127.0.0.11 | grep -c 198.19.13.",
+                        timeout=60)
+        assert out.stdout.split() == [backend, "1"], out
+        # --rm detached it: the network has no user left but the service.
+        lab.shoal("manager1", "service", "rm", "api")
+        wait_for(lambda: lab.shoal("manager1", "network", "rm", "shared", check=False).returncode == 0, 30,
+                 interval=1, what="network shared removable once the service is gone")
+        refused = lab.shoal("worker2", "run", "--rm", "--network", "closed", image, "true", check=False)
+        assert refused.returncode == 125
+        assert "Could not attach to network closed: network closed not manually attachable" in refused.stderr
+    finally:
+        remove(lab, "api")
+        lab.shoal("manager1", "network", "rm", "shared", "closed", check=False)

@@ -148,6 +148,31 @@ async def test_a_full_subnet_leaves_tasks_new_with_the_reason_until_addresses_ar
     assert len(set(addresses)) == 4 and not any(t.status.err for t in live)
 
 
+async def test_exhaustion_is_reported_on_the_service_and_cleared_once_allocated(allocator_only):
+    lab = allocator_only
+    await create_network(lab, "tiny", subnet="198.19.0.0/29")   # 5 usable: a VIP and 4 tasks
+    web = await add_service(lab, "web", networks=["tiny"])
+    ids = await add_tasks(lab, web, range(1, 7))
+    await lab.wait_for(lambda: "is full" in lab.service(web.id).allocation_error, "web says its subnet is full")
+    blocked = sorted(t.id for t in lab.tasks(web.id) if t.status.state == TS.NEW)
+    first = lab.view().get(Kind.TASK, blocked[0])
+    assert lab.service(web.id).allocation_error == f"{first.status.err} (and 1 more task)"
+    assert first.status.err.startswith(f"cannot allocate an IP address for task {first.annotations.name}")
+
+    # A second service finds no address for its VIP: its endpoint's problem is its error.
+    api = await add_service(lab, "api", networks=["tiny"])
+    await add_tasks(lab, api, [1])
+    await lab.wait_for(lambda: lab.service(api.id).allocation_error, "api explained")
+    assert lab.service(api.id).allocation_error.startswith("cannot allocate a virtual IP for service api")
+    assert "is full" in lab.service(api.id).allocation_error
+
+    # Freeing addresses clears web's error once every task has one (api's VIP takes one first).
+    await lab.store.update(lambda tx: [tx.delete(lab.view().get(Kind.TASK, i)) for i in ids[:4]])
+    await lab.wait_for(lambda: not lab.service(web.id).allocation_error
+                       and not lab.service(api.id).allocation_error, "both services allocated")
+    assert all(t.status.state == TS.PENDING for t in lab.tasks(web.id) + lab.tasks(api.id))
+
+
 async def test_an_invalid_endpoint_blocks_its_tasks_but_not_other_services(allocator_only):
     lab = allocator_only
     bad = await add_service(lab, "bad", ingress_port=8080, dnsrr=True)

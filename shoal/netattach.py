@@ -1,0 +1,131 @@
+"""Network attachments of one-off containers as shoald serves them (`shoal run --network NET`).
+
+The CLI asks its local shoald (``LocalControl.AttachNetwork``); shoald fills in its own node ID
+and has a manager record the attachment: its own manager role if it has one, otherwise a
+manager reached over the cluster's mutual-TLS port, where managers answer exactly these two
+Control calls (``AttachmentServicer``) for any node of the cluster, with the node ID taken from
+the caller's certificate (a node attaches and detaches only its own containers).
+``attach_network`` then waits until this node's runtime holds the network (the dispatcher's
+network state names it), so the CLI can create the container with the address right away.
+
+Errors are ``ControlError`` with the manager's message; ``LocalControl`` turns them into
+gRPC status codes. Use from shoald's loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+
+import grpc
+
+from manager.ca import channel_credentials, channel_options, require_role
+from manager.controlapi import ControlError
+from proto import control_pb2, control_pb2_grpc
+from proto.ports import mtls_addr
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT = 10.0      # how long an attach waits for this node's data plane to carry the network
+CALL_TIMEOUT = 15.0      # a forwarded call (the manager itself waits up to 5 s for an address)
+CONTROL_SERVICE = "shoal.v1.Control"
+
+_CODES = {grpc.StatusCode.NOT_FOUND: "not_found", grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+          grpc.StatusCode.ABORTED: "conflict", grpc.StatusCode.FAILED_PRECONDITION: "precondition",
+          grpc.StatusCode.PERMISSION_DENIED: "precondition"}
+
+
+def _not_in_swarm() -> ControlError:
+    return ControlError("precondition", "this node is not part of a swarm: run \"shoal swarm init\" or "
+                                        "\"shoal swarm join\" before attaching containers to swarm networks")
+
+
+async def attach_network(daemon, request: control_pb2.AttachNetworkRequest) -> control_pb2.AttachNetworkResponse:
+    """Attach on behalf of this node, then wait (up to SYNC_TIMEOUT) for the local runtime to
+    hold the network; detach again and raise ControlError unavailable if it never does."""
+    if daemon.node is None:
+        raise _not_in_swarm()
+    attach = control_pb2.AttachNetworkRequest()
+    attach.CopyFrom(request)
+    attach.node_id = daemon.node.node_id
+    if daemon.manager is not None:
+        response = await daemon.manager.control.networks.attach_network(attach)
+    else:
+        response = await _forward(daemon, "AttachNetwork", attach)
+    network_id = response.attachment.network_id
+    worker = daemon.worker
+    if worker is not None and not await worker.network.wait_for_networks([network_id], SYNC_TIMEOUT):
+        await detach_network(daemon, control_pb2.DetachNetworkRequest(attachment_id=response.attachment_id))
+        raise ControlError("unavailable", f"attach container {request.container_id}: this node's data plane did "
+                                          f"not set up network {network_id} within {SYNC_TIMEOUT:.0f}s")
+    return response
+
+
+async def detach_network(daemon, request: control_pb2.DetachNetworkRequest) -> control_pb2.DetachNetworkResponse:
+    """Remove one of this node's attachments (a gone attachment is not an error)."""
+    if daemon.node is None:
+        raise _not_in_swarm()
+    if daemon.manager is not None:
+        return await daemon.manager.control.networks.detach_network(request, node_id=daemon.node.node_id)
+    return await _forward(daemon, "DetachNetwork", request)
+
+
+async def _forward(daemon, method: str, request):
+    """Call ``method`` on a manager over mutual TLS, trying each known manager; ControlError with
+    the manager's message when it refuses, unavailable when none answers."""
+    node = daemon.node
+    cert, key, ca = daemon.state.load_certificates()
+    credentials = channel_credentials(ca, cert, key)
+    managers = list(node.managers or [node.grpc_addr])
+    random.shuffle(managers)
+    last = None
+    for addr in managers:
+        async with grpc.aio.secure_channel(mtls_addr(addr), credentials, options=channel_options()) as channel:
+            stub = control_pb2_grpc.ControlStub(channel)
+            try:
+                return await getattr(stub, method)(request, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as err:
+                if err.code() in _CODES:
+                    raise ControlError(_CODES[err.code()], err.details() or err.code().name) from None
+                log.info("%s through manager %s failed: %s", method, addr, err.details())
+                last = err
+    raise ControlError("unavailable", f"{method}: no manager answered ({last.details() if last else 'none known'})")
+
+
+class AttachmentServicer:
+    """AttachNetwork and DetachNetwork of the Control service on a manager's mutual-TLS port, for
+    nodes without a manager role. The caller's certificate gives the node ID."""
+
+    def __init__(self, manager, cluster_id: str):
+        self._manager = manager
+        self._authorize = functools.partial(require_role, cluster_id=cluster_id)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "AttachNetwork": grpc.unary_unary_rpc_method_handler(
+                self.AttachNetwork, request_deserializer=control_pb2.AttachNetworkRequest.FromString,
+                response_serializer=control_pb2.AttachNetworkResponse.SerializeToString),
+            "DetachNetwork": grpc.unary_unary_rpc_method_handler(
+                self.DetachNetwork, request_deserializer=control_pb2.DetachNetworkRequest.FromString,
+                response_serializer=control_pb2.DetachNetworkResponse.SerializeToString),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(CONTROL_SERVICE, handlers),))
+
+    async def AttachNetwork(self, request, context):
+        identity = await self._authorize(context)
+        request.node_id = identity.node_id
+        return await self._call(context, self._manager.control.networks.attach_network, request)
+
+    async def DetachNetwork(self, request, context):
+        identity = await self._authorize(context)
+        return await self._call(context, functools.partial(self._manager.control.networks.detach_network,
+                                                           node_id=identity.node_id), request)
+
+    @staticmethod
+    async def _call(context, fn, request):
+        codes = {v: k for k, v in _CODES.items() if k != grpc.StatusCode.PERMISSION_DENIED}
+        try:
+            return await fn(request)
+        except ControlError as err:
+            await context.abort(codes.get(err.code, grpc.StatusCode.UNAVAILABLE), str(err))
