@@ -24,7 +24,6 @@ Runs on the store's loop; ``run()`` until cancelled, closing its watch in ``fina
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -32,14 +31,13 @@ from typing import Callable, Iterable
 
 from manager.orchestrator import history_retention, prune_history
 from manager.orchestrator.task import is_alive, is_runnable
-from manager.state import (Kind, ObjectCreated, ObjectDeleted, ObjectUpdated, ReadView, StoreError,
-                           VersionConflict, WatchClosed)
+from manager.state import Kind, ObjectCreated, ObjectDeleted, ObjectUpdated, ReadView
+from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
 log = logging.getLogger(__name__)
 
 REAP_INTERVAL = 0.25
-ERROR_BACKOFF = 0.5
 WATCHED = (Kind.TASK, Kind.SERVICE, Kind.NODE, Kind.CLUSTER)
 
 
@@ -104,48 +102,31 @@ def event_matters(event) -> bool:
     return False
 
 
-class TaskReaper:
+class TaskReaper(StoreLoop):
     """Deletes finished tasks nobody needs. See the module docstring."""
 
+    name = "task reaper"
+    watched = WATCHED
+    window = REAP_INTERVAL
+
     def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
+        super().__init__(store, clock)
         self._due = True
-        self._backoff = 0.0
         self.deleted = 0        # tasks deleted so far (for tests and metrics)
 
-    async def run(self) -> None:
-        _, watch = self._store.view_and_watch(kinds=WATCHED)
-        log.info("task reaper started")
-        try:
-            while True:
-                if self._due:
-                    self._due = False
-                    await self._pass()
-                watch = await self._wait(watch)
-        finally:
-            watch.close()
-            log.info("task reaper stopped")
+    def _resync(self, view) -> None:
+        self._due = True
 
-    async def _wait(self, watch):
-        if self._backoff:
-            await asyncio.sleep(self._backoff)
-            self._backoff = 0.0
-        try:
-            while not self._due:
-                self._due = event_matters(await watch.get())
-            await asyncio.sleep(REAP_INTERVAL)
-            while watch.get_nowait() is not None:
-                pass
-        except WatchClosed as closed:
-            log.warning("task reaper watch closed (%s); looking at every task", closed)
-            watch.close()
-            await asyncio.sleep(REAP_INTERVAL)
-            _, watch = self._store.view_and_watch(kinds=WATCHED)
-            self._due = True
-        return watch
+    def _has_work(self) -> bool:
+        return self._due
+
+    def _note(self, event) -> None:
+        self._due = self._due or event_matters(event)
 
     async def _pass(self) -> None:
+        if not self._due:
+            return
+        self._due = False
         view: ReadView = self._store.view()
         doomed = tasks_to_reap(view.tasks(), view.ids(Kind.SERVICE), view.nodes(),
                                history_retention(view.cluster()))
@@ -162,16 +143,9 @@ class TaskReaper:
                 deleted.append((task, why))
             return deleted
 
-        try:
-            deleted = await self._store.update(fn, allow_split=True)
-        except VersionConflict as conflict:
-            log.debug("task reaper change conflicted (%s); looking again", conflict)
+        written, deleted = await self._propose(fn, f"the deletion of {len(doomed)} task(s)")
+        if not written:
             self._due = True
-            return
-        except StoreError as err:
-            log.warning("task reaper could not delete %d task(s): %s", len(doomed), err)
-            self._due = True
-            self._backoff = ERROR_BACKOFF
             return
         self.deleted += len(deleted)
         for task, why in deleted:

@@ -40,14 +40,13 @@ Runs on the store's loop; ``run()`` until cancelled, closing its watch in ``fina
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Callable, Iterable
 
 from manager.ids import new_id
-from manager.state import (Kind, ObjectCreated, ObjectDeleted, ObjectUpdated, ReadView, StoreError,
-                           VersionConflict, WatchClosed, copy_of)
+from manager.state import Kind, ObjectCreated, ObjectDeleted, ObjectUpdated, ReadView, StoreError, copy_of
+from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
 from .errors import AllocatorError, NetworkInUse
@@ -57,7 +56,6 @@ from .network import NetworkAllocator, is_attachment, task_holds_addresses
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.02
-ERROR_BACKOFF = 0.5
 WATCHED = (Kind.NETWORK, Kind.SERVICE, Kind.TASK, Kind.NODE, Kind.CLUSTER)
 PENDING_MESSAGE = "pending task scheduling"
 FAILED_MESSAGE = "network allocation failed"
@@ -74,12 +72,15 @@ def is_allocated(network: objects_pb2.Network) -> bool:
     return bool(network.vni and network.ipam)
 
 
-class Allocator:
+class Allocator(StoreLoop):
     """IPAM against the store. See the module docstring."""
 
+    name = "allocator"
+    watched = WATCHED
+    window = BATCH_WINDOW
+
     def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
+        super().__init__(store, clock)
         self._alloc: NetworkAllocator | None = None
         self._dirty: dict[Kind, set[str]] = {k: set() for k in (Kind.NETWORK, Kind.SERVICE, Kind.TASK, Kind.NODE)}
         self._blocked: dict[Kind, set[str]] = {k: set() for k in self._dirty}
@@ -89,23 +90,18 @@ class Allocator:
         self._errors_dirty: set[str] = set()        # services whose allocation_error may be stale
         self._all_nodes = False
         self._unblock = False
-        self._backoff = 0.0
 
     # -- running -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        view, watch = self._store.view_and_watch(kinds=WATCHED)
-        try:
-            while view.cluster() is None:       # before `swarm init` wrote it: nothing to do
-                await watch.get()
-                view = self._store.view()
-            self._restore(view)
-            await self._ensure_ingress(view)
-            while True:
-                await self._pass()
-                watch = await self._wait(watch)
-        finally:
-            watch.close()
-            log.info("allocator stopped")
+    async def _start(self, view: ReadView, watch) -> None:
+        while view.cluster() is None:       # before `swarm init` wrote it: nothing to do
+            await watch.get()
+            view = self._store.view()
+        self._restore(view)
+        await self._ensure_ingress(view)
+
+    def _resync(self, view: ReadView) -> None:
+        self._reset()
+        self._restore(view)
 
     def _restore(self, view: ReadView) -> None:
         cluster = view.cluster()
@@ -142,25 +138,6 @@ class Allocator:
             log.info("created the default ingress network (%s)", network.id)
         except StoreError as err:
             log.warning("could not create the default ingress network: %s", err)
-
-    async def _wait(self, watch):
-        if self._backoff:
-            await asyncio.sleep(self._backoff)
-            self._backoff = 0.0
-        try:
-            if not self._has_work():
-                self._note(await watch.get())
-            await asyncio.sleep(BATCH_WINDOW)
-            while (event := watch.get_nowait()) is not None:
-                self._note(event)
-        except WatchClosed as closed:
-            log.warning("allocator watch closed (%s); restoring from the store", closed)
-            watch.close()
-            await asyncio.sleep(BATCH_WINDOW)
-            view, watch = self._store.view_and_watch(kinds=WATCHED)
-            self._reset()
-            self._restore(view)
-        return watch
 
     def _reset(self) -> None:
         for table in (*self._dirty.values(), *self._blocked.values()):
@@ -493,13 +470,5 @@ class Allocator:
                     tx.update(obj)
             return stale
 
-        try:
-            stale = await self._store.update(fn, allow_split=True)
-        except VersionConflict as conflict:
-            log.debug("allocator %s change conflicted (%s); retrying", kind.field, conflict)
-            stale = [o.id for o in objects]
-        except StoreError as err:
-            log.warning("allocator could not write %d %s(s): %s", len(objects), kind.field, err)
-            stale = [o.id for o in objects]
-            self._backoff = ERROR_BACKOFF
-        self._dirty[kind].update(stale)
+        written, stale = await self._propose(fn, f"{len(objects)} {kind.field}(s)")
+        self._dirty[kind].update(stale if written else (o.id for o in objects))

@@ -36,8 +36,8 @@ from collections import defaultdict
 from typing import Callable, Iterable
 
 from manager.ids import new_id
-from manager.state import (MAX_ACTIONS_PER_CHANGE, Kind, ObjectUpdated, ReadView, StoreError,
-                           VersionConflict, WatchClosed)
+from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, ObjectUpdated, ReadView
+from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
 from .plan import Plan
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.02        # seconds to gather more events after the first one
 TIMER_RECHECK = 0.1        # longest real sleep while a timer is pending (fake clocks jump)
-ERROR_BACKOFF = 0.5        # after a proposal failed (no quorum, lost leadership)
 WATCHED = (Kind.SERVICE, Kind.TASK, Kind.NODE, Kind.CLUSTER)
 
 
@@ -62,56 +61,26 @@ def plan_size(plan: Plan) -> int:
     return len(plan.create) + len(plan.updated) + len(plan.delete) + (plan.service is not None)
 
 
-class Orchestrator:
+class Orchestrator(StoreLoop):
     """Services → tasks, for every service mode. See the module docstring.
 
     ``clock`` gives "now" for decisions and timers; ``ids`` makes task ids.
     """
 
+    name = "orchestrator"
+    watched = WATCHED
+    window = BATCH_WINDOW
+
     def __init__(self, store, clock: Callable[[], float] = time.time,
                  ids: Callable[[], str] = new_id) -> None:
-        self._store = store
-        self._clock = clock
+        super().__init__(store, clock)
         self._ids = ids
         self._dirty: set[str] = set()
         self._timers: dict[str, float] = {}     # service id -> when to reconcile it again
-        self._backoff = 0.0
         self.passes = 0                         # completed passes (for tests and metrics)
 
-    # -- running -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        view, watch = self._store.view_and_watch(kinds=WATCHED)
-        log.info("orchestrator started")
-        try:
-            self._mark_all(view)
-            while True:
-                await self._pass()
-                watch = await self._wait(watch)
-        finally:
-            watch.close()
-            log.info("orchestrator stopped")
-
-    async def _wait(self, watch):
-        """Sleep until something is to be done; returns the watch (a new one after overflow)."""
-        if self._backoff:
-            await asyncio.sleep(self._backoff)
-            self._backoff = 0.0
-        try:
-            if not self._dirty:
-                event = await self._next_event(watch)
-                if event is None:
-                    return watch
-                self._note(event)
-            await asyncio.sleep(BATCH_WINDOW)
-            while (event := watch.get_nowait()) is not None:
-                self._note(event)
-        except WatchClosed as closed:
-            log.warning("orchestrator watch closed (%s); reconciling every service", closed)
-            watch.close()
-            await asyncio.sleep(BATCH_WINDOW)
-            view, watch = self._store.view_and_watch(kinds=WATCHED)
-            self._mark_all(view)
-        return watch
+    def _has_work(self) -> bool:
+        return bool(self._dirty)
 
     async def _next_event(self, watch):
         """The next event, or None once the earliest timer may be due."""
@@ -126,7 +95,7 @@ class Orchestrator:
             return None
 
     # -- what events mean ---------------------------------------------------------------------
-    def _mark_all(self, view: ReadView) -> None:
+    def _resync(self, view: ReadView) -> None:
         self._dirty.update(view.ids(Kind.SERVICE))
         self._dirty.update(t.service_id for t in view.tasks() if t.service_id)
 
@@ -140,11 +109,11 @@ class Orchestrator:
         elif kind is Kind.NODE:
             if not isinstance(event, ObjectUpdated) or \
                     node_fingerprint(event.obj) != node_fingerprint(event.old):
-                self._mark_all(self._store.view())
+                self._resync(self._store.view())
         elif kind is Kind.CLUSTER:
             if not isinstance(event, ObjectUpdated) or \
                     event.obj.spec.orchestration != event.old.spec.orchestration:
-                self._mark_all(self._store.view())
+                self._resync(self._store.view())
 
     # -- one pass --------------------------------------------------------------------------------
     async def _pass(self) -> None:
@@ -217,17 +186,9 @@ class Orchestrator:
                     tx.update(plan.service)
             return stale
 
-        try:
-            stale = await self._store.update(fn, allow_split=True)
-        except VersionConflict as conflict:
-            log.debug("orchestrator change conflicted (%s); reconciling %d service(s) again",
-                      conflict, len(batch))
+        written, stale = await self._propose(fn, f"{len(batch)} service plan(s)")
+        if not written:
             self._dirty.update(p.service_id for p in batch)
-            return
-        except StoreError as err:
-            log.warning("orchestrator could not write %d plan(s): %s", len(batch), err)
-            self._dirty.update(p.service_id for p in batch)
-            self._backoff = ERROR_BACKOFF
             return
         self._dirty.update(stale)
         for plan in batch:

@@ -20,12 +20,12 @@ Runs on the store's loop; ``run()`` until cancelled, closing its watch in ``fina
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Callable
 
-from manager.state import Kind, ObjectCreated, ObjectDeleted, ReadView, StoreError, VersionConflict, WatchClosed
+from manager.state import Kind, ObjectCreated, ObjectDeleted, ReadView
+from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
 from .nodeinfo import counts_for_spread, holds_node_resources
@@ -34,7 +34,6 @@ from .schedule import planned_task_changes, schedule
 log = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.02
-ERROR_BACKOFF = 0.5
 WATCHED = (Kind.TASK, Kind.NODE)
 PENDING = objects_pb2.PENDING
 
@@ -64,46 +63,23 @@ def node_event_matters(event) -> bool:
             or node.description != old.description or node.role != old.role)
 
 
-class Scheduler:
+class Scheduler(StoreLoop):
     """Pending tasks × nodes → placements. See the module docstring."""
 
+    name = "scheduler"
+    watched = WATCHED
+    window = BATCH_WINDOW
+
     def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
+        super().__init__(store, clock)
         self._due = True
-        self._backoff = 0.0
         self.passes = 0     # passes that found pending tasks (for tests and metrics)
 
-    async def run(self) -> None:
-        _, watch = self._store.view_and_watch(kinds=WATCHED)
-        log.info("scheduler started")
-        try:
-            while True:
-                if self._due:
-                    self._due = False
-                    await self._pass()
-                watch = await self._wait(watch)
-        finally:
-            watch.close()
-            log.info("scheduler stopped")
+    def _resync(self, view) -> None:
+        self._due = True
 
-    async def _wait(self, watch):
-        if self._backoff:
-            await asyncio.sleep(self._backoff)
-            self._backoff = 0.0
-        try:
-            while not self._due:
-                self._note(await watch.get())
-            await asyncio.sleep(BATCH_WINDOW)
-            while (event := watch.get_nowait()) is not None:
-                self._note(event)
-        except WatchClosed as closed:
-            log.warning("scheduler watch closed (%s); rescheduling from the store", closed)
-            watch.close()
-            await asyncio.sleep(BATCH_WINDOW)
-            _, watch = self._store.view_and_watch(kinds=WATCHED)
-            self._due = True
-        return watch
+    def _has_work(self) -> bool:
+        return self._due
 
     def _note(self, event) -> None:
         if self._due:
@@ -114,6 +90,9 @@ class Scheduler:
             self._due = node_event_matters(event)
 
     async def _pass(self) -> None:
+        if not self._due:
+            return
+        self._due = False
         view: ReadView = self._store.view()
         tasks = view.tasks()
         pending = [t for t in tasks if t.status.state == PENDING]
@@ -138,19 +117,11 @@ class Scheduler:
                 tx.update(task)
             return skipped
 
-        try:
-            skipped = await self._store.update(fn, allow_split=True)
-        except VersionConflict as conflict:
-            log.debug("scheduler change conflicted (%s); scheduling again", conflict)
+        written, skipped = await self._propose(fn, f"{len(changes)} task change(s)")
+        if not written or skipped:
             self._due = True
+        if not written:
             return
-        except StoreError as err:
-            log.warning("scheduler could not write %d task change(s): %s", len(changes), err)
-            self._due = True
-            self._backoff = ERROR_BACKOFF
-            return
-        if skipped:
-            self._due = True
         for task_id, node_id in plan.assignments:
             log.debug("task %s assigned to node %s", task_id, node_id)
         explained = [c for c in changes if c.id in plan.unplaced]
