@@ -17,8 +17,8 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 
+import immutables
 from google.protobuf.message import Message
 
 from proto import store_pb2
@@ -85,8 +85,8 @@ class _Invalid(Exception):
         self.rejection = rejection
 
 
-def _empty_tables() -> dict[Kind, MappingProxyType]:
-    return {kind: MappingProxyType({}) for kind in Kind}
+def _empty_tables() -> dict[Kind, immutables.Map]:
+    return {kind: immutables.Map() for kind in Kind}
 
 
 class MemoryStore:
@@ -128,15 +128,15 @@ class MemoryStore:
                 return ApplyResult(current.version, invalid.rejection)
             tables = dict(current._tables)
             for kind, table in staged.items():
-                tables[kind] = MappingProxyType(table)
+                tables[kind] = table.finish()
             self._view = ReadView(new_version, tables)
             self._notify(events, new_version)
             return ApplyResult(new_version)
 
     @staticmethod
     def _stage(current: ReadView, actions: Iterable[store_pb2.StoreAction],
-               new_version: int) -> tuple[dict[Kind, dict[str, Message]], list[StoreEvent]]:
-        staged: dict[Kind, dict[str, Message]] = {}
+               new_version: int) -> tuple[dict[Kind, immutables.MapMutation], list[StoreEvent]]:
+        staged: dict[Kind, immutables.MapMutation] = {}
         events: list[StoreEvent] = []
         for position, action in enumerate(actions):
             operation = _OPERATION.get(action.kind)
@@ -154,7 +154,7 @@ class MemoryStore:
                                          f"(action {position} of the change)"))
             table = staged.get(kind)
             if table is None:
-                table = staged[kind] = dict(current._tables[kind])
+                table = staged[kind] = current._tables[kind].mutate()
             existing = table.get(object_id)
             actual = existing.meta.version if existing is not None else None
             if action.kind == CREATE:
@@ -214,7 +214,7 @@ class MemoryStore:
                     if object_id not in after:
                         events.append(ObjectDeleted(kind, previous))
             self._view = ReadView(snap.version,
-                                  {kind: MappingProxyType(t) for kind, t in tables.items()})
+                                  {kind: immutables.Map(t) for kind, t in tables.items()})
             log.info("store restored from snapshot at version %d (%d objects, %d changed)",
                      snap.version, len(snap.objects), len(events))
             self._notify(events, snap.version)

@@ -1,8 +1,9 @@
 """ReadView: an immutable snapshot of the store at one version.
 
-The store publishes a new view on every commit. Tables are copied per kind on write (a commit
-touching tasks copies the task table only), so taking a view is O(1) and a view never changes
-after it is published: any number of readers, on any thread, may hold and read one.
+The store publishes a new view on every commit. Tables are persistent maps (``immutables.Map``,
+a HAMT): a commit derives new tables from the old ones in O(log n) per object it touches, sharing
+everything else, so taking a view is O(1), committing does not grow with the store's size, and a
+view never changes after it is published: any number of readers, on any thread, may hold and read one.
 
 Objects a view returns are the store's own messages. Callers must not mutate them; to edit one,
 copy it first (``new = objects_pb2.Task(); new.CopyFrom(task)``).
@@ -11,8 +12,8 @@ copy it first (``new = objects_pb2.Task(); new.CopyFrom(task)``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 
+import immutables
 from google.protobuf.message import Message
 
 from proto import objects_pb2
@@ -21,7 +22,7 @@ from .kinds import Kind
 
 Table = Mapping[str, Message]
 
-_EMPTY: Table = MappingProxyType({})
+_EMPTY: Table = immutables.Map()
 
 
 class ReadView:
