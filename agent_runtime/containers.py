@@ -18,6 +18,7 @@ What re-adoption after a runtimed restart guarantees:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent_runtime import capabilities, process
+from agent_runtime import capabilities, files, process
 from agent_runtime.cgroups import Cgroup, detect_version, open_cgroup
 from agent_runtime.cgroups.base import keep_migration_lock_warm
 from agent_runtime.container import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
@@ -102,6 +103,8 @@ class ContainerManager:
                 raise Conflict(f"container name {spec.name!r} is already in use")
         capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)  # validates names
         self._network(spec)
+        contents = files.decode(spec.files)
+        spec = dataclasses.replace(spec, files=files.without_data(spec.files))  # data stays in memory only
         for i, m in enumerate(spec.mounts):
             if m.type == "bind" and not os.path.exists(m.source):
                 raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not "
@@ -128,9 +131,12 @@ class ContainerManager:
             for m in spec.mounts:
                 if m.type == "volume":
                     self.volumes.create(m.source)
+            if spec.files:
+                files.write_files(directory, spec.files, contents)
             c.save_config()
             c.save_state()
         except BaseException:
+            files.release(directory)
             c.remove_dir()
             raise
         self.containers[cid] = c
@@ -163,6 +169,7 @@ class ContainerManager:
                     raise InvalidArgument(f"container {c.name}: mount source {source} no longer exists")
                 user_mounts.append(UserMount("bind", m.target, source, m.read_only,
                                              source_is_dir=stat.S_ISDIR(os.stat(source).st_mode)))
+        user_mounts += files.mount_sources(c.dir, spec.files)
         caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)
         if not cg.restricts_devices and not spec.privileged:
             caps = [n for n in caps if n != capabilities.CAPABILITIES["MKNOD"]]
@@ -356,6 +363,7 @@ class ContainerManager:
             self.cgroup(c).kill_all()
             await c.exited_event.wait()
         self.cgroup(c).destroy()
+        files.release(c.dir)
         c.remove_dir()
         self.containers.pop(c.id, None)
         log.info("removed container %s", c.name)
@@ -436,6 +444,7 @@ class ContainerManager:
             self.containers[c.id] = c
             if c.state.status == REMOVING:
                 self.cgroup(c).destroy()
+                files.release(c.dir)
                 c.remove_dir()
                 del self.containers[c.id]
             elif c.state.status == RUNNING:

@@ -97,6 +97,20 @@ class Mount:
 
 
 @dataclass
+class File:
+    """A file given by value (a swarm secret or config): runtimed writes ``data`` (base64) on a
+    tmpfs of the container's and bind-mounts it read-only at ``target``, owned ``uid``:``gid`` with
+    ``mode``. The data is never written to disk; the stored spec and inspect show it empty
+    (see ``agent_runtime.files``)."""
+
+    target: str
+    data: str = ""
+    uid: int = field(default=0, metadata={"json": "UID"})
+    gid: int = field(default=0, metadata={"json": "GID"})
+    mode: int = 0o444
+
+
+@dataclass
 class Resources:
     """Limits. 0 means unlimited (``pids_limit`` -1 or 0 means unlimited too)."""
 
@@ -172,6 +186,7 @@ class ContainerSpec:
     healthcheck: Healthcheck | None = None
     log_config: LogConfig = field(default_factory=LogConfig)
     rootfs: str = ""
+    files: list[File] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -303,6 +318,21 @@ def validate_spec(spec: ContainerSpec) -> None:
             raise InvalidArgument(f"{where}.Source: {m.source!r} is not a valid volume name")
         if m.type == "tmpfs" and (m.source or m.tmpfs_size_bytes < 0):
             raise InvalidArgument(f"{where}: tmpfs takes no Source and a size of 0 or more bytes")
+    _validate_files(spec, targets)
+
+
+def _validate_files(spec: ContainerSpec, targets: set[str]) -> None:
+    for i, f in enumerate(spec.files):
+        where = f"ContainerSpec.Files[{i}]"
+        if not f.target.startswith("/") or ".." in f.target.split("/") or f.target.endswith("/"):
+            raise InvalidArgument(f"{where}.Target: {f.target!r} must be an absolute file path without '..'")
+        if f.target in targets:
+            raise InvalidArgument(f"{where}.Target: {f.target} is already a mount point or another file")
+        targets.add(f.target)
+        if not 0 <= f.uid < 2**32 or not 0 <= f.gid < 2**32:
+            raise InvalidArgument(f"{where}: UID and GID must be between 0 and 2^32-1")
+        if not 0 <= f.mode <= 0o7777:
+            raise InvalidArgument(f"{where}.Mode: {f.mode:o} is not a file mode")
 
 
 def _validate_networks(spec: ContainerSpec) -> None:

@@ -25,6 +25,7 @@ from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleRecon
 from manager.orchestrator.component import Orchestrator
 from manager.reaper import TaskReaper
 from manager.scheduler.component import Scheduler
+from manager.secretbox import SecretBox
 from manager.state import Kind
 from proto import cluster_pb2_grpc, objects_pb2
 from proto.ports import grpc_addr_of_raft, mtls_addr
@@ -42,6 +43,7 @@ class ManagerConfig:
     key_pem: bytes
     root_ca_pem: bytes
     raft_password: bytes
+    secrets_key: bytes = b""  # seals secrets at rest (manager.secretbox); never in the store
 
 
 class Manager:
@@ -52,9 +54,10 @@ class Manager:
         self.raft = raft
         self._clock = clock
         authorize = functools.partial(require_role, cluster_id=config.cluster_id)
-        self.control = ControlAPI(store, raft)
-        self.dispatcher = Dispatcher(store, self, authorize, clock)
-        self._nodeca = NodeCAServicer(store, authorize, self.raft_members, config.raft_password, clock)
+        self.control = ControlAPI(store, raft, config.secrets_key)
+        self.dispatcher = Dispatcher(store, self, authorize, clock, secrets=SecretBox(config.secrets_key))
+        self._nodeca = NodeCAServicer(store, authorize, self.raft_members, config.raft_password, clock,
+                                      secrets_key=config.secrets_key)
         self._raft_membership = RaftMembershipServicer(store, raft, self, authorize)
         self._roles = RoleReconciler(store, raft)
         self._register_node_services = register_node_services

@@ -23,7 +23,7 @@ class IssueNodeCertificateRequest(_message.Message):
     def __init__(self, csr: _Optional[bytes] = ..., token: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ...) -> None: ...
 
 class IssueNodeCertificateResponse(_message.Message):
-    __slots__ = ("node_id", "role", "certificate", "root_ca", "cluster_id", "managers", "raft_password", "raft_peers")
+    __slots__ = ("node_id", "role", "certificate", "root_ca", "cluster_id", "managers", "raft_password", "raft_peers", "secrets_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class IssueNodeCertificateResponse(_message.Message):
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: _objects_pb2.NodeRole
     certificate: bytes
@@ -40,7 +41,8 @@ class IssueNodeCertificateResponse(_message.Message):
     managers: _containers.RepeatedScalarFieldContainer[str]
     raft_password: bytes
     raft_peers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ..., cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+    secrets_key: bytes
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ..., cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ..., secrets_key: _Optional[bytes] = ...) -> None: ...
 
 class RenewCertificateRequest(_message.Message):
     __slots__ = ("csr",)
@@ -49,16 +51,18 @@ class RenewCertificateRequest(_message.Message):
     def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
 
 class RenewCertificateResponse(_message.Message):
-    __slots__ = ("role", "certificate", "raft_password", "raft_peers")
+    __slots__ = ("role", "certificate", "raft_password", "raft_peers", "secrets_key")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_KEY_FIELD_NUMBER: _ClassVar[int]
     role: _objects_pb2.NodeRole
     certificate: bytes
     raft_password: bytes
     raft_peers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
+    secrets_key: bytes
+    def __init__(self, role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., certificate: _Optional[bytes] = ..., raft_password: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ..., secrets_key: _Optional[bytes] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
     __slots__ = ("description", "session_id")

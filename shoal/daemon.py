@@ -35,6 +35,7 @@ from manager.controlapi import ControlError
 from manager.ids import new_id
 from manager.manager import Manager, ManagerConfig
 from manager.roles import MANAGER_OU, role_name
+from manager.secretbox import new_key as new_secrets_key
 from manager.state import MemoryStore, RaftNode, Store, StoreError
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc, objects_pb2
 from proto.ports import DEFAULT_PORT, mtls_addr
@@ -187,7 +188,8 @@ class Daemon:
             await self.raft.wait_ready(timeout=10)
             await store.update(bootstrap)
         config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr, cert_chain_pem=cert,
-                               key_pem=key, root_ca_pem=ca, raft_password=password)
+                               key_pem=key, root_ca_pem=ca, raft_password=password,
+                               secrets_key=self.state.load_secrets_key())
         self.manager = Manager(config, store, self.raft, register_node_services=self._register_node_services)
         self._tasks.append(asyncio.create_task(self.manager.run(), name="manager"))
 
@@ -295,6 +297,7 @@ class Daemon:
             if wanted == "manager":
                 self.state.forget_raft()
                 self.state.save_raft_password(response.raft_password)
+                self.state.save_secrets_key(response.secrets_key)
                 node.raft_peers = list(response.raft_peers)
             else:
                 self.state.forget_raft()
@@ -343,7 +346,6 @@ class Daemon:
             cluster.root_ca.join_tokens.worker = tokens.worker
             cluster.root_ca.join_tokens.manager = tokens.manager
             cluster.raft_password = password
-            cluster.encryption_key = secrets.token_bytes(32)
             me = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER,
                                   description=node_description(self.hostname, node.grpc_addr))
             me.spec.desired_role = objects_pb2.MANAGER
@@ -359,6 +361,7 @@ class Daemon:
 
             self.state.save_certificates(cert + root.cert_pem, key, root.cert_pem)
             self.state.save_raft_password(password)
+            self.state.save_secrets_key(new_secrets_key())  # never in the store: see manager.secretbox
             self.state.save(node)
             try:
                 await self._start_node(node, bootstrap=bootstrap)
@@ -418,6 +421,7 @@ class Daemon:
             self.state.save_certificates(response.certificate, key, response.root_ca)
             if node.role == "manager":
                 self.state.save_raft_password(response.raft_password)
+                self.state.save_secrets_key(response.secrets_key)
             self.state.save(node)
             try:
                 await self._start_node(node)
@@ -601,6 +605,14 @@ _MANAGER_CALLS = {
     "GetNetwork": "networks.get_network",
     "ListNetworks": "networks.list_networks",
     "RemoveNetwork": "networks.remove_network",
+    "CreateSecret": "secrets.create_secret",
+    "GetSecret": "secrets.get_secret",
+    "ListSecrets": "secrets.list_secrets",
+    "RemoveSecret": "secrets.remove_secret",
+    "CreateConfig": "secrets.create_config",
+    "GetConfig": "secrets.get_config",
+    "ListConfigs": "secrets.list_configs",
+    "RemoveConfig": "secrets.remove_config",
 }
 
 

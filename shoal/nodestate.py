@@ -6,6 +6,7 @@ Layout::
     STATE/certificates/        node.crt (leaf + root), node.key, ca.crt
     STATE/raft/                the Raft journal and dumps (managers only)
     STATE/raft.key             the Raft transport password (managers only)
+    STATE/secrets.key          the key that seals secrets in the store (managers only; manager.secretbox)
 
 Everything is written atomically (temp file + rename) and readable by root only.
 """
@@ -90,10 +91,21 @@ class StateDir:
     def load_raft_password(self) -> bytes:
         return (self.root / "raft.key").read_bytes()
 
+    def save_secrets_key(self, key: bytes) -> None:
+        _write_atomic(self.root / "secrets.key", key)
+
+    def load_secrets_key(self) -> bytes:
+        """The secrets key, or b"" on a manager of a swarm made before there was one."""
+        try:
+            return (self.root / "secrets.key").read_bytes()
+        except FileNotFoundError:
+            return b""
+
     def forget_raft(self) -> None:
-        """Drop the Raft journal and password (after a demotion or a leave)."""
+        """Drop the Raft journal, password and secrets key (after a demotion or a leave)."""
         shutil.rmtree(self.raft_dir, ignore_errors=True)
         (self.root / "raft.key").unlink(missing_ok=True)
+        (self.root / "secrets.key").unlink(missing_ok=True)
 
     def wipe(self) -> None:
         """Forget the swarm entirely (``shoal swarm leave``)."""

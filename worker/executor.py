@@ -1,9 +1,19 @@
 """Task → ContainerSpec for shoal-runtimed: a pure conversion, plus the labels by which a
-restarted worker finds the containers of its tasks again."""
+restarted worker finds the containers of its tasks again.
+
+Secrets and configs the task refers to become ``Files`` of the spec, their data taken from what
+the dispatcher sent this node (kept in the worker's memory only): a secret's target is a file
+name under /run/secrets (or an absolute path), a config's an absolute path (a relative one is
+taken from /), as Docker places them.
+"""
 
 from __future__ import annotations
 
-from agent_runtime.api import ContainerSpec, Healthcheck, Mount, NetworkAttachment, Resources
+import base64
+import posixpath
+from collections.abc import Mapping
+
+from agent_runtime.api import ContainerSpec, File, Healthcheck, Mount, NetworkAttachment, Resources
 from proto import objects_pb2
 
 TASK_LABEL = "com.docker.swarm.task.id"
@@ -13,6 +23,44 @@ NODE_LABEL = "com.docker.swarm.node.id"
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
 
 _MOUNT_TYPES = {objects_pb2.Mount.BIND: "bind", objects_pb2.Mount.VOLUME: "volume", objects_pb2.Mount.TMPFS: "tmpfs"}
+SECRETS_DIR = "/run/secrets"
+DEFAULT_FILE_MODE = 0o444
+
+
+def file_target(kind: str, ref) -> str:
+    """Where a secret or config reference puts its file inside the container."""
+    name = ref.file.name or (ref.secret_name if kind == "secret" else ref.config_name)
+    if name.startswith("/"):
+        return posixpath.normpath(name)
+    return posixpath.normpath(posixpath.join(SECRETS_DIR if kind == "secret" else "/", name))
+
+
+def _owner(value: str, what: str) -> int:
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise ValueError(f"{what}: {value!r} is not a numeric ID")
+    return int(value)
+
+
+def container_files(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Secret],
+                    configs: Mapping[str, objects_pb2.Config]) -> list[File]:
+    """The files of ``task``'s secrets and configs, from the objects this node was sent; ValueError
+    naming a secret or config the node does not have (yet)."""
+    out = []
+    container = task.spec.container
+    for kind, refs, known in (("secret", container.secrets, secrets), ("config", container.configs, configs)):
+        for ref in refs:
+            object_id = getattr(ref, f"{kind}_id")
+            name = getattr(ref, f"{kind}_name") or object_id
+            obj = known.get(object_id)
+            if obj is None:
+                raise ValueError(f"task {task.id}: {kind} {name} ({object_id}) was not sent to this node")
+            what = f"task {task.id}: {kind} {name}"
+            out.append(File(target=file_target(kind, ref), data=base64.b64encode(obj.spec.data).decode(),
+                            uid=_owner(ref.file.uid, f"{what} uid"), gid=_owner(ref.file.gid, f"{what} gid"),
+                            mode=ref.file.mode or DEFAULT_FILE_MODE))
+    return out
 
 
 def _slot(task: objects_pb2.Task) -> str:
@@ -31,8 +79,11 @@ def task_name(task: objects_pb2.Task) -> str:
     return f"{service_name(task)}.{_slot(task)}.{task.id}"
 
 
-def container_spec(task: objects_pb2.Task) -> ContainerSpec:
-    """What the runtime must run for ``task``; raises ValueError naming a field it cannot map."""
+def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Secret] | None = None,
+                   configs: Mapping[str, objects_pb2.Config] | None = None) -> ContainerSpec:
+    """What the runtime must run for ``task``, with the data of its secrets and configs taken from
+    ``secrets``/``configs`` (by ID); raises ValueError naming a field it cannot map or a secret or
+    config that is missing."""
     c = task.spec.container
     if not c.image:
         raise ValueError(f"task {task.id}: no image")
@@ -71,4 +122,5 @@ def container_spec(task: objects_pb2.Task) -> ContainerSpec:
         healthcheck=health,
         networks=[NetworkAttachment(network_id=a.network_id, address=a.addresses[0], aliases=list(a.aliases))
                   for a in task.networks if a.addresses],
+        files=container_files(task, secrets or {}, configs or {}),
     )

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from agent_runtime.api import ContainerInfo, Healthcheck, NotFound, ShoalRuntimeError
+from agent_runtime.api import ContainerInfo, ContainerSpec, Healthcheck, NotFound, ShoalRuntimeError
 from proto import objects_pb2
 from worker.executor import container_spec, task_name
 
@@ -32,13 +32,15 @@ NetworksReady = Callable[[list[str]], Awaitable[bool]]
 class TaskManager:
     def __init__(self, task: objects_pb2.Task, runtime, report: Report, insecure_registries: tuple[str, ...] = (),
                  container_id: str | None = None, clock: Callable[[], float] = time.time,
-                 networks_ready: NetworksReady | None = None):
+                 networks_ready: NetworksReady | None = None,
+                 make_spec: Callable[[objects_pb2.Task], ContainerSpec] = container_spec):
         self.task = task
         self._runtime = runtime
         self._report_fn = report
         self._insecure = insecure_registries
         self._clock = clock
         self._networks_ready = networks_ready  # waits until a network sync names these networks
+        self._make_spec = make_spec  # the worker's: fills in the secrets and configs it was sent
         self.container_id = container_id
         self.status = objects_pb2.TaskStatus()
         self.status.CopyFrom(task.status)
@@ -112,7 +114,7 @@ class TaskManager:
             return False
         if self.container_id is None:
             try:
-                spec = container_spec(self.task)
+                spec = self._make_spec(self.task)
                 if spec.networks and self._networks_ready is not None:
                     await self._networks_ready([n.network_id for n in spec.networks])
                 self.container_id = await self._runtime.create(spec)

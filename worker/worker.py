@@ -1,7 +1,9 @@
 """Reconciles the node's assignment set against shoal-runtimed.
 
 For every assigned task a TaskManager drives the container; tasks that disappear from
-the assignments have their containers removed. After a restart of shoald, the first
+the assignments have their containers removed. Secrets and configs sent with the tasks are
+kept in memory only (``self.secrets``/``self.configs``, by ID) and given to the runtime when a
+task's container is created; they are dropped when the dispatcher removes them. After a restart of shoald, the first
 (complete) assignment set is matched against the runtime's containers by their task
 label, so running containers are adopted, not restarted; containers of tasks that are
 no longer assigned are removed. Network attachment tasks (one-off containers on attachable
@@ -14,9 +16,9 @@ import asyncio
 import logging
 import time
 
-from agent_runtime.api import NotFound, ShoalRuntimeError
+from agent_runtime.api import ContainerSpec, NotFound, ShoalRuntimeError
 from proto import cluster_pb2, objects_pb2
-from worker.executor import TASK_LABEL
+from worker.executor import TASK_LABEL, container_spec
 from worker.network import NetworkAgent
 from worker.reporter import Reporter
 from worker.task_manager import TaskManager
@@ -44,6 +46,8 @@ class Worker:
         async with self._lock:
             tasks: dict[str, objects_pb2.Task] = {}
             removed: set[str] = set()
+            if message.type == cluster_pb2.AssignmentsMessage.COMPLETE:
+                self.secrets, self.configs = {}, {}  # the full set lists every one still wanted
             for change in message.changes:
                 item = change.assignment.WhichOneof("item")
                 obj = getattr(change.assignment, item)
@@ -77,7 +81,7 @@ class Worker:
             entry[0].update(task)
             return
         manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id,
-                              networks_ready=self._networks_ready)
+                              networks_ready=self._networks_ready, make_spec=self._container_spec)
         self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
 
     def _attach(self, task: objects_pb2.Task) -> None:
@@ -93,6 +97,10 @@ class Worker:
         self._reporter.report(task.id, objects_pb2.TaskStatus(
             state=wanted, message=message, timestamp=time.time(),
             container_id=task.spec.attachment.container_id))
+
+    def _container_spec(self, task: objects_pb2.Task) -> ContainerSpec:
+        """The task's container spec with the data of the secrets and configs this node holds."""
+        return container_spec(task, self.secrets, self.configs)
 
     async def _networks_ready(self, network_ids: list[str]) -> bool:
         ready = await self.network.wait_for_networks(network_ids, NETWORK_WAIT_TIMEOUT)

@@ -38,13 +38,16 @@ def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
 class ControlAPI:
     """All methods run on the manager's asyncio loop."""
 
-    def __init__(self, store, raft):
+    def __init__(self, store, raft, secrets_key: bytes = b""):
         self._store = store
         self._raft = raft
         from manager.controlapi.services import ServiceControl  # here: services.py imports ControlError
         self.services = ServiceControl(store)
         from manager.controlapi.networks import NetworkControl
         self.networks = NetworkControl(store)
+        from manager.controlapi.secrets import SecretControl
+        from manager.secretbox import SecretBox
+        self.secrets = SecretControl(store, SecretBox(secrets_key))
 
     # -- helpers ---------------------------------------------------------------
     def _raft_view(self) -> tuple[str | None, set[str]]:

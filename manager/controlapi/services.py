@@ -202,6 +202,10 @@ class ServiceControl:
                 setattr(ref, f"{field}_name", found.spec.annotations.name)
                 if not ref.file.name:
                     ref.file.name = found.spec.annotations.name
+                # Docker's defaults: root-owned, world-readable, read-only.
+                ref.file.uid = ref.file.uid or "0"
+                ref.file.gid = ref.file.gid or "0"
+                ref.file.mode = ref.file.mode or 0o444
 
     # -- services ------------------------------------------------------------------------------
     async def create_service(self, request: control_pb2.CreateServiceRequest) -> control_pb2.CreateServiceResponse:

@@ -3,19 +3,31 @@
 A task is assigned to a node once the scheduler has put it there (status ASSIGNED or
 later) and stays assigned until the task object is deleted (history pruning or service
 removal), so the worker keeps a stopped task's container as long as the task is listed,
-as Docker does. Secrets and configs are sent only to nodes with a task that uses them.
+as Docker does. Secrets and configs are sent only to nodes with a task that uses them and is
+meant to run (desired state RUNNING or before); once no such task is left there, they are
+removed from the node. Secret data is sealed in the store: ``open_secret`` gives the copy that
+is sent (plaintext, over the mutual-TLS stream only).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from manager.state import Kind
 from proto import cluster_pb2, objects_pb2
 
 Versions = dict[tuple[str, str], int]  # (kind, id) -> meta.version last sent
+OpenSecret = Callable[[objects_pb2.Secret], "objects_pb2.Secret | None"]
 
 
-def assigned_set(view, node_id: str) -> dict[tuple[str, str], cluster_pb2.Assignment]:
-    """Everything ``node_id`` should know about now, keyed by (kind, id)."""
+def assigned_set(view, node_id: str, open_secret: OpenSecret | None = None
+                 ) -> dict[tuple[str, str], cluster_pb2.Assignment]:
+    """Everything ``node_id`` should know about now, keyed by (kind, id).
+
+    ``open_secret`` turns a stored (sealed) secret into the one to send, or None when it cannot
+    be opened (the secret is then left out; the task fails on the node for want of it). Without
+    it secrets are sent as stored (tests).
+    """
     out: dict[tuple[str, str], cluster_pb2.Assignment] = {}
     secret_ids: set[str] = set()
     config_ids: set[str] = set()
@@ -28,6 +40,8 @@ def assigned_set(view, node_id: str) -> dict[tuple[str, str], cluster_pb2.Assign
             config_ids.update(ref.config_id for ref in task.spec.container.configs)
     for secret_id in secret_ids:
         secret = view.get(Kind.SECRET, secret_id)
+        if secret is not None and open_secret is not None:
+            secret = open_secret(secret)
         if secret is not None:
             out[("secret", secret_id)] = cluster_pb2.Assignment(secret=secret)
     for config_id in config_ids:

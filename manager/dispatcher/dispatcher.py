@@ -22,6 +22,7 @@ from manager import grpcutil
 from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
 from manager.dispatcher.liveness import expired_nodes
+from manager.secretbox import SecretBox, SecretBoxError
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 
@@ -56,8 +57,10 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
     All methods run on the manager's asyncio loop.
     """
 
-    def __init__(self, store, leadership: Leadership, authorize, clock: Callable[[], float] = time.time):
+    def __init__(self, store, leadership: Leadership, authorize, clock: Callable[[], float] = time.time,
+                 secrets: SecretBox | None = None):
         self._store = store
+        self._secrets = secrets  # opens sealed secret data for sending (manager.secretbox)
         self._leadership = leadership
         self._authorize = authorize
         self._clock = clock
@@ -131,7 +134,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         try:
             while self._sessions.get(ident.node_id) is session and self._leadership.is_leader():
                 view = self._store.view()
-                current = assignments.assigned_set(view, ident.node_id)
+                current = assignments.assigned_set(view, ident.node_id, self._open_secret)
                 delta, sent = assignments.diff({} if first else sent, current)
                 network_state = netstate.encode(netstate.network_state_for(view, ident.node_id))
                 if network_state == sent_network_state:
@@ -217,6 +220,19 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                 log.warning("could not mark node %s down: %s", item.node_id, err)
 
     # -- helpers -----------------------------------------------------------------
+    def _open_secret(self, secret: objects_pb2.Secret) -> objects_pb2.Secret | None:
+        """A copy of ``secret`` with its data opened, to send; None (logged) if it cannot be opened."""
+        if self._secrets is None:
+            return secret
+        out = objects_pb2.Secret()
+        out.CopyFrom(secret)
+        try:
+            out.spec.data = self._secrets.open(secret.id, secret.spec.data)
+        except SecretBoxError as err:
+            log.error("secret %s (%s) not sent: %s", secret.spec.annotations.name, secret.id, err)
+            return None
+        return out
+
     async def _mark_ready(self, node_id: str, description, addr: str) -> None:
         def fn(tx):
             node = tx.get(Kind.NODE, node_id)

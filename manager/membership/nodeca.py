@@ -30,11 +30,12 @@ def manager_addrs(view) -> list[str]:
 
 class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
     def __init__(self, store, authorize, raft_members: Callable[[], list[str]],
-                 raft_password: bytes, clock: Callable[[], float] = time.time):
+                 raft_password: bytes, clock: Callable[[], float] = time.time, secrets_key: bytes = b""):
         self._store = store
         self._authorize = authorize
         self._raft_members = raft_members
         self._raft_password = raft_password
+        self._secrets_key = secrets_key  # handed to managers only, like the Raft password
         self._clock = clock
 
     def _root_ca(self) -> RootCA:
@@ -80,6 +81,7 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
             root_ca=cluster.root_ca.ca_cert, cluster_id=cluster.id, managers=manager_addrs(view))
         if role == objects_pb2.MANAGER:
             response.raft_password = self._raft_password
+            response.secrets_key = self._secrets_key
             response.raft_peers.extend(self._raft_members())
         return response
 
@@ -99,5 +101,6 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
             role=node.role, certificate=cert + view.cluster().root_ca.ca_cert)
         if node.role == objects_pb2.MANAGER:
             response.raft_password = self._raft_password
+            response.secrets_key = self._secrets_key
             response.raft_peers.extend(self._raft_members())
         return response

@@ -341,8 +341,11 @@ def update_spec(spec: pb.ServiceSpec, opts: dict) -> pb.ServiceSpec:
         field = container.secrets if kind == "secret" else container.configs
         added = [parse_file_reference(t, kind, f"--{kind}-add") for t in _opt(opts, f"{kind}_add") or ()]
         removed = set(_opt(opts, f"{kind}_rm") or ())
+        # As docker: an added reference replaces the one with the same target (default: its name).
+        retargeted = {r.file.name or getattr(r, f"{kind}_name") for r in added}
         _replace(field, [r for r in field if getattr(r, f"{kind}_name") not in removed
-                         and getattr(r, f"{kind}_id") not in removed] + added)
+                         and getattr(r, f"{kind}_id") not in removed
+                         and (r.file.name or getattr(r, f"{kind}_name")) not in retargeted] + added)
     for cap in _opt(opts, "cap_add") or ():
         _update_list(container.cap_add, [cap], [], lambda c: c)
         _update_list(container.cap_drop, [], [cap], lambda c: c)

@@ -1,0 +1,211 @@
+"""The ControlAPI's secrets and configs: create, read, list and remove them (Docker's semantics).
+
+Secrets and configs are the same thing with two differences: a secret's data is sealed before it
+is proposed to the store (``manager.secretbox``: the Raft journal and dumps on disk never hold it
+in plaintext) and is never returned by any call; a config's data is stored as it is and returned
+by GetConfig and ListConfigs, as Docker does. Neither can be updated in place (Docker allows
+changing labels only; not offered here): make a new one and point the service at it.
+
+Rules, as SwarmKit's: a name is 1-64 characters, letters and digits with ``-``, ``_`` or ``.``
+inside (``^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$``); names are unique per kind; data is at
+least one byte and under 500 KiB (secrets) or 1000 KiB (configs). Removal is refused while a
+service's spec refers to the object; the message names the services. Services refer to secrets
+and configs by name; ``services.py`` resolves the names to IDs when a service is written.
+
+Methods take the request message and return the response message, or raise ``ControlError``
+(server.py) naming the object and what is wrong. They run on the manager's asyncio loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from manager.controlapi.server import ControlError
+from manager.controlapi.services import resolve
+from manager.ids import new_id
+from manager.secretbox import SecretBox, SecretBoxError
+from manager.state import Kind, StoreError, VersionConflict, copy_of
+from proto import control_pb2, objects_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 64
+MAX_SECRET_BYTES = 500 * 1024    # SwarmKit's MaxSecretSize
+MAX_CONFIG_BYTES = 1000 * 1024   # SwarmKit's MaxConfigSize
+_NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
+_FILTERS = ("id", "name", "label")
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    kind: Kind
+    word: str              # "secret" / "config"
+    max_bytes: int
+
+    def refs(self, service: objects_pb2.Service):
+        container = service.spec.task.container
+        return container.secrets if self.kind is Kind.SECRET else container.configs
+
+    def ref_id(self, ref) -> str:
+        return ref.secret_id if self.kind is Kind.SECRET else ref.config_id
+
+
+SECRETS = _Flavour(Kind.SECRET, "secret", MAX_SECRET_BYTES)
+CONFIGS = _Flavour(Kind.CONFIG, "config", MAX_CONFIG_BYTES)
+
+
+def check_spec(spec, flavour: _Flavour) -> None:
+    """ControlError invalid naming the first problem of a SecretSpec or ConfigSpec. Pure."""
+    name = spec.annotations.name
+    word = flavour.word
+    if not name:
+        raise ControlError("invalid", f"create {word}: a name is required")
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+        raise ControlError("invalid", f"create {word} {name!r}: invalid name: it must be at most "
+                                      f"{MAX_NAME_LENGTH} characters, letters and digits with '-', '_' or "
+                                      "'.' inside, starting and ending with a letter or digit")
+    for key in spec.annotations.labels:
+        if not key or "=" in key:
+            raise ControlError("invalid", f"create {word} {name}: invalid label key {key!r}")
+    size = len(spec.data)
+    if not 0 < size < flavour.max_bytes:
+        raise ControlError("invalid", f"create {word} {name}: {word} data must be larger than 0 and less "
+                                      f"than {flavour.max_bytes // 1024} KiB (it is {size} bytes)")
+
+
+def matches(obj, filters: dict[str, str]) -> bool:
+    """Docker's `secret ls` / `config ls` filters: id (prefix), name (prefix), label (key or
+    key=value). A value may list alternatives separated by commas."""
+    for key, value in filters.items():
+        options = [v for v in value.split(",") if v] or [""]
+        if key == "id" and not any(obj.id.startswith(v) for v in options):
+            return False
+        if key == "name" and not any(obj.spec.annotations.name.startswith(v) for v in options):
+            return False
+        if key == "label":
+            labels = obj.spec.annotations.labels
+            for option in options:
+                k, sep, v = option.partition("=")
+                if k not in labels or (sep and labels[k] != v):
+                    return False
+    return True
+
+
+def users(view, obj, flavour: _Flavour) -> list[str]:
+    """Names of the services whose spec refers to ``obj``, sorted. Pure over the view."""
+    return sorted(s.spec.annotations.name for s in view.services()
+                  if any(flavour.ref_id(ref) == obj.id for ref in flavour.refs(s)))
+
+
+def public_secret(secret: objects_pb2.Secret) -> objects_pb2.Secret:
+    """A copy of ``secret`` without its data (sealed or not): what every call returns."""
+    out = copy_of(secret)
+    out.spec.ClearField("data")
+    return out
+
+
+class SecretControl:
+    """Secrets and configs of the ControlAPI. All methods run on the manager's asyncio loop.
+
+    ``box`` seals secret data with the cluster's secrets key (see manager.secretbox).
+    """
+
+    def __init__(self, store, box: SecretBox):
+        self._store = store
+        self._box = box
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _find(self, ref: str, flavour: _Flavour):
+        if not ref:
+            raise ControlError("invalid", f"a {flavour.word} name or ID is required")
+        return resolve(self._store.view().list(flavour.kind), ref, flavour.word, lambda o: o.spec.annotations.name)
+
+    async def _write(self, fn, what: str):
+        try:
+            return await self._store.update(fn)
+        except VersionConflict as err:
+            raise ControlError("conflict", f"{what}: update out of sequence ({err}); try again") from err
+        except StoreError as err:
+            raise ControlError("unavailable", f"{what}: {err}") from err
+
+    async def _create(self, obj, flavour: _Flavour):
+        name = obj.spec.annotations.name
+
+        def fn(tx):
+            for other in tx.list(flavour.kind):
+                if other.spec.annotations.name == name:
+                    raise ControlError("conflict", f"{flavour.word} {name} already exists ({other.id})")
+            tx.create(obj)
+
+        await self._write(fn, f"create {flavour.word} {name}")
+        log.info("%s %s (%s) created", flavour.word, name, obj.id)
+        return self._store.view().get(flavour.kind, obj.id)
+
+    async def _remove(self, ref: str, flavour: _Flavour) -> None:
+        found = self._find(ref, flavour)
+        name = found.spec.annotations.name
+
+        def fn(tx):
+            current = tx.get(flavour.kind, found.id)
+            if current is None:
+                raise ControlError("not_found", f"{flavour.word} {ref} not found")
+            using = users(tx.view, current, flavour)
+            if using:
+                plural = "services" if len(using) > 1 else "service"
+                raise ControlError("precondition", f"{flavour.word} '{name}' is in use by the following "
+                                                   f"{plural}: {', '.join(using)}")
+            tx.delete(current)
+
+        await self._write(fn, f"remove {flavour.word} {name}")
+        log.info("%s %s (%s) removed", flavour.word, name, found.id)
+
+    def _list(self, filters: dict[str, str], flavour: _Flavour) -> list:
+        for key in filters:
+            if key not in _FILTERS:
+                raise ControlError("invalid", f"invalid filter {key!r}: expected {', '.join(_FILTERS)}")
+        return sorted((o for o in self._store.view().list(flavour.kind) if matches(o, filters)),
+                      key=lambda o: (o.spec.annotations.name, o.id))
+
+    # -- secrets -------------------------------------------------------------------------------
+    async def create_secret(self, request: control_pb2.CreateSecretRequest) -> control_pb2.CreateSecretResponse:
+        """Validate the spec, seal the data and write a new Secret; the response has no data."""
+        check_spec(request.spec, SECRETS)
+        secret = objects_pb2.Secret(id=new_id())
+        secret.spec.annotations.CopyFrom(request.spec.annotations)
+        try:
+            secret.spec.data = self._box.seal(secret.id, request.spec.data)
+        except SecretBoxError as err:
+            raise ControlError("unavailable", f"create secret {request.spec.annotations.name}: {err}") from err
+        stored = await self._create(secret, SECRETS)
+        return control_pb2.CreateSecretResponse(secret=public_secret(stored))
+
+    async def get_secret(self, request: control_pb2.GetSecretRequest) -> control_pb2.GetSecretResponse:
+        return control_pb2.GetSecretResponse(secret=public_secret(self._find(request.secret_id, SECRETS)))
+
+    async def list_secrets(self, request: control_pb2.ListSecretsRequest) -> control_pb2.ListSecretsResponse:
+        return control_pb2.ListSecretsResponse(
+            secrets=[public_secret(s) for s in self._list(dict(request.filters), SECRETS)])
+
+    async def remove_secret(self, request: control_pb2.RemoveSecretRequest) -> control_pb2.RemoveSecretResponse:
+        """Delete the secret unless a service uses it (checked in the delete's transaction)."""
+        await self._remove(request.secret_id, SECRETS)
+        return control_pb2.RemoveSecretResponse()
+
+    # -- configs -------------------------------------------------------------------------------
+    async def create_config(self, request: control_pb2.CreateConfigRequest) -> control_pb2.CreateConfigResponse:
+        check_spec(request.spec, CONFIGS)
+        config = objects_pb2.Config(id=new_id(), spec=request.spec)
+        stored = await self._create(config, CONFIGS)
+        return control_pb2.CreateConfigResponse(config=stored)
+
+    async def get_config(self, request: control_pb2.GetConfigRequest) -> control_pb2.GetConfigResponse:
+        return control_pb2.GetConfigResponse(config=self._find(request.config_id, CONFIGS))
+
+    async def list_configs(self, request: control_pb2.ListConfigsRequest) -> control_pb2.ListConfigsResponse:
+        return control_pb2.ListConfigsResponse(configs=self._list(dict(request.filters), CONFIGS))
+
+    async def remove_config(self, request: control_pb2.RemoveConfigRequest) -> control_pb2.RemoveConfigResponse:
+        await self._remove(request.config_id, CONFIGS)
+        return control_pb2.RemoveConfigResponse()
