@@ -32,7 +32,7 @@ from manager.allocator.network import OVERLAY_DRIVER, network_label
 from manager.allocator.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
 from manager.controlapi.server import ControlError
-from manager.controlapi.services import resolve, task_name
+from manager.controlapi.services import filter_options, labels_match, resolve, task_name
 from manager.ids import new_id
 from manager.state import Kind, StoreError, VersionConflict, copy_of
 from proto import control_pb2, objects_pb2
@@ -60,7 +60,7 @@ def network_matches(network: objects_pb2.Network, filters: dict[str, str]) -> bo
     key=value), scope (swarm; local and global match nothing), type (builtin: the ingress network,
     custom: the others). A value may list alternatives separated by commas."""
     for key, value in filters.items():
-        options = [v for v in value.split(",") if v] or [""]
+        options = filter_options(value)
         if key == "id" and not any(network.id.startswith(v) for v in options):
             return False
         if key == "name" and not any(v in network_name(network) for v in options):
@@ -71,12 +71,8 @@ def network_matches(network: objects_pb2.Network, filters: dict[str, str]) -> bo
             return False
         if key == "type" and ("builtin" if network.spec.ingress else "custom") not in options:
             return False
-        if key == "label":
-            labels = network.spec.annotations.labels
-            for option in options:
-                k, sep, v = option.partition("=")
-                if k not in labels or (sep and labels[k] != v):
-                    return False
+        if key == "label" and not labels_match(network.spec.annotations.labels, options):
+            return False
     return True
 
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from manager.controlapi.server import ControlError
-from manager.controlapi.services import resolve
+from manager.controlapi.services import filter_options, labels_match, resolve
 from manager.ids import new_id
 from manager.secretbox import SecretBox, SecretBoxError
 from manager.state import Kind, StoreError, VersionConflict, copy_of
@@ -79,17 +79,13 @@ def matches(obj, filters: dict[str, str]) -> bool:
     """Docker's `secret ls` / `config ls` filters: id (prefix), name (prefix), label (key or
     key=value). A value may list alternatives separated by commas."""
     for key, value in filters.items():
-        options = [v for v in value.split(",") if v] or [""]
+        options = filter_options(value)
         if key == "id" and not any(obj.id.startswith(v) for v in options):
             return False
         if key == "name" and not any(obj.spec.annotations.name.startswith(v) for v in options):
             return False
-        if key == "label":
-            labels = obj.spec.annotations.labels
-            for option in options:
-                k, sep, v = option.partition("=")
-                if k not in labels or (sep and labels[k] != v):
-                    return False
+        if key == "label" and not labels_match(obj.spec.annotations.labels, options):
+            return False
     return True
 
 

@@ -101,23 +101,33 @@ def _node_up(nodes: dict[str, objects_pb2.Node], node_id: str) -> bool:
     return node is not None and node.status.state != objects_pb2.NodeStatus.DOWN
 
 
+def filter_options(value: str) -> list[str]:
+    """The alternatives of one `ls` filter value ("a,b" → ["a", "b"]; "" → [""])."""
+    return [v for v in value.split(",") if v] or [""]
+
+
+def labels_match(labels, options: list[str]) -> bool:
+    """Docker's `label` filter: every option, `key` or `key=value`, holds for `labels`."""
+    for option in options:
+        k, sep, v = option.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    return True
+
+
 def service_matches(service: objects_pb2.Service, filters: dict[str, str]) -> bool:
     """The docker CLI's `service ls` filters: id (prefix), name (prefix), label (key or
     key=value), mode. A value may list alternatives separated by commas."""
     for key, value in filters.items():
-        options = [v for v in value.split(",") if v] or [""]
+        options = filter_options(value)
         if key == "id" and not any(service.id.startswith(v) for v in options):
             return False
         if key == "name" and not any(service.spec.annotations.name.startswith(v) for v in options):
             return False
         if key == "mode" and MODE_NAMES.get(service.spec.mode) not in options:
             return False
-        if key == "label":
-            labels = service.spec.annotations.labels
-            for option in options:
-                k, sep, v = option.partition("=")
-                if k not in labels or (sep and labels[k] != v):
-                    return False
+        if key == "label" and not labels_match(service.spec.annotations.labels, options):
+            return False
     return True
 
 
