@@ -64,29 +64,37 @@ def read_networks(ck: Checker, node: Node | None) -> dict[str, NetworkDef]:
                              {"scope": "stack networks are always swarm-scoped"})
         if entries is None:
             continue
-        external, legacy = _external(ck, entries, value, path)
-        fields: dict[str, object] = {"key": key, "external": external}
-        if "name" in entries:
-            fields["name"] = ck.string(entries["name"], join(path, "name"), empty=False)
-        elif legacy:
-            fields["name"] = legacy
-        if "driver" in entries and ck.string(entries["driver"], join(path, "driver")) not in ("overlay", None):
-            ck.error(entries["driver"], join(path, "driver"),
-                     f"only the overlay driver is supported, got {describe(entries['driver'].value)}")
-        if "driver_opts" in entries:
-            fields["driver_opts"] = _options(ck, entries["driver_opts"], join(path, "driver_opts"))
+        fields = _driver_fields(ck, entries, value, path, key, "overlay", "the overlay driver")
         for flag in ("attachable", "internal"):
             if flag in entries:
                 fields[flag] = ck.boolean(entries[flag], join(path, flag))
         if "enable_ipv6" in entries and ck.boolean(entries["enable_ipv6"], join(path, "enable_ipv6")):
             ck.error(entries["enable_ipv6"], join(path, "enable_ipv6"), "IPv6 is not supported")
-        if "labels" in entries:
-            fields["labels"] = ck.labels(entries["labels"], join(path, "labels"))
         if "ipam" in entries:
             fields["ipam"] = _ipam(ck, entries["ipam"], join(path, "ipam"))
         if None not in fields.values():
             networks[key] = NetworkDef(**fields)  # type: ignore[arg-type]
     return networks
+
+
+def _driver_fields(ck: Checker, entries: dict[str, Node], node: Node, path: str, key: str,
+                   driver: str, what: str) -> dict[str, object]:
+    """What top-level networks and volumes share: key, external, name, driver (only `driver`
+    is accepted), driver_opts and labels, as NetworkDef/VolumeDef fields (None where invalid)."""
+    external, legacy = _external(ck, entries, node, path)
+    fields: dict[str, object] = {"key": key, "external": external}
+    if "name" in entries:
+        fields["name"] = ck.string(entries["name"], join(path, "name"), empty=False)
+    elif legacy:
+        fields["name"] = legacy
+    if "driver" in entries and ck.string(entries["driver"], join(path, "driver")) not in (driver, None):
+        ck.error(entries["driver"], join(path, "driver"),
+                 f"only {what} is supported, got {describe(entries['driver'].value)}")
+    if "driver_opts" in entries:
+        fields["driver_opts"] = _options(ck, entries["driver_opts"], join(path, "driver_opts"))
+    if "labels" in entries:
+        fields["labels"] = ck.labels(entries["labels"], join(path, "labels"))
+    return fields
 
 
 def _options(ck: Checker, node: Node, path: str) -> dict[str, str] | None:
@@ -145,19 +153,7 @@ def read_volumes(ck: Checker, node: Node | None) -> dict[str, VolumeDef]:
         entries = ck.mapping(value, path, {"driver", "driver_opts", "labels", "external", "name"})
         if entries is None:
             continue
-        external, legacy = _external(ck, entries, value, path)
-        fields: dict[str, object] = {"key": key, "external": external}
-        if "name" in entries:
-            fields["name"] = ck.string(entries["name"], join(path, "name"), empty=False)
-        elif legacy:
-            fields["name"] = legacy
-        if "driver" in entries and ck.string(entries["driver"], join(path, "driver")) not in ("local", None):
-            ck.error(entries["driver"], join(path, "driver"),
-                     f"only the local volume driver is supported, got {describe(entries['driver'].value)}")
-        if "driver_opts" in entries:
-            fields["driver_opts"] = _options(ck, entries["driver_opts"], join(path, "driver_opts"))
-        if "labels" in entries:
-            fields["labels"] = ck.labels(entries["labels"], join(path, "labels"))
+        fields = _driver_fields(ck, entries, value, path, key, "local", "the local volume driver")
         if None not in fields.values():
             volumes[key] = VolumeDef(**fields)  # type: ignore[arg-type]
     return volumes
