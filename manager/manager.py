@@ -1,5 +1,6 @@
 """A manager node: the node-to-node gRPC server (mutual TLS), the ControlAPI, and the
-components that run only while this manager leads (dispatcher liveness, roles).
+components that run only while this manager leads (dispatcher liveness, roles, allocator,
+orchestrator, scheduler, task reaper, network key manager).
 
 Built from a store, its RaftNode and the node's certificates; ``run()`` serves until
 cancelled and stops everything it started in ``finally``.
@@ -21,6 +22,7 @@ from manager.allocator.component import Allocator
 from manager.controlapi import ControlAPI
 from manager.controlapi.logs import LogBroker
 from manager.dispatcher import Dispatcher
+from manager.keymanager import KeyManager
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
 from manager.orchestrator.component import Orchestrator
 from manager.reaper import TaskReaper
@@ -113,7 +115,8 @@ class Manager:
                                     asyncio.create_task(Allocator(self.store, self._clock).run(), name="allocator"),
                                     asyncio.create_task(Orchestrator(self.store, self._clock).run(), name="orchestrator"),
                                     asyncio.create_task(Scheduler(self.store, self._clock).run(), name="scheduler"),
-                                    asyncio.create_task(TaskReaper(self.store, self._clock).run(), name="reaper")]
+                                    asyncio.create_task(TaskReaper(self.store, self._clock).run(), name="reaper"),
+                                    asyncio.create_task(KeyManager(self.store, self._clock).run(), name="keymanager")]
                 elif not leading and leader_tasks:
                     log.info("this manager is no longer the leader")
                     await _cancel(leader_tasks)

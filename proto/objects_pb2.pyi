@@ -798,18 +798,42 @@ class RootCA(_message.Message):
     join_tokens: JoinTokens
     def __init__(self, ca_cert: _Optional[bytes] = ..., ca_key: _Optional[bytes] = ..., ca_digest: _Optional[str] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ...) -> None: ...
 
+class EncryptionKey(_message.Message):
+    __slots__ = ("subsystem", "algorithm", "key", "lamport_time", "spi", "created_at")
+    class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        AES_128_GCM: _ClassVar[EncryptionKey.Algorithm]
+    AES_128_GCM: EncryptionKey.Algorithm
+    SUBSYSTEM_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LAMPORT_TIME_FIELD_NUMBER: _ClassVar[int]
+    SPI_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    subsystem: str
+    algorithm: EncryptionKey.Algorithm
+    key: bytes
+    lamport_time: int
+    spi: int
+    created_at: float
+    def __init__(self, subsystem: _Optional[str] = ..., algorithm: _Optional[_Union[EncryptionKey.Algorithm, str]] = ..., key: _Optional[bytes] = ..., lamport_time: _Optional[int] = ..., spi: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "encryption_key")
+    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "encryption_key", "network_bootstrap_keys", "encryption_key_lamport_clock")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_KEY_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_BOOTSTRAP_KEYS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_KEY_LAMPORT_CLOCK_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ClusterSpec
     root_ca: RootCA
     raft_password: bytes
     encryption_key: bytes
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., encryption_key: _Optional[bytes] = ...) -> None: ...
+    network_bootstrap_keys: _containers.RepeatedCompositeFieldContainer[EncryptionKey]
+    encryption_key_lamport_clock: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., encryption_key: _Optional[bytes] = ..., network_bootstrap_keys: _Optional[_Iterable[_Union[EncryptionKey, _Mapping]]] = ..., encryption_key_lamport_clock: _Optional[int] = ...) -> None: ...

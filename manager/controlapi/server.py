@@ -32,6 +32,7 @@ def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
     out.root_ca.ClearField("ca_key")
     out.ClearField("raft_password")
     out.ClearField("encryption_key")
+    out.ClearField("network_bootstrap_keys")   # overlay IPsec keys: only for nodes that carry the network
     return out
 
 

@@ -126,8 +126,9 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         if session is None or session.session_id != request.session_id:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"assignments for node {ident.node_id}: session {request.session_id} is not current")
+        # CLUSTER: a key rotation changes the Keys of encrypted networks in the network state.
         changes = ChangeSignal(self._store, [Kind.TASK, Kind.SECRET, Kind.CONFIG, Kind.NETWORK, Kind.SERVICE,
-                                             Kind.NODE])
+                                             Kind.NODE, Kind.CLUSTER])
         sent: assignments.Versions = {}
         sent_network_state = b""
         first = True

@@ -15,6 +15,9 @@ What a node is told:
   plus the ingress network while any service publishes a port in ingress mode (the routing mesh
   answers on every ready node). Each carries this node's host gateway IP from
   ``node.attachments``; a network whose gateway IP is not allocated yet is left out until it is.
+  A network created with ``--opt encrypted`` also carries the cluster's IPsec keyring as ``Keys``
+  (``[{"Key": hex, "SPI": n, "LamportTime": n}]``, oldest first; manager/keymanager.py rotates it),
+  so only nodes that carry an encrypted network ever receive the keys; other networks get ``[]``.
 - ``Peers``: every remote task address on those networks and every remote node's host gateway IP
   on them, behind that node's underlay address (nodes that are DOWN are skipped).
 - ``Services``: services with a VIP, a backend or a spec'd attachment on those networks, with their
@@ -40,6 +43,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from manager.keymanager import ipsec_keys
 from manager.state import Kind
 from proto import objects_pb2
 
@@ -143,7 +147,13 @@ def keeps_client_ip(service: objects_pb2.Service) -> bool:
     return any(p.publish_mode == _INGRESS and p.traffic_policy == _LOCAL_POLICY for p in _ports_of(service))
 
 
-def _network_entry(network: objects_pb2.Network, host_gateway_ip: str) -> dict:
+def keyring_entries(cluster: objects_pb2.Cluster | None) -> list[dict]:
+    """The cluster's IPsec keys as the runtime's ``Network.Keys`` (agent_runtime/network/model.py
+    ``EncryptionKey``): hex key, SPI and Lamport time, oldest first; [] without a cluster."""
+    return [{"Key": k.key.hex(), "SPI": k.spi, "LamportTime": k.lamport_time} for k in ipsec_keys(cluster)]
+
+
+def _network_entry(network: objects_pb2.Network, host_gateway_ip: str, keyring: list[dict]) -> dict:
     ipam = network.ipam[0]
     opts = network.spec.driver_opts
     try:
@@ -156,13 +166,15 @@ def _network_entry(network: objects_pb2.Network, host_gateway_ip: str) -> dict:
         "ID": network.id, "Name": network.spec.annotations.name, "VNI": network.vni,
         "Subnet": ipam.subnet, "Gateway": ipam.gateway, "HostGatewayIP": host_gateway_ip,
         "MTU": mtu, "Internal": network.spec.internal, "Attachable": network.spec.attachable,
-        "Ingress": network.spec.ingress, "Encrypted": ENCRYPTED_OPTION in opts, "Keys": [],
+        "Ingress": network.spec.ingress, "Encrypted": ENCRYPTED_OPTION in opts,
+        "Keys": [dict(k) for k in keyring] if ENCRYPTED_OPTION in opts else [],
     }
 
 
 def _carried_networks(view, node: objects_pb2.Node, wanted: set[str]) -> dict[str, _Net]:
     """The wanted networks that are allocated and on which this node has a host gateway IP."""
     gateways = {a.network_id: list(a.addresses) for a in node.attachments}
+    keyring = keyring_entries(view.cluster())
     out: dict[str, _Net] = {}
     for network_id in sorted(wanted):
         network = view.get(Kind.NETWORK, network_id)
@@ -177,7 +189,7 @@ def _carried_networks(view, node: objects_pb2.Node, wanted: set[str]) -> dict[st
         if gateway is None or not gateway_ok:
             continue
         out[network_id] = _Net(network_id, network.spec.annotations.name, subnet,
-                               _network_entry(network, gateway))
+                               _network_entry(network, gateway, keyring))
     return out
 
 
