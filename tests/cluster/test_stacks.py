@@ -124,8 +124,9 @@ def test_healthcheck_stack_waits_for_health_and_an_update_rolls_only_web(lab):
         assert started_after(list_tasks(lab, "hc_client"), web)
         wait_for(lambda: [t.status.health for t in list_tasks(lab, "hc_web") if t.desired_state == pb.RUNNING]
                  == ["healthy"] * 3, 60, what="3 healthy web tasks")
-        client_before = running_ids(lab, "hc") - {t.id for t in list_tasks(lab, "hc_web")}
-        assert len(client_before) == 1
+        # deployed without --wait: the client task may still be starting
+        client_before = wait_for(lambda: (lambda ids: ids if len(ids) == 1 else None)(
+            running_ids(lab, "hc") - {t.id for t in list_tasks(lab, "hc_web")}), 30, what="the client task running")
         web_before = {t.id for t in list_tasks(lab, "hc_web") if t.desired_state == pb.RUNNING}
 
         out = stack(lab, "deploy", "--wait", "-c", str(EXAMPLES / "healthcheck.yml"), "hc",
