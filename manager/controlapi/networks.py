@@ -31,10 +31,10 @@ from manager.allocator import AllocatorError, NetworkAllocator, is_attachment, t
 from manager.allocator.network import OVERLAY_DRIVER, network_label
 from manager.allocator.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
-from manager.controlapi.server import ControlError
+from manager.controlapi.server import ControlError, write
 from manager.controlapi.services import filter_options, labels_match, resolve, task_name
 from manager.ids import new_id
-from manager.state import Kind, StoreError, VersionConflict, copy_of
+from manager.state import Kind, copy_of
 from proto import control_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -184,14 +184,6 @@ class NetworkControl:
             raise ControlError("invalid", "a network name or ID is required")
         return resolve(self._store.view().networks(), ref, "network", network_name)
 
-    async def _write(self, fn, what: str):
-        try:
-            return await self._store.update(fn)
-        except VersionConflict as err:
-            raise ControlError("conflict", f"{what}: update out of sequence ({err}); try again") from err
-        except StoreError as err:
-            raise ControlError("unavailable", f"{what}: {err}") from err
-
     async def create_network(self, request: control_pb2.CreateNetworkRequest) -> control_pb2.CreateNetworkResponse:
         """Validate ``request.spec`` and write a new Network; wait up to allocation_timeout for the
         allocator to give it a VNI and subnets, and return it as the store then holds it (still
@@ -210,7 +202,7 @@ class NetworkControl:
             _check_overlaps(networks, candidate)
             tx.create(objects_pb2.Network(id=network_id, spec=spec))
 
-        await self._write(fn, f"create network {name}")
+        await write(self._store, fn, f"create network {name}")
         log.info("network %s (%s) created: %s", name, network_id,
                  ", ".join(c.subnet for c in spec.ipam) or "subnet from the default pools")
         network = await self._allocated(network_id)
@@ -267,7 +259,7 @@ class NetworkControl:
                 raise ControlError("not_found", f"{what}: the network was removed")
             tx.create(task)
 
-        await self._write(fn, what)
+        await write(self._store, fn, what)
         attachment, problem = await self._task_allocated(task.id)
         if attachment is None:
             try:
@@ -304,7 +296,7 @@ class NetworkControl:
             current = tx.get(Kind.TASK, task_id)
             if current is not None:
                 tx.delete(current)
-        await self._write(fn, what)
+        await write(self._store, fn, what)
 
     async def _task_allocated(self, task_id: str) -> tuple[objects_pb2.NetworkAttachment | None, str]:
         """(the task's network attachment, "") once the allocator gave it an address, or (None,
@@ -356,6 +348,6 @@ class NetworkControl:
                 raise ControlError("precondition", f"network {name} is in use by {shown}")
             tx.delete(current)
 
-        await self._write(fn, f"remove network {name}")
+        await write(self._store, fn, f"remove network {name}")
         log.info("network %s (%s) removed", name, found.id)
         return control_pb2.RemoveNetworkResponse()

@@ -22,11 +22,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from manager.controlapi.server import ControlError
+from manager.controlapi.server import ControlError, write
 from manager.controlapi.services import filter_options, labels_match, resolve
 from manager.ids import new_id
 from manager.secretbox import SecretBox, SecretBoxError
-from manager.state import Kind, StoreError, VersionConflict, copy_of
+from manager.state import Kind, copy_of
 from proto import control_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,6 @@ class SecretControl:
             raise ControlError("invalid", f"a {flavour.word} name or ID is required")
         return resolve(self._store.view().list(flavour.kind), ref, flavour.word, lambda o: o.spec.annotations.name)
 
-    async def _write(self, fn, what: str):
-        try:
-            return await self._store.update(fn)
-        except VersionConflict as err:
-            raise ControlError("conflict", f"{what}: update out of sequence ({err}); try again") from err
-        except StoreError as err:
-            raise ControlError("unavailable", f"{what}: {err}") from err
-
     async def _create(self, obj, flavour: _Flavour):
         name = obj.spec.annotations.name
 
@@ -135,7 +127,7 @@ class SecretControl:
                     raise ControlError("conflict", f"{flavour.word} {name} already exists ({other.id})")
             tx.create(obj)
 
-        await self._write(fn, f"create {flavour.word} {name}")
+        await write(self._store, fn, f"create {flavour.word} {name}")
         log.info("%s %s (%s) created", flavour.word, name, obj.id)
         return self._store.view().get(flavour.kind, obj.id)
 
@@ -154,7 +146,7 @@ class SecretControl:
                                                    f"{plural}: {', '.join(using)}")
             tx.delete(current)
 
-        await self._write(fn, f"remove {flavour.word} {name}")
+        await write(self._store, fn, f"remove {flavour.word} {name}")
         log.info("%s %s (%s) removed", flavour.word, name, found.id)
 
     def _list(self, filters: dict[str, str], flavour: _Flavour) -> list:

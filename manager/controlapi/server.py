@@ -26,6 +26,17 @@ class ControlError(Exception):
         self.code = code
 
 
+async def write(store, fn, what: str):
+    """``store.update(fn)`` for a ControlAPI call: a conflict or a failed proposal becomes a
+    ControlError ("conflict", "unavailable") that names ``what``."""
+    try:
+        return await store.update(fn)
+    except VersionConflict as err:
+        raise ControlError("conflict", f"{what}: update out of sequence ({err}); read it again and retry") from err
+    except StoreError as err:
+        raise ControlError("unavailable", f"{what}: {err}") from err
+
+
 def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
     out = objects_pb2.Cluster()
     out.CopyFrom(cluster)
@@ -66,14 +77,6 @@ class ControlAPI:
         except NodeLookupError as err:
             raise ControlError("not_found" if err.not_found else "invalid", str(err)) from err
 
-    async def _write(self, fn, what: str):
-        try:
-            return await self._store.update(fn)
-        except VersionConflict as err:
-            raise ControlError("conflict", f"{what}: update out of sequence ({err}); read it again and retry") from err
-        except StoreError as err:
-            raise ControlError("unavailable", f"{what}: {err}") from err
-
     # -- nodes -------------------------------------------------------------------
     async def list_nodes(self, request: control_pb2.ListNodesRequest) -> control_pb2.ListNodesResponse:
         nodes = [self._decorate(n) for n in self._store.view().nodes() if node_matches(n, dict(request.filters))]
@@ -109,7 +112,7 @@ class ControlAPI:
                 tx.update(new)
             return new.id
 
-        await self._write(fn, f"update node {node.id}")
+        await write(self._store, fn, f"update node {node.id}")
         return control_pb2.UpdateNodeResponse(node=self._decorate(self._store.view().get(Kind.NODE, node.id)))
 
     async def remove_node(self, request: control_pb2.RemoveNodeRequest) -> control_pb2.RemoveNodeResponse:
@@ -129,7 +132,7 @@ class ControlAPI:
             if current is not None:
                 tx.delete(current)
 
-        await self._write(fn, f"remove node {node.id}")
+        await write(self._store, fn, f"remove node {node.id}")
         log.info("node %s removed", node.id)
         return control_pb2.RemoveNodeResponse()
 
@@ -162,5 +165,5 @@ class ControlAPI:
             if new != current:
                 tx.update(new)
 
-        await self._write(fn, "update cluster")
+        await write(self._store, fn, "update cluster")
         return control_pb2.UpdateClusterResponse(cluster=_public_cluster(self._store.view().cluster()))

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from manager.controlapi.server import ControlError
+from manager.controlapi.server import ControlError, write
 from manager.controlapi.service_spec import (MODE_NAMES, SpecError, changes_tasks, port_key,
                                              service_label, validate_spec)
 from manager.ids import new_id
-from manager.state import Kind, StoreError, VersionConflict, copy_of
+from manager.state import Kind, copy_of
 from proto import control_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -143,15 +143,6 @@ class ServiceControl:
             raise ControlError("invalid", "a service name or ID is required")
         return resolve(self._store.view().services(), ref, "service", lambda s: s.spec.annotations.name)
 
-    async def _write(self, fn, what: str):
-        try:
-            return await self._store.update(fn)
-        except VersionConflict as err:
-            raise ControlError("conflict", f"{what}: update out of sequence ({err}); "
-                                           "read it again and retry") from err
-        except StoreError as err:
-            raise ControlError("unavailable", f"{what}: {err}") from err
-
     def _checked(self, tx, spec: objects_pb2.ServiceSpec, service_id: str) -> objects_pb2.ServiceSpec:
         """A copy of ``spec`` validated against the spec rules and the store as ``tx`` sees it:
         a unique name, ingress ports free, networks and secrets resolved to IDs, ingress ports
@@ -228,7 +219,7 @@ class ServiceControl:
             service = objects_pb2.Service(id=service_id, spec=spec, spec_version=1)
             tx.create(service)
 
-        await self._write(fn, f"create {service_label(request.spec)}")
+        await write(self._store, fn, f"create {service_label(request.spec)}")
         service = self._store.view().get(Kind.SERVICE, service_id)
         log.info("service %s (%s) created: %s, image %s", service.spec.annotations.name, service_id,
                  MODE_NAMES[service.spec.mode], service.spec.task.container.image)
@@ -269,7 +260,7 @@ class ServiceControl:
             tx.update(service)
             return service
 
-        written = await self._write(fn, what)
+        written = await write(self._store, fn, what)
         service = self._store.view().get(Kind.SERVICE, found.id) or written
         log.info("service %s (%s) %s: spec version %d", name, found.id,
                  "rolled back" if request.rollback else "updated", service.spec_version)
@@ -285,7 +276,7 @@ class ServiceControl:
             if current is not None:
                 tx.delete(current)
 
-        await self._write(fn, f"remove service {service.spec.annotations.name}")
+        await write(self._store, fn, f"remove service {service.spec.annotations.name}")
         log.info("service %s (%s) removed", service.spec.annotations.name, service.id)
         return control_pb2.RemoveServiceResponse()
 
