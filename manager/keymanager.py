@@ -27,7 +27,6 @@ source are injectable for tests.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -138,7 +137,7 @@ class KeyManager(StoreLoop):
             raise ValueError(f"key manager: rotation interval must be positive, not {rotation_interval}")
         super().__init__(store, clock)
         self.rotation_interval = rotation_interval
-        self._recheck = recheck
+        self.recheck = recheck
         self._random_bytes = random_bytes
         self._dirty = True
         self._due_at: float | None = None
@@ -153,23 +152,8 @@ class KeyManager(StoreLoop):
     def _note(self, event) -> None:
         self._dirty = True      # only the cluster is watched: look at its keyring again
 
-    async def _next_event(self, watch):
-        """The next cluster event, or None once the rotation may be due (checked at least every
-        ``recheck`` seconds, so a clock that jumps forward is noticed)."""
-        if self._due_at is None:
-            return await watch.get()
-        remaining = self._due_at - self._clock()
-        if remaining <= 0:
-            return None
-        # Not asyncio.wait_for: on 3.11 it can swallow a cancellation racing with the result.
-        getter = asyncio.ensure_future(watch.get())
-        getter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            done, _ = await asyncio.wait({getter}, timeout=min(remaining, self._recheck))
-        finally:
-            if not getter.done():
-                getter.cancel()
-        return getter.result() if done else None
+    def _wake_at(self) -> float | None:
+        return self._due_at
 
     async def _pass(self) -> None:
         self._dirty = False

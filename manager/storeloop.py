@@ -7,8 +7,9 @@ pass does; how they wait is the same, and lives here:
   It runs until cancelled and closes its watch in ``finally``.
 * Waiting: while ``_has_work()`` is false it feeds events from ``_next_event()`` to ``_note()``;
   after the first one that made work it sleeps ``window`` seconds and drains whatever arrived
-  meanwhile, so a burst of changes is handled in one pass. ``_next_event`` may return None to
-  end the wait early (the orchestrator's timers).
+  meanwhile, so a burst of changes is handled in one pass. A component with timers says when it
+  next wants a pass in ``_wake_at()``; the wait then ends at that time (looking at the clock at
+  least every ``recheck`` seconds, so a fake or stepped clock is noticed) even without an event.
 * A watch that overflows (``WatchClosed``) is replaced and ``_resync(view)`` rebuilds the
   component's notion of what is dirty from the store.
 * ``_propose(fn, what)`` writes through ``store.update(fn, allow_split=True)``: a conflict or a
@@ -36,6 +37,7 @@ class StoreLoop:
     name = "component"
     watched: tuple[Kind, ...] = ()
     window = 0.02
+    recheck = 0.1
 
     def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
         self._store = store
@@ -60,8 +62,27 @@ class StoreLoop:
     async def _pass(self) -> None:
         raise NotImplementedError
 
+    def _wake_at(self) -> float | None:
+        """When (on ``clock``) a pass is wanted even if no event comes; None: only on events."""
+        return None
+
     async def _next_event(self, watch):
-        return await watch.get()
+        """The next event, or None once ``_wake_at()`` may have come."""
+        wake_at = self._wake_at()
+        if wake_at is None:
+            return await watch.get()
+        remaining = wake_at - self._clock()
+        if remaining <= 0:
+            return None
+        # Not asyncio.wait_for: on 3.11 it can swallow a cancellation racing with the result.
+        getter = asyncio.ensure_future(watch.get())
+        getter.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            done, _ = await asyncio.wait({getter}, timeout=min(remaining, self.recheck))
+        finally:
+            if not getter.done():
+                getter.cancel()
+        return getter.result() if done else None
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:

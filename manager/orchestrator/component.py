@@ -29,7 +29,6 @@ Runs on the store's loop; ``run()`` until cancelled, closing its watch in ``fina
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -70,6 +69,7 @@ class Orchestrator(StoreLoop):
     name = "orchestrator"
     watched = WATCHED
     window = BATCH_WINDOW
+    recheck = TIMER_RECHECK
 
     def __init__(self, store, clock: Callable[[], float] = time.time,
                  ids: Callable[[], str] = new_id) -> None:
@@ -82,17 +82,8 @@ class Orchestrator(StoreLoop):
     def _has_work(self) -> bool:
         return bool(self._dirty)
 
-    async def _next_event(self, watch):
-        """The next event, or None once the earliest timer may be due."""
-        if not self._timers:
-            return await watch.get()
-        remaining = min(self._timers.values()) - self._clock()
-        if remaining <= 0:
-            return None
-        try:
-            return await asyncio.wait_for(watch.get(), min(remaining, TIMER_RECHECK))
-        except asyncio.TimeoutError:
-            return None
+    def _wake_at(self) -> float | None:
+        return min(self._timers.values(), default=None)
 
     # -- what events mean ---------------------------------------------------------------------
     def _resync(self, view: ReadView) -> None:
