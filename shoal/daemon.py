@@ -31,7 +31,7 @@ import grpc
 
 from manager.ca import (CAError, require_role, server_credentials, InvalidJoinToken, JoinTokens, RootCA, channel_credentials,
                         channel_options, fetch_root_ca, make_node_key_and_csr, parse_join_token)
-from manager.controlapi import ControlError
+from manager.controlapi import GRPC_STATUS, ControlError
 from manager.ids import new_id
 from manager.manager import Manager, ManagerConfig
 from manager.roles import MANAGER_OU, role_name
@@ -52,15 +52,6 @@ from worker.worker import Worker
 log = logging.getLogger("shoald")
 
 JOIN_TIMEOUT = 20.0
-
-_CODES = {
-    "not_found": grpc.StatusCode.NOT_FOUND,
-    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
-    "conflict": grpc.StatusCode.ABORTED,
-    "precondition": grpc.StatusCode.FAILED_PRECONDITION,
-    "unavailable": grpc.StatusCode.UNAVAILABLE,
-}
-
 
 class DaemonError(Exception):
     def __init__(self, code: str, message: str):
@@ -539,7 +530,7 @@ class LocalControl(control_pb2_grpc.ControlServicer):
         try:
             return await fn(*args)
         except (DaemonError, ControlError) as err:
-            await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
+            await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
         except StoreError as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
@@ -571,7 +562,7 @@ class LocalControl(control_pb2_grpc.ControlServicer):
             async for message in manager.logs.service_logs(request):
                 yield message
         except (DaemonError, ControlError) as err:
-            await context.abort(_CODES.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
+            await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
 
     async def AttachNetwork(self, request, context):
         """A one-off container on this node joins an attachable network (shoal/netattach.py)."""

@@ -21,7 +21,7 @@ import random
 import grpc
 
 from manager.ca import channel_credentials, channel_options, require_role
-from manager.controlapi import ControlError
+from manager.controlapi import GRPC_STATUS, ControlError
 from proto import control_pb2, control_pb2_grpc
 from proto.ports import mtls_addr
 
@@ -31,9 +31,9 @@ SYNC_TIMEOUT = 10.0      # how long an attach waits for this node's data plane t
 CALL_TIMEOUT = 15.0      # a forwarded call (the manager itself waits up to 5 s for an address)
 CONTROL_SERVICE = "shoal.v1.Control"
 
-_CODES = {grpc.StatusCode.NOT_FOUND: "not_found", grpc.StatusCode.INVALID_ARGUMENT: "invalid",
-          grpc.StatusCode.ABORTED: "conflict", grpc.StatusCode.FAILED_PRECONDITION: "precondition",
-          grpc.StatusCode.PERMISSION_DENIED: "precondition"}
+# A manager's refusal, back to a ControlError code (UNAVAILABLE is not one: try the next manager).
+_CODES = {status: code for code, status in GRPC_STATUS.items() if code != "unavailable"}
+_CODES[grpc.StatusCode.PERMISSION_DENIED] = "precondition"
 
 
 def _not_in_swarm() -> ControlError:
@@ -124,8 +124,7 @@ class AttachmentServicer:
 
     @staticmethod
     async def _call(context, fn, request):
-        codes = {v: k for k, v in _CODES.items() if k != grpc.StatusCode.PERMISSION_DENIED}
         try:
             return await fn(request)
         except ControlError as err:
-            await context.abort(codes.get(err.code, grpc.StatusCode.UNAVAILABLE), str(err))
+            await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.UNAVAILABLE), str(err))

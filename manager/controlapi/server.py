@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import grpc
+
 from manager.ca import JoinTokens
 from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
 from manager.membership.roles import DemotionRefused, check_demotion
@@ -24,6 +26,16 @@ class ControlError(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+
+# The gRPC status a ControlError's code is served as.
+GRPC_STATUS = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "conflict": grpc.StatusCode.ABORTED,
+    "precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
 
 
 async def write(store, fn, what: str):
