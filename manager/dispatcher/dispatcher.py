@@ -132,10 +132,11 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         sent: assignments.Versions = {}
         sent_network_state = b""
         first = True
+        open_secret = self._secret_opener()
         try:
             while self._sessions.get(ident.node_id) is session and self._leadership.is_leader():
                 view = self._store.view()
-                current = assignments.assigned_set(view, ident.node_id, self._open_secret)
+                current = assignments.assigned_set(view, ident.node_id, open_secret)
                 delta, sent = assignments.diff({} if first else sent, current)
                 network_state = netstate.encode(netstate.network_state_for(view, ident.node_id))
                 if network_state == sent_network_state:
@@ -221,18 +222,29 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                 log.warning("could not mark node %s down: %s", item.node_id, err)
 
     # -- helpers -----------------------------------------------------------------
-    def _open_secret(self, secret: objects_pb2.Secret) -> objects_pb2.Secret | None:
-        """A copy of ``secret`` with its data opened, to send; None (logged) if it cannot be opened."""
-        if self._secrets is None:
-            return secret
-        out = objects_pb2.Secret()
-        out.CopyFrom(secret)
-        try:
-            out.spec.data = self._secrets.open(secret.id, secret.spec.data)
-        except SecretBoxError as err:
-            log.error("secret %s (%s) not sent: %s", secret.spec.annotations.name, secret.id, err)
-            return None
-        return out
+    def _secret_opener(self) -> assignments.OpenSecret:
+        """For one node's stream: a sealed secret → a copy with its data opened, to send; None
+        (logged) if it cannot be opened. Each version is opened once per stream, not on every
+        change the stream looks at."""
+        opened: dict[tuple[str, int], objects_pb2.Secret | None] = {}
+
+        def open_secret(secret: objects_pb2.Secret) -> objects_pb2.Secret | None:
+            if self._secrets is None:
+                return secret
+            key = (secret.id, secret.meta.version)
+            if key not in opened:
+                if len(opened) > 1024:      # versions no longer current: start afresh
+                    opened.clear()
+                out = objects_pb2.Secret()
+                out.CopyFrom(secret)
+                try:
+                    out.spec.data = self._secrets.open(secret.id, secret.spec.data)
+                except SecretBoxError as err:
+                    log.error("secret %s (%s) not sent: %s", secret.spec.annotations.name, secret.id, err)
+                    out = None
+                opened[key] = out
+            return opened[key]
+        return open_secret
 
     async def _mark_ready(self, node_id: str, description, addr: str) -> None:
         def fn(tx):
