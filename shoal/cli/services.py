@@ -200,7 +200,7 @@ def _snapshot_or_empty(client, service_id: str):
 @click.option("--constraint", multiple=True, help="Placement constraints")
 @click.option("--placement-pref", multiple=True, help="Add a placement preference (spread=node.labels.<name>)")
 @click.option("--mount", multiple=True, help="Attach a filesystem mount to the service")
-@click.option("-p", "--publish", multiple=True, help="Publish a port as a node port")
+@click.option("-p", "--publish", multiple=True, help="Publish a port as a node port: PUBLISHED:TARGET[/udp] or published=P,target=T[,protocol=udp][,mode=host][,traffic_policy=local]")
 @click.option("--network", multiple=True, help="Network attachments")
 @click.option("--cap-add", multiple=True, help="Add Linux capabilities")
 @click.option("--cap-drop", multiple=True, help="Drop Linux capabilities")
