@@ -116,7 +116,7 @@ def _get(client, ref: str):
     return client.call("GetService", control_pb2.GetServiceRequest(service_id=ref)).service
 
 
-def _try(client, method: str, request):
+def try_call(client, method: str, request):
     """Call and return (response, None), or (None, grpc error) for NOT_FOUND/ABORTED; other
     errors print and exit as Client.call does."""
     import grpc
@@ -128,14 +128,14 @@ def _try(client, method: str, request):
         fail_rpc(err, client.host)
 
 
-def _update(client, ref: str, change):
+def update_service(client, ref: str, change):
     """Read the service, build the UpdateServiceRequest with ``change(service)``, send it; re-read
     and retry when the service changed in between (the orchestrator writes update progress).
     Returns (service before, service after)."""
     import grpc
     for attempt in range(1, UPDATE_ATTEMPTS + 1):
         before = _get(client, ref)
-        response, err = _try(client, "UpdateService", change(before))
+        response, err = try_call(client, "UpdateService", change(before))
         if err is None:
             return before, response.service
         if err.code() != grpc.StatusCode.ABORTED or attempt == UPDATE_ATTEMPTS:
@@ -143,7 +143,7 @@ def _update(client, ref: str, change):
     raise AssertionError("unreachable")
 
 
-def _snapshot(client, service_id: str):
+def snapshot(client, service_id: str):
     """(service or None, tasks, nodes) for the progress display; Unavailable on a transient error."""
     import grpc
 
@@ -168,22 +168,22 @@ def _wait(client, service, quiet: bool, rollback: bool = False) -> None:
     from proto import objects_pb2
     from shoal.cli.service_progress import (ConvergeError, PlainRenderer, ProgressTracker, make_renderer,
                                             wait_for_service)
-    _, tasks, _ = _snapshot_or_empty(client, service.id)
+    _, tasks, _ = snapshot_or_empty(client, service.id)
     failed = {t.id for t in tasks if t.status.state in (objects_pb2.FAILED, objects_pb2.REJECTED)}
     tracker = ProgressTracker(initial=service, rollback=rollback, ignore=failed)
     renderer = PlainRenderer(lambda line: None) if quiet else make_renderer(click.echo)
     if rollback and not quiet:
         renderer.note("rollback", service.update_status.message or "manually requested rollback")
     try:
-        wait_for_service(lambda: _snapshot(client, service.id), tracker, renderer)
+        wait_for_service(lambda: snapshot(client, service.id), tracker, renderer)
     except ConvergeError as err:
         raise click.ClickException(str(err)) from None
 
 
-def _snapshot_or_empty(client, service_id: str):
+def snapshot_or_empty(client, service_id: str):
     from shoal.cli.service_progress import Unavailable
     try:
-        return _snapshot(client, service_id)
+        return snapshot(client, service_id)
     except Unavailable:
         return None, [], []
 
@@ -281,7 +281,7 @@ def service_ps(client, no_trunc, filters, fmt, quiet, services) -> None:
         base["node"] = ",".join(_self_id(client) if n == "self" else n for n in base["node"].split(","))
     found, tasks, missing = {}, [], []
     for ref in services:
-        response, err = _try(client, "GetService", control_pb2.GetServiceRequest(service_id=ref))
+        response, err = try_call(client, "GetService", control_pb2.GetServiceRequest(service_id=ref))
         if err is not None:
             missing.append(ref)
             continue
@@ -320,7 +320,7 @@ def service_inspect_cmd(client, pretty_, fmt, services) -> None:
     from shoal.cli.service_format import pretty, service_inspect
     found, missing = [], []
     for ref in services:
-        response, err = _try(client, "GetService", control_pb2.GetServiceRequest(service_id=ref))
+        response, err = try_call(client, "GetService", control_pb2.GetServiceRequest(service_id=ref))
         if err is None:
             found.append(response.service)
         else:
@@ -362,7 +362,7 @@ def service_scale(client, detach, pairs) -> None:
             spec.replicas = count
             return control_pb2.UpdateServiceRequest(service_id=svc.id, version=svc.meta.version, spec=spec)
 
-        _, after = _update(client, ref, change)
+        _, after = update_service(client, ref, change)
         click.echo(f"{ref} scaled to {count}")
         scaled.append(after)
     if not detach:
@@ -421,7 +421,7 @@ def service_update(client, ref, detach, quiet, no_resolve_image, rollback, **opt
             raise _flag_error(err) from None
         return control_pb2.UpdateServiceRequest(service_id=svc.id, version=svc.meta.version, spec=spec)
 
-    _, after = _update(client, ref, change)
+    _, after = update_service(client, ref, change)
     click.echo(ref)
     if not detach:
         _wait(client, after, quiet, rollback=rollback)
@@ -435,7 +435,7 @@ def service_update(client, ref, detach, quiet, no_resolve_image, rollback, **opt
 def service_rollback(client, detach, quiet, ref) -> None:
     """Revert changes to a service's configuration."""
     from proto import control_pb2
-    _, after = _update(client, ref, lambda svc: control_pb2.UpdateServiceRequest(
+    _, after = update_service(client, ref, lambda svc: control_pb2.UpdateServiceRequest(
         service_id=svc.id, version=svc.meta.version, rollback=True))
     click.echo(ref)
     if not detach:
@@ -450,7 +450,7 @@ def service_rm(client, services) -> None:
     from proto import control_pb2
     failed = False
     for ref in services:
-        _, err = _try(client, "RemoveService", control_pb2.RemoveServiceRequest(service_id=ref))
+        _, err = try_call(client, "RemoveService", control_pb2.RemoveServiceRequest(service_id=ref))
         if err is None:
             click.echo(ref)
         else:

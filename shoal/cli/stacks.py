@@ -136,10 +136,10 @@ def _apply(client, plan, limit: float, say) -> list:
     """Make the ControlAPI calls of `plan` in order; returns the stack's services as they are
     after it (for --wait)."""
     from proto import control_pb2
-    from shoal.cli.services import _try
+    from shoal.cli.services import try_call
     for service in plan.prune:
         say(f"Removing service {service.spec.annotations.name}")
-        _, err = _try(client, "RemoveService", control_pb2.RemoveServiceRequest(service_id=service.id))
+        _, err = try_call(client, "RemoveService", control_pb2.RemoveServiceRequest(service_id=service.id))
         if err is not None and err.code().name != "NOT_FOUND":
             raise click.ClickException(f"removing service {service.spec.annotations.name}: {err.details()}")
     for spec in plan.secrets:
@@ -168,12 +168,12 @@ def _apply(client, plan, limit: float, say) -> list:
 
 def _update_service(client, step):
     from proto import control_pb2
-    from shoal.cli.services import _update
+    from shoal.cli.services import update_service
 
     def change(current):
         return control_pb2.UpdateServiceRequest(service_id=current.id, version=current.meta.version, spec=step.spec)
 
-    _, after = _update(client, step.current.id, change)
+    _, after = update_service(client, step.current.id, change)
     return after
 
 
@@ -242,19 +242,19 @@ def _wait_stack(client, services: list, limit: float, quiet: bool) -> None:
     from proto import objects_pb2
     from shoal.cli.service_progress import (ConvergeError, PlainRenderer, ProgressTracker, make_renderer,
                                             wait_for_service)
-    from shoal.cli.services import _snapshot, _snapshot_or_empty
+    from shoal.cli.services import snapshot, snapshot_or_empty
     deadline = time.monotonic() + limit
     failed: list[str] = []
     for service in services:
         name = service.spec.annotations.name
         if not quiet:
             click.echo(f"{name}:")
-        _, tasks, _ = _snapshot_or_empty(client, service.id)
+        _, tasks, _ = snapshot_or_empty(client, service.id)
         ignore = {t.id for t in tasks if t.status.state in (objects_pb2.FAILED, objects_pb2.REJECTED)}
         tracker = ProgressTracker(initial=service, ignore=ignore)
         renderer = PlainRenderer(lambda line: None) if quiet else make_renderer(click.echo)
         try:
-            wait_for_service(lambda: _snapshot(client, service.id), tracker, renderer,
+            wait_for_service(lambda: snapshot(client, service.id), tracker, renderer,
                              timeout=max(deadline - time.monotonic(), 0.0))
         except ConvergeError as err:
             failed.append(f"{name} ({err})")
