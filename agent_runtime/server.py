@@ -30,6 +30,7 @@ from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.store import ImageStore
+from agent_runtime import logformat
 from agent_runtime.logs import LogFollower, parse_time, read_logs
 from agent_runtime.spec import ContainerSpec, to_json
 from agent_runtime.volumes import VolumeStore
@@ -318,11 +319,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default="/var/lib/shoal/runtime", type=Path)
     parser.add_argument("--socket", default="/run/shoal/runtimed.sock", type=Path)
     parser.add_argument("--cgroup-parent", default="shoal")
-    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"),
+                        help="debug, info, warning or error")
+    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT", "text"),
+                        choices=logformat.FORMATS, help="text (logfmt) or json")
     parser.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
                         help="busybox binary used as each container's exit-status waiter")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        logformat.configure(args.log_level, args.log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
     if os.geteuid() != 0:
         parser.error("shoal-runtimed must run as root")
     if not os.access(args.busybox, os.X_OK):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import grpc
 
+from agent_runtime import logformat
 from manager.ca import (CAError, require_role, server_credentials, InvalidJoinToken, JoinTokens, RootCA, channel_credentials,
                         channel_options, fetch_root_ca, make_node_key_and_csr, parse_join_token)
 from manager.controlapi import GRPC_STATUS, ControlError
@@ -630,10 +631,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-addr", default="", help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         help="registry (HOST:PORT or CIDR) to reach over plain HTTP; repeatable")
-    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"))
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"),
+                        help="debug, info, warning or error")
+    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT", "text"),
+                        choices=logformat.FORMATS, help="text (logfmt) or json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="time=%(asctime)s level=%(levelname)s component=%(name)s msg=%(message)r")
+    try:
+        logformat.configure(args.log_level, args.log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
                     tuple(args.insecure_registry))
     if args.metrics_addr:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from agent_runtime.logformat import logfmt_value
 from shoal.lab.errors import LabError
 from shoal.lab.store import ProcessRecord
 
@@ -96,7 +97,9 @@ def start(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full = in_netns(netns, argv)
     with open(log_path, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(full)}\n".encode())
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())  # the daemons' own logfmt
+        log.write(f"time={stamp} level=info component=shoal-lab msg={logfmt_value('starting: ' + ' '.join(full))}\n"
+                  .encode())
         log.flush()
         try:
             proc = subprocess.Popen(
