@@ -2,7 +2,7 @@
 
 One ``ContainerManager`` per runtimed, used only from its event loop (single-threaded: no locks
 besides per-container start/stop ordering). Containers are identified by id, unique id prefix or
-name. See ``process.py`` for the process tree and ``container.py`` for the on-disk layout.
+name. See ``process.py`` for the process tree and ``container_record.py`` for the on-disk layout.
 
 What re-adoption after a runtimed restart guarantees:
 - a container that is still running is found again (waiter pid + start time), its exit code is
@@ -32,7 +32,7 @@ from pathlib import Path
 from agent_runtime import capabilities, files, process
 from agent_runtime.cgroups import Cgroup, detect_version, open_cgroup
 from agent_runtime.cgroups.base import keep_migration_lock_warm
-from agent_runtime.container import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
+from agent_runtime.container_record import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
 from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRuntimeError
 from agent_runtime.imageconfig import merge_env, merge_process
 from agent_runtime.logs import LogWriter

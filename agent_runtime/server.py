@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent_runtime.network.attach import NetworkedContainerManager
+from agent_runtime.network.container_manager import NetworkedContainerManager
 from agent_runtime.network.dataplane import NetworkDataplane
 from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError

@@ -1,9 +1,12 @@
 """A manager node: the node-to-node gRPC server (mutual TLS), the ControlAPI, and the
-components that run only while this manager leads (dispatcher liveness, roles, allocator,
+components that run only while this manager leads (dispatcher sessions, roles, allocator,
 orchestrator, scheduler, task reaper, network key manager).
 
-Built from a store, its RaftNode and the node's certificates; ``run()`` serves until
-cancelled and stops everything it started in ``finally``.
+Built from a store, its RaftNode, the ``LeaderSignal`` the RaftNode calls on leadership
+changes, and the node's certificates; ``run()`` serves until cancelled and stops everything
+it started in ``finally``. The leader components are supervised (manager.supervisor): one that
+fails is restarted with backoff; one that keeps failing makes ``run()`` raise, so the daemon
+stops this manager instead of leading Raft without it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import grpc
 
@@ -28,13 +31,25 @@ from manager.orchestrator.component import Orchestrator
 from manager.reaper import TaskReaper
 from manager.scheduler.component import Scheduler
 from manager.secretbox import SecretBox
-from manager.state import Kind
+from manager.supervisor import RestartPolicy, supervise
 from proto import cluster_pb2_grpc, objects_pb2
 from proto.ports import grpc_addr_of_raft, mtls_addr
 
 log = logging.getLogger(__name__)
 
-LEADER_POLL_INTERVAL = 0.1
+
+class LeaderSignal:
+    """Wakes the manager when Raft leadership changes; ``notify`` may be called from any thread.
+
+    Pass ``notify`` as the RaftNode's ``on_leader_change``: it runs on Raft's tick thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.changed = asyncio.Event()
+
+    def notify(self, is_leader: bool = True) -> None:
+        self._loop.call_soon_threadsafe(self.changed.set)
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,14 @@ class ManagerConfig:
 
 
 class Manager:
-    def __init__(self, config: ManagerConfig, store, raft, clock: Callable[[], float] = time.time,
-                 register_node_services: Callable[[grpc.aio.Server], None] | None = None):
+    def __init__(self, config: ManagerConfig, store, raft, leadership: LeaderSignal,
+                 clock: Callable[[], float] = time.time,
+                 register_node_services: Callable[[grpc.aio.Server], None] | None = None,
+                 restart_policy: RestartPolicy = RestartPolicy()):
         self.config = config
+        self.leadership = leadership
+        self.restart_policy = restart_policy
+        self.component_restarts: dict[str, int] = {}  # leader component -> restarts (for /metrics)
         self.store = store
         self.raft = raft
         self._clock = clock
@@ -104,49 +124,60 @@ class Manager:
         await server.start()
         log.info("manager serving node-to-node gRPC on %s (join) and %s (mutual TLS)",
                  self.config.listen_addr, mtls_addr(self.config.listen_addr))
-        leader_tasks: list[asyncio.Task] = []
+        leading: asyncio.Task | None = None
         try:
             while True:
-                leading = self.is_leader()
-                if leading and not leader_tasks:
+                self.leadership.changed.clear()
+                now_leading = self.is_leader()
+                if now_leading and leading is None:
                     log.info("this manager is now the leader")
-                    leader_tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-                                    asyncio.create_task(self._roles.run(), name="roles"),
-                                    asyncio.create_task(Allocator(self.store, self._clock).run(), name="allocator"),
-                                    asyncio.create_task(Orchestrator(self.store, self._clock).run(), name="orchestrator"),
-                                    asyncio.create_task(Scheduler(self.store, self._clock).run(), name="scheduler"),
-                                    asyncio.create_task(TaskReaper(self.store, self._clock).run(), name="reaper"),
-                                    asyncio.create_task(KeyManager(self.store, self._clock).run(), name="keymanager")]
-                elif not leading and leader_tasks:
+                    leading = asyncio.create_task(self._lead(), name="leader-components")
+                elif not now_leading and leading is not None:
                     log.info("this manager is no longer the leader")
-                    await _cancel(leader_tasks)
-                    leader_tasks = []
-                for task in leader_tasks:
-                    if task.done() and not task.cancelled() and task.exception() is not None:
-                        log.error("leader component %s failed: %r", task.get_name(), task.exception())
-                        raise task.exception()
-                await asyncio.sleep(LEADER_POLL_INTERVAL)
+                    await _cancel(leading)
+                    leading = None
+                changed = asyncio.create_task(self.leadership.changed.wait())
+                await asyncio.wait([changed] + ([leading] if leading else []), return_when=asyncio.FIRST_COMPLETED)
+                await _cancel(changed)
+                if leading is not None and leading.done():
+                    leading.result()  # a component gave up: raise it (ComponentFailed)
+                    raise RuntimeError("leader components ended")
         finally:
-            await _cancel(leader_tasks)
+            if leading is not None:
+                await _cancel(leading)
             await server.stop(grace=0.2)
+
+    def leader_components(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """What runs while this manager leads; each is built afresh when (re)started."""
+        store, clock = self.store, self._clock
+        return {"dispatcher": self.dispatcher.run,
+                "roles": self._roles.run,
+                "allocator": lambda: Allocator(store, clock).run(),
+                "orchestrator": lambda: Orchestrator(store, clock).run(),
+                "scheduler": lambda: Scheduler(store, clock).run(),
+                "reaper": lambda: TaskReaper(store, clock).run(),
+                "keymanager": lambda: KeyManager(store, clock).run()}
+
+    async def _lead(self) -> None:
+        """The leader components under supervision; raises ComponentFailed when one gives up."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, run in self.leader_components().items():
+                    group.create_task(supervise(name, run, self.restart_policy, restarts=self.component_restarts),
+                                      name=name)
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     # -- read helpers for the daemon's Info --------------------------------------
     def counts(self) -> tuple[int, int]:
         nodes = self.store.view().nodes()
         return len(nodes), sum(1 for n in nodes if n.role == objects_pb2.MANAGER)
 
-    def cluster(self) -> objects_pb2.Cluster | None:
-        return self.store.view().cluster()
-
-    def node(self, node_id: str) -> objects_pb2.Node | None:
-        return self.store.view().get(Kind.NODE, node_id)
 
 
-async def _cancel(tasks: list[asyncio.Task]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import REGISTRY, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from manager.state import Kind
 from proto import objects_pb2
@@ -55,7 +55,11 @@ class DaemonCollector:
         reachable = sum(1 for m in status.members if m.reachable)
         members.add_metric(["true"], reachable)
         members.add_metric(["false"], len(status.members) - reachable)
-        yield from (term, commit, leader, members)
+        restarts = CounterMetricFamily("shoal_manager_component_restarts",
+                                       "Restarts of a leader component after it failed", labels=["component"])
+        for name, count in sorted(manager.component_restarts.items()):
+            restarts.add_metric([name], count)
+        yield from (term, commit, leader, members, restarts)
         view = manager.store.view()
         objects = GaugeMetricFamily("shoal_store_objects", "Objects in the store by kind", labels=["kind"])
         for kind in Kind:

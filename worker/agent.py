@@ -21,7 +21,26 @@ from proto.ports import mtls_addr
 log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "leader-addr"
-RECONNECT_DELAY = (0.1, 0.5)
+
+
+class Backoff:
+    """Exponential backoff with full jitter: the n-th pause is uniform in [0, min(cap, base·2ⁿ)].
+
+    ``reset()`` after a session that worked, so a failover is retried at once and a manager
+    that stays down is not hammered by every node at the same moments.
+    """
+
+    def __init__(self, base: float = 0.1, cap: float = 10.0, rand: Callable[[float, float], float] = random.uniform):
+        self.base, self.cap, self._rand = base, cap, rand
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * 2 ** self.attempt)
+        self.attempt = min(self.attempt + 1, 32)
+        return self._rand(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
 
 
 class _Redirect(Exception):
@@ -43,7 +62,7 @@ class Agent:
     def __init__(self, managers: list[str], credentials: grpc.ChannelCredentials,
                  channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
                  on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]],
-                 worker=None, reporter=None):
+                 worker=None, reporter=None, backoff: Backoff | None = None):
         self._managers = list(dict.fromkeys(managers))
         self._credentials = credentials
         self._options = channel_options
@@ -55,6 +74,7 @@ class Agent:
         self.connected = asyncio.Event()
         self._period = 1.0
         self.session_id: str | None = None
+        self._backoff = backoff or Backoff()
 
     @property
     def managers(self) -> list[str]:
@@ -68,6 +88,8 @@ class Agent:
         return order
 
     async def run(self) -> None:
+        """Keep a session open until cancelled: any failure (gRPC or not) is logged and retried
+        after ``Backoff``; a redirect to the leader is followed at once."""
         while True:
             for addr in self._candidates():
                 try:
@@ -84,12 +106,16 @@ class Agent:
                         log.error("refused by the swarm: %s", err.details())
                 except (OSError, asyncio.TimeoutError) as err:
                     log.info("session with %s ended: %r", addr, err)
+                except Exception as err:  # noqa: BLE001 - a bug in a session helper must not end the agent
+                    log.error("session with %s failed: %r", addr, err, exc_info=err)
                 finally:
+                    if self.session_id is not None:
+                        self._backoff.reset()   # it worked for a while: retry the next one at once
                     self.connected.clear()
                     self.session_id = None
                 if self._preferred == addr:
                     self._preferred = None
-                await asyncio.sleep(random.uniform(*RECONNECT_DELAY))
+                await asyncio.sleep(self._backoff.next())
 
     async def _session(self, addr: str) -> None:
         """One session with the manager at ``addr``; returns or raises when it ends.

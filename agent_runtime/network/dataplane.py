@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from agent_runtime import dns
-from agent_runtime.container import write_json_atomic
+from agent_runtime.container_record import write_json_atomic
 from agent_runtime.network import netns, nft, rules
 from agent_runtime.network.errors import Conflict, InvalidArgument, NetworkError
 from agent_runtime.network.links import HostLinks, network_mtu

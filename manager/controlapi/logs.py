@@ -10,7 +10,7 @@ from typing import AsyncIterator, Callable
 
 import grpc
 
-from manager.controlapi.server import ControlError
+from manager.controlapi.api import ControlError
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, objects_pb2
 from proto.ports import mtls_addr

@@ -1,7 +1,7 @@
 """The ControlAPI's networks: create, read, list and remove cluster overlay networks.
 
 Methods take the request message and return the response message, or raise ``ControlError``
-(see server.py) naming the network and what is wrong. Reads come from this manager's store view;
+(see api.py) naming the network and what is wrong. Reads come from this manager's store view;
 writes are transactions proposed through the store.
 
 Subnets and VNIs are the allocator component's to give (manager/allocator/runner.py): this module
@@ -31,7 +31,7 @@ from manager.allocator import AllocatorError, NetworkAllocator, is_attachment, t
 from manager.allocator.network import OVERLAY_DRIVER, network_label
 from manager.allocator.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
-from manager.controlapi.server import ControlError, write
+from manager.controlapi.api import ControlError, write
 from manager.controlapi.services import filter_options, labels_match, resolve, task_name
 from manager.ids import new_id
 from manager.state import Kind, copy_of

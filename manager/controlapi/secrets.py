@@ -13,7 +13,7 @@ service's spec refers to the object; the message names the services. Services re
 and configs by name; ``services.py`` resolves the names to IDs when a service is written.
 
 Methods take the request message and return the response message, or raise ``ControlError``
-(server.py) naming the object and what is wrong. They run on the manager's asyncio loop.
+(api.py) naming the object and what is wrong. They run on the manager's asyncio loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from manager.controlapi.server import ControlError, write
+from manager.controlapi.api import ControlError, write
 from manager.controlapi.services import filter_options, labels_match, resolve
 from manager.ids import new_id
 from manager.secretbox import SecretBox, SecretBoxError

@@ -2,7 +2,7 @@
 list and read tasks.
 
 Methods take the request message and return the response message, or raise ``ControlError``
-(see server.py) with a message naming the service and what is wrong. Reads come from this
+(see api.py) with a message naming the service and what is wrong. Reads come from this
 manager's store view; writes are compare-and-set transactions proposed through the store.
 
 What happens to tasks is the orchestrator's business: this module writes services only. A
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from manager.controlapi.server import ControlError, write
+from manager.controlapi.api import ControlError, write
 from manager.controlapi.service_spec import (MODE_NAMES, SpecError, changes_tasks, port_key,
                                              service_label, validate_spec)
 from manager.ids import new_id

@@ -1,4 +1,5 @@
-"""The dispatcher: the leader's end of every node's session (heartbeats, liveness)."""
+"""The dispatcher: the leader's end of every node's session (sessions, heartbeats and liveness,
+assignments, task status reports)."""
 
 from manager.dispatcher.dispatcher import Dispatcher, DEFAULT_HEARTBEAT_PERIOD, GRACE_MULTIPLIER
 

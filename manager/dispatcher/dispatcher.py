@@ -1,7 +1,16 @@
-"""The dispatcher (leader only): one session per node, heartbeats and liveness.
+"""The dispatcher (leader only): every node's gRPC session with the cluster.
 
-Nodes open a ``Session`` stream on the leader and send ``Heartbeat`` calls every
-``heartbeat_period`` seconds. The leader marks a node READY when its session opens
+Per node it serves four calls (SwarmKit's dispatcher API):
+- ``Session``: the stream that opens a session and tells the node the managers' addresses,
+  its role and the heartbeat period (and again whenever they change);
+- ``Heartbeat``: liveness, below;
+- ``Assignments``: what the node must run and hold: its tasks, the secrets and configs they
+  use (opened from their sealed form), and the data plane (dispatcher/assignments.py,
+  dispatcher/netstate.py), sent whole first and then as changes;
+- ``UpdateTaskStatus``: batches of task status reports, applied to the store when allowed
+  (assignments.status_update_allowed).
+
+Nodes send ``Heartbeat`` calls every ``heartbeat_period`` seconds. The leader marks a node READY when its session opens
 and DOWN when it misses heartbeats for ``GRACE_MULTIPLIER × period``. Store writes
 happen only on transitions, never per heartbeat. On a follower every call is refused
 with FAILED_PRECONDITION and the leader's address, so agents follow the leader.
@@ -182,7 +191,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
 
     # -- leader loop -------------------------------------------------------------
     async def run(self) -> None:
-        """Mark nodes down when they miss heartbeats. Runs while this manager leads."""
+        """Mark nodes down when they miss heartbeats (liveness.py). Runs while this manager leads."""
         self._leader_since = self._clock()
         self._last_seen.clear()
         log.info("dispatcher started as leader")

@@ -15,7 +15,7 @@ import grpc
 
 from manager.ca import CAError, InvalidJoinToken, JoinTokens, RootCA, parse_join_token
 from manager.ids import new_id
-from manager.roles import ou_to_role, role_name, role_to_ou
+from manager.rolenames import ou_to_role, role_name, role_to_ou
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 from proto.ports import raft_addr

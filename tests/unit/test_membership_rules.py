@@ -6,7 +6,7 @@ import pytest
 
 from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
 from manager.dispatcher.liveness import expired_nodes
-from manager.membership.roles import DemotionRefused, check_demotion
+from manager.membership.promotion import DemotionRefused, check_demotion
 from proto import objects_pb2
 from proto.ports import grpc_addr_of_raft, mtls_addr, raft_addr
 

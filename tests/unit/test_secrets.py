@@ -12,7 +12,7 @@ from agent_runtime.errors import InvalidArgument
 from agent_runtime.files import decode, without_data
 from agent_runtime.spec import ContainerSpec, File, Mount, validate_spec
 from manager.controlapi.secrets import CONFIGS, SECRETS, check_spec, matches
-from manager.controlapi.server import ControlError
+from manager.controlapi.api import ControlError
 from manager.dispatcher.assignments import assigned_set, diff
 from manager.secretbox import SecretBox, SecretBoxError, is_sealed, new_key
 from manager.state import LocalProposer, MemoryStore, Store

@@ -15,7 +15,7 @@ import grpc
 
 from manager.ca import JoinTokens
 from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
-from manager.membership.roles import DemotionRefused, check_demotion
+from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.state import Kind, StoreError, VersionConflict
 from proto import control_pb2, objects_pb2
 

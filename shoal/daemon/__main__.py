@@ -1,0 +1,3 @@
+from shoal.daemon.main import main
+
+main()

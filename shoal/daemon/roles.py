@@ -1,0 +1,256 @@
+"""The Daemon: this host's node, its roles, and changes between them.
+
+A node runs its roles as one supervised task group (``RoleGroup``): a manager runs the Manager
+(node-to-node gRPC server, Raft-driven leader components) and the agent; a worker runs the agent
+and its own mutual-TLS server. The agent never ends by itself (it reconnects forever). If any
+other member of the group fails, the whole node is stopped and ``Daemon.run`` returns the failure
+so shoald exits non-zero and its supervisor (systemd) restarts it: a manager never keeps leading
+Raft without the server that makes it useful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Coroutine
+
+import grpc
+
+from agent_runtime.api import AsyncRuntimeClient
+from manager.ca import channel_credentials, channel_options, make_node_key_and_csr, require_role, server_credentials
+from manager.manager import LeaderSignal, Manager, ManagerConfig
+from manager.rolenames import role_name
+from manager.state import MemoryStore, RaftNode, Store
+from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
+from proto.ports import mtls_addr
+from shoal import __version__
+from shoal.daemon import info, membership
+from shoal.daemon.config import node_description
+from shoal.daemon.control import LocalControl
+from shoal.daemon.supervision import RoleGroup
+from shoal.metrics import observe_proposal
+from shoal.netattach import AttachmentServicer
+from shoal.nodestate import NodeState, StateDir
+from worker.agent import Agent
+from worker.logs import NodeLogsServicer
+from worker.reporter import Reporter
+from worker.worker import Worker
+
+log = logging.getLogger("shoald")
+
+
+class Daemon:
+    def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
+                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = ()):
+        self.state = StateDir(state_dir)
+        self.socket_path = Path(socket_path)
+        self.hostname = hostname
+        self.node: NodeState | None = None
+        self.manager: Manager | None = None
+        self.raft: RaftNode | None = None
+        self.agent: Agent | None = None
+        self.worker: Worker | None = None
+        self.insecure_registries = tuple(insecure_registries)
+        self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
+        self.reporter = Reporter()
+        self.lock = asyncio.Lock()  # membership changes run one at a time
+        self._roles: RoleGroup | None = None
+        self._background_tasks: set[asyncio.Task] = set()
+        self._stopping = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._rejoining = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def run(self) -> BaseException | None:
+        """Serve until SIGTERM/SIGINT (returns None) or until a role fails (returns the failure)."""
+        server = grpc.aio.server()
+        control_pb2_grpc.add_ControlServicer_to_server(LocalControl(self), server)
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)
+        try:
+            server.add_insecure_port(f"unix:{self.socket_path}")
+            await server.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        log.info("shoald %s listening on %s", __version__, self.socket_path)
+        try:
+            node = self.state.load()
+            if node is not None:
+                await self.start_node(node)
+            await self._stopping.wait()
+        finally:
+            for task in list(self._background_tasks):
+                task.cancel()
+            await self.stop_node()
+            await server.stop(grace=0.5)
+            self.socket_path.unlink(missing_ok=True)
+        return self._failure
+
+    def _role_failed(self, failure: BaseException) -> None:
+        self._failure = failure
+        self._stopping.set()
+
+    async def start_node(self, node: NodeState, bootstrap=None) -> None:
+        """Start the roles ``node`` says this host has. Raises on failure, leaving nothing running."""
+        self.node = node
+        cert, key, ca = self.state.load_certificates()
+        tasks: dict[str, Coroutine] = {}
+        try:
+            if node.role == "manager":
+                tasks["manager"] = await self._start_manager(node, cert, key, ca, bootstrap)
+            tasks["agent"] = self._start_agent(node, cert, key, ca)
+            if node.role != "manager":
+                tasks["node-server"] = self._serve_node(node, cert, key, ca)
+        except BaseException:
+            for coro in tasks.values():
+                coro.close()
+            await self.stop_node()
+            raise
+        self._roles = RoleGroup(tasks, self._role_failed)
+
+    async def _start_manager(self, node: NodeState, cert: bytes, key: bytes, ca: bytes, bootstrap) -> Coroutine:
+        password = self.state.load_raft_password()
+        self.state.raft_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        peers = [p for p in node.raft_peers if p != node.raft_addr]
+        memory = MemoryStore()
+        leadership = LeaderSignal(asyncio.get_running_loop())
+        self.raft = RaftNode(node.raft_addr, peers, self.state.raft_dir, password, memory,
+                             on_leader_change=leadership.notify)
+        store = Store(memory, self.raft, on_proposal=observe_proposal)
+        if bootstrap is not None:
+            await self.raft.wait_ready(timeout=10)
+            await store.update(bootstrap)
+        config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr, cert_chain_pem=cert,
+                               key_pem=key, root_ca_pem=ca, raft_password=password,
+                               secrets_key=self.state.load_secrets_key())
+        self.manager = Manager(config, store, self.raft, leadership,
+                               register_node_services=self._register_node_services)
+        return self.manager.run()
+
+    def _register_node_services(self, server: grpc.aio.Server) -> None:
+        """Services every node offers on its mutual-TLS port (managers host them on theirs)."""
+        if self.runtime is not None and self.node is not None:
+            authorize = functools.partial(require_role, cluster_id=self.node.cluster_id)
+            cluster_pb2_grpc.add_NodeLogsServicer_to_server(NodeLogsServicer(self.runtime, authorize), server)
+        if self.manager is not None and self.node is not None:  # attachments for nodes without a manager
+            AttachmentServicer(self.manager, self.node.cluster_id).register(server)
+
+    async def _serve_node(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
+        """A worker's own mutual-TLS server (managers serve these on the manager's server)."""
+        server = grpc.aio.server()
+        self._register_node_services(server)
+        server.add_secure_port(mtls_addr(node.listen_addr), server_credentials(cert, key, ca, require_client_cert=True))
+        await server.start()
+        try:
+            await server.wait_for_termination()
+        finally:
+            await server.stop(grace=0.2)
+
+    def _start_agent(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> Coroutine:
+        creds = channel_credentials(ca, cert, key)
+        managers = node.managers or [node.grpc_addr]
+        self.worker = None
+        if self.runtime is not None:
+            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries)
+        self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname, node.grpc_addr),
+                           self._on_session, worker=self.worker, reporter=self.reporter)
+        return self.agent.run()
+
+    async def stop_node(self) -> None:
+        roles, self._roles = self._roles, None
+        if roles is not None:
+            await roles.stop()
+        if self.worker is not None:
+            await self.worker.close()
+        if self.raft is not None:
+            await self.raft.close()
+        self.raft = self.manager = self.agent = self.worker = None
+
+    # -- what the swarm tells this node --------------------------------------------
+    async def _on_session(self, message: cluster_pb2.SessionMessage) -> None:
+        node = self.node
+        if node is None:
+            return
+        managers = sorted(p.addr for p in message.managers if p.addr)
+        if managers and managers != sorted(node.managers):
+            node.managers = managers
+            self.state.save(node)
+        wanted = role_name(message.role)
+        if wanted != node.role:
+            self._background(self._change_role(wanted), "role change")
+        elif node.role == "manager" and managers and node.grpc_addr not in managers and not self._rejoining:
+            # The swarm lists no manager at our address although we are one: we were
+            # removed from Raft (a quick demote + promote) and must ask to be added back.
+            self._rejoining = True
+            self._background(self._rejoin_raft(), "raft rejoin")
+
+    def _background(self, coro: Coroutine, what: str) -> None:
+        """Run a membership step on the side; log (not lose) its failure."""
+        def done(task: asyncio.Task) -> None:
+            self._background_tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s failed: %s", what, task.exception())
+        task = asyncio.create_task(coro, name=what)
+        self._background_tasks.add(task)
+        task.add_done_callback(done)
+
+    async def _rejoin_raft(self) -> None:
+        try:
+            async with self.lock:
+                if self.node is not None and self.node.role == "manager" and self.raft is not None:
+                    log.info("asking the leader to add this manager back to raft")
+                    await membership.join_raft(self, self.node)
+        finally:
+            self._rejoining = False
+
+    async def _change_role(self, wanted: str) -> None:
+        """Renew the certificate for the role the cluster assigned and restart the roles."""
+        async with self.lock:
+            node = self.node
+            if node is None or node.role == wanted:
+                return
+            log.info("role change: %s -> %s", node.role, wanted)
+            _, _, ca = self.state.load_certificates()
+            new_key, csr = make_node_key_and_csr()
+            response = await membership.renew_certificate(self, node, csr)
+            if role_name(response.role) != wanted:
+                return
+            await self.stop_node()
+            self.state.save_certificates(response.certificate, new_key, ca)
+            node.role = wanted
+            self.state.forget_raft()
+            if wanted == "manager":
+                self.state.save_raft_password(response.raft_password)
+                self.state.save_secrets_key(response.secrets_key)
+                node.raft_peers = list(response.raft_peers)
+            else:
+                node.raft_peers = []
+            self.state.save(node)
+            await self.start_node(node)
+            if wanted == "manager":
+                await membership.join_raft(self, node)
+
+    # -- the calls LocalControl serves ------------------------------------------------
+    async def init(self, request: control_pb2.SwarmInitRequest) -> control_pb2.SwarmInitResponse:
+        async with self.lock:
+            return await membership.init(self, request)
+
+    async def join(self, request: control_pb2.SwarmJoinRequest) -> control_pb2.SwarmJoinResponse:
+        async with self.lock:
+            return await membership.join(self, request)
+
+    async def leave(self, request: control_pb2.SwarmLeaveRequest) -> control_pb2.SwarmLeaveResponse:
+        async with self.lock:
+            return await membership.leave(self, request)
+
+    def info(self) -> control_pb2.InfoResponse:
+        return info.info(self)
