@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from common.syntax import with_file_defaults
 from manager.controlapi.api import ControlError, write
 from manager.controlapi.service_spec import (MODE_NAMES, SpecError, changes_tasks, port_key,
                                              service_label, validate_spec)
@@ -201,12 +202,7 @@ class ServiceControl:
                 found = _lookup(objects, getattr(ref, f"{field}_name") or getattr(ref, f"{field}_id"), field, label)
                 setattr(ref, f"{field}_id", found.id)
                 setattr(ref, f"{field}_name", found.spec.annotations.name)
-                if not ref.file.name:
-                    ref.file.name = found.spec.annotations.name
-                # Docker's defaults: root-owned, world-readable, read-only.
-                ref.file.uid = ref.file.uid or "0"
-                ref.file.gid = ref.file.gid or "0"
-                ref.file.mode = ref.file.mode or 0o444
+                with_file_defaults(ref.file, found.spec.annotations.name)
 
     # -- services ------------------------------------------------------------------------------
     async def create_service(self, request: control_pb2.CreateServiceRequest) -> control_pb2.CreateServiceResponse:

@@ -10,17 +10,16 @@ container's code through, 125 when the runtime refused, 126/127 when the command
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 import time
 
 import click
 
-from shoal.cli.output import parse_duration, print_json_array, print_json_lines, print_table
+from common import syntax
+from shoal.cli.output import flag_value, print_json_array, print_json_lines, print_table
 
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
-UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def register(cli: click.Group) -> None:
@@ -30,12 +29,9 @@ def register(cli: click.Group) -> None:
     cli.add_command(volume)
 
 
-def parse_bytes(text: str) -> int:
+def parse_bytes(text: str, flag: str = "--memory") -> int:
     """Docker's sizes: ``512``, ``64m``, ``1g``, ``10kb`` (binary units)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", text.strip().lower())
-    if not m:
-        raise click.BadParameter(f"invalid size {text!r} (examples: 64m, 1g)")
-    return int(float(m.group(1)) * UNITS[m.group(2)])
+    return flag_value(syntax.parse_bytes, flag, text)
 
 
 def _client(ctx: click.Context):
@@ -79,7 +75,7 @@ def parse_tmpfs(text: str):
     for opt in filter(None, opts.split(",")):
         key, _, value = opt.partition("=")
         if key == "size":
-            mount.tmpfs_size_bytes = parse_bytes(value)
+            mount.tmpfs_size_bytes = parse_bytes(value, "--tmpfs")
         elif key == "mode":
             mount.tmpfs_mode = int(value, 8)
         elif key == "ro":
@@ -103,7 +99,7 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("-e", "--env", multiple=True, help="NAME=VALUE")
 @click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m)")
 @click.option("--memory-reservation", default=None)
-@click.option("--cpus", type=float, default=None, help="CPUs (e.g. 0.5)")
+@click.option("--cpus", default=None, help="Number of CPUs (e.g. 0.5)")
 @click.option("--cpu-shares", type=int, default=0)
 @click.option("--pids-limit", type=int, default=0)
 @click.option("-v", "--volume", "volumes", multiple=True, help="SRC:DST[:ro]")
@@ -148,9 +144,9 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
         env=list(env), workdir=workdir, user=user, hostname=hostname, name=name,
         labels=dict(item.partition("=")[::2] for item in label),
         mounts=[parse_volume(v) for v in volumes] + [parse_tmpfs(t) for t in tmpfs],
-        resources=Resources(nano_cpus=int(cpus * 1e9) if cpus else 0,
+        resources=Resources(nano_cpus=flag_value(syntax.parse_cpus, "--cpus", cpus) if cpus else 0,
                             memory_bytes=parse_bytes(memory) if memory else 0,
-                            memory_reservation_bytes=parse_bytes(memory_reservation) if memory_reservation else 0,
+                            memory_reservation_bytes=parse_bytes(memory_reservation, "--memory-reservation") if memory_reservation else 0,
                             pids_limit=pids_limit, cpu_shares=cpu_shares),
         cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
         no_new_privileges=any(o.replace("=true", "") == "no-new-privileges" for o in security_opt),
@@ -300,8 +296,8 @@ def container_inspect(ctx, refs) -> None:
 @click.pass_context
 def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
     """Fetch the logs of a container."""
-    if since and not re.fullmatch(r"[\d.]+", since) and "T" not in since:
-        since = str(time.time() - parse_duration(since))
+    if since:
+        since = str(flag_value(lambda t: syntax.parse_since(t, time.time()), "--since", since))
     from agent_runtime.api import ShoalRuntimeError
     try:
         _stream(_client(ctx), ref, follow=follow, tail=None if tail == "all" else int(tail), since=since,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import click
@@ -30,18 +29,13 @@ def print_json_array(objects: list[dict]) -> None:
     click.echo(json.dumps(objects, indent=4))
 
 
-def parse_duration(text: str) -> float:
-    """Go-style durations as docker takes them: "5s", "500ms", "1m30s", "2h"; a bare number is seconds."""
-    text = text.strip()
+def flag_value(parse, flag: str, text: str):
+    """`parse(text)` for a command-line flag: a ValueError becomes the docker CLI's usage error
+    ``invalid argument "TEXT" for "--flag" flag: ...``."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise click.BadParameter(f"invalid duration {text!r} (examples: 500ms, 5s, 1m30s)")
-    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[u] for n, u in parts)
+        return parse(text)
+    except ValueError as err:
+        raise click.UsageError(f'invalid argument "{text}" for "{flag}" flag: {err}') from None
 
 
 def rfc3339(seconds: float) -> str:
@@ -49,9 +43,3 @@ def rfc3339(seconds: float) -> str:
         return "0001-01-01T00:00:00Z"
     frac = f"{seconds % 1:.9f}"[1:].rstrip("0").rstrip(".")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + frac + "Z"
-
-
-def format_duration(seconds: float) -> str:
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{seconds}s"

@@ -13,14 +13,12 @@ failure action pause, monitor 5 s, order stop-first.
 
 from __future__ import annotations
 
-import re
+import os
 import shlex
 from collections.abc import Iterable
 
-import click
-
+from common import syntax
 from proto import objects_pb2 as pb
-from shoal.cli.output import parse_duration
 
 ServiceSpec = pb.ServiceSpec
 
@@ -40,7 +38,6 @@ JOB_MODES = (ServiceSpec.REPLICATED_JOB, ServiceSpec.GLOBAL_JOB)
 DEFAULT_RESTART_DELAY = 5.0
 DEFAULT_UPDATE = pb.UpdateConfig(parallelism=1, failure_action=pb.UpdateConfig.PAUSE, monitor=5.0,
                                  order=pb.UpdateConfig.STOP_FIRST)
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period")
 
 
@@ -54,32 +51,26 @@ class FlagError(ValueError):
 
 # ---- scalar parsers --------------------------------------------------------------------------
 
+def _parsed(parse, flag: str, text: str):
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise FlagError(flag, text, str(err)) from None
+
+
 def parse_memory(text: str, flag: str = "--limit-memory") -> int:
     """Bytes from docker's memory syntax: 64M, 1G, 512k, 1.5g, 1048576 (binary multiples)."""
-    match = _MEMORY_RE.match(text.strip())
-    if not match:
-        raise FlagError(flag, text, "expected a size such as 64M or 1G")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    return int(number * 1024 ** " kmgtp".index(unit or " "))
+    return _parsed(syntax.parse_bytes, flag, text)
 
 
 def parse_cpus(text: str, flag: str = "--limit-cpu") -> int:
     """NanoCPUs from a decimal number of CPUs: "0.5" → 500000000."""
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise FlagError(flag, text, "expected a number of CPUs such as 0.5") from None
-    if cpus < 0:
-        raise FlagError(flag, text, "must not be negative")
-    return round(cpus * 1e9)
+    return _parsed(syntax.parse_cpus, flag, text)
 
 
 def duration(flag: str, text: str) -> float:
-    """Seconds from a Go-style duration ("5s", "1m30s", "500ms")."""
-    try:
-        seconds = parse_duration(text)
-    except click.BadParameter as err:
-        raise FlagError(flag, text, err.message) from None
+    """Seconds from a Go duration ("5s", "1m30s", "500ms")."""
+    seconds = _parsed(syntax.parse_duration, flag, text)
     if seconds < 0:
         raise FlagError(flag, text, "must not be negative")
     return seconds
@@ -230,10 +221,7 @@ def parse_file_reference(text: str, kind: str, flag: str):
         elif key in ("uid", "gid"):
             setattr(ref.file, key, value or "")
         elif key == "mode":
-            try:
-                ref.file.mode = int(value or "", 8)
-            except ValueError:
-                raise FlagError(flag, text, f"invalid mode {value!r}: expected octal such as 0444") from None
+            ref.file.mode = _parsed(syntax.parse_file_mode, flag, value or "")
         else:
             raise FlagError(flag, text, f"unknown field {key!r} (known: source, target, uid, gid, mode)")
     if not getattr(ref, name_field):
@@ -241,17 +229,25 @@ def parse_file_reference(text: str, kind: str, flag: str):
     return ref
 
 
-def read_env_files(paths: Iterable[str]) -> list[str]:
-    """KEY=VALUE lines of --env-file files; blank lines and # comments skipped."""
+def read_env_files(paths: Iterable[str], environ: dict[str, str] | None = None) -> list[str]:
+    """KEY=VALUE entries of --env-file files, read as docker reads them (common.syntax): a bare
+    KEY takes its value from `environ` (this process's environment) or is left out."""
     out = []
     for path in paths:
         try:
             with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as err:
-            raise FlagError("--env-file", path, err.strerror or str(err)) from None
-        out.extend(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise FlagError("--env-file", path, getattr(err, "strerror", None) or str(err)) from None
+        out.extend(_env_lines(path, text, environ))
     return out
+
+
+def _env_lines(path: str, text: str, environ: dict[str, str] | None) -> list[str]:
+    try:
+        return syntax.env_file_lines(text, dict(os.environ) if environ is None else environ)
+    except ValueError as err:
+        raise FlagError("--env-file", path, str(err)) from None
 
 
 def _choice(flag: str, value: str, choices: dict) -> int:

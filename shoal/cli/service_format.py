@@ -6,6 +6,7 @@ Pure functions of the protobuf objects (and ``now`` for "Running 5 seconds ago")
 
 from __future__ import annotations
 
+from common.syntax import FILE_GID, FILE_MODE, FILE_UID
 from proto import objects_pb2 as pb
 from shoal.cli.output import rfc3339
 
@@ -219,8 +220,8 @@ def _container(c: pb.ContainerSpec) -> dict:
         out["Init"] = True
     for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
         if refs:
-            out[f"{kind}s"] = [{"File": _drop_empty({"Name": r.file.name, "UID": r.file.uid or "0",
-                                                     "GID": r.file.gid or "0", "Mode": r.file.mode or 0o444}),
+            out[f"{kind}s"] = [{"File": _drop_empty({"Name": r.file.name, "UID": r.file.uid or FILE_UID,
+                                                     "GID": r.file.gid or FILE_GID, "Mode": r.file.mode or FILE_MODE}),
                                 f"{kind}ID": getattr(r, f"{kind.lower()}_id"),
                                 f"{kind}Name": getattr(r, f"{kind.lower()}_name")} for r in refs]
     out["Isolation"] = "default"

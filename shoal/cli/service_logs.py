@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from shoal.cli.output import parse_duration
+from common.syntax import parse_since
+from shoal.cli.output import flag_value
 
 
 def register(cli: click.Group) -> None:
@@ -19,15 +20,7 @@ def _since(text: str | None) -> float:
     if not text:
         return 0.0
     import time
-    from datetime import datetime
-    try:
-        return time.time() - parse_duration(text)
-    except click.BadParameter:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise click.BadParameter(f"invalid --since {text!r}: a duration (10m) or a timestamp") from None
+    return flag_value(lambda t: parse_since(t, time.time()), "--since", text)
 
 
 @click.command("logs")

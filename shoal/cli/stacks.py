@@ -20,7 +20,7 @@ import time
 
 import click
 
-from shoal.cli.output import print_json_lines, print_table
+from shoal.cli.output import flag_value, print_json_lines, print_table
 
 DEFAULT_TIMEOUT = "5m"
 REMOVE_TIMEOUT = 60.0          # how long `stack rm` retries objects still in use by stopping tasks
@@ -88,11 +88,11 @@ def _stack_services(client, name: str) -> list:
 
 
 def _parse_timeout(text: str) -> float:
-    from shoal.stack.syntax import parse_duration
-    try:
-        return parse_duration(text)
-    except ValueError as err:
-        raise click.BadParameter(f"{text!r}: {err}", param_hint="--timeout") from None
+    from common.syntax import parse_duration
+    seconds = flag_value(parse_duration, "--timeout", text)
+    if seconds < 0:
+        raise click.UsageError(f'invalid argument "{text}" for "--timeout" flag: must not be negative')
+    return seconds
 
 
 # ---- deploy ------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shoal.cli.output import format_duration, parse_duration
+from common.syntax import parse_duration
+from shoal.cli.output import flag_value
 
 
 def register(cli: click.Group) -> None:
@@ -32,7 +33,7 @@ def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, defaul
     from proto import control_pb2
     request = control_pb2.SwarmInitRequest(
         listen_addr=listen_addr, advertise_addr=advertise_addr,
-        dispatcher_heartbeat=parse_duration(dispatcher_heartbeat),
+        dispatcher_heartbeat=flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat),
         default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
         labels=dict(_kv(label) for label in labels))
     response = client.call("SwarmInit", request)
@@ -108,7 +109,7 @@ def swarm_update(client, dispatcher_heartbeat, task_history_limit) -> None:
     cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
     spec = cluster.spec
     if dispatcher_heartbeat is not None:
-        spec.dispatcher.heartbeat_period = parse_duration(dispatcher_heartbeat)
+        spec.dispatcher.heartbeat_period = flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat)
     if task_history_limit is not None:
         spec.orchestration.task_history_retention_limit = task_history_limit
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))

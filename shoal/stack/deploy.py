@@ -13,7 +13,7 @@ from shoal.stack.checker import Checker, describe, join
 from shoal.stack.model import (
     DeploySpec, PlacementSpec, ResourcesSpec, RestartPolicySpec, UpdateConfigSpec,
 )
-from shoal.stack.syntax import parse_bytes, parse_cpus, parse_duration
+from common.syntax import parse_bytes, parse_cpus, parse_duration
 from shoal.stack.yamltree import Node
 
 MODES = ("replicated", "global", "replicated-job", "global-job")

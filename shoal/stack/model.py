@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from common.syntax import FILE_GID, FILE_MODE, FILE_UID
 from shoal.stack.syntax import PortSpec
 
 __all__ = [
@@ -89,9 +90,9 @@ class FileRef:
 
     source: str
     target: str
-    uid: str = "0"
-    gid: str = "0"
-    mode: int = 0o444
+    uid: str = FILE_UID
+    gid: str = FILE_GID
+    mode: int = FILE_MODE
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import os
 
 from shoal.stack.checker import Checker, Declared, describe, join
 from shoal.stack.model import MountSpec
-from shoal.stack.syntax import is_bind_source, parse_bytes, split_volume_short
+from common.syntax import parse_bytes
+from shoal.stack.syntax import is_bind_source, split_volume_short
 from shoal.stack.yamltree import Node
 
 

@@ -16,7 +16,8 @@ from shoal.stack.mounts import read_mounts
 from shoal.stack.model import (
     DependencySpec, FileRef, HealthcheckSpec, PortSpec, ServiceDef, ServiceNetwork,
 )
-from shoal.stack.syntax import parse_duration, parse_env_file, parse_port_short
+from common.syntax import parse_duration, parse_env_file, parse_file_mode
+from shoal.stack.syntax import parse_port_short
 from shoal.stack.yamltree import Node
 
 SERVICE_KEYS = {
@@ -369,21 +370,12 @@ def _file_refs(ck: Checker, node: Node, path: str, kind: str, known: frozenset[s
 
 
 def _mode(node: Node) -> int:
-    """A file mode; written with a leading 0 (0440) it is octal, as in Compose."""
+    """A file mode as written in the file: 0440 (YAML 1.1 octal, as docker's loader reads it),
+    0o440 or 288."""
+    if isinstance(node.value, bool) or not isinstance(node.value, (int, str)):
+        raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
     raw = node.raw if node.raw is not None else str(node.value)
-    if isinstance(node.value, (int, str)) and not isinstance(node.value, bool):
-        text = raw.strip()
-        if re.fullmatch(r"0[0-7]+", text):
-            mode = int(text, 8)
-        elif re.fullmatch(r"0o[0-7]+", text):
-            mode = int(text[2:], 8)
-        elif re.fullmatch(r"[0-9]+", text):
-            mode = int(text)
-        else:
-            raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
-        if mode <= 0o777:
-            return mode
-    raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
+    return parse_file_mode(raw)
 
 
 _CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")

@@ -1,23 +1,11 @@
-"""Parsing of what users type: durations and addresses."""
+"""Parsing of what users type: addresses (durations and sizes: test_syntax.py)."""
 
 from __future__ import annotations
 
-import click
 import pytest
 
-from shoal.cli.output import parse_duration, rfc3339
+from shoal.cli.output import rfc3339
 from shoal.daemon import DaemonError, parse_addr
-
-
-@pytest.mark.parametrize("text, seconds", [("5s", 5), ("500ms", 0.5), ("1m30s", 90), ("2h", 7200), ("1.5", 1.5)])
-def test_durations(text, seconds):
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5x", "s5", "1m 30s"])
-def test_bad_durations(text):
-    with pytest.raises(click.BadParameter):
-        parse_duration(text)
 
 
 @pytest.mark.parametrize("text, expected", [("192.0.2.11", ("192.0.2.11", 2377)),

@@ -206,3 +206,17 @@ def test_update_replicas_of_a_global_service_is_refused():
     spec = build_spec("busybox", [], {"name": "agent", "mode": "global"})
     with pytest.raises(FlagError, match="not global"):
         update_spec(spec, {"replicas": 2})
+
+
+def test_env_file_and_secret_mode_use_dockers_grammar(tmp_path, monkeypatch):
+    env = tmp_path / "app.env"
+    env.write_text("A='quoted'\nFROM_ENV\nMISSING\n")
+    monkeypatch.setenv("FROM_ENV", "yes")
+    monkeypatch.delenv("MISSING", raising=False)
+    spec = build_spec("busybox", [], {"env_file": (str(env),), "secret": ("source=pw,mode=0400",
+                                                                         "source=key,mode=288")})
+    assert list(spec.task.container.env) == ["A='quoted'", "FROM_ENV=yes"]
+    assert [s.file.mode for s in spec.task.container.secrets] == [0o400, 288]
+    env.write_text("export A=1\n")
+    with pytest.raises(FlagError, match="variable 'export A' contains whitespaces"):
+        build_spec("busybox", [], {"env_file": (str(env),)})

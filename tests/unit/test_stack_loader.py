@@ -73,7 +73,7 @@ INVALID = [
               resources:
                 limits:
                   memory: lots
-        """, 7, "services.web.deploy.resources.limits.memory", "byte size"),
+        """, 7, "services.web.deploy.resources.limits.memory", "invalid size: 'lots'"),
     ("bad-cpus", """\
         services:
           web:
@@ -82,7 +82,7 @@ INVALID = [
               resources:
                 reservations:
                   cpus: "-1"
-        """, 7, "services.web.deploy.resources.reservations.cpus", "positive number of CPUs"),
+        """, 7, "services.web.deploy.resources.reservations.cpus", "must not be negative"),
     ("bad-mode", """\
         services:
           web:
@@ -243,7 +243,7 @@ INVALID = [
                 mode: 0999
         secrets:
           pw: {environment: HOME}
-        """, 6, "services.web.secrets[0].mode", "file mode"),
+        """, 6, "services.web.secrets[0].mode", "invalid mode specified"),
     ("environment-nested", """\
         services:
           web:
@@ -551,7 +551,8 @@ def test_external_and_named_objects_keep_their_names():
 
 
 def test_env_files_and_secret_files_are_read_relative_to_the_project_dir(tmp_path):
-    (tmp_path / "app.env").write_text("# comment\nA=from-file\nB='quoted'\nexport C=3\nD\n")
+    # Read as docker stack deploy reads it (opts.ParseEnvFile): quotes are part of the value.
+    (tmp_path / "app.env").write_text("# comment\nA=from-file\nB='quoted'\n  C=3 \nD\n")
     (tmp_path / "pw.txt").write_bytes(b"s3cret\n")
     stack = load("""\
         services:
@@ -563,8 +564,20 @@ def test_env_files_and_secret_files_are_read_relative_to_the_project_dir(tmp_pat
         secrets:
           pw: {file: ./pw.txt}
         """, {"D": "from-env"}, project_dir=str(tmp_path))
-    assert stack.services["web"].environment == {"A": "override", "B": "quoted", "C": "3", "D": "from-env"}
+    assert stack.services["web"].environment == {"A": "override", "B": "'quoted'", "C": "3 ", "D": "from-env"}
     assert stack.secrets["pw"].data == b"s3cret\n"
+
+
+def test_env_file_with_export_is_refused_as_docker_refuses_it(tmp_path):
+    (tmp_path / "app.env").write_text("A=1\nexport C=3\n")
+    with pytest.raises(StackFileError, match=r"services.web.env_file: app.env: line 2: poorly formatted "
+                                             r"environment: variable 'export C' contains whitespaces"):
+        load("""\
+            services:
+              web:
+                image: busybox
+                env_file: app.env
+            """, project_dir=str(tmp_path))
 
 
 def test_missing_env_file_names_the_line(tmp_path):

@@ -1,0 +1,1 @@
+"""Code shared by the manager, the worker and the CLI; imports only proto."""
