@@ -12,6 +12,15 @@ What it deletes (``tasks_to_reap``, pure):
   (``cluster.spec.orchestration.task_history_retention_limit``, default 5) — never a slot's
   newest task, never one that may still run.
 
+And what it marks ORPHANED (``tasks_to_orphan``, pure; Docker's state for "the node this task
+was on has been unavailable"): a task no longer wanted (desired state SHUTDOWN or REMOVE) that
+never reported an end (ASSIGNED to RUNNING) on a node that is DOWN or gone. Nobody would ever
+report for it, so without this it stays in the store for good, in no slot's prunable history,
+holding its overlay addresses (a full subnet after enough node failures). Once ORPHANED it has
+ended: the allocator frees its addresses and history pruning deletes it like any ended task. A
+node that comes back stops and removes its container (desired SHUTDOWN, or no longer assigned);
+a later status report cannot move the task back (status only moves forward).
+
 It never deletes a task that may still be running. The orchestrator's plans do the same work
 as they go (they prune history and delete removed tasks once stopped); the reaper catches what
 they leave: tasks of services removed while no orchestrator ran, a history limit lowered,
@@ -80,6 +89,36 @@ def tasks_to_reap(tasks: Iterable[objects_pb2.Task], service_ids: frozenset[str]
     return [doomed[k] for k in sorted(doomed)]
 
 
+def tasks_to_orphan(tasks: Iterable[objects_pb2.Task], nodes: Iterable[objects_pb2.Node]
+                    ) -> list[tuple[objects_pb2.Task, str]]:
+    """Unwanted tasks stuck between ASSIGNED and RUNNING on a DOWN or removed node, and why, in
+    a stable order (see the module docstring). Pure."""
+    states = {n.id: n.status.state for n in nodes}
+    out = []
+    for task in tasks:
+        if task.desired_state <= objects_pb2.RUNNING or task.spec.HasField("attachment"):
+            continue
+        if not (objects_pb2.ASSIGNED <= task.status.state <= objects_pb2.RUNNING) or not task.node_id:
+            continue
+        state = states.get(task.node_id)
+        if state is None:
+            out.append((task, f"node {task.node_id} was removed"))
+        elif state == objects_pb2.NodeStatus.DOWN:
+            out.append((task, f"node {task.node_id} is down"))
+    return sorted(out, key=lambda pair: pair[0].id)
+
+
+def orphaned(task: objects_pb2.Task, why: str, now: float) -> objects_pb2.Task:
+    """A copy of ``task`` with status ORPHANED (the message says why)."""
+    new = objects_pb2.Task()
+    new.CopyFrom(task)
+    new.status.state = objects_pb2.ORPHANED
+    new.status.message = f"task orphaned: {why}"
+    new.status.err = ""
+    new.status.timestamp = now
+    return new
+
+
 def event_matters(event) -> bool:
     """Whether an event may make a task reapable (the reaper's own deletions do not)."""
     kind, obj = event.kind, event.obj
@@ -113,6 +152,7 @@ class TaskReaper(StoreLoop):
         super().__init__(store, clock)
         self._due = True
         self.deleted = 0        # tasks deleted so far (for tests and metrics)
+        self.orphaned = 0       # tasks marked ORPHANED so far
 
     def _resync(self, view) -> None:
         self._due = True
@@ -128,27 +168,41 @@ class TaskReaper(StoreLoop):
             return
         self._due = False
         view: ReadView = self._store.view()
-        doomed = tasks_to_reap(view.tasks(), view.ids(Kind.SERVICE), view.nodes(),
-                               history_retention(view.cluster()))
-        if not doomed:
+        tasks, nodes = view.tasks(), view.nodes()
+        doomed = tasks_to_reap(tasks, view.ids(Kind.SERVICE), nodes, history_retention(view.cluster()))
+        doomed_ids = {task.id for task, _ in doomed}
+        stuck = [(t, why) for t, why in tasks_to_orphan(tasks, nodes) if t.id not in doomed_ids]
+        if not doomed and not stuck:
             return
+        now = self._clock()
 
         def fn(tx):
-            deleted = []
+            deleted, marked = [], []
             for task, why in doomed:
                 current = tx.get(Kind.TASK, task.id)
                 if current is None or current.meta.version != task.meta.version:
                     continue
                 tx.delete(task)
                 deleted.append((task, why))
-            return deleted
+            for task, why in stuck:
+                current = tx.get(Kind.TASK, task.id)
+                if current is None or current.meta.version != task.meta.version:
+                    continue
+                tx.update(orphaned(task, why, now))
+                marked.append((task, why))
+            return deleted, marked
 
-        written, deleted = await self._propose(fn, f"the deletion of {len(doomed)} task(s)")
+        written, result = await self._propose(
+            fn, f"the deletion of {len(doomed)} and orphaning of {len(stuck)} task(s)")
         if not written:
             self._due = True
             return
+        deleted, marked = result
         self.deleted += len(deleted)
+        self.orphaned += len(marked)
         for task, why in deleted:
             log.info("deleted task %s (%s): %s", task.id, task.annotations.name or task.service_id, why)
-        if len(deleted) < len(doomed):
+        for task, why in marked:
+            log.info("task %s (%s) orphaned: %s", task.id, task.annotations.name or task.service_id, why)
+        if len(deleted) < len(doomed) or len(marked) < len(stuck):
             self._due = True

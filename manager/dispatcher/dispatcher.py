@@ -32,7 +32,7 @@ from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
 from manager.dispatcher.liveness import expired_nodes
 from manager.secretbox import SecretBox, SecretBoxError
-from manager.state import Kind
+from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, StoreError
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -170,24 +170,39 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"task status from node {ident.node_id}: session {request.session_id} is not current")
 
-        def apply(tx):
-            for update in request.updates:
-                task = tx.get(Kind.TASK, update.task_id)
-                if task is None:
-                    continue
-                reason = assignments.status_update_allowed(task, ident.node_id, update.status)
-                if reason is not None:
-                    log.debug("ignored status update: %s", reason)
-                    continue
-                if task.status == update.status:
-                    continue
-                new = objects_pb2.Task()
-                new.CopyFrom(task)
-                new.status.CopyFrom(update.status)
-                tx.update(new)
-
-        await self._store.update_retry(apply)
+        updates = list(request.updates)
+        for start in range(0, len(updates), MAX_ACTIONS_PER_CHANGE):
+            chunk = updates[start:start + MAX_ACTIONS_PER_CHANGE]
+            try:
+                await self._store.update_retry(lambda tx, chunk=chunk: self._apply_statuses(tx, ident.node_id, chunk),
+                                               allow_split=True)
+            except StoreError as err:
+                # Statuses before this chunk are committed; the worker sends the rest again.
+                log.warning("task status from node %s: %d of %d update(s) not written: %s",
+                            ident.node_id, len(updates) - start, len(updates), err)
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"task status from node {ident.node_id}: {len(updates) - start} of "
+                                    f"{len(updates)} update(s) not written, send them again: {err}")
         return cluster_pb2.UpdateTaskStatusResponse()
+
+    @staticmethod
+    def _apply_statuses(tx, node_id: str, updates) -> None:
+        """Write each reported status that moves its task forward; re-running it after a partial
+        commit skips what is already written (the status is then equal)."""
+        for update in updates:
+            task = tx.get(Kind.TASK, update.task_id)
+            if task is None:
+                continue
+            reason = assignments.status_update_allowed(task, node_id, update.status)
+            if reason is not None:
+                log.debug("ignored status update: %s", reason)
+                continue
+            if task.status == update.status:
+                continue
+            new = objects_pb2.Task()
+            new.CopyFrom(task)
+            new.status.CopyFrom(update.status)
+            tx.update(new)
 
     # -- leader loop -------------------------------------------------------------
     async def run(self) -> None:

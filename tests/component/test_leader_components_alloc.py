@@ -268,3 +268,46 @@ async def test_the_reaper_deletes_stopped_unwanted_tasks_and_history_beyond_the_
         assert ids() == {"orphan-running", "history-4", "newest"}
     finally:
         await lab.stop()
+
+
+async def test_unwanted_tasks_stuck_on_a_down_node_are_orphaned_and_their_addresses_freed():
+    """Issue 11: tasks told to shut down on a node that went DOWN before reporting an end stayed
+    ASSIGNED for good, kept their overlay addresses (a full subnet) and were never pruned."""
+    lab = Lab(components=("allocator", "scheduler"))
+    await lab.start()
+    try:
+        network_id = await create_network(lab, "backend")
+        service = await add_service(lab, "web", networks=["backend"])
+        await add_tasks(lab, service, range(1, 7))
+        await lab.wait_for(lambda: set(states(lab, service.id).values()) == {TS.ASSIGNED}, "six tasks assigned")
+        await lab.stop_component("scheduler")
+        stuck = [t for t in lab.tasks(service.id) if t.node_id == "node-1"]
+        alive = [t for t in lab.tasks(service.id) if t.node_id == "node-2"]
+        assert len(stuck) == len(alive) == 2
+        held = {t.id: str(address(t.networks[0]).ip) for t in stuck + alive}
+        allocator = lab.components["allocator"]._alloc
+        assert not set(held.values()) & allocator.free_addresses(network_id)
+
+        # node-1 dies before its tasks ever ran; they (and node-2's) are told to shut down
+        await lab.set_node("node-1", state=objects_pb2.NodeStatus.DOWN)
+
+        def shut_down(tx):
+            for t in stuck + alive:
+                new = copy_of(tx.get(Kind.TASK, t.id))
+                new.desired_state = TS.SHUTDOWN
+                tx.update(new)
+        await lab.store.update(shut_down)
+
+        lab.start_component("reaper")
+        by_id = lambda: {t.id: t for t in lab.tasks(service.id)}   # noqa: E731
+        await lab.wait_for(lambda: all(by_id()[t.id].status.state == TS.ORPHANED for t in stuck),
+                           "the stuck tasks orphaned")
+        assert all("node-1 is down" in by_id()[t.id].status.message for t in stuck)
+        await lab.wait_for(lambda: {held[t.id] for t in stuck} <= allocator.free_addresses(network_id),
+                           "their addresses freed")
+        # a node that is up will still report its tasks stopped: those keep their state and addresses
+        assert all(by_id()[t.id].status.state == TS.ASSIGNED for t in alive)
+        assert not {held[t.id] for t in alive} & allocator.free_addresses(network_id)
+        assert lab.components["reaper"].orphaned == 2
+    finally:
+        await lab.stop()
