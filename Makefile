@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
 
-.PHONY: install deb venv image demo demo-down test test-unit test-cluster bench proto proto-check lint clean
+.PHONY: install deb venv image demo demo-down test test-unit test-cluster bench proto proto-check lint clean constraints
 
 install: deb venv image
 
@@ -22,10 +22,19 @@ deb:
 	  { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from constraints.txt (ranges in pyproject.toml); a version that does not match fails here.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
+	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 \
+	  | { grep -v -e '^WARNING: Location' -e DEPRECATION || true; }
 	@$(PY) -c 'import shoal, grpc, pysyncobj, pyroute2' && touch $@
+
+# Re-pin constraints.txt from a clean venv after changing pyproject.toml's dependencies.
+constraints:
+	rm -rf build/constraints-venv && $(PYTHON) -m venv build/constraints-venv
+	build/constraints-venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt; rm -rf build/constraints-venv
 
 venv: $(VENV)/.installed
 
@@ -43,7 +52,7 @@ test: install proto-check lint
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests
 
 test-unit: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/property
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 300 tests/unit tests/property
 
 bench: install
 	@for b in bench/*.py; do case $$b in bench/raft_local.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
