@@ -28,6 +28,7 @@ from manager.dispatcher import Dispatcher
 from manager.keymanager import KeyManager
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
 from manager.orchestrator.component import Orchestrator
+from manager.quorum import quorum_view
 from manager.reaper import TaskReaper
 from manager.scheduler.component import Scheduler
 from manager.secretbox import SecretBox
@@ -95,7 +96,7 @@ class Manager:
 
     def leader_addr(self) -> str | None:
         """The leader's gRPC address, or None while there is no leader."""
-        raft_leader = self.raft.status().leader_addr
+        raft_leader = quorum_view(self.raft.status()).leader
         if not raft_leader:
             return None
         for node in self.store.view().nodes():

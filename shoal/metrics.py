@@ -12,13 +12,10 @@ import logging
 from prometheus_client import REGISTRY, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from manager.quorum import node_state_counts, quorum_view
 from manager.state import Kind
-from proto import objects_pb2
 
 log = logging.getLogger(__name__)
-
-_NODE_STATES = {objects_pb2.NodeStatus.UNKNOWN: "unknown", objects_pb2.NodeStatus.DOWN: "down",
-                objects_pb2.NodeStatus.READY: "ready", objects_pb2.NodeStatus.DISCONNECTED: "disconnected"}
 
 
 PROPOSAL_LATENCY = Histogram(
@@ -48,8 +45,15 @@ class DaemonCollector:
         term.add_metric([], status.term)
         commit = GaugeMetricFamily("shoal_raft_commit_index", "Raft commit index")
         commit.add_metric([], status.commit_index)
+        quorum = quorum_view(status)
         leader = GaugeMetricFamily("shoal_raft_leader", "1 if this manager is the Raft leader")
-        leader.add_metric([], 1 if status.is_leader else 0)
+        leader.add_metric([], 1 if status.is_leader and quorum.leader == status.self_addr else 0)
+        has_leader = GaugeMetricFamily("shoal_raft_has_leader",
+                                       "1 if this manager can confirm a leader (0: election or quorum lost)")
+        has_leader.add_metric([], 1 if quorum.leader else 0)
+        has_quorum = GaugeMetricFamily("shoal_raft_quorum",
+                                       "1 if more than half of the Raft members are reachable from here")
+        has_quorum.add_metric([], 1 if quorum.has_quorum else 0)
         members = GaugeMetricFamily("shoal_raft_members", "Raft members by reachability from here",
                                     labels=["reachable"])
         reachable = sum(1 for m in status.members if m.reachable)
@@ -59,17 +63,15 @@ class DaemonCollector:
                                        "Restarts of a leader component after it failed", labels=["component"])
         for name, count in sorted(manager.component_restarts.items()):
             restarts.add_metric([name], count)
-        yield from (term, commit, leader, members, restarts)
+        yield from (term, commit, leader, has_leader, has_quorum, members, restarts)
         view = manager.store.view()
         objects = GaugeMetricFamily("shoal_store_objects", "Objects in the store by kind", labels=["kind"])
         for kind in Kind:
             objects.add_metric([kind.name.lower()], len(view.list(kind)))
         yield objects
-        nodes = GaugeMetricFamily("shoal_nodes", "Nodes by state", labels=["state"])
-        counts = {name: 0 for name in _NODE_STATES.values()}
-        for node in view.nodes():
-            counts[_NODE_STATES.get(node.status.state, "unknown")] += 1
-        for name, count in counts.items():
+        nodes = GaugeMetricFamily("shoal_nodes", "Nodes by state as node ls shows them (unknown while "
+                                  "this manager sees no leader)", labels=["state"])
+        for name, count in node_state_counts(view.nodes(), quorum).items():
             nodes.add_metric([name], count)
         yield nodes
 

@@ -14,8 +14,9 @@ import logging
 import grpc
 
 from manager.ca import JoinTokens
-from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
+from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
+from manager.quorum import QuorumView, node_as_seen, quorum_view
 from manager.state import Kind, StoreError, VersionConflict
 from proto import control_pb2, objects_pb2
 
@@ -75,13 +76,12 @@ class ControlAPI:
 
     # -- helpers ---------------------------------------------------------------
     def _raft_view(self) -> tuple[str | None, set[str]]:
-        status = self._raft.status()
-        reachable = {m.addr for m in status.members if m.reachable} | {status.self_addr}
-        return status.leader_addr, reachable
+        view = quorum_view(self._raft.status())
+        return view.leader, set(view.reachable)
 
-    def _decorate(self, node: objects_pb2.Node) -> objects_pb2.Node:
-        leader, reachable = self._raft_view()
-        return decorate_manager_status(node, leader, reachable)
+    def _decorate(self, node: objects_pb2.Node, view: QuorumView | None = None) -> objects_pb2.Node:
+        """``node`` as this manager can vouch for it now (manager.quorum.node_as_seen)."""
+        return node_as_seen(node, view or quorum_view(self._raft.status()))
 
     def _lookup(self, ref: str) -> objects_pb2.Node:
         try:
@@ -91,7 +91,9 @@ class ControlAPI:
 
     # -- nodes -------------------------------------------------------------------
     async def list_nodes(self, request: control_pb2.ListNodesRequest) -> control_pb2.ListNodesResponse:
-        nodes = [self._decorate(n) for n in self._store.view().nodes() if node_matches(n, dict(request.filters))]
+        view = quorum_view(self._raft.status())
+        nodes = [self._decorate(n, view) for n in self._store.view().nodes()
+                 if node_matches(n, dict(request.filters))]
         nodes.sort(key=lambda n: (n.description.hostname, n.id))
         return control_pb2.ListNodesResponse(nodes=nodes)
 

@@ -1,4 +1,4 @@
-"""Node lookups and the read-time parts of a Node (leader flag, reachability)."""
+"""Node lookups and filters (the read-time parts of a Node are in manager.quorum)."""
 
 from __future__ import annotations
 
@@ -25,20 +25,6 @@ def resolve_node(nodes: list[objects_pb2.Node], ref: str) -> objects_pb2.Node:
     if len(by_name) > 1 or len(by_prefix) > 1:
         raise NodeLookupError(f"node {ref} is ambiguous ({len(by_name) or len(by_prefix)} matches)", False)
     raise NodeLookupError(f"node {ref} not found")
-
-
-def decorate_manager_status(node: objects_pb2.Node, leader_raft_addr: str | None,
-                            reachable_raft_addrs: set[str]) -> objects_pb2.Node:
-    """A copy of ``node`` with ManagerStatus.leader/reachability filled from Raft's view."""
-    out = objects_pb2.Node()
-    out.CopyFrom(node)
-    if node.role != objects_pb2.MANAGER or not node.manager_status.raft_addr:
-        return out
-    addr = node.manager_status.raft_addr
-    out.manager_status.leader = bool(leader_raft_addr) and addr == leader_raft_addr
-    out.manager_status.reachability = (objects_pb2.ManagerStatus.REACHABLE if addr in reachable_raft_addrs
-                                       else objects_pb2.ManagerStatus.UNREACHABLE)
-    return out
 
 
 def node_matches(node: objects_pb2.Node, filters: dict[str, str]) -> bool:

@@ -22,13 +22,18 @@ On disk, in ``data_dir``: ``raft.journal`` (+ ``.meta``; PySyncObj's log, term a
 from __future__ import annotations
 
 import asyncio
+import codecs
+import io
 import logging
+import pickle
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.journal import createJournal
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObjException
 
@@ -499,3 +504,87 @@ def data_files(data_dir: Path) -> list[Path]:
     """The files a RaftNode keeps in ``data_dir`` (for diagnostics and clean-up)."""
     names = ("raft.journal", "raft.journal.meta", "raft.dump", "members.json")
     return [Path(data_dir) / name for name in names if (Path(data_dir) / name).exists()]
+
+
+# -- offline reading, for quorum-loss recovery (manager.state.recovery) -------------------------
+
+@dataclass(frozen=True)
+class LocalRaftState:
+    """What a stopped manager's Raft files hold: the store after every entry in its journal."""
+
+    snapshot: bytes             # StoreSnapshot bytes
+    last_index: int             # index of the last journal entry read (or of the dump)
+    entries_applied: int        # store changes applied on top of the dump
+    dump_members: list[str]     # the membership the dump recorded ([] without a dump)
+
+
+class _EntryUnpickler(pickle.Unpickler):
+    """Unpickles PySyncObj's ``(method id, (data,))`` entries and nothing else.
+
+    PySyncObj pickles with protocol 2, which spells bytes as ``_codecs.encode(text, "latin1")``;
+    that is the only callable allowed.
+    """
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return codecs.encode
+        raise pickle.UnpicklingError(f"raft entry refers to {module}.{name}")
+
+
+def _entry_payload(command: bytes) -> bytes | None:
+    """The StoreChange bytes of a regular journal entry; None for no-op and membership entries."""
+    if command[:1] != b"\x00":          # pysyncobj _COMMAND_TYPE.REGULAR
+        return None
+    call = _EntryUnpickler(io.BytesIO(command[1:])).load()
+    if not (isinstance(call, tuple) and len(call) >= 2 and isinstance(call[1], tuple)
+            and len(call[1]) == 1 and isinstance(call[1][0], bytes)):
+        raise ValueError("not a store change call")
+    return call[1][0]
+
+
+def read_local_state(data_dir: Path) -> LocalRaftState:
+    """Read a stopped manager's store from ``data_dir`` without starting Raft or touching the network.
+
+    The dump is restored, then every store change in the journal after it is applied in order,
+    whether or not this member knew it had committed: as in etcd's and SwarmKit's
+    force-new-cluster, the survivor's log becomes the cluster's history, so no write the old
+    cluster acknowledged (which every majority, hence possibly this member, holds) is dropped.
+    Call it only while no RaftNode runs on ``data_dir``. Raises RaftConfigError when there is no
+    Raft state or it cannot be read.
+    """
+    data_dir = Path(data_dir)
+    dump, journal_path = data_dir / "raft.dump", data_dir / "raft.journal"
+    if not dump.exists() and not journal_path.exists():
+        raise RaftConfigError(f"no raft state in {data_dir}: this is not a manager's state directory")
+    memory = MemoryStore()
+    start, members = 0, []
+    if dump.exists():
+        snapshot, last, _prev, members = raft_files.read_dump(str(dump))
+        memory.restore(snapshot)
+        start = last[1]
+    last_index, applied = start, 0
+    if journal_path.exists():
+        try:
+            journal = createJournal(str(journal_path))
+        except (struct.error, OSError, ValueError) as exc:
+            raise RaftConfigError(f"raft journal {journal_path} is unreadable: {exc}") from exc
+        try:
+            for position in range(len(journal)):
+                command, index, _term = journal[position]
+                if index <= start:
+                    continue
+                last_index = index
+                try:
+                    payload = _entry_payload(bytes(command))
+                except (pickle.UnpicklingError, ValueError, EOFError) as exc:
+                    raise RaftConfigError(f"raft journal {journal_path}: entry {index} is not a "
+                                          f"store change: {exc}") from exc
+                if payload is not None:
+                    memory.apply(store_pb2.StoreChange.FromString(payload))
+                    applied += 1
+        finally:
+            journal._destroy()
+    log.info("raft state in %s read: dump up to %d, %d changes after it, last entry %d",
+             data_dir, start, applied, last_index)
+    return LocalRaftState(snapshot=memory.snapshot(), last_index=last_index, entries_applied=applied,
+                          dump_members=members)

@@ -146,6 +146,8 @@ def info(client, fmt) -> None:
     click.echo(f"Swarm: {response.local_node_state}")
     if response.node_id:
         click.echo(f" NodeID: {response.node_id}")
+        if response.error:
+            click.echo(f" Error: {response.error}")
         click.echo(f" Is Manager: {str(response.control_available).lower()}")
         click.echo(f" Node Address: {response.node_addr}")
         if response.control_available:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from manager.quorum import quorum_view, quorum_warning
 from proto import control_pb2
 from shoal import __version__
 
@@ -28,15 +29,16 @@ def info(daemon: Daemon) -> control_pb2.InfoResponse:
         return response
     response.control_available = True
     status = raft.status()
+    view = quorum_view(status)
     response.raft_term = status.term
     response.raft_commit_index = status.commit_index
     response.leader_addr = manager.leader_addr() or ""
-    reachable = {m.addr for m in status.members if m.reachable} | {status.self_addr}
+    response.error = quorum_warning(view)
     by_raft = {n.manager_status.raft_addr: n for n in manager.store.view().nodes()}
-    for addr in manager.raft_members():
+    for addr in view.members:
         member = by_raft.get(addr)
         response.managers.append(control_pb2.RaftMember(
             node_id=member.id if member else "", raft_addr=addr,
-            leader=addr == status.leader_addr, reachable=addr in reachable))
+            leader=addr == view.leader, reachable=addr in view.reachable))
     response.nodes, response.managers_count = manager.counts()
     return response

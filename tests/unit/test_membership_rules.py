@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager.controlapi.nodes import NodeLookupError, decorate_manager_status, node_matches, resolve_node
+from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.dispatcher.liveness import expired_nodes
 from manager.membership.promotion import DemotionRefused, check_demotion
 from proto import objects_pb2
@@ -83,18 +83,6 @@ class TestNodeLookup:
         assert node_matches(node, {"role": "worker", "label": "zone=a", "name": "web"})
         assert not node_matches(node, {"label": "zone=b"})
         assert not node_matches(node, {"role": "manager"})
-
-
-def test_manager_status_is_filled_from_raft_view():
-    node = make_node("m0", manager=True, raft="192.0.2.11:2378")
-    leader = decorate_manager_status(node, "192.0.2.11:2378", set())
-    assert leader.manager_status.leader
-    follower = decorate_manager_status(node, "192.0.2.12:2378", {"192.0.2.11:2378"})
-    assert not follower.manager_status.leader
-    assert follower.manager_status.reachability == objects_pb2.ManagerStatus.REACHABLE
-    gone = decorate_manager_status(node, "192.0.2.12:2378", set())
-    assert gone.manager_status.reachability == objects_pb2.ManagerStatus.UNREACHABLE
-    assert node.manager_status.reachability == objects_pb2.ManagerStatus.UNKNOWN  # input untouched
 
 
 def test_port_plan():
