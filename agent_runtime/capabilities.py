@@ -1,8 +1,9 @@
 """Linux capability names, Docker's default set, and the set a container ends up with.
 
-Pure functions: ``effective_caps(cap_add, cap_drop, privileged)`` gives the capability numbers the
-container process keeps (bounding = permitted = effective = inheritable for root), and ``cap_mask``
-turns them into the 64-bit mask ``init.py`` hands to ``capset``/``PR_CAPBSET_DROP``.
+``effective_caps(cap_add, cap_drop, privileged)`` gives the capability numbers the container
+process keeps (bounding = permitted = effective = inheritable for root; privileged and
+``--cap-add ALL`` mean all of runtimed's own bounding set, which a host or sandbox may limit), and
+``cap_mask`` turns them into the 64-bit mask ``init.py`` hands to ``capset``/``PR_CAPBSET_DROP``.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def effective_caps(cap_add: list[str], cap_drop: list[str], privileged: bool = F
     Docker's rules: privileged means all; ``ALL`` in cap_drop starts from nothing; cap_add wins
     over cap_drop for the same name (``--cap-drop ALL --cap-add NET_BIND_SERVICE``).
     """
-    if privileged:
-        return sorted(CAPABILITIES.values())
+    if privileged:  # all that runtimed itself may pass on (a host or sandbox may lack some)
+        return sorted(n for n in CAPABILITIES.values() if host_bounding() >> n & 1)
     adds = {normalize(c) for c in cap_add}
     drops = {normalize(c) for c in cap_drop}
     kept = set() if "ALL" in drops else set(default) - drops
     if "ALL" in adds:
-        kept = set(CAPABILITIES)
+        return sorted(n for n in CAPABILITIES.values() if host_bounding() >> n & 1)
     else:
         kept |= adds
     return sorted(CAPABILITIES[c] for c in kept)
@@ -67,3 +68,15 @@ def cap_mask(numbers: list[int]) -> int:
 def names(mask: int) -> list[str]:
     """Capability names set in ``mask``, by number."""
     return [name for name, num in sorted(CAPABILITIES.items(), key=lambda kv: kv[1]) if mask >> num & 1]
+
+
+def host_bounding() -> int:
+    """This process's bounding set (CapBnd): the most a container can be given."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return (1 << 64) - 1

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent_runtime import capabilities, files, process
+from agent_runtime import capabilities, files, process, seccomp
 from agent_runtime.cgroups import Cgroup, detect_version, open_cgroup
 from agent_runtime.cgroups.base import keep_migration_lock_warm
 from agent_runtime.container_record import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
@@ -181,7 +181,7 @@ class ContainerManager:
             "ops": plan_mounts(user_mounts, spec.privileged),
             "process": {"args": c.process.args, "env": c.process.env, "cwd": c.process.cwd,
                         "user": c.process.user, "caps": capabilities.cap_mask(caps),
-                        "no_new_privileges": spec.no_new_privileges},
+                        "no_new_privileges": spec.no_new_privileges, "seccomp": _seccomp(spec, caps)},
             "init": spec.init,
         }
 
@@ -385,7 +385,8 @@ class ContainerManager:
             "namespaces": ["ipc", "uts", "net", "pid", "mnt"], "cgroup_procs": self.cgroup(c).procs_files(),
             "process": {"args": cmd, "env": merge_env(c.process.env, env or []),
                         "cwd": workdir or c.process.cwd, "user": user or c.process.user,
-                        "caps": capabilities.cap_mask(caps), "no_new_privileges": spec.no_new_privileges},
+                        "caps": capabilities.cap_mask(caps), "no_new_privileges": spec.no_new_privileges,
+                        "seccomp": _seccomp(spec, caps)},
         }
         spec_path = c.dir / f"exec-{secrets.token_hex(4)}.spec"
         process.write_init_spec(spec_path, exec_spec)
@@ -465,6 +466,13 @@ class ContainerManager:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)
         c.exited_event = asyncio.Event()
         self._finish(c, None)
+
+
+def _seccomp(spec: ContainerSpec, caps: list[int]) -> bytes | None:
+    """The container's seccomp BPF program (None: unconfined, as privileged containers are)."""
+    if spec.privileged:
+        return None
+    return seccomp.program(spec.seccomp, capabilities.names(capabilities.cap_mask(caps)))
 
 
 async def _read_capped(stream: asyncio.StreamReader, cap: int = EXEC_OUTPUT_CAP) -> bytes:

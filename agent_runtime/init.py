@@ -12,7 +12,8 @@ Modes (``spec["mode"]``):
          ``busybox unshare -p busybox sh -c ...`` and that shell (the per-container waiter, which
          records the exit code) forked us. We report our host pid, join the cgroups, enter or
          create the network namespace, unshare mount/uts/ipc, mount the overlay root and the
-         planned mounts, pivot_root, set hostname, user, capabilities and no-new-privs, and exec
+         planned mounts, pivot_root, set hostname, the seccomp filter, user, capabilities and
+         no-new-privs, and exec
          the workload (with ``init``: fork it and stay as a zombie-reaping pid 1).
 ``exec`` Join the cgroups and the namespaces of ``target_pid``, fork (to enter its pid
          namespace), set up user and capabilities and exec the command; the parent exits with the
@@ -44,6 +45,7 @@ MNT_DETACH = 2
 PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 8, 24, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -224,6 +226,18 @@ def resolve_user(spec_user):
     return uid, gid, extra, home
 
 
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(program):
+    """Install a seccomp filter: ``program`` is the BPF (struct sock_filter[], 8 bytes an
+    instruction) runtimed compiled from the container's profile (agent_runtime/seccomp.py)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "install the seccomp filter")
+
+
 class CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -263,6 +277,12 @@ def become(proc):
     if not os.path.isdir(cwd):
         os.makedirs(cwd, exist_ok=True)
         os.chown(cwd, uid, gid)
+    seccomp = proc.get("seccomp")
+    nnp = proc.get("no_new_privileges")
+    if seccomp and not nnp:
+        # Without no-new-privileges, installing a filter needs CAP_SYS_ADMIN: do it before the
+        # capabilities go (runc's order); the filter allows what follows (Docker's profile does).
+        load_seccomp(seccomp)
     drop_bounding(proc["caps"])
     if uid != 0:
         prctl(PR_SET_KEEPCAPS, 1)
@@ -270,8 +290,10 @@ def become(proc):
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     set_caps(proc["caps"])
-    if proc.get("no_new_privileges"):
+    if nnp:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp:
+            load_seccomp(seccomp)  # as late as possible: few syscalls left before the exec
     os.chdir(cwd)
     return env
 

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_runtime import seccomp
 from agent_runtime.errors import InvalidArgument
 
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker's minimum memory limit
@@ -178,6 +179,9 @@ class ContainerSpec:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     no_new_privileges: bool = False
+    # "" = Docker's default seccomp profile, "unconfined" = none, else a profile's JSON text
+    # (HostConfig.SecurityOpt "seccomp=..."); ignored when privileged (agent_runtime.seccomp)
+    seccomp: str = field(default="", metadata={"json": "SeccompProfile"})
     init: bool = False
     stop_signal: str = ""
     stop_grace_period_s: float = field(default=10.0, metadata={"json": "StopTimeout"})
@@ -302,6 +306,7 @@ def validate_spec(spec: ContainerSpec) -> None:
     if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
         raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
     _validate_networks(spec)
+    seccomp.validate(spec.seccomp)
     targets = set()
     for i, m in enumerate(spec.mounts):
         where = f"ContainerSpec.Mounts[{i}]"

@@ -242,7 +242,7 @@ class HealthConfig(_message.Message):
     def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs")
+    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs", "privileges")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class ContainerSpec(_message.Message):
     INIT_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -284,7 +285,31 @@ class ContainerSpec(_message.Message):
     init: bool
     secrets: _containers.RepeatedCompositeFieldContainer[SecretReference]
     configs: _containers.RepeatedCompositeFieldContainer[ConfigReference]
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ...) -> None: ...
+    privileges: Privileges
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ..., privileges: _Optional[_Union[Privileges, _Mapping]] = ...) -> None: ...
+
+class Privileges(_message.Message):
+    __slots__ = ("seccomp", "no_new_privileges")
+    class SeccompOpts(_message.Message):
+        __slots__ = ("mode", "profile")
+        class SeccompMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            DEFAULT: _ClassVar[Privileges.SeccompOpts.SeccompMode]
+            UNCONFINED: _ClassVar[Privileges.SeccompOpts.SeccompMode]
+            CUSTOM: _ClassVar[Privileges.SeccompOpts.SeccompMode]
+        DEFAULT: Privileges.SeccompOpts.SeccompMode
+        UNCONFINED: Privileges.SeccompOpts.SeccompMode
+        CUSTOM: Privileges.SeccompOpts.SeccompMode
+        MODE_FIELD_NUMBER: _ClassVar[int]
+        PROFILE_FIELD_NUMBER: _ClassVar[int]
+        mode: Privileges.SeccompOpts.SeccompMode
+        profile: bytes
+        def __init__(self, mode: _Optional[_Union[Privileges.SeccompOpts.SeccompMode, str]] = ..., profile: _Optional[bytes] = ...) -> None: ...
+    SECCOMP_FIELD_NUMBER: _ClassVar[int]
+    NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
+    seccomp: Privileges.SeccompOpts
+    no_new_privileges: bool
+    def __init__(self, seccomp: _Optional[_Union[Privileges.SeccompOpts, _Mapping]] = ..., no_new_privileges: _Optional[bool] = ...) -> None: ...
 
 class FileTarget(_message.Message):
     __slots__ = ("name", "uid", "gid", "mode")

@@ -79,6 +79,17 @@ def task_name(task: objects_pb2.Task) -> str:
     return f"{service_name(task)}.{_slot(task)}.{task.id}"
 
 
+def _seccomp(opts: objects_pb2.Privileges.SeccompOpts) -> str:
+    """ContainerSpec.seccomp from the task's: "" (Docker's default profile), "unconfined", or the
+    custom profile's JSON."""
+    modes = objects_pb2.Privileges.SeccompOpts
+    if opts.mode == modes.UNCONFINED:
+        return "unconfined"
+    if opts.mode == modes.CUSTOM:
+        return opts.profile.decode("utf-8", "replace")
+    return ""
+
+
 def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Secret] | None = None,
                    configs: Mapping[str, objects_pb2.Config] | None = None) -> ContainerSpec:
     """What the runtime must run for ``task``, with the data of its secrets and configs taken from
@@ -116,6 +127,8 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
                             pids_limit=task.spec.resources.pids_limit),
         cap_add=list(c.cap_add),
         cap_drop=list(c.cap_drop),
+        no_new_privileges=c.privileges.no_new_privileges,
+        seccomp=_seccomp(c.privileges.seccomp),
         init=c.init,
         stop_signal=c.stop_signal,
         stop_grace_period_s=c.stop_grace_period if c.stop_grace_period else 10.0,

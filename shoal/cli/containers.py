@@ -18,6 +18,7 @@ import click
 
 from common import syntax
 from shoal.cli.output import flag_value, print_json_array, print_json_lines, print_table
+from shoal.cli.security import parse_security_opts
 
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
 
@@ -112,7 +113,8 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("--cap-add", multiple=True)
 @click.option("--cap-drop", multiple=True)
 @click.option("--privileged", is_flag=True)
-@click.option("--security-opt", multiple=True, help="no-new-privileges")
+@click.option("--security-opt", multiple=True,
+              help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges")
 @click.option("-u", "--user", default="")
 @click.option("-w", "--workdir", default="")
 @click.option("--hostname", default="")
@@ -132,6 +134,7 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
     the container's attachment (its address comes from the cluster's IPAM) before the container
     is created; the attachment is removed with the container (``--rm`` or ``container rm``)."""
     from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
+    security = parse_security_opts(security_opt)
     attachment = None
     if is_swarm_network(network):
         hostname = hostname or secrets.token_hex(6)
@@ -149,7 +152,7 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
                             memory_reservation_bytes=parse_bytes(memory_reservation, "--memory-reservation") if memory_reservation else 0,
                             pids_limit=pids_limit, cpu_shares=cpu_shares),
         cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        no_new_privileges=any(o.replace("=true", "") == "no-new-privileges" for o in security_opt),
+        no_new_privileges=bool(security.no_new_privileges), seccomp=security.seccomp or "",
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network)
     if attachment is not None:
         spec.networks = [attachment_endpoint(attachment)]

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from common import syntax
 from proto import objects_pb2 as pb
+from shoal.cli.security import apply_to_service, parse_security_opts
 
 ServiceSpec = pb.ServiceSpec
 
@@ -393,6 +394,8 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
         container.dir = opts["workdir"]
     if _opt(opts, "init") is not None:
         container.init = bool(opts["init"])
+    if _opt(opts, "security_opt"):
+        apply_to_service(container, parse_security_opts(opts["security_opt"]))
 
 
 def _apply_restart(task: pb.TaskSpec, opts: dict) -> None:

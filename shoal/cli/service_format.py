@@ -6,6 +6,8 @@ Pure functions of the protobuf objects (and ``now`` for "Running 5 seconds ago")
 
 from __future__ import annotations
 
+import base64
+
 from common.syntax import FILE_GID, FILE_MODE, FILE_UID
 from proto import objects_pb2 as pb
 from shoal.cli.output import rfc3339
@@ -197,6 +199,14 @@ def _resources(res: pb.Resources, pids: int = 0) -> dict:
     return _drop_empty({"NanoCPUs": res.nano_cpus, "MemoryBytes": res.memory_bytes, "Pids": pids})
 
 
+def _privileges(p: pb.Privileges) -> dict:
+    """Docker's Privileges: Seccomp Mode default|unconfined|custom, a custom Profile in base64."""
+    seccomp = {"Mode": pb.Privileges.SeccompOpts.SeccompMode.Name(p.seccomp.mode).lower()}
+    if p.seccomp.profile:
+        seccomp["Profile"] = base64.b64encode(p.seccomp.profile).decode()
+    return {"Seccomp": seccomp, "NoNewPrivileges": p.no_new_privileges}
+
+
 def _container(c: pb.ContainerSpec) -> dict:
     mounts = []
     for m in c.mounts:
@@ -218,6 +228,8 @@ def _container(c: pb.ContainerSpec) -> dict:
                                           "StartPeriod": ns(h.start_period), "Retries": h.retries})
     if c.init:
         out["Init"] = True
+    if c.HasField("privileges"):
+        out["Privileges"] = _privileges(c.privileges)
     for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
         if refs:
             out[f"{kind}s"] = [{"File": _drop_empty({"Name": r.file.name, "UID": r.file.uid or FILE_UID,

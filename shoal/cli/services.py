@@ -99,6 +99,8 @@ COMMON_OPTIONS = [
     click.option("-w", "--workdir", default=None, help="Working directory inside the container"),
     click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image"),
     click.option("--init/--no-init", default=None, help="Use an init inside each service container"),
+    click.option("--security-opt", multiple=True,
+                 help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges"),
     click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting for the service to converge"),
     click.option("-q", "--quiet", is_flag=True, help="Suppress progress output"),
     click.option("--no-resolve-image", is_flag=True, hidden=True, help="Accepted for docker compatibility"),
