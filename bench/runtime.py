@@ -6,7 +6,9 @@ Prints (no asserts):
 - run-to-exit of ``true`` (create+start+wait through the API; ``runc run`` / ``crun run``);
 - memory (PSS) per running container: each container's waiter process plus runtimed's own
   growth per container;
-- ``shoal run --rm IMAGE true`` end to end through the CLI.
+- ``shoal run --rm IMAGE true`` end to end through the CLI;
+- the seccomp filter's cost: the same run-to-exit with Docker's default profile and with
+  ``seccomp=unconfined``, alternated (API and CLI), and their ratio.
 
 Run as root: ``.venv/bin/python bench/runtime.py [--runs 50] [--containers 20]``. It starts its own
 shoal-runtimed (temp root, cgroup parent ``shoal-bench-PID``) and removes everything it made.
@@ -203,15 +205,33 @@ def main() -> None:
         for cid in ids:
             client.remove(cid, force=True)
 
-        # CLI end to end
-        env = dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{sock}")
-        cli = []
-        for _ in range(min(n, 20)):
+        # the seccomp filter's cost: default profile vs unconfined, alternated so that load on the
+        # machine hits both alike
+        confined, unconfined = [], []
+        for i in range(2 * n):
             t0 = time.perf_counter()
-            subprocess.run([str(VENV_BIN / "shoal"), "run", "--rm", IMAGE, "true"], env=env, check=True)
-            cli.append(time.perf_counter() - t0)
+            cid = client.create(ContainerSpec(image=IMAGE, command=["true"], seccomp="unconfined" if i % 2 else ""))
+            client.start(cid)
+            client.wait(cid)
+            (unconfined if i % 2 else confined).append(time.perf_counter() - t0)
+            client.remove(cid)
+        print("seccomp (run-to-exit of `true` through the API, alternated):")
+        print(fmt("default profile", confined))
+        print(fmt("seccomp=unconfined", unconfined))
+        print(f"  ratio (median) default/unconfined: {stats(confined)[0] / stats(unconfined)[0]:.2f}")
+
+        # CLI end to end, the same alternation
+        env = dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{sock}")
+        cli, cli_unconfined = [], []
+        for i in range(2 * min(n, 20)):
+            opt = ["--security-opt", "seccomp=unconfined"] if i % 2 else []
+            t0 = time.perf_counter()
+            subprocess.run([str(VENV_BIN / "shoal"), "run", "--rm", *opt, IMAGE, "true"], env=env, check=True)
+            (cli_unconfined if i % 2 else cli).append(time.perf_counter() - t0)
         print("CLI end to end:")
         print(fmt("shoal run --rm IMAGE true", cli))
+        print(fmt("  --security-opt seccomp=unconfined", cli_unconfined))
+        print(f"  ratio (median) default/unconfined: {stats(cli)[0] / stats(cli_unconfined)[0]:.2f}")
         print(f"  vs docker run --rm (anchors.md, 0.292 s): {stats(cli)[0] / 0.292:.2f}")
     finally:
         if proc is not None:
