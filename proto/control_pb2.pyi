@@ -253,6 +253,22 @@ class UpdateServiceResponse(_message.Message):
     service: _objects_pb2.Service
     def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ...) -> None: ...
 
+class NormalizeServiceSpecRequest(_message.Message):
+    __slots__ = ("spec", "service_id", "without_services")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ServiceSpec
+    service_id: str
+    without_services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., service_id: _Optional[str] = ..., without_services: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NormalizeServiceSpecResponse(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ServiceSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+
 class RemoveServiceRequest(_message.Message):
     __slots__ = ("service_id",)
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]

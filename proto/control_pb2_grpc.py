@@ -99,6 +99,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.UpdateServiceRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.UpdateServiceResponse.FromString,
                 _registered_method=True)
+        self.NormalizeServiceSpec = channel.unary_unary(
+                '/shoal.v1.Control/NormalizeServiceSpec',
+                request_serializer=proto_dot_control__pb2.NormalizeServiceSpecRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.NormalizeServiceSpecResponse.FromString,
+                _registered_method=True)
         self.RemoveService = channel.unary_unary(
                 '/shoal.v1.Control/RemoveService',
                 request_serializer=proto_dot_control__pb2.RemoveServiceRequest.SerializeToString,
@@ -272,6 +277,12 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NormalizeServiceSpec(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -459,6 +470,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.UpdateService,
                     request_deserializer=proto_dot_control__pb2.UpdateServiceRequest.FromString,
                     response_serializer=proto_dot_control__pb2.UpdateServiceResponse.SerializeToString,
+            ),
+            'NormalizeServiceSpec': grpc.unary_unary_rpc_method_handler(
+                    servicer.NormalizeServiceSpec,
+                    request_deserializer=proto_dot_control__pb2.NormalizeServiceSpecRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.NormalizeServiceSpecResponse.SerializeToString,
             ),
             'RemoveService': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveService,
@@ -907,6 +923,33 @@ class Control:
             '/shoal.v1.Control/UpdateService',
             proto_dot_control__pb2.UpdateServiceRequest.SerializeToString,
             proto_dot_control__pb2.UpdateServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NormalizeServiceSpec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/NormalizeServiceSpec',
+            proto_dot_control__pb2.NormalizeServiceSpecRequest.SerializeToString,
+            proto_dot_control__pb2.NormalizeServiceSpecResponse.FromString,
             options,
             channel_credentials,
             insecure,

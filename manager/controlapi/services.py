@@ -13,7 +13,7 @@ removed one has its tasks shut down and deleted by it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from common.syntax import with_file_defaults
 from manager.controlapi.api import ControlError, write
@@ -144,17 +144,25 @@ class ServiceControl:
             raise ControlError("invalid", "a service name or ID is required")
         return resolve(self._store.view().services(), ref, "service", lambda s: s.spec.annotations.name)
 
-    def _checked(self, tx, spec: objects_pb2.ServiceSpec, service_id: str) -> objects_pb2.ServiceSpec:
-        """A copy of ``spec`` validated against the spec rules and the store as ``tx`` sees it:
-        a unique name, ingress ports free, networks and secrets resolved to IDs, ingress ports
-        published without a number given one from 30000-32767."""
+    def _checked(self, tx, spec: objects_pb2.ServiceSpec, service_id: str,
+                 without: frozenset[str] = frozenset()) -> objects_pb2.ServiceSpec:
+        """A copy of ``spec`` validated against the spec rules and the store as ``tx`` (or a read
+        view) sees it: a unique name, ingress ports free, networks and secrets resolved to IDs,
+        ingress ports published without a number keeping the number the service ``service_id``
+        has for the same target and protocol, else given one from 30000-32767. Services in
+        ``without`` are treated as removed."""
         try:
             validate_spec(spec)
         except SpecError as err:
             raise ControlError("invalid", str(err)) from None
         spec = copy_of(spec)
         label = service_label(spec)
-        others = [s for s in tx.list(Kind.SERVICE) if s.id != service_id]
+        services = tx.list(Kind.SERVICE)
+        others = [s for s in services if s.id != service_id and s.id not in without]
+        current = next((s for s in services if s.id == service_id), None)
+        given = {} if current is None else {
+            (p.target_port, p.protocol): p.published_port for p in current.spec.endpoint.ports
+            if p.publish_mode == PortConfig.INGRESS and p.published_port}
         for other in others:
             if other.spec.annotations.name == spec.annotations.name:
                 raise ControlError("conflict", f"name conflicts with an existing object: "
@@ -168,7 +176,8 @@ class ServiceControl:
             if port.publish_mode != PortConfig.INGRESS:
                 continue
             if not port.published_port:
-                port.published_port = self._free_port(spec, port.protocol, taken)
+                port.published_port = (given.get((port.target_port, port.protocol))
+                                       or self._free_port(spec, port.protocol, taken))
             owner = taken.get(port_key(port))
             if owner is not None:
                 raise ControlError("invalid", f"{label}: port {port_key(port)} is already in use by service "
@@ -220,6 +229,22 @@ class ServiceControl:
         log.info("service %s (%s) created: %s, image %s", service.spec.annotations.name, service_id,
                  MODE_NAMES[service.spec.mode], service.spec.task.container.image)
         return control_pb2.CreateServiceResponse(service=service)
+
+    async def normalize_service_spec(self, request: control_pb2.NormalizeServiceSpecRequest,
+                                     ) -> control_pb2.NormalizeServiceSpecResponse:
+        return control_pb2.NormalizeServiceSpecResponse(
+            spec=self.normalized(request.spec, request.service_id, request.without_services))
+
+    def normalized(self, spec: objects_pb2.ServiceSpec, service_ref: str = "",
+                   without: Iterable[str] = ()) -> objects_pb2.ServiceSpec:
+        """The spec create_service (no ``service_ref``) or update_service would store, refused as
+        they would refuse it; nothing is written. ``stack deploy`` plans with it."""
+        service_id = ""
+        if service_ref:
+            current = self._service(service_ref)
+            _check_immutable(current.spec, spec)
+            service_id = current.id
+        return self._checked(self._store.view(), spec, service_id, frozenset(without))
 
     async def get_service(self, request: control_pb2.GetServiceRequest) -> control_pb2.GetServiceResponse:
         return control_pb2.GetServiceResponse(service=self._service(request.service_id))

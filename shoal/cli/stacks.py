@@ -81,6 +81,28 @@ def _cluster_state(client, secrets: bool, configs: bool):
         configs=_optional_list(client, "ListConfigs", control_pb2.ListConfigsRequest(), "configs") if configs else None)
 
 
+def _normalizer(client):
+    """The planner's view of the ControlAPI's rules: its NormalizeServiceSpec call. A refusal
+    becomes a SpecError (the planner lists it with the file and line); other errors exit."""
+    import grpc
+
+    from manager.controlapi.service_spec import SpecError
+    from proto import control_pb2
+    from shoal.cli.client import fail_rpc
+
+    def normalize(spec, current, without):
+        request = control_pb2.NormalizeServiceSpecRequest(spec=spec, service_id=current.id,
+                                                          without_services=without)
+        try:
+            return client.stub.NormalizeServiceSpec(request, timeout=client.timeout).spec
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                              grpc.StatusCode.ABORTED):
+                raise SpecError(err.details()) from None
+            fail_rpc(err, client.host)
+    return normalize
+
+
 def _stack_services(client, name: str) -> list:
     from proto import control_pb2
     request = control_pb2.ListServicesRequest(filters=_namespace_filter(name))
@@ -119,7 +141,7 @@ def stack_deploy(client, files, prune, detach, wait, timeout, quiet, name) -> No
         check_stack_name(name)
         spec = load_stack(list(files), os.environ)
         cluster = _cluster_state(client, bool(spec.secrets), bool(spec.configs))
-        plan = plan_deploy(spec, name, cluster, prune=prune)
+        plan = plan_deploy(spec, name, cluster, _normalizer(client), prune=prune)
     except StackError as err:
         raise click.ClickException(str(err)) from None
     for warning in plan.warnings:

@@ -109,6 +109,10 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def UpdateService(self, request: pb.UpdateServiceRequest, context) -> pb.UpdateServiceResponse:
         return await self._call(context, (await self._control(context)).services.update_service, request)
 
+    async def NormalizeServiceSpec(self, request: pb.NormalizeServiceSpecRequest,
+                                   context) -> pb.NormalizeServiceSpecResponse:
+        return await self._call(context, (await self._control(context)).services.normalize_service_spec, request)
+
     async def RemoveService(self, request: pb.RemoveServiceRequest, context) -> pb.RemoveServiceResponse:
         return await self._call(context, (await self._control(context)).services.remove_service, request)
 

@@ -1,8 +1,7 @@
 """What `shoal stack deploy` must do: a pure plan from the stack's specs and the cluster's objects.
 
-    plan_deploy(stack, name, cluster, prune=False) -> DeployPlan     or DeployError (nothing to do)
-    normalized_service_spec(desired, current, ids) -> ServiceSpec     as the ControlAPI would store it
-    dependency_state(service, tasks, condition) -> DependencyState    is a depends_on target up?
+    plan_deploy(stack, name, cluster, normalize, prune=False) -> DeployPlan   or DeployError (nothing to do)
+    dependency_state(service, tasks, condition) -> DependencyState             is a depends_on target up?
 
 The plan says which secrets, configs and networks to create, which services to create, update or
 leave alone (in `depends_on` order) and which to remove with `--prune`. Every check that can fail
@@ -11,9 +10,10 @@ exist; objects named like the stack's must belong to it; a secret or config whos
 is refused (they are immutable, as in Docker); a service spec the ControlAPI would refuse, or an
 ingress port another service holds, is reported with the file and line of its definition.
 
-"Unchanged" is decided on the spec the ControlAPI would store: network and secret names resolved
-to IDs, secret file names defaulted, ingress ports published without a number keeping the number
-the cluster gave them. So redeploying the same files calls no UpdateService at all.
+"Unchanged" is decided on the spec the ControlAPI would store, which `normalize` asks the
+ControlAPI for (its NormalizeServiceSpec call: names resolved to IDs, file defaults, ingress ports
+keeping their numbers; refused as UpdateService would refuse it). The planner has no copy of
+those rules. So redeploying the same files calls no UpdateService at all.
 
 Secrets never leave the cluster, so the content of a stack's secret is compared through a label
 the deploy writes when it creates one: a salted scrypt digest (configs get a plain SHA-256).
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from manager.controlapi.service_spec import SpecError, validate_spec
@@ -119,45 +120,15 @@ def digest_matches(data: bytes, label: str) -> bool | None:
 
 # ---- service specs as the ControlAPI stores them ---------------------------------------------
 
-@dataclass(frozen=True)
-class NameIndex:
-    """Name → (id, name) of the cluster's networks, secrets and configs, for normalization."""
-
-    networks: dict[str, str] = field(default_factory=dict)
-    secrets: dict[str, str] = field(default_factory=dict)
-    configs: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, cluster: ClusterState) -> "NameIndex":
-        return cls({n.spec.annotations.name: n.id for n in cluster.networks},
-                   {s.spec.annotations.name: s.id for s in cluster.secrets or []},
-                   {c.spec.annotations.name: c.id for c in cluster.configs or []})
+Normalizer = Callable[[pb.ServiceSpec, pb.Service, tuple[str, ...]], pb.ServiceSpec]
+"""(spec, the service it replaces, IDs of services removed first) -> the spec the ControlAPI would
+store (its NormalizeServiceSpec call); raises SpecError with the ControlAPI's message if refused."""
 
 
-def normalized_service_spec(desired: pb.ServiceSpec, current: pb.Service | None,
-                            ids: NameIndex) -> pb.ServiceSpec:
-    """A copy of `desired` as the ControlAPI would store it over `current`: network targets and
-    secret/config references resolved to IDs (names the index lacks stay names), file names
-    defaulted, and ingress ports published without a number keeping `current`'s number."""
-    spec = pb.ServiceSpec()
-    spec.CopyFrom(desired)
-    for attachment in spec.task.networks:
-        attachment.target = ids.networks.get(attachment.target, attachment.target)
-    for refs, table, kind in ((spec.task.container.secrets, ids.secrets, "secret"),
-                              (spec.task.container.configs, ids.configs, "config")):
-        for ref in refs:
-            name = getattr(ref, f"{kind}_name")
-            if name in table:
-                setattr(ref, f"{kind}_id", table[name])
-                if not ref.file.name:
-                    ref.file.name = name
-    if current is not None:
-        given = {(p.target_port, p.protocol): p.published_port for p in current.spec.endpoint.ports
-                 if p.publish_mode == pb.PortConfig.INGRESS}
-        for port in spec.endpoint.ports:
-            if port.publish_mode == pb.PortConfig.INGRESS and not port.published_port:
-                port.published_port = given.get((port.target_port, port.protocol), 0)
-    return spec
+def _references(spec: pb.ServiceSpec) -> set[str]:
+    container = spec.task.container
+    return ({a.target for a in spec.task.networks} | {r.secret_name for r in container.secrets}
+            | {r.config_name for r in container.configs})
 
 
 def spec_changes(old: pb.ServiceSpec, new: pb.ServiceSpec) -> tuple[str, ...]:
@@ -185,10 +156,11 @@ def _stack_of(labels) -> str | None:
     return labels.get(NAMESPACE_LABEL)
 
 
-def plan_deploy(stack: StackSpec, name: str, cluster: ClusterState, prune: bool = False,
-                salt: bytes | None = None) -> DeployPlan:
-    """What to do to make the cluster run `stack` as the stack `name`. Pure (apart from drawing a
-    random salt when `salt` is None). Raises DeployError listing every problem found."""
+def plan_deploy(stack: StackSpec, name: str, cluster: ClusterState, normalize: Normalizer,
+                prune: bool = False, salt: bytes | None = None) -> DeployPlan:
+    """What to do to make the cluster run `stack` as the stack `name`. Pure but for `normalize`
+    (a read-only query) and drawing a random salt when `salt` is None. Raises DeployError
+    listing every problem found."""
     problems: list[str] = []
     plan = DeployPlan(stack=name)
     where = {f"{name}_{s.name}": s.where for s in stack.services.values()}
@@ -252,7 +224,6 @@ def plan_deploy(stack: StackSpec, name: str, cluster: ClusterState, prune: bool 
                                      f"its content cannot be compared and it is kept as it is")
 
     # services
-    ids = NameIndex.of(cluster)
     current_services = {s.spec.annotations.name: s for s in cluster.services}
     desired = to_service_specs(stack, name)
     desired_names = {s.annotations.name for s in desired}
@@ -266,6 +237,7 @@ def plan_deploy(stack: StackSpec, name: str, cluster: ClusterState, prune: bool 
     pruned = {s.id for s in plan.prune}
     problems.extend(_port_conflicts(desired, cluster.services, desired_names, pruned, where))
     short = {s.name: f"{name}_{s.name}" for s in stack.services.values()}
+    created = {s.annotations.name for s in plan.networks + plan.secrets + plan.configs}
     for spec in desired:
         full = spec.annotations.name
         try:
@@ -282,11 +254,17 @@ def plan_deploy(stack: StackSpec, name: str, cluster: ClusterState, prune: bool 
         if _stack_of(existing.spec.annotations.labels) != name:
             problems.append(f"service {full} already exists and is not part of stack {name}; remove or rename it")
             continue
-        if existing.spec.mode != spec.mode:
-            problems.append(f"{where.get(full, full)}: service {full}: changing the mode of a deployed service "
-                            f"is not supported; remove it first (shoal service rm {full})")
+        if _references(spec) & created:
+            # It refers to a network, secret or config this deploy creates: it changes, and the
+            # ControlAPI resolves the new names when the update is sent.
+            plan.services.append(ServiceStep(full, "update", spec, existing,
+                                             spec_changes(existing.spec, spec), depends))
             continue
-        wanted = normalized_service_spec(spec, existing, ids)
+        try:
+            wanted = normalize(spec, existing, tuple(sorted(pruned)))
+        except SpecError as err:
+            problems.append(f"{where.get(full, full)}: {err}")
+            continue
         if wanted == existing.spec:
             plan.services.append(ServiceStep(full, "unchanged", wanted, existing, depends_on=depends))
         else:
@@ -381,6 +359,6 @@ def waits_for(step: ServiceStep) -> tuple[tuple[str, str], ...]:
 
 __all__ = [
     "DIGEST_LABEL", "ClusterState", "DependencyState", "DeployError", "DeployPlan",
-    "NameIndex", "ServiceStep", "data_digest", "dependency_state", "digest_matches",
-    "normalized_service_spec", "plan_deploy", "spec_changes", "waits_for",
+    "Normalizer", "ServiceStep", "data_digest", "dependency_state", "digest_matches",
+    "plan_deploy", "spec_changes", "waits_for",
 ]

@@ -383,3 +383,48 @@ async def test_rollback_is_checked_against_what_changed_since(control, store):
     with pytest.raises(ControlError, match="port 8080/tcp is already in use by service api"):
         await update(control, web, rollback=True)
     assert not store.view().get(Kind.SERVICE, web.id).spec.endpoint.ports
+
+
+# ---- NormalizeServiceSpec: what create/update would store, nothing written ----------------------
+
+def _with_port(spec: pb.ServiceSpec, target: int, published: int = 0) -> pb.ServiceSpec:
+    spec.endpoint.ports.append(pb.PortConfig(target_port=target, published_port=published,
+                                             publish_mode=pb.PortConfig.INGRESS))
+    return spec
+
+
+async def test_an_update_keeps_the_port_the_cluster_chose_when_the_spec_gives_none(control):
+    first = await control.create_service(control_pb2.CreateServiceRequest(spec=_with_port(make_spec("a"), 80)))
+    second = await control.create_service(control_pb2.CreateServiceRequest(spec=_with_port(make_spec("b"), 80)))
+    assert [p.published_port for p in second.service.spec.endpoint.ports] == [30001]
+    await control.remove_service(control_pb2.RemoveServiceRequest(service_id=first.service.id))
+    # b again without a number (as a redeployed stack file says it): 30000 is free now, but b keeps 30001
+    again = _with_port(make_spec("b", image="busybox:1.37"), 80)
+    assert [p.published_port for p in control.normalized(again, "b").endpoint.ports] == [30001]
+    updated = await control.update_service(control_pb2.UpdateServiceRequest(service_id="b", spec=again))
+    assert [p.published_port for p in updated.service.spec.endpoint.ports] == [30001]
+
+
+async def test_normalize_resolves_like_create_and_writes_nothing(control, store):
+    await add(store, pb.Secret(id="sec1", spec=pb.SecretSpec(annotations=pb.Annotations(name="pw"))))
+    spec = make_spec("web")
+    spec.task.container.secrets.append(pb.SecretReference(secret_name="pw"))
+    response = await control.normalize_service_spec(control_pb2.NormalizeServiceSpecRequest(spec=spec))
+    ref = response.spec.task.container.secrets[0]
+    assert (ref.secret_id, ref.file.name, ref.file.uid, ref.file.gid, ref.file.mode) == ("sec1", "pw", "0", "0", 0o444)
+    assert store.view().services() == []
+    created = await control.create_service(control_pb2.CreateServiceRequest(spec=spec))
+    assert created.service.spec == response.spec
+
+
+async def test_normalize_refuses_what_update_refuses(control):
+    await control.create_service(control_pb2.CreateServiceRequest(spec=_with_port(make_spec("a"), 80, 8080)))
+    await create(control, name="web")
+    with pytest.raises(ControlError, match="port 8080/tcp is already in use by service a"):
+        control.normalized(_with_port(make_spec("web"), 80, 8080), "web")
+    with pytest.raises(ControlError, match="changing the mode"):
+        control.normalized(make_spec("web", mode=pb.ServiceSpec.GLOBAL, replicas=0), "web")
+    a = next(s for s in control._store.view().services() if s.spec.annotations.name == "a")
+    # as if `a` were pruned first, its port is free for web
+    taken = control.normalized(_with_port(make_spec("web"), 80, 8080), "web", [a.id])
+    assert taken.endpoint.ports[0].published_port == 8080

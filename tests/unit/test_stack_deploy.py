@@ -9,7 +9,9 @@ import textwrap
 
 import pytest
 
+from manager.controlapi.api import ControlError
 from manager.controlapi.networks import NetworkControl
+from manager.controlapi.service_spec import SpecError
 from manager.controlapi.services import ServiceControl
 from manager.ids import new_id
 from manager.state import Kind, LocalProposer, MemoryStore, Store
@@ -98,6 +100,13 @@ class Cluster:
                 await self.services.update_service(control_pb2.UpdateServiceRequest(
                     service_id=step.current.id, version=version, spec=step.spec))
 
+    def normalize(self, spec: pb.ServiceSpec, current: pb.Service, without: tuple[str, ...]) -> pb.ServiceSpec:
+        """The planner's Normalizer: the ControlAPI's NormalizeServiceSpec, as the CLI calls it."""
+        try:
+            return self.services.normalized(spec, current.id, without)
+        except ControlError as err:
+            raise SpecError(str(err)) from None
+
     def service(self, name: str) -> pb.Service:
         return next(s for s in self.store.view().services() if s.spec.annotations.name == name)
 
@@ -114,7 +123,7 @@ def actions(plan) -> dict[str, str]:
 # ---- create, no-op, update one, prune -----------------------------------------------------------
 
 async def test_first_deploy_creates_networks_secrets_then_services_in_dependency_order(cluster):
-    plan = plan_deploy(load(), "app", cluster.state(), salt=SALT)
+    plan = plan_deploy(load(), "app", cluster.state(), cluster.normalize, salt=SALT)
     assert [s.annotations.name for s in plan.networks] == ["app_backend", "app_default"]
     assert [s.annotations.name for s in plan.secrets] == ["app_db_password"]
     assert [s.annotations.labels[NAMESPACE_LABEL] for s in plan.networks + plan.secrets] == ["app"] * 3
@@ -129,11 +138,11 @@ async def test_first_deploy_creates_networks_secrets_then_services_in_dependency
 
 
 async def test_redeploying_the_same_files_changes_nothing(cluster):
-    await cluster.apply(plan_deploy(load(), "app", cluster.state(), salt=SALT))
+    await cluster.apply(plan_deploy(load(), "app", cluster.state(), cluster.normalize, salt=SALT))
     before = {s.spec.annotations.name: (s.meta.version, s.spec_version) for s in cluster.store.view().services()}
     dynamic = cluster.service("app_web").spec.endpoint.ports[1].published_port
     assert dynamic >= 30000   # "80" was published on a port the ControlAPI chose
-    again = plan_deploy(load(), "app", cluster.state())
+    again = plan_deploy(load(), "app", cluster.state(), cluster.normalize)
     assert set(actions(again).values()) == {"unchanged"}
     assert not again.changes_anything and not again.warnings
     assert all(waits_for(s) == () for s in again.services)
@@ -145,10 +154,10 @@ async def test_redeploying_the_same_files_changes_nothing(cluster):
 
 
 async def test_changing_one_service_updates_only_that_one(cluster):
-    await cluster.apply(plan_deploy(load(), "app", cluster.state(), salt=SALT))
+    await cluster.apply(plan_deploy(load(), "app", cluster.state(), cluster.normalize, salt=SALT))
     web_before = cluster.service("app_web")
     changed = load(WEB.replace("GREETING: hello", "GREETING: bonjour"))
-    plan = plan_deploy(changed, "app", cluster.state())
+    plan = plan_deploy(changed, "app", cluster.state(), cluster.normalize)
     assert actions(plan) == {"app_web": "update", "app_worker": "unchanged", "app_db": "unchanged"}
     step = next(s for s in plan.services if s.action == "update")
     assert step.changes == ("env",)
@@ -158,65 +167,92 @@ async def test_changing_one_service_updates_only_that_one(cluster):
     web = cluster.service("app_web")
     assert "GREETING=bonjour" in web.spec.task.container.env and web.spec_version == web_before.spec_version + 1
     assert web.spec.endpoint.ports == web_before.spec.endpoint.ports
-    assert not plan_deploy(changed, "app", cluster.state()).changes_anything
+    assert not plan_deploy(changed, "app", cluster.state(), cluster.normalize).changes_anything
 
 
 async def test_prune_removes_only_the_stack_services_no_longer_in_the_files(cluster):
-    await cluster.apply(plan_deploy(load(), "app", cluster.state(), salt=SALT))
+    await cluster.apply(plan_deploy(load(), "app", cluster.state(), cluster.normalize, salt=SALT))
     other = load("services:\n  web:\n    image: busybox\n")
-    await cluster.apply(plan_deploy(other, "other", cluster.state()))
+    await cluster.apply(plan_deploy(other, "other", cluster.state(), cluster.normalize))
     smaller = load(WEB.replace("    ports: [\"8080:80\", \"80\"]\n", "").split("  worker:")[0])
-    kept = plan_deploy(smaller, "app", cluster.state())
+    kept = plan_deploy(smaller, "app", cluster.state(), cluster.normalize)
     assert kept.prune == [] and any("app_db" in w and "--prune" in w for w in kept.warnings)
-    plan = plan_deploy(smaller, "app", cluster.state(), prune=True)
+    plan = plan_deploy(smaller, "app", cluster.state(), cluster.normalize, prune=True)
     assert sorted(s.spec.annotations.name for s in plan.prune) == ["app_db", "app_worker"]
     await cluster.apply(plan)
     assert sorted(s.spec.annotations.name for s in cluster.store.view().services()) == ["app_web", "other_web"]
 
 
+async def test_a_port_moves_from_a_pruned_service_and_a_new_network_is_joined(cluster):
+    first = "services:\n  old:\n    image: busybox\n    ports: ['8080:80']\n  web:\n    image: busybox\n"
+    await cluster.apply(plan_deploy(load(first), "app", cluster.state(), cluster.normalize))
+    moved = ("services:\n  web:\n    image: busybox\n    ports: ['8080:80']\n    networks: [back]\n"
+             "networks:\n  back: {}\n")
+    with pytest.raises(DeployError, match="port 8080/tcp is already published by service app_old"):
+        plan_deploy(load(moved), "app", cluster.state(), cluster.normalize)     # app_old is kept without --prune
+    plan = plan_deploy(load(moved), "app", cluster.state(), cluster.normalize, prune=True)
+    assert actions(plan) == {"app_web": "update"} and "networks" in plan.services[0].changes
+    await cluster.apply(plan)
+    web = cluster.service("app_web")
+    assert [p.published_port for p in web.spec.endpoint.ports] == [8080]
+    assert [a.target for a in web.spec.task.networks] == [n.id for n in cluster.store.view().list(Kind.NETWORK)
+                                                        if n.spec.annotations.name == "app_back"]
+    assert not plan_deploy(load(moved), "app", cluster.state(), cluster.normalize).changes_anything
+
+
+async def test_a_change_the_controlapi_refuses_is_reported_with_file_and_line(cluster):
+    await cluster.apply(plan_deploy(load("services:\n  web:\n    image: busybox\n"), "app", cluster.state(),
+                                    cluster.normalize))
+    with pytest.raises(DeployError) as caught:
+        plan_deploy(load("services:\n  web:\n    image: busybox\n    deploy: {mode: global}\n"), "app",
+                    cluster.state(), cluster.normalize)
+    assert "stack.yml:2: service app_web: changing the mode from replicated to global" in str(caught.value)
+
+
 # ---- refusals: nothing is written ----------------------------------------------------------------
 
 async def test_a_changed_secret_is_refused_naming_it(cluster):
-    await cluster.apply(plan_deploy(load(), "app", cluster.state(), salt=SALT))
+    await cluster.apply(plan_deploy(load(), "app", cluster.state(), cluster.normalize, salt=SALT))
     label = cluster.store.view().list(Kind.SECRET)[0].spec.annotations.labels[DIGEST_LABEL]
     assert b"s3cret".hex() not in label and "s3cret" not in label
     with pytest.raises(DeployError) as caught:
         plan_deploy(load(WEB.replace("GREETING: hello", "GREETING: changed"), secret=b"other"), "app",
-                    cluster.state())
+                    cluster.state(), cluster.normalize)
     assert "secret app_db_password" in str(caught.value) and "cannot be changed" in str(caught.value)
 
 
 def test_a_missing_external_network_is_refused_and_a_present_one_is_used(cluster):
     text = WEB.replace("backend: {}", "backend: {external: true, name: shared}")
     with pytest.raises(DeployError, match="network shared is declared as external, but could not be found"):
-        plan_deploy(load(text), "app", cluster.state())
+        plan_deploy(load(text), "app", cluster.state(), cluster.normalize)
     shared = pb.Network(id="n1", spec=pb.NetworkSpec(driver="overlay", annotations=pb.Annotations(name="shared")))
     state = cluster.state()
-    plan = plan_deploy(load(text), "app", ClusterState(state.services, [shared], state.secrets, state.configs))
+    plan = plan_deploy(load(text), "app", ClusterState(state.services, [shared], state.secrets, state.configs),
+                       cluster.normalize)
     assert [s.annotations.name for s in plan.networks] == ["app_default"]
 
 
 async def test_objects_of_the_same_name_outside_the_stack_are_refused(cluster):
-    await cluster.apply(plan_deploy(load("services:\n  web:\n    image: busybox\n"), "solo", cluster.state()))
+    await cluster.apply(plan_deploy(load("services:\n  web:\n    image: busybox\n"), "solo", cluster.state(), cluster.normalize))
     spec = pb.ServiceSpec(replicas=1)
     spec.annotations.name = "app_db"
     spec.task.container.image = "busybox"
     await cluster.services.create_service(control_pb2.CreateServiceRequest(spec=spec))
     with pytest.raises(DeployError, match="service app_db already exists and is not part of stack app"):
-        plan_deploy(load(), "app", cluster.state())
+        plan_deploy(load(), "app", cluster.state(), cluster.normalize)
 
 
 async def test_an_ingress_port_held_by_another_service_is_refused_with_file_and_line(cluster):
     await cluster.apply(plan_deploy(load("services:\n  x:\n    image: busybox\n    ports: ['8080:80']\n"),
-                                    "other", cluster.state()))
+                                    "other", cluster.state(), cluster.normalize))
     with pytest.raises(DeployError) as caught:
-        plan_deploy(load(), "app", cluster.state())
+        plan_deploy(load(), "app", cluster.state(), cluster.normalize)
     assert "stack.yml:2: service app_web: port 8080/tcp is already published by service other_x" in str(caught.value)
 
 
 def test_secrets_on_a_cluster_without_them_are_refused(cluster):
     with pytest.raises(DeployError, match="does not offer secrets"):
-        plan_deploy(load(), "app", cluster.state(secrets=False))
+        plan_deploy(load(), "app", cluster.state(secrets=False), cluster.normalize)
 
 
 # ---- digests and dependencies ---------------------------------------------------------------------
