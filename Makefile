@@ -9,8 +9,15 @@ DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker
                 runc crun libseccomp2 iputils-ping curl procps kmod iperf3
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
+# Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate); no recommends.
+TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt
+# What a server needs (deploy/provision.sh: `make install-runtime`): no test tools, no registry.
+RUNTIME_DEB_PACKAGES := python3-venv iproute2 nftables busybox-static procps kmod
+# What the VM test needs on the host (`make vagrant-test`), besides the above.
+VAGRANT_DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap libvirt-daemon-system libvirt-clients \
+                        vagrant vagrant-libvirt rsync docker-registry openssh-client
 
-.PHONY: install deb venv image demo demo-down test test-unit test-cluster bench proto proto-check lint clean constraints
+.PHONY: install install-runtime vagrant-test deb venv image demo demo-down test test-unit test-cluster bench proto proto-check lint clean constraints
 
 install: deb venv image
 
@@ -18,9 +25,10 @@ deb:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
-	  { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_FLAGS) $$missing >/dev/null || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_FLAGS) $$missing >/dev/null; }; \
 	fi
+	@if [ -z "$(APT_FLAGS)$(NO_TOOLS)" ]; then $(MAKE) --no-print-directory deb DEB_PACKAGES="$(TOOL_DEB_PACKAGES)" APT_FLAGS=--no-install-recommends; fi
 
 # Exact versions from constraints.txt (ranges in pyproject.toml); a version that does not match fails here.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -72,3 +80,18 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) build
+
+# A server's install (deploy/provision.sh): the runtime's Debian packages and the package itself,
+# without the dev extra. Idempotent.
+install-runtime:
+	@$(MAKE) --no-print-directory deb DEB_PACKAGES="$(RUNTIME_DEB_PACKAGES)" NO_TOOLS=1
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt $(PIP_OPTS) . 2>&1 | grep -v -e '^WARNING: Location' -e DEPRECATION || true
+	@$(PY) -c 'import shoal, grpc, pysyncobj, pyroute2'
+
+# Real VMs: 3 managers + 2 workers with deploy/Vagrantfile on libvirt, provisioned by
+# deploy/provision.sh, checked from this host (deploy/vagrant/test.py; not part of `make test`).
+# VAGRANT_TEST_ARGS=--keep leaves the VMs running.
+vagrant-test: install
+	@$(MAKE) --no-print-directory deb DEB_PACKAGES="$(VAGRANT_DEB_PACKAGES)" NO_TOOLS=1
+	$(PY) deploy/vagrant/test.py $(VAGRANT_TEST_ARGS)

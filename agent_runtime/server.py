@@ -30,7 +30,7 @@ from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.store import ImageStore
-from agent_runtime import logformat
+from agent_runtime import logformat, sdnotify
 from agent_runtime.logs import LogFollower, parse_time, read_logs
 from agent_runtime.spec import ContainerSpec, to_json
 from agent_runtime.volumes import VolumeStore
@@ -304,8 +304,10 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
         loop.add_signal_handler(sig, stop.set)
     log.info("shoal-runtimed serving on %s (root %s, cgroup v%d parent %s)", socket_path, root,
              daemon.manager.cgroup_version, cgroup_parent)
+    sdnotify.ready(f"serving on {socket_path}")
     try:
         await stop.wait()
+        sdnotify.stopping()
     finally:
         await runner.cleanup()
         await daemon.network.close()

@@ -2,22 +2,33 @@
 # Provision one Shoal host on Debian 12 (run as root; Vagrant runs it on every VM).
 #
 #   provision.sh --role manager|worker --address IP --join MANAGER1_IP [--first] \
-#                [--source DIR | --repo GIT_URL] [--tokens DIR] [--log-level LEVEL]
+#                [--source DIR | --repo GIT_URL] [--tokens DIR] [--log-level LEVEL] \
+#                [--insecure-registry HOST:PORT ...] [--prefix DIR] [--bin-dir DIR] \
+#                [--socket PATH] [--no-daemons] [--wheels DIR]
 #
 # 1. puts the project in /opt/shoal (copied from --source, default /vagrant, or cloned from --repo)
-#    and runs `make install` there (Debian packages + /opt/shoal/.venv);
+#    and runs `make install-runtime` there (only what a server needs: the runtime's Debian packages
+#    and /opt/shoal/.venv with the pinned Python dependencies; no test tools, no registry);
 # 2. installs and starts the systemd units shoal-runtimed and shoald (deploy/systemd/);
 # 3. forms the swarm: the --first host runs `shoal swarm init` and writes the join tokens to the
 #    shared --tokens directory (default /vagrant/deploy/.tokens); every other host waits for the
 #    token of its role there and runs `shoal swarm join`.
-# Running it again is safe: the copy is refreshed, `make install` is idempotent, and a host that is
-# already in the swarm does not init or join again.
+# --wheels DIR installs the Python packages from a local wheel directory only (no index: a server
+# or lab host without internet access). --no-daemons skips step 2 for hosts whose daemons something else runs (shoal-lab: a cluster
+# test runs this script inside lab hosts with --prefix/--bin-dir in a temporary directory).
+# Running it again is safe: the copy is refreshed, `make install-runtime` is idempotent, the units
+# are rewritten, and a host that `shoal info` shows in a swarm does not init or join again (so a
+# node that left with `shoal swarm leave` joins again on the next run).
 set -euo pipefail
 
 ROLE="" ADDRESS="" JOIN="" FIRST=0 SOURCE=/vagrant REPO="" TOKENS="" LOG_LEVEL=info
+REGISTRIES=()
 PREFIX=/opt/shoal
+BIN_DIR=/usr/local/bin
 SOCKET=/run/shoal/shoal.sock
-JOINED_MARK=/var/lib/shoal/joined
+DAEMONS=1
+WHEELS=""
+umask 077   # join tokens and the daemons' state are never world-readable
 
 die() { echo "provision: $*" >&2; exit 1; }
 say() { echo "provision[$(hostname)]: $*"; }
@@ -32,6 +43,12 @@ while [ $# -gt 0 ]; do
     --repo) REPO=$2; shift 2 ;;
     --tokens) TOKENS=$2; shift 2 ;;
     --log-level) LOG_LEVEL=$2; shift 2 ;;
+    --insecure-registry) REGISTRIES+=("$2"); shift 2 ;;
+    --prefix) PREFIX=$2; shift 2 ;;
+    --bin-dir) BIN_DIR=$2; shift 2 ;;
+    --socket) SOCKET=$2; shift 2 ;;
+    --no-daemons) DAEMONS=0; shift ;;
+    --wheels) WHEELS=$2; shift 2 ;;
     *) die "unknown argument $1" ;;
   esac
 done
@@ -61,28 +78,37 @@ else
   rsync -a --delete --exclude /.venv --exclude /.git --exclude /deploy/.tokens --exclude /build \
         --exclude __pycache__ --exclude '*.egg-info' "$SOURCE/" "$PREFIX/"
 fi
-say "make install"
-make -C "$PREFIX" install
-for program in shoal shoald shoal-runtimed shoal-lab; do
-  ln -sf "$PREFIX/.venv/bin/$program" "/usr/local/bin/$program"
+say "make install-runtime"
+pip_opts=""
+[ -z "$WHEELS" ] || pip_opts="--no-index --find-links $WHEELS"
+make -C "$PREFIX" install-runtime PIP_OPTS="$pip_opts"
+mkdir -p "$BIN_DIR"
+for program in shoal shoald shoal-runtimed; do
+  ln -sf "$PREFIX/.venv/bin/$program" "$BIN_DIR/$program"
 done
+export PATH="$BIN_DIR:$PATH"
 
 # --- 2. the daemons ----------------------------------------------------------------------------
-cat >/etc/default/shoal <<EOF
+if [ "$DAEMONS" = 1 ]; then
+shoald_opts=""
+for registry in "${REGISTRIES[@]}"; do shoald_opts="$shoald_opts --insecure-registry $registry"; done
+cat >/etc/default/shoal.new <<EOF
 # Written by deploy/provision.sh; read by shoald.service and shoal-runtimed.service.
 SHOAL_ADVERTISE_ADDR=$ADDRESS
 SHOAL_METRICS_ADDR=$ADDRESS:9323
 SHOAL_LOG_LEVEL=$LOG_LEVEL
+SHOALD_OPTS=$shoald_opts
 EOF
-install -m 0644 "$PREFIX/deploy/systemd/shoal-runtimed.service" "$PREFIX/deploy/systemd/shoald.service" \
-        /etc/systemd/system/
+chmod 0644 /etc/default/shoal.new
+mv /etc/default/shoal.new /etc/default/shoal
+for unit in shoal-runtimed.service shoald.service; do   # the units name /opt/shoal: use --prefix
+  sed "s#/opt/shoal#$PREFIX#g" "$PREFIX/deploy/systemd/$unit" >"/etc/systemd/system/$unit.new"
+  chmod 0644 "/etc/systemd/system/$unit.new"
+  mv "/etc/systemd/system/$unit.new" "/etc/systemd/system/$unit"
+done
 systemctl daemon-reload
-if "$PREFIX/.venv/bin/python" -c 'import agent_runtime.server' 2>/dev/null; then
-  systemctl enable -q shoal-runtimed.service
-  systemctl restart shoal-runtimed.service
-else
-  say "agent_runtime.server is not in this version: shoal-runtimed not started"
-fi
+systemctl enable -q shoal-runtimed.service
+systemctl restart shoal-runtimed.service   # containers survive: the unit's KillMode=process
 systemctl enable -q shoald.service
 systemctl restart shoald.service
 for _ in $(seq 1 120); do
@@ -90,15 +116,16 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 [ -S "$SOCKET" ] || die "shoald did not open $SOCKET; see: journalctl -u shoald"
+fi
+[ -S "$SOCKET" ] || die "no shoald socket at $SOCKET"
 
 # --- 3. the swarm ------------------------------------------------------------------------------
 export SHOAL_HOST="unix://$SOCKET"
-if [ -e "$JOINED_MARK" ]; then
+if shoal info 2>/dev/null | grep -q '^Swarm: active'; then
   say "already in the swarm"
 elif [ "$FIRST" = 1 ]; then
   say "swarm init --advertise-addr $ADDRESS"
   shoal swarm init --advertise-addr "$ADDRESS"
-  touch "$JOINED_MARK"
 else
   token_file="$TOKENS/$ROLE"
   say "waiting for $token_file from the first manager"
@@ -109,11 +136,10 @@ else
   [ -s "$token_file" ] || die "no join token at $token_file after 10 minutes (is the first manager up?)"
   say "swarm join as $ROLE via $JOIN:2377"
   shoal swarm join --token "$(cat "$token_file")" --advertise-addr "$ADDRESS" "$JOIN:2377"
-  touch "$JOINED_MARK"
 fi
 if [ "$FIRST" = 1 ]; then
   # Refresh the shared tokens on every run (they may have been rotated).
-  mkdir -p "$TOKENS"
+  mkdir -p -m 0700 "$TOKENS"
   for kind in worker manager; do
     shoal swarm join-token -q "$kind" >"$TOKENS/$kind.tmp"
     mv "$TOKENS/$kind.tmp" "$TOKENS/$kind"

@@ -20,6 +20,7 @@ from typing import Coroutine
 
 import grpc
 
+from agent_runtime import sdnotify
 from agent_runtime.api import AsyncRuntimeClient
 from manager.ca import channel_credentials, channel_options, make_node_key_and_csr, require_role, server_credentials
 from manager.manager import LeaderSignal, Manager, ManagerConfig
@@ -86,7 +87,9 @@ class Daemon:
             node = self.state.load()
             if node is not None:
                 await self.start_node(node)
+            sdnotify.ready(f"listening on {self.socket_path}")
             await self._stopping.wait()
+            sdnotify.stopping()
         finally:
             for task in list(self._background_tasks):
                 task.cancel()

@@ -128,13 +128,14 @@ class Lab:
         workers: int = 2,
         *,
         cluster: bool = True,
+        form: bool = True,
         runtime: bool = True,
         log_level: str | None = None,
         timeout: float = READY_TIMEOUT,
     ) -> "Lab":
         """Build the lab: namespaces and registry; a shoal-runtimed per host if `runtime` (and the
         module exists); if `cluster`, a shoald per host, joined into one swarm with every node
-        Ready. On any failure everything made so far is removed (as `down`) and the error
+        Ready (unless `form` is false: shoald runs, no swarm is formed, as on a fresh server). On any failure everything made so far is removed (as `down`) and the error
         re-raised. Returns self."""
         if cluster and not shoald_available():
             raise LabError(f"lab {self.name}: shoald is not available (no module {SHOALD_MODULE}); "
@@ -153,7 +154,7 @@ class Lab:
             plan.directory.mkdir(parents=True, exist_ok=True)
             self.store.save(record)
         try:
-            self._build(plan, cluster, timeout)
+            self._build(plan, cluster and form, timeout)
         except BaseException:
             self._progress("up failed; removing what was made")
             try:
