@@ -289,7 +289,7 @@ class ContainerManager:
         self._finish(c, code)
 
     def _finish(self, c: Container, waiter_code: int | None) -> None:
-        """Record the exit (code, OOM), release pipes and the cgroup. Idempotent per run."""
+        """Record the exit (code, OOM), release pipes, the cgroup and the files' tmpfs. Idempotent per run."""
         loop = asyncio.get_running_loop()
         for fd, stream in list(c.pipes.items()):
             if self._pump(c, fd, stream, drain=True):
@@ -311,6 +311,11 @@ class ContainerManager:
         except ShoalRuntimeError as exc:
             log.warning("container %s: %s", c.name, exc)
             oom = False
+        if c.spec.files:
+            try:  # secrets and configs live no longer than the process that used them (as Docker's)
+                files.release(c.dir)
+            except ShoalRuntimeError as exc:
+                log.warning("container %s: %s", c.name, exc)
         c.state.exit_code, c.state.oom_killed = code, oom
         c.state.pid, c.state.finished_at = 0, now_iso()
         c.runtime = Runtime()

@@ -99,8 +99,8 @@ def mount_sources(container_dir: Path, files: list[File]) -> list[UserMount]:
     for i, f in enumerate(files):
         source = files_dir(container_dir) / str(i)
         if not source.exists():
-            raise InvalidArgument(f"file {f.target}: its data is gone from {source} (the host restarted "
-                                  "since the container was created); create the container again")
+            raise InvalidArgument(f"file {f.target}: its data is gone from {source} (the container exited, "
+                                  "or the host restarted, since it was created); create the container again")
         mounts.append(UserMount("bind", f.target, str(source), read_only=True, source_is_dir=False))
     return mounts
 

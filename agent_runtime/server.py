@@ -240,20 +240,23 @@ class Runtimed:
         follower = LogFollower(c.log_path) if _flag(request, "follow") else None  # same loop step: no gap
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
-        for r in records:
-            await resp.write((json.dumps(r.to_json()) + "\n").encode())
-        while follower is not None:
-            running = c.state.status == "running" and c.id in self.manager.containers
-            new = [r for r in follower.poll() if r.stream in streams]
-            for r in new:
+        try:
+            for r in records:
                 await resp.write((json.dumps(r.to_json()) + "\n").encode())
-            if not running and not new:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(c.exited_event.wait()), 0.1)
-            except asyncio.TimeoutError:
-                pass
-        await resp.write_eof()
+            while follower is not None:
+                running = c.state.status == "running" and c.id in self.manager.containers
+                new = [r for r in follower.poll() if r.stream in streams]
+                for r in new:
+                    await resp.write((json.dumps(r.to_json()) + "\n").encode())
+                if not running and not new:
+                    break
+                try:
+                    await asyncio.wait_for(asyncio.shield(c.exited_event.wait()), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+            await resp.write_eof()
+        except ConnectionResetError:  # the reader went away (`service logs -f` ended): normal
+            log.debug("logs of container %s: the client closed the stream", c.name)
         return resp
 
     # overlay networks --------------------------------------------------------------------

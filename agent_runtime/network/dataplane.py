@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from agent_runtime import dns
-from agent_runtime.container_record import write_json_atomic
+from agent_runtime.container_record import EXITED, write_json_atomic
 from agent_runtime.network import netns, nft, rules
 from agent_runtime.network.errors import Conflict, InvalidArgument, NetworkError
 from agent_runtime.network.links import HostLinks, network_mtu
@@ -76,6 +76,7 @@ class NetworkDataplane:
         self.state: NetworkState | None = None
         self.gateway_ips: dict[str, str] = {}
         self.containers: dict[str, LocalContainer] = {}
+        self.records: dict[str, object] = {}  # id -> the container manager's Container (its live state)
         self.resolver = dns.Resolver()
         self.lock = asyncio.Lock()
         self.applied: dict[str, str] = {}     # "" (host) or netns name -> ruleset text last loaded
@@ -149,6 +150,7 @@ class NetworkDataplane:
         self._load()
         for c in containers:
             if c.spec.networks:
+                self.records[c.id] = c
                 lc = self._local(c)
                 lc.gateway_ip = self.gateway_ips.get(c.id, "")
                 self.containers[c.id] = lc
@@ -184,6 +186,7 @@ class NetworkDataplane:
                 lc.gateway_ip = allocate_gateway_ip(self.state, set(self.gateway_ips.values()))
                 self.gateway_ips[c.id] = lc.gateway_ip
             self.containers[c.id] = lc
+            self.records[c.id] = c
             dns.container_files(self.files_dir(c.id), lc)
             try:
                 self._save()
@@ -234,12 +237,17 @@ class NetworkDataplane:
     # internals ------------------------------------------------------------------------------
     async def _forget(self, container_id: str) -> None:
         lc = self.containers.pop(container_id, None)
+        self.records.pop(container_id, None)
         self.gateway_ips.pop(container_id, None)
         await self.resolver.close(container_id)
         shutil.rmtree(self.files_dir(container_id), ignore_errors=True)
         if lc is not None:
             self.applied.pop(lc.netns, None)
             await asyncio.to_thread(self._unlink_container, lc)
+
+    def _exited(self, container_id: str) -> bool:
+        record = self.records.get(container_id)
+        return record is not None and record.state.status == EXITED
 
     @staticmethod
     def _unlink_container(lc: LocalContainer) -> None:
@@ -324,7 +332,13 @@ class NetworkDataplane:
             for c in containers:
                 if not all(e.network_id in active_ids for e in c.endpoints):
                     missing = [e.network_id for e in c.endpoints if e.network_id not in active_ids]
-                    self.errors.append(f"container {c.name}: networks {', '.join(missing)} are not built here")
+                    if self._exited(c.id):
+                        # A task's container that has exited: the manager stops sending its networks
+                        # and nothing needs them (a start rebuilds them first): not a problem to
+                        # report on every sync.
+                        log.debug("container %s has exited; its networks %s are not built", c.name, missing)
+                    else:
+                        self.errors.append(f"container {c.name}: networks {', '.join(missing)} are not built here")
                     continue
                 if not netns.exists(c.netns):
                     netns.create(c.netns)

@@ -33,9 +33,9 @@ VENV_BIN = Path(sys.executable).parent
 GW_SUBNET = "198.19.200.0/24"
 
 # the three overlays of the lab: id -> (vni, subnet prefix)
-INGRESS, FRONT, BACK, PRIVATE, SECRET = "ingress0", "front0", "back0", "private0", "secret0"
+INGRESS, FRONT, BACK, PRIVATE, SECRET, GONE = "ingress0", "front0", "back0", "private0", "secret0", "gone0"
 NETWORKS = {INGRESS: (4100, "198.18.0"), FRONT: (4101, "198.18.1"), BACK: (4102, "198.18.2"),
-            PRIVATE: (4103, "198.18.3"), SECRET: (4104, "198.18.4")}
+            PRIVATE: (4103, "198.18.3"), SECRET: (4104, "198.18.4"), GONE: (4105, "198.18.5")}
 
 HTTPD = ("mkdir -p /www/cgi-bin; hostname > /www/index.html; "
          "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip; "
@@ -471,3 +471,24 @@ def test_removing_the_last_container_of_a_network_removes_its_devices(lab):
     assert "shov4102" not in ruleset and "shov4101" in ruleset
     assert "198.18.2.21" not in sh("bridge", "-n", lab.host(3).netns, "fdb", "show", "dev", "shvx4102").stdout + \
         lab.host(3).ip_cmd("neigh", "show", "dev", "shvx4102")   # its peers forgot it too
+
+
+def test_an_exited_container_whose_network_left_is_not_reported(lab):
+    """A task's container exits, the manager stops sending its network: nothing to report on
+    every sync (the worker logged it as a warning every 30 s). A running one still is reported."""
+    h1 = lab.host(1)
+    client = h1.client()
+    lab.add_network(GONE)
+    ids = [lab.run(h1, "short", {GONE: "198.18.5.11"}, ["true"]),
+           lab.run(h1, "long", {GONE: "198.18.5.12"}, ["sleep", "3600"])]
+    try:
+        client.wait(ids[0])
+        del lab.networks[GONE], lab.endpoints["short"], lab.endpoints["long"]
+        errors = lab.sync(h1)[0]["Errors"]
+        assert not [e for e in errors if "short" in e], errors
+        assert [e for e in errors if "long" in e and "are not built here" in e], errors
+    finally:
+        for cid in ids:
+            client.remove(cid, force=True)
+        lab.networks.pop(GONE, None)
+        lab.sync()
