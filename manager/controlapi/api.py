@@ -17,7 +17,7 @@ from manager.ca import JoinTokens
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
-from manager.state import Kind, StoreError, VersionConflict
+from manager.state import Kind, NameConflict, StoreError, VersionConflict
 from proto import control_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,24 @@ GRPC_STATUS = {
 }
 
 
+def name_conflict_message(kind: str, name: str, existing_id: str) -> str:
+    """Docker's words for a create whose name is taken (``kind``: service, network, secret, config)."""
+    if kind == "network":
+        return f"network with name {name} already exists"
+    if kind == "service":
+        return f"name conflicts with an existing object: service {name} already exists ({existing_id})"
+    return f"{kind} {name} already exists ({existing_id})"
+
+
 async def write(store, fn, what: str):
     """``store.update(fn)`` for a ControlAPI call: a conflict or a failed proposal becomes a
     ControlError ("conflict", "unavailable") that names ``what``."""
     try:
         return await store.update(fn)
+    except NameConflict as err:
+        # Another manager's create of the same name committed first (the store checks names when
+        # it applies a change): the loser gets the same answer the name check gives up front.
+        raise ControlError("conflict", name_conflict_message(err.kind, err.name, err.existing_id)) from err
     except VersionConflict as err:
         raise ControlError("conflict", f"{what}: update out of sequence ({err}); read it again and retry") from err
     except StoreError as err:

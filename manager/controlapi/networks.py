@@ -195,7 +195,7 @@ class NetworkControl:
         def fn(tx):
             networks = tx.list(Kind.NETWORK)
             for other in networks:
-                if network_name(other) == name:
+                if network_name(other).lower() == name.lower():
                     raise ControlError("conflict", f"network with name {name} already exists")
             candidate = objects_pb2.Network(id=network_id, spec=spec)
             _dry_run(networks, tx.view.cluster(), candidate)

@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from manager.controlapi.api import ControlError, write
+from manager.controlapi.api import ControlError, name_conflict_message, write
 from manager.controlapi.services import filter_options, labels_match, resolve
 from manager.ids import new_id
 from manager.secretbox import SecretBox, SecretBoxError
@@ -123,8 +123,8 @@ class SecretControl:
 
         def fn(tx):
             for other in tx.list(flavour.kind):
-                if other.spec.annotations.name == name:
-                    raise ControlError("conflict", f"{flavour.word} {name} already exists ({other.id})")
+                if other.spec.annotations.name.lower() == name.lower():
+                    raise ControlError("conflict", name_conflict_message(flavour.word, name, other.id))
             tx.create(obj)
 
         await write(self._store, fn, f"create {flavour.word} {name}")

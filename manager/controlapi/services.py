@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from common.syntax import with_file_defaults
-from manager.controlapi.api import ControlError, write
+from manager.controlapi.api import ControlError, name_conflict_message, write
 from manager.controlapi.service_spec import (MODE_NAMES, SpecError, changes_tasks, port_key,
                                              service_label, validate_spec)
 from manager.ids import new_id
@@ -164,9 +164,8 @@ class ServiceControl:
             (p.target_port, p.protocol): p.published_port for p in current.spec.endpoint.ports
             if p.publish_mode == PortConfig.INGRESS and p.published_port}
         for other in others:
-            if other.spec.annotations.name == spec.annotations.name:
-                raise ControlError("conflict", f"name conflicts with an existing object: "
-                                               f"service {spec.annotations.name} already exists ({other.id})")
+            if other.spec.annotations.name.lower() == spec.annotations.name.lower():
+                raise ControlError("conflict", name_conflict_message("service", spec.annotations.name, other.id))
         taken = {}
         for other in others:
             for port in other.spec.endpoint.ports:

@@ -12,7 +12,7 @@ Exports:
 there, so that importing the store does not import PySyncObj.
 """
 
-from .errors import (ChangeTooLarge, InvalidChange, NoQuorum, NotLeader, ProposalError,
+from .errors import (ChangeTooLarge, InvalidChange, NameConflict, NoQuorum, NotLeader, ProposalError,
                      ProposalOutcomeUnknown, ProposalTimeout, RaftConfigError, StoreError,
                      VersionConflict, WatchClosed, WatchOverflow)
 from .events import ChangeCommitted, ObjectCreated, ObjectDeleted, ObjectUpdated, StoreEvent
@@ -26,7 +26,7 @@ from .watch import Watch
 
 __all__ = [
     "ApplyResult", "ChangeCommitted", "ChangeTooLarge", "InvalidChange", "Kind", "LocalProposer",
-    "MAX_ACTIONS_PER_CHANGE", "MAX_CHANGE_BYTES", "MemoryStore", "NoQuorum", "NotLeader",
+    "MAX_ACTIONS_PER_CHANGE", "MAX_CHANGE_BYTES", "MemoryStore", "NameConflict", "NoQuorum", "NotLeader",
     "ObjectCreated", "ObjectDeleted", "ObjectUpdated", "ProposalError", "ProposalOutcomeUnknown",
     "ProposalTimeout", "Proposer", "RaftConfigError", "ReadView", "Rejection", "Store", "StoreError",
     "StoreEvent", "Tx", "VersionConflict", "Watch", "WatchClosed", "WatchOverflow", "copy_of",

@@ -5,6 +5,7 @@ message to the user unchanged. Translation to gRPC status codes happens at the s
 
     StoreError
     ├── VersionConflict          a compare-and-set check failed; re-read and retry
+    ├── NameConflict             a create (or rename) to a name another object of the kind holds
     ├── InvalidChange            the change is malformed (no id, no object, ...)
     │   └── ChangeTooLarge       over 200 actions / 1.5 MiB and splitting was not allowed
     ├── ProposalError            the change did not commit, or may not have
@@ -46,6 +47,24 @@ class VersionConflict(StoreError):
         else:
             detail = f"expected version {expected}, store has {actual}"
         super().__init__(f"cannot {operation} {kind} {object_id}: {detail}")
+
+
+class NameConflict(StoreError):
+    """A create (or a rename) of a service, network, secret or config to a name another object of
+    that kind already holds (names are compared ignoring case). Checked when the change is
+    applied, on every manager, so concurrent creates of one name leave exactly one object.
+
+    ``kind`` ("service", ...), ``object_id`` the refused object, ``name`` the name,
+    ``existing_id`` the object that holds it.
+    """
+
+    def __init__(self, kind: str, object_id: str, name: str, existing_id: str) -> None:
+        self.kind = kind
+        self.object_id = object_id
+        self.name = name
+        self.existing_id = existing_id
+        super().__init__(f"name conflicts with an existing object: {kind} {name} already exists "
+                         f"({existing_id})")
 
 
 class InvalidChange(StoreError):

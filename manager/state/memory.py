@@ -23,10 +23,10 @@ from google.protobuf.message import Message
 
 from proto import store_pb2
 
-from .errors import InvalidChange, VersionConflict
+from .errors import InvalidChange, NameConflict, VersionConflict
 from .events import ObjectCreated, ObjectDeleted, ObjectUpdated, StoreEvent
 from .kinds import Kind, copy_of, unwrap
-from .view import ReadView
+from .view import NAMED_KINDS, Indexes, IndexStaging, ReadView, name_key
 from .watch import DEFAULT_WATCH_QUEUE, Watch
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ class Rejection:
     """Why a batch was rejected: the first action that failed.
 
     ``reason`` is "exists" (create of an existing id), "missing" (update/remove of an absent id),
-    "version" (expected version differs) or "invalid" (malformed action; ``message`` says how).
+    "version" (expected version differs), "name" (a create, or a rename, to a name another object
+    of the kind holds; ``actual_id`` is that object, ``message`` the name) or "invalid"
+    (malformed action; ``message`` says how).
     """
 
     reason: str
@@ -52,11 +54,14 @@ class Rejection:
     expected: int | None
     actual: int | None
     message: str = ""
+    actual_id: str = ""
 
-    def to_error(self) -> VersionConflict | InvalidChange:
+    def to_error(self) -> VersionConflict | InvalidChange | NameConflict:
         """The exception a proposer raises for this rejection."""
         if self.reason == "invalid":
             return InvalidChange(self.message)
+        if self.reason == "name":
+            return NameConflict(self.kind, self.object_id, self.message, self.actual_id)
         return VersionConflict(self.kind, self.object_id, self.operation, self.expected, self.actual)
 
 
@@ -94,7 +99,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._view = ReadView(0, _empty_tables())
+        self._view = ReadView(0, _empty_tables(), Indexes.empty())
         self._watches: list[Watch] = []
 
     @property
@@ -116,6 +121,9 @@ class MemoryStore:
         to the target's. On success the store version becomes version+1 and every created or
         updated object is stored as a copy of its target with ``meta.version`` = the new version.
         An empty batch changes nothing (a read barrier) and succeeds at the current version.
+        A CREATE of a service, network, secret or config, or an UPDATE that renames one, is
+        rejected when another object of that kind holds the name (ignoring case): so concurrent
+        creates of one name through several managers leave exactly one, decided by log order.
         """
         with self._lock:
             current = self._view
@@ -123,20 +131,21 @@ class MemoryStore:
                 return ApplyResult(current.version)
             new_version = current.version + 1
             try:
-                staged, events = self._stage(current, change.actions, new_version)
+                staged, indexes, events = self._stage(current, change.actions, new_version)
             except _Invalid as invalid:
                 return ApplyResult(current.version, invalid.rejection)
             tables = dict(current._tables)
             for kind, table in staged.items():
                 tables[kind] = table.finish()
-            self._view = ReadView(new_version, tables)
+            self._view = ReadView(new_version, tables, indexes.finish())
             self._notify(events, new_version)
             return ApplyResult(new_version)
 
     @staticmethod
-    def _stage(current: ReadView, actions: Iterable[store_pb2.StoreAction],
-               new_version: int) -> tuple[dict[Kind, immutables.MapMutation], list[StoreEvent]]:
+    def _stage(current: ReadView, actions: Iterable[store_pb2.StoreAction], new_version: int
+               ) -> tuple[dict[Kind, immutables.MapMutation], IndexStaging, list[StoreEvent]]:
         staged: dict[Kind, immutables.MapMutation] = {}
+        indexes = IndexStaging(current._indexes)
         events: list[StoreEvent] = []
         for position, action in enumerate(actions):
             operation = _OPERATION.get(action.kind)
@@ -168,16 +177,31 @@ class MemoryStore:
                     raise _Invalid(Rejection("version", kind.field, object_id, operation, expected, actual))
             if action.kind == REMOVE:
                 del table[object_id]
+                if kind is Kind.TASK:
+                    indexes.task(existing, None)
+                elif kind in NAMED_KINDS:
+                    indexes.name(kind, existing, None)
                 events.append(ObjectDeleted(kind, existing))
                 continue
+            if kind in NAMED_KINDS:
+                key = name_key(target)
+                if key and (existing is None or name_key(existing) != key):
+                    holders = [i for i in indexes.name_holders(kind, key) if i != object_id]
+                    if holders:
+                        raise _Invalid(Rejection("name", kind.field, object_id, operation, None, None,
+                                                 target.spec.annotations.name, holders[0]))
             stored = copy_of(target)
             stored.meta.version = new_version
             table[object_id] = stored
+            if kind is Kind.TASK:
+                indexes.task(existing, stored)
+            elif kind in NAMED_KINDS:
+                indexes.name(kind, existing, stored)
             if existing is None:
                 events.append(ObjectCreated(kind, stored))
             else:
                 events.append(ObjectUpdated(kind, stored, existing))
-        return staged, events
+        return staged, indexes, events
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -213,8 +237,8 @@ class MemoryStore:
                 for object_id, previous in before.items():
                     if object_id not in after:
                         events.append(ObjectDeleted(kind, previous))
-            self._view = ReadView(snap.version,
-                                  {kind: immutables.Map(t) for kind, t in tables.items()})
+            maps = {kind: immutables.Map(t) for kind, t in tables.items()}
+            self._view = ReadView(snap.version, maps, Indexes.build(maps))
             log.info("store restored from snapshot at version %d (%d objects, %d changed)",
                      snap.version, len(snap.objects), len(events))
             self._notify(events, snap.version)

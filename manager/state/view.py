@@ -5,6 +5,12 @@ a HAMT): a commit derives new tables from the old ones in O(log n) per object it
 everything else, so taking a view is O(1), committing does not grow with the store's size, and a
 view never changes after it is published: any number of readers, on any thread, may hold and read one.
 
+Indexes, kept the same way (persistent, updated per object a commit touches, never rebuilt):
+tasks by node and by service (``tasks(node_id=...)``, ``tasks(service_id=...)`` cost what they
+return, not the number of tasks), and names of the named kinds (services, networks, secrets,
+configs; case-insensitive, as SwarmKit's name index) so ``find_by_name`` is O(1) and the store's
+apply can refuse a create whose name is taken. ``Indexes`` is what MemoryStore maintains.
+
 Objects a view returns are the store's own messages. Callers must not mutate them; to edit one,
 copy it first (``new = objects_pb2.Task(); new.CopyFrom(task)``).
 """
@@ -24,15 +30,113 @@ Table = Mapping[str, Message]
 
 _EMPTY: Table = immutables.Map()
 
+# Kinds whose ``spec.annotations.name`` is unique (per kind) in a swarm.
+NAMED_KINDS = (Kind.SERVICE, Kind.NETWORK, Kind.SECRET, Kind.CONFIG)
+
+
+def name_key(obj: Message) -> str:
+    """The name index key of a named object: its name, lower-cased ("" for none)."""
+    return obj.spec.annotations.name.lower()
+
+
+class Indexes:
+    """The secondary indexes of one view (immutable maps; see the module docstring).
+
+    ``by_node``/``by_service``: id -> Map(task id -> task). ``names``: kind -> Map(lower-cased
+    name -> tuple of ids, sorted; more than one only in state written before names were checked
+    at commit).
+    """
+
+    __slots__ = ("by_node", "by_service", "names")
+
+    def __init__(self, by_node: immutables.Map, by_service: immutables.Map,
+                 names: Mapping[Kind, immutables.Map]) -> None:
+        self.by_node = by_node
+        self.by_service = by_service
+        self.names = names
+
+    @classmethod
+    def empty(cls) -> Indexes:
+        return cls(immutables.Map(), immutables.Map(), {k: immutables.Map() for k in NAMED_KINDS})
+
+    @classmethod
+    def build(cls, tables: Mapping[Kind, Table]) -> Indexes:
+        """Indexes for whole tables (a snapshot restore)."""
+        staged = IndexStaging(cls.empty())
+        for task in tables.get(Kind.TASK, _EMPTY).values():
+            staged.task(None, task)
+        for kind in NAMED_KINDS:
+            for obj in tables.get(kind, _EMPTY).values():
+                staged.name(kind, None, obj)
+        return staged.finish()
+
+
+class IndexStaging:
+    """Index changes of one commit, applied in action order (``finish`` gives the new Indexes)."""
+
+    __slots__ = ("_by_node", "_by_service", "_names", "_base")
+
+    def __init__(self, base: Indexes) -> None:
+        self._base = base
+        self._by_node = base.by_node.mutate()
+        self._by_service = base.by_service.mutate()
+        self._names: dict[Kind, immutables.MapMutation] = {}
+
+    def task(self, old: Message | None, new: Message | None) -> None:
+        """Task ``old`` became ``new`` (None: created / removed)."""
+        for index, field in ((self._by_node, "node_id"), (self._by_service, "service_id")):
+            old_key = getattr(old, field) if old is not None else None
+            new_key = getattr(new, field) if new is not None else None
+            if old_key is not None and old_key != new_key:
+                inner = index[old_key].delete(old.id)
+                if inner:
+                    index[old_key] = inner
+                else:
+                    del index[old_key]
+            if new_key is not None:
+                index[new_key] = index.get(new_key, _EMPTY).set(new.id, new)
+
+    def name_holders(self, kind: Kind, key: str) -> tuple[str, ...]:
+        """Ids holding the (lower-cased) name ``key`` as staged so far."""
+        table = self._names.get(kind)
+        if table is None:
+            return self._base.names[kind].get(key, ())
+        return table.get(key, ())
+
+    def name(self, kind: Kind, old: Message | None, new: Message | None) -> None:
+        """Named object ``old`` became ``new`` (None: created / removed)."""
+        old_key = name_key(old) if old is not None else ""
+        new_key = name_key(new) if new is not None else ""
+        if old_key == new_key:
+            return
+        table = self._names.get(kind)
+        if table is None:
+            table = self._names[kind] = self._base.names[kind].mutate()
+        if old_key:
+            holders = tuple(i for i in table.get(old_key, ()) if i != old.id)
+            if holders:
+                table[old_key] = holders
+            else:
+                table.pop(old_key, None)
+        if new_key:
+            table[new_key] = tuple(sorted({*table.get(new_key, ()), new.id}))
+
+    def finish(self) -> Indexes:
+        names = dict(self._base.names)
+        for kind, table in self._names.items():
+            names[kind] = table.finish()
+        return Indexes(self._by_node.finish(), self._by_service.finish(), names)
+
 
 class ReadView:
     """The store's content at ``version``. Immutable; safe to share between threads."""
 
-    __slots__ = ("version", "_tables")
+    __slots__ = ("version", "_tables", "_indexes")
 
-    def __init__(self, version: int, tables: Mapping[Kind, Table]) -> None:
+    def __init__(self, version: int, tables: Mapping[Kind, Table], indexes: Indexes | None = None) -> None:
         self.version = version
         self._tables = tables
+        self._indexes = indexes if indexes is not None else Indexes.build(tables)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k.field}={len(t)}" for k, t in self._tables.items() if t)
@@ -60,11 +164,26 @@ class ReadView:
     def find_by_name(self, kind: Kind, name: str) -> Message | None:
         """The object of ``kind`` whose ``spec.annotations.name`` is ``name``, or None.
 
-        Kinds without a spec (none today) never match.
+        O(1) for the named kinds (services, networks, secrets, configs); a scan for the others.
         """
+        if kind in self._indexes.names:
+            table = self._tables.get(kind, _EMPTY)
+            for object_id in self._indexes.names[kind].get(name.lower(), ()):
+                obj = table.get(object_id)
+                if obj is not None and obj.spec.annotations.name == name:
+                    return obj
+            return None
         for obj in self._tables.get(kind, _EMPTY).values():
             if obj.spec.annotations.name == name:
                 return obj
+        return None
+
+    def name_taken(self, kind: Kind, name: str, exclude: str = "") -> str | None:
+        """The id of another object of named ``kind`` whose name equals ``name`` ignoring case
+        (the store refuses a second one), or None. ``exclude``: an id that does not count."""
+        for object_id in self._indexes.names[kind].get(name.lower(), ()):
+            if object_id != exclude:
+                return object_id
         return None
 
     def nodes(self) -> list[objects_pb2.Node]:
@@ -80,11 +199,28 @@ class ReadView:
         return self.list(Kind.NETWORK)
 
     def tasks(self, service_id: str | None = None, node_id: str | None = None) -> list[objects_pb2.Task]:
-        """Tasks, optionally only those of ``service_id`` and/or assigned to ``node_id``."""
-        table = self._tables.get(Kind.TASK, _EMPTY)
-        return [t for t in table.values()
-                if (service_id is None or t.service_id == service_id)
-                and (node_id is None or t.node_id == node_id)]
+        """Tasks, optionally only those of ``service_id`` and/or assigned to ``node_id`` (from the
+        indexes: the cost is what is returned). ``node_id=""`` gives the unplaced tasks."""
+        if node_id is not None:
+            found = self._indexes.by_node.get(node_id, _EMPTY)
+            if service_id is None:
+                return list(found.values())
+            return [t for t in found.values() if t.service_id == service_id]
+        if service_id is not None:
+            return list(self._indexes.by_service.get(service_id, _EMPTY).values())
+        return list(self._tables.get(Kind.TASK, _EMPTY).values())
+
+    def task_map(self, *, service_id: str | None = None, node_id: str | None = None) -> Table:
+        """The tasks of one service or one node as a read-only map (task id -> task); O(1)."""
+        if node_id is not None:
+            return self._indexes.by_node.get(node_id, _EMPTY)
+        if service_id is not None:
+            return self._indexes.by_service.get(service_id, _EMPTY)
+        return self._tables.get(Kind.TASK, _EMPTY)
+
+    def task_node_ids(self) -> list[str]:
+        """The node ids that have at least one task ("" for unplaced tasks)."""
+        return list(self._indexes.by_node.keys())
 
     def cluster(self) -> objects_pb2.Cluster | None:
         """The Cluster object, or None before ``swarm init`` wrote it.
