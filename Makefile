@@ -6,7 +6,7 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker-registry skopeo \
-                runc crun libseccomp2 iputils-ping curl procps kmod iperf3
+                runc crun libseccomp2 iputils-ping curl procps kmod iperf3 faketime
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
 # Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate); no recommends.

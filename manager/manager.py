@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 
 import grpc
 
-from manager.ca import channel_credentials, channel_options, require_role, server_credentials
+from manager.ca import NodeTLS, channel_options, require_role
 from manager.allocator.component import Allocator
 from manager.controlapi import ControlAPI
 from manager.controlapi.logs import LogBroker
@@ -62,6 +62,7 @@ class ManagerConfig:
     root_ca_pem: bytes
     raft_password: bytes
     secrets_key: bytes = b""  # seals secrets at rest (manager.secretbox); never in the store
+    tls: NodeTLS | None = None  # the node's live TLS material (renewed while running); else the PEMs above
 
 
 class Manager:
@@ -70,6 +71,7 @@ class Manager:
                  register_node_services: Callable[[grpc.aio.Server], None] | None = None,
                  restart_policy: RestartPolicy = RestartPolicy()):
         self.config = config
+        self.tls = config.tls or NodeTLS(config.cert_chain_pem, config.key_pem, config.root_ca_pem)
         self.leadership = leadership
         self.restart_policy = restart_policy
         self.component_restarts: dict[str, int] = {}  # leader component -> restarts (for /metrics)
@@ -87,8 +89,7 @@ class Manager:
         self.logs = LogBroker(store, self._dial_node)
 
     def _dial_node(self, addr: str, server_role: str) -> grpc.aio.Channel:
-        creds = channel_credentials(self.config.root_ca_pem, self.config.cert_chain_pem, self.config.key_pem)
-        return grpc.aio.secure_channel(addr, creds, options=channel_options(server_role))
+        return grpc.aio.secure_channel(addr, self.tls.channel_credentials(), options=channel_options(server_role))
 
     # -- leadership ------------------------------------------------------------
     def is_leader(self) -> bool:
@@ -119,9 +120,8 @@ class Manager:
         # The join port asks for no client certificate (a joining node has none); the
         # mutual-TLS port requires one. Both serve every service; node RPCs check roles.
         for addr, require in ((self.config.listen_addr, False), (mtls_addr(self.config.listen_addr), True)):
-            creds = server_credentials(self.config.cert_chain_pem, self.config.key_pem,
-                                       self.config.root_ca_pem, require_client_cert=require)
-            server.add_secure_port(addr, creds)
+            # dynamic: a renewed certificate (or new roots) is used from the next handshake on
+            server.add_secure_port(addr, self.tls.server_credentials(require_client_cert=require))
         await server.start()
         log.info("manager serving node-to-node gRPC on %s (join) and %s (mutual TLS)",
                  self.config.listen_addr, mtls_addr(self.config.listen_addr))

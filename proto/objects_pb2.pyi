@@ -130,18 +130,36 @@ class EngineDescription(_message.Message):
     def __init__(self, engine_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
-    __slots__ = ("hostname", "platform", "resources", "engine", "grpc_addr")
+    __slots__ = ("hostname", "platform", "resources", "engine", "grpc_addr", "tls_info")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
+    TLS_INFO_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     platform: Platform
     resources: Resources
     engine: EngineDescription
     grpc_addr: str
-    def __init__(self, hostname: _Optional[str] = ..., platform: _Optional[_Union[Platform, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine: _Optional[_Union[EngineDescription, _Mapping]] = ..., grpc_addr: _Optional[str] = ...) -> None: ...
+    tls_info: NodeTLSInfo
+    def __init__(self, hostname: _Optional[str] = ..., platform: _Optional[_Union[Platform, _Mapping]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine: _Optional[_Union[EngineDescription, _Mapping]] = ..., grpc_addr: _Optional[str] = ..., tls_info: _Optional[_Union[NodeTLSInfo, _Mapping]] = ...) -> None: ...
+
+class NodeTLSInfo(_message.Message):
+    __slots__ = ("trust_root", "cert_issuer_subject", "cert_issuer_public_key", "cert_not_before", "cert_not_after", "cert_serial")
+    TRUST_ROOT_FIELD_NUMBER: _ClassVar[int]
+    CERT_ISSUER_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CERT_ISSUER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CERT_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    trust_root: bytes
+    cert_issuer_subject: bytes
+    cert_issuer_public_key: bytes
+    cert_not_before: float
+    cert_not_after: float
+    cert_serial: str
+    def __init__(self, trust_root: _Optional[bytes] = ..., cert_issuer_subject: _Optional[bytes] = ..., cert_issuer_public_key: _Optional[bytes] = ..., cert_not_before: _Optional[float] = ..., cert_not_after: _Optional[float] = ..., cert_serial: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("state", "message", "addr")
@@ -779,6 +797,12 @@ class OrchestrationConfig(_message.Message):
     task_history_retention_limit: int
     def __init__(self, task_history_retention_limit: _Optional[int] = ...) -> None: ...
 
+class CAConfig(_message.Message):
+    __slots__ = ("node_cert_expiry",)
+    NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    node_cert_expiry: float
+    def __init__(self, node_cert_expiry: _Optional[float] = ...) -> None: ...
+
 class RaftConfig(_message.Message):
     __slots__ = ("snapshot_interval", "election_timeout")
     SNAPSHOT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
@@ -788,20 +812,22 @@ class RaftConfig(_message.Message):
     def __init__(self, snapshot_interval: _Optional[int] = ..., election_timeout: _Optional[float] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("annotations", "dispatcher", "orchestration", "raft", "default_addr_pool", "subnet_size")
+    __slots__ = ("annotations", "dispatcher", "orchestration", "raft", "default_addr_pool", "subnet_size", "ca_config")
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     DISPATCHER_FIELD_NUMBER: _ClassVar[int]
     ORCHESTRATION_FIELD_NUMBER: _ClassVar[int]
     RAFT_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDR_POOL_FIELD_NUMBER: _ClassVar[int]
     SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CA_CONFIG_FIELD_NUMBER: _ClassVar[int]
     annotations: Annotations
     dispatcher: DispatcherConfig
     orchestration: OrchestrationConfig
     raft: RaftConfig
     default_addr_pool: _containers.RepeatedScalarFieldContainer[str]
     subnet_size: int
-    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., dispatcher: _Optional[_Union[DispatcherConfig, _Mapping]] = ..., orchestration: _Optional[_Union[OrchestrationConfig, _Mapping]] = ..., raft: _Optional[_Union[RaftConfig, _Mapping]] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ...) -> None: ...
+    ca_config: CAConfig
+    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., dispatcher: _Optional[_Union[DispatcherConfig, _Mapping]] = ..., orchestration: _Optional[_Union[OrchestrationConfig, _Mapping]] = ..., raft: _Optional[_Union[RaftConfig, _Mapping]] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., ca_config: _Optional[_Union[CAConfig, _Mapping]] = ...) -> None: ...
 
 class JoinTokens(_message.Message):
     __slots__ = ("worker", "manager")

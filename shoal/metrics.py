@@ -38,6 +38,16 @@ class DaemonCollector:
         is_manager = GaugeMetricFamily("shoal_node_manager", "1 if this node is a swarm manager")
         is_manager.add_metric([], 1 if manager is not None else 0)
         yield is_manager
+        certs = getattr(self._daemon, "certs", None)
+        if certs is not None:
+            expiry = GaugeMetricFamily("shoal_node_certificate_expiry_timestamp_seconds",
+                                       "When this node's TLS certificate expires (seconds since the epoch)")
+            expiry.add_metric([], certs.tls.not_after.timestamp())
+            yield expiry
+            renewals = GaugeMetricFamily("shoal_node_certificate_renewals",
+                                         "Certificate renewals since shoald started this node's roles")
+            renewals.add_metric([], certs.renewer.renewals)
+            yield renewals
         if raft is None or manager is None:
             return
         status = raft.status()

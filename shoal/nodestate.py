@@ -75,12 +75,29 @@ class StateDir:
 
     # -- certificates --------------------------------------------------------
     def save_certificates(self, cert_chain_pem: bytes, key_pem: bytes, root_ca_pem: bytes) -> None:
-        _write_atomic(self.certs / "node.key", key_pem)
-        _write_atomic(self.certs / "node.crt", cert_chain_pem, 0o644)
+        """Replace the node's certificate, key and root CA, crash-safely.
+
+        The key is written as ``node.key.next`` first and moved over ``node.key`` only after the
+        certificate is in place, so a crash at any point leaves either the old pair or the new one:
+        `load_certificates` finishes (or drops) a half-done replacement by checking which key the
+        certificate on disk belongs to.
+        """
+        _write_atomic(self.certs / "node.key.next", key_pem)
         _write_atomic(self.certs / "ca.crt", root_ca_pem, 0o644)
+        _write_atomic(self.certs / "node.crt", cert_chain_pem, 0o644)
+        os.replace(self.certs / "node.key.next", self.certs / "node.key")
 
     def load_certificates(self) -> tuple[bytes, bytes, bytes]:
         """Return (cert chain PEM, key PEM, root CA PEM)."""
+        from manager.ca import key_matches
+
+        pending = self.certs / "node.key.next"
+        if pending.exists():
+            cert = (self.certs / "node.crt").read_bytes()
+            if key_matches(cert, pending.read_bytes()):
+                os.replace(pending, self.certs / "node.key")   # the crash came after node.crt
+            else:
+                pending.unlink()                               # ... or before it: keep the old pair
         return ((self.certs / "node.crt").read_bytes(), (self.certs / "node.key").read_bytes(),
                 (self.certs / "ca.crt").read_bytes())
 

@@ -59,7 +59,8 @@ def _leader_from(err: grpc.aio.AioRpcError) -> str | None:
 class Agent:
     """``run()`` until cancelled; safe to cancel at any point."""
 
-    def __init__(self, managers: list[str], credentials: grpc.ChannelCredentials,
+    def __init__(self, managers: list[str],
+                 credentials: grpc.ChannelCredentials | Callable[[], grpc.ChannelCredentials],
                  channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
                  on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]],
                  worker=None, reporter=None, backoff: Backoff | None = None):
@@ -75,6 +76,17 @@ class Agent:
         self._period = 1.0
         self.session_id: str | None = None
         self._backoff = backoff or Backoff()
+        self._restart = asyncio.Event()
+
+    def restart_session(self) -> None:
+        """End the current session (if any) and open a new one at once: after the node's
+        certificate changed, so the new one is used and its TLS info reported to the leader."""
+        self._restart.set()
+
+    def _channel_credentials(self) -> grpc.ChannelCredentials:
+        """Credentials for a new channel: made afresh each time when given as a callable (the
+        node's certificate is renewed while the agent runs)."""
+        return self._credentials() if callable(self._credentials) else self._credentials
 
     @property
     def managers(self) -> list[str]:
@@ -113,6 +125,9 @@ class Agent:
                         self._backoff.reset()   # it worked for a while: retry the next one at once
                     self.connected.clear()
                     self.session_id = None
+                if self._restart.is_set():
+                    self._restart.clear()
+                    break                   # at once, to the same manager (still preferred)
                 if self._preferred == addr:
                     self._preferred = None
                 await asyncio.sleep(self._backoff.next())
@@ -124,11 +139,13 @@ class Agent:
         status reports) run as sibling tasks: the first to end ends them all, and
         its error (if any) is what this raises.
         """
-        async with grpc.aio.secure_channel(mtls_addr(addr), self._credentials, options=self._options) as channel:
+        self._restart.clear()
+        async with grpc.aio.secure_channel(mtls_addr(addr), self._channel_credentials(),
+                                           options=self._options) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             first = asyncio.get_running_loop().create_future()
             reader = asyncio.create_task(self._read_session(stub, addr, first))
-            tasks = [reader]
+            tasks = [reader, asyncio.create_task(self._restart.wait(), name="restart")]
             try:
                 await asyncio.wait([reader, first], return_when=asyncio.FIRST_COMPLETED)
                 if first.done():

@@ -5,6 +5,9 @@
 - `tokens`: join tokens `SHTKN-1-<CA digest>-<secret>` and the cluster's `JoinTokens`.
 - `tls`: grpc server/channel credentials, the channel options that check managers by their
   "swarm-manager" SAN, `peer_identity` and `require_role` for handlers.
+- `nodetls`: `NodeTLS`, a node's certificate, key and roots, replaceable while gRPC servers and
+  clients use them (dynamic server credentials).
+- `renewal`: `CertificateRenewer`, renewal at a random point of 50-80 % of the validity.
 - `bootstrap`: `fetch_root_ca`, which a joining node uses to pin the CA named by its token.
 
 Errors: `CAError`, with `CertificateError` and `InvalidJoinToken` beneath it.
@@ -21,8 +24,11 @@ from .certificates import (
     RootCA,
     certificate_digest,
     make_node_key_and_csr,
+    node_cert_validity,
     verify_node_cert,
 )
+from .nodetls import NodeTLS, key_matches
+from .renewal import CertificateRenewer, expired_message, renewal_time
 from .errors import CAError, CertificateError, InvalidJoinToken
 from .tls import (
     channel_credentials,
@@ -52,6 +58,12 @@ __all__ = [
     "NodeIdentity",
     "certificate_digest",
     "make_node_key_and_csr",
+    "node_cert_validity",
+    "NodeTLS",
+    "key_matches",
+    "CertificateRenewer",
+    "expired_message",
+    "renewal_time",
     "verify_node_cert",
     "JoinToken",
     "JoinTokens",

@@ -168,6 +168,17 @@ def verify_node_cert(cert_pem: bytes, root_ca_cert_pem: bytes, now: dt.datetime)
     return identity
 
 
+def node_cert_validity(seconds: float) -> dt.timedelta:
+    """The validity of node certificates for a cluster whose CAConfig.node_cert_expiry is `seconds`
+    (0: the default, 90 days). Raises CAError below SwarmKit's minimum of one hour."""
+    if not seconds:
+        return NODE_CERT_VALIDITY
+    validity = dt.timedelta(seconds=seconds)
+    if validity < MIN_NODE_CERT_VALIDITY:
+        raise CAError(f"invalid certificate expiry {validity}: the minimum is {MIN_NODE_CERT_VALIDITY}")
+    return validity
+
+
 def make_node_key_and_csr() -> tuple[bytes, bytes]:
     """A fresh EC P-256 key (PKCS#8 PEM) and a CSR for it (PEM).
 

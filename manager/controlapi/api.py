@@ -13,7 +13,7 @@ import logging
 
 import grpc
 
-from manager.ca import JoinTokens
+from manager.ca import CAError, JoinTokens, node_cert_validity
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
@@ -173,6 +173,10 @@ class ControlAPI:
     async def update_cluster(self, request: control_pb2.UpdateClusterRequest) -> control_pb2.UpdateClusterResponse:
         if request.spec.dispatcher.heartbeat_period < 0:
             raise ControlError("invalid", "update cluster: dispatcher heartbeat period must be positive")
+        try:
+            node_cert_validity(request.spec.ca_config.node_cert_expiry)
+        except CAError as err:
+            raise ControlError("invalid", f"update cluster: {err}") from None
 
         def fn(tx):
             current = tx.view.cluster()

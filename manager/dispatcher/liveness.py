@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from proto import objects_pb2
@@ -27,5 +28,12 @@ def expired_nodes(nodes: list[objects_pb2.Node], last_seen: dict[str, float], le
             continue
         seen = max(last_seen.get(node.id, leader_since), leader_since)
         if now - seen > grace:
-            out.append(Expired(node.id, f"heartbeat failure: none for {now - seen:.1f}s (grace {grace:.1f}s)"))
+            not_after = node.description.tls_info.cert_not_after
+            if not_after and now > not_after:
+                # its certificate ran out: the TLS handshakes fail, say so rather than "heartbeat"
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after))
+                out.append(Expired(node.id, f"certificate expired at {when}: the node can no longer "
+                                            "connect; remove it and join it again"))
+            else:
+                out.append(Expired(node.id, f"heartbeat failure: none for {now - seen:.1f}s (grace {grace:.1f}s)"))
     return out

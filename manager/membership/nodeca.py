@@ -6,6 +6,7 @@ Callers of IssueNodeCertificate have no certificate yet: the token is their cred
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -13,7 +14,7 @@ from typing import Callable
 
 import grpc
 
-from manager.ca import CAError, InvalidJoinToken, JoinTokens, RootCA, parse_join_token
+from manager.ca import CAError, InvalidJoinToken, JoinTokens, RootCA, node_cert_validity, parse_join_token
 from manager.ids import new_id
 from manager.rolenames import ou_to_role, role_name, role_to_ou
 from manager.state import Kind
@@ -61,7 +62,8 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
         host = request.advertise_addr.rsplit(":", 1)[0]
         try:
             cert = self._root_ca().sign_node_csr(request.csr, node_id, role_to_ou(role),
-                                                 datetime.now(timezone.utc), ip_sans=[host])
+                                                 datetime.now(timezone.utc), ip_sans=[host],
+                                                 validity=node_cert_validity(cluster.spec.ca_config.node_cert_expiry))
         except CAError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join: {err}")
         node = objects_pb2.Node(id=node_id, role=role)
@@ -93,8 +95,10 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"node {ident.node_id} is not a member of this swarm (it was removed)")
         try:
-            cert = self._root_ca().sign_node_csr(request.csr, node.id, role_to_ou(node.role),
-                                                 datetime.now(timezone.utc), ip_sans=[node.status.addr] if node.status.addr else [])
+            cert = self._root_ca().sign_node_csr(
+                request.csr, node.id, role_to_ou(node.role), datetime.now(timezone.utc),
+                ip_sans=[node.status.addr] if node.status.addr else [],
+                validity=node_cert_validity(view.cluster().spec.ca_config.node_cert_expiry))
         except CAError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"renew certificate: {err}")
         response = cluster_pb2.RenewCertificateResponse(
@@ -104,3 +108,26 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
             response.secrets_key = self._secrets_key
             response.raft_peers.extend(self._raft_members())
         return response
+
+
+async def request_certificate(tls, managers: list[str], timeout: float = 10.0
+                              ) -> tuple[cluster_pb2.RenewCertificateResponse, bytes]:
+    """A fresh certificate for this node from the first manager in `managers` that answers:
+    (the RenewCertificate response, the new private key). The request goes over mutual TLS with the
+    node's current certificate (`tls`, a manager.ca.NodeTLS). Raises CAError naming every manager
+    tried and why it failed."""
+    from manager.ca import channel_options, make_node_key_and_csr
+    from proto.ports import mtls_addr
+
+    key, csr = await asyncio.to_thread(make_node_key_and_csr)
+    errors = []
+    for addr in dict.fromkeys(managers):
+        try:
+            async with grpc.aio.secure_channel(mtls_addr(addr), tls.channel_credentials(),
+                                               options=channel_options()) as channel:
+                response = await cluster_pb2_grpc.NodeCAStub(channel).RenewCertificate(
+                    cluster_pb2.RenewCertificateRequest(csr=csr), timeout=timeout)
+            return response, key
+        except grpc.aio.AioRpcError as err:
+            errors.append(f"{addr}: {err.code().name} {err.details()}")
+    raise CAError("could not get a certificate from any manager: " + ("; ".join(errors) or "no manager known"))

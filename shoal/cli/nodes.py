@@ -60,6 +60,15 @@ def node_inspect(n) -> dict:
                         "Engine": {"EngineVersion": n.description.engine.engine_version}},
         "Status": {"State": _STATUS.get(n.status.state, "Unknown").lower(), "Addr": n.status.addr},
     }
+    tls = n.description.tls_info
+    if tls.cert_not_after:
+        import base64
+        out["Description"]["TLSInfo"] = {
+            "TrustRoot": tls.trust_root.decode(errors="replace"),
+            "CertIssuerSubject": base64.b64encode(tls.cert_issuer_subject).decode(),
+            "CertIssuerPublicKey": base64.b64encode(tls.cert_issuer_public_key).decode(),
+            "CertNotAfter": rfc3339(int(tls.cert_not_after)),   # Shoal's addition: when it expires
+        }
     if n.status.message:
         out["Status"]["Message"] = n.status.message
     if n.role == objects_pb2.MANAGER and n.manager_status.raft_addr:

@@ -26,16 +26,18 @@ def swarm() -> None:
 @click.option("--default-addr-pool-mask-length", type=int, default=24, show_default=True,
               help="Default address pool subnet mask length")
 @click.option("--label", "labels", multiple=True, help="Labels for this node (key=value)")
+@click.option("--cert-expiry", default="2160h0m0s", show_default=True,
+              help="Validity period for node certificates (ns|us|ms|s|m|h)")
 @click.pass_obj
 def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, default_addr_pool,
-               default_addr_pool_mask_length, labels) -> None:
+               default_addr_pool_mask_length, labels, cert_expiry) -> None:
     """Initialize a swarm with this node as its first manager."""
     from proto import control_pb2
     request = control_pb2.SwarmInitRequest(
         listen_addr=listen_addr, advertise_addr=advertise_addr,
         dispatcher_heartbeat=flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat),
         default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
-        labels=dict(_kv(label) for label in labels))
+        labels=dict(_kv(label) for label in labels), node_cert_expiry=_cert_expiry(cert_expiry))
     response = client.call("SwarmInit", request)
     addr = _info(client).remote_managers
     where = addr[0] if addr else "<manager-ip>:2377"
@@ -102,8 +104,9 @@ def swarm_leave(client, force) -> None:
 @swarm.command("update")
 @click.option("--dispatcher-heartbeat", default=None, help="Dispatcher heartbeat period (e.g. 5s)")
 @click.option("--task-history-limit", type=int, default=None, help="Task history retention limit")
+@click.option("--cert-expiry", default=None, help="Validity period for node certificates (ns|us|ms|s|m|h)")
 @click.pass_obj
-def swarm_update(client, dispatcher_heartbeat, task_history_limit) -> None:
+def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry) -> None:
     """Update the swarm."""
     from proto import control_pb2
     cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
@@ -112,8 +115,22 @@ def swarm_update(client, dispatcher_heartbeat, task_history_limit) -> None:
         spec.dispatcher.heartbeat_period = flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat)
     if task_history_limit is not None:
         spec.orchestration.task_history_retention_limit = task_history_limit
+    if cert_expiry is not None:
+        spec.ca_config.node_cert_expiry = _cert_expiry(cert_expiry)
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
     click.echo("Swarm updated.")
+
+
+MIN_CERT_EXPIRY = 3600.0  # Docker's minimum certificate expiry, 1h0m0s
+
+
+def _cert_expiry(text: str) -> float:
+    """--cert-expiry: a Go duration of at least one hour, in seconds."""
+    seconds = parse_duration(text)
+    if seconds < MIN_CERT_EXPIRY:
+        raise click.BadParameter(f"minimum certificate expiry time is 1h0m0s (got {text})",
+                                 param_hint="'--cert-expiry'")
+    return seconds
 
 
 def _info(client):
@@ -144,6 +161,8 @@ def info(client, fmt) -> None:
     click.echo(f"Server Version: {response.engine_version}")
     click.echo(f"Name: {response.hostname}")
     click.echo(f"Swarm: {response.local_node_state}")
+    if response.error:
+        click.echo(f" Error: {response.error}")
     if response.node_id:
         click.echo(f" NodeID: {response.node_id}")
         if response.error:

@@ -79,8 +79,11 @@ def memory_bytes(meminfo: str = "/proc/meminfo") -> int:
     return 0
 
 
-def node_description(hostname: str, grpc_addr: str = "") -> objects_pb2.NodeDescription:
+def node_description(hostname: str, grpc_addr: str = "",
+                     tls_info: objects_pb2.NodeTLSInfo | None = None) -> objects_pb2.NodeDescription:
     desc = objects_pb2.NodeDescription(hostname=hostname, grpc_addr=grpc_addr)
+    if tls_info is not None:
+        desc.tls_info.CopyFrom(tls_info)
     desc.platform.os = platform.system().lower()
     desc.platform.architecture = platform.machine()
     desc.resources.nano_cpus = (os.cpu_count() or 1) * 10**9

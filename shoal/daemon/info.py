@@ -23,6 +23,10 @@ def info(daemon: Daemon) -> control_pb2.InfoResponse:
     response.node_addr = node.advertise_addr
     agent = daemon.agent
     response.local_node_state = "active" if agent is not None and agent.connected.is_set() else "pending"
+    certificate_error = daemon.certs.error() if daemon.certs is not None else ""
+    if certificate_error:
+        response.local_node_state = "error"
+        response.error = certificate_error
     response.remote_managers.extend(agent.managers if agent else node.managers)
     manager, raft = daemon.manager, daemon.raft
     if manager is None or raft is None:

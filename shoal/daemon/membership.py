@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 import grpc
 
 from manager.ca import (CAError, InvalidJoinToken, JoinTokens, RootCA, channel_credentials, channel_options,
-                        fetch_root_ca, make_node_key_and_csr, parse_join_token)
+                        fetch_root_ca, make_node_key_and_csr, node_cert_validity, parse_join_token)
 from manager.ids import new_id
 from manager.rolenames import MANAGER_OU, role_name
 from manager.secretbox import new_key as new_secrets_key
@@ -85,11 +85,15 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     listen_host, listen_port, advertise_host = listen_and_advertise(request.listen_addr, request.advertise_addr)
     if request.dispatcher_heartbeat < 0:
         raise DaemonError("invalid", "invalid dispatcher heartbeat: must be positive")
+    try:
+        validity = node_cert_validity(request.node_cert_expiry)
+    except CAError as err:
+        raise DaemonError("invalid", str(err)) from None
     now = datetime.now(timezone.utc)
     cluster_id, node_id = new_id(), new_id()
     root = RootCA.create(cluster_id, now)
     key, csr = make_node_key_and_csr()
-    cert = root.sign_node_csr(csr, node_id, MANAGER_OU, now, ip_sans=[advertise_host])
+    cert = root.sign_node_csr(csr, node_id, MANAGER_OU, now, ip_sans=[advertise_host], validity=validity)
     tokens = JoinTokens.create(root.digest)
     password = secrets.token_hex(32).encode()
     node = NodeState(node_id=node_id, role="manager", cluster_id=cluster_id,
@@ -102,6 +106,7 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     cluster.spec.orchestration.task_history_retention_limit = 5
     cluster.spec.default_addr_pool.extend(request.default_addr_pool or ["10.0.0.0/8"])
     cluster.spec.subnet_size = request.subnet_size or 24
+    cluster.spec.ca_config.node_cert_expiry = request.node_cert_expiry
     cluster.root_ca.ca_cert = root.cert_pem
     cluster.root_ca.ca_key = root.key_pem
     cluster.root_ca.ca_digest = root.digest

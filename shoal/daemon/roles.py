@@ -22,7 +22,7 @@ import grpc
 
 from agent_runtime import sdnotify
 from agent_runtime.api import AsyncRuntimeClient
-from manager.ca import channel_credentials, channel_options, make_node_key_and_csr, require_role, server_credentials
+from manager.ca import NodeTLS, channel_options, make_node_key_and_csr, require_role
 from manager.manager import LeaderSignal, Manager, ManagerConfig
 from manager.rolenames import role_name
 from manager.state import MemoryStore, RaftNode, Store
@@ -35,6 +35,7 @@ from shoal.daemon.control import LocalControl
 from shoal.daemon.supervision import RoleGroup
 from shoal.metrics import observe_proposal
 from shoal.netattach import AttachmentServicer
+from shoal.nodecerts import NodeCertificates
 from shoal.nodestate import NodeState, StateDir
 from worker.agent import Agent
 from worker.logs import NodeLogsServicer
@@ -55,6 +56,7 @@ class Daemon:
         self.raft: RaftNode | None = None
         self.agent: Agent | None = None
         self.worker: Worker | None = None
+        self.certs: NodeCertificates | None = None
         self.insecure_registries = tuple(insecure_registries)
         self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
         self.reporter = Reporter()
@@ -105,14 +107,17 @@ class Daemon:
     async def start_node(self, node: NodeState, bootstrap=None) -> None:
         """Start the roles ``node`` says this host has. Raises on failure, leaving nothing running."""
         self.node = node
-        cert, key, ca = self.state.load_certificates()
         tasks: dict[str, Coroutine] = {}
         try:
+            self.certs = NodeCertificates(self.state, self._known_managers, self._certificate_renewed,
+                                          self.lock)
+            tls = self.certs.tls
             if node.role == "manager":
-                tasks["manager"] = await self._start_manager(node, cert, key, ca, bootstrap)
-            tasks["agent"] = self._start_agent(node, cert, key, ca)
+                tasks["manager"] = await self._start_manager(node, tls, bootstrap)
+            tasks["agent"] = self._start_agent(node, tls)
+            tasks["certificates"] = self.certs.run()
             if node.role != "manager":
-                tasks["node-server"] = self._serve_node(node, cert, key, ca)
+                tasks["node-server"] = self._serve_node(node, tls)
         except BaseException:
             for coro in tasks.values():
                 coro.close()
@@ -120,7 +125,18 @@ class Daemon:
             raise
         self._roles = RoleGroup(tasks, self._role_failed)
 
-    async def _start_manager(self, node: NodeState, cert: bytes, key: bytes, ca: bytes, bootstrap) -> Coroutine:
+    def _known_managers(self) -> list[str]:
+        """Managers to ask for a certificate: the agent's current one (the leader) first."""
+        if self.agent is not None:
+            return self.agent.managers
+        return list(self.node.managers) if self.node is not None else []
+
+    def _certificate_renewed(self) -> None:
+        """A new certificate is in use: reopen the session so the leader records it."""
+        if self.agent is not None:
+            self.agent.restart_session()
+
+    async def _start_manager(self, node: NodeState, tls: NodeTLS, bootstrap) -> Coroutine:
         password = self.state.load_raft_password()
         self.state.raft_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         peers = [p for p in node.raft_peers if p != node.raft_addr]
@@ -132,9 +148,9 @@ class Daemon:
         if bootstrap is not None:
             await self.raft.wait_ready(timeout=10)
             await store.update(bootstrap)
-        config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr, cert_chain_pem=cert,
-                               key_pem=key, root_ca_pem=ca, raft_password=password,
-                               secrets_key=self.state.load_secrets_key())
+        config = ManagerConfig(cluster_id=node.cluster_id, listen_addr=node.listen_addr,
+                               cert_chain_pem=tls.cert_pem, key_pem=tls.key_pem, root_ca_pem=tls.ca_pem,
+                               raft_password=password, secrets_key=self.state.load_secrets_key(), tls=tls)
         self.manager = Manager(config, store, self.raft, leadership,
                                register_node_services=self._register_node_services)
         return self.manager.run()
@@ -147,24 +163,24 @@ class Daemon:
         if self.manager is not None and self.node is not None:  # attachments for nodes without a manager
             AttachmentServicer(self.manager, self.node.cluster_id).register(server)
 
-    async def _serve_node(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> None:
+    async def _serve_node(self, node: NodeState, tls: NodeTLS) -> None:
         """A worker's own mutual-TLS server (managers serve these on the manager's server)."""
         server = grpc.aio.server()
         self._register_node_services(server)
-        server.add_secure_port(mtls_addr(node.listen_addr), server_credentials(cert, key, ca, require_client_cert=True))
+        server.add_secure_port(mtls_addr(node.listen_addr), tls.server_credentials(require_client_cert=True))
         await server.start()
         try:
             await server.wait_for_termination()
         finally:
             await server.stop(grace=0.2)
 
-    def _start_agent(self, node: NodeState, cert: bytes, key: bytes, ca: bytes) -> Coroutine:
-        creds = channel_credentials(ca, cert, key)
+    def _start_agent(self, node: NodeState, tls: NodeTLS) -> Coroutine:
         managers = node.managers or [node.grpc_addr]
         self.worker = None
         if self.runtime is not None:
             self.worker = Worker(self.runtime, self.reporter, self.insecure_registries)
-        self.agent = Agent(managers, creds, channel_options(), lambda: node_description(self.hostname, node.grpc_addr),
+        self.agent = Agent(managers, tls.channel_credentials, channel_options(),
+                           lambda: node_description(self.hostname, node.grpc_addr, tls.tls_info()),
                            self._on_session, worker=self.worker, reporter=self.reporter)
         return self.agent.run()
 
@@ -176,7 +192,7 @@ class Daemon:
             await self.worker.close()
         if self.raft is not None:
             await self.raft.close()
-        self.raft = self.manager = self.agent = self.worker = None
+        self.raft = self.manager = self.agent = self.worker = self.certs = None
 
     # -- what the swarm tells this node --------------------------------------------
     async def _on_session(self, message: cluster_pb2.SessionMessage) -> None:

@@ -66,6 +66,9 @@ def _socket_accepts(path: Path) -> bool:
     return True
 
 
+FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
 class Lab:
     """A named lab. Construction does nothing; `up` builds it, `down` removes every trace of it."""
 
@@ -203,10 +206,34 @@ class Lab:
             self.store.save(record)
         return record
 
-    def _daemon_env(self) -> dict[str, str]:
+    def _daemon_env(self, kind: str = "") -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_HOST", "SHOAL_RUNTIME_HOST")}
         env["PYTHONUNBUFFERED"] = "1"
+        faketime = self._faketime_file()
+        if kind == "shoald" and faketime.exists():
+            env.update(LD_PRELOAD=FAKETIME_LIBRARY, FAKETIME_TIMESTAMP_FILE=str(faketime),
+                       FAKETIME_CACHE_DURATION="1", DONT_FAKE_MONOTONIC="1")
         return env
+
+    # ----- time travel (tests of certificate expiry) -----------------------------------------
+
+    def _faketime_file(self) -> Path:
+        return self.plan.directory / "faketime"
+
+    def set_faketime(self, offset: str | None) -> None:
+        """Run this lab's shoalds `offset` (libfaketime's syntax: "+75d", "-2h") away from the real
+        wall clock, or on the real clock again with None. Takes effect within a second in shoalds
+        started after the first call (restart them: `stop` + `start`); the monotonic clock is left
+        alone, so timers keep their pace and only the date jumps."""
+        path = self._faketime_file()
+        if offset is None:
+            path.unlink(missing_ok=True)
+            return
+        if not Path(FAKETIME_LIBRARY).exists():
+            raise LabError(f"lab {self.name}: {FAKETIME_LIBRARY} is missing (Debian package libfaketime)")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(offset + "\n")
+        tmp.replace(path)
 
     def _runtimed_argv(self, host: HostPlan, log_level: str | None) -> list[str]:
         return [
@@ -254,7 +281,7 @@ class Lab:
                 socket_of(host).unlink(missing_ok=True)  # a stale socket would look ready
                 self._progress(f"starting {kind} on {host.name}")
                 proc = procs.start(argv_of(host, record.log_level), netns=host.netns,
-                                   log_path=host.log_dir / f"{kind}.log", env=self._daemon_env())
+                                   log_path=host.log_dir / f"{kind}.log", env=self._daemon_env(kind))
                 self._update(lambda rec, h=host.name, p=proc: replace_host(rec, h, **{kind: p}))
                 started.append((host, proc))
             for host, proc in started:
