@@ -75,8 +75,10 @@ proto-check: venv
 	for f in $$tmp/proto/*.py $$tmp/proto/*.pyi; do cmp -s $$f proto/$$(basename $$f) || { echo "proto/$$(basename $$f) is stale: run make proto"; rm -rf $$tmp; exit 1; }; done; \
 	rm -rf $$tmp
 
+# Import contracts (pyproject [tool.importlinter]) and types (pyproject [tool.mypy]).
 lint: venv
 	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy >/dev/null || $(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build

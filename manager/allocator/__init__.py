@@ -1,29 +1,6 @@
-"""IPAM for the manager: subnets and VNIs for overlay networks, VIPs for services, IPs for tasks
-and per-node host gateway IPs. Pure bookkeeping over protobuf objects; no I/O.
+"""The allocator: the leader component that gives networks their subnets and VNIs, services
+their VIPs and tasks their addresses, by running the pure IPAM (manager.ipam) over the store.
 
-Exports:
-    NetworkAllocator, AllocationSnapshot, RestoreReport, task_holds_addresses, is_attachment
-    ingress_network, INGRESS_NETWORK_NAME
-    DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE, VNI_MIN, VNI_MAX
-    the errors: AllocatorError, InvalidNetworkSpec, SubnetOverlap, AddressPoolExhausted,
-    VNIExhausted, SubnetExhausted, UnknownNetwork, InvalidEndpoint, NetworkInUse
+It talks to the orchestrator and the scheduler only through the store (tasks move NEW ->
+PENDING here); an import-linter contract keeps the three independent.
 """
-
-from manager.allocator.errors import (
-    AddressPoolExhausted, AllocatorError, InvalidEndpoint, InvalidNetworkSpec, NetworkInUse,
-    SubnetExhausted, SubnetOverlap, UnknownNetwork, VNIExhausted,
-)
-from manager.allocator.ingress import INGRESS_NETWORK_NAME, ingress_network
-from manager.allocator.network import (
-    AllocationSnapshot, NetworkAllocator, RestoreReport, is_attachment, task_holds_addresses,
-)
-from manager.allocator.pools import DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE
-from manager.allocator.vni import VNI_MAX, VNI_MIN
-
-__all__ = [
-    "AddressPoolExhausted", "AllocationSnapshot", "AllocatorError", "DEFAULT_ADDR_POOLS",
-    "DEFAULT_SUBNET_SIZE", "INGRESS_NETWORK_NAME", "InvalidEndpoint", "InvalidNetworkSpec",
-    "NetworkAllocator", "NetworkInUse", "RestoreReport", "SubnetExhausted", "SubnetOverlap",
-    "UnknownNetwork", "VNIExhausted", "VNI_MAX", "VNI_MIN", "ingress_network", "is_attachment",
-    "task_holds_addresses",
-]

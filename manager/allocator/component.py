@@ -49,9 +49,9 @@ from manager.state import Kind, ObjectCreated, ObjectDeleted, ObjectUpdated, Rea
 from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
-from .errors import AllocatorError, NetworkInUse
-from .ingress import INGRESS_NETWORK_NAME, ingress_network
-from .network import NetworkAllocator, is_attachment, task_holds_addresses
+from manager.ipam.errors import AllocatorError, NetworkInUse
+from manager.ipam.ingress import INGRESS_NETWORK_NAME, ingress_network
+from manager.ipam.network import NetworkAllocator, is_attachment, task_holds_addresses
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Methods take the request message and return the response message, or raise ``Con
 (see api.py) naming the network and what is wrong. Reads come from this manager's store view;
 writes are transactions proposed through the store.
 
-Subnets and VNIs are the allocator component's to give (manager/allocator/runner.py): this module
+Subnets and VNIs are the allocator component's to give (manager/allocator/component.py): this module
 writes the Network with its spec only. To refuse at create time what the allocator would refuse
 later (a malformed or overlapping subnet, a gateway outside it, exhausted default pools, a taken
 VXLAN id), ``create_network`` dry-runs the pure IPAM (`NetworkAllocator`) over the networks in the
@@ -27,9 +27,9 @@ import asyncio
 import ipaddress
 import logging
 
-from manager.allocator import AllocatorError, NetworkAllocator, is_attachment, task_holds_addresses
-from manager.allocator.network import OVERLAY_DRIVER, network_label
-from manager.allocator.vni import VXLANID_OPTION
+from manager.ipam import AllocatorError, NetworkAllocator, is_attachment, task_holds_addresses
+from manager.ipam.network import OVERLAY_DRIVER, network_label
+from manager.ipam.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
 from manager.controlapi.api import ControlError, write
 from manager.controlapi.services import filter_options, labels_match, resolve, task_name

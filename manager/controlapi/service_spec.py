@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import signal
 
-from manager.scheduler import InvalidConstraint, parse_constraints
+from manager.constraints import InvalidConstraint, parse_constraints
 from proto import objects_pb2
 
 ServiceSpec = objects_pb2.ServiceSpec

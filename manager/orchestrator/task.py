@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from manager.scheduler import InvalidConstraint, constraints_of, matches
+from manager.constraints import InvalidConstraint, constraints_of, matches
 from proto import objects_pb2
 
 IdFactory = Callable[[], str]

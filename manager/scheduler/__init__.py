@@ -3,13 +3,11 @@ component that runs it against the store.
 
 Exports:
     schedule, SchedulePlan, Strategy, planned_task_changes      (schedule.py)
-    parse_constraints, parse_constraint, Constraint              (constraint.py)
     PIPELINE and the filter classes, Request, Verdict, explain   (filters.py)
-    SchedulerError, InvalidConstraint                            (errors.py)
+
+Placement constraints are in manager.constraints (shared with the orchestrator and the ControlAPI).
 """
 
-from .constraint import Constraint, constraints_of, matches, parse_constraint, parse_constraints
-from .errors import InvalidConstraint, SchedulerError
 from .filters import (
     PIPELINE, AvailabilityFilter, ConstraintFilter, Filter, HostPortFilter, MaxReplicasFilter,
     ReadyFilter, Request, ResourceFilter, Verdict, explain,
@@ -18,9 +16,7 @@ from .nodeinfo import NodeInfo, build_node_infos, host_ports
 from .schedule import SchedulePlan, Strategy, planned_task_changes, schedule
 
 __all__ = [
-    "AvailabilityFilter", "Constraint", "ConstraintFilter", "Filter", "HostPortFilter",
-    "InvalidConstraint", "MaxReplicasFilter", "NodeInfo", "PIPELINE", "ReadyFilter", "Request",
-    "ResourceFilter", "SchedulePlan", "SchedulerError", "Strategy", "Verdict", "build_node_infos",
-    "constraints_of", "explain", "host_ports", "matches", "parse_constraint", "parse_constraints",
-    "planned_task_changes", "schedule",
+    "AvailabilityFilter", "ConstraintFilter", "Filter", "HostPortFilter", "MaxReplicasFilter", "NodeInfo",
+    "PIPELINE", "ReadyFilter", "Request", "ResourceFilter", "SchedulePlan", "Strategy", "Verdict",
+    "build_node_infos", "explain", "host_ports", "planned_task_changes", "schedule",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from proto import objects_pb2
 
-from .constraint import Constraint, constraints_of, first_unmet
+from manager.constraints import Constraint, constraints_of, first_unmet
 from .nodeinfo import HostPort, NodeInfo, host_ports
 
 

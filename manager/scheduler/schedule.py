@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 from proto import objects_pb2
 
-from .errors import InvalidConstraint
+from manager.constraints import InvalidConstraint
 from .filters import (
     DYNAMIC_FILTERS, PIPELINE, STATIC_FILTERS, Request, explain, first_failure,
 )

@@ -78,7 +78,7 @@ def _failure_limit(spec: pb.TaskSpec) -> int:
 
 
 def _eligible(node: pb.Node, constraints) -> bool:
-    from manager.scheduler import matches
+    from manager.constraints import matches
     return (node.status.state == pb.NodeStatus.READY and node.spec.availability == pb.NodeSpec.ACTIVE
             and matches(constraints, node))
 
@@ -118,7 +118,7 @@ class ProgressTracker:
             key_of = lambda t: t.slot  # noqa: E731
             label = lambda k: f"{k}/{service.spec.replicas}"  # noqa: E731
         else:
-            from manager.scheduler import InvalidConstraint, constraints_of
+            from manager.constraints import InvalidConstraint, constraints_of
             try:
                 constraints = constraints_of(service.spec.task.placement)
             except InvalidConstraint:

@@ -61,7 +61,7 @@ def default_advertise_addr() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
-            return probe.getsockname()[0]
+            return str(probe.getsockname()[0])
         except OSError:
             raise DaemonError("invalid", "could not choose an advertise address: "
                                          "please specify one with --advertise-addr") from None

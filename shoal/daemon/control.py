@@ -7,7 +7,7 @@ Docker's message on a node that is not one. Errors become gRPC status codes here
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, NoReturn, TypeAlias, TypeVar
 
 import grpc
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shoal.daemon.roles import Daemon
 
 R = TypeVar("R")
+Context: TypeAlias = grpc.aio.ServicerContext
 
 NOT_A_MANAGER = ("this node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. "
                  "Please run this command on a manager node or promote the current node to a manager.")
@@ -33,130 +34,134 @@ class LocalControl(control_pb2_grpc.ControlServicer):
         self.d = daemon
 
     @staticmethod
-    async def _abort(context: grpc.aio.ServicerContext, err: Exception) -> NoReturn:
-        if isinstance(err, (DaemonError, ControlError)):
-            await context.abort(GRPC_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+    async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+        await context.abort(code, message)
+        raise AssertionError("grpc's context.abort returned")  # it raises
 
-    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., Awaitable[R]], *args) -> R:
+    async def _abort_for(self, context: Context, err: Exception) -> NoReturn:
+        if isinstance(err, (DaemonError, ControlError)):
+            await self._abort(context, GRPC_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), str(err))
+        await self._abort(context, grpc.StatusCode.UNAVAILABLE, str(err))
+
+    async def _call(self, context: Context, fn: Callable[..., Awaitable[R]], *args: object) -> R:
         try:
             return await fn(*args)
         except (DaemonError, ControlError, StoreError) as err:
-            await self._abort(context, err)
+            await self._abort_for(context, err)
 
-    async def _control(self, context: grpc.aio.ServicerContext) -> ControlAPI:
+    async def _control(self, context: Context) -> ControlAPI:
         """This node's manager's ControlAPI; aborts FAILED_PRECONDITION on a node that is not a manager."""
         manager = self.d.manager
         if manager is None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                NOT_A_MANAGER if self.d.node else NOT_IN_SWARM)
+            await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                              NOT_A_MANAGER if self.d.node else NOT_IN_SWARM)
         return manager.control
 
     # -- answered by the daemon ------------------------------------------------------
-    async def Info(self, request: pb.InfoRequest, context) -> pb.InfoResponse:
+    async def Info(self, request: pb.InfoRequest, context: Context) -> pb.InfoResponse:
         return self.d.info()
 
-    async def SwarmInit(self, request: pb.SwarmInitRequest, context) -> pb.SwarmInitResponse:
+    async def SwarmInit(self, request: pb.SwarmInitRequest, context: Context) -> pb.SwarmInitResponse:
         return await self._call(context, self.d.init, request)
 
-    async def SwarmJoin(self, request: pb.SwarmJoinRequest, context) -> pb.SwarmJoinResponse:
+    async def SwarmJoin(self, request: pb.SwarmJoinRequest, context: Context) -> pb.SwarmJoinResponse:
         return await self._call(context, self.d.join, request)
 
-    async def SwarmLeave(self, request: pb.SwarmLeaveRequest, context) -> pb.SwarmLeaveResponse:
+    async def SwarmLeave(self, request: pb.SwarmLeaveRequest, context: Context) -> pb.SwarmLeaveResponse:
         return await self._call(context, self.d.leave, request)
 
-    async def AttachNetwork(self, request: pb.AttachNetworkRequest, context) -> pb.AttachNetworkResponse:
+    async def AttachNetwork(self, request: pb.AttachNetworkRequest, context: Context) -> pb.AttachNetworkResponse:
         """A one-off container on this node joins an attachable network (shoal/netattach.py)."""
         return await self._call(context, attach_network, self.d, request)
 
-    async def DetachNetwork(self, request: pb.DetachNetworkRequest, context) -> pb.DetachNetworkResponse:
+    async def DetachNetwork(self, request: pb.DetachNetworkRequest, context: Context) -> pb.DetachNetworkResponse:
         return await self._call(context, detach_network, self.d, request)
 
-    async def ServiceLogs(self, request: pb.ServiceLogsRequest, context) -> AsyncIterator[pb.ServiceLogsMessage]:
+    async def ServiceLogs(self, request: pb.ServiceLogsRequest, context: Context) -> AsyncIterator[pb.ServiceLogsMessage]:
         await self._control(context)
         assert self.d.manager is not None
         try:
             async for message in self.d.manager.logs.service_logs(request):
                 yield message
         except (DaemonError, ControlError) as err:
-            await self._abort(context, err)
+            await self._abort_for(context, err)
 
     # -- answered by this node's manager ---------------------------------------------
-    async def GetCluster(self, request: pb.GetClusterRequest, context) -> pb.GetClusterResponse:
+    async def GetCluster(self, request: pb.GetClusterRequest, context: Context) -> pb.GetClusterResponse:
         return await self._call(context, (await self._control(context)).get_cluster, request)
 
-    async def UpdateCluster(self, request: pb.UpdateClusterRequest, context) -> pb.UpdateClusterResponse:
+    async def UpdateCluster(self, request: pb.UpdateClusterRequest, context: Context) -> pb.UpdateClusterResponse:
         return await self._call(context, (await self._control(context)).update_cluster, request)
 
-    async def ListNodes(self, request: pb.ListNodesRequest, context) -> pb.ListNodesResponse:
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Context) -> pb.ListNodesResponse:
         return await self._call(context, (await self._control(context)).list_nodes, request)
 
-    async def GetNode(self, request: pb.GetNodeRequest, context) -> pb.GetNodeResponse:
+    async def GetNode(self, request: pb.GetNodeRequest, context: Context) -> pb.GetNodeResponse:
         return await self._call(context, (await self._control(context)).get_node, request)
 
-    async def UpdateNode(self, request: pb.UpdateNodeRequest, context) -> pb.UpdateNodeResponse:
+    async def UpdateNode(self, request: pb.UpdateNodeRequest, context: Context) -> pb.UpdateNodeResponse:
         return await self._call(context, (await self._control(context)).update_node, request)
 
-    async def RemoveNode(self, request: pb.RemoveNodeRequest, context) -> pb.RemoveNodeResponse:
+    async def RemoveNode(self, request: pb.RemoveNodeRequest, context: Context) -> pb.RemoveNodeResponse:
         return await self._call(context, (await self._control(context)).remove_node, request)
 
-    async def CreateService(self, request: pb.CreateServiceRequest, context) -> pb.CreateServiceResponse:
+    async def CreateService(self, request: pb.CreateServiceRequest, context: Context) -> pb.CreateServiceResponse:
         return await self._call(context, (await self._control(context)).services.create_service, request)
 
-    async def GetService(self, request: pb.GetServiceRequest, context) -> pb.GetServiceResponse:
+    async def GetService(self, request: pb.GetServiceRequest, context: Context) -> pb.GetServiceResponse:
         return await self._call(context, (await self._control(context)).services.get_service, request)
 
-    async def UpdateService(self, request: pb.UpdateServiceRequest, context) -> pb.UpdateServiceResponse:
+    async def UpdateService(self, request: pb.UpdateServiceRequest, context: Context) -> pb.UpdateServiceResponse:
         return await self._call(context, (await self._control(context)).services.update_service, request)
 
     async def NormalizeServiceSpec(self, request: pb.NormalizeServiceSpecRequest,
-                                   context) -> pb.NormalizeServiceSpecResponse:
+                                   context: Context) -> pb.NormalizeServiceSpecResponse:
         return await self._call(context, (await self._control(context)).services.normalize_service_spec, request)
 
-    async def RemoveService(self, request: pb.RemoveServiceRequest, context) -> pb.RemoveServiceResponse:
+    async def RemoveService(self, request: pb.RemoveServiceRequest, context: Context) -> pb.RemoveServiceResponse:
         return await self._call(context, (await self._control(context)).services.remove_service, request)
 
-    async def ListServices(self, request: pb.ListServicesRequest, context) -> pb.ListServicesResponse:
+    async def ListServices(self, request: pb.ListServicesRequest, context: Context) -> pb.ListServicesResponse:
         return await self._call(context, (await self._control(context)).services.list_services, request)
 
-    async def ListTasks(self, request: pb.ListTasksRequest, context) -> pb.ListTasksResponse:
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
         return await self._call(context, (await self._control(context)).services.list_tasks, request)
 
-    async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
+    async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.GetTaskResponse:
         return await self._call(context, (await self._control(context)).services.get_task, request)
 
-    async def CreateNetwork(self, request: pb.CreateNetworkRequest, context) -> pb.CreateNetworkResponse:
+    async def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Context) -> pb.CreateNetworkResponse:
         return await self._call(context, (await self._control(context)).networks.create_network, request)
 
-    async def GetNetwork(self, request: pb.GetNetworkRequest, context) -> pb.GetNetworkResponse:
+    async def GetNetwork(self, request: pb.GetNetworkRequest, context: Context) -> pb.GetNetworkResponse:
         return await self._call(context, (await self._control(context)).networks.get_network, request)
 
-    async def ListNetworks(self, request: pb.ListNetworksRequest, context) -> pb.ListNetworksResponse:
+    async def ListNetworks(self, request: pb.ListNetworksRequest, context: Context) -> pb.ListNetworksResponse:
         return await self._call(context, (await self._control(context)).networks.list_networks, request)
 
-    async def RemoveNetwork(self, request: pb.RemoveNetworkRequest, context) -> pb.RemoveNetworkResponse:
+    async def RemoveNetwork(self, request: pb.RemoveNetworkRequest, context: Context) -> pb.RemoveNetworkResponse:
         return await self._call(context, (await self._control(context)).networks.remove_network, request)
 
-    async def CreateSecret(self, request: pb.CreateSecretRequest, context) -> pb.CreateSecretResponse:
+    async def CreateSecret(self, request: pb.CreateSecretRequest, context: Context) -> pb.CreateSecretResponse:
         return await self._call(context, (await self._control(context)).secrets.create_secret, request)
 
-    async def GetSecret(self, request: pb.GetSecretRequest, context) -> pb.GetSecretResponse:
+    async def GetSecret(self, request: pb.GetSecretRequest, context: Context) -> pb.GetSecretResponse:
         return await self._call(context, (await self._control(context)).secrets.get_secret, request)
 
-    async def ListSecrets(self, request: pb.ListSecretsRequest, context) -> pb.ListSecretsResponse:
+    async def ListSecrets(self, request: pb.ListSecretsRequest, context: Context) -> pb.ListSecretsResponse:
         return await self._call(context, (await self._control(context)).secrets.list_secrets, request)
 
-    async def RemoveSecret(self, request: pb.RemoveSecretRequest, context) -> pb.RemoveSecretResponse:
+    async def RemoveSecret(self, request: pb.RemoveSecretRequest, context: Context) -> pb.RemoveSecretResponse:
         return await self._call(context, (await self._control(context)).secrets.remove_secret, request)
 
-    async def CreateConfig(self, request: pb.CreateConfigRequest, context) -> pb.CreateConfigResponse:
+    async def CreateConfig(self, request: pb.CreateConfigRequest, context: Context) -> pb.CreateConfigResponse:
         return await self._call(context, (await self._control(context)).secrets.create_config, request)
 
-    async def GetConfig(self, request: pb.GetConfigRequest, context) -> pb.GetConfigResponse:
+    async def GetConfig(self, request: pb.GetConfigRequest, context: Context) -> pb.GetConfigResponse:
         return await self._call(context, (await self._control(context)).secrets.get_config, request)
 
-    async def ListConfigs(self, request: pb.ListConfigsRequest, context) -> pb.ListConfigsResponse:
+    async def ListConfigs(self, request: pb.ListConfigsRequest, context: Context) -> pb.ListConfigsResponse:
         return await self._call(context, (await self._control(context)).secrets.list_configs, request)
 
-    async def RemoveConfig(self, request: pb.RemoveConfigRequest, context) -> pb.RemoveConfigResponse:
+    async def RemoveConfig(self, request: pb.RemoveConfigRequest, context: Context) -> pb.RemoveConfigResponse:
         return await self._call(context, (await self._control(context)).secrets.remove_config, request)

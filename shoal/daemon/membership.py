@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 import grpc
 
@@ -108,6 +108,7 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     cluster.spec.subnet_size = request.subnet_size or 24
     cluster.spec.ca_config.node_cert_expiry = request.node_cert_expiry
     cluster.root_ca.ca_cert = root.cert_pem
+    assert root.key_pem is not None  # a CA created here holds its key
     cluster.root_ca.ca_key = root.key_pem
     cluster.root_ca.ca_digest = root.digest
     cluster.root_ca.join_tokens.worker = tokens.worker
@@ -122,7 +123,7 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     me.manager_status.addr = node.grpc_addr
     me.manager_status.raft_addr = node.raft_addr
 
-    def bootstrap(tx):
+    def bootstrap(tx: Any) -> None:
         tx.create(cluster)
         tx.create(me)
 
@@ -258,7 +259,8 @@ async def renew_certificate(daemon: Daemon, node: NodeState, csr: bytes) -> clus
     first = daemon.agent.managers[:1] if daemon.agent else []
 
     async def renew(channel: grpc.aio.Channel, timeout: float) -> cluster_pb2.RenewCertificateResponse:
-        return await cluster_pb2_grpc.NodeCAStub(channel).RenewCertificate(
+        response: cluster_pb2.RenewCertificateResponse = await cluster_pb2_grpc.NodeCAStub(channel).RenewCertificate(
             cluster_pb2.RenewCertificateRequest(csr=csr), timeout=timeout)
+        return response
 
     return await call_managers(first + node.managers, _node_credentials(daemon), renew, what="renew certificate")

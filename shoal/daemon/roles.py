@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Coroutine
+from typing import Any, Callable, Coroutine
 
 import grpc
 
@@ -32,7 +32,7 @@ from shoal import __version__
 from shoal.daemon import info, membership
 from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
-from shoal.daemon.supervision import RoleGroup
+from shoal.daemon.supervision import RoleGroup, RoleTask
 from shoal.metrics import observe_proposal
 from shoal.netattach import AttachmentServicer
 from shoal.nodecerts import NodeCertificates
@@ -43,6 +43,8 @@ from worker.reporter import Reporter
 from worker.worker import Worker
 
 log = logging.getLogger("shoald")
+
+Bootstrap = Callable[[Any], None]  # writes the first objects into the store (swarm init): fn(tx)
 
 
 class Daemon:
@@ -62,7 +64,7 @@ class Daemon:
         self.reporter = Reporter()
         self.lock = asyncio.Lock()  # membership changes run one at a time
         self._roles: RoleGroup | None = None
-        self._background_tasks: set[asyncio.Task] = set()
+        self._background_tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
         self._rejoining = False
@@ -104,10 +106,10 @@ class Daemon:
         self._failure = failure
         self._stopping.set()
 
-    async def start_node(self, node: NodeState, bootstrap=None) -> None:
+    async def start_node(self, node: NodeState, bootstrap: Bootstrap | None = None) -> None:
         """Start the roles ``node`` says this host has. Raises on failure, leaving nothing running."""
         self.node = node
-        tasks: dict[str, Coroutine] = {}
+        tasks: dict[str, RoleTask] = {}
         try:
             self.certs = NodeCertificates(self.state, self._known_managers, self._certificate_renewed,
                                           self.lock)
@@ -136,7 +138,7 @@ class Daemon:
         if self.agent is not None:
             self.agent.restart_session()
 
-    async def _start_manager(self, node: NodeState, tls: NodeTLS, bootstrap) -> Coroutine:
+    async def _start_manager(self, node: NodeState, tls: NodeTLS, bootstrap: Bootstrap | None) -> RoleTask:
         password = self.state.load_raft_password()
         self.state.raft_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         peers = [p for p in node.raft_peers if p != node.raft_addr]
@@ -174,7 +176,7 @@ class Daemon:
         finally:
             await server.stop(grace=0.2)
 
-    def _start_agent(self, node: NodeState, tls: NodeTLS) -> Coroutine:
+    def _start_agent(self, node: NodeState, tls: NodeTLS) -> RoleTask:
         managers = node.managers or [node.grpc_addr]
         self.worker = None
         if self.runtime is not None:
@@ -212,9 +214,9 @@ class Daemon:
             self._rejoining = True
             self._background(self._rejoin_raft(), "raft rejoin")
 
-    def _background(self, coro: Coroutine, what: str) -> None:
+    def _background(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         """Run a membership step on the side; log (not lose) its failure."""
-        def done(task: asyncio.Task) -> None:
+        def done(task: asyncio.Task[None]) -> None:
             self._background_tasks.discard(task)
             if not task.cancelled() and task.exception() is not None:
                 log.warning("%s failed: %s", what, task.exception())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Coroutine
+from typing import Any, Callable, Coroutine
+
+RoleTask = Coroutine[Any, Any, None]
 
 log = logging.getLogger("shoald")
 
@@ -20,13 +22,13 @@ class RoleGroup:
     is called with it once the group has ended.
     """
 
-    def __init__(self, tasks: dict[str, Coroutine], on_failure: Callable[[BaseException], None]) -> None:
+    def __init__(self, tasks: dict[str, RoleTask], on_failure: Callable[[BaseException], None]) -> None:
         self.failed: BaseException | None = None
         self._on_failure = on_failure
         self._stopping = False
         self._task = asyncio.create_task(self._run(tasks), name="roles")
 
-    async def _run(self, tasks: dict[str, Coroutine]) -> None:
+    async def _run(self, tasks: dict[str, RoleTask]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for name, coro in tasks.items():
@@ -40,7 +42,7 @@ class RoleGroup:
             self._on_failure(self.failed)
 
     @staticmethod
-    async def _named(name: str, coro: Coroutine) -> None:
+    async def _named(name: str, coro: RoleTask) -> None:
         try:
             await coro
         except Exception as err:

@@ -1,4 +1,4 @@
-"""Property tests of manager.allocator: a hypothesis state machine drives random network, service,
+"""Property tests of manager.ipam: a hypothesis state machine drives random network, service,
 task and node allocations and releases against small pools (so exhaustion happens), and checks:
 
 - no two live allocations share an address, no two networks' subnets overlap, VNIs are unique;
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from manager.allocator import AllocatorError, NetworkAllocator, NetworkInUse, ingress_network
+from manager.ipam import AllocatorError, NetworkAllocator, NetworkInUse, ingress_network
 from proto import objects_pb2 as pb
 
 # A /25 of TEST-NET space carved into /28s: at most 8 networks of 13 usable addresses each.

@@ -1,15 +1,15 @@
-"""Unit tests of manager.allocator: pools, subnet validation, VNIs, VIPs, task and node IPs, restore."""
+"""Unit tests of manager.ipam: pools, subnet validation, VNIs, VIPs, task and node IPs, restore."""
 
 from __future__ import annotations
 
 import pytest
 
-from manager.allocator import (
+from manager.ipam import (
     AddressPoolExhausted, InvalidEndpoint, InvalidNetworkSpec, NetworkAllocator, NetworkInUse,
     SubnetExhausted, SubnetOverlap, UnknownNetwork, VNIExhausted, ingress_network,
     task_holds_addresses,
 )
-from manager.allocator.vni import VNIAllocator
+from manager.ipam.vni import VNIAllocator
 from proto import objects_pb2 as pb
 
 LAB_POOL = ("198.18.0.0/15",)

@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings, strategies as st
 
-from manager.orchestrator.testing import Harness
+from manager.harness import Harness
 from manager.scheduler.testing import make_node, make_service
 from proto import objects_pb2 as S
 

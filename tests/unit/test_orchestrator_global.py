@@ -1,6 +1,6 @@
 """Global services and global jobs on the harness: one task per eligible node."""
 
-from manager.orchestrator.testing import Harness
+from manager.harness import Harness
 from manager.scheduler.testing import make_node, make_service
 from proto import objects_pb2 as S
 

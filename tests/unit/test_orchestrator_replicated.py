@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from manager.orchestrator import WrongServiceMode, reconcile, reconcile_replicated
-from manager.orchestrator.testing import Harness
+from manager.harness import Harness
 from manager.scheduler.testing import make_node, make_service, make_task
 from proto import objects_pb2
 

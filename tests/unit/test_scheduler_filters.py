@@ -2,9 +2,10 @@
 
 import pytest
 
+from manager.constraints import InvalidConstraint, parse_constraints
 from manager.scheduler import (
-    AvailabilityFilter, ConstraintFilter, HostPortFilter, InvalidConstraint, MaxReplicasFilter,
-    ReadyFilter, Request, ResourceFilter, build_node_infos, explain, parse_constraints,
+    AvailabilityFilter, ConstraintFilter, HostPortFilter, MaxReplicasFilter,
+    ReadyFilter, Request, ResourceFilter, build_node_infos, explain,
 )
 from manager.scheduler.testing import make_node, make_service, make_task
 

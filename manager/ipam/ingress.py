@@ -8,7 +8,7 @@ keep that. `docker network create --ingress --subnet ...` replaces it with an ex
 
 from __future__ import annotations
 
-from manager.allocator.network import OVERLAY_DRIVER
+from manager.ipam.network import OVERLAY_DRIVER
 from proto import objects_pb2
 
 INGRESS_NETWORK_NAME = "ingress"

@@ -9,7 +9,7 @@ Pure bookkeeping: no I/O, not thread-safe.
 
 from __future__ import annotations
 
-from manager.allocator.errors import InvalidNetworkSpec, VNIExhausted
+from manager.ipam.errors import InvalidNetworkSpec, VNIExhausted
 
 VNI_MIN = 4096
 VNI_MAX = (1 << 24) - 1

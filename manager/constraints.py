@@ -11,7 +11,8 @@ node without the label. ``node.platform.arch`` treats Docker's aliases (x86_64/a
 aarch64/arm64) as equal.
 
 ``parse_constraints`` is what the ControlAPI calls to validate a spec; the scheduler and the
-orchestrators call ``constraints_of`` (parse, cached) and ``matches`` on each node.
+orchestrators call ``constraints_of`` (parse, cached) and ``matches`` on each node. It lives
+outside both so that the orchestrator and the scheduler stay independent of each other.
 """
 
 from __future__ import annotations
@@ -23,10 +24,21 @@ from typing import Iterable
 
 from proto import objects_pb2
 
-from .errors import InvalidConstraint
-
 EQ = "=="
 NE = "!="
+
+
+class InvalidConstraint(ValueError):
+    """A placement constraint expression is malformed or names an unknown key.
+
+    ``expression`` is the text as the user wrote it; the message says what is wrong with it
+    (the ControlAPI turns it into INVALID_ARGUMENT).
+    """
+
+    def __init__(self, expression: str, problem: str) -> None:
+        self.expression = expression
+        self.problem = problem
+        super().__init__(f"invalid constraint {expression!r}: {problem}")
 
 _KEY_RE = re.compile(r"^[a-z_][a-z0-9\-_.]*$", re.IGNORECASE)
 _VALUE_RE = re.compile(r"^[a-z0-9:\-_\s.*()?+\[\]\\^$|/@=]+$", re.IGNORECASE)

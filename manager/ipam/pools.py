@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from manager.allocator.errors import AddressPoolExhausted, InvalidNetworkSpec, SubnetOverlap
+from manager.ipam.errors import AddressPoolExhausted, InvalidNetworkSpec, SubnetOverlap
 
 DEFAULT_ADDR_POOLS: tuple[str, ...] = ("10.0.0.0/8",)
 DEFAULT_SUBNET_SIZE = 24

@@ -28,13 +28,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from manager.allocator.addresses import AddressError, Owner, SubnetAddresses
-from manager.allocator.errors import (
+from manager.ipam.addresses import AddressError, Owner, SubnetAddresses
+from manager.ipam.errors import (
     AllocatorError, InvalidEndpoint, InvalidNetworkSpec, NetworkInUse, SubnetExhausted,
     UnknownNetwork,
 )
-from manager.allocator.pools import DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE, SubnetPool, parse_subnet
-from manager.allocator.vni import VNIAllocator, requested_vni
+from manager.ipam.pools import DEFAULT_ADDR_POOLS, DEFAULT_SUBNET_SIZE, SubnetPool, parse_subnet
+from manager.ipam.vni import VNIAllocator, requested_vni
 from proto import objects_pb2
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 
 class AllocatorError(Exception):
-    """Base class of every error raised by manager.allocator."""
+    """Base class of every error raised by manager.ipam."""
 
 
 class InvalidNetworkSpec(AllocatorError, ValueError):

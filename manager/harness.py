@@ -1,6 +1,6 @@
 """A Nomad-style harness for orchestrator tests and benchmarks: an in-memory cluster that applies
 plans, records them, and simulates the allocator, the scheduler and the workers step by step on a
-fake clock. No asyncio, no store: every step is explicit, so tests read like a timeline.
+fake clock. It lives outside manager/orchestrator because it drives the scheduler too. No asyncio, no store: every step is explicit, so tests read like a timeline.
 
     h = Harness([make_node("n1"), make_node("n2")], clock=100.0)
     svc = h.add_service(make_service("web", replicas=3))
@@ -13,11 +13,10 @@ from __future__ import annotations
 import itertools
 from typing import Callable, Iterable
 
+from manager.orchestrator.plan import Plan
+from manager.orchestrator.reconcile import reconcile, reconcile_removed
 from manager.scheduler import planned_task_changes, schedule
 from proto import objects_pb2
-
-from .plan import Plan
-from .reconcile import reconcile, reconcile_removed
 
 TaskState = objects_pb2.TaskState
 
