@@ -30,9 +30,9 @@ from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.store import ImageStore
-from agent_runtime import logformat, sdnotify
+from agent_runtime import daemonconfig, logformat, sdnotify
 from agent_runtime.logs import LogFollower, parse_time, read_logs
-from agent_runtime.spec import ContainerSpec, to_json
+from agent_runtime.spec import ContainerSpec, LogConfig, to_json
 from agent_runtime.volumes import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,9 @@ class Runtimed:
         self.network = NetworkDataplane(root)
         self.manager = NetworkedContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
                                                  busybox, sys.executable, network=self.network)
+        # From the configuration file (agent_runtime.daemonconfig); SIGHUP replaces the registries.
+        self.insecure_registries: tuple[str, ...] = ()
+        self.default_log_config: dict | None = None
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -150,7 +153,8 @@ class Runtimed:
 
     async def images_pull(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        image = await asyncio.to_thread(self.images.pull, body["Ref"], tuple(body.get("InsecureRegistries") or ()))
+        insecure = tuple(body.get("InsecureRegistries") or ()) + self.insecure_registries
+        image = await asyncio.to_thread(self.images.pull, body["Ref"], insecure)
         return web.json_response(image_json(image))
 
     async def images_import(self, request: web.Request) -> web.Response:
@@ -168,7 +172,10 @@ class Runtimed:
 
     # containers --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
-        spec = ContainerSpec.from_json(await _body(request))
+        body = await _body(request)
+        if self.default_log_config is not None and "LogConfig" not in body:
+            body["LogConfig"] = self.default_log_config     # daemon.json log-opts
+        spec = ContainerSpec.from_json(body)
         c = self.manager.create(spec)
         if spec.networks:
             try:
@@ -284,9 +291,26 @@ class Runtimed:
         return web.json_response({})
 
 
-async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str) -> None:
-    """Run until SIGTERM/SIGINT; containers are left running."""
+def apply_config(daemon: Runtimed, config: dict, from_flags: dict) -> None:
+    """The configuration file's settings for the runtime (at start and on SIGHUP)."""
+    daemon.insecure_registries = tuple(config.get("insecure-registries", ()))
+    opts = config.get("log-opts")
+    if opts:
+        default = LogConfig()
+        daemon.default_log_config = {
+            "MaxSize": daemonconfig.size_bytes(opts["max-size"]) if "max-size" in opts else default.max_size_bytes,
+            "MaxFile": int(opts.get("max-file", default.max_files))}
+    logformat.configure(from_flags.get("log-level") or config.get("log-level", "warning"),
+                        from_flags.get("log-format") or config.get("log-format", "text"))
+
+
+async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
+                config: dict | None = None, flags: dict | None = None, reload=None) -> None:
+    """Run until SIGTERM/SIGINT; containers are left running. `config` is the configuration file's
+    content, `flags` the log settings given on the command line (they win); SIGHUP calls
+    `reload(daemon)`."""
     daemon = Runtimed(root, cgroup_parent, busybox)
+    apply_config(daemon, config or {}, flags or {})
     daemon.manager.load()
     await daemon.network.start(list(daemon.manager.containers.values()))
     runner = web.AppRunner(daemon.app(), access_log=None)
@@ -305,6 +329,8 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload(daemon))
     log.info("shoal-runtimed serving on %s (root %s, cgroup v%d parent %s)", socket_path, root,
              daemon.manager.cgroup_version, cgroup_parent)
     sdnotify.ready(f"serving on {socket_path}")
@@ -321,25 +347,47 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="shoal-runtimed", description="Shoal's node-local container runtime")
-    parser.add_argument("--root", default="/var/lib/shoal/runtime", type=Path)
+    parser.add_argument("--config-file", default=None, type=Path,
+                        help=f"daemon configuration file (default {daemonconfig.DEFAULT_PATH}); flags override it")
+    parser.add_argument("--root", default=None, type=Path,
+                        help="default: <data-root>/runtime, data-root from the configuration file or /var/lib/shoal")
     parser.add_argument("--socket", default="/run/shoal/runtimed.sock", type=Path)
     parser.add_argument("--cgroup-parent", default="shoal")
-    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"),
-                        help="debug, info, warning or error")
-    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT", "text"),
-                        choices=logformat.FORMATS, help="text (logfmt) or json")
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL") or None,
+                        help="debug, info, warning or error (default warning)")
+    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT") or None,
+                        choices=logformat.FORMATS, help="text (logfmt, the default) or json")
     parser.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
                         help="busybox binary used as each container's exit-status waiter")
     args = parser.parse_args(argv)
     try:
-        logformat.configure(args.log_level, args.log_format)
+        config_path, config = daemonconfig.load(args.config_file)
+    except daemonconfig.ConfigError as exc:
+        parser.exit(1, f"shoal-runtimed: {exc}\n")
+    flags = {"log-level": args.log_level, "log-format": args.log_format}
+    try:
+        logformat.configure(args.log_level or config.get("log-level", "warning"),
+                            args.log_format or config.get("log-format", "text"))
     except ValueError as exc:
         parser.error(str(exc))
+    root = args.root or Path(config.get("data-root", daemonconfig.DEFAULT_DATA_ROOT)) / "runtime"
+
+    def reload(daemon: Runtimed) -> None:
+        try:
+            _, new = daemonconfig.load(args.config_file)
+        except daemonconfig.ConfigError as exc:
+            log.error("configuration not reloaded, the running settings are kept: %s", exc)
+            return
+        kept = {k: v for k, v in config.items() if not daemonconfig.KEYS[k].reloadable}
+        apply_config(daemon, {**kept, **daemonconfig.reloadable(new)}, flags)
+        log.info("configuration reloaded from %s", config_path,
+                 extra={"insecure_registries": ",".join(daemon.insecure_registries)})
+
     if os.geteuid() != 0:
         parser.error("shoal-runtimed must run as root")
     if not os.access(args.busybox, os.X_OK):
         parser.error(f"busybox not found at {args.busybox} (install busybox-static)")
-    asyncio.run(serve(args.root, args.socket, args.cgroup_parent, args.busybox))
+    asyncio.run(serve(root, args.socket, args.cgroup_parent, args.busybox, config, flags, reload))
 
 
 if __name__ == "__main__":

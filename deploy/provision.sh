@@ -90,17 +90,22 @@ export PATH="$BIN_DIR:$PATH"
 
 # --- 2. the daemons ----------------------------------------------------------------------------
 if [ "$DAEMONS" = 1 ]; then
-shoald_opts=""
-for registry in "${REGISTRIES[@]}"; do shoald_opts="$shoald_opts --insecure-registry $registry"; done
-cat >/etc/default/shoal.new <<EOF
-# Written by deploy/provision.sh; read by shoald.service and shoal-runtimed.service.
-SHOAL_ADVERTISE_ADDR=$ADDRESS
-SHOAL_METRICS_ADDR=$ADDRESS:9323
-SHOAL_LOG_LEVEL=$LOG_LEVEL
-SHOALD_OPTS=$shoald_opts
+# The daemons' settings: /etc/shoal/daemon.json (agent_runtime/daemonconfig.py), rewritten on
+# every run; `systemctl reload` applies a hand edit of the reloadable keys.
+registries=""
+for registry in "${REGISTRIES[@]}"; do registries="$registries${registries:+, }\"$registry\""; done
+mkdir -p /etc/shoal
+cat >/etc/shoal/daemon.json.new <<EOF
+{
+  "data-root": "/var/lib/shoal",
+  "log-level": "$LOG_LEVEL",
+  "log-format": "text",
+  "metrics-addr": "$ADDRESS:9323",
+  "insecure-registries": [$registries]
+}
 EOF
-chmod 0644 /etc/default/shoal.new
-mv /etc/default/shoal.new /etc/default/shoal
+chmod 0644 /etc/shoal/daemon.json.new
+mv /etc/shoal/daemon.json.new /etc/shoal/daemon.json
 for unit in shoal-runtimed.service shoald.service; do   # the units name /opt/shoal: use --prefix
   sed "s#/opt/shoal#$PREFIX#g" "$PREFIX/deploy/systemd/$unit" >"/etc/systemd/system/$unit.new"
   chmod 0644 "/etc/systemd/system/$unit.new"

@@ -42,6 +42,10 @@ class Worker:
         self.configs: dict[str, objects_pb2.Config] = {}
         self._lock = asyncio.Lock()
 
+    def set_insecure_registries(self, registries: tuple[str, ...]) -> None:
+        """Registries the task managers started from now on may pull over plain HTTP."""
+        self._insecure = tuple(registries)
+
     async def apply(self, message: cluster_pb2.AssignmentsMessage) -> None:
         async with self._lock:
             tasks: dict[str, objects_pb2.Task] = {}

@@ -192,6 +192,7 @@ class Run:
     def provision(self) -> None:
         tokens = DEPLOY / ".tokens"
         shutil.rmtree(tokens, ignore_errors=True)
+        self.vagrant("rsync", timeout=600)            # the checkout as it is now, on every VM
         self.vagrant("provision", "manager1", timeout=3600)
         if not (tokens / "worker").exists():
             raise Failure("the join tokens did not reach deploy/.tokens after manager1's provisioning")

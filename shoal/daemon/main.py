@@ -10,7 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from agent_runtime import logformat
+from agent_runtime import daemonconfig, logformat
 from shoal.daemon.config import parse_addr
 from shoal.daemon.roles import Daemon
 from shoal.metrics import serve_metrics
@@ -19,18 +19,34 @@ from shoal.metrics import serve_metrics
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The arguments, with logging configured from them (an invalid level exits 2 naming it)."""
     parser = argparse.ArgumentParser(prog="shoald", description="The Shoal node daemon.")
-    parser.add_argument("--state-dir", default="/var/lib/shoal/state", type=Path)
+    parser.add_argument("--config-file", default=None, type=Path,
+                        help=f"daemon configuration file (default {daemonconfig.DEFAULT_PATH}); flags override it")
+    parser.add_argument("--state-dir", default=None, type=Path,
+                        help="default: <data-root>/state, data-root from the configuration file or /var/lib/shoal")
     parser.add_argument("--socket", default="/run/shoal/shoal.sock", type=Path)
     parser.add_argument("--runtime-socket", default=None, type=Path)
     parser.add_argument("--hostname", default=socket.gethostname())
-    parser.add_argument("--metrics-addr", default="", help="IP:PORT for /metrics (Prometheus); off if empty")
+    parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         help="registry (HOST:PORT or CIDR) to reach over plain HTTP; repeatable")
-    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL", "warning"),
-                        help="debug, info, warning or error")
-    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT", "text"),
-                        choices=logformat.FORMATS, help="text (logfmt) or json")
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL") or None,
+                        help="debug, info, warning or error (default warning)")
+    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT") or None,
+                        choices=logformat.FORMATS, help="text (logfmt, the default) or json")
     args = parser.parse_args(argv)
+    try:
+        args.config_path, config = daemonconfig.load(args.config_file)
+    except daemonconfig.ConfigError as exc:
+        parser.exit(1, f"shoald: {exc}\n")
+    args.config = config
+    args.from_flags = {key for key, value in (("log-level", args.log_level), ("log-format", args.log_format),
+                                              ("insecure-registries", args.insecure_registry)) if value}
+    data_root = Path(config.get("data-root", daemonconfig.DEFAULT_DATA_ROOT))
+    args.state_dir = args.state_dir or data_root / "state"
+    args.metrics_addr = daemonconfig.pick(args.metrics_addr, config, "metrics-addr", "")
+    args.insecure_registry = daemonconfig.pick(args.insecure_registry, config, "insecure-registries", [])
+    args.log_level = daemonconfig.pick(args.log_level, config, "log-level", "warning")
+    args.log_format = daemonconfig.pick(args.log_format, config, "log-format", "text")
     try:
         logformat.configure(args.log_level, args.log_format)
     except ValueError as exc:
@@ -38,11 +54,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def reloader(args: argparse.Namespace, daemon: Daemon):
+    """SIGHUP: re-read the configuration file and apply what can change while running (log level
+    and format, insecure registries); flags given at start still win. A broken file is reported and
+    the running settings are kept."""
+    log = logging.getLogger("shoald")
+
+    def reload() -> None:
+        try:
+            _, config = daemonconfig.load(args.config_file)
+        except daemonconfig.ConfigError as exc:
+            log.error("configuration not reloaded, the running settings are kept: %s", exc)
+            return
+        values = daemonconfig.reloadable(config)
+        level = args.log_level if "log-level" in args.from_flags else values.get("log-level", "warning")
+        fmt = args.log_format if "log-format" in args.from_flags else values.get("log-format", "text")
+        logformat.configure(level, fmt)
+        if "insecure-registries" not in args.from_flags:
+            daemon.set_insecure_registries(tuple(values.get("insecure-registries", ())))
+        log.info("configuration reloaded from %s", args.config_path,
+                 extra={"log_level": level, "insecure_registries": ",".join(daemon.insecure_registries)})
+    return reload
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT (exit 0) or until a role fails beyond recovery (exit 1)."""
     args = parse_args(argv)
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
                     tuple(args.insecure_registry))
+    daemon.on_reload = reloader(args, daemon)
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port)

@@ -68,6 +68,13 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
         self._rejoining = False
+        self.on_reload = lambda: None   # SIGHUP (shoal.daemon.main.reloader)
+
+    def set_insecure_registries(self, registries: tuple[str, ...]) -> None:
+        """Registries pulled over plain HTTP from now on (SIGHUP reload); running tasks keep theirs."""
+        self.insecure_registries = tuple(registries)
+        if self.worker is not None:
+            self.worker.set_insecure_registries(self.insecure_registries)
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> BaseException | None:
@@ -86,6 +93,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.on_reload())
         log.info("shoald %s listening on %s", __version__, self.socket_path)
         try:
             node = self.state.load()

@@ -1,0 +1,185 @@
+"""The daemons' configuration file, like dockerd's /etc/docker/daemon.json: /etc/shoal/daemon.json.
+
+One JSON object read by both shoald and shoal-runtimed; each takes the keys it uses. Keys are
+dockerd's names where dockerd has the setting:
+
+    {
+      "data-root": "/var/lib/shoal",            shoald state in <data-root>/state, runtime in <data-root>/runtime
+      "insecure-registries": ["192.0.2.1:5000"],  plain-HTTP registries (HOST:PORT or CIDR)   reloadable
+      "log-level": "info",                      debug | info | warning | error                 reloadable
+      "log-format": "text",                     text (logfmt) | json                          reloadable
+      "metrics-addr": "192.0.2.11:9323",        shoald's Prometheus endpoint
+      "log-opts": {"max-size": "10m", "max-file": "3"}   containers' default json-file rotation
+    }
+
+Rules: a flag on the command line overrides the file; a key the daemons do not know, a value of
+the wrong type or out of range is refused at start with the file, the key and what is wrong
+(dockerd's "the following directives don't match any configuration option" for unknown keys), and
+the daemon does not start. SIGHUP re-reads the file and applies the reloadable keys; a file that
+no longer parses is reported and the running settings are kept. A missing file at the default
+path is an empty configuration; a missing file given with --config-file is an error.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from agent_runtime import logformat
+
+DEFAULT_PATH = Path("/etc/shoal/daemon.json")
+DEFAULT_DATA_ROOT = Path("/var/lib/shoal")
+
+
+class ConfigError(ValueError):
+    """The file cannot be used; the message names the file, the key and the problem."""
+
+
+def _registry(value: str) -> str:
+    text = value.strip()
+    if "://" in text:
+        raise ValueError(f"{value!r}: give HOST[:PORT] or a CIDR, without a scheme")
+    if _is_cidr(text):
+        return text
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host or (port and not port.isdigit()) or not all(c.isalnum() or c in ".-[]:" for c in host):
+        raise ValueError(f"{value!r} is not HOST[:PORT] or a CIDR")
+    return text
+
+
+def _is_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+        return "/" in text
+    except ValueError:
+        return False
+
+
+def _string_list(item: Callable[[str], str]) -> Callable[[Any], list[str]]:
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of strings")
+        return [item(v) for v in value]
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value.lower()
+    return check
+
+
+def _abs_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return os.path.normpath(value)
+
+
+def _addr(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be IP:PORT")
+    host, sep, port = value.strip().rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        if not sep or not 0 < int(port) < 65536:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{value!r} is not IP:PORT, e.g. 192.0.2.11:9323") from None
+    return value.strip()
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(text: str) -> int:
+    """Docker's log-opt max-size: a number with an optional k, m or g (binary units)."""
+    text = text.strip().lower()
+    number = text.rstrip("bkmg")
+    return int(number) * _SIZE_UNITS[text[len(number):]]
+
+
+def _log_opts(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError('must be an object of strings, e.g. {"max-size": "10m", "max-file": "3"}')
+    unknown = sorted(set(value) - {"max-size", "max-file"})
+    if unknown:
+        raise ValueError(f"unknown log option(s) {', '.join(unknown)} for the json-file driver "
+                         "(max-size, max-file)")
+    if "max-size" in value:
+        text = value["max-size"].strip().lower()
+        number = text.rstrip("bkmg")
+        if not number.isdigit() or text[len(number):] not in _SIZE_UNITS or size_bytes(text) < 4096:
+            raise ValueError(f"max-size {value['max-size']!r} is not a size of at least 4k, like 10m")
+    if "max-file" in value and (not value["max-file"].isdigit() or not 1 <= int(value["max-file"]) <= 100):
+        raise ValueError(f"max-file {value['max-file']!r} must be a number from 1 to 100")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Callable[[Any], Any]
+    reloadable: bool = False
+
+
+KEYS: Mapping[str, Key] = {
+    "data-root": Key(_abs_path),
+    "insecure-registries": Key(_string_list(_registry), reloadable=True),
+    "log-level": Key(_choice(logformat.LEVELS), reloadable=True),
+    "log-format": Key(_choice(logformat.FORMATS), reloadable=True),
+    "metrics-addr": Key(_addr),
+    "log-opts": Key(_log_opts),
+}
+
+
+def parse(text: str, source: str = "daemon.json") -> dict[str, Any]:
+    """Validate a configuration document; ConfigError says what is wrong, naming `source`."""
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"unable to configure the daemon with file {source}: invalid JSON at line "
+                          f"{exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"unable to configure the daemon with file {source}: the top level must be a JSON object")
+    unknown = sorted(set(document) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"unable to configure the daemon with file {source}: the following directives "
+                          f"don't match any configuration option: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, raw in document.items():
+        try:
+            values[key] = KEYS[key].check(raw)
+        except ValueError as exc:
+            raise ConfigError(f"unable to configure the daemon with file {source}: {key}: {exc}") from None
+    return values
+
+
+def load(path: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The file at `path` (None: the default path, which may be missing). ConfigError if unusable."""
+    explicit = path is not None
+    path = Path(path) if explicit else Path(os.environ.get("SHOAL_CONFIG_FILE", DEFAULT_PATH))
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"unable to configure the daemon with file {path}: no such file") from None
+        return path, {}
+    except OSError as exc:
+        raise ConfigError(f"unable to configure the daemon with file {path}: {exc.strerror}") from None
+    return path, parse(text, str(path))
+
+
+def pick(flag: Any, values: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A flag given on the command line wins over the file, which wins over the default."""
+    if flag is not None and flag != [] and flag != ():
+        return flag
+    return values.get(key, default)
+
+
+def reloadable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a configuration SIGHUP applies."""
+    return {k: v for k, v in values.items() if KEYS[k].reloadable}
