@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Callable
 
 from agent_runtime import daemonconfig, logformat
 from shoal.daemon.config import parse_addr
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def reloader(args: argparse.Namespace, daemon: Daemon):
+def reloader(args: argparse.Namespace, daemon: Daemon) -> Callable[[], None]:
     """SIGHUP: re-read the configuration file and apply what can change while running (log level
     and format, insecure registries); flags given at start still win. A broken file is reported and
     the running settings are kept."""
