@@ -14,9 +14,14 @@ tick thread stops when the thread that built the SyncObj exits). Commands are ap
 written and callbacks (``on_leader_change`` included) called on that thread. ``propose``,
 ``add_member`` and the other coroutines are called from an asyncio loop.
 
-On disk, in ``data_dir``: ``raft.journal`` (+ ``.meta``; PySyncObj's log, term and vote),
-``raft.dump`` (the last log-compaction snapshot: our StoreSnapshot bytes, never a pickle) and
-``members.json`` (the current membership, used instead of ``peers`` on restart).
+On disk, in ``data_dir``: ``raft.journal`` and ``raft.state`` (the log, term and vote, written by
+our own ``raft_journal.Journal``, which replaces PySyncObj's unsynced mmap journal), ``raft.dump``
+(the last log-compaction snapshot: our StoreSnapshot bytes, never a pickle) and ``members.json``
+(the current membership, used instead of ``peers`` on restart).
+
+Durability (docs/raft.md): appended entries are fsynced (one fdatasync per batch) before any
+message leaves this node and before committed entries are applied (which is when a proposer is
+answered); the term and vote are fsynced, with their directory, before ``setCurrentTerm`` returns.
 """
 
 from __future__ import annotations
@@ -32,14 +37,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.journal import createJournal
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObjException
+from pysyncobj.transport import TCPTransport
 
 from proto import store_pb2
 
-from . import raft_files
+from . import raft_files, raft_journal
 from .errors import (NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown, ProposalTimeout,
                      RaftConfigError)
 from .memory import ApplyResult, MemoryStore, Rejection
@@ -54,6 +61,45 @@ _FAIL_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
 # Failures after which the change certainly did not commit, so proposing it again is safe.
 _NOT_COMMITTED = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED,
                   FAIL_REASON.QUEUE_FULL}
+
+_pysyncobj_create_journal = pysyncobj.syncobj.createJournal
+
+
+def _create_journal(journal_file):
+    """PySyncObj builds its journal with ``createJournal(conf.journalFile)``; RaftNode passes its own
+    ``raft_journal.Journal`` there, and this hands it back (anything else gets PySyncObj's own)."""
+    if isinstance(journal_file, raft_journal.Journal):
+        return journal_file
+    return _pysyncobj_create_journal(journal_file)
+
+
+pysyncobj.syncobj.createJournal = _create_journal
+
+
+class _Transport(TCPTransport):
+    """PySyncObj's TCP transport; a message leaves only once what it shows is durable.
+
+    A follower's reply to append-entries acknowledges the entries it holds (and a vote request or
+    reply vouches for the log's last entry), so the journal is synced first (group commit: one fdatasync for everything written since the last). A leader's
+    append-entries may carry entries not yet on its own disk (Raft lets the leader write in
+    parallel with its followers), but not a commit index past them: a majority must hold a
+    committed entry durably, the leader included when it counts itself.
+    """
+
+    def send(self, node, message) -> bool:
+        journal = self._syncObj._journal
+        kind = message.get("type")
+        if kind == "append_entries":
+            if message.get("commit_index", 0) > journal.durable_index:
+                journal.sync()
+        elif kind not in _NO_SYNC_NEEDED:
+            journal.sync()
+        return super().send(node, message)
+
+
+# Messages that claim nothing about this node's journal: forwarding a proposal, telling a follower
+# the index its proposal got, and a leadership hand-over.
+_NO_SYNC_NEEDED = frozenset({"apply_command", "apply_command_response", "timeout_now"})
 
 
 @dataclass(frozen=True)
@@ -134,6 +180,10 @@ class RaftNode(SyncObj):
         self._in_flight_lock = threading.Lock()
         self._members_file = self.data_dir / "members.json"
         self._dump_file = self.data_dir / "raft.dump"
+        try:
+            self._journal = raft_journal.Journal(self.data_dir)
+        except raft_journal.JournalError as exc:
+            raise RaftConfigError(f"raft node {self_addr}: {exc}") from exc
         remembered = raft_files.load_members(self._members_file, self_addr)
         if remembered is not None and set(remembered) != set(peers) | {self_addr}:
             log.info("raft %s: using the membership saved in %s (%s) instead of peers %s",
@@ -151,7 +201,7 @@ class RaftNode(SyncObj):
             appendEntriesBatchSizeBytes=MAX_CHANGE_BYTES + 512 * 1024,
             dynamicMembershipChange=True,
             commandsWaitLeader=False,
-            journalFile=str(self.data_dir / "raft.journal"),
+            journalFile=self._journal,
             fullDumpFile=str(self._dump_file),
             serializer=self._write_dump,
             deserializer=self._read_dump,
@@ -168,14 +218,19 @@ class RaftNode(SyncObj):
             onStateChanged=self._on_state_changed,
         )
         try:
-            super().__init__(self_addr, [m for m in members if m != self_addr], conf)
+            super().__init__(self_addr, [m for m in members if m != self_addr], conf,
+                             transportClass=_Transport)
         except SyncObjException as exc:
             self._doDestroy()           # close the journal PySyncObj already opened
             raise RaftConfigError(f"raft node {self_addr}: cannot listen on {self_addr} "
                                   f"({exc.errorCode})") from exc
         except AssertionError as exc:
+            self._journal._destroy()
             raise RaftConfigError(f"raft node {self_addr}: inconsistent timings {timings}") from exc
         self.addOnTickCallback(self._save_members_if_changed)
+        # Runs after the tick's new entries went out to the followers: the leader's fdatasync then
+        # overlaps with theirs instead of waiting for their acks (see _Transport).
+        self.addOnTickCallback(self._journal.sync)
         self._tick_thread = threading.Thread(target=self._run_ticks, name=f"raft-{self_addr}",
                                              daemon=True)
         self._tick_thread.start()
@@ -202,11 +257,18 @@ class RaftNode(SyncObj):
 
     def _read_dump(self, filename: str) -> tuple:
         """PySyncObj's deserializer: restore the store, hand back the entries and the membership."""
+        raft_files.make_durable(filename)   # PySyncObj renamed a received dump into place unsynced
         snapshot, last_entry, prev_entry, members = raft_files.read_dump(filename)
         self._memory_store.restore(snapshot)
         log.info("raft %s: store restored from %s at log index %d", self.self_addr, filename,
                  last_entry[1])
         return last_entry, prev_entry, {TCPNode(addr) for addr in members}
+
+    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802 (PySyncObj's name)
+        """PySyncObj's apply step, after a journal sync: applying answers proposers on this node,
+        and a leader counts its own journal as one of the majority that stored an entry."""
+        self._journal.sync()
+        return SyncObj._SyncObj__applyLogEntries(self)
 
     def _SyncObj__onMessageReceived(self, node, message) -> None:  # noqa: N802 (PySyncObj's name)
         """PySyncObj's message handler, with one fix: a successful ack never moves nextIndex back.
@@ -502,7 +564,7 @@ class RaftNode(SyncObj):
 
 def data_files(data_dir: Path) -> list[Path]:
     """The files a RaftNode keeps in ``data_dir`` (for diagnostics and clean-up)."""
-    names = ("raft.journal", "raft.journal.meta", "raft.dump", "members.json")
+    names = ("raft.journal", "raft.state", "raft.dump", "members.json")
     return [Path(data_dir) / name for name in names if (Path(data_dir) / name).exists()]
 
 

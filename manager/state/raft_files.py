@@ -51,6 +51,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    make_durable(path)
+
+
+def make_durable(filename: str | Path) -> None:
+    """fsync a file and the directory holding it (after something renamed it into place unsynced)."""
+    path = Path(filename)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_members(path: Path, self_addr: str, members: list[str]) -> None:
