@@ -31,7 +31,6 @@ import codecs
 import io
 import logging
 import pickle
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ from pathlib import Path
 
 import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.journal import createJournal
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObjException
 from pysyncobj.transport import TCPTransport
@@ -627,25 +625,24 @@ def read_local_state(data_dir: Path) -> LocalRaftState:
     last_index, applied = start, 0
     if journal_path.exists():
         try:
-            journal = createJournal(str(journal_path))
-        except (struct.error, OSError, ValueError) as exc:
+            entries, recovery = raft_journal.read_entries(data_dir)
+        except (raft_journal.JournalError, OSError) as exc:
             raise RaftConfigError(f"raft journal {journal_path} is unreadable: {exc}") from exc
-        try:
-            for position in range(len(journal)):
-                command, index, _term = journal[position]
-                if index <= start:
-                    continue
-                last_index = index
-                try:
-                    payload = _entry_payload(bytes(command))
-                except (pickle.UnpicklingError, ValueError, EOFError) as exc:
-                    raise RaftConfigError(f"raft journal {journal_path}: entry {index} is not a "
-                                          f"store change: {exc}") from exc
-                if payload is not None:
-                    memory.apply(store_pb2.StoreChange.FromString(payload))
-                    applied += 1
-        finally:
-            journal._destroy()
+        if recovery.reason:
+            log.warning("raft journal %s: %s; read the %d entries before it", journal_path,
+                        recovery.reason, recovery.entries)
+        for command, index, _term in entries:
+            if index <= start:
+                continue
+            last_index = index
+            try:
+                payload = _entry_payload(bytes(command))
+            except (pickle.UnpicklingError, ValueError, EOFError) as exc:
+                raise RaftConfigError(f"raft journal {journal_path}: entry {index} is not a "
+                                      f"store change: {exc}") from exc
+            if payload is not None:
+                memory.apply(store_pb2.StoreChange.FromString(payload))
+                applied += 1
     log.info("raft state in %s read: dump up to %d, %d changes after it, last entry %d",
              data_dir, start, applied, last_index)
     return LocalRaftState(snapshot=memory.snapshot(), last_index=last_index, entries_applied=applied,

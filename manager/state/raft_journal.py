@@ -156,6 +156,17 @@ def read_journal(data_dir: Path) -> tuple[list[Entry], Recovery]:
                              len(data) - end if reason else 0, reason)
 
 
+def read_entries(data_dir: Path) -> tuple[list[Entry], Recovery]:
+    """Like ``read_journal``, and also reads a journal still in PySyncObj's format (not converting it)."""
+    path = Path(data_dir) / JOURNAL_NAME
+    with open(path, "rb") as f:
+        head = f.read(len(_PSO_MAGIC))
+    if head == _PSO_MAGIC:
+        entries = _read_pysyncobj_journal(path)
+        return entries, Recovery(len(entries), entries[-1][1] if entries else 0, 0, "")
+    return read_journal(data_dir)
+
+
 def read_state(data_dir: Path) -> dict:
     """The durable term/vote/commit record: {"term", "voted_for", "commit_index"} (defaults if absent)."""
     path = Path(data_dir) / STATE_NAME

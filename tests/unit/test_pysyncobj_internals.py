@@ -45,9 +45,30 @@ def test_the_message_handler_raft_py_wraps_still_moves_next_index_back_on_a_late
     assert "self.__raftNextIndex[node] = nextNodeIdx" in handler
 
 
-def test_the_journal_raft_py_flushes_on_close_has_its_one_second_timer():
-    assert "self.__raftLog = createJournal(" in SYNCOBJ_SOURCE
+def test_the_journal_raft_py_replaces_is_built_by_the_module_level_create_journal():
+    """raft.py swaps pysyncobj.syncobj.createJournal to hand PySyncObj its own raft_journal.Journal."""
+    assert "self.__raftLog = createJournal(self.__conf.journalFile)" in SYNCOBJ_SOURCE
     assert callable(getattr(pysyncobj.journal.FileJournal, "onOneSecondTimer", None))
+    # the journal interface raft_journal.Journal implements
+    for name in ("add", "clear", "deleteEntriesFrom", "deleteEntriesTo", "__getitem__", "__len__",
+                 "_destroy", "setRaftCommitIndex", "getRaftCommitIndex", "setCurrentTerm",
+                 "getCurrentTerm", "getVotedForNodeId", "onOneSecondTimer"):
+        assert name in vars(pysyncobj.journal.Journal), f"Journal.{name} is gone"
+    public = {n for n in vars(pysyncobj.journal.Journal) if not n.startswith("__") or n in
+              ("__getitem__", "__len__")}
+    from manager.state.raft_journal import Journal
+    assert public <= set(dir(Journal)), public - set(dir(Journal))
+
+
+def test_the_transport_hooks_raft_py_uses():
+    """raft.py passes transportClass= and syncs its journal in send(node, message) by message type."""
+    import pysyncobj.transport
+    assert "transportClass" in inspect.signature(SyncObj.__init__).parameters
+    assert list(inspect.signature(pysyncobj.transport.TCPTransport.send).parameters) == ["self", "node", "message"]
+    for kind in ("append_entries", "next_node_idx", "request_vote", "response_vote", "apply_command",
+                 "apply_command_response", "timeout_now"):
+        assert f"'type': '{kind}'" in SYNCOBJ_SOURCE, f"SyncObj no longer sends {kind} messages"
+    assert "'commit_index': self.__raftCommitIndex" in SYNCOBJ_SOURCE
 
 
 def test_leader_state_and_fail_reasons():
