@@ -106,3 +106,29 @@ def node_state_counts(nodes: Iterable[objects_pb2.Node], view: QuorumView) -> di
         state = node_as_seen(node, view).status.state
         counts[NODE_STATE_NAMES.get(state, "unknown")] += 1
     return counts
+
+
+def single_manager_nodes(nodes: Iterable[objects_pb2.Node], self_node: objects_pb2.Node,
+                         message: str) -> list[objects_pb2.Node]:
+    """The node objects to write when a swarm is rebuilt with ``self_node`` as its only manager.
+
+    ``self_node`` is this manager as it must now be (addresses, role MANAGER, Ready); it is
+    returned as given (created if the store lacks it, as after a restore onto a new host). Every
+    other manager is demoted in the store (role and desired role WORKER, no manager status, state
+    Down with ``message``): it is no longer a Raft member, and if its host comes back, the
+    dispatcher tells it it is a worker, so it renews its certificate as one and drops its old
+    Raft state instead of pretending to be a manager. Workers are left alone. Pure.
+    """
+    out = [self_node]
+    for node in nodes:
+        if node.id == self_node.id or node.role != objects_pb2.MANAGER:
+            continue
+        demoted = objects_pb2.Node()
+        demoted.CopyFrom(node)
+        demoted.role = objects_pb2.WORKER
+        demoted.spec.desired_role = objects_pb2.WORKER
+        demoted.ClearField("manager_status")
+        demoted.status.state = objects_pb2.NodeStatus.DOWN
+        demoted.status.message = message
+        out.append(demoted)
+    return out

@@ -58,7 +58,7 @@ class InfoResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., local_node_state: _Optional[str] = ..., control_available: _Optional[bool] = ..., cluster_id: _Optional[str] = ..., node_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., engine_version: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[RaftMember, _Mapping]]] = ..., leader_addr: _Optional[str] = ..., raft_term: _Optional[int] = ..., raft_commit_index: _Optional[int] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., remote_managers: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SwarmInitRequest(_message.Message):
-    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry")
+    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry", "restore_file")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class SwarmInitRequest(_message.Message):
     FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FILE_FIELD_NUMBER: _ClassVar[int]
     listen_addr: str
     advertise_addr: str
     dispatcher_heartbeat: float
@@ -82,7 +83,35 @@ class SwarmInitRequest(_message.Message):
     force_new_cluster: bool
     labels: _containers.ScalarMap[str, str]
     node_cert_expiry: float
-    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ...) -> None: ...
+    restore_file: str
+    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ..., restore_file: _Optional[str] = ...) -> None: ...
+
+class SwarmBackupRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class SwarmBackupResponse(_message.Message):
+    __slots__ = ("path", "cluster_id", "store_version", "objects", "confirmed")
+    class ObjectsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    cluster_id: str
+    store_version: int
+    objects: _containers.ScalarMap[str, int]
+    confirmed: bool
+    def __init__(self, path: _Optional[str] = ..., cluster_id: _Optional[str] = ..., store_version: _Optional[int] = ..., objects: _Optional[_Mapping[str, int]] = ..., confirmed: _Optional[bool] = ...) -> None: ...
 
 class SwarmInitResponse(_message.Message):
     __slots__ = ("node_id", "worker_token", "manager_token")

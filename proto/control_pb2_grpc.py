@@ -54,6 +54,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.SwarmLeaveRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.SwarmLeaveResponse.FromString,
                 _registered_method=True)
+        self.SwarmBackup = channel.unary_unary(
+                '/shoal.v1.Control/SwarmBackup',
+                request_serializer=proto_dot_control__pb2.SwarmBackupRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.SwarmBackupResponse.FromString,
+                _registered_method=True)
         self.GetCluster = channel.unary_unary(
                 '/shoal.v1.Control/GetCluster',
                 request_serializer=proto_dot_control__pb2.GetClusterRequest.SerializeToString,
@@ -223,6 +228,12 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SwarmLeave(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwarmBackup(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -425,6 +436,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.SwarmLeave,
                     request_deserializer=proto_dot_control__pb2.SwarmLeaveRequest.FromString,
                     response_serializer=proto_dot_control__pb2.SwarmLeaveResponse.SerializeToString,
+            ),
+            'SwarmBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwarmBackup,
+                    request_deserializer=proto_dot_control__pb2.SwarmBackupRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.SwarmBackupResponse.SerializeToString,
             ),
             'GetCluster': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCluster,
@@ -680,6 +696,33 @@ class Control:
             '/shoal.v1.Control/SwarmLeave',
             proto_dot_control__pb2.SwarmLeaveRequest.SerializeToString,
             proto_dot_control__pb2.SwarmLeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwarmBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/SwarmBackup',
+            proto_dot_control__pb2.SwarmBackupRequest.SerializeToString,
+            proto_dot_control__pb2.SwarmBackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -581,14 +581,19 @@ class LocalRaftState:
 class _EntryUnpickler(pickle.Unpickler):
     """Unpickles PySyncObj's ``(method id, (data,))`` entries and nothing else.
 
-    PySyncObj pickles with protocol 2, which spells bytes as ``_codecs.encode(text, "latin1")``;
-    that is the only callable allowed.
+    PySyncObj pickles with protocol 2, which spells bytes as ``_codecs.encode(text, "latin1")``
+    and empty bytes (a read barrier's empty change) as ``__builtin__.bytes()``; those are the only
+    callables allowed.
     """
 
+    _ALLOWED = {("_codecs", "encode"): codecs.encode, ("__builtin__", "bytes"): bytes,
+                ("builtins", "bytes"): bytes}
+
     def find_class(self, module: str, name: str):
-        if (module, name) == ("_codecs", "encode"):
-            return codecs.encode
-        raise pickle.UnpicklingError(f"raft entry refers to {module}.{name}")
+        allowed = self._ALLOWED.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"raft entry refers to {module}.{name}")
+        return allowed
 
 
 def _entry_payload(command: bytes) -> bytes | None:

@@ -1,4 +1,4 @@
-"""shoal swarm init | join | join-token | leave | update, and shoal info."""
+"""shoal swarm init | join | join-token | leave | update | backup, and shoal info."""
 
 from __future__ import annotations
 
@@ -28,9 +28,12 @@ def swarm() -> None:
 @click.option("--label", "labels", multiple=True, help="Labels for this node (key=value)")
 @click.option("--cert-expiry", default="2160h0m0s", show_default=True,
               help="Validity period for node certificates (ns|us|ms|s|m|h)")
+@click.option("--force-new-cluster", is_flag=True, help="Force create a new cluster from current state")
+@click.option("--restore", "restore_file", default="", metavar="FILE",
+              help="Start the swarm from a backup made by 'shoal swarm backup'")
 @click.pass_obj
 def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, default_addr_pool,
-               default_addr_pool_mask_length, labels, cert_expiry) -> None:
+               default_addr_pool_mask_length, labels, cert_expiry, force_new_cluster, restore_file) -> None:
     """Initialize a swarm with this node as its first manager."""
     from proto import control_pb2
     request = control_pb2.SwarmInitRequest(
@@ -38,7 +41,8 @@ def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, defaul
         dispatcher_heartbeat=flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat),
         default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
         labels=dict(_kv(label) for label in labels), node_cert_expiry=_cert_expiry(cert_expiry))
-    response = client.call("SwarmInit", request)
+    _recovery_options(request, force_new_cluster, restore_file)
+    response = client.call("SwarmInit", request, timeout=60)
     addr = _info(client).remote_managers
     where = addr[0] if addr else "<manager-ip>:2377"
     click.echo(f"Swarm initialized: current node ({response.node_id}) is now a manager.\n")
@@ -131,6 +135,34 @@ def _cert_expiry(text: str) -> float:
         raise click.BadParameter(f"minimum certificate expiry time is 1h0m0s (got {text})",
                                  param_hint="'--cert-expiry'")
     return seconds
+
+
+def _recovery_options(request, force_new_cluster: bool, restore_file: str) -> None:
+    """--force-new-cluster and --restore (docs/disaster-recovery.md): the daemon reads the file."""
+    import os
+    request.force_new_cluster = force_new_cluster
+    if restore_file:
+        if not os.path.isfile(restore_file):
+            raise click.BadParameter(f"{restore_file}: no such file", param_hint="--restore")
+        request.restore_file = os.path.abspath(restore_file)
+
+
+@swarm.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def swarm_backup(client, file) -> None:
+    """Write a backup of the swarm's state to FILE (it holds the key to the swarm's secrets)."""
+    import os
+
+    from proto import control_pb2
+    response = client.call("SwarmBackup", control_pb2.SwarmBackupRequest(path=os.path.abspath(file)), timeout=60)
+    counts = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(response.objects.items()))
+    click.echo(f"Backup of swarm {response.cluster_id} (store version {response.store_version}: {counts}) "
+               f"written to {response.path}.")
+    click.echo("It holds the key that opens the swarm's secrets: keep it as safe as a manager's state directory.")
+    if not response.confirmed:
+        click.echo("Warning: no leader confirmed this manager was up to date; the backup holds its local state.",
+                   err=True)
 
 
 def _info(client):

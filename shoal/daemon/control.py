@@ -70,6 +70,9 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def SwarmLeave(self, request: pb.SwarmLeaveRequest, context: Context) -> pb.SwarmLeaveResponse:
         return await self._call(context, self.d.leave, request)
 
+    async def SwarmBackup(self, request: pb.SwarmBackupRequest, context: Context) -> pb.SwarmBackupResponse:
+        return await self._call(context, self.d.backup, request)
+
     async def AttachNetwork(self, request: pb.AttachNetworkRequest, context: Context) -> pb.AttachNetworkResponse:
         """A one-off container on this node joins an attachable network (shoal/netattach.py)."""
         return await self._call(context, attach_network, self.d, request)

@@ -29,7 +29,7 @@ from manager.state import MemoryStore, RaftNode, Store
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
 from proto.ports import mtls_addr
 from shoal import __version__
-from shoal.daemon import info, membership
+from shoal.daemon import info, membership, recovery
 from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
 from shoal.daemon.supervision import RoleGroup, RoleTask
@@ -271,7 +271,13 @@ class Daemon:
     # -- the calls LocalControl serves ------------------------------------------------
     async def init(self, request: control_pb2.SwarmInitRequest) -> control_pb2.SwarmInitResponse:
         async with self.lock:
+            if request.force_new_cluster or request.restore_file:
+                return await recovery.init(self, request)
             return await membership.init(self, request)
+
+    async def backup(self, request: control_pb2.SwarmBackupRequest) -> control_pb2.SwarmBackupResponse:
+        async with self.lock:
+            return await recovery.backup(self, request)
 
     async def join(self, request: control_pb2.SwarmJoinRequest) -> control_pb2.SwarmJoinResponse:
         async with self.lock:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from manager.quorum import NO_LEADER, UNCONFIRMED, node_as_seen, node_state_counts, quorum_view, quorum_warning
+from manager.quorum import (NO_LEADER, UNCONFIRMED, node_as_seen, node_state_counts, quorum_view, quorum_warning,
+                            single_manager_nodes)
 from manager.state.raft import RaftMemberStatus, RaftStatus
 from proto import objects_pb2
 
@@ -94,3 +95,17 @@ class TestNodesAsSeen:
         nodes = [manager("a", M1), worker("w1"), worker("w2", objects_pb2.NodeStatus.DOWN)]
         assert node_state_counts(nodes, quorum_view(status())) == {
             "unknown": 0, "down": 1, "ready": 2, "disconnected": 0}
+
+
+def test_a_rebuilt_swarm_has_one_manager_and_keeps_its_workers():
+    me = manager("c", "192.0.2.99:2378")
+    nodes = [manager("a", M1), manager("b", M2), manager("c", M3), worker("w1")]
+    out = {n.id: n for n in single_manager_nodes(nodes, me, "removed by force-new-cluster")}
+    assert set(out) == {"a", "b", "c"}                 # the worker is not rewritten
+    assert out["c"] is me
+    for dead in (out["a"], out["b"]):
+        assert dead.role == dead.spec.desired_role == objects_pb2.WORKER
+        assert not dead.HasField("manager_status")
+        assert dead.status.state == objects_pb2.NodeStatus.DOWN
+        assert dead.status.message == "removed by force-new-cluster"
+    assert nodes[0].role == objects_pb2.MANAGER        # inputs untouched
