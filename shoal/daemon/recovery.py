@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from manager.ca import RootCA, make_node_key_and_csr
+from manager.ca import RootCA, make_node_key_and_csr, node_cert_validity
 from manager.ids import new_id
 from manager.quorum import single_manager_nodes
 from manager.rolenames import MANAGER_OU
@@ -142,7 +142,8 @@ def _reissue_certificate(daemon: Daemon, cluster: objects_pb2.Cluster, node: Nod
         root = RootCA.load(cluster.root_ca.ca_cert, cluster.root_ca.ca_key)
         key, csr = make_node_key_and_csr()
         cert = root.sign_node_csr(csr, node.node_id, MANAGER_OU, datetime.now(timezone.utc),
-                                  ip_sans=[node.advertise_addr])
+                                  ip_sans=[node.advertise_addr],
+                                  validity=node_cert_validity(cluster.spec.ca_config.node_cert_expiry))
     except Exception as err:       # CAError and cryptography's errors: the store's CA is unusable
         raise DaemonError("unavailable", f"cannot sign a certificate for {node.advertise_addr} with the "
                                          f"swarm's root CA: {err}") from err
