@@ -26,7 +26,7 @@ from manager.ca import RootCA, make_node_key_and_csr, node_cert_validity
 from manager.ids import new_id
 from manager.quorum import single_manager_nodes
 from manager.rolenames import MANAGER_OU
-from manager.state import Kind, LocalProposer, MemoryStore, Store, StoreError
+from manager.state import Kind, LocalProposer, MemoryStore, Store, StoreError, Tx
 from manager.state.memory import snapshot_of
 from manager.state.raft import read_local_state
 from manager.state.recovery import RecoveryError, make_backup, read_backup_file, reset_raft_state, write_backup_file
@@ -88,7 +88,7 @@ async def _rebuilt_snapshot(snapshot: bytes, node: NodeState, hostname: str) -> 
         raise DaemonError("invalid", "the store holds no cluster object: not a swarm's store")
     store = Store(memory, LocalProposer(memory))
 
-    def fn(tx):
+    def fn(tx: Tx) -> None:
         current = tx.get(Kind.NODE, node.node_id)
         for changed in single_manager_nodes(memory.view().nodes(), _as_manager(current, node, hostname), DEMOTED):
             if tx.get(Kind.NODE, changed.id) is None:
