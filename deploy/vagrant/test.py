@@ -298,9 +298,7 @@ class Run:
             except ProcessLookupError:
                 pass
         if self.started:
-            # libvirtd adds its own nftables tables when it starts networks; they go with it.
-            for family, table in (("ip", "libvirt_network"), ("ip6", "libvirt_network")):
-                run(["nft", "delete", "table", family, table], check=False)
+            _remove_libvirt_tables()
 
     def main(self) -> int:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -328,6 +326,26 @@ class Run:
 
 def _quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\\''") + "'" if not arg.replace("-", "").replace("_", "").replace(".", "").replace("=", "").replace("/", "").isalnum() else arg
+
+
+def _remove_libvirt_tables() -> None:
+    """libvirtd (iptables backend, over nftables) leaves tables ip/ip6 filter|nat|mangle whose chains
+    are its LIBVIRT_* chains and base chains that only jump to them. Remove such a table, and only
+    such a table: one that holds any other rule belongs to someone else and is kept."""
+    for family in ("ip", "ip6"):
+        for table in ("filter", "nat", "mangle"):
+            proc = run(["nft", "-j", "list", "table", family, table], check=False)
+            if proc.returncode != 0:
+                continue
+            items = json.loads(proc.stdout).get("nftables", [])
+            rules = [i["rule"] for i in items if "rule" in i]
+            ours = all(r["chain"].startswith("LIBVIRT_") or
+                       any("jump" in e and e["jump"]["target"].startswith("LIBVIRT_") for e in r.get("expr", []))
+                       for r in rules)
+            if ours:
+                run(["nft", "delete", "table", family, table], check=False)
+            else:
+                log(f"kept nftables table {family} {table}: it holds rules that are not libvirt's")
 
 
 def _json_rows(text: str) -> list[dict]:
