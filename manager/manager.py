@@ -26,6 +26,7 @@ from manager.controlapi import ControlAPI
 from manager.controlapi.logs import LogBroker
 from manager.dispatcher import Dispatcher
 from manager.keymanager import KeyManager
+from manager.membership.carotation import CARotation
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
 from manager.orchestrator.component import Orchestrator
 from manager.quorum import quorum_view
@@ -157,7 +158,8 @@ class Manager:
                 "orchestrator": lambda: Orchestrator(store, clock).run(),
                 "scheduler": lambda: Scheduler(store, clock).run(),
                 "reaper": lambda: TaskReaper(store, clock).run(),
-                "keymanager": lambda: KeyManager(store, clock).run()}
+                "keymanager": lambda: KeyManager(store, clock).run(),
+                "carotation": lambda: CARotation(store, clock).run()}
 
     async def _lead(self) -> None:
         """The leader components under supervision; raises ComponentFailed when one gives up."""

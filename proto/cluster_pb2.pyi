@@ -81,16 +81,20 @@ class WeightedPeer(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("session_id", "managers", "role", "heartbeat_period")
+    __slots__ = ("session_id", "managers", "role", "heartbeat_period", "root_ca", "renew_certificate")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    RENEW_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     managers: _containers.RepeatedCompositeFieldContainer[WeightedPeer]
     role: _objects_pb2.NodeRole
     heartbeat_period: float
-    def __init__(self, session_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[WeightedPeer, _Mapping]]] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., heartbeat_period: _Optional[float] = ...) -> None: ...
+    root_ca: bytes
+    renew_certificate: bool
+    def __init__(self, session_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[WeightedPeer, _Mapping]]] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., heartbeat_period: _Optional[float] = ..., root_ca: _Optional[bytes] = ..., renew_certificate: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("session_id",)

@@ -798,10 +798,16 @@ class OrchestrationConfig(_message.Message):
     def __init__(self, task_history_retention_limit: _Optional[int] = ...) -> None: ...
 
 class CAConfig(_message.Message):
-    __slots__ = ("node_cert_expiry",)
+    __slots__ = ("node_cert_expiry", "signing_ca_cert", "signing_ca_key", "force_rotate")
     NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_CA_CERT_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_CA_KEY_FIELD_NUMBER: _ClassVar[int]
+    FORCE_ROTATE_FIELD_NUMBER: _ClassVar[int]
     node_cert_expiry: float
-    def __init__(self, node_cert_expiry: _Optional[float] = ...) -> None: ...
+    signing_ca_cert: bytes
+    signing_ca_key: bytes
+    force_rotate: int
+    def __init__(self, node_cert_expiry: _Optional[float] = ..., signing_ca_cert: _Optional[bytes] = ..., signing_ca_key: _Optional[bytes] = ..., force_rotate: _Optional[int] = ...) -> None: ...
 
 class RaftConfig(_message.Message):
     __slots__ = ("snapshot_interval", "election_timeout")
@@ -838,16 +844,38 @@ class JoinTokens(_message.Message):
     def __init__(self, worker: _Optional[str] = ..., manager: _Optional[str] = ...) -> None: ...
 
 class RootCA(_message.Message):
-    __slots__ = ("ca_cert", "ca_key", "ca_digest", "join_tokens")
+    __slots__ = ("ca_cert", "ca_key", "ca_digest", "join_tokens", "root_rotation", "last_forced_rotation")
     CA_CERT_FIELD_NUMBER: _ClassVar[int]
     CA_KEY_FIELD_NUMBER: _ClassVar[int]
     CA_DIGEST_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_ROTATION_FIELD_NUMBER: _ClassVar[int]
+    LAST_FORCED_ROTATION_FIELD_NUMBER: _ClassVar[int]
     ca_cert: bytes
     ca_key: bytes
     ca_digest: str
     join_tokens: JoinTokens
-    def __init__(self, ca_cert: _Optional[bytes] = ..., ca_key: _Optional[bytes] = ..., ca_digest: _Optional[str] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ...) -> None: ...
+    root_rotation: RootRotation
+    last_forced_rotation: int
+    def __init__(self, ca_cert: _Optional[bytes] = ..., ca_key: _Optional[bytes] = ..., ca_digest: _Optional[str] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., root_rotation: _Optional[_Union[RootRotation, _Mapping]] = ..., last_forced_rotation: _Optional[int] = ...) -> None: ...
+
+class RootRotation(_message.Message):
+    __slots__ = ("ca_cert", "ca_key", "phase", "started_at")
+    class Phase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TRUST: _ClassVar[RootRotation.Phase]
+        REISSUE: _ClassVar[RootRotation.Phase]
+    TRUST: RootRotation.Phase
+    REISSUE: RootRotation.Phase
+    CA_CERT_FIELD_NUMBER: _ClassVar[int]
+    CA_KEY_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ca_cert: bytes
+    ca_key: bytes
+    phase: RootRotation.Phase
+    started_at: float
+    def __init__(self, ca_cert: _Optional[bytes] = ..., ca_key: _Optional[bytes] = ..., phase: _Optional[_Union[RootRotation.Phase, str]] = ..., started_at: _Optional[float] = ...) -> None: ...
 
 class EncryptionKey(_message.Message):
     __slots__ = ("subsystem", "algorithm", "key", "lamport_time", "spi", "created_at")

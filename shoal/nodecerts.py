@@ -54,6 +54,15 @@ class NodeCertificates:
             self.install(response.certificate, key, self.tls.ca_pem)
         self._on_renewed()
 
+    def trust(self, roots_pem: bytes) -> bool:
+        """Trust exactly these root CA certificates from now on (what the swarm sends in each
+        session message; two roots during a CA rotation). Returns whether anything changed."""
+        if not roots_pem or roots_pem == self.tls.ca_pem:
+            return False
+        self.install(self.tls.cert_pem, self.tls.key_pem, roots_pem)
+        log.info("trusted root CAs changed (%d certificate(s))", roots_pem.count(b"BEGIN CERTIFICATE"))
+        return True
+
     def error(self) -> str:
         """Why this node cannot work with the swarm because of its certificate, or ""."""
         return self.renewer.expired_error()

@@ -203,7 +203,8 @@ class RootCA:
     tokens carry so a joining node can pin the CA it downloads.
     """
 
-    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> None:
+    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None,
+                 cluster_id: str | None = None) -> None:
         self._cert = cert
         self._key = key
         self.cert_pem: bytes = cert.public_bytes(serialization.Encoding.PEM)
@@ -217,7 +218,9 @@ class RootCA:
             else None
         )
         self.digest: str = certificate_digest(cert.public_bytes(serialization.Encoding.DER))
-        self.cluster_id: str = _name_attribute(cert.subject, NameOID.ORGANIZATION_NAME) or ""
+        # the O of the certificates it issues: the root's own O, unless the cluster says otherwise
+        # (an external root given at a CA rotation names its own organisation)
+        self.cluster_id: str = cluster_id or _name_attribute(cert.subject, NameOID.ORGANIZATION_NAME) or ""
 
     @classmethod
     def create(cls, cluster_id: str, now: dt.datetime) -> RootCA:
@@ -262,7 +265,7 @@ class RootCA:
         return cls(cert, key)
 
     @classmethod
-    def load(cls, cert_pem: bytes, key_pem: bytes | None) -> RootCA:
+    def load(cls, cert_pem: bytes, key_pem: bytes | None, cluster_id: str | None = None) -> RootCA:
         """The root CA stored as PEM; `key_pem` is None on nodes that only verify.
 
         Raises CAError if the certificate is not a CA certificate or the key does not match it.
@@ -286,7 +289,7 @@ class RootCA:
             if loaded.public_key().public_numbers() != cert.public_key().public_numbers():
                 raise CAError("cannot load the root CA: the key does not match the certificate")
             key = loaded
-        return cls(cert, key)
+        return cls(cert, key, cluster_id)
 
     @property
     def can_sign(self) -> bool:

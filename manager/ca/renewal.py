@@ -79,6 +79,7 @@ class CertificateRenewer:
         self._recheck = recheck
         self._due: tuple[str, float] | None = None   # (serial, renewal time) of the current cert
         self._expired_logged: str | None = None
+        self._requested = False    # renew at the next look, whatever the schedule (CA rotation)
         self.renewals = 0          # successful renewals (tests, metrics)
         self.last_error = ""       # why the last attempt failed ("" after a success)
 
@@ -92,6 +93,13 @@ class CertificateRenewer:
                      self._tls.not_after.isoformat(timespec="seconds"),
                      dt.datetime.fromtimestamp(self._due[1], dt.timezone.utc).isoformat(timespec="seconds"))
         return self._due[1]
+
+    def request(self) -> None:
+        """Renew at the next look (within `recheck` seconds), not at the scheduled time: the
+        cluster now signs with another root (a CA rotation)."""
+        if not self._requested:
+            log.info("node certificate renewal requested by the swarm (CA rotation)")
+        self._requested = True
 
     def expired_error(self) -> str:
         """The expiry message while the current certificate is expired, else ""."""
@@ -110,7 +118,7 @@ class CertificateRenewer:
         while True:
             self._note_expiry()
             wait = self.due_at() - self._clock()
-            if wait > 0:
+            if wait > 0 and not self._requested:
                 await self._sleep(min(wait, self._recheck))
                 continue
             before = self._tls.serial
@@ -128,6 +136,7 @@ class CertificateRenewer:
                 await self._sleep(delay)
                 continue
             retry = RETRY_MIN
+            self._requested = False
             self.last_error = ""
             self.renewals += 1
             log.info("node certificate renewed: %s -> %s, valid until %s", before, self._tls.serial,

@@ -9,11 +9,13 @@ the CLI talks to.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 
 import grpc
 
-from manager.ca import CAError, JoinTokens, node_cert_validity
+from manager.ca import CAError, JoinTokens, node_cert_validity, rotation
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
@@ -67,6 +69,8 @@ def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
     out = objects_pb2.Cluster()
     out.CopyFrom(cluster)
     out.root_ca.ClearField("ca_key")
+    out.root_ca.root_rotation.ClearField("ca_key")
+    out.spec.ca_config.ClearField("signing_ca_key")
     out.ClearField("raft_password")
     out.ClearField("encryption_key")
     out.ClearField("network_bootstrap_keys")   # overlay IPsec keys: only for nodes that carry the network
@@ -170,6 +174,27 @@ class ControlAPI:
             raise ControlError("unavailable", "the swarm has no cluster object yet")
         return control_pb2.GetClusterResponse(cluster=_public_cluster(cluster))
 
+    def _maybe_rotate_ca(self, current: objects_pb2.Cluster, new: objects_pb2.Cluster) -> objects_pb2.Cluster:
+        """Start a root CA rotation (manager.ca.rotation) if the spec asks for one: a changed
+        force_rotate, or a signing CA certificate + key. The key never stays in the spec; the
+        certificate is not kept either (a later update without it must not rotate again)."""
+        ca = new.spec.ca_config
+        given = bool(ca.signing_ca_cert or ca.signing_ca_key)
+        forced = ca.force_rotate != current.root_ca.last_forced_rotation
+        if not given and not forced:
+            return new
+        try:
+            root = rotation.new_root_for(new, ca.signing_ca_cert, ca.signing_ca_key,
+                                         datetime.datetime.now(datetime.timezone.utc))
+            out = rotation.start(new, root, time.time())
+        except CAError as err:
+            raise ControlError("invalid", f"update cluster: CA rotation: {err}") from None
+        out.root_ca.last_forced_rotation = ca.force_rotate
+        out.spec.ca_config.ClearField("signing_ca_cert")
+        out.spec.ca_config.ClearField("signing_ca_key")
+        log.info("CA rotation started: new root sha256:%s", root.digest)
+        return out
+
     async def update_cluster(self, request: control_pb2.UpdateClusterRequest) -> control_pb2.UpdateClusterResponse:
         if request.spec.dispatcher.heartbeat_period < 0:
             raise ControlError("invalid", "update cluster: dispatcher heartbeat period must be positive")
@@ -193,6 +218,7 @@ class ControlAPI:
                     tokens = tokens.rotate(role)
             new.root_ca.join_tokens.worker = tokens.worker
             new.root_ca.join_tokens.manager = tokens.manager
+            new = self._maybe_rotate_ca(current, new)
             if new != current:
                 tx.update(new)
 

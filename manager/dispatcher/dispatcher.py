@@ -28,6 +28,7 @@ from typing import Callable, Protocol
 import grpc
 
 from manager import grpcutil
+from manager.ca import rotation
 from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
 from manager.dispatcher.liveness import expired_nodes
@@ -294,7 +295,11 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         managers = [cluster_pb2.WeightedPeer(node_id=n.id, addr=n.manager_status.addr)
                     for n in view.nodes() if n.role == objects_pb2.MANAGER and n.manager_status.addr]
         managers.sort(key=lambda p: p.addr)
+        cluster = view.cluster()
         return cluster_pb2.SessionMessage(
             session_id=session.session_id, managers=managers,
             role=node.role if node is not None else objects_pb2.WORKER,
-            heartbeat_period=heartbeat_period(view.cluster()))
+            heartbeat_period=heartbeat_period(cluster),
+            # the roots to trust, and whether to renew now: how a CA rotation reaches the node
+            root_ca=rotation.trusted_roots(cluster) if cluster is not None else b"",
+            renew_certificate=cluster is not None and node is not None and rotation.needs_renewal(cluster, node))

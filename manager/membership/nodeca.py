@@ -15,6 +15,7 @@ from typing import Callable
 import grpc
 
 from manager.ca import CAError, InvalidJoinToken, JoinTokens, RootCA, node_cert_validity, parse_join_token
+from manager.ca.rotation import signing_root, trusted_roots
 from manager.ids import new_id
 from manager.rolenames import ou_to_role, role_name, role_to_ou
 from manager.state import Kind
@@ -40,8 +41,8 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
         self._clock = clock
 
     def _root_ca(self) -> RootCA:
-        cluster = self._store.view().cluster()
-        return RootCA.load(cluster.root_ca.ca_cert, cluster.root_ca.ca_key)
+        """The CA that signs now: the new root once a CA rotation re-issues (manager.ca.rotation)."""
+        return signing_root(self._store.view().cluster())
 
     async def IssueNodeCertificate(self, request, context):
         cluster = self._store.view().cluster()
@@ -61,7 +62,8 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
         node_id = new_id()
         host = request.advertise_addr.rsplit(":", 1)[0]
         try:
-            cert = self._root_ca().sign_node_csr(request.csr, node_id, role_to_ou(role),
+            signer = self._root_ca()
+            cert = signer.sign_node_csr(request.csr, node_id, role_to_ou(role),
                                                  datetime.now(timezone.utc), ip_sans=[host],
                                                  validity=node_cert_validity(cluster.spec.ca_config.node_cert_expiry))
         except CAError as err:
@@ -79,8 +81,8 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
         log.info("node %s joined as %s (%s)", node_id, role_name(role), request.hostname)
         view = self._store.view()
         response = cluster_pb2.IssueNodeCertificateResponse(
-            node_id=node_id, role=role, certificate=cert + cluster.root_ca.ca_cert,
-            root_ca=cluster.root_ca.ca_cert, cluster_id=cluster.id, managers=manager_addrs(view))
+            node_id=node_id, role=role, certificate=cert + signer.cert_pem,
+            root_ca=trusted_roots(view.cluster()), cluster_id=cluster.id, managers=manager_addrs(view))
         if role == objects_pb2.MANAGER:
             response.raft_password = self._raft_password
             response.secrets_key = self._secrets_key
@@ -95,14 +97,16 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"node {ident.node_id} is not a member of this swarm (it was removed)")
         try:
-            cert = self._root_ca().sign_node_csr(
+            signer = self._root_ca()
+            cert = signer.sign_node_csr(
                 request.csr, node.id, role_to_ou(node.role), datetime.now(timezone.utc),
                 ip_sans=[node.status.addr] if node.status.addr else [],
                 validity=node_cert_validity(view.cluster().spec.ca_config.node_cert_expiry))
         except CAError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"renew certificate: {err}")
         response = cluster_pb2.RenewCertificateResponse(
-            role=node.role, certificate=cert + view.cluster().root_ca.ca_cert)
+            role=node.role, certificate=cert + signer.cert_pem)
+        log.info("issued node %s a new certificate (%s)", node.id, role_name(node.role))
         if node.role == objects_pb2.MANAGER:
             response.raft_password = self._raft_password
             response.secrets_key = self._secrets_key

@@ -125,6 +125,87 @@ def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry) 
     click.echo("Swarm updated.")
 
 
+@swarm.command("ca")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Path to the PEM-formatted root CA certificate to use for the new cluster")
+@click.option("--ca-key", type=click.Path(exists=True, dir_okay=False),
+              help="Path to the PEM-formatted root CA key to use for the new cluster")
+@click.option("--cert-expiry", default=None, help="Validity period for node certificates (ns|us|ms|s|m|h)")
+@click.option("-d", "--detach", is_flag=True,
+              help="Exit immediately instead of waiting for the root rotation to converge")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
+@click.option("--rotate", is_flag=True,
+              help="Rotate the swarm CA - if no certificate or key are provided, new ones will be generated")
+@click.pass_obj
+def swarm_ca(client, ca_cert, ca_key, cert_expiry, detach, quiet, rotate) -> None:
+    """Display and rotate the root CA."""
+    import time
+
+    from proto import control_pb2
+    if not rotate:
+        for flag, value in (("ca-cert", ca_cert), ("ca-key", ca_key), ("cert-expiry", cert_expiry)):
+            if value is not None:
+                raise click.UsageError(f"`--{flag}` flag requires the `--rotate` flag to update the CA")
+        click.echo(client.call("GetCluster", control_pb2.GetClusterRequest()).cluster.root_ca.ca_cert.decode(),
+                   nl=False)
+        return
+    if (ca_cert is None) != (ca_key is None):
+        raise click.UsageError("--ca-cert and --ca-key must be given together (external CAs are not supported)")
+    cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+    spec = cluster.spec
+    if ca_cert is not None:
+        with open(ca_cert, "rb") as f:
+            spec.ca_config.signing_ca_cert = f.read()
+        with open(ca_key, "rb") as f:
+            spec.ca_config.signing_ca_key = f.read()
+    else:
+        spec.ca_config.force_rotate += 1
+    if cert_expiry is not None:
+        spec.ca_config.node_cert_expiry = _cert_expiry(cert_expiry)
+    client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
+    if detach:
+        return
+    last = None
+    while True:
+        cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+        nodes = client.call("ListNodes", control_pb2.ListNodesRequest()).nodes
+        lines, done = _ca_progress(cluster, nodes)
+        if not quiet and lines != last:
+            click.echo("\n".join(lines))
+            last = lines
+        if done:
+            break
+        time.sleep(0.5)
+    click.echo(cluster.root_ca.ca_cert.decode(), nl=False)
+
+
+def _ca_progress(cluster, nodes) -> tuple[list[str], bool]:
+    """Docker's progress of a CA rotation: the desired root's digest and two counters."""
+    from manager.ca import rotation
+    progress = rotation.progress(cluster, nodes)
+
+    def bar(n: int, total: int, width: int = 50) -> str:
+        filled = width * n // total if total else width
+        if filled >= width:
+            return "[" + "=" * width + "]"
+        return "[" + "=" * filled + ">" + " " * (width - filled - 1) + "]"
+
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    root = x509.load_pem_x509_certificate(rotation.desired_root(cluster))
+    digest = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
+    phase = f" (rotation in progress: {progress.phase})" if progress.in_progress else ""
+    lines = [f"desired root digest: sha256:{digest}{phase}",
+             f"  rotated TLS certificates:  {bar(progress.tls_rotated, progress.total)} "
+             f"{progress.tls_rotated}/{progress.total} nodes",
+             f"  rotated CA certificates:   {bar(progress.ca_rotated, progress.total)} "
+             f"{progress.ca_rotated}/{progress.total} nodes"]
+    done = (not progress.in_progress and progress.tls_rotated == progress.total
+            and progress.ca_rotated == progress.total)
+    return lines, done
+
+
 MIN_CERT_EXPIRY = 3600.0  # Docker's minimum certificate expiry, 1h0m0s
 
 

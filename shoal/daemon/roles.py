@@ -213,6 +213,11 @@ class Daemon:
         if managers and managers != sorted(node.managers):
             node.managers = managers
             self.state.save(node)
+        if self.certs is not None:
+            if self.certs.trust(message.root_ca):
+                self._certificate_renewed()     # report the new trust root in a new session
+            if message.renew_certificate:
+                self.certs.renewer.request()
         wanted = role_name(message.role)
         if wanted != node.role:
             self._background(self._change_role(wanted), "role change")
