@@ -26,6 +26,7 @@ from aiohttp import web
 
 from agent_runtime.network.container_manager import NetworkedContainerManager
 from agent_runtime.network.dataplane import NetworkDataplane
+from agent_runtime.network.rules import parse_fence
 from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
@@ -86,11 +87,11 @@ async def _body(request: web.Request) -> dict:
 class Runtimed:
     """Holds the stores and the container manager; its methods are the HTTP handlers."""
 
-    def __init__(self, root: Path, cgroup_parent: str, busybox: str) -> None:
+    def __init__(self, root: Path, cgroup_parent: str, busybox: str, fence: tuple[str, ...] = ()) -> None:
         self.root = root
         self.volumes = VolumeStore(root / "volumes")
         self.images = ImageStore(root / "images", in_use=self._image_users)
-        self.network = NetworkDataplane(root)
+        self.network = NetworkDataplane(root, fence)
         self.manager = NetworkedContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
                                                  busybox, sys.executable, network=self.network)
         # From the configuration file (agent_runtime.daemonconfig); SIGHUP replaces the registries.
@@ -305,11 +306,12 @@ def apply_config(daemon: Runtimed, config: dict, from_flags: dict) -> None:
 
 
 async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
-                config: dict | None = None, flags: dict | None = None, reload=None) -> None:
+                config: dict | None = None, flags: dict | None = None, reload=None,
+                fence: tuple[str, ...] = ()) -> None:
     """Run until SIGTERM/SIGINT; containers are left running. `config` is the configuration file's
     content, `flags` the log settings given on the command line (they win); SIGHUP calls
-    `reload(daemon)`."""
-    daemon = Runtimed(root, cgroup_parent, busybox)
+    `reload(daemon)`; `fence` is --fence (agent_runtime.network.rules.parse_fence)."""
+    daemon = Runtimed(root, cgroup_parent, busybox, fence)
     apply_config(daemon, config or {}, flags or {})
     daemon.manager.load()
     await daemon.network.start(list(daemon.manager.containers.values()))
@@ -359,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
                         choices=logformat.FORMATS, help="text (logfmt, the default) or json")
     parser.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
                         help="busybox binary used as each container's exit-status waiter")
+    parser.add_argument("--fence", action="append", default=[], metavar="ADDR[:PORT]",
+                        help="an address (or address:port, TCP and UDP) containers on swarm networks must not "
+                             "reach, such as a private registry; repeatable (nodes and this host are always fenced)")
     args = parser.parse_args(argv)
     try:
         config_path, config = daemonconfig.load(args.config_file)
@@ -387,7 +392,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("shoal-runtimed must run as root")
     if not os.access(args.busybox, os.X_OK):
         parser.error(f"busybox not found at {args.busybox} (install busybox-static)")
-    asyncio.run(serve(root, args.socket, args.cgroup_parent, args.busybox, config, flags, reload))
+    try:
+        parse_fence(args.fence)
+    except ValueError as exc:
+        parser.error(str(exc))
+    asyncio.run(serve(root, args.socket, args.cgroup_parent, args.busybox, config, flags, reload, tuple(args.fence)))
 
 
 if __name__ == "__main__":

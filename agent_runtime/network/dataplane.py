@@ -9,7 +9,8 @@ and the local containers that have overlay attachments (from the container manag
    entries per remote peer, the gateway bridge while any container needs egress, each container's
    netns and veths; devices, veths and netns names of ours that nothing wants are deleted;
 2. DNS: resolver sockets in each container's netns, then the record table;
-3. nftables: the host table, then each container's table, each one atomic ``nft -f`` transaction,
+3. nftables: the host table (with the fence that keeps containers off this host, the cluster's
+   nodes and runtimed's ``--fence`` addresses: see ``rules``), then each container's table, each one atomic ``nft -f`` transaction,
    skipped when its text did not change since the last apply (but all re-loaded by a sync at
    least once a minute).
 
@@ -69,7 +70,8 @@ def probe_esp(scratch_netns: str) -> str:
 class NetworkDataplane:
     """See the module docstring. ``root`` is runtimed's --root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fence: tuple[str, ...] = ()) -> None:
+        self.fence = rules.parse_fence(list(fence))   # ValueError names a bad entry
         self.dir = root / "network"
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rid = runtime_id(root)
@@ -290,7 +292,7 @@ class NetworkDataplane:
             c.dns_port = await self.resolver.listen(c)
         self.resolver.update(dns.build_records(state, ready), ready)
         if active or ready:
-            await self._apply("", rules.render_host_table(state, ready, active))
+            await self._apply("", rules.render_host_table(state, ready, active, self.fence))
         else:  # nothing of ours left on this host: not even the table
             await self._apply("", rules.delete_table())
         for c in ready:

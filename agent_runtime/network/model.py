@@ -160,6 +160,8 @@ class NetworkState:
     networks: list[Network] = field(default_factory=list)
     peers: list[Peer] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    # every node's underlay address: containers reach them only through published ports
+    node_ips: list[str] = field(default_factory=list, metadata={"json": "NodeIPs"})
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -276,6 +278,8 @@ def _validate_services(state: NetworkState, subnets: dict[str, ipaddress.IPv4Net
 def validate_state(state: NetworkState) -> None:
     """Check a whole NetworkState; raise InvalidArgument naming the first bad field. No I/O."""
     _ipv4(state.underlay_ip, "NetworkState.UnderlayIP")
+    for i, ip in enumerate(state.node_ips):
+        _ipv4(ip, f"NetworkState.NodeIPs[{i}]")
     subnets = _validate_networks(state)
     for i, p in enumerate(state.peers):
         where = f"Peers[{i}]"

@@ -17,9 +17,16 @@ In the host netns (``render_host_table``): routing mesh, host-mode ports, egress
            which needs no SNAT and keeps the client's address
     forward (filter): bridged traffic of a network stays inside it; containers may not hop from the
            gateway bridge to an overlay or to each other; egress leaves masqueraded
+    The fence (docs/container-security.md): a container reaches this host only through published
+    ports (input: ``to-host``), the cluster's nodes only on published ports (forward: ``egress``,
+    ``@nodes`` x ``@published-ports``), and never what runtimed was told to fence (``--fence``:
+    the registry, say); a refused connection gets a TCP reset or an ICMP admin-prohibited, so it
+    fails at once instead of hanging. Ping stays allowed.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from agent_runtime.network.model import Network, NetworkState, Service
 from agent_runtime.network.plan import BRIDGE_PREFIX, GATEWAY_BRIDGE, LocalContainer, bridge_name
@@ -108,8 +115,53 @@ def _published_targets(state: NetworkState, service: Service, port, ingress: Net
     return sorted(targets), False
 
 
-def render_host_table(state: NetworkState, containers: list[LocalContainer], active: list[Network]) -> str:
-    """The host netns ruleset (see the module docstring)."""
+def parse_fence(entries: list[str]) -> list[tuple[str, int | None]]:
+    """``IP`` or ``IP:PORT`` entries of runtimed's ``--fence`` -> (ip, port or None); ValueError
+    naming a bad one."""
+    out = []
+    for entry in entries:
+        host, sep, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        try:
+            ip = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"--fence {entry!r}: not an IPv4 address or ADDRESS:PORT") from None
+        if sep and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"--fence {entry!r}: {port!r} is not a port number")
+        out.append((ip, int(port) if sep else None))
+    return out
+
+
+def _fence(state: NetworkState, fenced: list[tuple[str, int | None]]) -> list[str]:
+    """Sets and chains of the fence (see the module docstring); ``forward`` jumps to ``egress``,
+    ``input`` to ``to-host``, for traffic that comes in from a container's interface."""
+    nodes = sorted({ip for ip in [state.underlay_ip, *state.node_ips, *(p.underlay_ip for p in state.peers)]
+                    if ip and ip != "0.0.0.0"}, key=ipaddress.IPv4Address)
+    ports = sorted({f"{p.protocol} . {p.published_port}" for s in state.services for p in s.ports})
+    hosts = sorted({ip for ip, port in fenced if port is None})
+    endpoints = sorted({f"{ip} . {proto} . {port}" for ip, port in fenced if port is not None
+                        for proto in ("tcp", "udp")})
+    body = []
+    for name, kind, items in (("nodes", "ipv4_addr", nodes), ("published-ports", "inet_proto . inet_service", ports),
+                              ("fenced-hosts", "ipv4_addr", hosts),
+                              ("fenced-endpoints", "ipv4_addr . inet_proto . inet_service", endpoints)):
+        body.append(f"set {name} {{ type {kind};" + (f" elements = {_elements(items)};" if items else "") + " }")
+    refuse = ["meta l4proto tcp reject with tcp reset", "reject with icmp type admin-prohibited"]
+    body += ["chain refuse {", *("  " + r for r in refuse), "}",
+             "chain to-host {", "  ct state established,related accept", "  ct status dnat accept",
+             "  icmp type echo-request accept", "  goto refuse", "}",
+             "chain egress {", "  ip daddr @fenced-hosts goto refuse",
+             "  ip daddr . meta l4proto . th dport @fenced-endpoints goto refuse",
+             "  icmp type echo-request return",
+             "  ip daddr @nodes meta l4proto . th dport @published-ports return",
+             "  ip daddr @nodes goto refuse", "}",
+             "chain input {", "  type filter hook input priority 0; policy accept;",
+             f'  iifname "{BRIDGE_PREFIX}*" jump to-host', f'  iifname "{GATEWAY_BRIDGE}" jump to-host', "}"]
+    return body
+
+
+def render_host_table(state: NetworkState, containers: list[LocalContainer], active: list[Network],
+                      fenced: list[tuple[str, int | None]] | None = None) -> str:
+    """The host netns ruleset (see the module docstring); ``fenced`` from ``parse_fence``."""
     ingress = state.ingress_network()
     if ingress is not None and ingress.id not in {n.id for n in active}:
         ingress = None
@@ -147,7 +199,9 @@ def render_host_table(state: NetworkState, containers: list[LocalContainer], act
     for n in active:  # with br_netfilter, bridged frames show up here with iif = oif = the bridge
         body.append(f'  iifname "{bridge_name(n.vni)}" oifname "{bridge_name(n.vni)}" accept')
     body += ["  ct status dnat accept",
+             f'  iifname "{GATEWAY_BRIDGE}" jump egress',
              f'  iifname "{BRIDGE_PREFIX}*" drop',
              f'  iifname "{GATEWAY_BRIDGE}" oifname "{GATEWAY_BRIDGE}" drop',
              f'  iifname "{GATEWAY_BRIDGE}" oifname "{BRIDGE_PREFIX}*" drop', "}"]
+    body += _fence(state, fenced or [])
     return _replace(body)

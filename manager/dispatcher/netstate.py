@@ -28,6 +28,8 @@ What a node is told:
   lets the worker drain it before stopping its container. ``Healthy`` is false once its health
   check says "unhealthy" (or "starting"). ``LocalOnly`` is set when an ingress port has
   ``traffic_policy`` LOCAL (see ``keeps_client_ip``).
+- ``NodeIPs``: every node's underlay address, DOWN or not: the node's runtime lets its containers
+  reach them only through published ports (docs/container-security.md).
 - One-off containers attached to an attachable network (attachment tasks, ``spec.attachment``)
   count as tasks of their node: the node carries the network, peers learn their address and
   their DNS names (the container name the attachment carries and its aliases).
@@ -342,6 +344,7 @@ def network_state_for(view, node_id: str) -> dict | None:
         "Networks": [nets[k].entry for k in sorted(nets)],
         "Peers": _peers(node_id, nets, tasks, nodes, node_ips),
         "Services": _services(view, nets, tasks_by_service, node_ips) if nets else [],
+        "NodeIPs": sorted({ip for n in nodes if (ip := underlay_ip(n))}),
     }
 
 

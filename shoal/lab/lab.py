@@ -241,6 +241,7 @@ class Lab:
             "--root", str(host.runtime_dir),
             "--socket", str(host.runtime_socket),
             "--cgroup-parent", host.cgroup_parent,
+            "--fence", self.plan.registry,   # containers reach the lab registry only if it is published
             *(["--log-level", log_level] if log_level else []),
         ]
 

@@ -31,6 +31,7 @@ from tests.privileged.conftest import IMAGE, build_busybox_rootfs, cgroup_dirs
 
 VENV_BIN = Path(sys.executable).parent
 GW_SUBNET = "198.19.200.0/24"
+REGISTRY = "192.0.2.100:5000"     # runtimed's --fence: a registry on the outside host
 
 # the three overlays of the lab: id -> (vni, subnet prefix)
 INGRESS, FRONT, BACK, PRIVATE, SECRET, GONE = "ingress0", "front0", "back0", "private0", "secret0", "gone0"
@@ -70,7 +71,7 @@ class Host:
         self.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.netns}", "--", str(VENV_BIN / "shoal-runtimed"),
              "--root", str(self.root), "--socket", self.socket, "--cgroup-parent", self.cgroup_parent,
-             "--log-level", "INFO"], stdout=log, stderr=log)
+             "--log-level", "INFO", "--fence", REGISTRY], stdout=log, stderr=log)
         self.rid = runtime_id(self.root)
         for _ in range(300):
             try:
@@ -213,7 +214,8 @@ class Lab:
         nets = [Network(**{**n.__dict__, "host_gateway_ip": self.gateway_ip(n.id, host.index)})
                 for n in self.networks.values()]
         return NetworkState(underlay_ip=host.ip, gateway_bridge_subnet=GW_SUBNET, networks=nets,
-                            peers=peers, services=list(self.services.values()))
+                            peers=peers, services=list(self.services.values()),
+                            node_ips=[h.ip for h in self.hosts])
 
     def sync(self, *hosts: Host) -> list[dict]:
         return [h.client().network_sync(self.state_for(h)) for h in (hosts or self.hosts)]
@@ -295,6 +297,15 @@ def lab(tmp_path_factory):
 def wget(url: str) -> str:
     """A shell snippet printing the page at ``url`` or FAILED (busybox 1.35's ``wget -T`` segfaults)."""
     return f"timeout 3 wget -qO- {url} 2>/dev/null || echo FAILED"
+
+
+def wait_for(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def client_address(cgi_output: str) -> str:
@@ -492,3 +503,30 @@ def test_an_exited_container_whose_network_left_is_not_reported(lab):
             client.remove(cid, force=True)
         lab.networks.pop(GONE, None)
         lab.sync()
+
+
+def test_containers_are_fenced_off_nodes_and_the_registry(lab, tmp_path):
+    """Daemon ports of every node (the container's own and others) and the fenced registry refuse a
+    container; published ports, the routing mesh and other egress still work (issue 11 item 7)."""
+    h2 = lab.host(2)
+    (tmp_path / "index.html").write_text("daemon\n")
+    listeners = [subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "busybox", "httpd", "-f", "-p",
+                                   f"{ip}:{port}", "-h", str(tmp_path)])
+                 for ns, ip, port in ((h2.netns, h2.ip, 2377), (lab.host(3).netns, lab.host(3).ip, 2377),
+                                      (lab.ext, "192.0.2.100", 5000), (lab.ext, "192.0.2.100", 5001))]
+    try:
+        urls = ["http://192.0.2.12:2377/", "http://192.0.2.13:2377/", "http://192.0.2.100:5000/",
+                "http://192.0.2.100:5001/"]
+        # positive signal first: every listener answers from outside the containers
+        assert all(wait_for(lambda u=u: lab.from_outside(wget(u)).strip() == "daemon") for u in urls), urls
+        got = [lab.exec(lab.host(3), "client", wget(u)).strip() for u in urls]
+        assert got == ["FAILED", "FAILED", "FAILED", "daemon"], got          # other egress still works
+        refused = lab.exec(lab.host(3), "client", "nc -w 3 192.0.2.12 2377 </dev/null 2>&1; echo rc=$?")
+        assert "rc=1" in refused                                              # refused at once, not hung
+        for ip in ("192.0.2.12", "192.0.2.13"):                               # published ports still do
+            assert lab.exec(lab.host(3), "client", wget(f"http://{ip}:8080/")).strip() in {"web1", "web2", "web3"}
+        assert lab.exec(lab.host(3), "client", "ping -c1 -W2 192.0.2.12 >/dev/null && echo up").strip() == "up"
+    finally:
+        for p in listeners:
+            p.kill()
+            p.wait()

@@ -128,6 +128,14 @@ async def test_node_without_tasks_on_a_network_carries_nothing():
     assert (state.networks, state.peers, state.services) == ([], [], [])
 
 
+async def test_every_node_is_told_every_nodes_address_to_fence_containers_off():
+    down = make_node("n4", "192.0.2.14")
+    down.status.state = objects_pb2.NodeStatus.DOWN
+    store = await store_with(*two_node_cluster(make_node("n3", "192.0.2.13"), down))
+    assert state_for(store, "n3").node_ips == ["192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14"]
+    assert state_for(store, "n1").node_ips == state_for(store, "n3").node_ips
+
+
 async def test_network_waits_for_the_nodes_gateway_ip():
     objects = list(two_node_cluster())
     objects[0] = make_node("n1", "192.0.2.11")  # the allocator has not given n1 its gateway IP yet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from agent_runtime import dns
@@ -64,6 +65,29 @@ def test_host_table_routing_mesh_host_ports_and_isolation():
     assert 'iifname "shov4097" oifname "shov4097" accept' in text
     assert 'iifname "shoal_gwbridge" oifname "shov*" drop' in text
     assert "ip saddr 198.19.200.0/24 oifname != \"shoal_gwbridge\" masquerade" in text
+
+
+def test_host_table_fences_containers_off_nodes_and_fenced_addresses():
+    state = make_state()
+    state.node_ips = ["192.0.2.12", "192.0.2.13"]
+    state.services[0].ports = [PortConfig(target_port=80, published_port=8080)]
+    text = rules.render_host_table(state, [], [], rules.parse_fence(["192.0.2.1:5000", "192.0.2.99"]))
+    assert "set nodes { type ipv4_addr; elements = { 192.0.2.11, 192.0.2.12, 192.0.2.13 }; }" in text
+    assert "set published-ports { type inet_proto . inet_service; elements = { tcp . 8080 }; }" in text
+    assert "elements = { 192.0.2.1 . tcp . 5000, 192.0.2.1 . udp . 5000 }" in text
+    assert "set fenced-hosts { type ipv4_addr; elements = { 192.0.2.99 }; }" in text
+    forward = text[text.index("chain forward"):]
+    assert forward.index("ct status dnat accept") < forward.index('iifname "shoal_gwbridge" jump egress')
+    assert 'iifname "shoal_gwbridge" jump to-host' in text and 'iifname "shov*" jump to-host' in text
+    egress = text[text.index("chain egress"):]
+    assert egress.index("@published-ports return") < egress.index("ip daddr @nodes goto refuse")
+
+
+def test_fence_entries_are_checked():
+    assert rules.parse_fence(["192.0.2.1", "192.0.2.1:5000"]) == [("192.0.2.1", None), ("192.0.2.1", 5000)]
+    for bad in ("registry:5000", "192.0.2.1:0", "192.0.2.1:http", "192.0.2.300"):
+        with pytest.raises(ValueError, match="--fence"):
+            rules.parse_fence([bad])
 
 
 def test_records_and_lookup_are_scoped_to_the_askers_networks():
