@@ -3,8 +3,15 @@
 ``RuntimeClient`` (blocking; stdlib http.client over AF_UNIX) and ``AsyncRuntimeClient`` (asyncio;
 aiohttp) offer the same calls with the same typed results. Errors come back as the small hierarchy
 ``ShoalRuntimeError`` > ``NotFound`` (404), ``Conflict`` (409), ``InvalidArgument`` (400), built
-from the server's ``{"message": ...}``; a daemon that cannot be reached raises
-``ShoalRuntimeError`` naming the socket.
+from the server's ``{"message": ...}``; a daemon that cannot be reached (or drops the connection)
+raises ``Unavailable`` naming the socket, and a call it does not answer in time ``DeadlineExceeded``
+naming the call (``POST /containers/ID/start``).
+
+Deadlines (async client): every call has one, ``deadline`` seconds (default ``DEFAULT_DEADLINE``,
+or ``SHOAL_RUNTIME_TIMEOUT`` from the environment), plus the time the call itself is asked to take
+(a stop's grace period, an exec's timeout); an image pull gets ``PULL_DEADLINE``. Streams (``logs``,
+``events``) have the deadline until their response starts, then none. There is no ceiling on
+concurrent connections: one task's call never waits for another's.
 
     client = RuntimeClient()                       # socket from SHOAL_RUNTIME_HOST or SHOAL_HOST
     cid = client.create(ContainerSpec(image="shoal/busybox:latest", command=["sleep", "60"],
@@ -14,6 +21,7 @@ from the server's ``{"message": ...}``; a daemon that cannot be reached raises
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -22,7 +30,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRuntimeError, error_for_status
+from agent_runtime.errors import (Conflict, DeadlineExceeded, InvalidArgument, NotFound, ShoalRuntimeError,
+                                  Unavailable, error_for_status)
+from agent_runtime.events import event as container_event
 from agent_runtime.logs import LogRecord
 from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer, PortConfig, Service,
                                          VirtualIP, mac_from_ip)
@@ -33,11 +43,24 @@ __all__ = [
     "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "File", "Resources",
     "Healthcheck", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
+    "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",
     "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",
     "EncryptionKey", "mac_from_ip",
 ]
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
+PULL_DEADLINE = 600.0
+
+
+def _default_deadline() -> float:
+    try:
+        value = float(os.environ.get("SHOAL_RUNTIME_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+    return value if value > 0 else 30.0
+
+
+DEFAULT_DEADLINE = _default_deadline()
 
 
 def default_socket() -> str:
@@ -66,6 +89,12 @@ class _Call:
     query: dict | None = None
     body: Any = None
     decode: Callable[[Any], Any] = lambda data: data
+    extra_time: float = 0.0  # added to the client's deadline: what the call is asked to wait for
+
+    @property
+    def what(self) -> str:
+        """The call as a user reads it in an error: ``POST /containers/ID/start``."""
+        return f"{self.method} {urllib.parse.unquote(self.path)}"
 
     def url(self) -> str:
         q = {k: v for k, v in (self.query or {}).items() if v is not None}
@@ -94,7 +123,8 @@ class _Calls:
 
     @staticmethod
     def image_pull(ref: str, insecure_registries: tuple[str, ...] = ()) -> _Call:
-        return _Call("POST", "/images/pull", body={"Ref": ref, "InsecureRegistries": list(insecure_registries)})
+        return _Call("POST", "/images/pull", body={"Ref": ref, "InsecureRegistries": list(insecure_registries)},
+                     extra_time=PULL_DEADLINE)
 
     @staticmethod
     def image_import(source: str, ref: str | None = None) -> _Call:
@@ -118,7 +148,8 @@ class _Calls:
 
     @staticmethod
     def stop(ref: str, timeout: float | None = None) -> _Call:
-        return _Call("POST", f"/containers/{_q(ref)}/stop", {"t": timeout}, decode=_info)
+        return _Call("POST", f"/containers/{_q(ref)}/stop", {"t": timeout}, decode=_info,
+                     extra_time=10.0 if timeout is None else timeout)
 
     @staticmethod
     def kill(ref: str, signal: str | int = "SIGKILL") -> _Call:
@@ -145,7 +176,7 @@ class _Calls:
              timeout: float | None = None) -> _Call:
         return _Call("POST", f"/containers/{_q(ref)}/exec",
                      body={"Cmd": cmd, "Env": env or [], "User": user, "WorkingDir": workdir, "Timeout": timeout},
-                     decode=lambda d: from_json(ExecResult, d))
+                     decode=lambda d: from_json(ExecResult, d), extra_time=timeout or 0.0)
 
     @staticmethod
     def stats(ref: str) -> _Call:
@@ -157,6 +188,10 @@ class _Calls:
         return _Call("GET", f"/containers/{_q(ref)}/logs",
                      {"follow": int(follow), "tail": "all" if tail is None else tail, "since": since,
                       "stdout": int(stdout), "stderr": int(stderr)})
+
+    @staticmethod
+    def events() -> _Call:
+        return _Call("GET", "/events")
 
     @staticmethod
     def volume_create(name: str, labels: dict[str, str] | None = None) -> _Call:
@@ -213,7 +248,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
             sock.connect(self.socket_path)
         except OSError as exc:
             sock.close()
-            raise ShoalRuntimeError(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
+            raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
         self.sock = sock
 
 
@@ -228,8 +263,16 @@ class RuntimeClient:
         conn = _UnixHTTPConnection(self.socket_path, self.timeout)
         body = None if call.body is None else json.dumps(call.body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(call.method, call.url(), body=body, headers=headers)
-        resp = conn.getresponse()
+        try:
+            conn.request(call.method, call.url(), body=body, headers=headers)
+            resp = conn.getresponse()
+        except TimeoutError:
+            conn.close()
+            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {self.timeout:g} s") from None
+        except (ConnectionError, http.client.HTTPException) as exc:
+            conn.close()
+            raise Unavailable(f"shoal-runtimed at {self.socket_path} dropped the connection during "
+                              f"{call.what}: {exc}") from exc
         if resp.status >= 400:
             payload = resp.read()
             conn.close()
@@ -301,21 +344,52 @@ class RuntimeClient:
         finally:
             conn.close()
 
+    def events(self) -> Iterator[dict]:
+        """Container events (agent_runtime.events) from now on, until runtimed ends the stream.
+        Build the client with ``timeout=None``: a quiet stream is not an error."""
+        conn, resp = self._open(_Calls.events())
+        try:
+            while line := resp.readline():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
+
+class EventStream:
+    """An open ``GET /events`` response: ``async for ev in stream``; ``close()`` releases it."""
+
+    def __init__(self, resp, lines: AsyncIterator[dict]) -> None:
+        self._resp = resp
+        self._lines = lines
+
+    def __aiter__(self) -> AsyncIterator[dict]:
+        return self._lines
+
+    def close(self) -> None:
+        self._resp.close()
+
 
 class AsyncRuntimeClient:
-    """asyncio client with the same calls as RuntimeClient; ``await client.close()`` when done."""
+    """asyncio client with the same calls as RuntimeClient; ``await client.close()`` when done.
 
-    def __init__(self, socket_path: str | None = None, timeout: float | None = None) -> None:
+    ``deadline``: seconds each call may take (see the module docstring); ``timeout`` is its old name.
+    """
+
+    def __init__(self, socket_path: str | None = None, timeout: float | None = None,
+                 deadline: float | None = None) -> None:
         self.socket_path = socket_path or default_socket()
-        self.timeout = timeout
+        self.deadline = deadline or timeout or DEFAULT_DEADLINE
         self._session = None
 
     async def _sess(self):
         import aiohttp
         if self._session is None or self._session.closed:
+            # limit=0: no connection pool ceiling (aiohttp's default is 100, and the 101st call
+            # would wait for a free connection without end). Deadlines are per call, below.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self.socket_path),
-                timeout=aiohttp.ClientTimeout(total=self.timeout))
+                connector=aiohttp.UnixConnector(path=self.socket_path, limit=0),
+                timeout=aiohttp.ClientTimeout(total=None))
         return self._session
 
     async def close(self) -> None:
@@ -328,23 +402,43 @@ class AsyncRuntimeClient:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def _unavailable(self, call: _Call, exc: Exception) -> Unavailable:
+        import aiohttp
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.os_error.strerror or exc}")
+        return Unavailable(f"shoal-runtimed at {self.socket_path} dropped the connection during {call.what}: "
+                           f"{exc or type(exc).__name__}")
+
     async def _send(self, call: _Call):
+        """The response to ``call`` once its headers are in, within the call's deadline."""
         import aiohttp
         session = await self._sess()
+        deadline = self.deadline + call.extra_time
         try:
-            resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body)
-        except aiohttp.ClientConnectionError as exc:
-            raise ShoalRuntimeError(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc}") from exc
-        if resp.status >= 400:
-            payload = await resp.read()
-            resp.release()
-            _raise_for(resp.status, payload)
+            async with asyncio.timeout(deadline):
+                resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body)
+                if resp.status >= 400:
+                    payload = await resp.read()
+                    resp.release()
+                    _raise_for(resp.status, payload)
+        except TimeoutError:
+            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {deadline:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise self._unavailable(call, exc) from exc
         return resp
 
     async def _call(self, call: _Call) -> Any:
-        resp = await self._send(call)
-        async with resp:
-            payload = await resp.read()
+        import aiohttp
+        deadline = self.deadline + call.extra_time
+        try:
+            async with asyncio.timeout(deadline):
+                resp = await self._send(call)
+                async with resp:
+                    payload = await resp.read()
+        except TimeoutError:
+            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {deadline:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise self._unavailable(call, exc) from exc
         return call.decode(json.loads(payload) if payload else None)
 
     async def version(self) -> dict: return await self._call(_Calls.version())
@@ -378,8 +472,38 @@ class AsyncRuntimeClient:
 
     async def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
                    stdout: bool = True, stderr: bool = True) -> AsyncIterator[LogRecord]:
-        resp = await self._send(_Calls.logs(ref, follow, tail, since, stdout, stderr))
+        async for line in self._lines(_Calls.logs(ref, follow, tail, since, stdout, stderr)):
+            yield _record(line)
+
+    async def events(self) -> AsyncIterator[dict]:
+        """Container events (agent_runtime.events: Docker's JSON form) from now on, in order, until
+        the stream is cut (``Unavailable``; or the iterator ends if runtimed ended it): then
+        reconnect and list containers to learn what was missed. The subscription exists once the
+        first ``__anext__`` has sent the request; use ``events_stream()`` to know when."""
+        stream = await self.events_stream()
+        try:
+            async for ev in stream:
+                yield ev
+        finally:
+            stream.close()
+
+    async def events_stream(self) -> "EventStream":
+        """Subscribe now (returns once runtimed has the subscription), iterate later; ``close()`` it."""
+        call = _Calls.events()
+        resp = await self._send(call)
+        return EventStream(resp, self._iter_lines(call, resp, json.loads))
+
+    async def _lines(self, call: _Call) -> AsyncIterator[bytes]:
+        resp = await self._send(call)
+        async for line in self._iter_lines(call, resp, lambda line: line):
+            yield line
+
+    async def _iter_lines(self, call: _Call, resp, decode) -> AsyncIterator[Any]:
+        import aiohttp
         async with resp:
-            async for line in resp.content:
-                if line.strip():
-                    yield _record(line)
+            try:
+                async for line in resp.content:
+                    if line.strip():
+                        yield decode(line)
+            except aiohttp.ClientError as exc:
+                raise self._unavailable(call, exc) from exc

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent_runtime import capabilities, files, process, seccomp
+from agent_runtime import capabilities, events, files, process, seccomp
 from agent_runtime.cgroups import Cgroup, detect_version, open_cgroup
 from agent_runtime.cgroups.base import keep_migration_lock_warm
 from agent_runtime.container_record import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
@@ -60,6 +60,7 @@ class ContainerManager:
         self.busybox = busybox
         self.python = python
         self.containers: dict[str, Container] = {}
+        self.events = events.EventBus()  # create/start/kill/oom/die/stop/destroy, for GET /events
         root.mkdir(parents=True, exist_ok=True)
         self.init = process.compile_init(root / ".init.pyc")
         volumes.users = self.volume_users
@@ -88,6 +89,12 @@ class ContainerManager:
 
     def cgroup(self, c: Container) -> Cgroup:
         return open_cgroup(c.cgroup_path, self.cgroup_version)
+
+    def _publish(self, action: str, c: Container, **extra: str) -> None:
+        """Publish a container event (Docker's attributes: its labels, name and image)."""
+        attributes = dict(c.spec.labels)
+        attributes.update(name=c.name, image=c.spec.image or c.spec.rootfs, **extra)
+        self.events.publish(action, c.id, attributes)
 
     # create --------------------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Container:
@@ -141,6 +148,7 @@ class ContainerManager:
             raise
         self.containers[cid] = c
         log.info("created container %s (%s) from %s", name, cid[:12], spec.image or spec.rootfs)
+        self._publish(events.CREATE, c)
         return c
 
     @staticmethod
@@ -250,6 +258,7 @@ class ContainerManager:
         c.state.exit_code, c.state.oom_killed, c.state.error, c.state.finished_at = 0, False, "", ""
         c.set_status(RUNNING)
         log.info("started container %s pid %d", c.name, pid)
+        self._publish(events.START, c)
         return c
 
     def _watch(self, c: Container, waiter_pid: int, out_fd: int, err_fd: int) -> None:
@@ -323,6 +332,9 @@ class ContainerManager:
             c.set_status(EXITED)
         c.exited_event.set()
         log.info("container %s exited with %d%s", c.name, code, " (OOM killed)" if oom else "")
+        if oom:
+            self._publish(events.OOM, c)
+        self._publish(events.DIE, c, exitCode=str(code), oomKilled=str(oom).lower())
 
     # stop / kill / wait / remove -------------------------------------------------------------
     def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
@@ -330,6 +342,7 @@ class ContainerManager:
         signum = signal_number(sig)
         if c.state.status != RUNNING or not process.signal_process(c.state.pid, c.runtime.pid_start, signum):
             raise Conflict(f"cannot kill container {c.name}: container is not running")
+        self._publish(events.KILL, c, signal=str(signum))
 
     async def stop(self, ref: str, timeout: float | None = None) -> Container:
         """Send the stop signal, wait up to the grace period, then SIGKILL everything."""
@@ -345,6 +358,7 @@ class ContainerManager:
             process.signal_process(c.state.pid, c.runtime.pid_start, signal.SIGKILL)
             self.cgroup(c).kill_all()
             await c.exited_event.wait()
+        self._publish(events.STOP, c)
         return c
 
     async def wait(self, ref: str) -> Container:
@@ -372,6 +386,7 @@ class ContainerManager:
         c.remove_dir()
         self.containers.pop(c.id, None)
         log.info("removed container %s", c.name)
+        self._publish(events.DESTROY, c)
 
     # exec / stats ----------------------------------------------------------------------------
     async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",

@@ -32,6 +32,24 @@ class InvalidArgument(ShoalRuntimeError):
     status = 400
 
 
+class Unavailable(ShoalRuntimeError):
+    """shoal-runtimed cannot be reached, or dropped the connection before answering (client side only).
+
+    Transient: the call may or may not have taken effect; ask again (list, inspect) once it is back.
+    """
+
+    status = 503
+
+
+class DeadlineExceeded(ShoalRuntimeError):
+    """shoal-runtimed accepted the call but did not answer it within the caller's deadline (client side).
+
+    The message names the operation; the call may still take effect later.
+    """
+
+    status = 504
+
+
 def error_for_status(status: int, message: str) -> ShoalRuntimeError:
     """Return the error instance the server meant by ``status`` (unknown codes give ShoalRuntimeError)."""
     for cls in (NotFound, Conflict, InvalidArgument):

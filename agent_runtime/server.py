@@ -3,7 +3,8 @@
 ``main()`` is the console script: ``shoal-runtimed --root DIR --socket PATH [--cgroup-parent NAME]
 [--log-level LEVEL] [--busybox PATH]``. Routes follow Docker's Engine API where one exists
 (``/containers/create``, ``/containers/{id}/start``...), plus ``POST /network/sync`` (body: a
-``NetworkState``) and ``GET /network`` for the overlay data plane; bodies are the dataclasses of
+``NetworkState``) and ``GET /network`` for the overlay data plane, and ``GET /events``: container events
+as JSON lines (``agent_runtime.events``), one long response per subscriber; bodies are the dataclasses of
 ``agent_runtime.spec`` in their JSON form. Errors are ``{"message": ...}`` with the status of the
 error class (400/404/409/500). Image pulls and loads run in a worker thread; everything else runs
 on the loop. Stopping runtimed (SIGTERM/SIGINT) leaves containers running, to be re-adopted.
@@ -127,6 +128,7 @@ class Runtimed:
         r.add_get("/volumes", self.volume_list)
         r.add_get("/volumes/{name}", self.volume_inspect)
         r.add_delete("/volumes/{name}", self.volume_remove)
+        r.add_get("/events", self.events)
         r.add_post("/network/sync", self.network_sync)
         r.add_get("/network", self.network_inspect)
         return app
@@ -267,6 +269,30 @@ class Runtimed:
             log.debug("logs of container %s: the client closed the stream", c.name)
         return resp
 
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Container events as JSON lines, from the moment the response headers are sent (the
+        subscription exists before that, so a client that lists containers after receiving them
+        misses nothing) until the client leaves or falls too far behind (agent_runtime.events)."""
+        bus = self.manager.events
+        sub = bus.subscribe()
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await resp.prepare(request)
+            ended = False
+            while not ended:
+                lines = [await sub.queue.get()]
+                while not sub.queue.empty() and len(lines) < 256:  # a burst goes out in one write
+                    lines.append(sub.queue.get_nowait())
+                if None in lines:  # cut off: too far behind
+                    ended = True
+                    lines = lines[:lines.index(None)]
+                if lines:
+                    await resp.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines).encode())
+            await resp.write_eof()
+        finally:
+            bus.unsubscribe(sub)
+        return resp
+
     # overlay networks --------------------------------------------------------------------
     async def network_sync(self, request: web.Request) -> web.Response:
         """Converge to the posted NetworkState (the whole desired state of this host)."""
@@ -322,7 +348,8 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
     old = os.umask(0o177)
     try:
         # Long-poll calls (wait, logs --follow) must not hold a stop for aiohttp's default 60 s.
-        site = web.UnixSite(runner, str(socket_path), shutdown_timeout=0.5)
+        # No connection ceiling on this side: a backlog for bursts of hundreds of clients' calls.
+        site = web.UnixSite(runner, str(socket_path), shutdown_timeout=0.5, backlog=4096)
         await site.start()
     finally:
         os.umask(old)
