@@ -3,11 +3,16 @@
 For every assigned task a TaskManager drives the container; tasks that disappear from
 the assignments have their containers removed. Secrets and configs sent with the tasks are
 kept in memory only (``self.secrets``/``self.configs``, by ID) and given to the runtime when a
-task's container is created; they are dropped when the dispatcher removes them. After a restart of shoald, the first
-(complete) assignment set is matched against the runtime's containers by their task
-label, so running containers are adopted, not restarted; containers of tasks that are
-no longer assigned are removed. Network attachment tasks (one-off containers on attachable
-networks, created by the CLI itself) get no task manager: they are only reported RUNNING.
+task's container is created; they are dropped when the dispatcher removes them.
+
+What the node's containers do is learnt from one event stream (``self.events``, worker/events.py),
+indexed by container and task ID. A task manager finds its task's container there by the task
+label, so after a restart of shoald (or of runtimed) running containers are adopted, not
+restarted or duplicated. Once a complete assignment set has arrived, a container whose task is not
+assigned here is removed, at every resync of the stream and whenever such a container appears;
+removals that fail are retried with backoff until they succeed, never forgotten. Network
+attachment tasks (one-off containers on attachable networks, created by the CLI itself) get no
+task manager: they are only reported RUNNING.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import asyncio
 import logging
 import time
 
-from agent_runtime.api import ContainerSpec, NotFound, ShoalRuntimeError
+from agent_runtime.api import ContainerSpec, NotFound, ShoalRuntimeError, Unavailable
 from proto import cluster_pb2, objects_pb2
-from worker.executor import TASK_LABEL, container_spec
+from worker.events import REMOVED, ContainerEvents, Observed
+from worker.executor import container_spec
 from worker.network import NetworkAgent
 from worker.reporter import Reporter
 from worker.task_manager import TaskManager
@@ -26,16 +32,31 @@ from worker.task_manager import TaskManager
 log = logging.getLogger(__name__)
 
 NETWORK_WAIT_TIMEOUT = 10.0  # how long a new container waits for a sync naming its networks
+REMOVE_RETRY = (0.2, 5.0)     # backoff of a failed removal: first, max
+PROBE_PERIOD = 5.0            # how often the runtime is asked whether it answers (GET /version)
+STARTS_IN_FLIGHT = 16         # creates/starts sent to runtimed at once: a burst of 500 tasks queues
+                              # here, not in runtimed, so each call's deadline measures runtimed only
 
 
 class Worker:
     """Use from the daemon's loop; ``close()`` cancels task managers (containers keep running)."""
 
-    def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = ()):
+    def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = (),
+                 retry: tuple[float, float] = REMOVE_RETRY):
         self._runtime = runtime
         self._reporter = reporter
         self._insecure = insecure_registries
+        self._retry = retry
         self._managers: dict[str, tuple[TaskManager, asyncio.Task]] = {}
+        self.events = ContainerEvents(runtime)
+        self.events.on_resync(self._sweep)
+        self.events.on_unclaimed(self._unclaimed)
+        self._events_task: asyncio.Task | None = None
+        self._complete = False  # a complete assignment set arrived: unassigned containers can go
+        self._removals: dict[str, asyncio.Task] = {}  # container id -> its (retrying) removal
+        self._starts = asyncio.Semaphore(STARTS_IN_FLIGHT)
+        self._probe_task: asyncio.Task | None = None
+        self._probe_error = ""
         self._attachments: dict[str, int] = {}  # attachment task id -> the state reported for it
         self.network = NetworkAgent(runtime)
         self.secrets: dict[str, objects_pb2.Secret] = {}
@@ -46,7 +67,36 @@ class Worker:
         """Registries the task managers started from now on may pull over plain HTTP."""
         self._insecure = tuple(registries)
 
+    def start(self) -> None:
+        """Open the event stream and start probing the runtime (idempotent; ``apply`` calls it)."""
+        if self._events_task is None:
+            self._events_task = asyncio.create_task(self.events.run(), name="container-events")
+        if self._probe_task is None:
+            self._probe_task = asyncio.create_task(self._probe(), name="runtime-probe")
+
+    def status_message(self) -> str:
+        """What keeps this node from running tasks, for the node's status ("" when nothing does)."""
+        error = self._probe_error or self.events.error
+        return f"shoal-runtimed is unreachable: {error}" if error else ""
+
+    async def _probe(self) -> None:
+        """Ask runtimed every PROBE_PERIOD whether it answers (a stopped runtimed keeps its event
+        stream open and silent); the answer goes into ``status_message`` and the log."""
+        while True:
+            try:
+                await self._runtime.version()
+                error = ""
+            except ShoalRuntimeError as err:
+                error = str(err)
+            if error and error != self._probe_error:
+                log.error("shoal-runtimed is unreachable: %s", error)
+            elif self._probe_error and not error:
+                log.warning("shoal-runtimed answers again")
+            self._probe_error = error
+            await asyncio.sleep(PROBE_PERIOD)
+
     async def apply(self, message: cluster_pb2.AssignmentsMessage) -> None:
+        self.start()
         async with self._lock:
             tasks: dict[str, objects_pb2.Task] = {}
             removed: set[str] = set()
@@ -70,11 +120,14 @@ class Worker:
             await self.network.apply(message.network_state, force=complete)
             if complete:
                 removed |= (set(self._managers) | set(self._attachments)) - set(tasks)
-                await self._adopt(tasks)
             for task_id in removed:
                 await self._remove(task_id)
             for task in tasks.values():
                 self._assign(task)
+            if complete:
+                self._complete = True
+                if self.events.connected.is_set():
+                    self._sweep()
 
     def _assign(self, task: objects_pb2.Task, container_id: str | None = None) -> None:
         if task.spec.HasField("attachment"):
@@ -85,7 +138,8 @@ class Worker:
             entry[0].update(task)
             return
         manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id,
-                              networks_ready=self._networks_ready, make_spec=self._container_spec)
+                              networks_ready=self._networks_ready, make_spec=self._container_spec,
+                              events=self.events, starts=self._starts)
         self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
 
     def _attach(self, task: objects_pb2.Task) -> None:
@@ -113,26 +167,48 @@ class Worker:
                         ", ".join(sorted(set(network_ids) - self.network.synced_networks)), NETWORK_WAIT_TIMEOUT)
         return ready
 
-    async def _adopt(self, tasks: dict[str, objects_pb2.Task]) -> None:
-        """Match existing containers to tasks; remove the ones no task claims."""
-        try:
-            containers = await self._runtime.list(all=True)
-        except ShoalRuntimeError as err:
-            log.warning("cannot list containers to adopt: %s", err)
+    # -- containers no task claims --------------------------------------------------------
+    def _sweep(self) -> None:
+        """After a resync (or a complete assignment set): remove containers of unassigned tasks."""
+        if not self._complete:
             return
-        for info in containers:
-            task_id = info.config.labels.get(TASK_LABEL)
-            if not task_id:
-                continue
-            if task_id in tasks and task_id not in self._managers:
-                log.info("adopting container %s of task %s", info.id[:12], task_id)
-                self._assign(tasks[task_id], info.id)
-            elif task_id not in tasks:
-                log.info("removing container %s of task %s (no longer assigned)", info.id[:12], task_id)
-                try:
-                    await self._runtime.remove(info.id, force=True)
-                except NotFound:
-                    pass
+        for obs in list(self.events.by_container.values()):
+            if obs.task_id and obs.task_id not in self._managers:
+                self._remove_container(obs.container_id, f"task {obs.task_id} is not assigned to this node")
+
+    def _unclaimed(self, obs: Observed) -> None:
+        """A container labelled with a task that has no manager here changed (e.g. a create whose
+        call timed out landed late): remove it once the assignments are known."""
+        if self._complete and obs.status != REMOVED and obs.task_id not in self._managers:
+            self._remove_container(obs.container_id, f"task {obs.task_id} is not assigned to this node")
+
+    def _remove_container(self, container_id: str, why: str) -> None:
+        if container_id in self._removals:
+            return
+        log.info("removing container %s: %s", container_id[:12], why)
+        task = asyncio.create_task(self._removal(container_id), name=f"remove-{container_id[:12]}")
+        self._removals[container_id] = task
+        task.add_done_callback(lambda _: self._removals.pop(container_id, None))
+
+    async def _removal(self, container_id: str) -> None:
+        """Remove until it is gone: a failed removal is retried with backoff, never forgotten."""
+        delay = self._retry[0]
+        while True:
+            try:
+                await self._runtime.remove(container_id, force=True)
+                return
+            except NotFound:
+                return
+            except Unavailable as err:
+                log.info("removing container %s: %s; retrying once shoal-runtimed is back", container_id[:12], err)
+                await asyncio.sleep(delay)
+                await self.events.connected.wait()
+                if container_id not in self.events.by_container:
+                    return
+            except ShoalRuntimeError as err:
+                log.warning("removing container %s failed: %s; retrying in %.1f s", container_id[:12], err, delay)
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry[1])
 
     async def _remove(self, task_id: str) -> None:
         self._attachments.pop(task_id, None)
@@ -145,21 +221,20 @@ class Worker:
             await runner
         except (asyncio.CancelledError, Exception):
             pass
-        if manager.container_id:
-            try:
-                await self._runtime.remove(manager.container_id, force=True)
-            except NotFound:
-                pass
-            except ShoalRuntimeError as err:
-                log.warning("task %s: removing container %s failed: %s", task_id, manager.container_id, err)
+        container_id = manager.container_id or (self.events.observed(task_id) or Observed("")).container_id
+        if container_id:
+            self._remove_container(container_id, f"task {task_id} is no longer assigned")
 
     async def close(self) -> None:
         await self.network.close()
         entries = list(self._managers.values())
         self._managers.clear()
+        extra = [t for t in (self._events_task, self._probe_task) if t is not None] + list(self._removals.values())
         for _, runner in entries:
             runner.cancel()
-        for _, runner in entries:
+        for runner in extra:
+            runner.cancel()
+        for runner in [r for _, r in entries] + extra:
             try:
                 await runner
             except (asyncio.CancelledError, Exception):

@@ -13,11 +13,11 @@ import json
 
 import pytest
 
-from agent_runtime.api import (Backend, ContainerInfo, ContainerSpec, ContainerState, InvalidArgument, Network,
-                               NetworkState, NotFound, Service, ShoalRuntimeError, VirtualIP, WaitResult)
+from agent_runtime.api import Backend, Network, NetworkState, Service, VirtualIP
 from manager.dispatcher.netstate import encode, network_state_for
 from manager.state import LocalProposer, MemoryStore, Store
 from proto import cluster_pb2, objects_pb2
+from worker import testing
 from worker.network import NetworkAgent
 from worker.worker import Worker
 
@@ -33,76 +33,16 @@ def state_bytes(networks=(FRONT,), backends=("t1",)) -> bytes:
     return json.dumps(state.to_json(), sort_keys=True).encode()
 
 
-class FakeRuntime:
-    """Records calls in order; refuses, like shoal-runtimed, a container whose networks the last
-    accepted sync does not name; ``fail_syncs`` makes that many syncs fail first."""
+class FakeRuntime(testing.FakeRuntime):
+    """worker.testing's FakeRuntime (it refuses, like shoal-runtimed, a container whose networks the
+    last accepted sync does not name), with containers numbered c1, c2..."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.networks: set[str] = set()
-        self.fail_syncs = 0
-        self.containers: dict[str, ContainerInfo] = {}
-        self.exited: dict[str, asyncio.Event] = {}
+        super().__init__(images=("shoal/busybox:latest",))
         self._ids = itertools.count(1)
 
-    def named(self, name: str) -> list[tuple]:
-        return [c for c in self.calls if c[0] == name]
-
-    def index(self, call: tuple) -> int:
-        return self.calls.index(call)
-
-    async def network_sync(self, state: NetworkState) -> dict:
-        ids = tuple(sorted(n.id for n in state.networks))
-        backends = tuple(sorted(b.task_id for s in state.services for b in s.backends))
-        self.calls.append(("sync", ids, backends))
-        if self.fail_syncs:
-            self.fail_syncs -= 1
-            raise ShoalRuntimeError("network sync: nft refused the ruleset")
-        self.networks = set(ids)
-        return {"Networks": [], "Containers": [], "Errors": []}
-
-    async def image_inspect(self, ref: str) -> dict:
-        return {"Config": {}}
-
-    async def create(self, spec: ContainerSpec) -> str:
-        wanted = [n.network_id for n in spec.networks]
-        self.calls.append(("create", spec.name, tuple(wanted)))
-        missing = set(wanted) - self.networks
-        if missing:
-            raise InvalidArgument(f"container {spec.name}: network {sorted(missing)[0]} is not in this host's "
-                                  "network state (network_sync it first)")
-        cid = f"c{next(self._ids)}"
-        self.containers[cid] = ContainerInfo(id=cid, name=spec.name, created="", image=spec.image, image_id="",
-                                             state=ContainerState(), config=spec)
-        self.exited[cid] = asyncio.Event()
-        return cid
-
-    async def inspect(self, ref: str) -> ContainerInfo:
-        if ref not in self.containers:
-            raise NotFound(f"no container {ref}")
-        return self.containers[ref]
-
-    async def start(self, ref: str) -> ContainerInfo:
-        self.calls.append(("start", ref))
-        self.containers[ref].state = ContainerState(status="running", running=True, pid=42)
-        return self.containers[ref]
-
-    async def wait(self, ref: str) -> WaitResult:
-        await self.exited[ref].wait()
-        return WaitResult(self.containers[ref].state.exit_code, False)
-
-    async def stop(self, ref: str, timeout: float | None = None) -> ContainerInfo:
-        self.calls.append(("stop", ref))
-        self.containers[ref].state = ContainerState(status="exited", exit_code=143)
-        self.exited[ref].set()
-        return self.containers[ref]
-
-    async def remove(self, ref: str, force: bool = False) -> None:
-        self.calls.append(("remove", ref))
-        self.containers.pop(ref, None)
-
-    async def list(self, all: bool = False) -> list[ContainerInfo]:
-        return []
+    def new_id(self) -> str:
+        return f"c{next(self._ids)}"
 
 
 class Reports:
@@ -160,7 +100,7 @@ async def test_the_sync_naming_a_tasks_networks_comes_before_its_container(worke
                                complete=True))
     await wait_for(lambda: reports.last("t1") == objects_pb2.RUNNING, "t1 RUNNING")
     [create] = runtime.named("create")
-    assert runtime.index(("sync", ("front",), ("t1",))) < runtime.index(create)
+    assert runtime.index(("network_sync", ("front",), ("t1",))) < runtime.index(create)
     spec = runtime.containers["c1"].config
     assert [(n.network_id, n.address, n.mac_address, n.aliases) for n in spec.networks] == [
         ("front", "198.18.1.11/24", "", ["api"])]
@@ -176,7 +116,7 @@ async def test_a_container_waits_for_a_later_sync_that_names_its_network(worker_
     assert runtime.named("create") == []
     await worker.apply(message(network_state=state_bytes(networks=(FRONT, BACK))))
     await wait_for(lambda: reports.last("t1") == objects_pb2.RUNNING, "t1 RUNNING")
-    assert runtime.index(("sync", ("back", "front"), ("t1",))) < runtime.index(("create", "web.1.t1", ("back",)))
+    assert runtime.index(("network_sync", ("back", "front"), ("t1",))) < runtime.index(("create", "web.1.t1", ("back",)))
 
 
 async def test_a_stopping_task_leaves_the_backends_before_its_container_stops(worker_and_runtime):
@@ -190,7 +130,7 @@ async def test_a_stopping_task_leaves_the_backends_before_its_container_stops(wo
     stopping.meta.version = 2
     await worker.apply(message(stopping, network_state=state_bytes(backends=())))
     await wait_for(lambda: reports.last("t1") == objects_pb2.SHUTDOWN, "t1 SHUTDOWN")
-    assert runtime.index(("sync", ("front",), ())) < runtime.index(("stop", "c1"))
+    assert runtime.index(("network_sync", ("front",), ())) < runtime.index(("stop", "c1"))
 
 
 async def test_identical_states_are_pushed_once_and_a_complete_set_is_pushed_again(worker_and_runtime):
@@ -198,11 +138,11 @@ async def test_identical_states_are_pushed_once_and_a_complete_set_is_pushed_aga
     await worker.apply(message(network_state=state_bytes()))
     await worker.apply(message(network_state=state_bytes()))
     await worker.apply(message())  # empty: unchanged
-    assert len(runtime.named("sync")) == 1
+    assert len(runtime.named("network_sync")) == 1
     await worker.apply(message(network_state=state_bytes(backends=())))
-    assert len(runtime.named("sync")) == 2
+    assert len(runtime.named("network_sync")) == 2
     await worker.apply(message(network_state=state_bytes(backends=()), complete=True))  # a new session
-    assert len(runtime.named("sync")) == 3
+    assert len(runtime.named("network_sync")) == 3
 
 
 async def test_a_failed_sync_is_logged_not_raised_and_retried(caplog):
@@ -213,7 +153,7 @@ async def test_a_failed_sync_is_logged_not_raised_and_retried(caplog):
         assert await agent.apply(state_bytes()) is False
         assert "nft refused" in caplog.text
         await wait_for(lambda: agent.in_sync, "the retry")
-        assert len(runtime.named("sync")) == 2 and agent.synced_networks == {"front"}
+        assert len(runtime.named("network_sync")) == 2 and agent.synced_networks == {"front"}
     finally:
         await agent.close()
 
@@ -223,8 +163,8 @@ async def test_the_latest_state_is_pushed_again_periodically():
     agent = NetworkAgent(runtime, resync_period=0.01)
     try:
         await agent.apply(state_bytes())
-        await wait_for(lambda: len(runtime.named("sync")) >= 3, "two resyncs")
-        assert set(runtime.named("sync")) == {("sync", ("front",), ("t1",))}
+        await wait_for(lambda: len(runtime.named("network_sync")) >= 3, "two resyncs")
+        assert set(runtime.named("network_sync")) == {("network_sync", ("front",), ("t1",))}
     finally:
         await agent.close()
 
@@ -235,7 +175,7 @@ async def test_a_malformed_state_is_refused_without_ending_the_session(caplog):
     try:
         assert await agent.apply(b'{"UnderlayIP": "192.0.2.11", "Netwerks": []}') is False
         assert await agent.apply(b"not json") is False
-        assert runtime.named("sync") == [] and "unusable" in caplog.text
+        assert runtime.named("network_sync") == [] and "unusable" in caplog.text
         assert await agent.wait_for_networks(["front"], timeout=0.01) is False
     finally:
         await agent.close()
