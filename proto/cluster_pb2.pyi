@@ -97,10 +97,12 @@ class SessionMessage(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[WeightedPeer, _Mapping]]] = ..., role: _Optional[_Union[_objects_pb2.NodeRole, str]] = ..., heartbeat_period: _Optional[float] = ..., root_ca: _Optional[bytes] = ..., renew_certificate: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("session_id",)
+    __slots__ = ("session_id", "status_message")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+    status_message: str
+    def __init__(self, session_id: _Optional[str] = ..., status_message: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("period",)

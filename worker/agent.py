@@ -202,6 +202,8 @@ class Agent:
     async def _heartbeat(self, stub, session_id: str) -> None:
         while True:
             await asyncio.sleep(self._period)
-            response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id),
+            message = self._worker.status_message() if self._worker is not None else ""
+            response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id,
+                                                                         status_message=message),
                                             timeout=max(self._period, 1.0))
             self._period = response.period or self._period

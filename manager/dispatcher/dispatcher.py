@@ -124,8 +124,9 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         session.last_heartbeat = now
         self._last_seen[ident.node_id] = now
         node = self._store.view().get(Kind.NODE, ident.node_id)
-        if node is not None and node.status.state != objects_pb2.NodeStatus.READY:
-            await self._mark_ready(ident.node_id, None, node.status.addr)
+        if node is not None and (node.status.state != objects_pb2.NodeStatus.READY
+                                 or node.status.message != request.status_message):
+            await self._mark_ready(ident.node_id, None, node.status.addr, request.status_message)
         return cluster_pb2.HeartbeatResponse(period=heartbeat_period(self._store.view().cluster()))
 
     async def Assignments(self, request, context):
@@ -271,7 +272,8 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             return opened[key]
         return open_secret
 
-    async def _mark_ready(self, node_id: str, description, addr: str) -> None:
+    async def _mark_ready(self, node_id: str, description, addr: str, message: str = "") -> None:
+        """READY, with the node's own status message (what keeps it from running tasks, or "")."""
         def fn(tx):
             node = tx.get(Kind.NODE, node_id)
             if node is None:
@@ -279,7 +281,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             new = objects_pb2.Node()
             new.CopyFrom(node)
             new.status.state = objects_pb2.NodeStatus.READY
-            new.status.message = ""
+            new.status.message = message
             if addr:
                 new.status.addr = addr
             if description is not None and description.hostname:
