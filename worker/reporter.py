@@ -87,7 +87,7 @@ class Reporter:
             await send([cluster_pb2.TaskStatusUpdate(task_id=t, status=s) for t, s in items])
             return
         except BaseException as err:
-            if not refused(err):
+            if not isinstance(err, grpc.aio.AioRpcError) or not refused(err):
                 raise
             if len(items) > 1:
                 log.info("dispatcher refused %d status updates (%s: %s); sending them in halves",

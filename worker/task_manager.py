@@ -74,7 +74,8 @@ class TaskManager:
         self._creating = False
         self._health = ""
         self._event = ""
-        self._image_health: Healthcheck | None | bool = False  # False: not looked up
+        self._image_health: Healthcheck | None = None
+        self._image_health_known = False
         self._checker: asyncio.Task | None = None
         self.observed: Observed | None = None
         self._gone: set[str] = set()  # containers this manager removed (their late events are old news)
@@ -271,6 +272,7 @@ class TaskManager:
         except NotFound:
             info = await self._runtime.image_pull(image, insecure_registries=self._insecure)
         self._image_health = _healthcheck_from_image(info or {})
+        self._image_health_known = True
         spec = self._make_spec(self.task)
         if spec.networks and self._networks_ready is not None:
             await self._networks_ready([n.network_id for n in spec.networks])
@@ -280,8 +282,9 @@ class TaskManager:
                 cid = await self._runtime.create(spec)
             finally:
                 self._creating = False
-        self._adopt(cid)
-        self.observed = self.observed.merge(Observed(container_id=cid, task_id=self.task.id, status=CREATED))
+        known = self._events.by_container.get(cid)
+        created = Observed(container_id=cid, task_id=self.task.id, status=CREATED)
+        self.observed = created.merge(known) if known is not None else created
 
     # -- health --------------------------------------------------------------------------
     async def _healthcheck(self) -> Healthcheck | None:
@@ -292,12 +295,13 @@ class TaskManager:
             hc = c.healthcheck
             return Healthcheck(test=list(hc.test), interval_s=hc.interval or 30.0, timeout_s=hc.timeout or 30.0,
                                retries=hc.retries or 3, start_period_s=hc.start_period)
-        if self._image_health is False:
+        if not self._image_health_known:
             try:
                 self._image_health = _healthcheck_from_image(await self._runtime.image_inspect(c.image))
             except NotFound:
                 self._image_health = None
-        return self._image_health or None
+            self._image_health_known = True
+        return self._image_health
 
     async def _start_health_check(self) -> None:
         hc = await self._healthcheck()

@@ -98,7 +98,8 @@ def step(facts: Facts, c: Observed | None, event: str = "") -> list[Action]:
             return [Stop()]
         actions: list[Action] = []
         if state < objects_pb2.COMPLETE:
-            actions.append(Report(objects_pb2.SHUTDOWN, "shutdown", exit_code=c.exit_code if exited else None))
+            actions.append(Report(objects_pb2.SHUTDOWN, "shutdown",
+                                  exit_code=c.exit_code if c is not None and exited else None))
         if desired >= objects_pb2.REMOVE and c is not None:
             actions.append(Remove())
         return actions

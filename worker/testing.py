@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import builtins
 from collections import Counter
 from dataclasses import replace
 
@@ -134,7 +135,7 @@ class FakeRuntime:
             raise NotFound(f"No such container: {ref}")
         return info
 
-    # -- the client's calls ------------------------------------------------------------------
+    # -- the client's calls (names as AsyncRuntimeClient's; ``list`` shadows the builtin below) --------------------------------------------------------------
     async def version(self) -> dict:
         await self._enter("version", "GET /version")
         return {"Version": "fake"}
@@ -238,7 +239,7 @@ class FakeRuntime:
         await self._enter("inspect", f"GET /containers/{ref}/json")
         return self._get(ref)
 
-    async def exec(self, ref: str, cmd: list[str], env=None, user: str = "", workdir: str = "",
+    async def exec(self, ref: str, cmd: builtins.list[str], env=None, user: str = "", workdir: str = "",
                    timeout: float | None = None) -> ExecResult:
         await self._enter("exec", f"POST /containers/{ref}/exec")
         info = self._get(ref)
@@ -265,7 +266,7 @@ class FakeRuntime:
         pass
 
     # -- for assertions -------------------------------------------------------------------------
-    def running(self) -> list[ContainerInfo]:
+    def running(self) -> builtins.list[ContainerInfo]:
         return [c for c in self.containers.values() if c.state.status == "running"]
 
 
