@@ -17,7 +17,8 @@ import time
 import click
 
 from common import syntax
-from shoal.cli.output import flag_value, print_json_array, print_json_lines, print_table
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import flag_value, print_json_lines, print_table
 from shoal.cli.security import parse_security_opts
 
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
@@ -265,7 +266,7 @@ def _summary(c) -> dict:
 @container.command("ls")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True)
-@click.option("--format", "fmt", default="", help="json")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_context
 def container_ls(ctx, all_, quiet, fmt) -> None:
     """List containers."""
@@ -273,21 +274,22 @@ def container_ls(ctx, all_, quiet, fmt) -> None:
     if quiet:
         for r in rows:
             click.echo(r["ID"])
-    elif fmt == "json":
-        print_json_lines(rows)
     else:
-        print_table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
-                    [[r["ID"], r["Image"], r["Command"][:30], r["CreatedAt"], r["Status"], r["Names"]] for r in rows])
+        print_rows(fmt, rows, "*formatter.ContainerContext", lambda: print_table(
+            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+            [[r["ID"], r["Image"], r["Command"][:30], r["CreatedAt"], r["Status"], r["Names"]] for r in rows]),
+            headers={"ID": "CONTAINER ID", "CreatedAt": "CREATED AT"})
 
 
 @container.command("inspect")
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_context
-def container_inspect(ctx, refs) -> None:
+def container_inspect(ctx, fmt, refs) -> None:
     """Show low-level information on containers as a JSON array."""
     from agent_runtime.spec import to_json
     client = _client(ctx)
-    print_json_array([to_json(_calling(client.inspect, ref)) for ref in refs])
+    print_objects(fmt, [to_json(_calling(client.inspect, ref)) for ref in refs])
 
 
 @container.command("logs")
@@ -369,17 +371,19 @@ def container_rm(ctx, force, refs) -> None:
         click.echo(ref)
 
 
-def _stats_row(s, name: str, prev=None, dt: float = 0.0) -> list[str]:
+def _stats_row(s, name: str, prev=None, dt: float = 0.0) -> dict:
+    """The fields of a `stats` line, named as docker's --format names them."""
     cpu = "--"
     if prev is not None and dt > 0:
         cpu = f"{(s.cpu_usage_ns - prev.cpu_usage_ns) / (dt * 1e9) * 100:.2f}%"
     limit = f"{s.memory_limit_bytes / 2**20:.1f}MiB" if s.memory_limit_bytes else "unlimited"
-    return [s.id[:12], name, cpu, f"{s.memory_usage_bytes / 2**20:.2f}MiB / {limit}", str(s.pids_current)]
+    return {"Container": s.id[:12], "ID": s.id[:12], "Name": name, "CPUPerc": cpu,
+            "MemUsage": f"{s.memory_usage_bytes / 2**20:.2f}MiB / {limit}", "PIDs": str(s.pids_current)}
 
 
 @container.command("stats")
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit")
-@click.option("--format", "fmt", default="")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.argument("refs", nargs=-1)
 @click.pass_context
 def container_stats(ctx, no_stream, fmt, refs) -> None:
@@ -395,8 +399,12 @@ def container_stats(ctx, no_stream, fmt, refs) -> None:
         if fmt == "json":
             print_json_lines([to_json(s) for s in samples])
         elif not no_stream or prev:
-            print_table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"],
-                        [_stats_row(s, names.get(s.id, ""), prev.get(s.id), now - t_prev) for s in samples])
+            rows = [_stats_row(s, names.get(s.id, ""), prev.get(s.id), now - t_prev) for s in samples]
+            print_rows(fmt, rows, "*formatter.statsContext", lambda: print_table(
+                ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"],
+                [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["PIDs"]] for r in rows]),
+                headers={"Container": "CONTAINER", "ID": "CONTAINER ID", "CPUPerc": "CPU %",
+                         "MemUsage": "MEM USAGE / LIMIT", "PIDs": "PIDS"})
         if no_stream and (prev or fmt == "json"):
             return
         prev, t_prev = {s.id: s for s in samples}, now
@@ -425,7 +433,7 @@ def volume_create(ctx, label, name) -> None:
 
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True)
-@click.option("--format", "fmt", default="")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_context
 def volume_ls(ctx, quiet, fmt) -> None:
     """List volumes."""
@@ -433,20 +441,21 @@ def volume_ls(ctx, quiet, fmt) -> None:
     if quiet:
         for r in rows:
             click.echo(r["Name"])
-    elif fmt == "json":
-        print_json_lines(rows)
     else:
-        print_table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in rows])
+        print_rows(fmt, rows, "*formatter.volumeContext",
+                   lambda: print_table(["DRIVER", "VOLUME NAME"], [[r["Driver"], r["Name"]] for r in rows]),
+                   headers={"Name": "VOLUME NAME"})
 
 
 @volume.command("inspect")
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("names", nargs=-1, required=True)
 @click.pass_context
-def volume_inspect(ctx, names) -> None:
+def volume_inspect(ctx, fmt, names) -> None:
     """Show volumes as a JSON array."""
     from agent_runtime.spec import to_json
     client = _client(ctx)
-    print_json_array([to_json(_calling(client.volume_inspect, n)) for n in names])
+    print_objects(fmt, [to_json(_calling(client.volume_inspect, n)) for n in names])
 
 
 @volume.command("rm")

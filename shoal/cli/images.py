@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from shoal.cli.output import print_json_array, print_json_lines, print_table
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import print_table
 
 DEFAULT_RUNTIME_ROOT = "/var/lib/shoal/runtime"
 
@@ -230,7 +231,7 @@ def push(runtime_root: str, insecure_registries: tuple[str, ...], quiet: bool, r
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all images (accepted for docker compatibility)")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
-@click.option("--format", "fmt", default="table", help="table or json (one object per line)")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.argument("repository", required=False)
 def image_ls(runtime_root: str, show_all: bool, quiet: bool, no_trunc: bool, fmt: str, repository: str | None) -> None:
     """List images."""
@@ -254,19 +255,18 @@ def image_ls(runtime_root: str, show_all: bool, quiet: bool, no_trunc: bool, fmt
     if quiet:
         for iid in dict.fromkeys(row["ID"] for row in rows):
             click.echo(iid)
-    elif fmt == "json":
-        print_json_lines(rows)
-    elif fmt == "table":
-        print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-                    [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]] for r in rows])
     else:
-        raise click.BadParameter(f"unknown format {fmt!r} (use table or json)", param_hint="--format")
+        print_rows(fmt, rows, "*formatter.imageContext", lambda: print_table(
+            ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+            [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]] for r in rows]),
+            headers={"ID": "IMAGE ID", "CreatedSince": "CREATED"})
 
 
 @image.command("inspect")
 @runtime_root_option
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("images", nargs=-1, required=True)
-def image_inspect(runtime_root: str, images: tuple[str, ...]) -> None:
+def image_inspect(runtime_root: str, fmt: str, images: tuple[str, ...]) -> None:
     """Display detailed information on one or more images (a JSON array)."""
     from agent_runtime.images import ImageError
     store = _store(runtime_root)
@@ -276,7 +276,7 @@ def image_inspect(runtime_root: str, images: tuple[str, ...]) -> None:
             found.append(image_inspect_json(store.resolve(ref)))
         except ImageError as exc:
             errors.append(str(exc))
-    print_json_array(found)
+    print_objects(fmt, found)
     for error in errors:
         click.echo(f"Error: {error}", err=True)
     if errors:

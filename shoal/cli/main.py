@@ -10,7 +10,7 @@ from shoal import __version__
 from shoal.cli.client import Client
 
 # Each module exposes register(cli); optional areas are skipped if not installed.
-_MODULES = ["swarm", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks", "secrets"]
+_MODULES = ["swarm", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks", "secrets", "system"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,16 +21,6 @@ _MODULES = ["swarm", "nodes", "images", "containers", "services", "service_logs"
 def cli(ctx: click.Context, host: str | None) -> None:
     """A Swarm-style container orchestrator."""
     ctx.obj = Client(host)
-
-
-@cli.command()
-@click.pass_obj
-def version(client) -> None:
-    """Show the Shoal version information."""
-    click.echo(f"Client: shoal {__version__}")
-    from proto import control_pb2
-    info = client.call("Info", control_pb2.InfoRequest())
-    click.echo(f"Server: shoald {info.engine_version}")
 
 
 for _name in _MODULES:

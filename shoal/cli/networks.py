@@ -14,7 +14,8 @@ import sys
 import click
 
 from shoal.cli.client import fail_rpc
-from shoal.cli.output import print_json_array, print_json_lines, print_table, rfc3339
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import print_table, rfc3339
 
 LS_COLUMNS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
 VXLANID_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
@@ -149,7 +150,7 @@ def network_create(client, driver, subnet, gateway, attachable, internal, ingres
 @network.command("ls")
 @click.option("-f", "--filter", "filters", multiple=True,
               help="Provide filter values (e.g. 'driver=overlay', 'name=back', 'label=k')")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
 @click.option("-q", "--quiet", is_flag=True, help="Only display network IDs")
 @click.pass_obj
@@ -164,14 +165,13 @@ def network_ls(client, filters, fmt, no_trunc, quiet) -> None:
     if quiet:
         for summary in summaries:
             click.echo(summary["ID"])
-    elif fmt == "json":
-        print_json_lines(summaries)
     else:
-        print_table(LS_COLUMNS, [ls_row(s) for s in summaries])
+        print_rows(fmt, summaries, "*formatter.networkContext",
+                   lambda: print_table(LS_COLUMNS, [ls_row(s) for s in summaries]))
 
 
 @network.command("inspect")
-@click.option("-f", "--format", "fmt", default="", help="Format output ('json', the default)")
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("networks", nargs=-1, required=True)
 @click.pass_obj
 def network_inspect_cmd(client, fmt, networks) -> None:
@@ -180,7 +180,7 @@ def network_inspect_cmd(client, fmt, networks) -> None:
     for ref in networks:
         net = _get(client, ref)
         (found if net is not None else missing).append(net if net is not None else ref)
-    print_json_array([network_inspect(n) for n in found])
+    print_objects(fmt, [network_inspect(n) for n in found])
     for ref in missing:
         click.echo(f"Error: No such network: {ref}", err=True)
     if missing:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from shoal.cli.output import print_json_array, print_json_lines, print_table, rfc3339
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import print_table, rfc3339
 
 _AVAILABILITY = {0: "Active", 1: "Pause", 2: "Drain"}
 _STATUS = {0: "Unknown", 1: "Down", 2: "Ready", 3: "Disconnected"}
@@ -91,7 +92,7 @@ def _get(client, ref: str):
 
 @node.command("ls")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, role, label)")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Only display IDs")
 @click.pass_obj
 def node_ls(client, filters, fmt, quiet) -> None:
@@ -110,16 +111,14 @@ def node_ls(client, filters, fmt, quiet) -> None:
         return
     self_id = _self_id(client)
     summaries = [node_summary(n, self_id) for n in nodes]
-    if fmt == "json":
-        print_json_lines(summaries)
-        return
-    print_table(["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
-                [[s["ID"] + (" *" if s["Self"] else ""), s["Hostname"], s["Status"], s["Availability"],
-                  s["ManagerStatus"], s["EngineVersion"]] for s in summaries])
+    print_rows(fmt, summaries, "*formatter.nodeContext", lambda: print_table(
+        ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+        [[s["ID"] + (" *" if s["Self"] else ""), s["Hostname"], s["Status"], s["Availability"],
+          s["ManagerStatus"], s["EngineVersion"]] for s in summaries]))
 
 
 @node.command("inspect")
-@click.option("--format", "fmt", default="", help="Format output ('json', the default)")
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("nodes", nargs=-1, required=True)
 @click.pass_obj
 def node_inspect_cmd(client, fmt, nodes) -> None:
@@ -131,7 +130,7 @@ def node_inspect_cmd(client, fmt, nodes) -> None:
             self_id = self_id or _self_id(client)
             ref = self_id
         out.append(node_inspect(_get(client, ref)))
-    print_json_array(out)
+    print_objects(fmt, out)
 
 
 @node.command("update")

@@ -10,14 +10,11 @@ import click
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
-    """Left-aligned columns separated by at least three spaces, like docker's tabwriter."""
-    widths = [len(c) for c in columns]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = [columns] + rows
-    for line in lines:
-        click.echo("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+    """Docker's table layout (tabwriter: each column as wide as its widest cell plus 3, at least 10;
+    the last column unpadded)."""
+    from shoal.cli.gotemplate import tabwrite
+    text = "".join("\t".join(line) + "\n" for line in [columns] + rows)
+    click.echo(tabwrite(text), nl=False)
 
 
 def print_json_lines(objects: list[dict]) -> None:

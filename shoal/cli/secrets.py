@@ -23,7 +23,8 @@ import click
 
 from shoal.cli.client import fail_rpc
 from shoal.cli.networks import parse_pairs
-from shoal.cli.output import print_json_array, print_json_lines, print_table, rfc3339
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import print_table, rfc3339
 from shoal.cli.service_format import human_duration
 
 clock = time.time   # "2 minutes ago" is measured from this (tests pin it)
@@ -118,7 +119,7 @@ def _make_group(kind: Kind) -> click.Group:
     @group.command("ls", help=f"List {word}s.")
     @click.option("-f", "--filter", "filters", multiple=True,
                   help="Filter output based on conditions provided (id, name, label)")
-    @click.option("--format", "fmt", default="", help="Format output ('json')")
+    @click.option("--format", "fmt", default="", help=FORMAT_HELP)
     @click.option("-q", "--quiet", is_flag=True, help="Only display IDs")
     @click.pass_obj
     def ls(client, filters, fmt, quiet) -> None:
@@ -132,13 +133,12 @@ def _make_group(kind: Kind) -> click.Group:
         if quiet:
             for item in items:
                 click.echo(item["ID"])
-        elif fmt == "json":
-            print_json_lines(items)
         else:
-            print_table(list(kind.columns), [ls_row(i, kind) for i in items])
+            print_rows(fmt, items, f"*formatter.{kind.word}Context",
+                       lambda: print_table(list(kind.columns), [ls_row(i, kind) for i in items]))
 
     @group.command("inspect", help=f"Display detailed information on one or more {word}s.")
-    @click.option("-f", "--format", "fmt", default="", help="Format output ('json', the default)")
+    @click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
     @click.argument("refs", metavar=f"{word.upper()} [{word.upper()}...]", nargs=-1, required=True)
     @click.pass_obj
     def inspect(client, fmt, refs) -> None:
@@ -146,7 +146,7 @@ def _make_group(kind: Kind) -> click.Group:
         for ref in refs:
             obj = _get(client, kind, ref)
             (found if obj is not None else missing).append(obj if obj is not None else ref)
-        print_json_array([inspect_json(o, kind) for o in found])
+        print_objects(fmt, [inspect_json(o, kind) for o in found])
         for ref in missing:
             click.echo(f"Error: No such {word}: {ref}", err=True)
         if missing:

@@ -15,7 +15,8 @@ import time
 import click
 
 from shoal.cli.client import fail_rpc
-from shoal.cli.output import print_json_array, print_json_lines, print_table
+from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
+from shoal.cli.output import print_table
 
 # service_flags, service_format and service_progress import protobuf: they are imported by the
 # commands that use them, so that `shoal --help` and other commands do not pay for it.
@@ -233,7 +234,7 @@ def service_create(client, image, args, detach, quiet, no_resolve_image, **opts)
 
 @service.command("ls")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Only display IDs")
 @click.pass_obj
 def service_ls(client, filters, fmt, quiet) -> None:
@@ -250,10 +251,9 @@ def service_ls(client, filters, fmt, quiet) -> None:
         return
     statuses = {st.service_id: st for st in response.statuses}
     summaries = [(s, service_summary(s, statuses.get(s.id, control_pb2.ServiceStatus()))) for s in response.services]
-    if fmt == "json":
-        print_json_lines([summary for _, summary in summaries])
-        return
-    print_table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], [ls_row(s, summary) for s, summary in summaries])
+    print_rows(fmt, [summary for _, summary in summaries], "*formatter.serviceContext",
+               lambda: print_table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+                                   [ls_row(s, summary) for s, summary in summaries]))
 
 
 def _parse_filters(filters) -> dict[str, str]:
@@ -270,7 +270,7 @@ def _parse_filters(filters) -> dict[str, str]:
 @service.command("ps")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, node, desired-state)")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Only display task IDs")
 @click.argument("services", nargs=-1, required=True)
 @click.pass_obj
@@ -296,10 +296,8 @@ def service_ps(client, no_trunc, filters, fmt, quiet, services) -> None:
     elif found:
         names = {n.id: n.description.hostname for n in client.call("ListNodes", control_pb2.ListNodesRequest()).nodes}
         rows = task_rows(tasks, found, names, clock(), trunc=not no_trunc)
-        if fmt == "json":
-            print_json_lines(rows)
-        else:
-            print_table(PS_COLUMNS, [[r[k] for k in PS_KEYS] for r in rows])
+        print_rows(fmt, rows, "*formatter.taskContext",
+                   lambda: print_table(PS_COLUMNS, [[r[k] for k in PS_KEYS] for r in rows]))
     if missing:
         for ref in missing:
             click.echo(f"no such service: {ref}", err=True)
@@ -313,7 +311,7 @@ def _self_id(client) -> str:
 
 @service.command("inspect")
 @click.option("--pretty", "pretty_", is_flag=True, help="Print the information in a human friendly format")
-@click.option("-f", "--format", "fmt", default="", help="Format output ('json', the default)")
+@click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("services", nargs=-1, required=True)
 @click.pass_obj
 def service_inspect_cmd(client, pretty_, fmt, services) -> None:
@@ -327,10 +325,12 @@ def service_inspect_cmd(client, pretty_, fmt, services) -> None:
             found.append(response.service)
         else:
             missing.append(ref)
+    if pretty_ and fmt:
+        raise click.UsageError("--format is incompatible with human friendly format")
     if pretty_:
         click.echo("\n\n".join(pretty(s) for s in found))
     else:
-        print_json_array([service_inspect(s) for s in found])
+        print_objects(fmt, [service_inspect(s) for s in found])
     if missing:
         for ref in missing:
             click.echo(f"Error: no such service: {ref}", err=True)

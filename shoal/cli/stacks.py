@@ -20,7 +20,8 @@ import time
 
 import click
 
-from shoal.cli.output import flag_value, print_json_lines, print_table
+from shoal.cli.formatting import FORMAT_HELP, print_rows
+from shoal.cli.output import flag_value, print_table
 
 DEFAULT_TIMEOUT = "5m"
 REMOVE_TIMEOUT = 60.0          # how long `stack rm` retries objects still in use by stopping tasks
@@ -288,7 +289,7 @@ def _wait_stack(client, services: list, limit: float, quiet: bool) -> None:
 # ---- ls, services, ps ----------------------------------------------------------------------------
 
 @stack.command("ls")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_obj
 def stack_ls(client, fmt) -> None:
     """List stacks."""
@@ -301,15 +302,13 @@ def stack_ls(client, fmt) -> None:
             counts[namespace] = counts.get(namespace, 0) + 1
     rows = [{"Name": name, "Namespace": "", "Orchestrator": "Swarm", "Services": str(count)}
             for name, count in sorted(counts.items())]
-    if fmt == "json":
-        print_json_lines(rows)
-    else:
-        print_table(["NAME", "SERVICES"], [[r["Name"], r["Services"]] for r in rows])
+    print_rows(fmt, rows, "*formatter.stackContext",
+               lambda: print_table(["NAME", "SERVICES"], [[r["Name"], r["Services"]] for r in rows]))
 
 
 @stack.command("services")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Only display IDs")
 @click.argument("name", metavar="STACK")
 @click.pass_context
@@ -326,7 +325,7 @@ def stack_services(ctx, filters, fmt, quiet, name) -> None:
 @stack.command("ps")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, node, desired-state)")
-@click.option("--format", "fmt", default="", help="Format output ('json')")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="Only display task IDs")
 @click.argument("name", metavar="STACK")
 @click.pass_context

@@ -259,17 +259,16 @@ def _kv(text: str) -> tuple[str, str]:
 
 
 @click.command()
-@click.option("--format", "fmt", default="", help="Format the output ('json')")
+@click.option("-f", "--format", "fmt", default="", help="Format output using a custom template ('json' or a Go template)")
 @click.pass_obj
 def info(client, fmt) -> None:
     """Display system-wide information."""
-    import json
-
-    from google.protobuf import json_format
     from proto import control_pb2
+    from shoal.cli.formatting import print_objects
+    from shoal.cli.system import info_document
     response = client.call("Info", control_pb2.InfoRequest())
-    if fmt == "json":
-        click.echo(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=False)))
+    if fmt:
+        print_objects(fmt, [info_document(response)], array=False)
         return
     click.echo(f"Server Version: {response.engine_version}")
     click.echo(f"Name: {response.hostname}")

@@ -45,7 +45,7 @@ def test_import_ls_inspect_rm(shoal, tmp_path):
     assert len(info["RootFS"]["Layers"]) == 1 and info["Size"] == 2 and info["Created"]
     assert "No such image: example/nope" in shoal("image", "inspect", "example/nope", code=1)
     assert shoal("rmi", "example/hello:1").splitlines() == ["Untagged: example/hello:1", f"Deleted: {image_id}"]
-    assert shoal("images").strip().splitlines() == ["REPOSITORY   TAG   IMAGE ID   CREATED   SIZE"]
+    assert shoal("images").splitlines() == ["REPOSITORY   TAG       IMAGE ID   CREATED   SIZE"]  # docker's layout
 
 
 def test_load_and_malformed_input(shoal, tmp_path):
