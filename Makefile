@@ -12,7 +12,7 @@ LAB ?= demo
 # Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate); no recommends.
 TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt
 # What a server needs (deploy/provision.sh: `make install-runtime`): no test tools, no registry.
-RUNTIME_DEB_PACKAGES := python3-venv iproute2 nftables busybox-static procps kmod
+RUNTIME_DEB_PACKAGES := python3-venv iproute2 nftables busybox-static procps kmod libseccomp2
 # What the VM test needs on the host (`make vagrant-test`), besides the above.
 VAGRANT_DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap libvirt-daemon-system libvirt-clients \
                         vagrant vagrant-libvirt rsync docker-registry openssh-client
