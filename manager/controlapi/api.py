@@ -16,6 +16,7 @@ import time
 import grpc
 
 from manager.ca import CAError, JoinTokens, node_cert_validity, rotation
+from manager.controlapi.limits import LimitError, check_labels, cut_message
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class ControlError(Exception):
+    """A refused call: ``code`` (see GRPC_STATUS) and a message, cut to what a gRPC status carries."""
+
     def __init__(self, code: str, message: str):
-        super().__init__(message)
+        super().__init__(cut_message(message))
         self.code = code
 
 
@@ -128,9 +131,10 @@ class ControlAPI:
                 check_demotion(self._store.view().nodes(), node.id, reachable)
             except DemotionRefused as err:
                 raise ControlError("precondition", str(err)) from err
-        for key in request.spec.annotations.labels:
-            if not key or "=" in key:
-                raise ControlError("invalid", f"update node {node.id}: invalid label key {key!r}")
+        try:
+            check_labels(request.spec.annotations.labels, "--label-add")
+        except LimitError as err:
+            raise ControlError("invalid", f"update node {node.id}: {err}") from None
 
         def fn(tx):
             current = tx.get(Kind.NODE, node.id)

@@ -32,6 +32,7 @@ from manager.ipam.network import OVERLAY_DRIVER, network_label
 from manager.ipam.vni import VXLANID_OPTION
 from manager.changes import ChangeSignal
 from manager.controlapi.api import ControlError, write
+from manager.controlapi.limits import MAX_NETWORK_NAME_LENGTH, LimitError, check_labels, quoted
 from manager.controlapi.services import filter_options, labels_match, resolve, task_name
 from manager.ids import new_id
 from manager.state import Kind, copy_of
@@ -83,6 +84,9 @@ def check_spec(spec: objects_pb2.NetworkSpec) -> objects_pb2.NetworkSpec:
     name = spec.annotations.name
     if not name:
         raise ControlError("invalid", "create network: a name is required")
+    if len(name) > MAX_NETWORK_NAME_LENGTH:
+        raise ControlError("invalid", f"create network {quoted(name)}: name must be "
+                                      f"{MAX_NETWORK_NAME_LENGTH} characters or fewer")
     if any(c.isspace() for c in name) or "/" in name:
         raise ControlError("invalid", f"create network {name!r}: invalid name (no spaces or slashes)")
     spec = copy_of(spec)
@@ -94,9 +98,10 @@ def check_spec(spec: objects_pb2.NetworkSpec) -> objects_pb2.NetworkSpec:
         if option not in ALLOWED_OPTIONS:
             raise ControlError("invalid", f"create network {name}: unknown option {option!r} "
                                           f"(supported: {', '.join(ALLOWED_OPTIONS)})")
-    for key in spec.annotations.labels:
-        if not key or "=" in key:
-            raise ControlError("invalid", f"create network {name}: invalid label key {key!r}")
+    try:
+        check_labels(spec.annotations.labels)
+    except LimitError as err:
+        raise ControlError("invalid", f"create network {name}: {err}") from None
     if spec.ingress and (spec.attachable or spec.internal):
         raise ControlError("invalid", f"create network {name}: the ingress network can't be "
                                       f"{'attachable' if spec.attachable else 'internal'}")

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 
 from manager.controlapi.api import ControlError, name_conflict_message, write
+from common.limits import MAX_CONFIG_BYTES, MAX_SECRET_BYTES
+from manager.controlapi.limits import LimitError, check_labels, quoted
 from manager.controlapi.services import filter_options, labels_match, resolve
 from manager.ids import new_id
 from manager.secretbox import SecretBox, SecretBoxError
@@ -32,8 +34,6 @@ from proto import control_pb2, objects_pb2
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 64
-MAX_SECRET_BYTES = 500 * 1024    # SwarmKit's MaxSecretSize
-MAX_CONFIG_BYTES = 1000 * 1024   # SwarmKit's MaxConfigSize
 _NAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
 _FILTERS = ("id", "name", "label")
 
@@ -63,12 +63,13 @@ def check_spec(spec, flavour: _Flavour) -> None:
     if not name:
         raise ControlError("invalid", f"create {word}: a name is required")
     if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
-        raise ControlError("invalid", f"create {word} {name!r}: invalid name: it must be at most "
+        raise ControlError("invalid", f"create {word} {quoted(name)}: invalid name: it must be at most "
                                       f"{MAX_NAME_LENGTH} characters, letters and digits with '-', '_' or "
                                       "'.' inside, starting and ending with a letter or digit")
-    for key in spec.annotations.labels:
-        if not key or "=" in key:
-            raise ControlError("invalid", f"create {word} {name}: invalid label key {key!r}")
+    try:
+        check_labels(spec.annotations.labels)
+    except LimitError as err:
+        raise ControlError("invalid", f"create {word} {name}: {err}") from None
     size = len(spec.data)
     if not 0 < size < flavour.max_bytes:
         raise ControlError("invalid", f"create {word} {name}: {word} data must be larger than 0 and less "

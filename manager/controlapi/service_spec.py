@@ -16,6 +16,8 @@ import re
 import signal
 
 from manager.constraints import InvalidConstraint, parse_constraints
+from manager.controlapi.limits import (MAX_SERVICE_SPEC_BYTES, LimitError, check_labels, check_replicas,
+                                       quoted)
 from proto import objects_pb2
 
 ServiceSpec = objects_pb2.ServiceSpec
@@ -46,7 +48,10 @@ class SpecError(ValueError):
 
 
 def service_label(spec: objects_pb2.ServiceSpec) -> str:
-    return f"service {spec.annotations.name}" if spec.annotations.name else "service"
+    name = spec.annotations.name
+    if len(name) > MAX_NAME_LENGTH:
+        return f"service {quoted(name, 24)}"
+    return f"service {name}" if name else "service"
 
 
 def port_key(port: objects_pb2.PortConfig) -> str:
@@ -63,6 +68,10 @@ def validate_spec(spec: objects_pb2.ServiceSpec) -> None:
     try:
         _check_name(spec.annotations)
         _check_mode(spec)
+        size = spec.ByteSize()
+        if size > MAX_SERVICE_SPEC_BYTES:
+            raise SpecError(f"the service spec is {size} bytes, over the limit of {MAX_SERVICE_SPEC_BYTES} "
+                            "(each task carries a copy of it)")
         _check_container(spec.task.container)
         _check_resources(spec.task.resources)
         _check_restart(spec.task.restart)
@@ -89,17 +98,23 @@ def _check_name(annotations: objects_pb2.Annotations) -> None:
     if not name:
         raise SpecError("name is required (--name)")
     if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
-        raise SpecError(f"invalid --name {name!r}: a name is at most {MAX_NAME_LENGTH} letters, digits, "
+        raise SpecError(f"invalid --name {quoted(name)}: a name is at most {MAX_NAME_LENGTH} letters, digits, "
                         "'-' and '_', starting and ending with a letter or digit (valid as a DNS label)")
-    for key in annotations.labels:
-        if not key or "=" in key:
-            raise SpecError(f"invalid --label key {key!r}")
+    try:
+        check_labels(annotations.labels, "--label")
+    except LimitError as err:
+        raise SpecError(str(err)) from None
 
 
 def _check_mode(spec: objects_pb2.ServiceSpec) -> None:
     if spec.mode not in MODE_NAMES:
         raise SpecError(f"invalid --mode {spec.mode}: expected replicated, global, replicated-job or global-job")
     mode = MODE_NAMES[spec.mode]
+    try:
+        check_replicas(spec.replicas)
+        check_replicas(spec.task.placement.max_replicas, "--max-replicas")
+    except LimitError as err:
+        raise SpecError(str(err)) from None
     if spec.mode in (ServiceSpec.GLOBAL, ServiceSpec.GLOBAL_JOB):
         if spec.replicas:
             raise SpecError(f"invalid --replicas for mode {mode}: replicas can only be used with "
@@ -119,9 +134,10 @@ def _check_container(container: objects_pb2.ContainerSpec) -> None:
     for entry in container.env:
         if not entry or entry.startswith("="):
             raise SpecError(f"invalid --env {entry!r}: expected KEY=VALUE or KEY")
-    for key in container.labels:
-        if not key or "=" in key:
-            raise SpecError(f"invalid --container-label key {key!r}")
+    try:
+        check_labels(container.labels, "--container-label")
+    except LimitError as err:
+        raise SpecError(str(err)) from None
     if container.dir and not container.dir.startswith("/"):
         raise SpecError(f"invalid --workdir {container.dir!r}: must be an absolute path")
     if container.stop_grace_period < 0:

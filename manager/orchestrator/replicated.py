@@ -5,7 +5,9 @@
     highest) are removed: their tasks marked REMOVE, finished ones deleted;
   * each kept slot is tended (slots.tend_slot): ended tasks restarted per policy, tasks on
     removed/down/drained nodes or nodes that no longer meet the constraints replaced;
-  * missing slots are created in the lowest free numbers;
+  * missing slots are created in the lowest free numbers, at most MAX_NEW_TASKS_PER_PASS per plan
+    (the next pass, which the new tasks trigger, creates more); replicas above MAX_REPLICAS
+    (which the ControlAPI refuses) count as MAX_REPLICAS;
   * the rolling update advances (update.plan_update), history beyond ``retention`` is pruned.
   Scale to 0 leaves nothing running.
 
@@ -17,6 +19,7 @@ slot runs again.
 
 from __future__ import annotations
 
+from common.limits import MAX_NEW_TASKS_PER_PASS, MAX_REPLICAS
 from manager.ids import new_id
 from proto import objects_pb2
 
@@ -61,7 +64,8 @@ def _reconcile_slots(service, tasks, nodes, now, ids, retention, *, job: bool) -
     by_slot = group_by(mine, lambda t: t.slot)
     occupied = sorted(k for k, members in by_slot.items()
                       if k > 0 and any(t.desired_state != REMOVE for t in members))
-    replicas = service.spec.replicas
+    # The ControlAPI refuses more than MAX_REPLICAS; a service written before it did is held there.
+    replicas = min(service.spec.replicas, MAX_REPLICAS)
     keep, extra = occupied[:replicas], occupied[replicas:]
     if 0 in by_slot:
         extra.append(0)
@@ -74,8 +78,11 @@ def _reconcile_slots(service, tasks, nodes, now, ids, retention, *, job: bool) -
 
     ctx = SlotContext(service, nodes_by_id, now, plan, make, job=job)
     views = [tend_slot(ctx, slot, by_slot[slot]) for slot in keep]
-    free_numbers = (n for n in range(1, replicas + len(keep) + 1) if n not in set(keep))
-    for _ in range(replicas - len(keep)):
+    kept = set(keep)
+    free_numbers = (n for n in range(1, replicas + len(keep) + 1) if n not in kept)
+    # At most MAX_NEW_TASKS_PER_PASS new tasks per plan: their creation marks the service dirty
+    # again, so a large scale is built in bounded steps rather than in one plan of any size.
+    for _ in range(min(replicas - len(keep), MAX_NEW_TASKS_PER_PASS)):
         slot = next(free_numbers)
         after = max((t.meta.created_at for t in every_run.get(slot, ())), default=0.0)
         plan.add(make(slot, objects_pb2.RUNNING, after=after), f"slot {slot} of {replicas}")

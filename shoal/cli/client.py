@@ -55,6 +55,9 @@ def fail_rpc(err, host: str | None) -> None:
         message = (f"Cannot connect to the Shoal daemon at {host_url(host)}. Is shoald running?")
     elif err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = "the request timed out (does the swarm have a quorum of managers?)"
+    elif err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # gRPC's own limits (4 MiB per message, 8 KiB of status metadata), not the daemon's answer
+        message = f"the request or its answer is larger than one call may carry ({err.details()})"
     else:
         message = err.details() or err.code().name
     click.echo(f"Error response from daemon: {message}", err=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import click
 
+from common.limits import MAX_CONFIG_BYTES, MAX_SECRET_BYTES
 from shoal.cli.client import fail_rpc
 from shoal.cli.networks import parse_pairs
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
@@ -81,13 +82,15 @@ def inspect_json(obj, kind: Kind) -> dict:
             "Spec": spec}
 
 
-def read_data(path: str) -> bytes:
-    """The bytes of FILE, or of standard input for ``-``; click errors name an unreadable file."""
+def read_data(path: str, limit: int | None = None) -> bytes:
+    """The bytes of FILE, or of standard input for ``-``; click errors name an unreadable file.
+    With ``limit``, at most ``limit + 1`` bytes are read (enough to tell the data is too large)."""
+    size = -1 if limit is None else limit + 1
     if path == "-":
-        return click.get_binary_stream("stdin").read()
+        return click.get_binary_stream("stdin").read(size)
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return f.read(size)
     except OSError as err:
         raise click.BadParameter(f"cannot read {path}: {err.strerror}", param_hint="FILE") from None
 
@@ -108,7 +111,16 @@ def _make_group(kind: Kind) -> click.Group:
     @click.pass_obj
     def create(client, label, name, file) -> None:
         from proto import control_pb2, objects_pb2
-        spec = getattr(objects_pb2, f"{Word}Spec")(data=read_data(file))
+        # The daemon refuses data over the limit; checked here too, before sending, since a
+        # request over gRPC's 4 MiB message limit would only get a raw transport error.
+        limit = MAX_SECRET_BYTES if kind is SECRET else MAX_CONFIG_BYTES
+        data = read_data(file, limit)
+        if not 0 < len(data) < limit:
+            size = "empty" if not data else f"{file} is larger"
+            click.echo(f"Error: {word} data must be larger than 0 and less than {limit // 1024} KiB ({size})",
+                       err=True)
+            sys.exit(1)
+        spec = getattr(objects_pb2, f"{Word}Spec")(data=data)
         spec.annotations.name = name
         for key, value in parse_pairs(label, "--label").items():
             spec.annotations.labels[key] = value

@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Iterable
 
 from common import syntax
+from common.limits import MAX_REPLICAS
 from proto import objects_pb2 as pb
 from shoal.cli.security import apply_to_service, parse_security_opts
 
@@ -365,8 +366,12 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
                                                              f"or replicated-job mode, not {mode}")
         if opts["replicas"] < 0:
             raise FlagError("--replicas", opts["replicas"], "must not be negative")
+        if opts["replicas"] > MAX_REPLICAS:
+            raise FlagError("--replicas", opts["replicas"], f"at most {MAX_REPLICAS} replicas per service")
         spec.replicas = opts["replicas"]
     if _opt(opts, "max_replicas") is not None:
+        if not 0 <= opts["max_replicas"] <= MAX_REPLICAS:
+            raise FlagError("--max-replicas", opts["max_replicas"], f"must be between 0 and {MAX_REPLICAS}")
         task.placement.max_replicas = opts["max_replicas"]
     resources = task.resources
     for flag, field, target in (("limit-cpu", "limit_cpu", resources.limits),

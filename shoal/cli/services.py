@@ -14,6 +14,7 @@ import time
 
 import click
 
+from common.limits import MAX_REPLICAS
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import print_table
@@ -349,6 +350,8 @@ def service_scale(client, detach, pairs) -> None:
         ref, sep, count = pair.partition("=")
         if not sep or not ref or not count.isdigit():
             raise click.UsageError(f"invalid scale specifier '{pair}': expected SERVICE=REPLICAS")
+        if int(count) > MAX_REPLICAS:
+            raise click.UsageError(f"invalid replicas value {count}: at most {MAX_REPLICAS} replicas per service")
         wanted.append((ref, int(count)))
     scaled, failed = [], False
     for ref, count in wanted:

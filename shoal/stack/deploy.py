@@ -13,6 +13,7 @@ from shoal.stack.checker import Checker, describe, join
 from shoal.stack.model import (
     DeploySpec, PlacementSpec, ResourcesSpec, RestartPolicySpec, UpdateConfigSpec,
 )
+from common.limits import MAX_REPLICAS
 from common.syntax import parse_bytes, parse_cpus, parse_duration
 from shoal.stack.yamltree import Node
 
@@ -34,7 +35,7 @@ def read_deploy(ck: Checker, node: Node, path: str) -> DeploySpec | None:
     mode = ck.choice(entries["mode"], join(path, "mode"), MODES) if "mode" in entries else "replicated"
     values["mode"] = mode
     if "replicas" in entries:
-        values["replicas"] = ck.integer(entries["replicas"], join(path, "replicas"))
+        values["replicas"] = ck.integer(entries["replicas"], join(path, "replicas"), maximum=MAX_REPLICAS)
         if mode in ("global", "global-job"):
             ck.key_error(node, "replicas", join(path, "replicas"), f"cannot be used with mode {mode}")
     if "resources" in entries:
@@ -147,7 +148,8 @@ def _placement(ck: Checker, node: Node, path: str) -> PlacementSpec | None:
                 preferences.append(descriptor)
     max_replicas = 0
     if "max_replicas_per_node" in entries:
-        max_replicas = ck.integer(entries["max_replicas_per_node"], join(path, "max_replicas_per_node")) or 0
+        max_replicas = ck.integer(entries["max_replicas_per_node"], join(path, "max_replicas_per_node"),
+                                  maximum=MAX_REPLICAS) or 0
     return PlacementSpec(tuple(constraints), tuple(preferences), max_replicas)
 
 

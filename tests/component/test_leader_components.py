@@ -434,3 +434,26 @@ async def test_a_plan_that_conflicts_is_reconciled_again_from_fresh_state():
         assert sorted(t.slot for t in lab.tasks(sid)) == [1, 2]
     finally:
         await lab.stop()
+
+
+async def test_a_stored_absurd_scale_is_built_in_bounded_steps_up_to_the_limit(monkeypatch):
+    """A leader that starts with a 10^12-replica service in its store (written before the ControlAPI
+    refused it) creates tasks a bounded plan at a time and stops at the replica limit."""
+    monkeypatch.setattr("manager.orchestrator.replicated.MAX_REPLICAS", 2_500)
+    monkeypatch.setattr("manager.orchestrator.replicated.MAX_NEW_TASKS_PER_PASS", 1_000)
+    lab = Lab(components=())
+    await lab.start()
+    try:
+        sid = await lab.create_service("huge", replicas=10**12)
+        lab.start_component("orchestrator")
+        await lab.wait_for(lambda: len(lab.view().tasks(service_id=sid)) == 2_500, "2,500 tasks")
+        per_commit = Counter(t.meta.version for t in lab.view().tasks(service_id=sid))  # nothing else writes them
+        assert max(per_commit.values()) <= 200, "written in changes under the store's limit"
+        passes = lab.components["orchestrator"].passes
+        assert passes >= 3, "one plan per 1,000 tasks at most"
+        before = lab.components["orchestrator"].passes
+        await lab.update_service(sid, lambda spec: spec.annotations.labels.update({"nudge": "1"}), new_version=False)
+        await lab.wait_for(lambda: lab.components["orchestrator"].passes > before, "another pass over the service")
+        assert len(lab.view().tasks(service_id=sid)) == 2_500, "never beyond the limit"
+    finally:
+        await lab.stop()

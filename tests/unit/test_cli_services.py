@@ -423,3 +423,14 @@ def test_rm_removes_what_exists_and_fails_for_the_rest(client):
     result = run(client, "rm", "web", "nosuch")
     assert result.exit_code == 1 and result.output.startswith("web\n")
     assert "service nosuch not found" in result.output and client.services == {}
+
+
+def test_absurd_replica_counts_are_refused_before_any_call(client):
+    """Issue 11: `--replicas 1000000000000` was accepted; the CLI now names the bound (the
+    ControlAPI refuses it too, whatever client sends it)."""
+    from common.limits import MAX_REPLICAS
+    created = run(client, "create", "--name", "web", "--replicas", "1000000000000", "busybox:1.36")
+    assert created.exit_code != 0 and f"at most {MAX_REPLICAS} replicas" in created.output
+    scaled = run(client, "scale", "web=1000000000000")
+    assert scaled.exit_code != 0 and f"at most {MAX_REPLICAS} replicas" in scaled.output
+    assert not client.sent("CreateService") and not client.sent("UpdateService")

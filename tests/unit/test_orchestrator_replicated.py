@@ -275,3 +275,26 @@ def test_reconcile_dispatches_on_mode():
     service = make_service(mode="global")
     plan = reconcile(service, [], [make_node("n1")], NOW, ids=counter())
     assert [t.node_id for t in plan.create] == ["n1"]
+
+
+def test_missing_slots_are_created_in_bounded_steps():
+    """Issue 11: the orchestrator built every missing task in one plan (10^12 replicas: the leader
+    grew to 11.7 GB). A plan creates at most MAX_NEW_TASKS_PER_PASS; the next pass goes on."""
+    from common.limits import MAX_NEW_TASKS_PER_PASS
+    service = make_service("web", replicas=MAX_NEW_TASKS_PER_PASS * 2 + 5)
+    first = reconcile_replicated(service, [], [make_node("n1")], NOW, ids=counter())
+    assert [t.slot for t in first.create] == list(range(1, MAX_NEW_TASKS_PER_PASS + 1))
+    second = reconcile_replicated(service, list(first.create), [make_node("n1")], NOW, ids=counter())
+    assert [t.slot for t in second.create] == list(range(MAX_NEW_TASKS_PER_PASS + 1, 2 * MAX_NEW_TASKS_PER_PASS + 1))
+
+
+def test_a_stored_service_over_the_replica_limit_is_held_at_the_limit(monkeypatch):
+    """A service written before the ControlAPI refused absurd counts (it is in the Raft log) is
+    reconciled as if it asked for MAX_REPLICAS: bounded, and no more than that ever."""
+    from common.limits import MAX_NEW_TASKS_PER_PASS
+    service = make_service("web", replicas=10**12)
+    plan = reconcile_replicated(service, [], [make_node("n1")], NOW, ids=counter())
+    assert len(plan.create) == MAX_NEW_TASKS_PER_PASS
+    monkeypatch.setattr("manager.orchestrator.replicated.MAX_REPLICAS", 30)
+    full = [make_task(service, slot=i, node="n1") for i in range(1, 31)]
+    assert not reconcile_replicated(service, full, [make_node("n1")], NOW, ids=counter())

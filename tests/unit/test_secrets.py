@@ -277,3 +277,22 @@ def test_secret_inspect_and_ls_never_show_data_and_config_inspect_does():
     config.spec.annotations.name = "app.conf"
     assert inspect_json(config, CONFIG)["Spec"]["Data"] == base64.b64encode(b"port: 80\n").decode()
     assert "Driver" not in summary(config, CONFIG, now=0)
+
+
+def test_the_cli_refuses_secret_data_over_the_limit_before_sending_it(tmp_path):
+    """A 10 MB secret used to come back as gRPC's raw "Received message larger than max"; the
+    CLI now says what Docker's daemon says, and reads no more than the limit allows."""
+    from click.testing import CliRunner
+
+    from shoal.cli import secrets as cli_secrets
+
+    class NoCalls:
+        def call(self, method, request, timeout=None):
+            raise AssertionError(f"{method} must not be called")
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (10 << 20))
+    group = cli_secrets._make_group(cli_secrets.SECRET)
+    result = CliRunner().invoke(group, ["create", "big", str(big)], obj=NoCalls())
+    assert result.exit_code == 1
+    assert "secret data must be larger than 0 and less than 500 KiB" in result.output
