@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from manager.ca import RootCA, make_node_key_and_csr, node_cert_validity
 from manager.ids import new_id
-from manager.quorum import single_manager_nodes
+from manager.quorum import quorum_view, single_manager_nodes
 from manager.rolenames import MANAGER_OU
 from manager.state import Kind, LocalProposer, MemoryStore, Store, StoreError, Tx
 from manager.state.memory import snapshot_of
@@ -108,6 +108,12 @@ async def force_new_cluster(daemon: Daemon, request: control_pb2.SwarmInitReques
                                           "--force-new-cluster rebuilds a swarm from this node's manager state, "
                                           "and this node is not part of a swarm (to start from a backup, "
                                           "use --restore FILE)")
+    if daemon.raft is not None:
+        view = quorum_view(daemon.raft.status())
+        if view.leader is not None:
+            raise DaemonError("precondition", f"--force-new-cluster is for a swarm that lost its quorum, and this "
+                                              f"manager sees a leader ({view.leader}) with {len(view.reachable)} of "
+                                              f"{len(view.members)} managers reachable: nothing was changed")
     old_grpc, old_advertise, old_listen = node.grpc_addr, node.advertise_addr, node.listen_addr
     if request.advertise_addr or (request.listen_addr and request.listen_addr != "0.0.0.0:2377"):
         listen_host, listen_port, advertise_host = listen_and_advertise(

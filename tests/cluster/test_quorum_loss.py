@@ -69,6 +69,10 @@ def test_two_managers_lost_force_new_cluster_promote_and_fail_over(lab, image):
               "--stop-signal", "KILL", image, "sleep", "3600", timeout=120)
     wait_for(lambda: running(lab, "manager1", "app") == 2, 60, what="app's two tasks running")
 
+    refused = lab.shoal("manager3", "swarm", "init", "--force-new-cluster", check=False)
+    assert refused.returncode == 1 and "sees a leader" in refused.stderr and "nothing was changed" in refused.stderr
+    assert len(json.loads(lab.shoal("manager3", "info", "--format", "json").stdout)["managers"]) == 3
+
     # Two of three managers die; manager3 survives.
     leader = lab.leader("manager1")
     dead = [m for m in ("manager1", "manager2", "manager3") if m != "manager3"]
@@ -114,6 +118,14 @@ def test_two_managers_lost_force_new_cluster_promote_and_fail_over(lab, image):
     lab.shoal("manager3", "node", "promote", "worker1", "worker2")
     wait_for(lambda: all(by_host(lab.nodes("manager3"))[w]["ManagerStatus"] == "Reachable"
                          for w in ("worker1", "worker2")), 60, what="two promoted managers reachable")
+
+    # A lost manager that comes back with its old state is told it is a worker now and rejoins as one.
+    lab.start("manager1")
+    wait_for(lambda: (lambda n: n["Status"] == "Ready" and n["ManagerStatus"] == "")(
+        by_host(lab.nodes("manager3"))["manager1"]), 60, what="the old manager1 back as a Ready worker")
+    wait_for(lambda: not (lab.host("manager1").state_dir / "raft").exists(), 30,
+             what="the old manager1 to drop its raft state")
+
     lab.kill("manager3")
     new = wait_for(lambda: (lambda l: l if l in ("worker1", "worker2") else None)(lab.leader("worker1")), 30,
                    what="a new leader among the promoted managers")
@@ -121,3 +133,4 @@ def test_two_managers_lost_force_new_cluster_promote_and_fail_over(lab, image):
     shoal_stdin(lab, "config", "create", "after.failover", "-", data="ok", on=other)
     assert "after.failover" in names(lab, new, "config", "ls")
     assert names(lab, other, "service", "ls") == {"app"}
+
