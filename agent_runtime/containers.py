@@ -108,7 +108,8 @@ class ContainerManager:
                 raise InvalidArgument(f"invalid container name {spec.name!r}: use [A-Za-z0-9][A-Za-z0-9_.-]*")
             if any(c.name == spec.name for c in self.containers.values()):
                 raise Conflict(f"container name {spec.name!r} is already in use")
-        capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)  # validates names
+        caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)  # validates names
+        _seccomp(spec, caps)  # compiles (and caches) the filter: a profile the kernel would refuse fails here
         self._network(spec)
         contents = files.decode(spec.files)
         spec = dataclasses.replace(spec, files=files.without_data(spec.files))  # data stays in memory only

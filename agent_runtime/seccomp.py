@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 UNCONFINED = "unconfined"
 MAX_PROFILE_BYTES = 1 << 20
+BPF_MAXINSNS = 4096      # the kernel's limit on one classic BPF program
 EPERM = 1
 
 # libseccomp's action values (seccomp.h): ERRNO and TRACE carry a 16-bit value.
@@ -356,9 +357,13 @@ def compile_rules(default_action: int, arches: list[str], rules: list[Rule]) -> 
             chunks = []
             while chunk := os.read(fd, 65536):
                 chunks.append(chunk)
-            return b"".join(chunks)
+            bpf = b"".join(chunks)
         finally:
             os.close(fd)
+        if len(bpf) // 8 > BPF_MAXINSNS:
+            raise InvalidArgument(f"seccomp profile: compiles to {len(bpf) // 8} BPF instructions; the kernel "
+                                  f"takes at most {BPF_MAXINSNS} in one filter")
+        return bpf
     finally:
         lib.seccomp_release(ctx)
 

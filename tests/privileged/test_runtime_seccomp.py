@@ -72,6 +72,16 @@ def test_custom_profile_in_dockers_format(client):
     assert "Seccomp:\t2" in out and "Permission denied" in out and "rc=1" in out and "TOUCHED" in out
 
 
+def test_profile_too_large_for_the_kernel_is_refused_at_create(client):
+    rules = [{"names": ["ioctl"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": i, "op": "SCMP_CMP_EQ"}]}
+             for i in range(5000)]
+    before = {c.id for c in client.list(all=True)}
+    with pytest.raises(InvalidArgument, match="BPF instructions; the kernel takes at most 4096"):
+        client.create(ContainerSpec(image=IMAGE, command=["true"], seccomp=json.dumps(
+            {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules})))
+    assert {c.id for c in client.list(all=True)} == before
+
+
 @pytest.mark.parametrize("profile, match", [
     ("not json", "neither 'unconfined' nor a JSON profile"),
     ('{"defaultAction": "SCMP_ACT_NOPE"}', "unknown action"),
