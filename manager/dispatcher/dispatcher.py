@@ -76,6 +76,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._last_seen: dict[str, float] = {}
+        self._promised_grace: dict[str, float] = {}   # node -> grace for the period its last heartbeat was told
         self._leader_since = clock()
 
     # -- gRPC ------------------------------------------------------------------
@@ -95,6 +96,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             old.changed.set()  # the older stream sees it was replaced and ends
         self._sessions[node_id] = session
         self._last_seen[node_id] = session.last_heartbeat
+        self._promised_grace[node_id] = GRACE_MULTIPLIER * heartbeat_period(self._store.view().cluster())
         log.info("session opened", extra={"node": node_id, "addr": addr})
         changes = ChangeSignal(self._store, [Kind.NODE, Kind.CLUSTER])
         try:
@@ -127,7 +129,9 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         if node is not None and (node.status.state != objects_pb2.NodeStatus.READY
                                  or node.status.message != request.status_message):
             await self._mark_ready(ident.node_id, None, node.status.addr, request.status_message)
-        return cluster_pb2.HeartbeatResponse(period=heartbeat_period(self._store.view().cluster()))
+        period = heartbeat_period(self._store.view().cluster())
+        self._promised_grace[ident.node_id] = GRACE_MULTIPLIER * period
+        return cluster_pb2.HeartbeatResponse(period=period)
 
     async def Assignments(self, request, context):
         ident = await self._authorize(context, "swarm-worker", "swarm-manager")
@@ -211,6 +215,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         """Mark nodes down when they miss heartbeats (liveness.py). Runs while this manager leads."""
         self._leader_since = self._clock()
         self._last_seen.clear()
+        self._promised_grace.clear()
         log.info("dispatcher started as leader")
         try:
             while True:
@@ -225,7 +230,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
     async def _expire(self, period: float) -> None:
         view = self._store.view()
         expired = expired_nodes(view.nodes(), self._last_seen, self._leader_since,
-                                GRACE_MULTIPLIER * period, self._clock())
+                                GRACE_MULTIPLIER * period, self._clock(), self._promised_grace)
         for item in expired:
             log.warning("node down: %s", item.reason, extra={"node": item.node_id})
             session = self._sessions.pop(item.node_id, None)

@@ -15,19 +15,26 @@ class Expired:
 
 
 def expired_nodes(nodes: list[objects_pb2.Node], last_seen: dict[str, float], leader_since: float,
-                  grace: float, now: float) -> list[Expired]:
-    """Nodes the store calls READY whose last heartbeat is older than ``grace``.
+                  grace: float, now: float, promised: dict[str, float] | None = None) -> list[Expired]:
+    """Nodes the store calls READY whose last heartbeat is older than their grace.
+
+    A node's grace is ``grace`` (for the period in force now), or longer if its last heartbeat
+    was answered with a longer period (``promised[node_id]``, the grace for that period): a node
+    told "next heartbeat in 5 s" is not declared down 3 s later because the period was just
+    shortened to 1 s; it learns the new period with its next heartbeat.
 
     A node with no heartbeat since this manager became leader is measured from
     ``leader_since``, so a new leader gives every node one full grace period to
     reconnect before declaring it down.
     """
+    promised = promised or {}
     out = []
     for node in nodes:
         if node.status.state != objects_pb2.NodeStatus.READY:
             continue
         seen = max(last_seen.get(node.id, leader_since), leader_since)
-        if now - seen > grace:
+        node_grace = max(grace, promised.get(node.id, 0.0))
+        if now - seen > node_grace:
             not_after = node.description.tls_info.cert_not_after
             if not_after and now > not_after:
                 # its certificate ran out: the TLS handshakes fail, say so rather than "heartbeat"
@@ -35,5 +42,6 @@ def expired_nodes(nodes: list[objects_pb2.Node], last_seen: dict[str, float], le
                 out.append(Expired(node.id, f"certificate expired at {when}: the node can no longer "
                                             "connect; remove it and join it again"))
             else:
-                out.append(Expired(node.id, f"heartbeat failure: none for {now - seen:.1f}s (grace {grace:.1f}s)"))
+                out.append(Expired(node.id, f"heartbeat failure: none for {now - seen:.1f}s "
+                                            f"(grace {node_grace:.1f}s)"))
     return out

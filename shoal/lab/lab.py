@@ -321,6 +321,15 @@ class Lab:
         is needed."""
         self._start_daemons([self.host(host)])
 
+    def restart_shoald(self, host: str) -> None:
+        """SIGTERM `host`'s shoald (only; its runtime and containers keep running), wait for it to
+        exit, start it again with the same state: what an upgrade of shoald does to a node."""
+        self.host(host)
+        record = self.record().hosts.get(host)
+        procs.stop([record.shoald if record else None])
+        self._update(lambda rec: replace_host(rec, host, shoald=None))
+        self._start_daemons([self.host(host)])
+
     def partition(self, host: str) -> None:
         """Cut `host` off the underlay (its bridge-side link goes down); its processes keep running."""
         self._set_link(host, up=False)

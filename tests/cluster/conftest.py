@@ -53,6 +53,7 @@ def lab_factory(request: pytest.FixtureRequest):
             pytest.skip("shoald (module shoal.daemon) is not available yet")
         lab = Lab(lab_name(request.module.__name__, len(made)))
         made.append(lab)
+        up_options.setdefault("log_level", os.environ.get("SHOAL_LAB_LOG_LEVEL") or None)
         return lab.up(managers, workers, cluster=cluster, **up_options)
 
     try:

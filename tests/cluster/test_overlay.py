@@ -204,3 +204,48 @@ def test_a_one_off_container_joins_an_attachable_network_and_reaches_a_service(l
     finally:
         remove(lab, "api")
         lab.shoal("manager1", "network", "rm", "shared", "closed", check=False)
+
+
+def test_a_rolling_restart_of_every_shoald_fails_no_request(lab, image):
+    """An upgrade of shoald, node after node (the leader included), while a client asks the published
+    port 10 times a second on every node in turn: containers and the routing mesh belong to
+    shoal-runtimed, so no request fails. Runs last in this module (it changes the leader)."""
+    import subprocess
+
+    # The lab's 1 s heartbeat (fast failure tests) would call a node Down 3 s into its restart;
+    # production runs Docker's default 5 s (Down after 15 s without one).
+    lab.shoal("manager1", "swarm", "update", "--dispatcher-heartbeat", "5s")
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "roll", "-p", "8081:80", "--replicas", "3",
+                  "--stop-signal", "KILL", image, "sh", "-c", HTTPD, timeout=120)
+        wait_for(lambda: len(running(lab, "roll")) == 3, 60, what="3 tasks of roll running")
+        addresses = " ".join(lab.address(h) for h in HOST_IPS)
+        client = (f"while :; do for a in {addresses}; do "
+                  "if timeout 2 busybox wget -qO- http://$a:8081/ >/dev/null 2>&1; then echo ok; "
+                  "else echo FAIL $a $(date +%T); fi; sleep 0.1; done; done")
+        wait_for(lambda: "FAIL" not in fetch(lab, "worker2", f"http://{lab.address('manager1')}:8081/", 5), 30,
+                 what="the published port answering")
+        proc = subprocess.Popen(lab.exec_argv("worker2", ["sh", "-c", client]), env=lab.host_env("worker2"),
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            for host in HOST_IPS:
+                lab.restart_shoald(host)
+                other = "manager2" if host == "manager1" else "manager1"
+
+                def settled(host=host, other=other):
+                    nodes = {n["Hostname"]: n for n in lab.nodes(other)}
+                    return nodes[host]["Status"] == "Ready" and len(running(lab, "roll")) == 3
+
+                wait_for(settled, 120, interval=0.5, what=f"{host} Ready after its shoald restarted")
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=30)
+        answers = out.split("\n")
+        failed = [line for line in answers if line.startswith("FAIL")]
+        ok = sum(1 for line in answers if line == "ok")
+        print(f"rolling restart of {len(HOST_IPS)} shoalds: {ok} requests answered, {len(failed)} failed")
+        assert ok > 50, f"the client made only {ok} requests"
+        assert failed == [], f"{len(failed)} of {ok + len(failed)} requests failed: {failed[:10]}"
+    finally:
+        remove(lab, "roll")
+        lab.shoal("manager1", "swarm", "update", "--dispatcher-heartbeat", "1s", check=False)

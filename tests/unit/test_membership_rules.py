@@ -37,6 +37,16 @@ class TestLiveness:
         seen = {"a": 109.0, "b": 105.0}
         assert [e.node_id for e in expired_nodes(nodes, seen, 100.0, 3.0, 110.0)] == ["b"]
 
+    def test_a_shortened_period_does_not_expire_nodes_told_the_longer_one(self):
+        # Both heartbeated at t=100 under a 5 s period (grace 15 s); the period is now 1 s (grace 3 s).
+        # Found by the rolling-restart lab test: `swarm update --dispatcher-heartbeat 1s` marked every
+        # node Down at once.
+        nodes = [make_node("a"), make_node("b")]
+        seen, promised = {"a": 100.0, "b": 100.0}, {"a": 15.0, "b": 3.0}
+        assert [e.node_id for e in expired_nodes(nodes, seen, 0.0, 3.0, 104.0, promised)] == ["b"]
+        [late] = expired_nodes(nodes[:1], seen, 0.0, 3.0, 115.5, promised)
+        assert "grace 15.0s" in late.reason
+
     def test_down_nodes_are_not_expired_again(self):
         assert expired_nodes([make_node("a", state=DOWN)], {}, 0.0, 3.0, 100.0) == []
 
