@@ -31,6 +31,7 @@ from manager.state.memory import snapshot_of
 from manager.state.raft import read_local_state
 from manager.state.recovery import RecoveryError, make_backup, read_backup_file, reset_raft_state, write_backup_file
 from proto import control_pb2, objects_pb2
+from proto.ports import DEFAULT_PORT
 from shoal.daemon.config import DaemonError, listen_and_advertise, node_description
 from shoal.nodestate import NodeState
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoald")
 
 READY_TIMEOUT = 15.0
+CLI_DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 BARRIER_TIMEOUT = 3.0
 DEMOTED = "no longer a manager: the swarm was rebuilt without it (swarm init --force-new-cluster or --restore)"
 
@@ -110,14 +112,16 @@ async def force_new_cluster(daemon: Daemon, request: control_pb2.SwarmInitReques
                                           "use --restore FILE)")
     if daemon.raft is not None:
         view = quorum_view(daemon.raft.status())
-        if view.leader is not None:
+        if view.leader is not None and view.reachable - {view.self_addr}:
             raise DaemonError("precondition", f"--force-new-cluster is for a swarm that lost its quorum, and this "
-                                              f"manager sees a leader ({view.leader}) with {len(view.reachable)} of "
+                                              f"manager sees a leader ({view.leader}) and {len(view.reachable)} of "
                                               f"{len(view.members)} managers reachable: nothing was changed")
     old_grpc, old_advertise, old_listen = node.grpc_addr, node.advertise_addr, node.listen_addr
-    if request.advertise_addr or (request.listen_addr and request.listen_addr != "0.0.0.0:2377"):
+    # The CLI always sends --listen-addr (default 0.0.0.0:2377): that default means "unchanged".
+    listen = request.listen_addr if request.listen_addr not in ("", CLI_DEFAULT_LISTEN) else node.listen_addr
+    if request.advertise_addr or listen != node.listen_addr:
         listen_host, listen_port, advertise_host = listen_and_advertise(
-            request.listen_addr or node.listen_addr, request.advertise_addr or node.advertise_addr)
+            listen, request.advertise_addr or node.advertise_addr)
         node.listen_addr, node.advertise_addr = f"{listen_host}:{listen_port}", advertise_host
     log.warning("force-new-cluster: rebuilding the swarm with this manager (%s) as its only member",
                 node.grpc_addr)
