@@ -6,7 +6,9 @@ it applies a serialized StoreChange deterministically, and PySyncObj's callbacks
 asyncio futures with a deadline.
 
 Security: PySyncObj unpickles what peers send, so an open Raft port without a password would be
-remote code execution. The password is mandatory, and the node binds only to ``self_addr``
+remote code execution. The password is mandatory: our transport (raft_transport) admits only
+peers that prove they know it, in a handshake before anything is buffered or unpickled, and seals
+every frame with a session key (docs/raft.md). The node binds only to ``self_addr``
 (PySyncObj would otherwise listen on 0.0.0.0).
 
 Threads: PySyncObj runs on one tick thread that this class owns (``autoTick`` is off: the stock
@@ -28,23 +30,26 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import io
 import logging
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pysyncobj.syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import SyncObjException
 from pysyncobj.transport import TCPTransport
 
 from proto import store_pb2
 
-from . import raft_files, raft_journal
+from . import raft_files, raft_journal, raft_transport
 from .errors import (NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown, ProposalTimeout,
                      RaftConfigError)
 from .memory import ApplyResult, MemoryStore, Rejection
@@ -75,14 +80,57 @@ pysyncobj.syncobj.createJournal = _create_journal
 
 
 class _Transport(TCPTransport):
-    """PySyncObj's TCP transport; a message leaves only once what it shows is durable.
+    """PySyncObj's TCP transport over raft_transport's authenticated connections.
 
-    A follower's reply to append-entries acknowledges the entries it holds (and a vote request or
-    reply vouches for the log's last entry), so the journal is synced first (group commit: one fdatasync for everything written since the last). A leader's
-    append-entries may carry entries not yet on its own disk (Raft lets the leader write in
-    parallel with its followers), but not a commit index past them: a majority must hold a
-    committed entry durably, the leader included when it counts itself.
+    Connections: raft_transport.Connection and Listener replace TcpConnection and TcpServer (a
+    handshake with the cluster's Raft key before anything is buffered or unpickled, bounded
+    frames, a cap on connections in their handshake). The first message on an incoming connection
+    must name a current member; PySyncObj's utility commands and read-only nodes are refused.
+
+    Durability: a message leaves only once what it shows is durable. A follower's reply to
+    append-entries acknowledges the entries it holds (and a vote request or reply vouches for the
+    log's last entry), so the journal is synced first (group commit: one fdatasync for everything
+    written since the last). A leader's append-entries may carry entries not yet on its own disk
+    (Raft lets the leader write in parallel with its followers), but not a commit index past
+    them: a majority must hold a committed entry durably, the leader included when it counts itself.
     """
+
+    def _key(self) -> bytes:
+        return self._syncObj._transport_key
+
+    def _createServer(self) -> None:  # noqa: N802 (PySyncObj's names)
+        host, port = self._syncObj.conf.bindAddress.rsplit(":", 1)
+        self._server = raft_transport.Listener(
+            self._syncObj._poller, globalDnsResolver().resolve(host.strip("[]")), int(port), self._key(),
+            self._onNewIncomingConnection, timeout=self._syncObj.conf.connectionTimeout)
+
+    def addNode(self, node) -> None:  # noqa: N802
+        self._nodes.add(node)
+        self._nodeAddrToNode[node.address] = node
+        if self._shouldConnect(node):
+            conn = raft_transport.Connection(self._syncObj._poller, self._key(),
+                                             timeout=self._syncObj.conf.connectionTimeout)
+            conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
+            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+            conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
+            self._connections[node] = conn
+
+    def _onIncomingMessageReceived(self, conn, message) -> None:  # noqa: N802
+        if not isinstance(message, str) or message not in self._nodeAddrToNode:
+            raft_transport.refusals.note(conn.peer, f"an authenticated peer named itself {message!r}, "
+                                                    "not a current member")
+            self._unknownConnections.discard(conn)
+            conn.disconnect()
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def _onTick(self) -> None:  # noqa: N802
+        super()._onTick()
+        now = time.monotonic()
+        for conn in list(self._unknownConnections):
+            conn.check_timeout(now, idle=True)
+        for conn in list(self._connections.values()):
+            conn.check_timeout(now)
 
     def send(self, node, message) -> bool:
         journal = self._syncObj._journal
@@ -176,6 +224,7 @@ class RaftNode(SyncObj):
         self._tick_thread: threading.Thread | None = None
         self._in_flight: dict[asyncio.Future, asyncio.AbstractEventLoop] = {}
         self._in_flight_lock = threading.Lock()
+        self._transport_key = raft_transport.derive_key(password)
         self._members_file = self.data_dir / "members.json"
         self._dump_file = self.data_dir / "raft.dump"
         try:
@@ -190,7 +239,7 @@ class RaftNode(SyncObj):
         # Saved on the first tick when nothing was saved before.
         self._persisted_members = frozenset(remembered or ())
         conf = SyncObjConf(
-            password=password,
+            password=None,              # PySyncObj's Fernet layer: replaced by raft_transport
             bindAddress=self_addr,
             autoTick=False,
             appendEntriesUseBatch=False,

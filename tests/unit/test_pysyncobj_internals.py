@@ -104,3 +104,26 @@ def test_every_option_raft_py_sets_is_one_syncobjconf_knows():
     defaults = SyncObjConf()
     for name in options:
         assert hasattr(defaults, name), f"SyncObjConf has no option {name} (raft.py sets it)"
+
+
+def test_the_transport_internals_raft_py_replaces_connections_through():
+    """raft.py's _Transport swaps TcpServer/TcpConnection for raft_transport's through these."""
+    import pysyncobj.poller
+    import pysyncobj.tcp_connection
+    import pysyncobj.transport
+
+    from manager.state import raft_transport
+    transport = pysyncobj.transport.TCPTransport
+    for name in ("_createServer", "addNode", "_onIncomingMessageReceived", "_onTick", "_onNewIncomingConnection",
+                 "_onOutgoingConnected", "_onMessageReceived", "_onDisconnected", "_shouldConnect"):
+        assert callable(getattr(transport, name, None)), f"TCPTransport.{name} is gone"
+    source = inspect.getsource(transport)
+    for attribute in ("self._nodes", "self._nodeAddrToNode", "self._unknownConnections", "self._connections",
+                      "self._server"):
+        assert attribute in source, f"TCPTransport no longer keeps {attribute}"
+    state = pysyncobj.tcp_connection.CONNECTION_STATE
+    assert (state.DISCONNECTED, state.CONNECTING, state.CONNECTED) == (
+        raft_transport.DISCONNECTED, raft_transport.CONNECTING, raft_transport.CONNECTED)
+    events = pysyncobj.poller.POLL_EVENT_TYPE
+    assert (events.READ, events.WRITE, events.ERROR) == (raft_transport.READ, raft_transport.WRITE,
+                                                         raft_transport.ERROR)
