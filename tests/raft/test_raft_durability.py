@@ -7,6 +7,7 @@ a member's journal in the middle of a record, as a crash during a write can.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
@@ -106,3 +107,52 @@ async def test_a_lone_manager_with_a_torn_tail_starts(cluster_factory, caplog):
     await cluster.leader()
     await cluster.nodes[0].wait_ready(10)
     await wait_for(lambda: len(list(cluster.stores[0].view().tasks())) >= 4, 10, "the kept writes")
+
+
+def collect_vote(client, term: int, seen: list) -> None:
+    """Read what the node sends until its vote for ``term``; record every vote seen."""
+    while True:
+        message = client.recv()
+        if isinstance(message, dict) and message.get("type") == "response_vote":
+            seen.append(message["term"])
+            if message["term"] == term:
+                return
+
+
+async def test_a_member_never_votes_twice_in_a_term_across_a_power_loss(tmp_path):
+    """Candidates A and B are played by this test (peer_client) against one real member in its own
+    process: it votes for A in term 100, loses power, and must then refuse B in term 100 (it does
+    vote for B in term 200: the positive signal that B's requests were read in order)."""
+    from member_procs import Member
+    from peer_client import PeerClient
+    from raft_cluster import PASSWORD, free_port
+    cand_a, cand_b = f"127.0.0.2:{free_port()}", f"127.0.0.2:{free_port()}"   # sort after the member:
+    member = Member(f"127.0.0.1:{free_port()}", [cand_a, cand_b], tmp_path / "m",  # it waits for them
+                    tmp_path / "shadow")                                          # to connect
+    request = {"type": "request_vote", "last_log_index": 10**6, "last_log_term": 10**6}
+    try:
+        await member.start()
+        a = PeerClient(member.addr, PASSWORD)
+        a.handshake()
+        a.send(cand_a)
+        a.send({**request, "term": 100})
+        seen_a: list = []
+        await asyncio.to_thread(collect_vote, a, 100, seen_a)
+        member.kill()
+        await member.reap()
+        a.close()
+        powerloss.power_loss(member.data_dir, member.shadow)
+        await member.start()
+        b = PeerClient(member.addr, PASSWORD)
+        b.handshake()
+        b.send(cand_b)
+        b.send({**request, "term": 100})
+        b.send({**request, "term": 200})
+        seen_b: list = []
+        await asyncio.to_thread(collect_vote, b, 200, seen_b)
+        b.close()
+        assert seen_b == [200], f"the member voted for A and then for B in term 100 (votes to B: {seen_b})"
+    finally:
+        member.kill()
+        if member.proc is not None:
+            await member.reap()
