@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from agent_runtime.api import ContainerSpec, File, Healthcheck, Mount, NetworkAttachment, Resources
 from proto import objects_pb2
+from worker.placeholders import expand_container
 
 TASK_LABEL = "com.docker.swarm.task.id"
 SERVICE_LABEL = "com.docker.swarm.service.id"
@@ -91,11 +92,11 @@ def _seccomp(opts: objects_pb2.Privileges.SeccompOpts) -> str:
 
 
 def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Secret] | None = None,
-                   configs: Mapping[str, objects_pb2.Config] | None = None) -> ContainerSpec:
+                   configs: Mapping[str, objects_pb2.Config] | None = None, node_hostname: str = "") -> ContainerSpec:
     """What the runtime must run for ``task``, with the data of its secrets and configs taken from
     ``secrets``/``configs`` (by ID); raises ValueError naming a field it cannot map or a secret or
-    config that is missing."""
-    c = task.spec.container
+    config that is missing, or a placeholder ({{.Task.Slot}} ...) that does not expand."""
+    c = expand_container(task, node_hostname)
     if not c.image:
         raise ValueError(f"task {task.id}: no image")
     labels = dict(c.labels)

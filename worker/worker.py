@@ -42,8 +42,9 @@ class Worker:
     """Use from the daemon's loop; ``close()`` cancels task managers (containers keep running)."""
 
     def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = (),
-                 retry: tuple[float, float] = REMOVE_RETRY):
+                 retry: tuple[float, float] = REMOVE_RETRY, hostname: str = ""):
         self._runtime = runtime
+        self.hostname = hostname       # {{.Node.Hostname}} in placeholders
         self._reporter = reporter
         self._insecure = insecure_registries
         self._retry = retry
@@ -158,7 +159,7 @@ class Worker:
 
     def _container_spec(self, task: objects_pb2.Task) -> ContainerSpec:
         """The task's container spec with the data of the secrets and configs this node holds."""
-        return container_spec(task, self.secrets, self.configs)
+        return container_spec(task, self.secrets, self.configs, self.hostname)
 
     async def _networks_ready(self, network_ids: list[str]) -> bool:
         ready = await self.network.wait_for_networks(network_ids, NETWORK_WAIT_TIMEOUT)

@@ -182,7 +182,8 @@ def _check_mounts(mounts) -> None:
                 raise SpecError(f"invalid --mount source {mount.source!r} for bind mount {mount.target}: "
                                 "must be an absolute path")
         elif mount.type == Mount.VOLUME:
-            if mount.source and not _VOLUME_NAME_RE.match(mount.source):
+            # a source with placeholders (data-{{.Task.Slot}}) is named on the worker, per task
+            if mount.source and "{{" not in mount.source and not _VOLUME_NAME_RE.match(mount.source):
                 raise SpecError(f"invalid --mount source {mount.source!r} for volume mount {mount.target}: "
                                 "a volume name is letters, digits, '_', '.' and '-' (at least 2)")
         elif mount.source:

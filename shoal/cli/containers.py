@@ -94,7 +94,7 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
         out.flush()
 
 
-@click.command(context_settings={"allow_interspersed_args": False})
+@click.command(context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID")
 @click.option("--name", default="")
@@ -118,7 +118,7 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
               help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges")
 @click.option("-u", "--user", default="")
 @click.option("-w", "--workdir", default="")
-@click.option("--hostname", default="")
+@click.option("-h", "--hostname", default="", help="Container host name")
 @click.option("--entrypoint", default=None)
 @click.option("--stop-signal", default="")
 @click.option("--stop-timeout", type=float, default=10.0)

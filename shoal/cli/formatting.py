@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 
 import click
 
-from shoal.cli.gotemplate import Fields, Template, TemplateError, render, tabwrite
+from common.gotemplate import Fields, Template, TemplateError, render, tabwrite
 
 FORMAT_HELP = ("Format output using a custom template: 'table' (the default), 'table TEMPLATE', "
                "'json', or a Go template such as '{{.ID}}'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -33,8 +34,111 @@ for _name in _MODULES:
     _module.register(cli)
 
 
+# ---- the docker CLI's conventions for flags and usage errors ---------------------------------------
+
+USAGE_ERROR = 125           # docker's exit code when the command line itself is wrong
+_BOOLS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
+
+
+def _flag_forms(command: click.Command) -> tuple[dict[str, tuple[click.Option, bool]], set[str]]:
+    """Boolean flags by spelling (option, positive?) and the spellings of options taking a value."""
+    flags: dict[str, tuple[click.Option, bool]] = {}
+    valued: set[str] = set()
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        if param.is_flag and not param.count:
+            flags.update({name: (param, True) for name in param.opts})
+            flags.update({name: (param, False) for name in param.secondary_opts})
+        else:
+            valued.update(param.opts)
+    return flags, valued
+
+
+def docker_bool_args(command: click.Command, args: list[str]) -> list[str]:
+    """Rewrite Go's `--flag=false` / `--flag=true` spellings of boolean flags (`--detach=false`,
+    `--rm=true`, `-d=false`) into what click takes; stops at the first positional argument of a
+    command that takes none after it (`run IMAGE CMD...`) and at `--`."""
+    flags, valued = _flag_forms(command)
+    interspersed = command.context_settings.get("allow_interspersed_args", command.allow_interspersed_args)
+    out: list[str] = []
+    skip_value = False
+    for index, arg in enumerate(args):
+        if skip_value:
+            skip_value = False
+            out.append(arg)
+            continue
+        if arg == "--" or (not arg.startswith("-") and not interspersed):
+            out.extend(args[index:])
+            break
+        name, sep, value = arg.partition("=")
+        if sep and name in flags and value.lower() in _BOOLS:
+            option, positive = flags[name]
+            want = _BOOLS[value.lower()] == positive
+            if want:
+                out.append(option.opts[-1])
+            elif option.secondary_opts:
+                out.append(option.secondary_opts[-1])
+            continue                        # --flag=false of a plain flag: leave it unset
+        if not sep and arg in valued:
+            skip_value = True
+        out.append(arg)
+    return out
+
+
+def _adapt(command: click.Command) -> None:
+    """Give every command docker's `--flag=BOOL` spelling."""
+    original = command.parse_args
+
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        return original(ctx, docker_bool_args(command, args))
+
+    command.parse_args = parse_args  # type: ignore[method-assign]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _adapt(sub)
+
+
+_adapt(cli)
+
+
+def _usage_message(err: click.UsageError) -> str:
+    if isinstance(err, click.NoSuchOption):
+        name = err.option_name
+        if name.startswith("--"):
+            return f"unknown flag: {name}"
+        return f"unknown shorthand flag: {name[1:2]!r} in {name}"
+    if isinstance(err, click.MissingParameter) and isinstance(err.param, click.Argument) and err.ctx is not None:
+        wanted = [p for p in err.ctx.command.params if isinstance(p, click.Argument) and p.required]
+        count = sum(max(p.nargs, 1) for p in wanted)
+        arguments = [p for p in err.ctx.command.params if isinstance(p, click.Argument)]
+        how = "at least" if any(p.nargs == -1 for p in arguments) else "exactly"
+        return f'"{err.ctx.command_path}" requires {how} {count} argument{"s" if count != 1 else ""}.'
+    if isinstance(err, click.BadOptionUsage) and "requires an argument" in err.format_message():
+        return f"flag needs an argument: {err.option_name}"
+    return err.format_message()
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI on `args` (default: sys.argv) and return the exit code, docker's way: a wrong
+    command line prints `MESSAGE` and `See 'shoal COMMAND --help'.` and exits 125."""
+    try:
+        result = cli.main(args=args, prog_name="shoal", standalone_mode=False)
+    except click.UsageError as err:
+        path = err.ctx.command_path if err.ctx is not None else "shoal"
+        click.echo(f"{_usage_message(err)}\nSee '{path} --help'.", err=True)
+        return USAGE_ERROR
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:
-    cli(prog_name="shoal")
+    sys.exit(run())
 
 
 if __name__ == "__main__":

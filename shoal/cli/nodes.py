@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import print_table, rfc3339
+from shoal.cli.output import invalid_filter, print_table, rfc3339
 
 _AVAILABILITY = {0: "Active", 1: "Pause", 2: "Drain"}
 _STATUS = {0: "Unknown", 1: "Down", 2: "Ready", 3: "Disconnected"}
@@ -90,6 +90,9 @@ def _get(client, ref: str):
     return client.call("GetNode", control_pb2.GetNodeRequest(node_id=ref)).node
 
 
+NODE_FILTERS = ("id", "label", "node.label", "name", "role")
+
+
 @node.command("ls")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output (id, name, role, label)")
 @click.option("--format", "fmt", default="", help=FORMAT_HELP)
@@ -103,7 +106,10 @@ def node_ls(client, filters, fmt, quiet) -> None:
         key, sep, value = f.partition("=")
         if not sep:
             raise click.BadParameter(f"bad format of filter {f!r} (expected name=value)")
-        request.filters[key] = value
+        if key not in NODE_FILTERS:
+            raise invalid_filter(key)
+        # docker's node.label is the node's (swarm) labels, which shoal's `label` filter matches
+        request.filters["label" if key == "node.label" else key] = value
     nodes = client.call("ListNodes", request).nodes
     if quiet:
         for n in nodes:

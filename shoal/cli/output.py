@@ -12,7 +12,7 @@ import click
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
     """Docker's table layout (tabwriter: each column as wide as its widest cell plus 3, at least 10;
     the last column unpadded)."""
-    from shoal.cli.gotemplate import tabwrite
+    from common.gotemplate import tabwrite
     text = "".join("\t".join(line) + "\n" for line in [columns] + rows)
     click.echo(tabwrite(text), nl=False)
 
@@ -40,3 +40,15 @@ def rfc3339(seconds: float) -> str:
         return "0001-01-01T00:00:00Z"
     frac = f"{seconds % 1:.9f}"[1:].rstrip("0").rstrip(".")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + frac + "Z"
+
+
+class DaemonError(click.ClickException):
+    """An error printed as the docker CLI prints the daemon's: `Error response from daemon: ...`,
+    exit status 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error response from daemon: {self.message}", err=True)
+
+
+def invalid_filter(key: str) -> DaemonError:
+    return DaemonError(f"Invalid filter '{key}'")

@@ -369,10 +369,13 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
         if opts["replicas"] > MAX_REPLICAS:
             raise FlagError("--replicas", opts["replicas"], f"at most {MAX_REPLICAS} replicas per service")
         spec.replicas = opts["replicas"]
-    if _opt(opts, "max_replicas") is not None:
-        if not 0 <= opts["max_replicas"] <= MAX_REPLICAS:
-            raise FlagError("--max-replicas", opts["max_replicas"], f"must be between 0 and {MAX_REPLICAS}")
-        task.placement.max_replicas = opts["max_replicas"]
+    max_replicas = _opt(opts, "max_replicas")
+    if max_replicas is None:
+        max_replicas = _opt(opts, "max_replicas_alias")     # the hidden --max-replicas
+    if max_replicas is not None:
+        if not 0 <= max_replicas <= MAX_REPLICAS:
+            raise FlagError("--replicas-max-per-node", max_replicas, f"must be between 0 and {MAX_REPLICAS}")
+        task.placement.max_replicas = max_replicas
     resources = task.resources
     for flag, field, target in (("limit-cpu", "limit_cpu", resources.limits),
                                 ("reserve-cpu", "reserve_cpu", resources.reservations)):

@@ -17,7 +17,7 @@ import click
 from common.limits import MAX_REPLICAS
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import print_table
+from shoal.cli.output import invalid_filter, print_table
 
 # service_flags, service_format and service_progress import protobuf: they are imported by the
 # commands that use them, so that `shoal --help` and other commands do not pay for it.
@@ -74,7 +74,10 @@ def _config_options(prefix: str) -> list:
 
 COMMON_OPTIONS = [
     click.option("--replicas", type=int, default=None, help="Number of tasks"),
-    click.option("--max-replicas", type=int, default=None, help="Maximum number of tasks per node (0 = unlimited)"),
+    click.option("--replicas-max-per-node", "max_replicas", type=int, default=None,
+                 help="Maximum number of tasks per node (default 0 = unlimited)"),
+    click.option("--max-replicas", "max_replicas_alias", type=int, default=None, hidden=True,
+                 help="Shoal's earlier name of --replicas-max-per-node"),
     click.option("--limit-cpu", default=None, help="Limit CPUs"),
     click.option("--limit-memory", default=None, help="Limit Memory"),
     click.option("--reserve-cpu", default=None, help="Reserve CPUs"),
@@ -106,6 +109,12 @@ COMMON_OPTIONS = [
     click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting for the service to converge"),
     click.option("-q", "--quiet", is_flag=True, help="Suppress progress output"),
     click.option("--no-resolve-image", is_flag=True, hidden=True, help="Accepted for docker compatibility"),
+    click.option("--resolve-image", type=click.Choice(["always", "changed", "never"]), default=None,
+                 help="Query the registry to resolve image digest and supported platforms (accepted: each "
+                      "node pulls the tag when it starts a task)"),
+    click.option("--with-registry-auth", is_flag=True,
+                 help="Send registry authentication details to swarm agents (accepted: nodes pull with "
+                      "their own registry configuration)"),
 ]
 
 
@@ -243,7 +252,7 @@ def service_ls(client, filters, fmt, quiet) -> None:
     from proto import control_pb2
     from shoal.cli.service_format import ls_row, service_summary
     request = control_pb2.ListServicesRequest()
-    for key, value in _parse_filters(filters).items():
+    for key, value in _parse_filters(filters, SERVICE_FILTERS).items():
         request.filters[key] = value
     response = client.call("ListServices", request)
     if quiet:
@@ -257,13 +266,19 @@ def service_ls(client, filters, fmt, quiet) -> None:
                                    [ls_row(s, summary) for s, summary in summaries]))
 
 
-def _parse_filters(filters) -> dict[str, str]:
-    """-f key=value flags; repeated keys become comma-separated alternatives."""
+SERVICE_FILTERS = ("id", "label", "mode", "name")
+
+
+def _parse_filters(filters, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
+    """-f key=value flags; repeated keys become comma-separated alternatives. A key not in
+    `allowed` is refused with the docker daemon's words."""
     out: dict[str, list[str]] = {}
     for f in filters:
         key, sep, value = f.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"bad format of filter {f!r} (expected name=value)", param_hint="--filter")
+        if allowed is not None and key not in allowed:
+            raise invalid_filter(key)
         out.setdefault(key, []).append(value)
     return {k: ",".join(v) for k, v in out.items()}
 

@@ -26,7 +26,6 @@ from shoal.cli.output import flag_value, print_table
 DEFAULT_TIMEOUT = "5m"
 REMOVE_TIMEOUT = 60.0          # how long `stack rm` retries objects still in use by stopping tasks
 POLL_INTERVAL = 0.5
-_BOOL_VALUES = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
 
 
 def register(cli: click.Group) -> None:
@@ -36,19 +35,6 @@ def register(cli: click.Group) -> None:
 @click.group()
 def stack() -> None:
     """Manage stacks (Compose files deployed on the swarm)."""
-
-
-class _DockerBoolCommand(click.Command):
-    """Accepts docker's `--detach=false` / `--detach=true` spelling of a boolean flag."""
-
-    def parse_args(self, ctx, args):
-        rewritten = []
-        for arg in args:
-            flag, sep, value = arg.partition("=")
-            if sep and flag in ("--detach", "-d") and value.lower() in _BOOL_VALUES:
-                arg = "--detach" if _BOOL_VALUES[value.lower()] else "--no-detach"
-            rewritten.append(arg)
-        return super().parse_args(ctx, rewritten)
 
 
 # ---- ControlAPI helpers ------------------------------------------------------------------------
@@ -120,7 +106,7 @@ def _parse_timeout(text: str) -> float:
 
 # ---- deploy ------------------------------------------------------------------------------------
 
-@stack.command("deploy", cls=_DockerBoolCommand)
+@stack.command("deploy")
 @click.option("-c", "--compose-file", "files", multiple=True, required=True,
               help="Path to a Compose file (repeat to merge several, later ones override)")
 @click.option("--prune", is_flag=True, help="Prune services that are no longer referenced")
@@ -131,9 +117,16 @@ def _parse_timeout(text: str) -> float:
 @click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True,
               help="How long to wait for each depends_on dependency, and with --wait for convergence")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output")
+@click.option("--resolve-image", type=click.Choice(["always", "changed", "never"]), default=None,
+              help="Query the registry to resolve image digest and supported platforms (accepted: each "
+                   "node pulls the tag when it starts a task)")
+@click.option("--with-registry-auth", is_flag=True,
+              help="Send registry authentication details to Swarm agents (accepted: nodes pull with their "
+                   "own registry configuration)")
 @click.argument("name", metavar="STACK")
 @click.pass_obj
-def stack_deploy(client, files, prune, detach, wait, timeout, quiet, name) -> None:
+def stack_deploy(client, files, prune, detach, wait, timeout, quiet, resolve_image, with_registry_auth,
+                 name) -> None:
     """Deploy a new stack or update an existing stack."""
     from shoal.stack import StackError, check_stack_name, load_stack
     from shoal.stack.planner import plan_deploy
@@ -343,9 +336,12 @@ def stack_ps(ctx, no_trunc, filters, fmt, quiet, name) -> None:
 # ---- rm ------------------------------------------------------------------------------------------
 
 @stack.command("rm")
+@click.option("-d", "--detach/--no-detach", default=True,
+              help="Do not wait for stack removal (accepted: networks, secrets and configs are removed "
+                   "once the stack's tasks have stopped, so rm always waits for that)")
 @click.argument("names", metavar="STACK...", nargs=-1, required=True)
 @click.pass_obj
-def stack_rm(client, names) -> None:
+def stack_rm(client, detach, names) -> None:
     """Remove one or more stacks: their services, then their secrets, configs and networks."""
     from proto import control_pb2
     removals: list = []

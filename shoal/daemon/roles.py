@@ -188,7 +188,7 @@ class Daemon:
         managers = node.managers or [node.grpc_addr]
         self.worker = None
         if self.runtime is not None:
-            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries)
+            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries, hostname=self.hostname)
         self.agent = Agent(managers, tls.channel_credentials, channel_options(),
                            lambda: node_description(self.hostname, node.grpc_addr, tls.tls_info()),
                            self._on_session, worker=self.worker, reporter=self.reporter)

@@ -1,5 +1,6 @@
 """Issue 14 as a Swarm user meets it on a 1-manager + 1-worker lab: `--format` Go templates on
-the commands scripts use, and the errors a template with a mistake gives.
+the commands scripts use, and the errors a template with a mistake gives; Swarm placeholders
+expanded in the task's container.
 
 One lab for the module; each test removes what it created.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from tests.cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -52,3 +55,34 @@ def test_format_templates_on_ls_ps_inspect_info_version(lab, image):
             assert result.stderr.startswith("template parsing error: template: "), result.stderr
     finally:
         lab.shoal("manager1", "service", "rm", "fmt", check=False)
+
+
+def in_container(lab, service: str, script: str, host: str = "worker1") -> str:
+    """Output of ``sh -c script`` in the running container of ``service``'s task on ``host``."""
+    def container():
+        for line in lab.shoal(host, "container", "ls", "--format", "json").stdout.splitlines():
+            row = json.loads(line)
+            if row["Names"].startswith(f"{service}.") and row["State"] == "running":
+                return row["ID"]
+        return None
+    container_id = wait_for(container, 60, what=f"a running container of {service} on {host}")
+    return lab.shoal(host, "container", "exec", container_id, "--", "sh", "-c", script).stdout
+
+
+def test_placeholders_are_expanded_in_the_container(lab, image):
+    lab.shoal("manager1", "service", "create", "--name", "ph", "--stop-signal", "KILL",
+              "--constraint", "node.hostname==worker1",
+              "--hostname", "{{.Service.Name}}-{{.Task.Slot}}", "--env", "NODE={{.Node.Hostname}}",
+              "--env", "TASK={{.Task.Name}}", "--env", "NID={{.Node.ID}}",
+              "--mount", "type=volume,source=data-{{.Task.Slot}},target=/data",
+              image, "sleep", "3600", timeout=120)
+    try:
+        task_id = lab.shoal("manager1", "service", "ps", "-q", "--no-trunc", "ph").stdout.split()[0]
+        node_id = json.loads(lab.shoal("manager1", "node", "inspect", "worker1").stdout)[0]["ID"]
+        seen = in_container(lab, "ph", "hostname; echo $NODE $TASK $NID; ls -d /data && "
+                                       "grep ' /data ' /proc/self/mountinfo | grep -c data-1")
+        assert seen.split() == ["ph-1", "worker1", f"ph.1.{task_id}", node_id, "/data", "1"]
+        volumes = lab.shoal("worker1", "volume", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "data-1" in volumes and "data-{{.Task.Slot}}" not in volumes
+    finally:
+        lab.shoal("manager1", "service", "rm", "ph", check=False)

@@ -1,4 +1,4 @@
-"""`--format` (shoal.cli.gotemplate, shoal.cli.formatting) against outputs recorded from Docker:
+"""`--format` (common.gotemplate, shoal.cli.formatting) against outputs recorded from Docker:
 the examples of the docker CLI reference (docs/reference/commandline/*.md) and the table cases of
 docker/cli's own formatter tests (cli/command/service/formatter_test.go). Every case is one row of
 a table: the objects, the format, the exact output."""
@@ -11,7 +11,7 @@ import pytest
 
 from proto import control_pb2, objects_pb2 as pb
 from shoal.cli.formatting import header_name, print_objects, print_rows
-from shoal.cli.gotemplate import Fields, Template, TemplateError, go_string, render, tabwrite
+from common.gotemplate import Fields, Template, TemplateError, go_string, render, tabwrite
 from shoal.cli.output import print_table
 from shoal.cli.service_format import ls_row, service_summary
 

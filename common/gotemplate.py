@@ -4,6 +4,8 @@
     Template(source).execute(data) -> str       parse once, run per object (ls rows)
     tabwrite(text, minwidth=10, padding=3)      docker's table writer (Go's elastic tabstops)
 
+Used by the CLI's --format and by the worker for Swarm's placeholders ({{.Task.Slot}} ...).
+
 Supported: text and actions with `{{-`/`-}}` trimming and `{{/* comments */}}`; pipelines
 (`{{.Name | upper}}`); fields and chains on `.`, `$`, variables and parenthesised pipelines;
 variables (`$x := ...`, `$x = ...`, `range $i, $e := ...`); `if`/`else if`/`else`, `range`

@@ -1,0 +1,65 @@
+"""The docker CLI's conventions at the command line (shoal.cli.main.run): exit code 125 and
+docker's wording for a wrong command line, Go's `--flag=BOOL` spellings, docker's flag names."""
+
+from __future__ import annotations
+
+import pytest
+
+import shoal.cli.main as main
+from shoal.cli.main import USAGE_ERROR, docker_bool_args, run
+from shoal.cli.services import service_create
+from shoal.cli.containers import run as run_command
+
+
+@pytest.mark.parametrize("args, message", [
+    (["service", "create", "--bogus", "busybox"], "unknown flag: --bogus\nSee 'shoal service create --help'."),
+    (["service", "ls", "-z"], "unknown shorthand flag: 'z' in -z\nSee 'shoal service ls --help'."),
+    (["service", "create"], "\"shoal service create\" requires at least 1 argument.\n"
+                            "See 'shoal service create --help'."),
+    (["service", "inspect"], "\"shoal service inspect\" requires at least 1 argument.\n"
+                             "See 'shoal service inspect --help'."),
+    (["node", "ls", "--format"], "flag needs an argument: --format"),
+    (["stack", "deploy", "-c", "x.yml", "--timeout", "1.5", "s"],
+     'invalid argument "1.5" for "--timeout" flag: time: missing unit in duration "1.5"'),
+])
+def test_a_wrong_command_line_exits_125_with_dockers_words(capsys, args, message):
+    assert run(args) == USAGE_ERROR
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--detach=false", "-q", "busybox"], ["-q", "busybox"]),
+    (["--detach=true", "busybox", "--detach=false"], ["--detach", "busybox", "--detach=false"]),
+    (["-d=1", "--name", "--detach=false", "busybox"], ["--detach", "--name", "--detach=false", "busybox"]),
+    (["--init=false", "busybox"], ["--no-init", "busybox"]),
+    (["--", "--detach=false"], ["--", "--detach=false"]),
+])
+def test_go_boolean_spellings(args, expected):
+    # service create takes no options after IMAGE (its COMMAND may have its own flags)
+    assert docker_bool_args(service_create, args)[:len(expected)] == expected
+
+
+def test_detach_false_means_wait_and_run_h_is_the_hostname():
+    params = service_create.make_context("create", ["--detach=false", "--replicas-max-per-node", "2", "busybox"]).params
+    assert params["detach"] is False and params["max_replicas"] == 2
+    params = service_create.make_context("create", ["-d=true", "--max-replicas", "3", "busybox"]).params
+    assert params["detach"] is True and params["max_replicas_alias"] == 3
+    params = run_command.make_context("run", ["-h", "myhost", "--rm=true", "busybox", "hostname", "-h"]).params
+    assert params["hostname"] == "myhost" and params["remove"] is True
+    assert params["command"] == ("hostname", "-h")
+    assert main.cli.commands["service"].commands["create"] is service_create
+
+
+def test_replicas_max_per_node_sets_the_placement():
+    from shoal.cli.service_flags import FlagError, build_spec
+    assert build_spec("busybox", [], {"max_replicas": 2}).task.placement.max_replicas == 2
+    assert build_spec("busybox", [], {"max_replicas_alias": 3}).task.placement.max_replicas == 3
+    with pytest.raises(FlagError, match='"--replicas-max-per-node" flag: must be between 0 and'):
+        build_spec("busybox", [], {"max_replicas": -1})
+
+
+@pytest.mark.parametrize("args", [["node", "ls", "-f", "bogus=1"], ["service", "ls", "--filter", "bogus=1"]])
+def test_an_unknown_filter_is_refused_in_the_daemons_words(capsys, args):
+    assert run(args) == 1
+    assert capsys.readouterr().err == "Error response from daemon: Invalid filter 'bogus'\n"
