@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -360,12 +361,75 @@ def compile_rules(default_action: int, arches: list[str], rules: list[Rule]) -> 
             bpf = b"".join(chunks)
         finally:
             os.close(fd)
+        if default_action not in (_ACTIONS["SCMP_ACT_ALLOW"], _ACTIONS["SCMP_ACT_LOG"]):
+            bpf = _enosys_stub(lib, arches or [_native_name(lib)], rules) + bpf
         if len(bpf) // 8 > BPF_MAXINSNS:
             raise InvalidArgument(f"seccomp profile: compiles to {len(bpf) // 8} BPF instructions; the kernel "
                                   f"takes at most {BPF_MAXINSNS} in one filter")
         return bpf
     finally:
         lib.seccomp_release(ctx)
+
+
+# classic BPF (linux/filter.h) and the seccomp_data offsets of the syscall number and the arch
+_LD_ABS, _JEQ, _JGT, _JSET, _JA, _RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
+_NR, _ARCH = 0, 4
+_X32_BIT = 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+
+
+def _native_name(lib) -> str:
+    native = lib.seccomp_arch_native()
+    return next((n for n in ("x86_64", "aarch64", "x86", "arm", "s390x", "riscv64", "ppc64le")
+                 if lib.seccomp_arch_resolve_name(n.encode()) == native), "x86_64")
+
+
+def _enosys_stub(lib, arches: list[str], rules: list[Rule]) -> bytes:
+    """runc's answer to new syscalls, as BPF put before libseccomp's program: a syscall whose
+    number is above every syscall the profile names (on that architecture) fails with ENOSYS, not
+    the default EPERM, so that a newer libc falls back to the older call it knows (glibc's
+    fchmodat -> fchmodat2, clone3 -> clone) instead of failing. Numbers up to the highest named
+    one keep the profile's default action."""
+    lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
+    names = {n for r in rules for n in r.names}
+    tops: dict[str, int] = {}
+    for arch in arches:
+        token = lib.seccomp_arch_resolve_name(arch.encode())
+        numbers = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        tops[arch] = max([n for n in numbers if n >= 0], default=-1)
+    prog: list[tuple] = [(_LD_ABS, None, None, _ARCH)]
+    sections: list[tuple[str, int]] = []
+    for arch in arches:
+        if arch == "x32" or tops[arch] < 0:
+            continue
+        audit = lib.seccomp_arch_resolve_name(arch.encode())
+        prog.append((_JEQ, f"arch-{arch}", None, audit))
+        sections.append((arch, audit))
+    prog.append((_JA, None, None, "end"))
+    for arch, audit in sections:
+        prog += [("label", f"arch-{arch}"), (_LD_ABS, None, None, _NR)]
+        if audit == _AUDIT_ARCH_X86_64:     # x32 syscalls come as x86-64 with bit 30 set
+            prog.append((_JSET, "x32" if tops.get("x32", -1) >= 0 else "end", None, _X32_BIT))
+        prog.append((_JGT, "enosys", "end", tops[arch]))
+        if audit == _AUDIT_ARCH_X86_64 and tops.get("x32", -1) >= 0:
+            prog += [("label", "x32"), (_JGT, "enosys", "end", tops["x32"])]
+    prog += [("label", "enosys"), (_RET, None, None, _ACTIONS["SCMP_ACT_ERRNO"] | default.ENOSYS)]
+    prog.append(("label", "end"))
+    labels, code = {}, []
+    for ins in prog:
+        if ins[0] == "label":
+            labels[ins[1]] = len(code)
+        else:
+            code.append(ins)
+    labels["end"] = len(code)
+    out = bytearray()
+    for i, (op, jt, jf, k) in enumerate(code):
+        rel = (lambda target: 0 if target is None else labels[target] - i - 1)
+        if op == _JA:
+            out += struct.pack("=HBBI", op, 0, 0, labels[k] - i - 1)
+        else:
+            out += struct.pack("=HBBI", op, rel(jt), rel(jf), k)
+    return bytes(out)
 
 
 def _arg_groups(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:

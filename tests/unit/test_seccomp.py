@@ -76,3 +76,45 @@ def test_unconfined_has_no_program_and_programs_are_cached():
     assert len(bpf) % 8 == 0 and 100 < len(bpf) // 8 < 4096              # sock_filter[], BPF_MAXINSNS
     assert seccomp.program("", list(reversed(DEFAULT_CAPS)), AMD64) is bpf
     assert seccomp.program("", DEFAULT_CAPS + ["SYS_ADMIN"], AMD64) != bpf
+
+
+def _syscalls_under(bpf: bytes, numbers: list[int]) -> list[str]:
+    """Install ``bpf`` in a forked child (no-new-privileges: no root needed) and return, per
+    syscall number, "ok" or the errno name it failed with (called with zero arguments)."""
+    import ctypes
+    import errno
+    import os
+    libc = ctypes.CDLL(None, use_errno=True)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            class Prog(ctypes.Structure):
+                _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+            buf = ctypes.create_string_buffer(bpf, len(bpf))
+            prog = Prog(len(bpf) // 8, ctypes.addressof(buf))
+            out = []
+            if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.c_void_p(ctypes.addressof(prog)), 0, 0):
+                out = ["install failed"]
+            for nr in numbers:
+                ret = libc.syscall(nr, 0, 0, 0, 0, 0)
+                out.append("ok" if ret >= 0 or ctypes.get_errno() not in (errno.EPERM, errno.ENOSYS)
+                           else errno.errorcode[ctypes.get_errno()])
+            os.write(w, " ".join(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as f:
+        return f.read().split(" ")
+
+
+@pytest.mark.skipif(seccomp.Host.current().machine != "x86_64", reason="x86-64 syscall numbers")
+def test_default_filter_in_the_kernel_eperm_for_denied_enosys_for_newer_syscalls():
+    bpf = seccomp.program("", DEFAULT_CAPS)
+    # getpid, unshare, mount, clone3, fchmodat2 (newer than the profile), 999 (no such syscall yet)
+    assert _syscalls_under(bpf, [39, 272, 165, 435, 452, 999]) == ["ok", "EPERM", "EPERM", "ENOSYS", "ENOSYS",
+                                                                   "ENOSYS"]
+    # a permissive profile gets no stub: everything the kernel has is allowed
+    permissive = seccomp.program('{"defaultAction": "SCMP_ACT_ALLOW"}', DEFAULT_CAPS)
+    assert _syscalls_under(permissive, [39, 999]) == ["ok", "ENOSYS"]   # 999: the kernel's own ENOSYS
