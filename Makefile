@@ -47,7 +47,7 @@ constraints:
 venv: $(VENV)/.installed
 
 image: venv
-	@if [ -f deploy/images/build_busybox.py ]; then $(PY) deploy/images/build_busybox.py build/busybox-oci >/dev/null; fi
+	@$(PY) deploy/images/build_busybox.py build/busybox-oci >/dev/null
 
 demo: install
 	$(PY) -m shoal.lab up --name $(LAB) --managers 3 --workers 2

@@ -119,13 +119,6 @@ def release(container_dir: Path) -> None:
         pass  # absent; the container directory is removed whole right after
 
 
-def is_mounted(path: Path) -> bool:
-    """Whether ``path`` is a mount point in this process's mount namespace (for tests and checks)."""
-    wanted = str(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == wanted for line in f)
-
-
 def _mount_tmpfs(target: Path, size: int) -> None:
     if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                    f"mode=0700,size={size}".encode()) != 0:

@@ -113,10 +113,6 @@ def choose_platform(manifests: list[dict], platform: tuple[str, str] = DEFAULT_P
     return candidates[0]
 
 
-def is_gzip_layer(media_type: str) -> bool:
-    return media_type.endswith("gzip")
-
-
 def check_layer_media_type(media_type: str, *, what: str) -> None:
     """Raise ImageError unless ``media_type`` is a layer we can unpack (tar or tar+gzip)."""
     if media_type in (OCI_LAYER, OCI_LAYER_GZIP, DOCKER_LAYER, DOCKER_LAYER_GZIP):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 from . import oci
 from .errors import DigestMismatch, ImageError, ManifestUnknown, RegistryAuthError, RegistryError
 from .ingest import ProgressEvent, ProgressFn, ingest_manifest, short
-from .reference import Reference, parse_reference
+from .reference import parse_reference
 
 if TYPE_CHECKING:
     from .store import Image, ImageStore
@@ -404,9 +404,3 @@ def docker_config_auth(registry: str, config_path: str | os.PathLike | None = No
         if entry.get("username"):
             return entry["username"], entry.get("password", "")
     return None
-
-
-def reference_registry(ref: str) -> str:
-    """The registry host[:port] a reference points at."""
-    parsed: Reference = parse_reference(ref)
-    return parsed.registry

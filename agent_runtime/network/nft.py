@@ -35,12 +35,3 @@ async def apply(ruleset: str, namespace: str | None = None) -> None:
         where = f"netns {namespace}" if namespace else "the host netns"
         log.debug("rejected ruleset for %s:\n%s", where, ruleset)
         raise NetworkError(f"nft in {where}: {err.decode(errors='replace').strip()}")
-
-
-async def list_table(table: str, namespace: str | None = None) -> str:
-    """``nft list table ip TABLE`` text, or "" when there is no such table."""
-    proc = await asyncio.create_subprocess_exec(
-        *_argv(namespace, "list", "table", "ip", table), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    return out.decode() if proc.returncode == 0 else ""

@@ -305,15 +305,6 @@ class NetworkAllocator:
         self._held["node"].setdefault(node_id, {})[net.id] = address
         return net.cidr(address)
 
-    def release_node_ip(self, network_id: str, node_id: str) -> None:
-        """Free the node's address on one network; a no-op when it holds none."""
-        nets = self._held["node"].get(node_id, {})
-        address = nets.pop(network_id, None)
-        if address is not None:
-            self._free(network_id, address, Owner("node", node_id))
-        if not nets:
-            self._held["node"].pop(node_id, None)
-
     def release_node(self, node_id: str) -> None:
         """Free the node's addresses on every network (the node left the cluster)."""
         self._release_holder("node", node_id)

@@ -263,13 +263,6 @@ class MemoryStore:
             self._watches.append(watch)
             return self._view, watch
 
-    def close_watches(self, reason: str = "store is shutting down") -> None:
-        """Close every watch with WatchClosed(reason)."""
-        with self._lock:
-            watches, self._watches = self._watches, []
-        for watch in watches:
-            watch._close_from_store(reason)
-
     def _forget(self, watch: Watch) -> None:
         with self._lock:
             try:

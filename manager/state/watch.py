@@ -27,8 +27,8 @@ class Watch:
     """An async iterator over store events (``async for event in watch``).
 
     Created by ``MemoryStore.watch``/``Store.watch`` on a running loop; iterate it on that loop.
-    Iteration ends after ``close()``; it raises WatchOverflow if the watcher fell behind and
-    WatchClosed if the store closed it. ``close()`` may be called from any thread.
+    Iteration ends after ``close()``; it raises WatchOverflow (a WatchClosed) if the watcher fell
+    behind. ``close()`` may be called from any thread.
     """
 
     def __init__(self, kinds: Iterable[Kind] | None, *, maxsize: int, commits: bool,
@@ -89,14 +89,6 @@ class Watch:
             self._closed = True
             return False
         return True
-
-    def _close_from_store(self, reason: str) -> None:
-        """Close with WatchClosed(reason); called by the store on shutdown."""
-        self._detached.set()
-        try:
-            self._loop.call_soon_threadsafe(self._shut, WatchClosed(reason))
-        except RuntimeError:
-            self._closed = True
 
     # -- consumer side (the watcher's loop) ------------------------------------------------
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from shoal import __version__
+from shoal.cli import containers, images, networks, nodes, secrets, service_logs, services, stacks, swarm, system
 from shoal.cli.client import Client
-
-# Each module exposes register(cli); optional areas are skipped if not installed.
-_MODULES = ["swarm", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks", "secrets", "system"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,13 +21,8 @@ def cli(ctx: click.Context, host: str | None) -> None:
     ctx.obj = Client(host)
 
 
-for _name in _MODULES:
-    try:
-        _module = importlib.import_module(f"shoal.cli.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"shoal.cli.{_name}":
-            raise
-        continue
+# Each command module adds its commands (and groups) to the top-level group.
+for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system):
     _module.register(cli)
 
 

@@ -8,7 +8,6 @@ be called from one thread at a time per lab; separate processes are kept apart b
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import socket
@@ -33,27 +32,9 @@ from shoal.lab.store import LabRecord, LabStore, ProcessRecord, replace_host
 
 logger = logging.getLogger(__name__)
 
-SHOALD_MODULE = "shoal.daemon"
-RUNTIMED_MODULE = "agent_runtime.server"
 SOCKET_TIMEOUT = 30.0
 READY_TIMEOUT = 120.0
 ROOT_ENV = "SHOAL_LAB_ROOT"
-
-
-def _module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
-
-
-def runtimed_available() -> bool:
-    """Whether shoal-runtimed can run here (its module agent_runtime.server exists)."""
-    return _module_available(RUNTIMED_MODULE)
-
-
-def shoald_available() -> bool:
-    return _module_available(SHOALD_MODULE)
 
 
 def _socket_accepts(path: Path) -> bool:
@@ -136,13 +117,9 @@ class Lab:
         log_level: str | None = None,
         timeout: float = READY_TIMEOUT,
     ) -> "Lab":
-        """Build the lab: namespaces and registry; a shoal-runtimed per host if `runtime` (and the
-        module exists); if `cluster`, a shoald per host, joined into one swarm with every node
+        """Build the lab: namespaces and registry; a shoal-runtimed per host if `runtime`; if `cluster`, a shoald per host, joined into one swarm with every node
         Ready (unless `form` is false: shoald runs, no swarm is formed, as on a fresh server). On any failure everything made so far is removed (as `down`) and the error
         re-raised. Returns self."""
-        if cluster and not shoald_available():
-            raise LabError(f"lab {self.name}: shoald is not available (no module {SHOALD_MODULE}); "
-                           "use --no-cluster to build hosts and registry only")
         with self.store.registry_lock():
             if self.store.exists(self.name):
                 raise LabExists(f"lab {self.name} is already up; `shoal-lab down --name {self.name}` first")
@@ -191,10 +168,7 @@ class Lab:
         except (LabError, subprocess.TimeoutExpired) as exc:
             self._progress(f"warning: the busybox demo image was not pushed: {exc}")
             return
-        if ref is None:
-            self._progress("no deploy/images/build_busybox.py: busybox demo image not pushed")
-        else:
-            self._progress(f"pushed {ref}")
+        self._progress(f"pushed {ref}")
 
     # ----- processes -------------------------------------------------------------------------
 
@@ -259,15 +233,10 @@ class Lab:
 
     def _start_daemons(self, hosts: Sequence[HostPlan]) -> None:
         """Start on `hosts` whatever of their daemons is not running: runtimed if the lab has a
-        runtime and the module exists, shoald if the lab is a cluster. All runtimeds first, waiting
+        runtime, shoald if the lab is a cluster. All runtimeds first, waiting
         for their sockets, then all shoalds, waiting for theirs."""
         record = self.record()
-        with_runtime = record.runtime and runtimed_available()
-        if record.runtime and not with_runtime:
-            self._progress(f"no module {RUNTIMED_MODULE}: shoal-runtimed not started")
-        if record.cluster and not shoald_available():
-            raise LabError(f"lab {self.name}: shoald is not available (no module {SHOALD_MODULE})")
-        wanted = {"runtimed": with_runtime, "shoald": record.cluster}
+        wanted = {"runtimed": record.runtime, "shoald": record.cluster}
         for kind, socket_of, argv_of in (
             ("runtimed", lambda h: h.runtime_socket, self._runtimed_argv),
             ("shoald", lambda h: h.socket, self._shoald_argv),

@@ -90,12 +90,8 @@ def wait_ready(plan: LabPlan, record: ProcessRecord, timeout: float = 30.0) -> N
         time.sleep(0.1)
 
 
-def push_busybox(plan: LabPlan, timeout: float = 120.0) -> str | None:
-    """Build the project's busybox image and push it to the lab registry; return the reference pushed,
-    or None (with a log line) when deploy/images/build_busybox.py does not exist."""
-    if not BUSYBOX_BUILDER.exists():
-        logger.info("no %s; the busybox demo image was not pushed", BUSYBOX_BUILDER)
-        return None
+def push_busybox(plan: LabPlan, timeout: float = 120.0) -> str:
+    """Build the project's busybox image and push it to the lab registry; return the reference pushed."""
     ref = f"{plan.registry}/{BUSYBOX_REPOSITORY}"
     layout = plan.registry_dir / "busybox-layout"
     # The builder's own command line builds the OCI layout and pushes it over plain HTTP; it runs

@@ -13,33 +13,12 @@ Every lab a module made is brought down when the module ends, even if its tests 
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
 
 import pytest
 
 from shoal.lab import Lab
-from shoal.lab.lab import shoald_available
-
-REQUIRED_PROGRAMS = ("ip", "nsenter", "docker-registry")
-
-
-def lab_name(module_name: str, index: int) -> str:
-    """A lab name unique to this test module and pytest process: a readable hint plus a hash."""
-    hint = re.sub(r"[^a-z0-9]+", "-", module_name.rsplit(".", 1)[-1].removeprefix("test_").lower())[:10]
-    digest = hashlib.sha1(f"{module_name}:{os.getpid()}:{index}".encode()).hexdigest()[:6]
-    return f"t-{hint.strip('-') or 'lab'}-{digest}"
-
-
-def require_lab_host() -> None:
-    """Skip unless this machine can run labs (root, iproute2, nsenter, docker-registry)."""
-    if os.geteuid() != 0:
-        pytest.skip("shoal-lab needs root")
-    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
-    if missing:
-        pytest.skip(f"shoal-lab needs {', '.join(missing)}")
+from tests.support.labs import lab_name, require_lab_host
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +28,6 @@ def lab_factory(request: pytest.FixtureRequest):
     made: list[Lab] = []
 
     def make(managers: int = 3, workers: int = 2, cluster: bool = True, **up_options) -> Lab:
-        if cluster and not shoald_available():
-            pytest.skip("shoald (module shoal.daemon) is not available yet")
         lab = Lab(lab_name(request.module.__name__, len(made)))
         made.append(lab)
         up_options.setdefault("log_level", os.environ.get("SHOAL_LAB_LOG_LEVEL") or None)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shoal.lab import Lab
-from tests.cluster.conftest import lab_name, require_lab_host
+from tests.support.labs import lab_name, require_lab_host
 
 pytestmark = pytest.mark.cluster
 

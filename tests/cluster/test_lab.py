@@ -12,7 +12,6 @@ import pytest
 
 from shoal.lab import CommandFailed, Lab, LabError, LabExists, LabNotFound
 from shoal.lab import cleanup, netns, procs, registry
-from shoal.lab.lab import runtimed_available
 from shoal.lab.plan import lab_cgroup_pattern, lab_netns_pattern
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -28,10 +27,9 @@ def lab(lab_factory) -> Lab:
 
 @pytest.fixture
 def runtime_api():
-    """agent_runtime.api, or skip when shoal-runtimed is not in this tree."""
-    if not runtimed_available():
-        pytest.skip("agent_runtime.server is not available")
-    return pytest.importorskip("agent_runtime.api")
+    """agent_runtime.api"""
+    import agent_runtime.api
+    return agent_runtime.api
 
 
 def run_container(lab: Lab, host: str, runtime_api) -> int:
@@ -93,8 +91,6 @@ def test_registry_answers_from_every_host(lab):
 
 
 def test_busybox_demo_image_is_in_the_lab_registry(lab):
-    if not registry.BUSYBOX_BUILDER.exists():
-        pytest.skip("deploy/images/build_busybox.py is not there")
     out = lab.exec("worker1", [sys.executable, "-c", HTTP_GET,
                                f"http://{lab.registry}/v2/shoal/busybox/tags/list"]).stdout
     assert out.startswith("200 ") and json.loads(out[4:]) == {"name": "shoal/busybox", "tags": ["latest"]}
@@ -180,8 +176,8 @@ def test_down_removes_processes_mounts_cgroups_namespaces_and_files():
     status = lab.status()
     daemon_pids = [status["registry_pid"]] + [h["runtime_pid"] for h in status["hosts"] if h["runtime_pid"]]
     container_pids = []
-    if runtimed_available():
-        container_pids.append(run_container(lab, "worker1", pytest.importorskip("agent_runtime.api")))
+    import agent_runtime.api
+    container_pids.append(run_container(lab, "worker1", agent_runtime.api))
     # Leave behind what a runtimed would: a process in a host namespace, a mount, a cgroup with a task.
     stray = subprocess.Popen(lab.exec_argv("worker1", ["sleep", "300"]), env=lab.host_env("worker1"))
     mountpoint = lab.host("worker1").runtime_dir / "containers" / "c1" / "rootfs"

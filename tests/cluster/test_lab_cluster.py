@@ -13,7 +13,6 @@ from typing import Callable, TypeVar
 import pytest
 
 from shoal.lab import Lab
-from shoal.lab.lab import runtimed_available
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -60,8 +59,7 @@ def test_status_shows_every_daemon_running(lab):
     status = lab.status()
     assert all(host["running"] for host in status["hosts"])
     assert len({host["pid"] for host in status["hosts"]}) == 5
-    if runtimed_available():
-        assert all(host["runtime_running"] for host in status["hosts"])
+    assert all(host["runtime_running"] for host in status["hosts"])
 
 
 def test_metrics_answer_on_each_hosts_address(lab):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import json
-import time
 
 import pytest
 
@@ -147,10 +146,13 @@ def test_unhealthy_task_is_replaced_and_a_job_runs_once(lab, image):
         done = wait_for(lambda: [t for t in tasks(lab, "once") if t["CurrentState"].startswith("Complete")], 30,
                         what="completed job tasks")
         assert len(done) == 2
-        time.sleep(2)
+        # The orchestrator handles store changes in order: once it has made the task of a service
+        # created after the job completed, it has seen the completions (and restarted nothing).
+        lab.shoal("manager1", "service", "create", "-d", "--name", "later", image, "sleep", "3600")
+        wait_for(lambda: tasks(lab, "later"), 30, what="the task of a service created after the job ended")
         assert len(tasks(lab, "once")) == 2  # not restarted
     finally:
-        remove(lab, "sick", "once")
+        remove(lab, "sick", "once", "later")
 
 
 def test_service_logs_merge_every_node_and_warn_about_a_down_one(lab, image):
@@ -219,8 +221,13 @@ def test_containers_survive_a_shoald_restart(lab, image):
         lab.kill("worker1")
         lab.start("worker1")
         lab.wait_ready()
-        time.sleep(2)  # a few assignment rounds after the reconnect
-        assert sorted(lab.shoal("worker1", "container", "ls", "-q").stdout.split()) == before
+        # The restarted worker has applied a full assignment set once it runs a task assigned later.
+        lab.shoal("manager1", "service", "create", "-d", "--name", "later", "--stop-signal", "KILL",
+                  "--constraint", "node.hostname==worker1", image, "sleep", "3600")
+        wait_for(lambda: running(lab, "later"), 60, what="a task assigned to worker1 after its restart")
         assert sorted(t["ID"] for t in running(lab, "steady")) == tasks_before
+        later = {t["ID"] for t in running(lab, "later")}
+        now = sorted(lab.shoal("worker1", "container", "ls", "-q").stdout.split())
+        assert len(now) == len(before) + len(later) and set(before) <= set(now)
     finally:
-        remove(lab, "steady")
+        remove(lab, "steady", "later")

@@ -1,4 +1,4 @@
-"""The Allocator and the TaskReaper against the store (the Lab of test_leader_components.py):
+"""The Allocator and the TaskReaper against the store (the Lab of tests/support/leader_lab.py):
 networks, VIPs, task and node addresses, exhaustion and release, restore after a leader change;
 which tasks the reaper deletes and which it must not."""
 
@@ -13,7 +13,7 @@ from manager.orchestrator.task import new_task
 from manager.scheduler.testing import make_service
 from manager.state import Kind, copy_of
 from proto import objects_pb2
-from tests.component.test_leader_components import TS, Lab, converged
+from tests.support.leader_lab import TS, Lab, converged
 
 _ids = itertools.count(1)
 

@@ -24,7 +24,9 @@ from manager.secretbox import SecretBox, new_key
 from manager.state import LocalProposer, MemoryStore, RaftNode, Store
 from manager.supervisor import ComponentFailed, RestartPolicy, supervise
 from proto import cluster_pb2_grpc, objects_pb2
+from proto.ports import MTLS_OFFSET
 from shoal.daemon.supervision import RoleFailed, RoleGroup
+from tests.support.ports import reserve_port, reserve_port_pair
 from worker.agent import Agent, Backoff
 
 pytestmark = pytest.mark.timeout(60)
@@ -111,36 +113,9 @@ async def test_failures_spread_beyond_the_window_restart_forever_from_the_first_
 
 # -- the manager: no headless leader ---------------------------------------------------------
 
-def _ports_free(port: int) -> bool:
-    try:
-        for p in (port, port + 2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", p))
-    except OSError:
-        return False
-    return True
-
-
-def _manager_port() -> int:
-    """A port P with P and P+2 free (the manager's join and mutual-TLS ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000 and _ports_free(port):
-            return port
-    raise AssertionError("no free port pair on 127.0.0.1")
-
-
 def _node_cert(ca: RootCA, node_id: str, role: str) -> tuple[bytes, bytes]:
     key, csr = make_node_key_and_csr()
     return ca.sign_node_csr(csr, node_id, role, dt.datetime.now(dt.timezone.utc)), key
-
-
-def _raft_addr() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 def _refuses(port: int) -> bool:
@@ -151,10 +126,10 @@ def _refuses(port: int) -> bool:
 async def test_a_component_that_gives_up_stops_the_manager_server(tmp_path, caplog):
     ca = RootCA.create(CLUSTER, dt.datetime.now(dt.timezone.utc))
     cert, key = _node_cert(ca, "m1", MANAGER_ROLE)
-    port = _manager_port()
+    port = reserve_port_pair(MTLS_OFFSET)
     memory = MemoryStore()
     leadership = LeaderSignal(asyncio.get_running_loop())
-    raft = RaftNode(_raft_addr(), [], tmp_path / "raft", "password", memory, on_leader_change=leadership.notify)
+    raft = RaftNode(f"127.0.0.1:{reserve_port()}", [], tmp_path / "raft", "password", memory, on_leader_change=leadership.notify)
     failures = 0
 
     async def broken() -> None:

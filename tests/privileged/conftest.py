@@ -10,39 +10,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-VENV_BIN = Path(sys.executable).parent
-IMAGE = "shoal/busybox:latest"
-
-
-def build_busybox_rootfs(root: Path) -> None:
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
-    for d in ("proc", "sys", "dev", "etc", "tmp", "root", "home/app", "var"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    os.chmod(root / "tmp", 0o1777)
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if not (root / "bin" / applet).exists():
-            (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
-                                     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (root / "etc/group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n")
-
-
-def cgroup_dirs(name: str) -> list[Path]:
-    """Every directory called ``name`` below the cgroup mounts (any depth up to 3)."""
-    found = []
-    for base in Path("/sys/fs/cgroup").iterdir():
-        for depth in ("*", "*/*", "*/*/*"):
-            found += [p for p in base.glob(depth) if p.name == name and p.is_dir()]
-    return found
+from tests.support.runtime import IMAGE, VENV_BIN, build_busybox_rootfs, cgroup_dirs
 
 
 class Runtimed:

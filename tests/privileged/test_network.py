@@ -27,7 +27,7 @@ import pytest
 from agent_runtime.api import (Backend, ContainerSpec, Network, NetworkAttachment, NetworkState, Peer,
                                PortConfig, RuntimeClient, Service, ShoalRuntimeError, VirtualIP, mac_from_ip)
 from agent_runtime.network.plan import runtime_id
-from tests.privileged.conftest import IMAGE, build_busybox_rootfs, cgroup_dirs
+from tests.support.runtime import IMAGE, build_busybox_rootfs, cgroup_dirs
 
 VENV_BIN = Path(sys.executable).parent
 GW_SUBNET = "198.19.200.0/24"

@@ -13,33 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent_runtime.api import (ContainerSpec, Conflict, InvalidArgument, LogConfig, Mount, NotFound, Resources)
-from tests.privileged.conftest import IMAGE, cgroup_dirs
+from tests.support.runtime import IMAGE, cgroup_dirs, run_to_exit, sh, wait_until
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
-
-
-def run_to_exit(client, **kw):
-    """Run a container to its end; returns (info, stdout text, stderr text)."""
-    cid = client.create(ContainerSpec(image=IMAGE, **kw))
-    client.start(cid)
-    client.wait(cid)
-    logs = list(client.logs(cid))
-    out = "".join(r.log for r in logs if r.stream == "stdout")
-    err = "".join(r.log for r in logs if r.stream == "stderr")
-    return client.inspect(cid), out, err
-
-
-def sh(script: str) -> list[str]:
-    return ["sh", "-c", script]
-
-
-def wait_until(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_isolation_as_a_user_sees_it(client, tmp_path):

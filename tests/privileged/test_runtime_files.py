@@ -14,16 +14,12 @@ from pathlib import Path
 import pytest
 
 from agent_runtime.api import ContainerSpec, File, InvalidArgument
-from tests.privileged.conftest import IMAGE
+from tests.support.runtime import IMAGE, mounted
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
 SECRET = b"s3cr3t-for-privileged-test\n"
 CONFIG = b"listen 8080;\n"
-
-
-def mounted(path: Path) -> bool:
-    return any(line.split()[4] == str(path) for line in Path("/proc/self/mountinfo").read_text().splitlines())
 
 
 def files() -> list[File]:

@@ -11,9 +11,7 @@ import base64
 import pytest
 
 from agent_runtime.api import ContainerSpec, File, InvalidArgument
-from tests.privileged.conftest import IMAGE
-from tests.privileged.test_runtime_files import mounted
-from tests.privileged.test_runtime_containers import wait_until
+from tests.support.runtime import IMAGE, mounted, wait_until
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 

@@ -15,8 +15,7 @@ import subprocess
 import pytest
 
 from agent_runtime.api import ContainerSpec, InvalidArgument
-from tests.privileged.conftest import IMAGE, VENV_BIN
-from tests.privileged.test_runtime_containers import run_to_exit, sh
+from tests.support.runtime import IMAGE, VENV_BIN, run_to_exit, sh
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 

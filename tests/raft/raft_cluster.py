@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from manager.state import MemoryStore, Store
 from manager.state.raft import RaftNode
+from tests.support.ports import reserve_port
 
 PASSWORD = "raft-test-password"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port no one else is given meanwhile and a RaftNode can bind (tests/support/ports.py)."""
+    return reserve_port()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -132,10 +132,11 @@ async def test_closing_a_node_fails_its_in_flight_proposals_with_a_typed_error(c
     for i in list(cluster.nodes):
         if i != leader:
             await cluster.stop(i)
-    pending = asyncio.create_task(cluster.store(leader).update(create_tasks("stuck", 1), timeout=60))
-    await asyncio.sleep(0.2)
-    assert not pending.done()
     node = cluster.nodes[leader]
+    log_length = node.getStatus()["log_len"]
+    pending = asyncio.create_task(cluster.store(leader).update(create_tasks("stuck", 1), timeout=60))
+    await wait_for(lambda: node.getStatus()["log_len"] > log_length, what="the entry in the leader's log")
+    assert not pending.done()   # appended, and no majority to commit it
     await cluster.stop(leader)
     with pytest.raises(ProposalOutcomeUnknown, match="closed while"):
         await asyncio.wait_for(pending, 10)

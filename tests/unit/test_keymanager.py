@@ -12,18 +12,11 @@ from manager.keymanager import (KEY_LENGTH, KEYRING_SIZE, MIN_SPI, SUBSYSTEM_IPS
                                 KeyManagerError, ipsec_keys, next_rotation, plan_keyring)
 from manager.state import Kind, LocalProposer, MemoryStore, Store
 from proto import objects_pb2
+from tests.support.clock import FakeClock
 
 HOUR = 3600.0
 INTERVAL = 12 * HOUR
 T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def counting_bytes():
@@ -132,7 +125,7 @@ def test_a_partial_keyring_is_filled_and_other_subsystems_are_kept():
 # -- the leader component ------------------------------------------------------------------------
 
 async def test_the_leader_fills_the_keyring_and_rotates_only_when_due():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     store = await cluster_store(clock)
     manager = KeyManager(store, clock, rotation_interval=INTERVAL)
     await manager._pass()
@@ -153,7 +146,7 @@ async def test_the_leader_fills_the_keyring_and_rotates_only_when_due():
 
 
 async def test_a_new_leader_keeps_the_keyring_and_the_schedule():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     store = await cluster_store(clock)
     await KeyManager(store, clock, rotation_interval=INTERVAL)._pass()
     first = keyring(store)
@@ -169,7 +162,7 @@ async def test_a_new_leader_keeps_the_keyring_and_the_schedule():
 
 
 async def test_a_concurrent_cluster_change_is_kept_and_the_keyring_written_on_top():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     store = await cluster_store(clock)
     memory = store.memory_store
     other = Store(memory, LocalProposer(memory), clock=clock)
@@ -200,7 +193,7 @@ async def test_a_concurrent_cluster_change_is_kept_and_the_keyring_written_on_to
 
 
 async def test_the_running_component_notices_a_due_rotation_on_its_clock():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     store = await cluster_store(clock)
     manager = KeyManager(store, clock, rotation_interval=INTERVAL, recheck=0.01)
     task = asyncio.create_task(manager.run())
@@ -219,13 +212,22 @@ async def test_the_running_component_notices_a_due_rotation_on_its_clock():
 
 
 async def test_the_component_waits_for_swarm_init():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     memory = MemoryStore()
     store = Store(memory, LocalProposer(memory), clock=clock)
-    manager = KeyManager(store, clock, rotation_interval=INTERVAL, recheck=0.01)
+
+    class CountingPasses(KeyManager):
+        passes = 0
+
+        async def _pass(self) -> None:
+            await super()._pass()
+            self.passes += 1
+
+    manager = CountingPasses(store, clock, rotation_interval=INTERVAL, recheck=0.01)
     task = asyncio.create_task(manager.run())
     try:
-        await asyncio.sleep(0.05)
+        while manager.passes < 1:       # it has looked at the store (and found no cluster)
+            await asyncio.sleep(0.01)
         assert manager.rotations == 0
         await store.update(lambda tx: tx.create(objects_pb2.Cluster(id="c1")))
         while manager.rotations < 1:

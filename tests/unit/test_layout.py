@@ -9,3 +9,16 @@ def test_no_module_of_shoald_is_over_300_lines():
     long = {p.name: n for p in (ROOT / "shoal" / "daemon").glob("*.py")
             if (n := len(p.read_text().splitlines())) > 300}
     assert not long, f"split these shoal/daemon modules: {long}"
+
+
+def test_test_modules_do_not_import_each_other():
+    """Shared helpers live in tests/support; a test module or a conftest is never imported."""
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("from", "import") and words[1].startswith("tests."):
+                last = words[1].rsplit(".", 1)[-1]
+                if last.startswith("test_") or last == "conftest":
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

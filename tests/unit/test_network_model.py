@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.api import (Backend, InvalidArgument, Network, NetworkAttachment, NetworkState, Peer, PortConfig,
-                               Service, VirtualIP, mac_from_ip)
+from agent_runtime.api import InvalidArgument, NetworkAttachment, NetworkState, Peer, PortConfig, Service, mac_from_ip
 from agent_runtime.network.model import validate_state
-from agent_runtime.network.plan import (LocalContainer, active_networks, allocate_gateway_ip, endpoints_for,
-                                        host_veth, is_veth_of_ours, needs_egress, neighbours, netns_name,
-                                        vni_of_device)
+from agent_runtime.network.plan import (active_networks, allocate_gateway_ip, host_veth, is_veth_of_ours, needs_egress,
+                                        neighbours, netns_name, vni_of_device)
 from agent_runtime.spec import ContainerSpec, validate_spec
-
-
-def make_state(**kw) -> NetworkState:
-    nets = [Network(id="ing", name="ingress", vni=4096, subnet="198.18.0.0/24", host_gateway_ip="198.18.0.241",
-                    ingress=True),
-            Network(id="front", name="front", vni=4097, subnet="198.18.1.0/24", host_gateway_ip="198.18.1.241"),
-            Network(id="priv", name="priv", vni=4098, subnet="198.18.3.0/24", host_gateway_ip="198.18.3.241",
-                    internal=True)]
-    web = Service(id="s1", name="shop_web", aliases=["web"],
-                  virtual_ips=[VirtualIP("front", "198.18.1.100/24")],
-                  ports=[PortConfig(target_port=80, published_port=8080)],
-                  backends=[Backend("t1", "192.0.2.11", {"front": "198.18.1.11", "ing": "198.18.0.11"}),
-                            Backend("t2", "192.0.2.12", {"front": "198.18.1.21"}, healthy=False)])
-    fields = dict(underlay_ip="192.0.2.11", gateway_bridge_subnet="198.19.200.0/24", networks=nets,
-                  peers=[Peer("front", "198.18.1.21", "192.0.2.12"), Peer("front", "198.18.1.242", "192.0.2.12"),
-                         Peer("front", "198.18.1.12", "192.0.2.11")],
-                  services=[web])
-    fields.update(kw)
-    return NetworkState(**fields)
+from tests.support.network_model import local, make_state
 
 
 def test_json_round_trip_uses_docker_style_names():
@@ -95,11 +75,6 @@ def test_names_are_short_and_recognisable():
     assert not is_veth_of_ours("shov4097") and not is_veth_of_ours("shvx4097")
     assert vni_of_device("shvx4097") == 4097 and vni_of_device("shoal_gwbridge") is None
     assert mac_from_ip("198.18.0.5") == "02:42:c6:12:00:05"
-
-
-def local(cid: str, *attachments: NetworkAttachment) -> LocalContainer:
-    return LocalContainer(id=cid, name=cid, hostname=cid, netns=f"ns-{cid}",
-                          endpoints=endpoints_for(cid, list(attachments)))
 
 
 def test_networks_live_only_where_needed():

@@ -11,7 +11,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from agent_runtime import dns
 from agent_runtime.api import Backend, NetworkAttachment, PortConfig, Service, VirtualIP
 from agent_runtime.network import rules
-from tests.unit.test_network_model import local, make_state
+from tests.support.network_model import local, make_state
 
 
 def test_container_table_balances_over_healthy_backends_only():

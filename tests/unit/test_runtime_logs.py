@@ -3,20 +3,12 @@
 import json
 
 from agent_runtime.logs import LogFollower, LogWriter, format_time, log_files, parse_time, read_logs
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1_700_000_000 * 10**9
-
-    def __call__(self):
-        self.t += 10**9
-        return self.t
+from tests.support.clock import FakeClock
 
 
 def test_lines_are_docker_json_file_records(tmp_path):
     path = tmp_path / "c-json.log"
-    w = LogWriter(path, 1 << 20, 3, clock=Clock())
+    w = LogWriter(path, 1 << 20, 3, clock=FakeClock(1_700_000_000 * 10**9, step=10**9))
     w.feed("stdout", b"hello\nwor")
     w.feed("stderr", b"oops\n")
     w.feed("stdout", b"ld\n")
@@ -28,7 +20,7 @@ def test_lines_are_docker_json_file_records(tmp_path):
 
 def test_rotation_keeps_max_files_and_reads_in_order(tmp_path):
     path = tmp_path / "c-json.log"
-    w = LogWriter(path, 4096, 3, clock=Clock())
+    w = LogWriter(path, 4096, 3, clock=FakeClock(1_700_000_000 * 10**9, step=10**9))
     for i in range(400):
         w.feed("stdout", f"line {i:04d}\n".encode())
     w.close()
@@ -58,7 +50,7 @@ def test_long_lines_are_split_and_stream_filter(tmp_path):
 
 def test_follower_sees_appends_across_rotation(tmp_path):
     path = tmp_path / "c-json.log"
-    w = LogWriter(path, 4096, 2, clock=Clock())
+    w = LogWriter(path, 4096, 2, clock=FakeClock(1_700_000_000 * 10**9, step=10**9))
     w.feed("stdout", b"before\n")
     f = LogFollower(path)
     assert f.poll() == []

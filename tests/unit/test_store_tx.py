@@ -8,18 +8,11 @@ import pytest
 from manager.state import (MAX_ACTIONS_PER_CHANGE, ChangeTooLarge, InvalidChange, Kind, MemoryStore,
                            Tx, VersionConflict, copy_of, split_actions, wrap)
 from proto import objects_pb2, store_pb2
+from tests.support.clock import FakeClock
 
 CREATE = store_pb2.StoreAction.CREATE
 UPDATE = store_pb2.StoreAction.UPDATE
 REMOVE = store_pb2.StoreAction.REMOVE
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def seeded_store(*objs) -> MemoryStore:

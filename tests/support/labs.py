@@ -1,0 +1,28 @@
+"""Naming and host checks for tests that build shoal-lab labs (tests/cluster)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+
+import pytest
+
+REQUIRED_PROGRAMS = ("ip", "nsenter", "docker-registry")
+
+
+def lab_name(module_name: str, index: int) -> str:
+    """A lab name unique to this test module and pytest process: a readable hint plus a hash."""
+    hint = re.sub(r"[^a-z0-9]+", "-", module_name.rsplit(".", 1)[-1].removeprefix("test_").lower())[:10]
+    digest = hashlib.sha1(f"{module_name}:{os.getpid()}:{index}".encode()).hexdigest()[:6]
+    return f"t-{hint.strip('-') or 'lab'}-{digest}"
+
+
+def require_lab_host() -> None:
+    """Skip unless this machine can run labs (root, iproute2, nsenter, docker-registry)."""
+    if os.geteuid() != 0:
+        pytest.skip("shoal-lab needs root")
+    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"shoal-lab needs {', '.join(missing)}")
