@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.lab import procs
 from tests.cluster.waiting import wait_for
+from tests.support.labs import shoal_stdin
 
 pytestmark = pytest.mark.cluster
 
@@ -45,11 +45,6 @@ def in_container(lab, service: str, script: str) -> str:
         return None
     container_id = wait_for(container, 30, what=f"a container of {service}")
     return lab.shoal("worker1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
-
-
-def shoal_stdin(lab, *args: str, data: str, check: bool = True, on: str = "manager1"):
-    """`shoal ARGS` on host ``on`` with ``data`` on its standard input."""
-    return lab.exec(on, [procs.program("shoal"), *args], input=data, check=check)
 
 
 def files_with(root: Path, needle: bytes) -> list[str]:

@@ -148,7 +148,8 @@ def test_unhealthy_task_is_replaced_and_a_job_runs_once(lab, image):
         assert len(done) == 2
         # The orchestrator handles store changes in order: once it has made the task of a service
         # created after the job completed, it has seen the completions (and restarted nothing).
-        lab.shoal("manager1", "service", "create", "-d", "--name", "later", image, "sleep", "3600")
+        lab.shoal("manager1", "service", "create", "-d", "--name", "later", "--stop-signal", "KILL",
+                  image, "sleep", "3600")
         wait_for(lambda: tasks(lab, "later"), 30, what="the task of a service created after the job ended")
         assert len(tasks(lab, "once")) == 2  # not restarted
     finally:
@@ -215,9 +216,10 @@ def test_containers_survive_a_shoald_restart(lab, image):
     try:
         lab.shoal("manager1", "service", "create", "--name", "steady", "--replicas", "2", "--stop-signal", "KILL",
                   "--constraint", "node.hostname==worker1", image, "sleep", "3600", timeout=120)
-        before = sorted(lab.shoal("worker1", "container", "ls", "-q").stdout.split())
+        # Containers of services removed by earlier tests may still be stopping: wait for just these two.
+        before = sorted(wait_for(lambda: (lambda ids: ids if len(ids) == 2 else None)(
+            lab.shoal("worker1", "container", "ls", "-q").stdout.split()), 30, what="steady's two containers alone"))
         tasks_before = sorted(t["ID"] for t in running(lab, "steady"))
-        assert len(before) == 2
         lab.kill("worker1")
         lab.start("worker1")
         lab.wait_ready()

@@ -1,4 +1,4 @@
-"""Naming and host checks for tests that build shoal-lab labs (tests/cluster)."""
+"""Naming, host checks and commands for tests that build shoal-lab labs (tests/cluster)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import re
 import shutil
 
 import pytest
+
+from shoal.lab import procs
 
 REQUIRED_PROGRAMS = ("ip", "nsenter", "docker-registry")
 
@@ -26,3 +28,8 @@ def require_lab_host() -> None:
     missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
     if missing:
         pytest.skip(f"shoal-lab needs {', '.join(missing)}")
+
+
+def shoal_stdin(lab, *args: str, data: str, check: bool = True, on: str = "manager1"):
+    """`shoal ARGS` on host ``on`` with ``data`` on its standard input."""
+    return lab.exec(on, [procs.program("shoal"), *args], input=data, check=check)
