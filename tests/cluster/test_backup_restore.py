@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from tests.cluster.test_secrets import shoal_stdin
+from tests.support.labs import shoal_stdin
 from tests.cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

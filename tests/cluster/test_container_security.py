@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.test_secrets import in_container
+from tests.support.labs import in_container
 from tests.cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.waiting import wait_for
-from tests.support.labs import shoal_stdin
+from tests.support.labs import in_container, shoal_stdin
 
 pytestmark = pytest.mark.cluster
 
@@ -33,18 +33,6 @@ def image(lab) -> str:
 
 def logs(lab, service: str) -> str:
     return lab.shoal("manager1", "service", "logs", service, check=False).stdout
-
-
-def in_container(lab, service: str, script: str) -> str:
-    """Output of ``sh -c script`` run in the container of ``service``'s task on worker1."""
-    def container():
-        for line in lab.shoal("worker1", "container", "ls", "--format", "json").stdout.splitlines():
-            info = json.loads(line)
-            if f"{service}." in json.dumps(info):
-                return info["ID"]
-        return None
-    container_id = wait_for(container, 30, what=f"a container of {service}")
-    return lab.shoal("worker1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
 
 
 def files_with(root: Path, needle: bytes) -> list[str]:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from agent_runtime.api import AsyncRuntimeClient, ContainerSpec, DeadlineExceeded
-from tests.privileged.conftest import IMAGE
+from tests.support.runtime import IMAGE
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 

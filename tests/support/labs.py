@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import shutil
 import pytest
 
 from shoal.lab import procs
+from tests.cluster.waiting import wait_for
 
 REQUIRED_PROGRAMS = ("ip", "nsenter", "docker-registry")
 
@@ -33,3 +35,15 @@ def require_lab_host() -> None:
 def shoal_stdin(lab, *args: str, data: str, check: bool = True, on: str = "manager1"):
     """`shoal ARGS` on host ``on`` with ``data`` on its standard input."""
     return lab.exec(on, [procs.program("shoal"), *args], input=data, check=check)
+
+
+def in_container(lab, service: str, script: str) -> str:
+    """Output of ``sh -c script`` run in the container of ``service``'s task on worker1."""
+    def container():
+        for line in lab.shoal("worker1", "container", "ls", "--format", "json").stdout.splitlines():
+            info = json.loads(line)
+            if f"{service}." in json.dumps(info):
+                return info["ID"]
+        return None
+    container_id = wait_for(container, 30, what=f"a container of {service}")
+    return lab.shoal("worker1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
