@@ -19,8 +19,6 @@ a few milliseconds, a container start should not.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import json
@@ -87,12 +85,9 @@ class Profile:
 
 # ---- profiles ------------------------------------------------------------------------------------
 
+@functools.cache
 def default_profile() -> Profile:
-    """Docker's default profile (see ``seccomp_default``)."""
-    return _DEFAULT
-
-
-def _build_default() -> Profile:
+    """Docker's default profile (see ``seccomp_default``), built on first use."""
     rules = [Rule(tuple(default.ALWAYS), "SCMP_ACT_ALLOW"),
              Rule(("socket",), "SCMP_ACT_ALLOW", args=(Arg(0, default.AF_VSOCK, "SCMP_CMP_NE"),))]
     rules += [Rule(("personality",), "SCMP_ACT_ALLOW", args=(Arg(0, p, "SCMP_CMP_EQ"),))
@@ -112,9 +107,6 @@ def _build_default() -> Profile:
               Rule(("clone3",), "SCMP_ACT_ERRNO", errno=default.ENOSYS, exclude_caps=("CAP_SYS_ADMIN",))]
     return Profile(default_action="SCMP_ACT_ERRNO", default_errno=EPERM,
                    arch_map=tuple(default.ARCH_MAP.items()), rules=tuple(rules))
-
-
-_DEFAULT = _build_default()
 
 
 def _int(value, where: str, bits: int = 64) -> int:
@@ -281,13 +273,23 @@ def _native_arch(host: Host) -> str:
 
 # ---- compiling with libseccomp ---------------------------------------------------------------------
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
+# ctypes is imported only where libseccomp is used (runtimed): the CLI imports this module through
+# agent_runtime.spec to check profiles, and its start-up time counts.
+
+@functools.cache
+def _arg_cmp():
+    import ctypes
+
+    class ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]
+    return ArgCmp
 
 
 @functools.cache
-def _lib() -> ctypes.CDLL:
+def _lib():
+    import ctypes
+    import ctypes.util
     name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
         lib = ctypes.CDLL(name, use_errno=True)
@@ -303,7 +305,8 @@ def _lib() -> ctypes.CDLL:
     lib.seccomp_arch_native.restype = ctypes.c_uint32
     lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
     lib.seccomp_rule_add_array.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(_ArgCmp))
+                                           ctypes.POINTER(_arg_cmp()))
+    lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
     lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
     return lib
 
@@ -344,8 +347,8 @@ def compile_rules(default_action: int, arches: list[str], rules: list[Rule]) -> 
                     log.debug("seccomp: syscall %s is unknown to libseccomp, skipped", name)
                     continue
                 for group in groups:
-                    cmps = (_ArgCmp * max(len(group), 1))(*[
-                        _ArgCmp(a.index, _OPS[a.op], a.value, a.value_two) for a in group])
+                    cmp = _arg_cmp()
+                    cmps = (cmp * max(len(group), 1))(*[cmp(a.index, _OPS[a.op], a.value, a.value_two) for a in group])
                     rc = lib.seccomp_rule_add_array(ctx, action, nr, len(group), cmps)
                     if rc < 0:
                         raise InvalidArgument(f"seccomp profile: rule for {name}: {os.strerror(-rc)}")
@@ -390,7 +393,6 @@ def _enosys_stub(lib, arches: list[str], rules: list[Rule]) -> bytes:
     the default EPERM, so that a newer libc falls back to the older call it knows (glibc's
     fchmodat -> fchmodat2, clone3 -> clone) instead of failing. Numbers up to the highest named
     one keep the profile's default action."""
-    lib.seccomp_syscall_resolve_name_arch.argtypes = (ctypes.c_uint32, ctypes.c_char_p)
     names = {n for r in rules for n in r.names}
     tops: dict[str, int] = {}
     for arch in arches:

@@ -18,7 +18,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_runtime import seccomp
 from agent_runtime.errors import InvalidArgument
 
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker's minimum memory limit
@@ -306,7 +305,9 @@ def validate_spec(spec: ContainerSpec) -> None:
     if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
         raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
     _validate_networks(spec)
-    seccomp.validate(spec.seccomp)
+    if spec.seccomp:
+        from agent_runtime import seccomp  # not at import: the CLI imports this module and starts fast
+        seccomp.validate(spec.seccomp)
     targets = set()
     for i, m in enumerate(spec.mounts):
         where = f"ContainerSpec.Mounts[{i}]"
