@@ -134,6 +134,8 @@ def stack_deploy(client, files, prune, detach, wait, timeout, quiet, resolve_ima
     try:
         check_stack_name(name)
         spec = load_stack(list(files), os.environ)
+        for warning in spec.warnings():       # docker's "Ignoring unsupported options: ..."
+            click.echo(warning, err=True)
         cluster = _cluster_state(client, bool(spec.secrets), bool(spec.configs))
         plan = plan_deploy(spec, name, cluster, _normalizer(client), prune=prune)
     except StackError as err:

@@ -72,6 +72,9 @@ def to_service_specs(stack: StackSpec, name: str) -> list[pb.ServiceSpec]:
     return [_service_spec(stack, name, stack.services[s]) for s in order]
 
 
+_DEFAULT_DELAY = 5.0       # Swarm's restart delay when a policy does not give one
+
+
 def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.ServiceSpec:
     spec = pb.ServiceSpec()
     spec.annotations.name = service_name(name, service.name)
@@ -119,6 +122,15 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
         spec.task.restart.delay = policy.delay or 0.0
         spec.task.restart.max_attempts = policy.max_attempts or 0
         spec.task.restart.window = policy.window or 0.0
+    elif service.restart:
+        # docker's convertRestartPolicy: `restart:` counts when deploy.restart_policy is absent;
+        # "no" leaves Swarm's default (any, 5 s), always/unless-stopped is any, on-failure[:N]
+        name, _, count = service.restart.partition(":")
+        if name in ("always", "unless-stopped"):
+            spec.task.restart.CopyFrom(pb.RestartPolicy(condition=pb.RestartPolicy.ANY, delay=_DEFAULT_DELAY))
+        elif name == "on-failure":
+            spec.task.restart.CopyFrom(pb.RestartPolicy(condition=pb.RestartPolicy.ON_FAILURE,
+                                                        delay=_DEFAULT_DELAY, max_attempts=int(count or 0)))
     spec.task.placement.constraints.extend(deploy.placement.constraints)
     for descriptor in deploy.placement.preferences:
         spec.task.placement.preferences.add(spread_descriptor=descriptor)

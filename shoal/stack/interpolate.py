@@ -1,10 +1,12 @@
-"""Compose variable interpolation over a Node tree, from an explicit environment mapping.
+"""Compose variable interpolation over a Node tree, from an explicit environment mapping, by
+docker stack deploy's rules (docker/cli's cli/compose/template):
 
-Supported, as in Compose: `$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}`
-(unset), `${VAR:?message}` / `${VAR?message}` (required), `${VAR:+replacement}` /
-`${VAR+replacement}`, nesting inside defaults (`${A:-${B:-x}}`) and `$$` for a literal `$`. Any other
-`$` is an error. Only string values are interpolated, never keys, and not `x-` extension fields.
-An unset variable without a default becomes "" and is reported in `missing` (Compose warns).
+`$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset), `${VAR:?message}` /
+`${VAR?message}` (required) and `$$` for a literal `$`; names are case-insensitive in what they
+match (`[_a-z][_a-z0-9]*`). A default or message is taken literally up to the first `}` (a `$` in
+it stays a `$`; there is no nesting), and a bare `$VAR-x` reads `-x` as a default, both as Docker
+does. Any other `$` is an error. Only string values are interpolated, never keys, and not `x-`
+extension fields. An unset variable without a default becomes "" and is reported in `missing`.
 No `.env` file is read: the caller passes the environment it wants.
 """
 
@@ -16,7 +18,8 @@ from collections.abc import Mapping
 from shoal.stack.errors import Problem
 from shoal.stack.yamltree import Node
 
-_NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
+_SUBST = r"[_a-z][_a-z0-9]*(?::?[-?][^}]*)?"
+_PATTERN = re.compile(rf"\$(?i:(?P<escaped>\$)|(?P<named>{_SUBST})|\{{(?P<braced>{_SUBST})\}}|(?P<invalid>))")
 
 
 class InterpolationError(ValueError):
@@ -26,90 +29,37 @@ class InterpolationError(ValueError):
 def interpolate(text: str, env: Mapping[str, str], missing: list[str] | None = None) -> str:
     """Substitute variables in `text` from `env`; raise InterpolationError on a bad template or a
     missing required variable. Names of unset variables used without default go to `missing`."""
-    result, index = _Parser(text, env, missing if missing is not None else []).parse(0, True, False)
-    assert index == len(text)
-    return result
+    missing = missing if missing is not None else []
 
-
-class _Parser:
-    def __init__(self, text: str, env: Mapping[str, str], missing: list[str]) -> None:
-        self.text = text
-        self.env = env
-        self.missing = missing
-
-    def parse(self, index: int, active: bool, inside_braces: bool) -> tuple[str, int]:
-        """Expand from `index` to the end (or, inside braces, to the closing '}')."""
-        out: list[str] = []
-        text = self.text
-        while index < len(text):
-            char = text[index]
-            if char == "}" and inside_braces:
-                return "".join(out), index
-            if char != "$":
-                out.append(char)
-                index += 1
-                continue
-            nxt = text[index + 1] if index + 1 < len(text) else ""
-            if nxt == "$":
-                out.append("$")
-                index += 2
-            elif nxt == "{":
-                value, index = self.braced(index + 2, active)
-                out.append(value)
-            else:
-                match = _NAME.match(text, index + 1)
-                if not match:
-                    raise InterpolationError(
-                        f"invalid interpolation format in {text!r}: '$' must be followed by a "
-                        f"variable name or '{{' (write '$$' for a literal '$')")
-                out.append(self.lookup(match.group(), active))
-                index = match.end()
-        if inside_braces:
-            raise InterpolationError(f"invalid interpolation format in {text!r}: missing '}}'")
-        return "".join(out), index
-
-    def braced(self, index: int, active: bool) -> tuple[str, int]:
-        text = self.text
-        match = _NAME.match(text, index)
-        if not match:
-            raise InterpolationError(
-                f"invalid interpolation format in {text!r}: expected a variable name after '${{'")
-        name = match.group()
-        index = match.end()
-        if index >= len(text):
-            raise InterpolationError(f"invalid interpolation format in {text!r}: missing '}}'")
-        if text[index] == "}":
-            return self.lookup(name, active), index + 1
-        colon = text[index] == ":"
-        operator = text[index + 1] if colon and index + 1 < len(text) else text[index]
-        if operator not in "-?+":
-            raise InterpolationError(
-                f"invalid interpolation format in {text!r}: unexpected {text[index]!r} after "
-                f"'${{{name}'")
-        index += 2 if colon else 1
-        value = self.env.get(name)
-        is_set = value is not None and (value != "" or not colon)
-        if operator == "-":
-            word, index = self.parse(index, active and not is_set, True)
-            result = value if is_set else word
-        elif operator == "+":
-            word, index = self.parse(index, active and is_set, True)
-            result = word if is_set else ""
-        else:
-            word, index = self.parse(index, active and not is_set, True)
-            if not is_set and active:
-                detail = word or ("must be set and non-empty" if colon else "must be set")
-                raise InterpolationError(f"required variable {name} is missing a value: {detail}")
-            result = value or ""
-        return result, index + 1  # past the '}'
-
-    def lookup(self, name: str, active: bool) -> str:
-        value = self.env.get(name)
+    def substitute(match: re.Match) -> str:
+        if match.group("escaped"):
+            return "$"
+        substitution = match.group("named") or match.group("braced")
+        if not substitution:
+            raise InterpolationError(f"invalid interpolation format in {text!r}: you may need to escape "
+                                     f"any $ with another $ ('$$' for a literal '$')")
+        for sep in (":-", "-"):                      # softDefault, hardDefault
+            if sep in substitution:
+                name, _, default = substitution.partition(sep)
+                value = env.get(name)
+                if value is None or (sep == ":-" and value == ""):
+                    return default
+                return value
+        for sep in (":?", "?"):                      # requiredNonEmpty, required
+            if sep in substitution:
+                name, _, message = substitution.partition(sep)
+                value = env.get(name)
+                if value is None or (sep == ":?" and value == ""):
+                    raise InterpolationError(f"required variable {name} is missing a value: {message}")
+                return value
+        value = env.get(substitution)
         if value is None:
-            if active and name not in self.missing:
-                self.missing.append(name)
+            if substitution not in missing:
+                missing.append(substitution)
             return ""
         return value
+
+    return _PATTERN.sub(substitute, text)
 
 
 def interpolate_tree(node: Node, env: Mapping[str, str], path: str, problems: list[Problem],

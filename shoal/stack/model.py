@@ -133,6 +133,8 @@ class ServiceDef:
     configs: tuple[FileRef, ...] = ()
     depends_on: tuple[DependencySpec, ...] = ()
     init: bool = False
+    restart: str = ""                   # `restart:`, used when deploy.restart_policy is absent
+    ignored: tuple[str, ...] = ()       # keys docker stack deploy ignores with a warning
 
 
 @dataclass(frozen=True)
@@ -181,3 +183,18 @@ class StackSpec:
     configs: dict[str, SecretDef]
     deploy_order: tuple[tuple[str, ...], ...]   # waves: each service after all of the earlier waves
     missing_variables: tuple[str, ...] = ()     # unset variables that were substituted by ""
+
+    def warnings(self) -> list[str]:
+        """What docker stack deploy prints before deploying such files: "Ignoring unsupported
+        options: build, privileged" and "Ignoring deprecated options:" with the reasons."""
+        from shoal.stack.services import DEPRECATED_SERVICE_KEYS
+        keys = sorted({key for s in self.services.values() for key in s.ignored})
+        unsupported = [k for k in keys if k not in DEPRECATED_SERVICE_KEYS]
+        deprecated = [k for k in keys if k in DEPRECATED_SERVICE_KEYS]
+        out = []
+        if unsupported:
+            out.append(f"Ignoring unsupported options: {', '.join(unsupported)}\n")
+        if deprecated:
+            out.append("Ignoring deprecated options:\n\n" + "\n".join(
+                f"{k}: {DEPRECATED_SERVICE_KEYS[k]}" for k in deprecated) + "\n")
+        return out

@@ -24,40 +24,37 @@ SERVICE_KEYS = {
     "image", "command", "entrypoint", "environment", "env_file", "ports", "networks", "volumes",
     "tmpfs", "deploy", "healthcheck", "hostname", "user", "working_dir", "stop_grace_period",
     "stop_signal", "labels", "cap_add", "cap_drop", "secrets", "configs", "depends_on", "init",
+    "restart", "logging",
 }
-_SCHEDULER = "the scheduler places tasks; use deploy.placement"
+# docker stack deploy warns "Ignoring unsupported options: ..." about these and deploys without
+# them (docker/cli compose types.UnsupportedProperties); `restart` is also converted.
+IGNORED_SERVICE_KEYS = (
+    "build", "cgroupns_mode", "cgroup_parent", "devices", "domainname", "external_links", "ipc", "links",
+    "mac_address", "network_mode", "pid", "privileged", "restart", "security_opt", "shm_size", "userns_mode",
+)
+# ... and "Ignoring deprecated options" about these (types.DeprecatedProperties), with its reasons.
+DEPRECATED_SERVICE_KEYS = {
+    "container_name": "Setting the container name is not supported.",
+    "expose": "Exposing ports is unnecessary - services on the same network can access each other's "
+              "containers on any port.",
+}
+_NOT_YET = "not supported by Shoal yet (the runtime does not apply it; docker stack deploy does)"
 UNSUPPORTED_SERVICE_KEYS = {
-    "build": "build and push the image to a registry, then name it with image:",
-    "container_name": "task containers are named by the cluster",
-    "restart": "use deploy.restart_policy",
-    "scale": "use deploy.replicas",
-    "mem_limit": "use deploy.resources.limits.memory",
-    "memswap_limit": "use deploy.resources.limits.memory",
-    "mem_reservation": "use deploy.resources.reservations.memory",
-    "cpus": "use deploy.resources.limits.cpus",
-    "cpu_shares": "use deploy.resources.limits.cpus",
-    "cpu_quota": "use deploy.resources.limits.cpus",
-    "pids_limit": "use deploy.resources.limits.pids",
-    "links": "services on a shared network reach each other by service name",
-    "external_links": "services on a shared network reach each other by service name",
-    "expose": "services on a shared network reach every port of each other; publish with ports",
-    "network_mode": "services attach to overlay networks; use networks",
-    "privileged": "use cap_add for the capabilities the service needs",
-    "platform": _SCHEDULER, "profiles": "a stack deploys every service",
-    "volumes_from": "share a named volume instead",
-    "devices": "device access is not supported", "logging": "logs use the json-file driver",
-    "dns": "containers resolve through the cluster DNS at 127.0.0.11",
-    "dns_search": "containers resolve through the cluster DNS at 127.0.0.11",
-    "dns_opt": "containers resolve through the cluster DNS at 127.0.0.11",
-    "extra_hosts": "not supported", "sysctls": "not supported", "ulimits": "not supported",
-    "security_opt": "not supported", "pid": "not supported", "ipc": "not supported",
-    "userns_mode": "not supported", "cgroup_parent": "not supported", "read_only": "not supported",
-    "tty": "not supported", "stdin_open": "not supported", "domainname": "not supported",
-    "mac_address": "not supported", "shm_size": "not supported", "isolation": "not supported",
-    "pull_policy": "images are pulled by each node when a task needs them",
-    "runtime": "not supported", "oom_kill_disable": "not supported", "oom_score_adj": "not supported",
-    "group_add": "not supported", "credential_spec": "not supported", "annotations": "not supported",
-    "develop": "not supported", "extends": "merge files with several -c options instead",
+    # docker stack deploy refuses these too (types.ForbiddenProperties), with these reasons
+    "extends": "Support for `extends` is not implemented yet.",
+    "volume_driver": "Instead of setting the volume driver on the service, define a volume using the "
+                     "top-level `volumes` option and specify the driver there.",
+    "volumes_from": "To share a volume between services, define it using the top-level `volumes` option "
+                    "and reference it from each service that shares it using the service-level `volumes` option.",
+    "cpu_quota": "Set resource limits using deploy.resources",
+    "cpu_shares": "Set resource limits using deploy.resources",
+    "cpuset": "Set resource limits using deploy.resources",
+    "mem_limit": "Set resource limits using deploy.resources",
+    "memswap_limit": "Set resource limits using deploy.resources",
+    # docker stack deploy applies these; Shoal's runtime does not have them yet
+    "dns": _NOT_YET, "dns_search": _NOT_YET, "extra_hosts": _NOT_YET, "sysctls": _NOT_YET,
+    "ulimits": _NOT_YET, "read_only": _NOT_YET, "tty": _NOT_YET, "stdin_open": _NOT_YET,
+    "oom_score_adj": _NOT_YET, "credential_spec": _NOT_YET, "isolation": _NOT_YET,
 }
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _SIGNAL = re.compile(r"^(SIG)?[A-Z][A-Z0-9+-]*$|^[0-9]+$")
@@ -71,9 +68,11 @@ def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Dec
     if not _SERVICE_NAME.match(name) or len(name) > 63:
         ck.key_error(parent, name, path, "service names start with a letter or digit and use only "
                                          "letters, digits, '_', '.' and '-' (at most 63)")
-    entries = ck.mapping(node, path, SERVICE_KEYS, UNSUPPORTED_SERVICE_KEYS, nullable=False)
+    allowed = SERVICE_KEYS | set(IGNORED_SERVICE_KEYS) | set(DEPRECATED_SERVICE_KEYS)
+    entries = ck.mapping(node, path, allowed, UNSUPPORTED_SERVICE_KEYS, nullable=False)
     if entries is None:
         return None
+    ignored = tuple(key for key in entries if key in IGNORED_SERVICE_KEYS or key in DEPRECATED_SERVICE_KEYS)
     values: dict[str, object] = {}
     image_node = entries.get("image")
     if image_node is None:
@@ -115,6 +114,11 @@ def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Dec
         values["depends_on"] = _depends_on(ck, entries["depends_on"], join(path, "depends_on"), name, declared)
     if "init" in entries:
         values["init"] = ck.boolean(entries["init"], join(path, "init"))
+    if "restart" in entries:
+        values["restart"] = ck.attempt(entries["restart"], join(path, "restart"), _restart)
+    if "logging" in entries:
+        ignored += _logging(ck, entries["logging"], join(path, "logging"))
+    values["ignored"] = ignored
     if len(ck.problems) > before:
         return None
     where = f"{node.file}:{parent.key_lines.get(name, node.line)}"
@@ -376,6 +380,35 @@ def _mode(node: Node) -> int:
         raise ValueError(f"expected a file mode like 0440, got {describe(node.value)}")
     raw = node.raw if node.raw is not None else str(node.value)
     return parse_file_mode(raw)
+
+
+def _restart(value: object) -> str:
+    """`restart:` as docker stack deploy reads it (opts.ParseRestartPolicy): no, always,
+    unless-stopped, on-failure[:N]."""
+    text = "" if value is None else str(value)
+    name, _, count = text.partition(":")
+    if name not in ("", "no", "always", "unless-stopped", "on-failure") or (count and name != "on-failure"):
+        raise ValueError(f"invalid restart policy {text!r}: expected no, always, unless-stopped or on-failure[:N]")
+    if count and not count.isdigit():
+        raise ValueError(f"invalid restart policy {text!r}: maximum retry count must be an integer")
+    return text
+
+
+def _logging(ck: Checker, node: Node, path: str) -> tuple[str, ...]:
+    """`logging:` — Shoal containers log with json-file (max-size 10m, max-file 3): another driver
+    is refused naming it; json-file options other than those are returned, to be reported as
+    ignored."""
+    entries = ck.mapping(node, path, {"driver", "options"})
+    if entries is None:
+        return ()
+    driver = ck.string(entries["driver"], join(path, "driver")) if "driver" in entries else "json-file"
+    if driver not in (None, "json-file"):
+        ck.error(entries["driver"], join(path, "driver"),
+                 f"the {driver!r} logging driver is not available: Shoal containers log with json-file "
+                 f"(read the logs with shoal service logs)")
+    options = ck.mapping(entries.get("options"), join(path, "options"), None) or {}
+    return tuple(f"logging.options.{key}" for key, child in options.items()
+                 if (key, str(child.value)) not in (("max-size", "10m"), ("max-file", "3")))
 
 
 _CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from proto import objects_pb2 as pb
 from shoal.stack import StackFileError, load_stack, load_stack_sources, to_service_specs
 from shoal.stack.interpolate import InterpolationError, interpolate
 
@@ -35,18 +36,25 @@ INVALID = [
             image: busybox
             comand: ["true"]
         """, 4, "services.web.comand", "unknown key (did you mean 'command'?)"),
-    ("unsupported-build", """\
+    ("forbidden-volumes-from", """\
         services:
           web:
-            build: .
+            volumes_from: [db]
             image: busybox
-        """, 3, "services.web.build", "not supported by Shoal stacks"),
-    ("restart-hint", """\
+        """, 3, "services.web.volumes_from", "To share a volume between services"),
+    ("logging-driver", """\
         services:
           web:
             image: busybox
-            restart: always
-        """, 4, "services.web.restart", "use deploy.restart_policy"),
+            logging:
+              driver: syslog
+        """, 5, "services.web.logging.driver", "the 'syslog' logging driver is not available"),
+    ("restart-bad", """\
+        services:
+          web:
+            image: busybox
+            restart: sometimes
+        """, 4, "services.web.restart", "invalid restart policy 'sometimes'"),
     ("missing-image", """\
         services:
           web:
@@ -660,12 +668,14 @@ def test_long_port_syntax_replaces_the_same_short_port_when_merging():
     ("${VAR:-default}", {"VAR": ""}, "default"),
     ("${VAR-default}", {"VAR": ""}, ""),
     ("${VAR-default}", {}, "default"),
-    ("${VAR:+set}", {"VAR": "x"}, "set"),
-    ("${VAR+set}", {"VAR": ""}, "set"),
-    ("${VAR:+set}", {"VAR": ""}, ""),
+    # docker stack deploy's rules: a default is literal up to the first '}' (no nesting, '$' kept),
+    # a bare $VAR-x has a default too, and there is no '+' operator
     ("$$VAR costs $$5", {"VAR": "x"}, "$VAR costs $5"),
-    ("${A:-${B:-nested}}", {}, "nested"),
-    ("${A:-${B:?unused when A is set}}", {"A": "a"}, "a"),
+    ("${VAR:-a$b}", {}, "a$b"),
+    ("${PASS:-pa$$word}", {}, "pa$$word"),
+    ("${A:-${B:-nested}}", {}, "${B:-nested}"),
+    ("$HOME-dir", {"HOME": "/root"}, "/root"),
+    ("${var}", {"var": "lower"}, "lower"),
     ("${REGISTRY:-127.0.0.1:5000}/shoal/busybox:latest", {}, "127.0.0.1:5000/shoal/busybox:latest"),
 ])
 def test_interpolation(template, env, expected):
@@ -675,10 +685,11 @@ def test_interpolation(template, env, expected):
 @pytest.mark.parametrize("template, env, fragment", [
     ("${VAR:?must be set}", {"VAR": ""}, "required variable VAR is missing a value: must be set"),
     ("${VAR?}", {}, "required variable VAR"),
-    ("${VAR", {}, "missing '}'"),
-    ("${1A}", {}, "expected a variable name"),
-    ("$ alone", {}, "'$' must be followed"),
-    ("${VAR:x}", {}, "unexpected ':'"),
+    ("${VAR", {}, "invalid interpolation format"),
+    ("${1A}", {}, "invalid interpolation format"),
+    ("$ alone", {}, "invalid interpolation format"),
+    ("${VAR:x}", {}, "invalid interpolation format"),
+    ("${VAR:+set}", {"VAR": "x"}, "invalid interpolation format"),
 ])
 def test_interpolation_errors(template, env, fragment):
     with pytest.raises(InterpolationError, match=fragment.replace("$", r"\$").replace("?", r"\?")):
@@ -695,3 +706,50 @@ def test_examples_load_and_convert(path):
     assert specs and all(s.annotations.name.startswith("example_") for s in specs)
     assert all(s.task.container.image == "127.0.0.1:5000/shoal/busybox:latest" for s in specs)
     assert stack.missing_variables == ()
+
+
+def test_keys_docker_ignores_are_ignored_with_dockers_warnings():
+    stack = load("""\
+        services:
+          web:
+            image: busybox
+            build: .
+            container_name: web1
+            privileged: true
+            links: [db]
+            expose: ["80"]
+            network_mode: host
+            logging:
+              driver: json-file
+              options: {max-size: 10m, max-file: "3"}
+          db:
+            image: busybox
+            security_opt: [label=disable]
+            logging:
+              options: {max-size: 200k}
+        """)
+    assert stack.warnings() == [
+        "Ignoring unsupported options: build, links, logging.options.max-size, network_mode, privileged, "
+        "security_opt\n",
+        "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n"
+        "expose: Exposing ports is unnecessary - services on the same network can access each other's "
+        "containers on any port.\n"]
+    spec = {s.annotations.name: s for s in to_service_specs(stack, "app")}["app_web"]
+    assert spec.task.container.hostname == "" and not spec.task.container.cap_add
+
+
+@pytest.mark.parametrize("restart, condition, attempts", [
+    ("always", pb.RestartPolicy.ANY, 0), ("unless-stopped", pb.RestartPolicy.ANY, 0),
+    ("on-failure", pb.RestartPolicy.ON_FAILURE, 0), ("on-failure:3", pb.RestartPolicy.ON_FAILURE, 3),
+])
+def test_restart_becomes_the_restart_policy_as_docker_converts_it(restart, condition, attempts):
+    stack = load(f"services:\n  web:\n    image: busybox\n    restart: {restart}\n")
+    assert stack.warnings() == ["Ignoring unsupported options: restart\n"]
+    [spec] = to_service_specs(stack, "app")
+    assert (spec.task.restart.condition, spec.task.restart.max_attempts, spec.task.restart.delay) == \
+        (condition, attempts, 5.0)
+    both = load("services:\n  web:\n    image: busybox\n    restart: always\n"
+                "    deploy: {restart_policy: {condition: none}}\n")
+    assert to_service_specs(both, "app")[0].task.restart.condition == pb.RestartPolicy.NONE
+    assert not to_service_specs(load("services:\n  web:\n    image: busybox\n    restart: 'no'\n"),
+                                "app")[0].task.HasField("restart")
