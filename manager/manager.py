@@ -25,6 +25,7 @@ from manager.allocator.component import Allocator
 from manager.controlapi import ControlAPI
 from manager.controlapi.logs import LogBroker
 from manager.dispatcher import Dispatcher
+from manager.events import TYPES as EVENT_KINDS, EventLog, from_store_event as event_of, leader_event
 from manager.keymanager import KeyManager
 from manager.membership.carotation import CARotation
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
@@ -33,6 +34,7 @@ from manager.quorum import quorum_view
 from manager.reaper import TaskReaper
 from manager.scheduler.component import Scheduler
 from manager.secretbox import SecretBox
+from manager.state import WatchOverflow
 from manager.supervisor import RestartPolicy, supervise
 from proto import cluster_pb2_grpc, objects_pb2
 from proto.ports import grpc_addr_of_raft, mtls_addr
@@ -88,6 +90,8 @@ class Manager:
         self._roles = RoleReconciler(store, raft)
         self._register_node_services = register_node_services
         self.logs = LogBroker(store, self._dial_node)
+        self.events = EventLog()          # `shoal events` on this manager (manager.events)
+        self._leader_raft_addr: str | None = None
 
     def _dial_node(self, addr: str, server_role: str) -> grpc.aio.Channel:
         return grpc.aio.secure_channel(addr, self.tls.channel_credentials(), options=channel_options(server_role))
@@ -127,9 +131,11 @@ class Manager:
         log.info("manager serving node-to-node gRPC on %s (join) and %s (mutual TLS)",
                  self.config.listen_addr, mtls_addr(self.config.listen_addr))
         leading: asyncio.Task | None = None
+        feed = asyncio.create_task(self._feed_events(), name="cluster-events")
         try:
             while True:
                 self.leadership.changed.clear()
+                self._note_leader()
                 now_leading = self.is_leader()
                 if now_leading and leading is None:
                     log.info("this manager is now the leader")
@@ -145,9 +151,37 @@ class Manager:
                     leading.result()  # a component gave up: raise it (ComponentFailed)
                     raise RuntimeError("leader components ended")
         finally:
+            await _cancel(feed)
             if leading is not None:
                 await _cancel(leading)
             await server.stop(grace=0.2)
+
+    async def _feed_events(self) -> None:
+        """Every committed change this manager applies, as events (manager.events). A watch that
+        overflows is reopened: the events it dropped are lost (logged), the stream goes on."""
+        kinds = list(EVENT_KINDS)
+        while True:
+            watch = self.store.watch(kinds)
+            try:
+                async for change in watch:
+                    ev = event_of(change)
+                    if ev is not None:
+                        self.events.publish(ev)
+            except WatchOverflow:
+                log.warning("cluster events: the store watch fell behind; some events were not recorded")
+            finally:
+                watch.close()
+
+    def _note_leader(self) -> None:
+        """Publish a node event when the Raft leader this manager sees changes."""
+        leader = quorum_view(self.raft.status()).leader or None
+        if leader == self._leader_raft_addr:
+            return
+        previous, self._leader_raft_addr = self._leader_raft_addr, leader
+        for node in self.store.view().nodes():
+            raft_addr = node.manager_status.raft_addr
+            if raft_addr and raft_addr in (leader, previous):
+                self.events.publish(leader_event(node.id, node.description.hostname, raft_addr == leader))
 
     def leader_components(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """What runs while this manager leads; each is built afresh when (re)started."""

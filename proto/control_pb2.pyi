@@ -386,6 +386,22 @@ class ServiceLogsRequest(_message.Message):
     since: float
     def __init__(self, service_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[float] = ...) -> None: ...
 
+class EventsRequest(_message.Message):
+    __slots__ = ("since_ns", "until_ns", "filters")
+    SINCE_NS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_NS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    since_ns: int
+    until_ns: int
+    filters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, since_ns: _Optional[int] = ..., until_ns: _Optional[int] = ..., filters: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EventMessage(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
 class ServiceLogsMessage(_message.Message):
     __slots__ = ("task_id", "task_name", "node_id", "node_name", "stream", "time", "data", "warning")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -134,6 +134,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.ServiceLogsMessage.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/shoal.v1.Control/Events',
+                request_serializer=proto_dot_control__pb2.EventsRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.EventMessage.FromString,
+                _registered_method=True)
         self.CreateNetwork = channel.unary_unary(
                 '/shoal.v1.Control/CreateNetwork',
                 request_serializer=proto_dot_control__pb2.CreateNetworkRequest.SerializeToString,
@@ -330,6 +335,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """`shoal events`: the cluster's events (managers) and this node's container events, Docker's JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateNetwork(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -516,6 +528,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ServiceLogs,
                     request_deserializer=proto_dot_control__pb2.ServiceLogsRequest.FromString,
                     response_serializer=proto_dot_control__pb2.ServiceLogsMessage.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=proto_dot_control__pb2.EventsRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.EventMessage.SerializeToString,
             ),
             'CreateNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateNetwork,
@@ -1128,6 +1145,33 @@ class Control:
             '/shoal.v1.Control/ServiceLogs',
             proto_dot_control__pb2.ServiceLogsRequest.SerializeToString,
             proto_dot_control__pb2.ServiceLogsMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Control/Events',
+            proto_dot_control__pb2.EventsRequest.SerializeToString,
+            proto_dot_control__pb2.EventMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -154,7 +154,8 @@ class Run:
         for daemon in ("virtlogd", "libvirtd"):
             if run(["pgrep", "-x", daemon], check=False).returncode == 0:
                 continue
-            run([daemon, "-d"])
+            # Niced: the VMs (children of libvirtd) yield to interactive work on a shared machine.
+            run(["nice", "-n", str(self.args.nice), daemon, "-d"])
             pid = int(run(["pgrep", "-nx", daemon]).stdout.split()[0])
             self.started.append((daemon, pid))
         wait_for("libvirtd answering", lambda: run(["virsh", "-c", "qemu:///system", "version"]).returncode == 0, 60, 1)
@@ -378,6 +379,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--work", default=os.environ.get("SHOAL_VAGRANT_WORK", "/var/tmp/shoal-vagrant"))
     parser.add_argument("--keep", action="store_true", help="leave the VMs running at the end")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of the libvirtd this run starts (its VMs inherit it)")
     parser.add_argument("--driver", choices=("kvm", "qemu"), default=None,
                         help="libvirt domain type (default: kvm when it can boot a stock kernel, else qemu)")
     args = parser.parse_args()

@@ -7,7 +7,8 @@ import sys
 import click
 
 from shoal import __version__
-from shoal.cli import containers, images, networks, nodes, secrets, service_logs, services, stacks, swarm, system
+from shoal.cli import (containers, events, images, networks, nodes, secrets, service_logs, services, stacks, swarm,
+                       system)
 from shoal.cli.client import Client
 
 
@@ -22,7 +23,7 @@ def cli(ctx: click.Context, host: str | None) -> None:
 
 
 # Each command module adds its commands (and groups) to the top-level group.
-for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system):
+for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system, events):
     _module.register(cli)
 
 

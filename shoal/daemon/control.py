@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, NoReturn, 
 import grpc
 
 from manager.controlapi import GRPC_STATUS, ControlAPI, ControlError
+from manager.events import FilterError, parse_filters
 from manager.state import StoreError
 from proto import control_pb2 as pb, control_pb2_grpc
+from shoal.daemon import events as daemon_events
 from shoal.daemon.config import DaemonError
 from shoal.netattach import attach_network, detach_network
 
@@ -88,6 +90,22 @@ class LocalControl(control_pb2_grpc.ControlServicer):
                 yield message
         except (DaemonError, ControlError) as err:
             await self._abort_for(context, err)
+
+    async def Events(self, request: pb.EventsRequest, context: Context) -> AsyncIterator[pb.EventMessage]:
+        """Cluster events where this node is a manager, container events where it runs a runtime."""
+        try:
+            filters = parse_filters(request.filters)
+        except FilterError as err:
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        manager = self.d.manager
+        if manager is None and self.d.runtime is None:
+            await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, NOT_IN_SWARM)
+        try:
+            async for ev in daemon_events.stream(manager.events if manager is not None else None, self.d.runtime,
+                                                 request.since_ns, request.until_ns, filters):
+                yield pb.EventMessage(json=daemon_events.encode(ev))
+        except RuntimeError as err:
+            await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
 
     # -- answered by this node's manager ---------------------------------------------
     async def GetCluster(self, request: pb.GetClusterRequest, context: Context) -> pb.GetClusterResponse:
