@@ -37,11 +37,12 @@ from agent_runtime.logs import LogRecord
 from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer, PortConfig, Service,
                                          VirtualIP, mac_from_ip)
 from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult, File,
-                                Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, VolumeInfo, from_json)
+                                Health, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, VolumeInfo,
+                                from_json)
 
 __all__ = [
     "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "File", "Resources",
-    "Healthcheck", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
+    "Healthcheck", "Health", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
     "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",
     "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",

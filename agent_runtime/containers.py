@@ -37,7 +37,8 @@ from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRunti
 from agent_runtime.imageconfig import merge_env, merge_process
 from agent_runtime.logs import LogWriter
 from agent_runtime.mounts import UserMount, plan_mounts
-from agent_runtime.spec import ContainerSpec, ContainerStats, ExecResult, signal_number, validate_spec
+from agent_runtime.spec import (ContainerSpec, ContainerStats, ExecResult, Health, Healthcheck, signal_number,
+                                validate_spec)
 from agent_runtime.volumes import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ContainerManager:
         self.python = python
         self.containers: dict[str, Container] = {}
         self.events = events.EventBus()  # create/start/kill/oom/die/stop/destroy, for GET /events
+        self._health: dict[str, asyncio.Task] = {}  # container id -> its health check loop
         root.mkdir(parents=True, exist_ok=True)
         self.init = process.compile_init(root / ".init.pyc")
         volumes.users = self.volume_users
@@ -257,9 +259,12 @@ class ContainerManager:
         c.state.pid = pid
         c.runtime.pid_start = process.start_time(pid)
         c.state.exit_code, c.state.oom_killed, c.state.error, c.state.finished_at = 0, False, "", ""
+        hc = c.process.healthcheck
+        c.state.health = Health() if hc is not None and hc.test and hc.test[0] != "NONE" else None
         c.set_status(RUNNING)
         log.info("started container %s pid %d", c.name, pid)
         self._publish(events.START, c)
+        self._start_health_check(c)
         return c
 
     def _watch(self, c: Container, waiter_pid: int, out_fd: int, err_fd: int) -> None:
@@ -332,10 +337,51 @@ class ContainerManager:
         if c.state.status != REMOVING:
             c.set_status(EXITED)
         c.exited_event.set()
+        health = self._health.pop(c.id, None)
+        if health is not None:
+            health.cancel()
         log.info("container %s exited with %d%s", c.name, code, " (OOM killed)" if oom else "")
         if oom:
             self._publish(events.OOM, c)
         self._publish(events.DIE, c, exitCode=str(code), oomKilled=str(oom).lower())
+
+    # health checks ---------------------------------------------------------------------------
+    def _start_health_check(self, c: Container) -> None:
+        hc = c.process.healthcheck
+        if c.state.health is None or hc is None or c.id in self._health:
+            return
+        self._health[c.id] = asyncio.get_running_loop().create_task(self._health_loop(c, hc),
+                                                                    name=f"health-{c.id[:12]}")
+
+    async def _health_loop(self, c: Container, hc: Healthcheck) -> None:
+        """Docker's health check: the test now and then every interval, in the container (as exec);
+        ``retries`` failures in a row make it unhealthy (those in the start period, before a first
+        success, do not count); each change is published as ``health_status: STATUS``."""
+        test = hc.test
+        argv = ["/bin/sh", "-c", " ".join(test[1:])] if test[0] == "CMD-SHELL" else list(
+            test[1:] if test[0] == "CMD" else test)
+        started = time.monotonic()
+        health = c.state.health
+        while health is not None and c.state.status == RUNNING:
+            try:
+                ok = (await self.exec(c.id, argv, timeout=hc.timeout_s)).exit_code == 0
+            except (ShoalRuntimeError, OSError):
+                ok = False
+            if c.state.status != RUNNING:
+                return
+            status = health.status
+            if ok:
+                health.failing_streak, status = 0, "healthy"
+            elif health.status != "starting" or time.monotonic() - started >= hc.start_period_s:
+                health.failing_streak += 1
+                if health.failing_streak >= hc.retries:
+                    status = "unhealthy"
+            if status != health.status:
+                health.status = status
+                c.save_state()
+                log.info("container %s is %s", c.name, status)
+                self._publish(f"{events.HEALTH_STATUS}: {status}", c)
+            await asyncio.sleep(hc.interval_s)
 
     # stop / kill / wait / remove -------------------------------------------------------------
     def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
@@ -482,6 +528,7 @@ class ContainerManager:
                 c.log_writer = LogWriter(c.log_path, c.spec.log_config.max_size_bytes, c.spec.log_config.max_files)
                 self._watch(c, rt.waiter_pid, out_fd, err_fd)
                 log.info("re-adopted running container %s (pid %d)", c.name, c.state.pid)
+                self._start_health_check(c)
                 return
             except (OSError, ProcessLookupError) as exc:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)

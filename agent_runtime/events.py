@@ -7,8 +7,8 @@ The format is Docker's (``docker events --format '{{json .}}'``), one JSON objec
      "Actor": {"ID": "<64 hex>", "Attributes": {"name": "web.1.x", "image": "busybox", "exitCode": "137",
                                                 "oomKilled": "true", "<label>": "<value>", ...}}}
 
-Actions, in the order one container can produce them: ``create``, ``start``, ``health_status: starting``
-/ ``health_status: healthy`` / ``health_status: unhealthy``, ``kill`` (attribute ``signal``), ``oom``,
+Actions, in the order one container can produce them: ``create``, ``start``, ``health_status: healthy``
+/ ``health_status: unhealthy`` (on each change; runtimed runs the checks), ``kill`` (attribute ``signal``), ``oom``,
 ``die`` (``exitCode``; ``oomKilled`` is Shoal's addition), ``stop``, ``destroy``. Every event carries the
 container's ``name``, ``image`` and labels as attributes, so a subscriber can route it without asking.
 

@@ -123,7 +123,9 @@ class Resources:
 
 @dataclass
 class Healthcheck:
-    """Docker's HEALTHCHECK, stored for the worker, which runs ``test`` through exec."""
+    """Docker's HEALTHCHECK: runtimed runs ``test`` in the running container (as exec does) every
+    ``interval_s``; ``retries`` failures in a row, not counting those in ``start_period_s`` before
+    the first success, make it unhealthy."""
 
     test: list[str] = field(default_factory=list)
     interval_s: float = field(default=30.0, metadata={"json": "Interval"})
@@ -200,8 +202,17 @@ class ContainerSpec:
 
 
 @dataclass
+class Health:
+    """Docker's ``State.Health``: starting, healthy or unhealthy, and the current failing streak."""
+
+    status: str = "starting"
+    failing_streak: int = 0
+
+
+@dataclass
 class ContainerState:
-    """Docker's ``State`` object. ``status`` is created, running, exited or removing."""
+    """Docker's ``State`` object. ``status`` is created, running, exited or removing; ``health``
+    is there while a container with a health check runs (runtimed runs the check)."""
 
     status: str = "created"
     running: bool = False
@@ -211,6 +222,7 @@ class ContainerState:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    health: Health | None = None
 
 
 @dataclass

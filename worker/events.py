@@ -44,14 +44,16 @@ class Observed:
     oom_killed: bool = False
     pid: int = 0
     error: str = ""
+    health: str = ""  # while running with a health check: starting | healthy | unhealthy
 
     def merge(self, newer: "Observed") -> "Observed":
         """``newer`` unless it would move the container backwards (a late event): a task's
         container goes created -> running -> exited -> removed and is never started twice."""
         if _RANK[newer.status] < _RANK[self.status]:
             return self
-        if newer.status == self.status and newer.status == RUNNING and not newer.pid:
-            return replace(newer, pid=self.pid)  # an event carries no pid; the list/start did
+        if newer.status == self.status == RUNNING:
+            # an event carries no pid, a start event no health: keep what the list/start said
+            return replace(newer, pid=newer.pid or self.pid, health=newer.health or self.health)
         return newer
 
     @classmethod
@@ -59,7 +61,8 @@ class Observed:
         st = info.state
         status = st.status if st.status in _RANK else (REMOVED if st.status == "removing" else CREATED)
         return cls(container_id=info.id, task_id=info.config.labels.get(TASK_LABEL, ""), status=status,
-                   exit_code=st.exit_code, oom_killed=st.oom_killed, pid=st.pid, error=st.error)
+                   exit_code=st.exit_code, oom_killed=st.oom_killed, pid=st.pid, error=st.error,
+                   health=st.health.status if st.health is not None and status == RUNNING else "")
 
 
 def observed_from_event(ev: dict) -> Observed | None:
@@ -80,6 +83,8 @@ def observed_from_event(ev: dict) -> Observed | None:
                        oom_killed=attrs.get("oomKilled") == "true")
     if action == "destroy":
         return replace(base, status=REMOVED)
+    if action.startswith("health_status: "):
+        return replace(base, status=RUNNING, health=action.removeprefix("health_status: "))
     return None
 
 

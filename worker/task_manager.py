@@ -2,7 +2,8 @@
 
 The decisions are ``worker.taskstate.step`` (pure, table-tested); this class carries out its
 actions and learns what happened to the container from the node's one event stream
-(``worker.events.ContainerEvents``, by task ID): no call waits on a container. ``run()`` runs until
+(``worker.events.ContainerEvents``, by task ID): no call waits on a container. Health checks run in
+runtimed; their results arrive as ``health_status`` events. ``run()`` runs until
 cancelled (the worker cancels it when the task is no longer assigned) and never stops the
 container on cancellation: containers outlive shoald.
 
@@ -72,11 +73,11 @@ class TaskManager:
         self.status.CopyFrom(task.status)
         self._changed = asyncio.Event()
         self._creating = False
-        self._health = ""
+        self._has_check: bool | None = None  # None: not known yet
+        self._was_unhealthy = False
         self._event = ""
         self._image_health: Healthcheck | None = None
         self._image_health_known = False
-        self._checker: asyncio.Task | None = None
         self.observed: Observed | None = None
         self._gone: set[str] = set()  # containers this manager removed (their late events are old news)
         if container_id is not None:
@@ -147,7 +148,15 @@ class TaskManager:
             waiter.cancel()
 
     def facts(self) -> Facts:
-        return Facts(desired=self.task.desired_state, state=self.status.state, health=self._health)
+        if self._has_check is None:
+            health = ""
+        elif not self._has_check:
+            health = "none"
+        else:
+            health = (self.observed.health if self.observed is not None else "") or "starting"
+            self._was_unhealthy = self._was_unhealthy or health == "unhealthy"
+            health = "unhealthy" if self._was_unhealthy else health
+        return Facts(desired=self.task.desired_state, state=self.status.state, health=health)
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -171,8 +180,6 @@ class TaskManager:
                         break  # something moved while we acted: decide again
         finally:
             self._events.unwatch(self.task.id)
-            if self._checker is not None:
-                self._checker.cancel()
 
     async def _do(self, action: taskstate.Action) -> None:
         name = type(action).__name__.lower()
@@ -186,7 +193,7 @@ class TaskManager:
                 async with self._starts:
                     self._apply_info(await self._runtime.start(self.container_id))
             elif isinstance(action, taskstate.CheckHealth):
-                await self._start_health_check()
+                await self._learn_health_check()
             elif isinstance(action, taskstate.Stop):
                 grace = self.task.spec.container.stop_grace_period or 10.0
                 self._apply_info(await self._runtime.stop(self.container_id, timeout=grace))
@@ -303,42 +310,11 @@ class TaskManager:
             self._image_health_known = True
         return self._image_health
 
-    async def _start_health_check(self) -> None:
+    async def _learn_health_check(self) -> None:
+        """Whether the container has a health check (the task's, else its image's); runtimed runs
+        it and publishes each change as an event."""
         hc = await self._healthcheck()
-        if hc is None or not hc.test or hc.test[0] == "NONE":
-            self._health = "none"
-            return
-        self._health = "starting"
-        pid = self.observed.pid if self.observed else 0
-        if self.status.state <= objects_pb2.STARTING:
+        self._has_check = hc is not None and bool(hc.test) and hc.test[0] != "NONE"
+        if self._has_check and self.status.state <= objects_pb2.STARTING:
+            pid = self.observed.pid if self.observed else 0
             self._report(objects_pb2.STARTING, "starting", health="starting", pid=pid)
-        self._checker = asyncio.create_task(self._check_health(hc, pid))
-
-    async def _check_health(self, hc: Healthcheck, pid: int) -> None:
-        """Run the check every interval; mark healthy / unhealthy (the loop acts on it)."""
-        if hc.test[0] == "CMD-SHELL":
-            argv = ["/bin/sh", "-c", " ".join(hc.test[1:])]
-        else:
-            argv = list(hc.test[1:] if hc.test[0] == "CMD" else hc.test)
-        started = self._clock()
-        streak = 0
-        while True:
-            try:
-                result = await self._runtime.exec(self.container_id, argv, timeout=hc.timeout_s)
-                ok = result.exit_code == 0
-            except ShoalRuntimeError:
-                ok = False
-            if ok:
-                streak = 0
-                if self._health != "healthy":
-                    self._health = "healthy"
-                    self._changed.set()
-            elif self._clock() - started >= hc.start_period_s or self._health == "healthy":
-                streak += 1
-                if streak >= hc.retries:
-                    log.info("task %s (%s) is unhealthy after %d failed checks", self.task.id,
-                             task_name(self.task), streak)
-                    self._health = "unhealthy"
-                    self._changed.set()
-                    return
-            await asyncio.sleep(hc.interval_s)

@@ -9,6 +9,7 @@ Faults, to test what the worker does when the runtime misbehaves:
     rt.hang("start")          # calls of that name never answer until release("start")
     rt.fail("remove", Conflict("busy"), times=2)   # the next 2 removes raise
     rt.lose_answer("create")  # the next create takes effect, then raises Unavailable
+    rt.set_health(cid, "unhealthy")  # what runtimed's health check found (an event, as runtimed's)
 
 ``calls`` counts calls by name and ``history`` lists the ones that change something, in order
 (``("create", name, network_ids)``, ``("start", id)``, ``("stop", id)``, ``("remove", id)``,
@@ -27,7 +28,7 @@ from collections import Counter
 from dataclasses import replace
 
 from agent_runtime.api import (Conflict, ContainerInfo, ContainerSpec, ContainerState, DeadlineExceeded, ExecResult,
-                               InvalidArgument, NotFound, ShoalRuntimeError, Unavailable)
+                               Health, InvalidArgument, NotFound, ShoalRuntimeError, Unavailable)
 from agent_runtime.api import container_event as event
 
 
@@ -185,10 +186,21 @@ class FakeRuntime:
         self.history.append(("start", ref))
         if info.state.status not in ("created", "exited"):
             return info
-        info.state = ContainerState(status="running", running=True, pid=10000 + len(self.containers))
+        hc = info.config.healthcheck
+        checked = hc.test[0] != "NONE" if hc is not None and hc.test else info.image in self.image_health
+        info.state = ContainerState(status="running", running=True, pid=10000 + len(self.containers),
+                                    health=Health() if checked else None)
         self._publish("start", info)
         self._answer("start")
         return info
+
+    def set_health(self, ref: str, status: str) -> None:
+        """The container's health check result changed (runtimed publishes it)."""
+        info = self._get(ref)
+        if info.state.health is None or info.state.health.status == status:
+            return
+        info.state.health.status = status
+        self._publish(f"health_status: {status}", info)
 
     def exit(self, ref: str, code: int = 0, oom: bool = False) -> None:
         """The container's process exits (not a call: what the workload does)."""

@@ -68,3 +68,29 @@ async def test_a_call_runtimed_does_not_answer_names_the_call(runtimed, tmp_path
                 await client.start("abc")
     finally:
         srv.close()
+
+
+async def test_runtimed_runs_the_health_check_and_publishes_each_change(runtimed):
+    from agent_runtime.api import Healthcheck
+    hc = Healthcheck(test=["CMD-SHELL", "test -f /tmp/ok"], interval_s=0.2, timeout_s=5, retries=2)
+    async with AsyncRuntimeClient(runtimed.socket) as client:
+        stream = await client.events_stream()
+        cid = await client.create(ContainerSpec(image=IMAGE, command=["sh", "-c", "touch /tmp/ok; sleep 60"],
+                                                healthcheck=hc))
+        try:
+            info = await client.start(cid)
+            assert info.state.health is not None and info.state.health.status in ("starting", "healthy")
+            actions = []
+            async for ev in stream:
+                if ev["Actor"]["ID"] == cid and ev["Action"].startswith("health_status"):
+                    actions.append(ev["Action"])
+                    if ev["Action"] == "health_status: healthy":
+                        await client.exec(cid, ["rm", "/tmp/ok"])
+                    else:
+                        break
+            assert actions == ["health_status: healthy", "health_status: unhealthy"]
+            state = (await client.inspect(cid)).state
+            assert state.health.status == "unhealthy" and state.health.failing_streak >= 2
+        finally:
+            stream.close()
+            await client.remove(cid, force=True)

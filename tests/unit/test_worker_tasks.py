@@ -209,10 +209,13 @@ async def test_an_unhealthy_container_is_stopped_and_its_task_failed(node):
     worker, rt, st = node()
     rt.image_health["busybox"] = {"Test": ["CMD", "true"], "Interval": 10**7, "Retries": 2}
     await worker.apply(message([task(1)]))
+    await until(lambda: rt.running() and st.states(["task0001"]) == {"STARTING"}, "started, health starting")
+    assert st.latest["task0001"].health == "starting"
+    rt.set_health(rt.running()[0].id, "healthy")
     await until(lambda: st.states(["task0001"]) == {"RUNNING"} and st.latest["task0001"].health == "healthy",
                 "healthy")
     [c] = rt.running()
-    rt.exec_results[c.id] = 1
+    rt.set_health(c.id, "unhealthy")
     await until(lambda: st.states(["task0001"]) == {"FAILED"}, "FAILED")
     assert st.latest["task0001"].err == "task: unhealthy container"
     assert not rt.running()
