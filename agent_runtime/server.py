@@ -289,6 +289,8 @@ class Runtimed:
                 if lines:
                     await resp.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines).encode())
             await resp.write_eof()
+        except ConnectionResetError:
+            log.debug("an event subscriber went away")  # a client leaving is not an error
         finally:
             bus.unsubscribe(sub)
         return resp

@@ -52,6 +52,13 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far (load-independent, unlike wall time on a shared machine)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -92,11 +99,15 @@ def main() -> None:
         record = lab.record().hosts["manager1"]
         idle = rss_mib(record.shoald.pid) + rss_mib(record.runtimed.pid)
 
+        cpu0 = {name: cpu_seconds(getattr(record, name).pid) for name in ("shoald", "runtimed")}
+        load0 = os.getloadavg()[0]
         started = time.perf_counter()
         spec = build_spec(image, ["sleep", "3600"], dict(base, name="dense", replicas=replicas))
         service_id = control.CreateService(control_pb2.CreateServiceRequest(spec=spec)).service.id
         wait(lambda: running(control, service_id) == replicas, 900, f"{replicas} tasks running")
         converge = time.perf_counter() - started
+        cpu = {name: cpu_seconds(getattr(record, name).pid) - cpu0[name] for name in cpu0}
+        load = (load0 + os.getloadavg()[0]) / 2
         shoald, runtimed = rss_mib(record.shoald.pid), rss_mib(record.runtimed.pid)
         time.sleep(30)
         stayed = running(control, service_id)
@@ -117,6 +128,8 @@ def main() -> None:
     print(f"{replicas} replicas on one node")
     print(f"  create -> all running     {converge:7.1f} s   goal {GOAL_SECONDS:.0f} s: {converge / GOAL_SECONDS:.2f}x;"
           f" Docker Swarm ~{docker:.0f} s (5.8 s per 50): {converge / docker:.2f}x")
+    print(f"  CPU while converging      shoald {cpu['shoald']:.1f} s, runtimed {cpu['runtimed']:.1f} s"
+          f" (container inits not included); machine load average ~{load:.1f} on {os.cpu_count()} CPUs")
     print(f"  running 30 s later        {stayed} of {replicas}; {len(containers)} containers running in runtimed")
     print(f"  RSS shoald + runtimed     {total:7.1f} MiB (shoald {shoald:.1f}, runtimed {runtimed:.1f}; idle {idle:.1f})"
           f"   goal {GOAL_RSS_MIB:.0f} MiB: {total / GOAL_RSS_MIB:.2f}x;"
