@@ -145,7 +145,8 @@ def _fence(state: NetworkState, fenced: list[tuple[str, int | None]]) -> list[st
                               ("fenced-hosts", "ipv4_addr", hosts),
                               ("fenced-endpoints", "ipv4_addr . inet_proto . inet_service", endpoints)):
         body.append(f"set {name} {{ type {kind};" + (f" elements = {_elements(items)};" if items else "") + " }")
-    refuse = ["meta l4proto tcp reject with tcp reset", "reject with icmp type admin-prohibited"]
+    # counted, so `nft list chain ip shoal refuse` shows how often containers hit the fence
+    refuse = ["meta l4proto tcp counter reject with tcp reset", "counter reject with icmp type admin-prohibited"]
     body += ["chain refuse {", *("  " + r for r in refuse), "}",
              "chain to-host {", "  ct state established,related accept", "  ct status dnat accept",
              "  icmp type echo-request accept", "  goto refuse", "}",

@@ -12,6 +12,7 @@ SwarmKit's defaults from the orchestrator.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
@@ -145,6 +146,8 @@ def _check_container(container: objects_pb2.ContainerSpec) -> None:
     if container.stop_signal and not _is_signal(container.stop_signal):
         raise SpecError(f"invalid --stop-signal {container.stop_signal!r}: not a signal name or number")
     _check_mounts(container.mounts)
+    if container.HasField("privileges"):
+        _check_seccomp(container.privileges.seccomp)
     if container.HasField("healthcheck"):
         _check_health(container.healthcheck)
     for kind, refs in (("secret", container.secrets), ("config", container.configs)):
@@ -157,6 +160,21 @@ def _check_container(container: objects_pb2.ContainerSpec) -> None:
             if target in targets:
                 raise SpecError(f"invalid --{kind}: target {target!r} is used more than once")
             targets.add(target)
+
+
+def _check_seccomp(opts: objects_pb2.Privileges.SeccompOpts) -> None:
+    """The shape only (the manager does not compile filters): a custom profile is a JSON object
+    with a defaultAction; the worker's runtime checks the rest before it creates a container."""
+    if opts.mode != objects_pb2.Privileges.SeccompOpts.CUSTOM:
+        if opts.profile:
+            raise SpecError("invalid --security-opt seccomp: a profile is given but the mode is not custom")
+        return
+    try:
+        profile = json.loads(opts.profile)
+    except ValueError as err:
+        raise SpecError(f"invalid --security-opt seccomp: the profile is not JSON: {err}") from None
+    if not isinstance(profile, dict) or not isinstance(profile.get("defaultAction"), str):
+        raise SpecError("invalid --security-opt seccomp: the profile is not a seccomp profile (no defaultAction)")
 
 
 def _is_signal(text: str) -> bool:

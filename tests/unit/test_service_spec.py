@@ -106,6 +106,13 @@ BAD = [
     ("env without key", lambda s: s.task.container.env.append("=x"), "invalid --env"),
     ("network twice", lambda s: s.task.networks.extend([pb.NetworkAttachmentConfig(target="n")] * 2),
      "attached more than once"),
+    ("custom seccomp without a profile", setattrs("task.container.privileges.seccomp",
+                                                  mode=pb.Privileges.SeccompOpts.CUSTOM), "not JSON"),
+    ("custom seccomp not a profile", setattrs("task.container.privileges.seccomp", mode=pb.Privileges.SeccompOpts.CUSTOM,
+                                              profile=b'{"syscalls": []}'), "no defaultAction"),
+    ("seccomp profile with mode unconfined", setattrs("task.container.privileges.seccomp",
+                                                      mode=pb.Privileges.SeccompOpts.UNCONFINED, profile=b"{}"),
+     "mode is not custom"),
 ]
 
 
@@ -141,6 +148,9 @@ GOOD = [
     ("health", lambda s: s.task.container.healthcheck.CopyFrom(
         pb.HealthConfig(test=["CMD-SHELL", "true"], interval=1, timeout=0.5, retries=3, start_period=2))),
     ("no health", lambda s: s.task.container.healthcheck.test.append("NONE")),
+    ("seccomp unconfined", setattrs("task.container.privileges.seccomp", mode=pb.Privileges.SeccompOpts.UNCONFINED)),
+    ("seccomp custom", setattrs("task.container.privileges.seccomp", mode=pb.Privileges.SeccompOpts.CUSTOM,
+                                profile=b'{"defaultAction": "SCMP_ACT_ALLOW"}')),
     ("stop signal forms", setattrs("task.container", stop_signal="KILL")),
     ("stop signal number", setattrs("task.container", stop_signal="9")),
     ("update config", setattrs("update", parallelism=2, delay=1, failure_action=pb.UpdateConfig.ROLLBACK,
