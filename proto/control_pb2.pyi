@@ -58,7 +58,7 @@ class InfoResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., local_node_state: _Optional[str] = ..., control_available: _Optional[bool] = ..., cluster_id: _Optional[str] = ..., node_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., engine_version: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[RaftMember, _Mapping]]] = ..., leader_addr: _Optional[str] = ..., raft_term: _Optional[int] = ..., raft_commit_index: _Optional[int] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., remote_managers: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SwarmInitRequest(_message.Message):
-    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry", "restore_file")
+    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry", "election_tick", "heartbeat_tick", "restore_file")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,8 @@ class SwarmInitRequest(_message.Message):
     FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    ELECTION_TICK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TICK_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FILE_FIELD_NUMBER: _ClassVar[int]
     listen_addr: str
     advertise_addr: str
@@ -83,8 +85,10 @@ class SwarmInitRequest(_message.Message):
     force_new_cluster: bool
     labels: _containers.ScalarMap[str, str]
     node_cert_expiry: float
+    election_tick: int
+    heartbeat_tick: int
     restore_file: str
-    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ..., restore_file: _Optional[str] = ...) -> None: ...
+    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ..., election_tick: _Optional[int] = ..., heartbeat_tick: _Optional[int] = ..., restore_file: _Optional[str] = ...) -> None: ...
 
 class SwarmBackupRequest(_message.Message):
     __slots__ = ("path",)

@@ -810,12 +810,14 @@ class CAConfig(_message.Message):
     def __init__(self, node_cert_expiry: _Optional[float] = ..., signing_ca_cert: _Optional[bytes] = ..., signing_ca_key: _Optional[bytes] = ..., force_rotate: _Optional[int] = ...) -> None: ...
 
 class RaftConfig(_message.Message):
-    __slots__ = ("snapshot_interval", "election_timeout")
+    __slots__ = ("snapshot_interval", "election_tick", "heartbeat_tick")
     SNAPSHOT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
-    ELECTION_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ELECTION_TICK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TICK_FIELD_NUMBER: _ClassVar[int]
     snapshot_interval: int
-    election_timeout: float
-    def __init__(self, snapshot_interval: _Optional[int] = ..., election_timeout: _Optional[float] = ...) -> None: ...
+    election_tick: int
+    heartbeat_tick: int
+    def __init__(self, snapshot_interval: _Optional[int] = ..., election_tick: _Optional[int] = ..., heartbeat_tick: _Optional[int] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
     __slots__ = ("annotations", "dispatcher", "orchestration", "raft", "default_addr_pool", "subnet_size", "ca_config")

@@ -20,7 +20,7 @@ from manager.controlapi.limits import LimitError, check_labels, cut_message
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
-from manager.state import Kind, NameConflict, StoreError, VersionConflict
+from manager.state import Kind, NameConflict, StoreError, VersionConflict, raft_timings
 from proto import control_pb2, objects_pb2
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,9 @@ class ControlAPI:
     async def update_cluster(self, request: control_pb2.UpdateClusterRequest) -> control_pb2.UpdateClusterResponse:
         if request.spec.dispatcher.heartbeat_period < 0:
             raise ControlError("invalid", "update cluster: dispatcher heartbeat period must be positive")
+        ticks_problem = raft_timings.check_ticks(request.spec.raft.election_tick, request.spec.raft.heartbeat_tick)
+        if ticks_problem:
+            raise ControlError("invalid", f"update cluster: invalid raft settings: {ticks_problem}")
         try:
             node_cert_validity(request.spec.ca_config.node_cert_expiry)
         except CAError as err:

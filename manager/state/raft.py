@@ -50,6 +50,7 @@ from pysyncobj.transport import TCPTransport
 from proto import store_pb2
 
 from . import raft_files, raft_journal, raft_transport
+from .raft_timings import RaftTimings, timings_from_ticks
 from .errors import (NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown, ProposalTimeout,
                      RaftConfigError)
 from .memory import ApplyResult, MemoryStore, Rejection
@@ -149,27 +150,6 @@ _NO_SYNC_NEEDED = frozenset({"apply_command", "apply_command_response", "timeout
 
 
 @dataclass(frozen=True)
-class RaftTimings:
-    """Timers, in seconds. The defaults elect a new leader within about a second of the old one
-    dying on a LAN (PySyncObj's own defaults take several).
-
-    ``election_min``/``election_max``: a follower that hears no leader for a random time in this
-    range starts an election. ``heartbeat``: the leader's append-entries period (< election_min/3).
-    ``leader_fallback``: a leader that hears from no majority for this long steps down.
-    ``connection_timeout``: a silent connection is dead (>= election_max). ``connection_retry``:
-    pause between reconnect attempts. ``tick``: the tick thread's longest sleep.
-    """
-
-    election_min: float = 0.3
-    election_max: float = 0.6
-    heartbeat: float = 0.075
-    leader_fallback: float = 1.0
-    connection_timeout: float = 1.2
-    connection_retry: float = 0.25
-    tick: float = 0.05
-
-
-@dataclass(frozen=True)
 class RaftMemberStatus:
     """One Raft member as this node sees it; ``reachable`` is True for self."""
 
@@ -220,6 +200,7 @@ class RaftNode(SyncObj):
         self._memory_store = memory_store
         self._on_leader_change = on_leader_change
         self._timings = timings
+        self._ticks: tuple[int, int] | None = None    # the cluster's ticks, once it set any
         self._stopping = threading.Event()
         self._tick_thread: threading.Thread | None = None
         self._in_flight: dict[asyncio.Future, asyncio.AbstractEventLoop] = {}
@@ -264,6 +245,7 @@ class RaftNode(SyncObj):
             maxBindRetries=bind_attempts,
             onStateChanged=self._on_state_changed,
         )
+        self._conf = conf
         try:
             super().__init__(self_addr, [m for m in members if m != self_addr], conf,
                              transportClass=_Transport)
@@ -294,7 +276,45 @@ class RaftNode(SyncObj):
             return ApplyResult(self._memory_store.version,
                                Rejection("invalid", "", "", "apply", None, None,
                                          f"raft entry is not a StoreChange: {type(exc).__name__}"))
-        return self._memory_store.apply(change)
+        result = self._memory_store.apply(change)
+        if result.ok and any(a.target.WhichOneof("object") == "cluster" for a in change.actions):
+            self._follow_cluster_timings()
+        return result
+
+    def _follow_cluster_timings(self) -> None:
+        """Apply the cluster's ``spec.raft`` election/heartbeat ticks (on the tick thread)."""
+        cluster = self._memory_store.view().cluster()
+        if cluster is None:
+            return
+        ticks = (cluster.spec.raft.election_tick, cluster.spec.raft.heartbeat_tick)
+        if ticks == self._ticks or (self._ticks is None and ticks == (0, 0)):
+            return
+        try:
+            timings = timings_from_ticks(*ticks, base=self._timings)
+        except ValueError as exc:   # the ControlAPI refuses these; an old entry may still hold them
+            log.warning("raft %s: ignoring the cluster's raft ticks %s: %s", self.self_addr, ticks, exc)
+            return
+        self._ticks = ticks
+        self.set_timings(timings)
+
+    def set_timings(self, timings: RaftTimings) -> None:
+        """Change the election, heartbeat and connection timers of a running node."""
+        conf = self._conf
+        conf.raftMinTimeout, conf.raftMaxTimeout = timings.election_min, timings.election_max
+        conf.appendEntriesPeriod = timings.heartbeat
+        conf.leaderFallbackTimeout = timings.leader_fallback
+        conf.connectionTimeout = timings.connection_timeout
+        transport = getattr(self, "_SyncObj__transport", None)
+        if transport is not None:
+            for conn in list(transport._connections.values()):
+                conn.timeout = timings.connection_timeout
+        self._timings = timings
+        log.info("raft %s: election timeout %.1f-%.1fs, heartbeat %.2fs", self.self_addr,
+                 timings.election_min, timings.election_max, timings.heartbeat)
+
+    @property
+    def timings(self) -> RaftTimings:
+        return self._timings
 
     def _write_dump(self, filename: str, raft_data: tuple) -> None:
         """PySyncObj's serializer: the store snapshot plus the two log entries it must keep."""
@@ -307,6 +327,7 @@ class RaftNode(SyncObj):
         raft_files.make_durable(filename)   # PySyncObj renamed a received dump into place unsynced
         snapshot, last_entry, prev_entry, members = raft_files.read_dump(filename)
         self._memory_store.restore(snapshot)
+        self._follow_cluster_timings()
         log.info("raft %s: store restored from %s at log index %d", self.self_addr, filename,
                  last_entry[1])
         return last_entry, prev_entry, {TCPNode(addr) for addr in members}

@@ -118,7 +118,7 @@ class Connection:
         self.recvRandKey = None
         self._poller = poller
         self._key = key
-        self._timeout = timeout
+        self.timeout = timeout
         self._handshake_timeout = handshake_timeout
         self._max_frame = max_frame
         self._max_message = max_message
@@ -204,7 +204,7 @@ class Connection:
     def send(self, message) -> None:
         if self._phase != _READY or self._send_aead is None:
             return
-        if time.monotonic() - self._last_read > self._timeout:
+        if time.monotonic() - self._last_read > self.timeout:
             self.disconnect()           # PySyncObj's rule: a peer silent for that long is gone
             return
         data = zlib.compress(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), 3)
@@ -249,7 +249,7 @@ class Connection:
                 if self._server:
                     refusals.note(self.peer, f"no handshake within {self._handshake_timeout:.0f}s")
                 self.disconnect()
-        elif idle and now - self._last_read > self._timeout:
+        elif idle and now - self._last_read > self.timeout:
             self.disconnect()
 
     # -- events --------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ class Listener:
         self._host, self._port = host, int(port)
         self._key = key
         self._on_new_connection = on_new_connection
-        self._timeout = timeout
+        self.timeout = timeout
         self._max_pending = max_pending
         self._handshake_timeout = handshake_timeout
         self._max_frame = max_frame
@@ -473,7 +473,7 @@ class Listener:
                 oldest, _ = self._pending.popitem(last=False)
                 refusals.note(oldest.peer, f"over {self._max_pending} connections in their handshake")
                 oldest.disconnect()
-            conn = Connection(self._poller, self._key, sock=sock, timeout=self._timeout,
+            conn = Connection(self._poller, self._key, sock=sock, timeout=self.timeout,
                               handshake_timeout=self._handshake_timeout, max_frame=self._max_frame)
             conn.on_ready = conn.on_closed = self._settled
             self._pending[conn] = None

@@ -28,19 +28,25 @@ def swarm() -> None:
 @click.option("--label", "labels", multiple=True, help="Labels for this node (key=value)")
 @click.option("--cert-expiry", default="2160h0m0s", show_default=True,
               help="Validity period for node certificates (ns|us|ms|s|m|h)")
+@click.option("--election-tick", type=int, default=10, show_default=True,
+              help="Raft ticks (100 ms) without a leader before a manager stands for election")
+@click.option("--heartbeat-tick", type=int, default=1, show_default=True,
+              help="Raft ticks (100 ms) between the leader's heartbeats")
 @click.option("--force-new-cluster", is_flag=True, help="Force create a new cluster from current state")
 @click.option("--restore", "restore_file", default="", metavar="FILE",
               help="Start the swarm from a backup made by 'shoal swarm backup'")
 @click.pass_obj
 def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, default_addr_pool,
-               default_addr_pool_mask_length, labels, cert_expiry, force_new_cluster, restore_file) -> None:
+               default_addr_pool_mask_length, labels, cert_expiry, election_tick, heartbeat_tick,
+               force_new_cluster, restore_file) -> None:
     """Initialize a swarm with this node as its first manager."""
     from proto import control_pb2
     request = control_pb2.SwarmInitRequest(
         listen_addr=listen_addr, advertise_addr=advertise_addr,
         dispatcher_heartbeat=flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat),
         default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
-        labels=dict(_kv(label) for label in labels), node_cert_expiry=_cert_expiry(cert_expiry))
+        labels=dict(_kv(label) for label in labels), node_cert_expiry=_cert_expiry(cert_expiry),
+        election_tick=_tick("--election-tick", election_tick), heartbeat_tick=_tick("--heartbeat-tick", heartbeat_tick))
     _recovery_options(request, force_new_cluster, restore_file)
     response = client.call("SwarmInit", request, timeout=60)
     addr = _info(client).remote_managers
@@ -109,8 +115,11 @@ def swarm_leave(client, force) -> None:
 @click.option("--dispatcher-heartbeat", default=None, help="Dispatcher heartbeat period (e.g. 5s)")
 @click.option("--task-history-limit", type=int, default=None, help="Task history retention limit")
 @click.option("--cert-expiry", default=None, help="Validity period for node certificates (ns|us|ms|s|m|h)")
+@click.option("--election-tick", type=int, default=None,
+              help="Raft ticks (100 ms) without a leader before a manager stands for election")
+@click.option("--heartbeat-tick", type=int, default=None, help="Raft ticks (100 ms) between the leader's heartbeats")
 @click.pass_obj
-def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry) -> None:
+def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry, election_tick, heartbeat_tick) -> None:
     """Update the swarm."""
     from proto import control_pb2
     cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
@@ -121,6 +130,10 @@ def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry) 
         spec.orchestration.task_history_retention_limit = task_history_limit
     if cert_expiry is not None:
         spec.ca_config.node_cert_expiry = _cert_expiry(cert_expiry)
+    if election_tick is not None:
+        spec.raft.election_tick = _tick("--election-tick", election_tick)
+    if heartbeat_tick is not None:
+        spec.raft.heartbeat_tick = _tick("--heartbeat-tick", heartbeat_tick)
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
     click.echo("Swarm updated.")
 
@@ -162,6 +175,10 @@ def swarm_ca(client, ca_cert, ca_key, cert_expiry, detach, quiet, rotate) -> Non
         spec.ca_config.force_rotate += 1
     if cert_expiry is not None:
         spec.ca_config.node_cert_expiry = _cert_expiry(cert_expiry)
+    if election_tick is not None:
+        spec.raft.election_tick = _tick("--election-tick", election_tick)
+    if heartbeat_tick is not None:
+        spec.raft.heartbeat_tick = _tick("--heartbeat-tick", heartbeat_tick)
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
     if detach:
         return
@@ -207,6 +224,12 @@ def _ca_progress(cluster, nodes) -> tuple[list[str], bool]:
 
 
 MIN_CERT_EXPIRY = 3600.0  # Docker's minimum certificate expiry, 1h0m0s
+
+
+def _tick(flag: str, value: int) -> int:
+    if value < 1:
+        raise click.BadParameter(f"must be at least 1, not {value}", param_hint=f"'{flag}'")
+    return value
 
 
 def _cert_expiry(text: str) -> float:

@@ -21,7 +21,7 @@ from manager.ca import (CAError, InvalidJoinToken, JoinTokens, RootCA, channel_c
 from manager.ids import new_id
 from manager.rolenames import MANAGER_OU, role_name
 from manager.secretbox import new_key as new_secrets_key
-from manager.state import StoreError
+from manager.state import StoreError, raft_timings
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, objects_pb2
 from proto.ports import DEFAULT_PORT, mtls_addr
 from shoal.daemon.config import DaemonError, listen_and_advertise, node_description, parse_addr
@@ -85,6 +85,9 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     listen_host, listen_port, advertise_host = listen_and_advertise(request.listen_addr, request.advertise_addr)
     if request.dispatcher_heartbeat < 0:
         raise DaemonError("invalid", "invalid dispatcher heartbeat: must be positive")
+    ticks_problem = raft_timings.check_ticks(request.election_tick, request.heartbeat_tick)
+    if ticks_problem:
+        raise DaemonError("invalid", f"invalid raft settings: {ticks_problem}")
     try:
         validity = node_cert_validity(request.node_cert_expiry)
     except CAError as err:
@@ -107,6 +110,8 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     cluster.spec.default_addr_pool.extend(request.default_addr_pool or ["10.0.0.0/8"])
     cluster.spec.subnet_size = request.subnet_size or 24
     cluster.spec.ca_config.node_cert_expiry = request.node_cert_expiry
+    cluster.spec.raft.election_tick = request.election_tick or raft_timings.DEFAULT_ELECTION_TICK
+    cluster.spec.raft.heartbeat_tick = request.heartbeat_tick or raft_timings.DEFAULT_HEARTBEAT_TICK
     cluster.root_ca.ca_cert = root.cert_pem
     assert root.key_pem is not None  # a CA created here holds its key
     cluster.root_ca.ca_key = root.key_pem

@@ -311,3 +311,37 @@ async def test_a_late_ack_never_moves_a_followers_next_index_back(tmp_path):
         assert (match_index[fake], next_index[fake]) == (89, 90)
     finally:
         await node.close()
+
+
+async def test_every_member_follows_the_clusters_raft_ticks(cluster_factory):
+    cluster = cluster_factory()
+    cluster.start_all()
+    leader = await cluster.leader()
+    store = cluster.store(leader)
+    base = cluster.nodes[leader].timings
+    await store.update(lambda tx: tx.create(objects_pb2.Cluster(id="c1")))
+    await cluster.converged()
+    assert all(node.timings == base for node in cluster.nodes.values())   # (0, 0): keep what was given
+
+    def set_ticks(election, heartbeat):
+        def fn(tx):
+            c = copy_of(tx.view.cluster())
+            c.spec.raft.election_tick, c.spec.raft.heartbeat_tick = election, heartbeat
+            tx.update(c)
+        return fn
+
+    await store.update(set_ticks(20, 2))
+    await cluster.converged()
+    for node in cluster.nodes.values():
+        assert (node.timings.election_min, node.timings.heartbeat) == pytest.approx((2.0, 0.2))
+        assert node._conf.raftMinTimeout == pytest.approx(2.0)
+    # a restarted member gets them from its journal (or dump) again
+    follower = next(i for i in cluster.nodes if i != leader)
+    await cluster.stop(follower)
+    cluster.start(follower)
+    await cluster.converged()
+    await wait_for(lambda: cluster.nodes[follower].timings.election_min == pytest.approx(2.0), 10,
+                   "the restarted member to follow the ticks")
+    await store.update(set_ticks(0, 0))
+    await cluster.converged()
+    assert all(node.timings.election_min == pytest.approx(1.0) for node in cluster.nodes.values())
