@@ -61,6 +61,7 @@ class ContainerManager:
         self.busybox = busybox
         self.python = python
         self.containers: dict[str, Container] = {}
+        self._by_name: dict[str, str] = {}  # name -> id: lookups and the name check cost O(1), not O(containers)
         self.events = events.EventBus()  # create/start/kill/oom/die/stop/destroy, for GET /events
         self._health: dict[str, asyncio.Task] = {}  # container id -> its health check loop
         root.mkdir(parents=True, exist_ok=True)
@@ -72,9 +73,8 @@ class ContainerManager:
         """By id, name or unique id prefix; NotFound otherwise."""
         if ref in self.containers:
             return self.containers[ref]
-        for c in self.containers.values():
-            if c.name == ref:
-                return c
+        if ref in self._by_name:
+            return self.containers[self._by_name[ref]]
         matches = [c for c in self.containers.values() if ref and c.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -108,7 +108,7 @@ class ContainerManager:
         if spec.name:
             if not NAME_RE.match(spec.name):
                 raise InvalidArgument(f"invalid container name {spec.name!r}: use [A-Za-z0-9][A-Za-z0-9_.-]*")
-            if any(c.name == spec.name for c in self.containers.values()):
+            if spec.name in self._by_name:
                 raise Conflict(f"container name {spec.name!r} is already in use")
         caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)  # validates names
         _seccomp(spec, caps)  # compiles (and caches) the filter: a profile the kernel would refuse fails here
@@ -150,6 +150,7 @@ class ContainerManager:
             c.remove_dir()
             raise
         self.containers[cid] = c
+        self._by_name[c.name] = cid
         log.info("created container %s (%s) from %s", name, cid[:12], spec.image or spec.rootfs)
         self._publish(events.CREATE, c)
         return c
@@ -432,6 +433,8 @@ class ContainerManager:
         files.release(c.dir)
         c.remove_dir()
         self.containers.pop(c.id, None)
+        if self._by_name.get(c.name) == c.id:
+            del self._by_name[c.name]
         log.info("removed container %s", c.name)
         self._publish(events.DESTROY, c)
 
@@ -510,11 +513,13 @@ class ContainerManager:
                 log.warning("skipping unreadable container directory %s: %s", directory, exc)
                 continue
             self.containers[c.id] = c
+            self._by_name[c.name] = c.id
             if c.state.status == REMOVING:
                 self.cgroup(c).destroy()
                 files.release(c.dir)
                 c.remove_dir()
                 del self.containers[c.id]
+                del self._by_name[c.name]
             elif c.state.status == RUNNING:
                 self._readopt(c)
             else:
