@@ -31,6 +31,7 @@ from manager import grpcutil
 from manager.ca import rotation
 from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
+from manager.dispatcher.fanout import Fanout
 from manager.dispatcher.liveness import expired_nodes
 from manager.secretbox import SecretBox, SecretBoxError
 from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, StoreError
@@ -78,6 +79,8 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._last_seen: dict[str, float] = {}
         self._promised_grace: dict[str, float] = {}   # node -> grace for the period its last heartbeat was told
         self._leader_since = clock()
+        self._fanout = Fanout(store)
+        self._network_context: netstate.Shared | None = None
 
     # -- gRPC ------------------------------------------------------------------
     async def Session(self, request, context):
@@ -141,21 +144,31 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         if session is None or session.session_id != request.session_id:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"assignments for node {ident.node_id}: session {request.session_id} is not current")
-        # CLUSTER: a key rotation changes the Keys of encrypted networks in the network state.
-        changes = ChangeSignal(self._store, [Kind.TASK, Kind.SECRET, Kind.CONFIG, Kind.NETWORK, Kind.SERVICE,
-                                             Kind.NODE, Kind.CLUSTER])
+        # The fanout says, per commit, whether this node's assignments or network state may have
+        # changed (fanout.py); only that is recomputed, and only the difference is sent.
+        wake = self._fanout.subscribe(ident.node_id)
         sent: assignments.Versions = {}
         sent_network_state = b""
         first = True
         open_secret = self._secret_opener()
         try:
             while self._sessions.get(ident.node_id) is session and self._leadership.is_leader():
+                assignments_changed, state_changed = wake.take()
+                if not (assignments_changed or state_changed):
+                    await wake.wait(timeout=1.0)
+                    continue
                 view = self._store.view()
-                current = assignments.assigned_set(view, ident.node_id, open_secret)
-                delta, sent = assignments.diff({} if first else sent, current)
-                network_state = netstate.encode(netstate.network_state_for(view, ident.node_id))
-                if network_state == sent_network_state:
-                    network_state = b""  # unchanged: the field stays empty
+                delta: list = []
+                if assignments_changed:
+                    current = assignments.assigned_set(view, ident.node_id, open_secret)
+                    delta, sent = assignments.diff({} if first else sent, current)
+                network_state = b""
+                if state_changed:
+                    state = netstate.network_state_for(view, ident.node_id, self._shared_network_context(view))
+                    wake.networks = netstate.carried_network_ids(state)
+                    network_state = netstate.encode(state)
+                    if network_state == sent_network_state:
+                        network_state = b""  # unchanged: the field stays empty
                 if first or delta or network_state:
                     kind = cluster_pb2.AssignmentsMessage.COMPLETE if first else cluster_pb2.AssignmentsMessage.INCREMENTAL
                     if first:
@@ -163,9 +176,8 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                     yield cluster_pb2.AssignmentsMessage(type=kind, changes=delta, network_state=network_state)
                     sent_network_state = network_state or sent_network_state
                     first = False
-                await changes.wait(timeout=1.0)
         finally:
-            changes.close()
+            self._fanout.unsubscribe(wake)
 
     async def UpdateTaskStatus(self, request, context):
         ident = await self._authorize(context, "swarm-worker", "swarm-manager")
@@ -253,6 +265,13 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                 log.warning("could not mark node %s down: %s", item.node_id, err)
 
     # -- helpers -----------------------------------------------------------------
+    def _shared_network_context(self, view) -> netstate.Shared:
+        """What every node's network state is computed from, once per store version."""
+        shared = self._network_context
+        if shared is None or shared.version != view.version:
+            shared = self._network_context = netstate.Shared(view)
+        return shared
+
     def _secret_opener(self) -> assignments.OpenSecret:
         """For one node's stream: a sealed secret → a copy with its data opened, to send; None
         (logged) if it cannot be opened. Each version is opened once per stream, not on every

@@ -173,10 +173,9 @@ def _network_entry(network: objects_pb2.Network, host_gateway_ip: str, keyring: 
     }
 
 
-def _carried_networks(view, node: objects_pb2.Node, wanted: set[str]) -> dict[str, _Net]:
+def _carried_networks(view, node: objects_pb2.Node, wanted: set[str], keyring: list[dict]) -> dict[str, _Net]:
     """The wanted networks that are allocated and on which this node has a host gateway IP."""
     gateways = {a.network_id: list(a.addresses) for a in node.attachments}
-    keyring = keyring_entries(view.cluster())
     out: dict[str, _Net] = {}
     for network_id in sorted(wanted):
         network = view.get(Kind.NETWORK, network_id)
@@ -195,12 +194,80 @@ def _carried_networks(view, node: objects_pb2.Node, wanted: set[str]) -> dict[st
     return out
 
 
-def _peers(node_id: str, nets: dict[str, _Net], tasks: list[objects_pb2.Task],
-           nodes: list[objects_pb2.Node], node_ips: dict[str, str]) -> list[dict]:
+class Shared:
+    """What every node's network state is computed from, derived once per view (the dispatcher
+    keeps one per store version, so a commit that wakes many nodes' streams pays for it once).
+
+    ``tasks_by_network``: tasks that may have a container on a network (``uses_networks``) and an
+    address on it, by network id, in task id order; ``services``: the services whose names are
+    usable, oldest first, with their aliases; ``service_networks``: per service, the networks its
+    VIPs, its tasks' addresses and its spec's attachments (by id) are on. Tasks of services without
+    any network never enter: the view's per-service index skips them.
+    """
+
+    def __init__(self, view) -> None:
+        self.view = view
+        self.version = view.version
+        self.nodes = sorted(view.nodes(), key=lambda n: n.id)
+        self.node_ips = {n.id: ip for n in self.nodes if n.status.state != _DOWN and (ip := underlay_ip(n))}
+        self.all_node_ips = sorted({ip for n in self.nodes if (ip := underlay_ip(n))})
+        self.gateways_by_network: dict[str, list[tuple[str, list[str]]]] = {}
+        for node in self.nodes:
+            for a in node.attachments:
+                self.gateways_by_network.setdefault(a.network_id, []).append((node.id, list(a.addresses)))
+        all_services = view.services()
+        self.publishes_ingress = any(_publishes_ingress(s) for s in all_services)
+        self.ingress_ids = [n.id for n in view.networks() if n.spec.ingress]
+        self.keyring = keyring_entries(view.cluster())
+        services = []
+        seen: set[str] = set()
+        for s in sorted(all_services, key=lambda s: (s.meta.created_at, s.id)):
+            name = s.spec.annotations.name
+            if _NAME_RE.match(name) and name.lower() not in seen:  # the ControlAPI keeps names unique
+                seen.add(name.lower())
+                services.append(s)
+        self.services = services
+        self.aliases = _service_names(services)
+        # Tasks of services that may use networks, of removed services (still stopping) and
+        # attachment tasks (no service); never those of services without any network.
+        known = {s.id: s for s in all_services}
+        sources = [sid for sid in view.task_service_ids()
+                   if sid not in known or _may_use_networks(known[sid])]
+        self.tasks_by_network: dict[str, list[objects_pb2.Task]] = {}
+        self.tasks_by_service: dict[str, list[objects_pb2.Task]] = {}
+        self.service_networks: dict[str, set[str]] = {}
+        tasks = [t for sid in sources for t in view.tasks(service_id=sid) if t.networks]
+        for task in sorted(tasks, key=lambda t: t.id):
+            self.tasks_by_service.setdefault(task.service_id, []).append(task)
+            ids = {a.network_id for a in task.networks if a.addresses}
+            self.service_networks.setdefault(task.service_id, set()).update(ids)
+            if uses_networks(task):
+                for network_id in ids:
+                    self.tasks_by_network.setdefault(network_id, []).append(task)
+        for s in all_services:
+            nets = self.service_networks.setdefault(s.id, set())
+            nets.update(v.network_id for v in s.endpoint.virtual_ips)
+            nets.update(c.target for c in s.spec.task.networks)
+
+
+def _may_use_networks(service: objects_pb2.Service) -> bool:
+    """Whether a task of ``service`` may hold a network address: it attaches networks, publishes
+    ports (ingress) or has VIPs (a service that dropped its networks keeps them on older tasks)."""
+    return bool(service.spec.task.networks or _ports_of(service) or service.endpoint.virtual_ips
+                or service.previous_spec.task.networks)
+
+
+def carried_network_ids(state: dict | None) -> frozenset[str]:
+    """The ids of the networks a network state document carries."""
+    return frozenset(n["ID"] for n in state["Networks"]) if state else frozenset()
+
+
+def _peers(node_id: str, nets: dict[str, _Net], shared: Shared) -> list[dict]:
     """Remote task endpoints and remote host gateways on ``nets``, one entry per (network, ip)."""
+    node_ips = shared.node_ips
     taken = {(n.id, n.entry["HostGatewayIP"]) for n in nets.values()}
-    for task in tasks:  # local endpoints are the runtime's own; never describe them as remote
-        if task.node_id == node_id and uses_networks(task):
+    for task in shared.view.tasks(node_id=node_id):  # local endpoints are the runtime's own
+        if uses_networks(task):
             for a in task.networks:
                 if a.network_id in nets:
                     ip = _first_ip(a.addresses, nets[a.network_id].subnet)
@@ -214,27 +281,30 @@ def _peers(node_id: str, nets: dict[str, _Net], tasks: list[objects_pb2.Task],
             found[key] = {"NetworkID": network_id, "IP": ip, "UnderlayIP": underlay, "MacAddress": "",
                           "Names": names}
 
-    for task in tasks:
-        if task.node_id == node_id or task.node_id not in node_ips or not uses_networks(task):
-            continue
-        for a in task.networks:
-            net = nets.get(a.network_id)
-            ip = _first_ip(a.addresses, net.subnet) if net else None
+    for network_id in sorted(nets):
+        net = nets[network_id]
+        for task in shared.tasks_by_network.get(network_id, ()):
+            if task.node_id == node_id or task.node_id not in node_ips:
+                continue
+            for a in task.networks:
+                if a.network_id != network_id:
+                    continue
+                ip = _first_ip(a.addresses, net.subnet)
+                if ip:
+                    if task.spec.HasField("attachment"):    # a one-off container: its name, its aliases
+                        names = [task.spec.attachment.container_id, *a.aliases]
+                    else:
+                        hostname = task.spec.container.hostname or task.id[:12]
+                        names = [task_container_name(task), hostname, task.status.container_id[:12], *a.aliases]
+                    add(a.network_id, ip, node_ips[task.node_id], list(dict.fromkeys(n for n in names if n)))
+    for network_id in sorted(nets):
+        net = nets[network_id]
+        for other_id, addresses in shared.gateways_by_network.get(network_id, ()):
+            if other_id == node_id or other_id not in node_ips:
+                continue
+            ip = _first_ip(addresses, net.subnet)
             if ip:
-                if task.spec.HasField("attachment"):    # a one-off container: its name, its aliases
-                    names = [task.spec.attachment.container_id, *a.aliases]
-                else:
-                    hostname = task.spec.container.hostname or task.id[:12]
-                    names = [task_container_name(task), hostname, task.status.container_id[:12], *a.aliases]
-                add(a.network_id, ip, node_ips[task.node_id], list(dict.fromkeys(n for n in names if n)))
-    for other in nodes:
-        if other.id == node_id or other.id not in node_ips:
-            continue
-        for a in other.attachments:
-            net = nets.get(a.network_id)
-            ip = _first_ip(a.addresses, net.subnet) if net else None
-            if ip:
-                add(a.network_id, ip, node_ips[other.id], [])
+                add(network_id, ip, node_ips[other_id], [])
     return [found[k] for k in sorted(found, key=lambda k: (k[0], ipaddress.IPv4Address(k[1])))]
 
 
@@ -269,28 +339,23 @@ def _ports(service: objects_pb2.Service, ingress_carried: bool, published: set[t
     return sorted(out, key=lambda d: (d["Protocol"], d["PublishedPort"], d["TargetPort"], d["PublishMode"]))
 
 
-def _services(view, nets: dict[str, _Net], tasks_by_service: dict[str, list[objects_pb2.Task]],
-              node_ips: dict[str, str]) -> list[dict]:
+def _services(nets: dict[str, _Net], shared: Shared) -> list[dict]:
     by_name = {n.name: n.id for n in nets.values() if n.name}
     ingress_carried = any(n.entry["Ingress"] for n in nets.values())
+    node_ips = shared.node_ips
     # Older services claim a published port first, as the ControlAPI would have refused the newer.
-    services = []
-    seen: set[str] = set()
-    for s in sorted(view.services(), key=lambda s: (s.meta.created_at, s.id)):
-        name = s.spec.annotations.name
-        if _NAME_RE.match(name) and name.lower() not in seen:  # the ControlAPI keeps names unique
-            seen.add(name.lower())
-            services.append(s)
-    aliases = _service_names(services)
     published: set[tuple[str, int]] = set()
     out = []
-    for s in services:
+    for s in shared.services:
+        on = shared.service_networks.get(s.id, ())
+        if not any(n in nets for n in on) and not any(by_name.get(c.target) for c in s.spec.task.networks):
+            continue        # nothing of it on this node's networks: no VIP, backend or attachment
         dnsrr = s.spec.endpoint.mode == objects_pb2.EndpointSpec.DNSRR
         vips = [] if dnsrr else [
             {"NetworkID": v.network_id, "Addr": v.addr} for v in s.endpoint.virtual_ips
             if v.network_id in nets and _host_ip(v.addr, nets[v.network_id].subnet)]
         backends = []
-        for task in tasks_by_service.get(s.id, ()):
+        for task in shared.tasks_by_service.get(s.id, ()):
             if not is_backend(task) or task.node_id not in node_ips:
                 continue
             addresses = {}
@@ -305,7 +370,7 @@ def _services(view, nets: dict[str, _Net], tasks_by_service: dict[str, list[obje
         if not (vips or backends or attached):
             continue
         out.append({
-            "ID": s.id, "Name": s.spec.annotations.name, "Aliases": aliases[s.id],
+            "ID": s.id, "Name": s.spec.annotations.name, "Aliases": shared.aliases[s.id],
             "EndpointMode": "dnsrr" if dnsrr else "vip",
             "VirtualIPs": sorted(vips, key=lambda v: v["NetworkID"]),
             "Ports": _ports(s, ingress_carried, published),
@@ -315,11 +380,13 @@ def _services(view, nets: dict[str, _Net], tasks_by_service: dict[str, list[obje
     return sorted(out, key=lambda d: d["ID"])
 
 
-def network_state_for(view, node_id: str) -> dict | None:
+def network_state_for(view, node_id: str, shared: Shared | None = None) -> dict | None:
     """The NetworkState document (JSON-ready dict) for ``node_id`` in ``view`` (see the module
     docstring), or None when the node is unknown or has no usable underlay address yet.
 
+    ``shared``: ``Shared(view)``, when several nodes' documents are computed from one view.
     Pure: depends only on ``view``; equal views give equal documents (and ``encode`` equal bytes).
+    The cost is what the document holds (the node's tasks and its networks' tasks and services).
     """
     node = view.get(Kind.NODE, node_id)
     if node is None:
@@ -327,24 +394,19 @@ def network_state_for(view, node_id: str) -> dict | None:
     local_underlay = underlay_ip(node)
     if local_underlay is None:
         return None
-    nodes = sorted(view.nodes(), key=lambda n: n.id)
-    node_ips = {n.id: ip for n in nodes if n.status.state != _DOWN and (ip := underlay_ip(n))}
-    tasks = sorted(view.tasks(), key=lambda t: t.id)
-    wanted = {a.network_id for t in tasks if t.node_id == node_id and uses_networks(t)
+    if shared is None or shared.version != view.version:
+        shared = Shared(view)
+    wanted = {a.network_id for t in view.tasks(node_id=node_id) if uses_networks(t)
               for a in t.networks if a.addresses}
-    services = view.services()
-    if node.status.state == _READY and any(_publishes_ingress(s) for s in services):
-        wanted.update(n.id for n in view.networks() if n.spec.ingress)
-    nets = _carried_networks(view, node, wanted)
-    tasks_by_service: dict[str, list[objects_pb2.Task]] = {}
-    for task in tasks:
-        tasks_by_service.setdefault(task.service_id, []).append(task)
+    if node.status.state == _READY and shared.publishes_ingress:
+        wanted.update(shared.ingress_ids)
+    nets = _carried_networks(view, node, wanted, shared.keyring)
     return {
         "UnderlayIP": local_underlay,
         "Networks": [nets[k].entry for k in sorted(nets)],
-        "Peers": _peers(node_id, nets, tasks, nodes, node_ips),
-        "Services": _services(view, nets, tasks_by_service, node_ips) if nets else [],
-        "NodeIPs": sorted({ip for n in nodes if (ip := underlay_ip(n))}),
+        "Peers": _peers(node_id, nets, shared),
+        "Services": _services(nets, shared) if nets else [],
+        "NodeIPs": shared.all_node_ips,
     }
 
 

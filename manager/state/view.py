@@ -218,6 +218,10 @@ class ReadView:
             return self._indexes.by_service.get(service_id, _EMPTY)
         return self._tables.get(Kind.TASK, _EMPTY)
 
+    def task_service_ids(self) -> list[str]:
+        """The service ids that have at least one task ("" for tasks of no service)."""
+        return list(self._indexes.by_service.keys())
+
     def task_node_ids(self) -> list[str]:
         """The node ids that have at least one task ("" for unplaced tasks)."""
         return list(self._indexes.by_node.keys())
