@@ -13,6 +13,7 @@ Everything is written atomically (temp file + rename) and readable by root only.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -64,6 +65,7 @@ class StateDir:
 
     # -- membership ----------------------------------------------------------
     def load(self) -> NodeState | None:
+        self.finish_recovery()
         try:
             data = json.loads((self.root / "node.json").read_text())
         except FileNotFoundError:
@@ -123,6 +125,42 @@ class StateDir:
         shutil.rmtree(self.raft_dir, ignore_errors=True)
         (self.root / "raft.key").unlink(missing_ok=True)
         (self.root / "secrets.key").unlink(missing_ok=True)
+
+    # -- recovery (shoal.daemon.recovery, manager.state.recovery) ----------------
+    @staticmethod
+    def recovery_pending(node: NodeState, certificates: tuple[bytes, bytes, bytes] | None = None,
+                         raft_password: bytes | None = None, secrets_key: bytes | None = None) -> bytes:
+        """What ``finish_recovery`` must record once a rebuilt Raft state is current, as bytes."""
+        def b64(data: bytes | None) -> str | None:
+            return None if data is None else base64.b64encode(data).decode()
+        return json.dumps({"node": asdict(node),
+                           "certificates": [b64(c) for c in certificates] if certificates else None,
+                           "raft_password": b64(raft_password), "secrets_key": b64(secrets_key)}).encode()
+
+    def finish_recovery(self) -> bool:
+        """Finish a force-new-cluster or restore that a crash interrupted; True if there was one.
+
+        The Raft directory swap is completed if it was cut short, then what the new state needs
+        (node.json, certificates, keys) is written from the pending record stored inside it, and
+        the record dropped. Idempotent: each write is atomic and the record goes last.
+        """
+        from manager.state.recovery import drop_pending, finish_interrupted_reset, pending_state
+
+        finish_interrupted_reset(self.raft_dir)
+        data = pending_state(self.raft_dir)
+        if data is None:
+            return False
+        pending = json.loads(data)
+        if pending.get("certificates"):
+            cert, key, ca = (base64.b64decode(c) for c in pending["certificates"])
+            self.save_certificates(cert, key, ca)
+        if pending.get("raft_password") is not None:
+            self.save_raft_password(base64.b64decode(pending["raft_password"]))
+        if pending.get("secrets_key") is not None:
+            self.save_secrets_key(base64.b64decode(pending["secrets_key"]))
+        self.save(NodeState(**pending["node"]))
+        drop_pending(self.raft_dir)
+        return True
 
     def wipe(self) -> None:
         """Forget the swarm entirely (``shoal swarm leave``)."""

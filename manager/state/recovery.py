@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import struct
 import time
 from dataclasses import dataclass, field
@@ -171,23 +172,50 @@ def read_backup_file(path: Path) -> Backup:
     return decode_backup(data, str(path))
 
 
+PENDING_STATE = "pending-state.json"    # what the node must record once the new state is current
+_COMPLETE = "complete"                  # written last into the new directory: it is whole
+
+
+def _new_dir(data_dir: Path) -> Path:
+    return data_dir.with_name(f"{data_dir.name}.new")
+
+
 def reset_raft_state(data_dir: Path, self_addr: str, snapshot: bytes, after_index: int = 0,
-                     now: float | None = None) -> Path | None:
+                     now: float | None = None, pending: bytes = b"") -> Path | None:
     """Make ``data_dir`` the Raft state of a one-member cluster (``self_addr``) holding ``snapshot``.
 
     What was in ``data_dir`` is moved, not deleted, to ``<data_dir>.old-<UTC time>`` (returned;
     None if there was nothing): the old journal may be needed for forensics. The new state is a
     dump whose member list is ``[self_addr]`` plus the same in ``members.json``; the journal starts
-    empty, so nothing replayed at the next start can change the membership back. Every file is
-    fsynced before this returns.
+    empty, so nothing replayed at the next start can change the membership back.
 
     The dump's two entries sit at ``after_index + 2`` and ``+ 3`` (never 1: a fresh member's
     journal starts with a no-op at index 1, term 0, and would look caught up, so the leader would
     send it log entries instead of the snapshot).
+
+    Crash safety: the new state is written whole into ``<data_dir>.new`` (every file fsynced, a
+    ``complete`` marker last), then the old directory is moved aside and the new one renamed into
+    place. A crash between those two renames leaves no ``data_dir``; ``finish_interrupted_reset``
+    (run before the state is used) completes the swap. ``pending`` (opaque bytes, e.g. the node's
+    new addresses) is stored in the new directory as PENDING_STATE, for the caller to apply after
+    the swap and drop with ``drop_pending``: the directory rename is the one commit point.
     """
     data_dir = Path(data_dir)
     raft_files.check_addr(self_addr, "raft address")
     describe_snapshot(snapshot)          # refuse garbage before touching anything
+    finish_interrupted_reset(data_dir)
+    tmp = _new_dir(data_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(mode=0o700, parents=True)
+    last = max(after_index, 0) + 3
+    raft_files.write_dump(str(tmp / "raft.dump"), snapshot, (_NO_OP, last, 0), (_NO_OP, last - 1, 0),
+                          [self_addr])
+    raft_files.save_members(tmp / "members.json", self_addr, [self_addr])
+    if pending:
+        _write_synced(tmp / PENDING_STATE, pending)
+    _write_synced(tmp / _COMPLETE, b"")
+    _fsync_dir(tmp)
     moved = None
     if data_dir.exists() and any(data_dir.iterdir()):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
@@ -197,23 +225,54 @@ def reset_raft_state(data_dir: Path, self_addr: str, snapshot: bytes, after_inde
             moved = data_dir.with_name(f"{data_dir.name}.old-{stamp}-{n}")
             n += 1
         os.replace(data_dir, moved)
-        _fsync_dir(data_dir.parent)
     elif data_dir.exists():
         data_dir.rmdir()
-    tmp = data_dir.with_name(f"{data_dir.name}.new")
-    if tmp.exists():
-        for leftover in tmp.iterdir():
-            leftover.unlink()
-        tmp.rmdir()
-    tmp.mkdir(mode=0o700, parents=True)
-    last = max(after_index, 0) + 3
-    raft_files.write_dump(str(tmp / "raft.dump"), snapshot, (_NO_OP, last, 0), (_NO_OP, last - 1, 0),
-                          [self_addr])
-    raft_files.save_members(tmp / "members.json", self_addr, [self_addr])
-    _fsync_dir(tmp)
+    _fsync_dir(data_dir.parent)
     os.replace(tmp, data_dir)
+    (data_dir / _COMPLETE).unlink()
     _fsync_dir(data_dir.parent)
     return moved
+
+
+def finish_interrupted_reset(data_dir: Path) -> bool:
+    """Complete a ``reset_raft_state`` a crash cut short; True if it did. Idempotent.
+
+    A whole ``<data_dir>.new`` with no ``data_dir`` is renamed into place; a partial one (no
+    ``complete`` marker: the crash came while it was written, before anything was moved) is
+    removed, leaving the old state as it was.
+    """
+    data_dir = Path(data_dir)
+    tmp = _new_dir(data_dir)
+    if not tmp.exists():
+        return False
+    if not data_dir.exists() and (tmp / _COMPLETE).exists():
+        os.replace(tmp, data_dir)
+        (data_dir / _COMPLETE).unlink()
+        _fsync_dir(data_dir.parent)
+        return True
+    shutil.rmtree(tmp)
+    return False
+
+
+def pending_state(data_dir: Path) -> bytes | None:
+    """The ``pending`` bytes a reset left in ``data_dir`` and nobody dropped yet, or None."""
+    try:
+        return (Path(data_dir) / PENDING_STATE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def drop_pending(data_dir: Path) -> None:
+    (Path(data_dir) / PENDING_STATE).unlink(missing_ok=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

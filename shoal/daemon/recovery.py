@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,38 +117,38 @@ async def force_new_cluster(daemon: Daemon, request: control_pb2.SwarmInitReques
             raise DaemonError("precondition", f"--force-new-cluster is for a swarm that lost its quorum, and this "
                                               f"manager sees a leader ({view.leader}) and {len(view.reachable)} of "
                                               f"{len(view.members)} managers reachable: nothing was changed")
-    old_grpc, old_advertise, old_listen = node.grpc_addr, node.advertise_addr, node.listen_addr
     # The CLI always sends --listen-addr (default 0.0.0.0:2377): that default means "unchanged".
     listen = request.listen_addr if request.listen_addr not in ("", CLI_DEFAULT_LISTEN) else node.listen_addr
+    new = replace(node, raft_peers=[], managers=[])
     if request.advertise_addr or listen != node.listen_addr:
         listen_host, listen_port, advertise_host = listen_and_advertise(
             listen, request.advertise_addr or node.advertise_addr)
-        node.listen_addr, node.advertise_addr = f"{listen_host}:{listen_port}", advertise_host
+        new.listen_addr, new.advertise_addr = f"{listen_host}:{listen_port}", advertise_host
+    new.managers = [new.grpc_addr]
     log.warning("force-new-cluster: rebuilding the swarm with this manager (%s) as its only member",
-                node.grpc_addr)
+                new.grpc_addr)
     await daemon.stop_node()
     try:
         local = await asyncio.to_thread(read_local_state, daemon.state.raft_dir)
-        snapshot, cluster = await _rebuilt_snapshot(local.snapshot, node, daemon.hostname)
-        if node.grpc_addr != old_grpc:
-            _reissue_certificate(daemon, cluster, node)
-        moved = await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, node.raft_addr, snapshot,
-                                        local.last_index)
-    except (StoreError, OSError) as err:
-        node.advertise_addr, node.listen_addr = old_advertise, old_listen
+        snapshot, cluster = await _rebuilt_snapshot(local.snapshot, new, daemon.hostname)
+        certificates = _certificate_for(cluster, new) if new.grpc_addr != node.grpc_addr else None
+        pending = daemon.state.recovery_pending(new, certificates)
+        moved = await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, new.raft_addr, snapshot,
+                                        local.last_index, pending=pending)
+    except (StoreError, OSError, DaemonError) as err:
         await daemon.start_node(node)          # nothing was changed: carry on as before
+        if isinstance(err, DaemonError):
+            raise
         raise DaemonError("unavailable", f"--force-new-cluster: {err}") from err
-    node.raft_peers = []
-    node.managers = [node.grpc_addr]
-    daemon.state.save(node)
+    daemon.state.finish_recovery()             # node.json (and certificate) of the rebuilt manager
     log.warning("force-new-cluster: %d store changes kept from the local journal; the old raft state is in %s",
                 local.entries_applied, moved)
-    await _start_and_wait(daemon, node)
-    return _tokens(cluster, node.node_id)
+    await _start_and_wait(daemon, new)
+    return _tokens(cluster, new.node_id)
 
 
-def _reissue_certificate(daemon: Daemon, cluster: objects_pb2.Cluster, node: NodeState) -> None:
-    """A new certificate for this node's new advertise address, signed by the swarm's own root CA."""
+def _certificate_for(cluster: objects_pb2.Cluster, node: NodeState) -> tuple[bytes, bytes, bytes]:
+    """(certificate chain, key, root) for ``node`` at its advertise address, from the swarm's own CA."""
     try:
         root = RootCA.load(cluster.root_ca.ca_cert, cluster.root_ca.ca_key)
         key, csr = make_node_key_and_csr()
@@ -157,7 +158,7 @@ def _reissue_certificate(daemon: Daemon, cluster: objects_pb2.Cluster, node: Nod
     except Exception as err:       # CAError and cryptography's errors: the store's CA is unusable
         raise DaemonError("unavailable", f"cannot sign a certificate for {node.advertise_addr} with the "
                                          f"swarm's root CA: {err}") from err
-    daemon.state.save_certificates(cert + root.cert_pem, key, root.cert_pem)
+    return cert + root.cert_pem, key, root.cert_pem
 
 
 async def _start_and_wait(daemon: Daemon, node: NodeState) -> None:
@@ -171,6 +172,8 @@ async def _start_and_wait(daemon: Daemon, node: NodeState) -> None:
 
 
 async def restore(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control_pb2.SwarmInitResponse:
+    """Nothing is written until the backup is read, checked and turned into the new state; the
+    Raft directory rename is the commit point (node.json and keys follow from the pending record)."""
     path = Path(request.restore_file)
     if not path.is_absolute():
         raise DaemonError("invalid", f"--restore {path}: give an absolute path")
@@ -185,12 +188,11 @@ async def restore(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> cont
     snapshot, cluster = await _rebuilt_snapshot(backup.snapshot, node, daemon.hostname)
     if not cluster.raft_password or not cluster.root_ca.ca_key:
         raise DaemonError("invalid", f"--restore {path}: the swarm in it has no raft password or CA key")
+    pending = daemon.state.recovery_pending(node, _certificate_for(cluster, node),
+                                            raft_password=cluster.raft_password, secrets_key=backup.secrets_key)
     try:
-        _reissue_certificate(daemon, cluster, node)
-        daemon.state.save_raft_password(cluster.raft_password)
-        daemon.state.save_secrets_key(backup.secrets_key)
-        await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, node.raft_addr, snapshot)
-        daemon.state.save(node)
+        await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, node.raft_addr, snapshot, pending=pending)
+        daemon.state.finish_recovery()
         await _start_and_wait(daemon, node)
     except BaseException:
         await daemon.stop_node()

@@ -8,8 +8,6 @@ kept, restart-proof), and ``--restore`` refusing a damaged backup without writin
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 
 import pytest
 from cryptography import x509
@@ -19,6 +17,7 @@ from manager.state import Kind
 from proto import control_pb2, objects_pb2
 from shoal.daemon.config import DaemonError
 from shoal.daemon.roles import Daemon
+from tests.support.ports import reserve_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,23 +25,18 @@ OLD, NEW = "127.0.0.2", "127.0.0.3"
 
 
 def free_base_port() -> int:
-    """A port P with P, P+1 and P+2 free on both test addresses (join, Raft, mutual TLS)."""
+    """A port P with P, P+1 and P+2 reserved on both test addresses (join, Raft, mutual TLS)."""
     for _ in range(100):
-        base = random.randint(20000, 60000)
-        sockets = []
+        base = reserve_port(OLD)
+        if base + 2 >= 65536:
+            continue
         try:
-            for host in (OLD, NEW):
-                for port in (base, base + 1, base + 2):
-                    sock = socket.socket()
-                    sockets.append(sock)
-                    sock.bind((host, port))
-            return base
+            for host, port in [(OLD, base + 1), (OLD, base + 2), (NEW, base), (NEW, base + 1), (NEW, base + 2)]:
+                reserve_port(host, port)
         except OSError:
             continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port triple on loopback")
+        return base
+    raise OSError("no free port triple on loopback")
 
 
 @pytest.fixture

@@ -95,3 +95,58 @@ async def test_reset_refuses_garbage_and_touches_nothing(tmp_path):
     with pytest.raises(RecoveryError, match="does not decode"):
         reset_raft_state(raft_dir, SELF, b"\xff\xff not a snapshot")
     assert (raft_dir / "raft.journal").read_bytes() == b"keep"
+
+
+async def test_a_crash_between_the_two_renames_is_finished_at_the_next_start(tmp_path, monkeypatch):
+    from manager.state import recovery
+    snapshot = await swarm_snapshot()
+    raft_dir = tmp_path / "raft"
+    raft_dir.mkdir()
+    (raft_dir / "raft.journal").write_bytes(b"old journal")
+    real_replace = recovery.os.replace
+
+    def crash_on_second(src, dst):
+        if str(dst) == str(raft_dir):
+            raise KeyboardInterrupt("SIGKILL")     # the old state is moved aside, the new one not yet in place
+        real_replace(src, dst)
+
+    monkeypatch.setattr(recovery.os, "replace", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        reset_raft_state(raft_dir, SELF, snapshot, pending=b'{"node": 1}', now=0)
+    monkeypatch.setattr(recovery.os, "replace", real_replace)
+    assert not raft_dir.exists()
+    assert recovery.finish_interrupted_reset(raft_dir)
+    assert read_dump(str(raft_dir / "raft.dump"))[0] == snapshot
+    assert recovery.pending_state(raft_dir) == b'{"node": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raft", "raft.old-19700101T000000Z"]
+    assert not recovery.finish_interrupted_reset(raft_dir)          # idempotent
+
+
+def test_a_crash_while_the_new_state_is_written_leaves_the_old_one(tmp_path):
+    from manager.state import recovery
+    raft_dir = tmp_path / "raft"
+    raft_dir.mkdir()
+    (raft_dir / "raft.journal").write_bytes(b"old journal")
+    partial = tmp_path / "raft.new"
+    partial.mkdir()
+    (partial / "raft.dump").write_bytes(b"half a dump")              # no 'complete' marker
+    assert not recovery.finish_interrupted_reset(raft_dir)
+    assert not partial.exists() and (raft_dir / "raft.journal").read_bytes() == b"old journal"
+    partial.mkdir()                                                  # the same with no old state at all
+    (partial / "raft.dump").write_bytes(b"half a dump")
+    raft_dir.rename(tmp_path / "elsewhere")
+    assert not recovery.finish_interrupted_reset(raft_dir)
+    assert not raft_dir.exists() and not partial.exists()
+
+
+async def test_the_state_directory_records_a_pending_recovery_once(tmp_path):
+    from shoal.nodestate import NodeState, StateDir
+    state = StateDir(tmp_path / "state")
+    node = NodeState(node_id="n1", role="manager", cluster_id="c1", advertise_addr="192.0.2.13",
+                     listen_addr="192.0.2.13:2377", managers=["192.0.2.13:2377"])
+    pending = state.recovery_pending(node, raft_password=b"pw", secrets_key=KEY)
+    reset_raft_state(state.raft_dir, "192.0.2.13:2378", await swarm_snapshot(), pending=pending)
+    assert state.load() == node                                      # load() finishes it first
+    assert state.load_raft_password() == b"pw" and state.load_secrets_key() == KEY
+    assert not (state.raft_dir / "pending-state.json").exists()
+    assert not state.finish_recovery()
