@@ -123,6 +123,39 @@ def node_ls(client, filters, fmt, quiet) -> None:
           s["ManagerStatus"], s["EngineVersion"]] for s in summaries]))
 
 
+@node.command("ps")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (desired-state, id, name, service)")
+@click.option("--format", "fmt", default="", help=FORMAT_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Only display task IDs")
+@click.argument("nodes", nargs=-1)
+@click.pass_obj
+def node_ps(client, no_trunc, filters, fmt, quiet, nodes) -> None:
+    """List tasks running on one or more nodes, defaults to current node."""
+    import time
+
+    from proto import control_pb2
+    from shoal.cli.service_format import PS_COLUMNS, PS_KEYS, task_rows
+    from shoal.cli.services import _parse_filters
+    base = _parse_filters(filters, ("desired-state", "id", "name", "service"))
+    tasks, seen = [], set()
+    for ref in nodes or ("self",):
+        node_id = _self_id(client) if ref == "self" else _get(client, ref).id
+        for task in client.call("ListTasks", control_pb2.ListTasksRequest(filters=base | {"node": node_id})).tasks:
+            if task.id not in seen:
+                seen.add(task.id)
+                tasks.append(task)
+    if quiet:
+        for t in tasks:
+            click.echo(t.id)
+        return
+    services = {s.id: s for s in client.call("ListServices", control_pb2.ListServicesRequest()).services}
+    names = {n.id: n.description.hostname for n in client.call("ListNodes", control_pb2.ListNodesRequest()).nodes}
+    rows = task_rows(tasks, services, names, time.time(), trunc=not no_trunc)
+    print_rows(fmt, rows, "*formatter.taskContext",
+               lambda: print_table(PS_COLUMNS, [[r[k] for k in PS_KEYS] for r in rows]))
+
+
 @node.command("inspect")
 @click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("nodes", nargs=-1, required=True)

@@ -7,6 +7,7 @@ Pure functions of the protobuf objects (and ``now`` for "Running 5 seconds ago")
 from __future__ import annotations
 
 import base64
+import re
 
 from common.syntax import FILE_GID, FILE_MODE, FILE_UID
 from proto import objects_pb2 as pb
@@ -122,18 +123,26 @@ def ls_row(service: pb.Service, summary: dict) -> list[str]:
 
 # ---- service ps ------------------------------------------------------------------------------
 
-def _task_base_name(task: pb.Task, service: pb.Service | None) -> str:
+def _task_base_name(task: pb.Task, service: pb.Service | None, node_names: dict[str, str] | None = None) -> str:
+    """docker's task name: SERVICE.SLOT, or SERVICE.NODENAME for a global service's task."""
     name = service.spec.annotations.name if service is not None else task.service_id
-    return f"{name}.{task.slot}" if task.slot else f"{name}.{task.node_id}"
+    if task.slot:
+        return f"{name}.{task.slot}"
+    return f"{name}.{(node_names or {}).get(task.node_id) or task.node_id}"
 
 
-def sort_tasks(tasks: list[pb.Task], services: dict[str, pb.Service]) -> list[pb.Task]:
-    """By service name, slot (or node), newest first: each slot's history follows its task."""
-    def key(t):
-        service = services.get(t.service_id)
-        return (service.spec.annotations.name if service else t.service_id, t.slot, t.node_id,
-                -t.meta.created_at, t.id)
-    return sorted(tasks, key=key)
+def _natural(text: str) -> tuple:
+    """sortorder.NaturalLess: digit runs compare as numbers (web.2 before web.10)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", text) if part)
+
+
+def sort_tasks(tasks: list[pb.Task], services: dict[str, pb.Service],
+               node_names: dict[str, str] | None = None) -> list[pb.Task]:
+    """As docker's `service ps`: by task name (natural order), then newest first, so a slot's
+    newest task heads its history wherever the tasks ran."""
+    return sorted(tasks, key=lambda t: (_natural(_task_base_name(t, services.get(t.service_id), node_names)),
+                                        -t.meta.created_at, t.id))
 
 
 def task_error(task: pb.Task, trunc: bool) -> str:
@@ -152,8 +161,8 @@ def task_rows(tasks: list[pb.Task], services: dict[str, pb.Service], node_names:
     older tasks are named `` \\_ web.1`` as the docker CLI does."""
     rows = []
     previous = None
-    for task in sort_tasks(tasks, services):
-        base = _task_base_name(task, services.get(task.service_id))
+    for task in sort_tasks(tasks, services, node_names):
+        base = _task_base_name(task, services.get(task.service_id), node_names)
         name = f" \\_ {base}" if base == previous else base
         previous = base
         if not trunc:

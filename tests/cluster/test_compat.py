@@ -82,6 +82,9 @@ def test_placeholders_are_expanded_in_the_container(lab, image):
         seen = in_container(lab, "ph", "hostname; echo $NODE $TASK $NID; ls -d /data && "
                                        "grep ' /data ' /proc/self/mountinfo | grep -c data-1")
         assert seen.split() == ["ph-1", "worker1", f"ph.1.{task_id}", node_id, "/data", "1"]
+        assert out(lab, "node", "ps", "--format", "{{.Name}} {{.Node}} {{.DesiredState}}", "worker1").split() == \
+            ["ph.1", "worker1", "Running"]
+        assert out(lab, "node", "ps", "-q") == ""        # self: manager1 runs none of them
         volumes = lab.shoal("worker1", "volume", "ls", "--format", "{{.Name}}").stdout.split()
         assert "data-1" in volumes and "data-{{.Task.Slot}}" not in volumes
     finally:

@@ -266,3 +266,26 @@ def test_info_and_version_documents_have_dockers_names(capsys):
     print_objects("{{.Client.Version}} {{.Server.Version}}", [version_document("0.1.0")], array=False)
     assert capsys.readouterr().out == "m1 active true 2 c1 a:1\n0.1.0 0.1.0\n"
     assert info_document(info)["localNodeState"] == "active"     # Shoal's own fields stay, in camelCase
+
+
+def test_service_ps_orders_as_docker_newest_first_per_slot_wherever_it_ran():
+    """After a start-first update the slot's new task runs on another node: it heads the slot
+    (before, ordering by node first made the Shutdown task the `web.1` row)."""
+    from shoal.cli.service_format import task_rows
+    service = pb.Service(id="s1")
+    service.spec.annotations.name = "web"
+
+    def task(tid, slot, node, created, state=pb.RUNNING):
+        t = pb.Task(id=tid, service_id="s1", slot=slot, node_id=node, desired_state=state)
+        t.meta.created_at = created
+        t.status.state = state
+        return t
+    tasks = [task("old1", 1, "aaa", 10, pb.SHUTDOWN), task("new1", 1, "zzz", 20),
+             task("t10", 10, "aaa", 5), task("t2", 2, "bbb", 5)]
+    rows = task_rows(tasks, {"s1": service}, {"aaa": "n-a", "zzz": "n-z", "bbb": "n-b"}, now=30)
+    assert [(r["ID"], r["Name"]) for r in rows] == [("new1", "web.1"), ("old1", " \\_ web.1"), ("t2", "web.2"),
+                                                   ("t10", "web.10")]
+    glob = pb.Service(id="g1")
+    glob.spec.annotations.name = "agent"
+    rows = task_rows([pb.Task(id="g", service_id="g1", node_id="aaa")], {"g1": glob}, {"aaa": "node-a"}, now=1)
+    assert rows[0]["Name"] == "agent.node-a"
