@@ -133,7 +133,7 @@ def stack_deploy(client, files, prune, detach, wait, timeout, quiet, resolve_ima
     limit = _parse_timeout(timeout)
     try:
         check_stack_name(name)
-        spec = load_stack(list(files), os.environ)
+        spec = load_stack(list(files), os.environ, stdin=sys.stdin.read)
         for warning in spec.warnings():       # docker's "Ignoring unsupported options: ..."
             click.echo(warning, err=True)
         cluster = _cluster_state(client, bool(spec.secrets), bool(spec.configs))

@@ -36,20 +36,28 @@ def _read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def load_stack(paths: Sequence[str], env: Mapping[str, str] | None = None) -> StackSpec:
+def load_stack(paths: Sequence[str], env: Mapping[str, str] | None = None,
+               stdin: Callable[[], str] | None = None) -> StackSpec:
     """Load and merge the stack files at `paths` (in order) with variables from `env` (default:
-    none). Raises StackFileError (unreadable file, or any problem in the files) or StackError."""
+    none); a path "-" is the text `stdin()` returns (docker's `-c -`), with relative paths in it
+    taken from the current directory. Raises StackFileError (unreadable file, or any problem in
+    the files) or StackError."""
     if not paths:
         raise StackError("no stack file given (use -c FILE)")
     sources = []
     for path in paths:
+        if path == "-":
+            if stdin is None:
+                raise StackError("-c - reads the stack file from standard input, which is not available here")
+            sources.append(("<stdin>", stdin()))
+            continue
         try:
             with open(path, encoding="utf-8") as handle:
                 sources.append((path, handle.read()))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise StackFileError([Problem(path, 0, "", f"cannot read the stack file: {reason}")]) from exc
-    project_dir = os.path.dirname(os.path.abspath(paths[0]))
+    project_dir = "." if paths[0] == "-" else os.path.dirname(os.path.abspath(paths[0]))
     return load_stack_sources(sources, env, project_dir)
 
 

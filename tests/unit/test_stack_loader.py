@@ -753,3 +753,13 @@ def test_restart_becomes_the_restart_policy_as_docker_converts_it(restart, condi
     assert to_service_specs(both, "app")[0].task.restart.condition == pb.RestartPolicy.NONE
     assert not to_service_specs(load("services:\n  web:\n    image: busybox\n    restart: 'no'\n"),
                                 "app")[0].task.HasField("restart")
+
+
+def test_a_stack_file_from_standard_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pw.txt").write_text("s3cret")
+    stack = load_stack(["-"], {}, stdin=lambda: "services:\n  web:\n    image: busybox\n    secrets: [pw]\n"
+                                                 "secrets:\n  pw: {file: ./pw.txt}\n")
+    assert list(stack.services) == ["web"] and stack.secrets["pw"].data == b"s3cret"
+    with pytest.raises(StackFileError, match=r"<stdin>:3: services.web.bogus: unknown key"):
+        load_stack(["-"], {}, stdin=lambda: "services:\n  web:\n    bogus: 1\n    image: busybox\n")
