@@ -26,7 +26,7 @@ from manager.supervisor import ComponentFailed, RestartPolicy, supervise
 from proto import cluster_pb2_grpc, objects_pb2
 from proto.ports import MTLS_OFFSET
 from shoal.daemon.supervision import RoleFailed, RoleGroup
-from tests.support.ports import reserve_port, reserve_port_pair
+from tests.support.ports import reserve_port, reserve_ports
 from worker.agent import Agent, Backoff
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,7 +126,7 @@ def _refuses(port: int) -> bool:
 async def test_a_component_that_gives_up_stops_the_manager_server(tmp_path, caplog):
     ca = RootCA.create(CLUSTER, dt.datetime.now(dt.timezone.utc))
     cert, key = _node_cert(ca, "m1", MANAGER_ROLE)
-    port = reserve_port_pair(MTLS_OFFSET)
+    port = reserve_ports(MTLS_OFFSET)
     memory = MemoryStore()
     leadership = LeaderSignal(asyncio.get_running_loop())
     raft = RaftNode(f"127.0.0.1:{reserve_port()}", [], tmp_path / "raft", "password", memory, on_leader_change=leadership.notify)

@@ -24,14 +24,17 @@ def reserve_port(host: str = "127.0.0.1", port: int = 0) -> int:
     return port
 
 
-def reserve_port_pair(offset: int, host: str = "127.0.0.1") -> int:
-    """A port P with P and P + ``offset`` reserved (a manager's join and mutual-TLS ports)."""
+def reserve_ports(*offsets: int, host: str = "127.0.0.1") -> int:
+    """A port P with P and each P + offset reserved (a manager's join, Raft and mutual-TLS ports:
+    ``reserve_ports(1, 2)``)."""
     for _ in range(100):
         port = reserve_port(host)
-        if port + offset < 65536:
-            try:
+        if port + max(offsets, default=0) >= 65536:
+            continue
+        try:
+            for offset in offsets:
                 reserve_port(host, port + offset)
-                return port
-            except OSError:
-                continue
-    raise OSError(f"no pair of free ports {offset} apart on {host}")
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no free ports at offsets {offsets} on {host}")
