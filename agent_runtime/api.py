@@ -9,8 +9,9 @@ naming the call (``POST /containers/ID/start``).
 
 Deadlines (async client): every call has one, ``deadline`` seconds (default ``DEFAULT_DEADLINE``,
 or ``SHOAL_RUNTIME_TIMEOUT`` from the environment), plus the time the call itself is asked to take
-(a stop's grace period, an exec's timeout); an image pull gets ``PULL_DEADLINE``. Streams (``logs``,
-``events``) have the deadline until their response starts, then none. There is no ceiling on
+(a stop's grace period, an exec's timeout); an image pull gets ``PULL_DEADLINE`` more, a network
+sync ``NETWORK_SYNC_TIME`` more. Streams (``logs``, ``events``) have the deadline until their
+response starts, then none. There is no ceiling on
 concurrent connections: one task's call never waits for another's.
 
     client = RuntimeClient()                       # socket from SHOAL_RUNTIME_HOST or SHOAL_HOST
@@ -51,6 +52,7 @@ __all__ = [
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
 PULL_DEADLINE = 600.0
+NETWORK_SYNC_TIME = 60.0
 
 
 def _default_deadline() -> float:
@@ -213,7 +215,8 @@ class _Calls:
 
     @staticmethod
     def network_sync(state: NetworkState) -> _Call:
-        return _Call("POST", "/network/sync", body=state.to_json())
+        # A whole host's data plane (nft, netlink, VXLAN) can take a while to converge.
+        return _Call("POST", "/network/sync", body=state.to_json(), extra_time=NETWORK_SYNC_TIME)
 
     @staticmethod
     def network_inspect() -> _Call:
