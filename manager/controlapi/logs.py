@@ -39,6 +39,12 @@ class LogBroker:
             if len(found) == 1:
                 return found[0], view.tasks(service_id=found[0].id)
         task = view.get(Kind.TASK, ref)
+        if task is None and ref:
+            # the 12-character IDs `service ps` prints, as docker takes them
+            matches = [t for t in view.tasks() if t.id.startswith(ref)]
+            if len(matches) > 1:
+                raise ControlError("invalid", f"task ID {ref} is ambiguous ({len(matches)} tasks match)")
+            task = matches[0] if matches else None
         if task is not None:
             service = view.get(Kind.SERVICE, task.service_id)
             return service, [task]

@@ -23,6 +23,17 @@ def _since(text: str | None) -> float:
     return flag_value(lambda t: parse_since(t, time.time()), "--since", text)
 
 
+def task_label(task_name: str, no_task_ids: bool = False, no_trunc: bool = False) -> str:
+    """docker's prefix: SERVICE.SLOT.TASKID with the task ID cut to 12 characters (all of it with
+    --no-trunc, none with --no-task-ids)."""
+    base, _, task_id = task_name.rpartition(".")
+    if not base:
+        return task_name
+    if no_task_ids:
+        return base
+    return f"{base}.{task_id if no_trunc else task_id[:12]}"
+
+
 @click.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs")
@@ -30,9 +41,10 @@ def _since(text: str | None) -> float:
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("--no-task-ids", is_flag=True, help="Do not include task IDs in output")
 @click.option("--raw", is_flag=True, help="Do not neatly format logs")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output (full task IDs)")
 @click.argument("service")
 @click.pass_obj
-def service_logs(client, follow, tail, since, timestamps, no_task_ids, raw, service) -> None:
+def service_logs(client, follow, tail, since, timestamps, no_task_ids, raw, no_trunc, service) -> None:
     """Fetch the logs of a service or task, merged from every node."""
     import grpc
 
@@ -53,9 +65,7 @@ def service_logs(client, follow, tail, since, timestamps, no_task_ids, raw, serv
                 data += "\n"
             prefix = ""
             if not raw:
-                name = message.task_name
-                if no_task_ids:
-                    name = name.rsplit(".", 1)[0]
+                name = task_label(message.task_name, no_task_ids, no_trunc)
                 prefix = f"{name}@{message.node_name}    | "
             if timestamps:
                 prefix = f"{message.time} {prefix}"

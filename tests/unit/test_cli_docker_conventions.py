@@ -63,3 +63,33 @@ def test_replicas_max_per_node_sets_the_placement():
 def test_an_unknown_filter_is_refused_in_the_daemons_words(capsys, args):
     assert run(args) == 1
     assert capsys.readouterr().err == "Error response from daemon: Invalid filter 'bogus'\n"
+
+
+def test_service_logs_prefixes_12_character_task_ids_as_docker():
+    from shoal.cli.service_logs import task_label
+    name = "web.1.abcdefghijklmnopqrstuvwxy"
+    assert task_label(name) == "web.1.abcdefghijkl"
+    assert task_label(name, no_trunc=True) == name
+    assert task_label(name, no_task_ids=True) == "web.1"
+
+
+async def test_service_logs_takes_the_short_task_id_service_ps_prints():
+    from manager.controlapi.api import ControlError
+    from manager.controlapi.logs import LogBroker
+    from manager.state import LocalProposer, MemoryStore, Store
+    from proto import objects_pb2 as pb
+    memory = MemoryStore()
+    store = Store(memory, LocalProposer(memory), clock=lambda: 1.0)
+    service = pb.Service(id="svc1")
+    service.spec.annotations.name = "web"
+
+    def fn(tx):
+        tx.create(service)
+        tx.create(pb.Task(id="abcdefghijk1xxxxxxxxxxxxx", service_id="svc1", slot=1))
+        tx.create(pb.Task(id="abcdefghijk2yyyyyyyyyyyyy", service_id="svc1", slot=2))
+    await store.update(fn)
+    logs = LogBroker(store, dial=None)
+    found, tasks = logs._resolve("abcdefghijk1")          # the 12 characters `service ps` prints
+    assert found.id == "svc1" and [t.id for t in tasks] == ["abcdefghijk1xxxxxxxxxxxxx"]
+    with pytest.raises(ControlError, match="ambiguous"):
+        logs._resolve("abcdefghijk")
