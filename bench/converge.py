@@ -3,7 +3,8 @@
 Prints, median of 3 runs each: time from `service create --replicas N` (detached) until N
 tasks are RUNNING, for N = 1, 10, 50, 100; `service scale` 50 → 100; and a 10-replica rolling
 update at parallelism 1 — side by side with what Docker Swarm took on this machine kind
-(../shared/anchors.md: same local image, stop signal KILL, polled every 50 ms), as ratios.
+(docs/benchmarks.md, "Reference figures": same local image, stop signal KILL, polled every 50 ms),
+as ratios.
 No Docker engine runs on this machine kind, so the Docker figures are the recorded anchors.
 """
 

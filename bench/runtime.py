@@ -232,7 +232,7 @@ def main() -> None:
         print(fmt("shoal run --rm IMAGE true", cli))
         print(fmt("  --security-opt seccomp=unconfined", cli_unconfined))
         print(f"  ratio (median) default/unconfined: {stats(cli)[0] / stats(cli_unconfined)[0]:.2f}")
-        print(f"  vs docker run --rm (anchors.md, 0.292 s): {stats(cli)[0] / 0.292:.2f}")
+        print(f"  vs docker run --rm (docs/benchmarks.md reference, 0.292 s): {stats(cli)[0] / 0.292:.2f}")
     finally:
         if proc is not None:
             try:

@@ -8,7 +8,7 @@ data is never shown: the manager never returns it; a config's is ``Spec.Data``, 
 prints it); ``rm`` prints each name it removed and is refused while a service uses the object.
 
 The pure rendering functions (``summary``, ``ls_row``, ``inspect_json``) are what
-tests/unit/test_secrets_cli.py checks. Both groups are built by ``_make_group`` from one table of
+tests/unit/test_secrets.py checks. Both groups are built by ``_make_group`` from one table of
 what differs between them.
 """
 

@@ -1,4 +1,4 @@
-"""shoal-lab: Shoal clusters on one machine, each host a network namespace (DESIGN.md §7).
+"""shoal-lab: Shoal clusters on one machine, each host a network namespace (docs/architecture.md, "The lab").
 
 Exports `Lab` (the Python API tests use), the errors, and `main` (the `shoal-lab` console script).
 The address and naming plan is documented in `shoal.lab.plan`.

@@ -26,7 +26,8 @@ NETNS_DIR = Path("/run/netns")
 
 # Sysctls set explicitly in every host namespace, not inherited from whatever the root namespace
 # has: overlay bridges and service VIPs forward between interfaces, and the VIP/SNAT design in
-# DESIGN.md §5 relies on bridged traffic passing through netfilter (br_netfilter).
+# the overlay data plane (docs/architecture.md, "Networking") relies on bridged traffic passing
+# through netfilter (br_netfilter).
 HOST_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/bridge/bridge-nf-call-iptables": "1",

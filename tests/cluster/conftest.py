@@ -52,3 +52,9 @@ def lab_factory(request: pytest.FixtureRequest):
 def lab(lab_factory) -> Lab:
     """A 3-manager, 2-worker lab with its swarm formed and every node Ready."""
     return lab_factory()
+
+
+@pytest.fixture(scope="module")
+def image(lab: Lab) -> str:
+    """The busybox image the lab pushed to its registry (shoal/lab/registry.py)."""
+    return f"{lab.registry}/shoal/busybox:latest"

@@ -27,11 +27,6 @@ def lab(lab_factory):
     return lab_factory(managers=1, workers=1)
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def names(lab, *command: str) -> set[str]:
     out = lab.shoal("manager1", *command, "--format", "json").stdout
     return {json.loads(line)["Name"] for line in out.splitlines() if line.strip()}

@@ -21,11 +21,6 @@ def lab(lab_factory):
     return lab_factory(managers=1, workers=1)
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def out(lab, *args: str, host: str = "manager1") -> str:
     return lab.shoal(host, *args).stdout
 

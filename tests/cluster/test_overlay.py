@@ -20,11 +20,6 @@ HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /
 HOST_IPS = ["manager1", "manager2", "manager3", "worker1", "worker2"]
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def tasks(lab, service: str) -> list[dict]:
     out = lab.shoal("manager1", "service", "ps", "--format", "json", service).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]

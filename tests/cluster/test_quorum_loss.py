@@ -54,11 +54,6 @@ def read_in_a_container(lab, service: str, path: str) -> str:
     return wait_for(read, 30, what=f"a running container of {service}")
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def test_two_managers_lost_force_new_cluster_promote_and_fail_over(lab, image):
     lab.wait_ready()
     lab.shoal("manager1", "network", "create", "--driver", "overlay", "backend")

@@ -26,11 +26,6 @@ def lab(lab_factory):
     return lab_factory(managers=1, workers=1)
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def logs(lab, service: str) -> str:
     return lab.shoal("manager1", "service", "logs", service, check=False).stdout
 

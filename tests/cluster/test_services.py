@@ -18,11 +18,6 @@ pytestmark = pytest.mark.cluster
 HOSTS = ["manager1", "manager2", "manager3", "worker1", "worker2"]
 
 
-@pytest.fixture(scope="module")
-def image(lab) -> str:
-    return f"{lab.registry}/shoal/busybox:latest"
-
-
 def tasks(lab, service: str, on: str = "manager1") -> list[dict]:
     out = lab.shoal(on, "service", "ps", "--no-trunc", "--format", "json", service).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
