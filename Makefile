@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
 # Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate); no recommends.
-TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt
+TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt prometheus
 # What a server needs (deploy/provision.sh: `make install-runtime`): no test tools, no registry.
 RUNTIME_DEB_PACKAGES := python3-venv iproute2 nftables busybox-static procps kmod libseccomp2
 # What the VM test needs on the host (`make vagrant-test`), besides the above.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ class EventBus:
         self._subscribers: set[_Subscriber] = set()
         self._max_backlog = max_backlog
         self.published = 0
+        self.counts: Counter[str] = Counter()   # events by action (agent_runtime.metrics)
 
     def publish(self, action: str, container_id: str, attributes: dict[str, str]) -> dict[str, Any]:
         ev = event(action, container_id, attributes)
         self.published += 1
+        self.counts[action.split(":")[0]] += 1
         for sub in list(self._subscribers):
             if sub.queue.qsize() >= self._max_backlog:
                 log.warning("event subscriber is %d events behind: ending its stream (it resynchronises)",

@@ -21,6 +21,7 @@ import platform
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.store import ImageStore
 from agent_runtime import daemonconfig, logformat, sdnotify
+from agent_runtime import metrics as runtime_metrics
 from agent_runtime.logs import LogFollower, parse_time, read_logs
 from agent_runtime.spec import ContainerSpec, LogConfig, to_json
 from agent_runtime.volumes import VolumeStore
@@ -97,14 +99,17 @@ class Runtimed:
                                                  busybox, sys.executable, network=self.network)
         # From the configuration file (agent_runtime.daemonconfig); SIGHUP replaces the registries.
         self.insecure_registries: tuple[str, ...] = ()
+        self.metrics = runtime_metrics.RuntimeMetrics(self.manager)
         self.default_log_config: dict | None = None
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[runtime_metrics.middleware(self.metrics), errors_middleware],
+                              client_max_size=64 * 1024 * 1024)
         r = app.router
+        r.add_get("/metrics", self.metrics_text)
         r.add_get("/version", self.version)
         r.add_get("/info", self.info)
         r.add_get("/images/json", self.images_list)
@@ -148,6 +153,11 @@ class Runtimed:
             "Images": len(self.images.list())})
 
     # images ------------------------------------------------------------------------------
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition of agent_runtime.metrics (shoald appends it to its /metrics)."""
+        body = await asyncio.to_thread(self.metrics.text)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     async def images_list(self, request: web.Request) -> web.Response:
         return web.json_response([image_json(i) for i in self.images.list()])
 
@@ -157,7 +167,13 @@ class Runtimed:
     async def images_pull(self, request: web.Request) -> web.Response:
         body = await _body(request)
         insecure = tuple(body.get("InsecureRegistries") or ()) + self.insecure_registries
-        image = await asyncio.to_thread(self.images.pull, body["Ref"], insecure)
+        start = time.perf_counter()
+        try:
+            image = await asyncio.to_thread(self.images.pull, body["Ref"], insecure)
+        except Exception:
+            self.metrics.pulled(time.perf_counter() - start, None, ok=False)
+            raise
+        self.metrics.pulled(time.perf_counter() - start, getattr(image, "size", None), ok=True)
         return web.json_response(image_json(image))
 
     async def images_import(self, request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from manager.keymanager import KeyManager
 from manager.membership.carotation import CARotation
 from manager.membership import NodeCAServicer, RaftMembershipServicer, RoleReconciler
 from manager.orchestrator.component import Orchestrator
+from manager import stats
 from manager.quorum import quorum_view
 from manager.reaper import TaskReaper
 from manager.scheduler.component import Scheduler
@@ -167,6 +168,7 @@ class Manager:
                     ev = event_of(change)
                     if ev is not None:
                         self.events.publish(ev)
+                        _observe_scheduling(ev, change)
             except WatchOverflow:
                 log.warning("cluster events: the store watch fell behind; some events were not recorded")
             finally:
@@ -178,6 +180,8 @@ class Manager:
         if leader == self._leader_raft_addr:
             return
         previous, self._leader_raft_addr = self._leader_raft_addr, leader
+        if leader:
+            stats.COUNTERS["leader_changes"] += 1
         for node in self.store.view().nodes():
             raft_addr = node.manager_status.raft_addr
             if raft_addr and raft_addr in (leader, previous):
@@ -210,6 +214,16 @@ class Manager:
         nodes = self.store.view().nodes()
         return len(nodes), sum(1 for n in nodes if n.role == objects_pb2.MANAGER)
 
+
+
+def _observe_scheduling(ev: dict, change) -> None:
+    """Scheduling delay: a task's creation to its assignment to a node, and to its running."""
+    if ev["Type"] != "task" or ev["Action"] != "update":
+        return
+    stage = {"assigned": "assigned", "running": "running"}.get(ev["Actor"]["Attributes"].get("state.new", ""))
+    created = change.obj.meta.created_at
+    if stage and created:
+        stats.SCHEDULING_SECONDS[stage].observe(max(0.0, ev["timeNano"] / 1e9 - created))
 
 
 async def _cancel(task: asyncio.Task) -> None:

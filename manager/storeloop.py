@@ -24,6 +24,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from manager import stats
 from manager.state import Kind, ReadView, StoreError, VersionConflict, WatchClosed
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ class StoreLoop:
         try:
             await self._start(view, watch)
             while True:
+                started = time.perf_counter()
                 await self._pass()
+                stats.PASS_SECONDS[self.name].observe(time.perf_counter() - started)
                 watch = await self._wait(watch)
         finally:
             watch.close()

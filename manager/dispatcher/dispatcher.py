@@ -27,6 +27,7 @@ from typing import Callable, Protocol
 
 import grpc
 
+from manager import stats
 from manager import grpcutil
 from manager.ca import rotation
 from manager.changes import ChangeSignal
@@ -245,6 +246,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                                 GRACE_MULTIPLIER * period, self._clock(), self._promised_grace)
         for item in expired:
             log.warning("node down: %s", item.reason, extra={"node": item.node_id})
+            stats.COUNTERS["heartbeat_misses"] += 1
             session = self._sessions.pop(item.node_id, None)
             if session is not None:
                 session.changed.set()

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     daemon.on_reload = reloader(args, daemon)
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
-        serve_metrics(daemon, host, port)
+        serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
     failure = asyncio.run(daemon.run())
     if failure is not None:
         logging.getLogger("shoald").error("exiting: %s", failure)
