@@ -281,6 +281,35 @@ def _wait_stack(client, services: list, limit: float, quiet: bool) -> None:
                                    + "; ".join(failed))
 
 
+# ---- config ----------------------------------------------------------------------------------
+
+@stack.command("config")
+@click.option("-c", "--compose-file", "files", multiple=True, required=True,
+              help="Path to a Compose file, or \"-\" to read from stdin")
+@click.option("--skip-interpolation", is_flag=True, help="Skip interpolation and output only merged config")
+def stack_config(files, skip_interpolation) -> None:
+    """Outputs the final config file, after doing merges and interpolations."""
+    import yaml
+
+    from shoal.stack import StackError
+    from shoal.stack.loader import merged_config
+    sources = []
+    for path in files:
+        if path == "-":
+            sources.append(("<stdin>", sys.stdin.read()))
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                sources.append((path, handle.read()))
+        except OSError as err:
+            raise click.ClickException(f"{path}: {err.strerror or err}") from None
+    try:
+        config = merged_config(sources, os.environ, interpolate=not skip_interpolation)
+    except StackError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(yaml.safe_dump(config, sort_keys=False, default_flow_style=False), nl=False)
+
+
 # ---- ls, services, ps ----------------------------------------------------------------------------
 
 @stack.command("ls")

@@ -125,10 +125,10 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
     elif service.restart:
         # docker's convertRestartPolicy: `restart:` counts when deploy.restart_policy is absent;
         # "no" leaves Swarm's default (any, 5 s), always/unless-stopped is any, on-failure[:N]
-        name, _, count = service.restart.partition(":")
-        if name in ("always", "unless-stopped"):
+        policy, _, count = service.restart.partition(":")
+        if policy in ("always", "unless-stopped"):
             spec.task.restart.CopyFrom(pb.RestartPolicy(condition=pb.RestartPolicy.ANY, delay=_DEFAULT_DELAY))
-        elif name == "on-failure":
+        elif policy == "on-failure":
             spec.task.restart.CopyFrom(pb.RestartPolicy(condition=pb.RestartPolicy.ON_FAILURE,
                                                         delay=_DEFAULT_DELAY, max_attempts=int(count or 0)))
     spec.task.placement.constraints.extend(deploy.placement.constraints)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from shoal.stack.checker import Checker, Declared, join
 from shoal.stack.errors import Problem, StackError, StackFileError
@@ -59,6 +60,29 @@ def load_stack(paths: Sequence[str], env: Mapping[str, str] | None = None,
             raise StackFileError([Problem(path, 0, "", f"cannot read the stack file: {reason}")]) from exc
     project_dir = "." if paths[0] == "-" else os.path.dirname(os.path.abspath(paths[0]))
     return load_stack_sources(sources, env, project_dir)
+
+
+def merged_config(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None,
+                  interpolate: bool = True) -> Any:
+    """What `stack config` prints: the files merged in order (and interpolated unless asked not
+    to), as plain data. Raises StackFileError for files that do not parse or interpolate."""
+    roots: list[Node] = []
+    problems: list[Problem] = []
+    for name, text in sources:
+        try:
+            root = parse_yaml(text, name)
+        except StackFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        if not root.is_map:
+            problems.append(Problem(name, root.line, "", "a stack file is a mapping with a services key"))
+            continue
+        roots.append(interpolate_tree(root, dict(env or {}), "", problems, []) if interpolate else root)
+    if problems:
+        raise StackFileError(problems)
+    if not roots:
+        raise StackError("no stack file given (use -c FILE)")
+    return merge_files(roots).plain()
 
 
 def load_stack_sources(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None,

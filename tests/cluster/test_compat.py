@@ -84,3 +84,39 @@ def test_placeholders_are_expanded_in_the_container(lab, image):
         assert "data-1" in volumes and "data-{{.Task.Slot}}" not in volumes
     finally:
         lab.shoal("manager1", "service", "rm", "ph", check=False)
+
+
+STACK = """\
+services:
+  app:
+    image: ${IMAGE}
+    build: .
+    container_name: app1
+    restart: on-failure:2
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    hostname: "{{.Service.Name}}-{{.Task.Slot}}"
+    environment:
+      PASSWORD: ${PASSWORD:-pa$word}
+    logging:
+      driver: json-file
+      options: {max-size: 10m}
+"""
+
+
+def test_a_stack_file_docker_accepts_deploys_from_stdin_with_dockers_warnings(lab, image):
+    from shoal.lab import procs
+    result = lab.exec("manager1", [procs.program("shoal"), "stack", "deploy", "--detach=false", "-c", "-", "cs"],
+                      input=STACK.replace("${IMAGE}", image), timeout=180)
+    try:
+        assert "Ignoring unsupported options: build, restart\n" in result.stderr
+        assert "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported." \
+            in result.stderr
+        spec = json.loads(out(lab, "service", "inspect", "cs_app"))[0]["Spec"]
+        assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+        assert spec["TaskTemplate"]["RestartPolicy"]["MaxAttempts"] == 2
+        host = json.loads(out(lab, "service", "ps", "--format", "json", "cs_app"))["Node"]
+        seen = in_container(lab, "cs_app", "hostname; echo $PASSWORD", host=host)
+        assert seen.split() == ["cs_app-1", "pa$word"]
+    finally:
+        lab.shoal("manager1", "stack", "rm", "cs", check=False, timeout=120)

@@ -748,6 +748,7 @@ def test_restart_becomes_the_restart_policy_as_docker_converts_it(restart, condi
     [spec] = to_service_specs(stack, "app")
     assert (spec.task.restart.condition, spec.task.restart.max_attempts, spec.task.restart.delay) == \
         (condition, attempts, 5.0)
+    assert spec.annotations.name == "app_web" and [a.target for a in spec.task.networks] == ["app_default"]
     both = load("services:\n  web:\n    image: busybox\n    restart: always\n"
                 "    deploy: {restart_policy: {condition: none}}\n")
     assert to_service_specs(both, "app")[0].task.restart.condition == pb.RestartPolicy.NONE
@@ -763,3 +764,17 @@ def test_a_stack_file_from_standard_input(tmp_path, monkeypatch):
     assert list(stack.services) == ["web"] and stack.secrets["pw"].data == b"s3cret"
     with pytest.raises(StackFileError, match=r"<stdin>:3: services.web.bogus: unknown key"):
         load_stack(["-"], {}, stdin=lambda: "services:\n  web:\n    bogus: 1\n    image: busybox\n")
+
+
+def test_stack_config_prints_the_merged_interpolated_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from shoal.cli.stacks import stack_config
+    (tmp_path / "a.yml").write_text("services:\n  web:\n    image: ${IMAGE:-busybox}\n    environment: {A: '1'}\n")
+    (tmp_path / "b.yml").write_text("services:\n  web:\n    environment: {B: '2'}\n")
+    monkeypatch.delenv("IMAGE", raising=False)
+    result = CliRunner().invoke(stack_config, ["-c", str(tmp_path / "a.yml"), "-c", str(tmp_path / "b.yml")])
+    assert result.exit_code == 0, result.output
+    assert result.output == "services:\n  web:\n    image: busybox\n    environment:\n      A: '1'\n      B: '2'\n"
+    raw = CliRunner().invoke(stack_config, ["--skip-interpolation", "-c", "-"], input="services: {web: {image: $X}}\n")
+    assert raw.output == "services:\n  web:\n    image: $X\n"
