@@ -21,6 +21,7 @@ path is an empty configuration; a missing file given with --config-file is an er
 """
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import os
@@ -183,3 +184,14 @@ def pick(flag: Any, values: Mapping[str, Any], key: str, default: Any) -> Any:
 def reloadable(values: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a configuration SIGHUP applies."""
     return {k: v for k, v in values.items() if KEYS[k].reloadable}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags both daemons take: --config-file, --log-level and --log-format (None when not
+    given, so that ``pick`` can fall back to the file; SHOAL_LOG_LEVEL/SHOAL_LOG_FORMAT count as given)."""
+    parser.add_argument("--config-file", default=None, type=Path,
+                        help=f"daemon configuration file (default {DEFAULT_PATH}); flags override it")
+    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL") or None,
+                        help="debug, info, warning or error (default warning)")
+    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT") or None,
+                        choices=logformat.FORMATS, help="text (logfmt, the default) or json")

@@ -394,16 +394,11 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="shoal-runtimed", description="Shoal's node-local container runtime")
-    parser.add_argument("--config-file", default=None, type=Path,
-                        help=f"daemon configuration file (default {daemonconfig.DEFAULT_PATH}); flags override it")
+    daemonconfig.add_arguments(parser)
     parser.add_argument("--root", default=None, type=Path,
                         help="default: <data-root>/runtime, data-root from the configuration file or /var/lib/shoal")
     parser.add_argument("--socket", default="/run/shoal/runtimed.sock", type=Path)
     parser.add_argument("--cgroup-parent", default="shoal")
-    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL") or None,
-                        help="debug, info, warning or error (default warning)")
-    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT") or None,
-                        choices=logformat.FORMATS, help="text (logfmt, the default) or json")
     parser.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
                         help="busybox binary used as each container's exit-status waiter")
     parser.add_argument("--fence", action="append", default=[], metavar="ADDR[:PORT]",

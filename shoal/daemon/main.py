@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -20,8 +19,7 @@ from shoal.metrics import serve_metrics
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The arguments, with logging configured from them (an invalid level exits 2 naming it)."""
     parser = argparse.ArgumentParser(prog="shoald", description="The Shoal node daemon.")
-    parser.add_argument("--config-file", default=None, type=Path,
-                        help=f"daemon configuration file (default {daemonconfig.DEFAULT_PATH}); flags override it")
+    daemonconfig.add_arguments(parser)
     parser.add_argument("--state-dir", default=None, type=Path,
                         help="default: <data-root>/state, data-root from the configuration file or /var/lib/shoal")
     parser.add_argument("--socket", default="/run/shoal/shoal.sock", type=Path)
@@ -30,10 +28,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         help="registry (HOST:PORT or CIDR) to reach over plain HTTP; repeatable")
-    parser.add_argument("--log-level", default=os.environ.get("SHOAL_LOG_LEVEL") or None,
-                        help="debug, info, warning or error (default warning)")
-    parser.add_argument("--log-format", default=os.environ.get("SHOAL_LOG_FORMAT") or None,
-                        choices=logformat.FORMATS, help="text (logfmt, the default) or json")
     args = parser.parse_args(argv)
     try:
         args.config_path, config = daemonconfig.load(args.config_file)
