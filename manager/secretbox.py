@@ -81,3 +81,90 @@ class SecretBox:
             return self._cipher(what).decrypt(nonce, sealed[len(MAGIC) + NONCE_BYTES:], secret_id.encode())
         except InvalidTag:
             raise SecretBoxError(f"{what}: the data does not authenticate with this cluster's secrets key") from None
+
+
+# -- cluster values sealed in the store ------------------------------------------------------------
+# The CA signing key and the Raft password live in the cluster object, hence in every manager's
+# Raft journal. They are sealed with the secrets key like secret data, under these labels (the
+# associated data): a sealed CA key can move between RootCA.ca_key and RootRotation.ca_key.
+CA_KEY_LABEL = "cluster:root-ca-key"
+RAFT_PASSWORD_LABEL = "cluster:raft-password"
+UNLOCK_KEY_LABEL = "cluster:unlock-key"
+
+
+def seal_value(key: bytes, label: str, value: bytes) -> bytes:
+    """`value` sealed for the store under `label`; unchanged (plaintext) when there is no secrets
+    key (a swarm made before there was one)."""
+    if not key or not value:
+        return value
+    return SecretBox(key).seal(label, value)
+
+
+def open_value(key: bytes, label: str, value: bytes) -> bytes:
+    """The plaintext of a value `seal_value` made; a value that is not sealed (written by an
+    earlier version) is returned as it is. SecretBoxError if it is sealed and does not open."""
+    if not is_sealed(value):
+        return value
+    return SecretBox(key).open(label, value)
+
+
+# -- autolock: the unlock key and files sealed with it -----------------------------------------------
+# Docker's human-readable unlock key: "SWMKEY-1-" + unpadded standard base64 of 32 random bytes.
+UNLOCK_KEY_PREFIX = "SWMKEY-1-"
+KEK_MAGIC = b"SHKEK1\x00"
+
+
+class InvalidUnlockKey(SecretBoxError):
+    """The unlock key is malformed or does not open this manager's files."""
+
+
+def new_unlock_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def format_unlock_key(key: bytes) -> str:
+    import base64
+
+    return UNLOCK_KEY_PREFIX + base64.b64encode(key).decode().rstrip("=")
+
+
+def parse_unlock_key(text: str) -> bytes:
+    """The 32 key bytes of "SWMKEY-1-…"; InvalidUnlockKey naming what is wrong (never the key)."""
+    import base64
+    import binascii
+
+    text = text.strip()
+    if not text.startswith(UNLOCK_KEY_PREFIX):
+        raise InvalidUnlockKey("invalid unlock key: expected SWMKEY-1-<key>")
+    body = text[len(UNLOCK_KEY_PREFIX):]
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidUnlockKey("invalid unlock key: the part after SWMKEY-1- is not base64") from None
+    if len(key) != KEY_BYTES:
+        raise InvalidUnlockKey(f"invalid unlock key: it holds {len(key)} bytes, not {KEY_BYTES}")
+    return key
+
+
+def is_locked_file(data: bytes) -> bool:
+    return data.startswith(KEK_MAGIC)
+
+
+def lock_file(kek: bytes, name: str, data: bytes) -> bytes:
+    """`data` (a key file named `name`) encrypted with the unlock key."""
+    nonce = os.urandom(NONCE_BYTES)
+    return KEK_MAGIC + nonce + AESGCM(kek).encrypt(nonce, data, name.encode())
+
+
+def unlock_file(kek: bytes | None, name: str, data: bytes) -> bytes:
+    """The plaintext of a file `lock_file` made (or `data` itself if it is not locked);
+    InvalidUnlockKey when there is no key or it is the wrong one."""
+    if not is_locked_file(data):
+        return data
+    if not kek:
+        raise InvalidUnlockKey(f"{name} is locked: the manager needs its unlock key (shoal swarm unlock)")
+    nonce = data[len(KEK_MAGIC):len(KEK_MAGIC) + NONCE_BYTES]
+    try:
+        return AESGCM(kek).decrypt(nonce, data[len(KEK_MAGIC) + NONCE_BYTES:], name.encode())
+    except InvalidTag:
+        raise InvalidUnlockKey("swarm could not be unlocked: invalid key") from None

@@ -58,7 +58,7 @@ class InfoResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., local_node_state: _Optional[str] = ..., control_available: _Optional[bool] = ..., cluster_id: _Optional[str] = ..., node_addr: _Optional[str] = ..., hostname: _Optional[str] = ..., engine_version: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[RaftMember, _Mapping]]] = ..., leader_addr: _Optional[str] = ..., raft_term: _Optional[int] = ..., raft_commit_index: _Optional[int] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., remote_managers: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SwarmInitRequest(_message.Message):
-    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry", "election_tick", "heartbeat_tick", "restore_file")
+    __slots__ = ("listen_addr", "advertise_addr", "dispatcher_heartbeat", "default_addr_pool", "subnet_size", "force_new_cluster", "labels", "node_cert_expiry", "election_tick", "heartbeat_tick", "restore_file", "autolock")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class SwarmInitRequest(_message.Message):
     ELECTION_TICK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TICK_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FILE_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
     listen_addr: str
     advertise_addr: str
     dispatcher_heartbeat: float
@@ -88,7 +89,8 @@ class SwarmInitRequest(_message.Message):
     election_tick: int
     heartbeat_tick: int
     restore_file: str
-    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ..., election_tick: _Optional[int] = ..., heartbeat_tick: _Optional[int] = ..., restore_file: _Optional[str] = ...) -> None: ...
+    autolock: bool
+    def __init__(self, listen_addr: _Optional[str] = ..., advertise_addr: _Optional[str] = ..., dispatcher_heartbeat: _Optional[float] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., force_new_cluster: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., node_cert_expiry: _Optional[float] = ..., election_tick: _Optional[int] = ..., heartbeat_tick: _Optional[int] = ..., restore_file: _Optional[str] = ..., autolock: _Optional[bool] = ...) -> None: ...
 
 class SwarmBackupRequest(_message.Message):
     __slots__ = ("path",)
@@ -118,14 +120,16 @@ class SwarmBackupResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., cluster_id: _Optional[str] = ..., store_version: _Optional[int] = ..., objects: _Optional[_Mapping[str, int]] = ..., confirmed: _Optional[bool] = ...) -> None: ...
 
 class SwarmInitResponse(_message.Message):
-    __slots__ = ("node_id", "worker_token", "manager_token")
+    __slots__ = ("node_id", "worker_token", "manager_token", "unlock_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     worker_token: str
     manager_token: str
-    def __init__(self, node_id: _Optional[str] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ...) -> None: ...
+    unlock_key: str
+    def __init__(self, node_id: _Optional[str] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., unlock_key: _Optional[str] = ...) -> None: ...
 
 class SwarmJoinRequest(_message.Message):
     __slots__ = ("remote_addr", "join_token", "listen_addr", "advertise_addr", "availability")
@@ -170,16 +174,38 @@ class GetClusterResponse(_message.Message):
     def __init__(self, cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ...) -> None: ...
 
 class UpdateClusterRequest(_message.Message):
-    __slots__ = ("version", "spec", "rotate_worker_token", "rotate_manager_token")
+    __slots__ = ("version", "spec", "rotate_worker_token", "rotate_manager_token", "rotate_manager_unlock_key")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROTATE_WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROTATE_MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_MANAGER_UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     version: int
     spec: _objects_pb2.ClusterSpec
     rotate_worker_token: bool
     rotate_manager_token: bool
-    def __init__(self, version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., rotate_worker_token: _Optional[bool] = ..., rotate_manager_token: _Optional[bool] = ...) -> None: ...
+    rotate_manager_unlock_key: bool
+    def __init__(self, version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., rotate_worker_token: _Optional[bool] = ..., rotate_manager_token: _Optional[bool] = ..., rotate_manager_unlock_key: _Optional[bool] = ...) -> None: ...
+
+class SwarmUnlockRequest(_message.Message):
+    __slots__ = ("unlock_key",)
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    unlock_key: str
+    def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
+
+class SwarmUnlockResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetUnlockKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetUnlockKeyResponse(_message.Message):
+    __slots__ = ("unlock_key",)
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    unlock_key: str
+    def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
 
 class UpdateClusterResponse(_message.Message):
     __slots__ = ("cluster",)

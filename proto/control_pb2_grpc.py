@@ -54,6 +54,16 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.SwarmLeaveRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.SwarmLeaveResponse.FromString,
                 _registered_method=True)
+        self.SwarmUnlock = channel.unary_unary(
+                '/shoal.v1.Control/SwarmUnlock',
+                request_serializer=proto_dot_control__pb2.SwarmUnlockRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.SwarmUnlockResponse.FromString,
+                _registered_method=True)
+        self.GetUnlockKey = channel.unary_unary(
+                '/shoal.v1.Control/GetUnlockKey',
+                request_serializer=proto_dot_control__pb2.GetUnlockKeyRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.GetUnlockKeyResponse.FromString,
+                _registered_method=True)
         self.SwarmBackup = channel.unary_unary(
                 '/shoal.v1.Control/SwarmBackup',
                 request_serializer=proto_dot_control__pb2.SwarmBackupRequest.SerializeToString,
@@ -233,6 +243,18 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SwarmLeave(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwarmUnlock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnlockKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -448,6 +470,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.SwarmLeave,
                     request_deserializer=proto_dot_control__pb2.SwarmLeaveRequest.FromString,
                     response_serializer=proto_dot_control__pb2.SwarmLeaveResponse.SerializeToString,
+            ),
+            'SwarmUnlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwarmUnlock,
+                    request_deserializer=proto_dot_control__pb2.SwarmUnlockRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.SwarmUnlockResponse.SerializeToString,
+            ),
+            'GetUnlockKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnlockKey,
+                    request_deserializer=proto_dot_control__pb2.GetUnlockKeyRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.GetUnlockKeyResponse.SerializeToString,
             ),
             'SwarmBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.SwarmBackup,
@@ -713,6 +745,60 @@ class Control:
             '/shoal.v1.Control/SwarmLeave',
             proto_dot_control__pb2.SwarmLeaveRequest.SerializeToString,
             proto_dot_control__pb2.SwarmLeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwarmUnlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/SwarmUnlock',
+            proto_dot_control__pb2.SwarmUnlockRequest.SerializeToString,
+            proto_dot_control__pb2.SwarmUnlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnlockKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetUnlockKey',
+            proto_dot_control__pb2.GetUnlockKeyRequest.SerializeToString,
+            proto_dot_control__pb2.GetUnlockKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -820,7 +820,7 @@ class RaftConfig(_message.Message):
     def __init__(self, snapshot_interval: _Optional[int] = ..., election_tick: _Optional[int] = ..., heartbeat_tick: _Optional[int] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("annotations", "dispatcher", "orchestration", "raft", "default_addr_pool", "subnet_size", "ca_config")
+    __slots__ = ("annotations", "dispatcher", "orchestration", "raft", "default_addr_pool", "subnet_size", "ca_config", "encryption_config")
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     DISPATCHER_FIELD_NUMBER: _ClassVar[int]
     ORCHESTRATION_FIELD_NUMBER: _ClassVar[int]
@@ -828,6 +828,7 @@ class ClusterSpec(_message.Message):
     DEFAULT_ADDR_POOL_FIELD_NUMBER: _ClassVar[int]
     SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
     CA_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONFIG_FIELD_NUMBER: _ClassVar[int]
     annotations: Annotations
     dispatcher: DispatcherConfig
     orchestration: OrchestrationConfig
@@ -835,7 +836,14 @@ class ClusterSpec(_message.Message):
     default_addr_pool: _containers.RepeatedScalarFieldContainer[str]
     subnet_size: int
     ca_config: CAConfig
-    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., dispatcher: _Optional[_Union[DispatcherConfig, _Mapping]] = ..., orchestration: _Optional[_Union[OrchestrationConfig, _Mapping]] = ..., raft: _Optional[_Union[RaftConfig, _Mapping]] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., ca_config: _Optional[_Union[CAConfig, _Mapping]] = ...) -> None: ...
+    encryption_config: EncryptionConfig
+    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., dispatcher: _Optional[_Union[DispatcherConfig, _Mapping]] = ..., orchestration: _Optional[_Union[OrchestrationConfig, _Mapping]] = ..., raft: _Optional[_Union[RaftConfig, _Mapping]] = ..., default_addr_pool: _Optional[_Iterable[str]] = ..., subnet_size: _Optional[int] = ..., ca_config: _Optional[_Union[CAConfig, _Mapping]] = ..., encryption_config: _Optional[_Union[EncryptionConfig, _Mapping]] = ...) -> None: ...
+
+class EncryptionConfig(_message.Message):
+    __slots__ = ("auto_lock_managers",)
+    AUTO_LOCK_MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    auto_lock_managers: bool
+    def __init__(self, auto_lock_managers: _Optional[bool] = ...) -> None: ...
 
 class JoinTokens(_message.Message):
     __slots__ = ("worker", "manager")
@@ -900,7 +908,7 @@ class EncryptionKey(_message.Message):
     def __init__(self, subsystem: _Optional[str] = ..., algorithm: _Optional[_Union[EncryptionKey.Algorithm, str]] = ..., key: _Optional[bytes] = ..., lamport_time: _Optional[int] = ..., spi: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "encryption_key", "network_bootstrap_keys", "encryption_key_lamport_clock")
+    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "encryption_key", "network_bootstrap_keys", "encryption_key_lamport_clock", "unlock_key")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -909,6 +917,7 @@ class Cluster(_message.Message):
     ENCRYPTION_KEY_FIELD_NUMBER: _ClassVar[int]
     NETWORK_BOOTSTRAP_KEYS_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_KEY_LAMPORT_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ClusterSpec
@@ -917,4 +926,5 @@ class Cluster(_message.Message):
     encryption_key: bytes
     network_bootstrap_keys: _containers.RepeatedCompositeFieldContainer[EncryptionKey]
     encryption_key_lamport_clock: int
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., encryption_key: _Optional[bytes] = ..., network_bootstrap_keys: _Optional[_Iterable[_Union[EncryptionKey, _Mapping]]] = ..., encryption_key_lamport_clock: _Optional[int] = ...) -> None: ...
+    unlock_key: bytes
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., encryption_key: _Optional[bytes] = ..., network_bootstrap_keys: _Optional[_Iterable[_Union[EncryptionKey, _Mapping]]] = ..., encryption_key_lamport_clock: _Optional[int] = ..., unlock_key: _Optional[bytes] = ...) -> None: ...

@@ -63,6 +63,13 @@ class NodeCertificates:
         log.info("trusted root CAs changed (%d certificate(s))", roots_pem.count(b"BEGIN CERTIFICATE"))
         return True
 
+    def on_session(self, message) -> None:
+        """What a session message says about certificates: the roots to trust, renew now."""
+        if self.trust(message.root_ca):
+            self._on_renewed()                       # report the new trust root in a new session
+        if message.renew_certificate:
+            self.renewer.request()
+
     def error(self) -> str:
         """Why this node cannot work with the swarm because of its certificate, or ""."""
         return self.renewer.expired_error()

@@ -7,8 +7,16 @@ Layout::
     STATE/raft/                the Raft journal and dumps (managers only)
     STATE/raft.key             the Raft transport password (managers only)
     STATE/secrets.key          the key that seals secrets in the store (managers only; manager.secretbox)
+    STATE/dek.locked           autolock only: this manager's data key, encrypted with the unlock key
 
 Everything is written atomically (temp file + rename) and readable by root only.
+
+Autolock (Docker's `swarm init/update --autolock`): the three key files (node.key, raft.key,
+secrets.key) are then encrypted with a random per-manager data key (DEK), and the DEK, in
+``dek.locked``, with the cluster's unlock key (KEK). A restarted manager cannot read its keys until
+`unlock(kek)`. Rotating the unlock key rewrites only ``dek.locked`` (one atomic rename); turning
+autolock on or off rewrites the key files one at a time, and a reader takes either form, so a crash
+in between leaves everything readable with the key.
 """
 
 from __future__ import annotations
@@ -62,6 +70,69 @@ class StateDir:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.certs = self.root / "certificates"
         self.raft_dir = self.root / "raft"
+        self._dek: bytes | None = None     # set while autolocked and unlocked
+        self._kek: bytes | None = None     # the unlock key that opened (or wrote) dek.locked
+
+    # -- autolock --------------------------------------------------------------
+    @property
+    def _dek_file(self) -> Path:
+        return self.root / "dek.locked"
+
+    def _key_files(self) -> list[Path]:
+        return [p for p in (self.certs / "node.key", self.root / "raft.key", self.root / "secrets.key")
+                if p.exists()]
+
+    def autolocked(self) -> bool:
+        """The key files are encrypted with an unlock key (dek.locked exists)."""
+        return self._dek_file.exists()
+
+    def locked(self) -> bool:
+        """Autolocked and not yet unlocked: the keys cannot be read."""
+        return self.autolocked() and self._dek is None
+
+    def unlock(self, kek: bytes) -> None:
+        """Open this manager's keys with the unlock key; InvalidUnlockKey if it is the wrong one."""
+        from manager.secretbox import unlock_file
+
+        self._dek = unlock_file(kek, "dek", self._dek_file.read_bytes())
+        self._kek = kek
+
+    def unlocked_with(self, kek: bytes | None) -> bool:
+        """Whether the key files are locked with exactly `kek` (None: not locked at all)."""
+        return (self._kek == kek) if kek else not self.autolocked()
+
+    def set_unlock_key(self, kek: bytes | None) -> None:
+        """Lock the key files with `kek` from now on, or unlock them for good with None. The
+        files must be readable (not `locked()`)."""
+        from manager.secretbox import is_locked_file, lock_file, new_key
+
+        if self.locked():
+            raise RuntimeError("set_unlock_key on a locked state directory")
+        if kek is None:
+            if not self.autolocked():
+                return
+            for path in self._key_files():
+                _write_atomic(path, self._read_key(path))           # plaintext again, one by one
+            self._dek_file.unlink()                                 # last: until here the key opens all
+            self._dek = self._kek = None
+            return
+        dek = self._dek or new_key()
+        _write_atomic(self._dek_file, lock_file(kek, "dek", dek))   # first: the files may then use it
+        self._dek, self._kek = dek, kek
+        for path in self._key_files():
+            if not is_locked_file(path.read_bytes()):                # already under this DEK: leave it
+                self._write_key(path, self._read_key(path))
+
+    def _write_key(self, path: Path, data: bytes) -> None:
+        from manager.secretbox import lock_file
+
+        name = path.name.removesuffix(".next")
+        _write_atomic(path, lock_file(self._dek, name, data) if self._dek else data)
+
+    def _read_key(self, path: Path) -> bytes:
+        from manager.secretbox import unlock_file
+
+        return unlock_file(self._dek, path.name.removesuffix(".next"), path.read_bytes())
 
     # -- membership ----------------------------------------------------------
     def load(self) -> NodeState | None:
@@ -84,7 +155,7 @@ class StateDir:
         `load_certificates` finishes (or drops) a half-done replacement by checking which key the
         certificate on disk belongs to.
         """
-        _write_atomic(self.certs / "node.key.next", key_pem)
+        self._write_key(self.certs / "node.key.next", key_pem)
         _write_atomic(self.certs / "ca.crt", root_ca_pem, 0o644)
         _write_atomic(self.certs / "node.crt", cert_chain_pem, 0o644)
         os.replace(self.certs / "node.key.next", self.certs / "node.key")
@@ -96,35 +167,38 @@ class StateDir:
         pending = self.certs / "node.key.next"
         if pending.exists():
             cert = (self.certs / "node.crt").read_bytes()
-            if key_matches(cert, pending.read_bytes()):
+            if key_matches(cert, self._read_key(pending)):
                 os.replace(pending, self.certs / "node.key")   # the crash came after node.crt
             else:
                 pending.unlink()                               # ... or before it: keep the old pair
-        return ((self.certs / "node.crt").read_bytes(), (self.certs / "node.key").read_bytes(),
+        return ((self.certs / "node.crt").read_bytes(), self._read_key(self.certs / "node.key"),
                 (self.certs / "ca.crt").read_bytes())
 
     # -- raft ------------------------------------------------------------------
     def save_raft_password(self, password: bytes) -> None:
-        _write_atomic(self.root / "raft.key", password)
+        self._write_key(self.root / "raft.key", password)
 
     def load_raft_password(self) -> bytes:
-        return (self.root / "raft.key").read_bytes()
+        return self._read_key(self.root / "raft.key")
 
     def save_secrets_key(self, key: bytes) -> None:
-        _write_atomic(self.root / "secrets.key", key)
+        self._write_key(self.root / "secrets.key", key)
 
     def load_secrets_key(self) -> bytes:
         """The secrets key, or b"" on a manager of a swarm made before there was one."""
         try:
-            return (self.root / "secrets.key").read_bytes()
+            return self._read_key(self.root / "secrets.key")
         except FileNotFoundError:
             return b""
 
     def forget_raft(self) -> None:
-        """Drop the Raft journal, password and secrets key (after a demotion or a leave)."""
+        """Drop the Raft journal, password and secrets key (after a demotion or a leave); a worker
+        is never locked, so its TLS key goes back to plaintext."""
         shutil.rmtree(self.raft_dir, ignore_errors=True)
         (self.root / "raft.key").unlink(missing_ok=True)
         (self.root / "secrets.key").unlink(missing_ok=True)
+        if self.autolocked() and not self.locked():
+            self.set_unlock_key(None)
 
     # -- recovery (shoal.daemon.recovery, manager.state.recovery) ----------------
     @staticmethod
@@ -165,5 +239,7 @@ class StateDir:
     def wipe(self) -> None:
         """Forget the swarm entirely (``shoal swarm leave``)."""
         self.forget_raft()
+        self._dek_file.unlink(missing_ok=True)
+        self._dek = self._kek = None
         shutil.rmtree(self.certs, ignore_errors=True)
         (self.root / "node.json").unlink(missing_ok=True)

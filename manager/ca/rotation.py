@@ -67,14 +67,32 @@ def trusted_roots(cluster) -> bytes:
     return bundle
 
 
-def signing_root(cluster) -> RootCA:
-    """The CA that signs node certificates now: the new root from the REISSUE phase on."""
+def _open_key(sealed: bytes, secrets_key: bytes) -> bytes:
+    """A CA key as stored (sealed with the secrets key, or plaintext from an earlier version)."""
+    from manager.secretbox import CA_KEY_LABEL, SecretBoxError, open_value
+
+    try:
+        return open_value(secrets_key, CA_KEY_LABEL, sealed)
+    except SecretBoxError as err:
+        raise CAError(f"cannot open the CA key in the store: {err}") from None
+
+
+def seal_key(key_pem: bytes, secrets_key: bytes) -> bytes:
+    from manager.secretbox import CA_KEY_LABEL, seal_value
+
+    return seal_value(secrets_key, CA_KEY_LABEL, key_pem)
+
+
+def signing_root(cluster, secrets_key: bytes = b"") -> RootCA:
+    """The CA that signs node certificates now: the new root from the REISSUE phase on. Its key
+    is sealed in the store with the secrets key (manager/secretbox.py)."""
     from proto import objects_pb2
 
     root = cluster.root_ca
     if in_rotation(cluster) and root.root_rotation.phase == objects_pb2.RootRotation.REISSUE:
-        return RootCA.load(root.root_rotation.ca_cert, root.root_rotation.ca_key, cluster_id=cluster.id)
-    return RootCA.load(root.ca_cert, root.ca_key, cluster_id=cluster.id)
+        return RootCA.load(root.root_rotation.ca_cert, _open_key(root.root_rotation.ca_key, secrets_key),
+                           cluster_id=cluster.id)
+    return RootCA.load(root.ca_cert, _open_key(root.ca_key, secrets_key), cluster_id=cluster.id)
 
 
 def desired_root(cluster) -> bytes:
@@ -153,7 +171,7 @@ def new_root_for(cluster, cert_pem: bytes, key_pem: bytes, now: dt.datetime) -> 
     return root
 
 
-def start(cluster, root: RootCA, now: float):
+def start(cluster, root: RootCA, now: float, secrets_key: bytes = b""):
     """The cluster with a rotation to `root` started (TRUST phase), as a new object. Refused while
     another rotation is past its TRUST phase: nodes already re-issued by that root would be left
     with certificates nobody trusts."""
@@ -165,7 +183,7 @@ def start(cluster, root: RootCA, now: float):
     out = objects_pb2.Cluster()
     out.CopyFrom(cluster)
     out.root_ca.root_rotation.CopyFrom(objects_pb2.RootRotation(
-        ca_cert=root.cert_pem, ca_key=root.key_pem or b"", phase=objects_pb2.RootRotation.TRUST, started_at=now))
+        ca_cert=root.cert_pem, ca_key=seal_key(root.key_pem or b"", secrets_key), phase=objects_pb2.RootRotation.TRUST, started_at=now))
     return out
 
 
@@ -187,10 +205,10 @@ def advance(cluster, nodes):
         return out
     if not all(issued_by(n, rotation.ca_cert) for n in waited):
         return None
-    root = RootCA.load(rotation.ca_cert, rotation.ca_key, cluster_id=cluster.id)
+    root = RootCA.load(rotation.ca_cert, None, cluster_id=cluster.id)
     tokens = JoinTokens.create(root.digest)
     out.root_ca.ca_cert = root.cert_pem
-    out.root_ca.ca_key = root.key_pem or b""
+    out.root_ca.ca_key = rotation.ca_key          # as sealed: the key itself is not needed here
     out.root_ca.ca_digest = root.digest
     out.root_ca.join_tokens.worker = tokens.worker
     out.root_ca.join_tokens.manager = tokens.manager

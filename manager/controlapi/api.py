@@ -17,6 +17,8 @@ import grpc
 
 from manager.ca import CAError, JoinTokens, node_cert_validity, rotation
 from manager.controlapi.limits import LimitError, check_labels, cut_message
+from manager.secretbox import (UNLOCK_KEY_LABEL, SecretBoxError, format_unlock_key, new_unlock_key, open_value,
+                               seal_value)
 from manager.controlapi.nodes import NodeLookupError, node_matches, resolve_node
 from manager.membership.promotion import DemotionRefused, check_demotion
 from manager.quorum import QuorumView, node_as_seen, quorum_view
@@ -75,6 +77,7 @@ def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
     out.root_ca.root_rotation.ClearField("ca_key")
     out.spec.ca_config.ClearField("signing_ca_key")
     out.ClearField("raft_password")
+    out.ClearField("unlock_key")
     out.ClearField("encryption_key")
     out.ClearField("network_bootstrap_keys")   # overlay IPsec keys: only for nodes that carry the network
     return out
@@ -86,6 +89,7 @@ class ControlAPI:
     def __init__(self, store, raft, secrets_key: bytes = b""):
         self._store = store
         self._raft = raft
+        self._secrets_key = secrets_key
         from manager.controlapi.services import ServiceControl  # here: services.py imports ControlError
         self.services = ServiceControl(store)
         from manager.controlapi.networks import NetworkControl
@@ -178,6 +182,33 @@ class ControlAPI:
             raise ControlError("unavailable", "the swarm has no cluster object yet")
         return control_pb2.GetClusterResponse(cluster=_public_cluster(cluster))
 
+    def _autolock(self, new: objects_pb2.Cluster, rotate: bool) -> None:
+        """Keep the cluster's unlock key in line with the spec (Docker's autolock): made when
+        autolock is turned on or the key rotated, dropped when it is turned off. Sealed with the
+        secrets key, so the Raft journal never holds it in clear."""
+        wanted = new.spec.encryption_config.auto_lock_managers
+        if rotate and not wanted:
+            raise ControlError("invalid", "cannot rotate because autolock is not turned on")
+        if not wanted:
+            new.ClearField("unlock_key")
+            return
+        if new.unlock_key and not rotate:
+            return
+        if not self._secrets_key:
+            raise ControlError("precondition", "autolock needs the swarm's secrets key, which this manager does "
+                                               "not have (a swarm made by an earlier version)")
+        new.unlock_key = seal_value(self._secrets_key, UNLOCK_KEY_LABEL, new_unlock_key())
+
+    async def get_unlock_key(self, request: control_pb2.GetUnlockKeyRequest) -> control_pb2.GetUnlockKeyResponse:
+        cluster = self._store.view().cluster()
+        if cluster is None or not cluster.unlock_key:
+            return control_pb2.GetUnlockKeyResponse()
+        try:
+            key = open_value(self._secrets_key, UNLOCK_KEY_LABEL, cluster.unlock_key)
+        except SecretBoxError as err:
+            raise ControlError("unavailable", f"get unlock key: {err}") from None
+        return control_pb2.GetUnlockKeyResponse(unlock_key=format_unlock_key(key))
+
     def _maybe_rotate_ca(self, current: objects_pb2.Cluster, new: objects_pb2.Cluster) -> objects_pb2.Cluster:
         """Start a root CA rotation (manager.ca.rotation) if the spec asks for one: a changed
         force_rotate, or a signing CA certificate + key. The key never stays in the spec; the
@@ -190,7 +221,7 @@ class ControlAPI:
         try:
             root = rotation.new_root_for(new, ca.signing_ca_cert, ca.signing_ca_key,
                                          datetime.datetime.now(datetime.timezone.utc))
-            out = rotation.start(new, root, time.time())
+            out = rotation.start(new, root, time.time(), self._secrets_key)
         except CAError as err:
             raise ControlError("invalid", f"update cluster: CA rotation: {err}") from None
         out.root_ca.last_forced_rotation = ca.force_rotate
@@ -226,6 +257,7 @@ class ControlAPI:
             new.root_ca.join_tokens.worker = tokens.worker
             new.root_ca.join_tokens.manager = tokens.manager
             new = self._maybe_rotate_ca(current, new)
+            self._autolock(new, request.rotate_manager_unlock_key)
             if new != current:
                 tx.update(new)
 

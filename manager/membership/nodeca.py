@@ -42,7 +42,7 @@ class NodeCAServicer(cluster_pb2_grpc.NodeCAServicer):
 
     def _root_ca(self) -> RootCA:
         """The CA that signs now: the new root once a CA rotation re-issues (manager.ca.rotation)."""
-        return signing_root(self._store.view().cluster())
+        return signing_root(self._store.view().cluster(), self._secrets_key)
 
     async def IssueNodeCertificate(self, request, context):
         cluster = self._store.view().cluster()

@@ -35,10 +35,12 @@ def swarm() -> None:
 @click.option("--force-new-cluster", is_flag=True, help="Force create a new cluster from current state")
 @click.option("--restore", "restore_file", default="", metavar="FILE",
               help="Start the swarm from a backup made by 'shoal swarm backup'")
+@click.option("--autolock", is_flag=True,
+              help="Enable manager autolocking (requiring an unlock key to start a stopped manager)")
 @click.pass_obj
 def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, default_addr_pool,
                default_addr_pool_mask_length, labels, cert_expiry, election_tick, heartbeat_tick,
-               force_new_cluster, restore_file) -> None:
+               force_new_cluster, restore_file, autolock) -> None:
     """Initialize a swarm with this node as its first manager."""
     from proto import control_pb2
     request = control_pb2.SwarmInitRequest(
@@ -46,7 +48,8 @@ def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, defaul
         dispatcher_heartbeat=flag_value(parse_duration, "--dispatcher-heartbeat", dispatcher_heartbeat),
         default_addr_pool=list(default_addr_pool), subnet_size=default_addr_pool_mask_length,
         labels=dict(_kv(label) for label in labels), node_cert_expiry=_cert_expiry(cert_expiry),
-        election_tick=_tick("--election-tick", election_tick), heartbeat_tick=_tick("--heartbeat-tick", heartbeat_tick))
+        election_tick=_tick("--election-tick", election_tick), heartbeat_tick=_tick("--heartbeat-tick", heartbeat_tick),
+        autolock=autolock)
     _recovery_options(request, force_new_cluster, restore_file)
     response = client.call("SwarmInit", request, timeout=60)
     addr = _info(client).remote_managers
@@ -55,6 +58,9 @@ def swarm_init(client, advertise_addr, listen_addr, dispatcher_heartbeat, defaul
     click.echo("To add a worker to this swarm, run the following command:\n")
     click.echo(f"    shoal swarm join --token {response.worker_token} {where}\n")
     click.echo("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.")
+    if response.unlock_key:
+        click.echo()
+        _print_unlock_key(response.unlock_key)
 
 
 @swarm.command("join")
@@ -118,8 +124,11 @@ def swarm_leave(client, force) -> None:
 @click.option("--election-tick", type=int, default=None,
               help="Raft ticks (100 ms) without a leader before a manager stands for election")
 @click.option("--heartbeat-tick", type=int, default=None, help="Raft ticks (100 ms) between the leader's heartbeats")
+@click.option("--autolock", type=click.BOOL, default=None, metavar="BOOL",
+              help="Change manager autolocking setting (true|false)")
 @click.pass_obj
-def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry, election_tick, heartbeat_tick) -> None:
+def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry, election_tick, heartbeat_tick,
+                 autolock) -> None:
     """Update the swarm."""
     from proto import control_pb2
     cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
@@ -134,8 +143,63 @@ def swarm_update(client, dispatcher_heartbeat, task_history_limit, cert_expiry, 
         spec.raft.election_tick = _tick("--election-tick", election_tick)
     if heartbeat_tick is not None:
         spec.raft.heartbeat_tick = _tick("--heartbeat-tick", heartbeat_tick)
+    was_locked = spec.encryption_config.auto_lock_managers
+    if autolock is not None:
+        spec.encryption_config.auto_lock_managers = autolock
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
     click.echo("Swarm updated.")
+    if autolock and not was_locked:
+        key = client.call("GetUnlockKey", control_pb2.GetUnlockKeyRequest()).unlock_key
+        _print_unlock_key(key)
+
+
+def _print_unlock_key(key: str) -> None:
+    """Docker's words around an unlock key."""
+    click.echo("To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n"
+               "command and provide the following key:\n")
+    click.echo(f"    {key}\n")
+    click.echo("Please remember to store this key in a password manager, since without it you\n"
+               "will not be able to restart the manager.")
+
+
+@swarm.command("unlock")
+@click.pass_obj
+def swarm_unlock(client) -> None:
+    """Unlock swarm."""
+    import sys
+
+    from proto import control_pb2
+    if _info(client).local_node_state != "locked":
+        raise click.ClickException("swarm is not locked")
+    if sys.stdin.isatty():
+        key = click.prompt("Please enter unlock key", hide_input=True, prompt_suffix=": ")
+    else:
+        key = sys.stdin.readline()
+    client.call("SwarmUnlock", control_pb2.SwarmUnlockRequest(unlock_key=key.strip()), timeout=60)
+
+
+@swarm.command("unlock-key")
+@click.option("-q", "--quiet", is_flag=True, help="Only display token")
+@click.option("--rotate", is_flag=True, help="Rotate unlock key")
+@click.pass_obj
+def swarm_unlock_key(client, quiet, rotate) -> None:
+    """Manage the unlock key."""
+    from proto import control_pb2
+    if rotate:
+        cluster = client.call("GetCluster", control_pb2.GetClusterRequest()).cluster
+        if not cluster.spec.encryption_config.auto_lock_managers:
+            raise click.ClickException("cannot rotate because autolock is not turned on")
+        client.call("UpdateCluster", control_pb2.UpdateClusterRequest(
+            version=cluster.meta.version, spec=cluster.spec, rotate_manager_unlock_key=True))
+        if not quiet:
+            click.echo("Successfully rotated manager unlock key.\n")
+    key = client.call("GetUnlockKey", control_pb2.GetUnlockKeyRequest()).unlock_key
+    if not key:
+        raise click.ClickException("no unlock key is set")
+    if quiet:
+        click.echo(key)
+        return
+    _print_unlock_key(key)
 
 
 @swarm.command("ca")

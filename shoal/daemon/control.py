@@ -27,6 +27,8 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 NOT_A_MANAGER = ("this node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. "
                  "Please run this command on a manager node or promote the current node to a manager.")
+LOCKED = ("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" "
+          "to unlock it.")
 NOT_IN_SWARM = ("this node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect "
                 "this node to swarm and try again.")
 
@@ -54,6 +56,8 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def _control(self, context: Context) -> ControlAPI:
         """This node's manager's ControlAPI; aborts FAILED_PRECONDITION on a node that is not a manager."""
         manager = self.d.manager
+        if manager is None and self.d.locked:
+            await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, LOCKED)
         if manager is None:
             await self._abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                               NOT_A_MANAGER if self.d.node else NOT_IN_SWARM)
@@ -71,6 +75,12 @@ class LocalControl(control_pb2_grpc.ControlServicer):
 
     async def SwarmLeave(self, request: pb.SwarmLeaveRequest, context: Context) -> pb.SwarmLeaveResponse:
         return await self._call(context, self.d.leave, request)
+
+    async def SwarmUnlock(self, request: pb.SwarmUnlockRequest, context: Context) -> pb.SwarmUnlockResponse:
+        return await self._call(context, self.d.unlock, request)
+
+    async def GetUnlockKey(self, request: pb.GetUnlockKeyRequest, context: Context) -> pb.GetUnlockKeyResponse:
+        return await self._call(context, (await self._control(context)).get_unlock_key, request)
 
     async def SwarmBackup(self, request: pb.SwarmBackupRequest, context: Context) -> pb.SwarmBackupResponse:
         return await self._call(context, self.d.backup, request)

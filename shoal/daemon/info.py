@@ -22,6 +22,9 @@ def info(daemon: Daemon) -> control_pb2.InfoResponse:
     response.cluster_id = node.cluster_id
     response.node_addr = node.advertise_addr
     agent = daemon.agent
+    if daemon.locked:
+        response.local_node_state = "locked"
+        return response
     response.local_node_state = "active" if agent is not None and agent.connected.is_set() else "pending"
     certificate_error = daemon.certs.error() if daemon.certs is not None else ""
     if certificate_error:

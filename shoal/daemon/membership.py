@@ -20,6 +20,8 @@ from manager.ca import (CAError, InvalidJoinToken, JoinTokens, RootCA, channel_c
                         fetch_root_ca, make_node_key_and_csr, node_cert_validity, parse_join_token)
 from manager.ids import new_id
 from manager.rolenames import MANAGER_OU, role_name
+from manager.secretbox import (CA_KEY_LABEL, RAFT_PASSWORD_LABEL, UNLOCK_KEY_LABEL, format_unlock_key, new_unlock_key,
+                               seal_value)
 from manager.secretbox import new_key as new_secrets_key
 from manager.state import StoreError, raft_timings
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, objects_pb2
@@ -103,6 +105,8 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
                      advertise_addr=advertise_host, listen_addr=f"{listen_host}:{listen_port}")
     node.managers = [node.grpc_addr]
 
+    secrets_key = new_secrets_key()  # never in the store (manager.secretbox); seals the CA key and more in it
+    unlock_key = new_unlock_key() if request.autolock else None
     cluster = objects_pb2.Cluster(id=cluster_id)
     cluster.spec.annotations.name = "default"
     cluster.spec.dispatcher.heartbeat_period = request.dispatcher_heartbeat or 5.0
@@ -114,11 +118,14 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     cluster.spec.raft.heartbeat_tick = request.heartbeat_tick or raft_timings.DEFAULT_HEARTBEAT_TICK
     cluster.root_ca.ca_cert = root.cert_pem
     assert root.key_pem is not None  # a CA created here holds its key
-    cluster.root_ca.ca_key = root.key_pem
+    cluster.root_ca.ca_key = seal_value(secrets_key, CA_KEY_LABEL, root.key_pem)
     cluster.root_ca.ca_digest = root.digest
     cluster.root_ca.join_tokens.worker = tokens.worker
     cluster.root_ca.join_tokens.manager = tokens.manager
-    cluster.raft_password = password
+    cluster.raft_password = seal_value(secrets_key, RAFT_PASSWORD_LABEL, password)
+    if unlock_key is not None:
+        cluster.spec.encryption_config.auto_lock_managers = True
+        cluster.unlock_key = seal_value(secrets_key, UNLOCK_KEY_LABEL, unlock_key)
     me = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER,
                           description=node_description(daemon.hostname, node.grpc_addr))
     me.spec.desired_role = objects_pb2.MANAGER
@@ -132,9 +139,11 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
         tx.create(cluster)
         tx.create(me)
 
+    if unlock_key is not None:
+        daemon.state.set_unlock_key(unlock_key)      # the key files below are written encrypted
     daemon.state.save_certificates(cert + root.cert_pem, key, root.cert_pem)
     daemon.state.save_raft_password(password)
-    daemon.state.save_secrets_key(new_secrets_key())  # never in the store: see manager.secretbox
+    daemon.state.save_secrets_key(secrets_key)
     daemon.state.save(node)
     try:
         await daemon.start_node(node, bootstrap=bootstrap)
@@ -143,7 +152,8 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
         daemon.state.wipe()
         raise
     log.info("swarm initialized: cluster %s, this node %s is a manager", cluster_id, node_id)
-    return control_pb2.SwarmInitResponse(node_id=node_id, worker_token=tokens.worker, manager_token=tokens.manager)
+    return control_pb2.SwarmInitResponse(node_id=node_id, worker_token=tokens.worker, manager_token=tokens.manager,
+                                         unlock_key=format_unlock_key(unlock_key) if unlock_key else "")
 
 
 async def join(daemon: Daemon, request: control_pb2.SwarmJoinRequest) -> control_pb2.SwarmJoinResponse:

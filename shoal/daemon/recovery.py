@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from manager.ca import RootCA, make_node_key_and_csr, node_cert_validity
+from manager.ca.rotation import signing_root
+from manager.secretbox import RAFT_PASSWORD_LABEL, SecretBoxError, open_value
 from manager.ids import new_id
 from manager.quorum import quorum_view, single_manager_nodes
 from manager.rolenames import MANAGER_OU
@@ -131,7 +133,7 @@ async def force_new_cluster(daemon: Daemon, request: control_pb2.SwarmInitReques
     try:
         local = await asyncio.to_thread(read_local_state, daemon.state.raft_dir)
         snapshot, cluster = await _rebuilt_snapshot(local.snapshot, new, daemon.hostname)
-        certificates = _certificate_for(cluster, new) if new.grpc_addr != node.grpc_addr else None
+        certificates = _certificate_for(cluster, new, daemon.state.load_secrets_key()) if new.grpc_addr != node.grpc_addr else None
         pending = daemon.state.recovery_pending(new, certificates)
         moved = await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, new.raft_addr, snapshot,
                                         local.last_index, pending=pending)
@@ -147,10 +149,10 @@ async def force_new_cluster(daemon: Daemon, request: control_pb2.SwarmInitReques
     return _tokens(cluster, new.node_id)
 
 
-def _certificate_for(cluster: objects_pb2.Cluster, node: NodeState) -> tuple[bytes, bytes, bytes]:
+def _certificate_for(cluster: objects_pb2.Cluster, node: NodeState, secrets_key: bytes) -> tuple[bytes, bytes, bytes]:
     """(certificate chain, key, root) for ``node`` at its advertise address, from the swarm's own CA."""
     try:
-        root = RootCA.load(cluster.root_ca.ca_cert, cluster.root_ca.ca_key)
+        root = signing_root(cluster, secrets_key)   # the CA key is sealed in the store with the secrets key
         key, csr = make_node_key_and_csr()
         cert = root.sign_node_csr(csr, node.node_id, MANAGER_OU, datetime.now(timezone.utc),
                                   ip_sans=[node.advertise_addr],
@@ -188,8 +190,12 @@ async def restore(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> cont
     snapshot, cluster = await _rebuilt_snapshot(backup.snapshot, node, daemon.hostname)
     if not cluster.raft_password or not cluster.root_ca.ca_key:
         raise DaemonError("invalid", f"--restore {path}: the swarm in it has no raft password or CA key")
-    pending = daemon.state.recovery_pending(node, _certificate_for(cluster, node),
-                                            raft_password=cluster.raft_password, secrets_key=backup.secrets_key)
+    try:
+        raft_password = open_value(backup.secrets_key, RAFT_PASSWORD_LABEL, cluster.raft_password)
+    except SecretBoxError as err:
+        raise DaemonError("invalid", f"--restore {path}: {err}") from None
+    pending = daemon.state.recovery_pending(node, _certificate_for(cluster, node, backup.secrets_key),
+                                            raft_password=raft_password, secrets_key=backup.secrets_key)
     try:
         await asyncio.to_thread(reset_raft_state, daemon.state.raft_dir, node.raft_addr, snapshot, pending=pending)
         daemon.state.finish_recovery()

@@ -35,6 +35,7 @@ from shoal.daemon.control import LocalControl
 from shoal.daemon.supervision import RoleGroup, RoleTask
 from shoal.metrics import observe_proposal
 from shoal.netattach import AttachmentServicer
+from shoal.autolock import follow_unlock_key, unlock
 from shoal.nodecerts import NodeCertificates
 from shoal.nodestate import NodeState, StateDir
 from worker.agent import Agent
@@ -59,6 +60,7 @@ class Daemon:
         self.agent: Agent | None = None
         self.worker: Worker | None = None
         self.certs: NodeCertificates | None = None
+        self.locked = False                 # autolock: started with encrypted keys, waiting for the key
         self.insecure_registries = tuple(insecure_registries)
         self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
         self.reporter = Reporter()
@@ -97,7 +99,10 @@ class Daemon:
         log.info("shoald %s listening on %s", __version__, self.socket_path)
         try:
             node = self.state.load()
-            if node is not None:
+            if node is not None and self.state.locked():   # autolock: wait for `shoal swarm unlock`
+                self.node, self.locked = node, True
+                log.warning("this manager is locked (autolock): run `shoal swarm unlock` to start it")
+            elif node is not None:
                 await self.start_node(node)
             sdnotify.ready(f"listening on {self.socket_path}")
             await self._stopping.wait()
@@ -119,13 +124,14 @@ class Daemon:
         self.node = node
         tasks: dict[str, RoleTask] = {}
         try:
-            self.certs = NodeCertificates(self.state, self._known_managers, self._certificate_renewed,
-                                          self.lock)
+            self.certs = NodeCertificates(self.state, self._known_managers, self._restart_session, self.lock)
             tls = self.certs.tls
             if node.role == "manager":
                 tasks["manager"] = await self._start_manager(node, tls, bootstrap)
             tasks["agent"] = self._start_agent(node, tls)
             tasks["certificates"] = self.certs.run()
+            if self.manager is not None:  # keep the key files locked with the swarm's unlock key (or not)
+                tasks["autolock"] = follow_unlock_key(self.state, self.manager.store, self.state.load_secrets_key())
             if node.role != "manager":
                 tasks["node-server"] = self._serve_node(node, tls)
         except BaseException:
@@ -135,14 +141,11 @@ class Daemon:
             raise
         self._roles = RoleGroup(tasks, self._role_failed)
 
-    def _known_managers(self) -> list[str]:
-        """Managers to ask for a certificate: the agent's current one (the leader) first."""
-        if self.agent is not None:
-            return self.agent.managers
-        return list(self.node.managers) if self.node is not None else []
+    def _known_managers(self) -> list[str]:   # to ask for a certificate: the agent's (leader first)
+        return self.agent.managers if self.agent else list(self.node.managers) if self.node else []
 
-    def _certificate_renewed(self) -> None:
-        """A new certificate is in use: reopen the session so the leader records it."""
+    def _restart_session(self) -> None:
+        """The certificate or the trusted roots changed: a new session reports them to the leader."""
         if self.agent is not None:
             self.agent.restart_session()
 
@@ -214,10 +217,7 @@ class Daemon:
             node.managers = managers
             self.state.save(node)
         if self.certs is not None:
-            if self.certs.trust(message.root_ca):
-                self._certificate_renewed()     # report the new trust root in a new session
-            if message.renew_certificate:
-                self.certs.renewer.request()
+            self.certs.on_session(message)          # trusted roots, renewal requests (CA rotation)
         wanted = role_name(message.role)
         if wanted != node.role:
             self._background(self._change_role(wanted), "role change")
@@ -279,6 +279,10 @@ class Daemon:
             if request.force_new_cluster or request.restore_file:
                 return await recovery.init(self, request)
             return await membership.init(self, request)
+
+    async def unlock(self, request: control_pb2.SwarmUnlockRequest) -> control_pb2.SwarmUnlockResponse:
+        async with self.lock:
+            return await unlock(self, request)
 
     async def backup(self, request: control_pb2.SwarmBackupRequest) -> control_pb2.SwarmBackupResponse:
         async with self.lock:
