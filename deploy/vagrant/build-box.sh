@@ -53,9 +53,12 @@ echo '/dev/vda / ext4 defaults 0 1' >"$rootfs/etc/fstab"
 rm -f "$rootfs/var/lib/dbus/machine-id"
 rm -f "$rootfs"/etc/ssh/ssh_host_*                # and its own host keys
 mkdir -p "$rootfs/etc/systemd/system/ssh.service.d"
+# ssh.service's own ExecStartPre (sshd -t) fails without host keys: make them first.
 cat >"$rootfs/etc/systemd/system/ssh.service.d/hostkeys.conf" <<'UNIT'
 [Service]
+ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
 UNIT
 echo 'UseDNS no' >>"$rootfs/etc/ssh/sshd_config"
 chroot "$rootfs" useradd -m -s /bin/bash vagrant

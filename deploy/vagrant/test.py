@@ -145,10 +145,13 @@ class Run:
     # -- phases ----------------------------------------------------------------------------------
     def box(self) -> None:
         run([str(DEPLOY / "vagrant" / "build-box.sh"), str(self.box_dir)], capture=False, timeout=3600)
+        box = self.box_dir / "shoal-bookworm.box"
+        stamp = self.vagrant_home / "shoal-box.added"   # the box file Vagrant holds (mtime)
         listed = run(["vagrant", "box", "list"], env=self.env()).stdout
-        if "local/shoal-bookworm" not in listed:
-            run(["vagrant", "box", "add", "--force", "--name", "local/shoal-bookworm",
-                 str(self.box_dir / "shoal-bookworm.box")], env=self.env(), timeout=600)
+        if "local/shoal-bookworm" not in listed or not stamp.exists() or stamp.read_text() != str(box.stat().st_mtime):
+            run(["vagrant", "box", "add", "--force", "--name", "local/shoal-bookworm", str(box)],
+                env=self.env(), timeout=600)
+            stamp.write_text(str(box.stat().st_mtime))
 
     def libvirt(self) -> None:
         for daemon in ("virtlogd", "libvirtd"):
