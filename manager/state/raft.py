@@ -630,12 +630,6 @@ class RaftNode(SyncObj):
         return f"RaftNode({self.self_addr!r}, data_dir={str(self.data_dir)!r})"
 
 
-def data_files(data_dir: Path) -> list[Path]:
-    """The files a RaftNode keeps in ``data_dir`` (for diagnostics and clean-up)."""
-    names = ("raft.journal", "raft.state", "raft.dump", "members.json")
-    return [Path(data_dir) / name for name in names if (Path(data_dir) / name).exists()]
-
-
 # -- offline reading, for quorum-loss recovery (manager.state.recovery) -------------------------
 
 @dataclass(frozen=True)
