@@ -6,7 +6,7 @@ import json
 
 from agent_runtime.network.model import NetworkState, validate_state
 from manager.dispatcher.netstate import encode, network_state_for
-from manager.state import LocalProposer, MemoryStore, Store
+from manager.state import Store
 from proto import objects_pb2
 
 READY, DOWN = objects_pb2.NodeStatus.READY, objects_pb2.NodeStatus.DOWN
@@ -62,17 +62,6 @@ def make_task(task_id: str, service_id: str, node_id: str, addresses: dict[str, 
     for net, addr in addresses.items():
         task.networks.add(network_id=net, addresses=[addr], aliases=list(aliases))
     return task
-
-
-async def store_with(*objects) -> Store:
-    memory = MemoryStore()
-    store = Store(memory, LocalProposer(memory))
-
-    def fill(tx):
-        for obj in objects:
-            tx.create(obj)
-    await store.update(fill)
-    return store
 
 
 def state_for(store: Store, node_id: str) -> NetworkState:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from manager.dispatcher.assignments import assigned_set, diff, status_update_allowed
-from manager.state import Kind, LocalProposer, MemoryStore, Store
+from manager.state import Kind
 from proto import cluster_pb2, objects_pb2
+from tests.support.store import store_with
 from worker.executor import TASK_LABEL, container_spec, task_name
 
 
@@ -17,17 +18,6 @@ def make_task(task_id: str, node: str = "n1", state=objects_pb2.ASSIGNED, desire
     for secret in secrets:
         task.spec.container.secrets.add(secret_id=secret, secret_name=secret)
     return task
-
-
-async def store_with(*objects) -> Store:
-    memory = MemoryStore()
-    store = Store(memory, LocalProposer(memory))
-
-    def fill(tx):
-        for obj in objects:
-            tx.create(obj)
-    await store.update(fill)
-    return store
 
 
 async def test_assigned_set_holds_scheduled_tasks_and_their_secrets_only():

@@ -13,7 +13,8 @@ from manager.dispatcher.netstate import encode, network_state_for, task_containe
 from manager.state import Kind
 from proto import objects_pb2
 from tests.support.netstate import (DOWN, RUNNING, SHUTDOWN, make_network, make_node, make_service, make_task,
-                                    state_for, store_with, two_node_cluster)
+                                    state_for, two_node_cluster)
+from tests.support.store import store_with
 from worker.executor import task_name
 
 

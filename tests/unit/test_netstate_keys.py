@@ -13,8 +13,9 @@ from manager.controlapi import ControlAPI
 from manager.dispatcher import Dispatcher
 from manager.dispatcher.netstate import encode, network_state_for
 from manager.keymanager import ipsec_keys, plan_keyring
-from manager.state import Kind, LocalProposer, MemoryStore, Store
+from manager.state import Kind, Store
 from proto import cluster_pb2, control_pb2, objects_pb2
+from tests.support.store import store_with
 
 T0 = 1_700_000_000.0
 INTERVAL = 12 * 3600.0
@@ -66,17 +67,6 @@ def objects():
             make_task("t1", "n1", {"secure": "198.18.1.11/24", "plain": "198.18.2.11/24"}),
             make_task("t2", "n2", {"plain": "198.18.2.12/24"}),
             make_task("t3", "n3", {"secure": "198.18.1.13/24"}))
-
-
-async def store_with(*items) -> Store:
-    memory = MemoryStore()
-    store = Store(memory, LocalProposer(memory))
-
-    def fill(tx):
-        for obj in items:
-            tx.create(obj)
-    await store.update(fill)
-    return store
 
 
 def runtime_state(store: Store, node_id: str) -> tuple[NetworkState, bytes]:

@@ -15,9 +15,9 @@ from manager.controlapi.secrets import CONFIGS, SECRETS, check_spec, matches
 from manager.controlapi.api import ControlError
 from manager.dispatcher.assignments import assigned_set, diff
 from manager.secretbox import SecretBox, SecretBoxError, is_sealed, new_key
-from manager.state import LocalProposer, MemoryStore, Store
 from proto import cluster_pb2, objects_pb2 as pb
 from shoal.cli.secrets import CONFIG, SECRET, inspect_json, ls_row, summary
+from tests.support.store import store_with
 from worker.executor import container_files, container_spec
 
 PLAINTEXT = b"hunter2-very-secret"
@@ -113,17 +113,6 @@ def make_task(task_id, node="n1", state=pb.RUNNING, desired=pb.RUNNING, secrets=
     for config_id in configs:
         task.spec.container.configs.add(config_id=config_id, config_name=f"name-{config_id}")
     return task
-
-
-async def store_with(*objects) -> Store:
-    memory = MemoryStore()
-    store = Store(memory, LocalProposer(memory))
-
-    def fill(tx):
-        for obj in objects:
-            tx.create(obj)
-    await store.update(fill)
-    return store
 
 
 def sealed_secret(box: SecretBox, secret_id: str, data: bytes) -> pb.Secret:

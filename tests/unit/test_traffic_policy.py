@@ -14,7 +14,8 @@ from proto import objects_pb2 as pb
 from shoal.cli.service_flags import FlagError, parse_port
 from shoal.cli.service_format import format_port, service_inspect
 from shoal.stack import StackFileError, load_stack_sources, to_service_specs
-from tests.support.netstate import make_network, make_node, make_service, make_task, state_for, store_with
+from tests.support.netstate import make_network, make_node, make_service, make_task, state_for
+from tests.support.store import store_with
 
 LOCAL, CLUSTER = pb.PortConfig.LOCAL, pb.PortConfig.CLUSTER
 INGRESS, HOST = pb.PortConfig.INGRESS, pb.PortConfig.HOST
