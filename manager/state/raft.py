@@ -128,10 +128,9 @@ class _Transport(TCPTransport):
     def _onTick(self) -> None:  # noqa: N802
         super()._onTick()
         now = time.monotonic()
-        for conn in list(self._unknownConnections):
-            conn.check_timeout(now, idle=True)
-        for conn in list(self._connections.values()):
+        for conn in list(self._unknownConnections) + list(self._connections.values()):
             conn.check_timeout(now)
+            conn.keepalive(now)
 
     def send(self, node, message) -> bool:
         journal = self._syncObj._journal

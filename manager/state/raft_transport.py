@@ -154,7 +154,7 @@ class Connection:
         self._send_aead: AESGCM | None = None
         self._recv_aead: AESGCM | None = None
         self._send_seq = self._recv_seq = 0
-        self._started = self._last_read = time.monotonic()
+        self._started = self._last_read = self._last_send = time.monotonic()
         self.peer = "?"
 
     # -- PySyncObj's interface ---------------------------------------------------------------
@@ -207,15 +207,29 @@ class Connection:
         if time.monotonic() - self._last_read > self.timeout:
             self.disconnect()           # PySyncObj's rule: a peer silent for that long is gone
             return
-        data = zlib.compress(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), 3)
+        self._send_sealed(zlib.compress(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), 3),
+                          message.get("type") if isinstance(message, dict) else type(message).__name__)
+
+    def keepalive(self, now: float) -> None:
+        """Send an empty frame if nothing was sent for a quarter of ``timeout``.
+
+        Both ends do, so a live connection never looks silent: two followers have nothing to say
+        to each other until one stands for election, and its vote request must not find the
+        connection timed out (that lost the request and cost a whole election timeout).
+        """
+        if self._phase == _READY and self._send_aead is not None and now - self._last_send > self.timeout / 4:
+            self._send_sealed(b"", "keepalive")
+
+    def _send_sealed(self, data: bytes, what: object) -> None:
+        assert self._send_aead is not None
         sealed = self._send_aead.encrypt(self._send_seq.to_bytes(12, "little"), data, None)
         self._send_seq += 1
         if len(sealed) > self._max_frame:
             log.error("raft port: a %s message to %s is %d bytes, over the %d-byte frame limit; "
-                      "closing the connection", message.get("type") if isinstance(message, dict)
-                      else type(message).__name__, self.peer, len(sealed), self._max_frame)
+                      "closing the connection", what, self.peer, len(sealed), self._max_frame)
             self.disconnect()
             return
+        self._last_send = time.monotonic()
         self._outbuf += _LEN.pack(len(sealed)) + sealed
         self._flush()
 
@@ -239,9 +253,9 @@ class Connection:
 
     # -- timers --------------------------------------------------------------------------------
 
-    def check_timeout(self, now: float, idle: bool = False) -> None:
-        """Close a connection whose handshake takes too long; with ``idle``, also one silent for
-        longer than ``timeout`` (PySyncObj's rule for a peer that is not yet identified)."""
+    def check_timeout(self, now: float, idle: bool = True) -> None:
+        """Close a connection whose handshake takes too long, or (``idle``) one silent for longer
+        than ``timeout`` (peers send keepalives, so only a dead or stuck peer is that silent)."""
         if self._state == DISCONNECTED:
             return
         if self._phase != _READY:
@@ -393,6 +407,8 @@ class Connection:
             self._refuse("a frame that does not authenticate")
             return False
         self._recv_seq += 1
+        if not data:
+            return True                 # a keepalive
         inflater = zlib.decompressobj()
         try:
             plain = inflater.decompress(data, self._max_message)
