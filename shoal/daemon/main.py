@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="default: <data-root>/state, data-root from the configuration file or /var/lib/shoal")
     parser.add_argument("--socket", default="/run/shoal/shoal.sock", type=Path)
     parser.add_argument("--runtime-socket", default=None, type=Path)
+    parser.add_argument("--docker-socket", default=None,
+                        help="unix socket for the Docker Engine API (default: docker.sock beside --socket, "
+                             "/run/shoal/docker.sock); empty: not served")
     parser.add_argument("--hostname", default=socket.gethostname())
     parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
@@ -75,8 +78,9 @@ def reloader(args: argparse.Namespace, daemon: Daemon) -> Callable[[], None]:
 def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT (exit 0) or until a role fails beyond recovery (exit 1)."""
     args = parse_args(argv)
+    docker_socket = args.socket.parent / "docker.sock" if args.docker_socket is None else args.docker_socket
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
-                    tuple(args.insecure_registry))
+                    tuple(args.insecure_registry), Path(docker_socket) if docker_socket else None)
     daemon.on_reload = reloader(args, daemon)
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")

@@ -50,9 +50,11 @@ Bootstrap = Callable[[Any], None]  # writes the first objects into the store (sw
 
 class Daemon:
     def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
-                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = ()):
+                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = (),
+                 docker_socket: Path | None = None):
         self.state = StateDir(state_dir)
         self.socket_path = Path(socket_path)
+        self.docker_socket = docker_socket   # the Docker Engine API (shoal.dockerapi); None: not served
         self.hostname = hostname
         self.node: NodeState | None = None
         self.manager: Manager | None = None
@@ -92,6 +94,10 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
+        docker_api = None
+        if self.docker_socket is not None:
+            from shoal.dockerapi import serve as serve_docker_api
+            docker_api = await serve_docker_api(self, self.docker_socket)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -113,6 +119,9 @@ class Daemon:
             await self.stop_node()
             await server.stop(grace=0.5)
             self.socket_path.unlink(missing_ok=True)
+            if docker_api is not None and self.docker_socket is not None:
+                await docker_api.cleanup()
+                self.docker_socket.unlink(missing_ok=True)
         return self._failure
 
     def _role_failed(self, failure: BaseException) -> None:

@@ -153,6 +153,10 @@ class HostPlan:
         return self.run_dir / "shoal.sock"
 
     @property
+    def docker_socket(self) -> Path:
+        return self.run_dir / "docker.sock"
+
+    @property
     def runtime_socket(self) -> Path:
         return self.run_dir / "runtimed.sock"
 

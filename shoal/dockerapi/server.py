@@ -1,0 +1,450 @@
+"""The Docker Engine API subset shoald serves (see docs/docker-api.md): an aiohttp app on a
+root-only unix socket. Validation and translation only: every cluster call goes to this node's
+manager's ControlAPI, as LocalControl's do, and membership questions to the Daemon.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from manager.controlapi import ControlAPI, ControlError
+from manager.events import FilterError
+from manager.events import parse_filters as parse_event_filters
+from manager.state import StoreError
+from proto import control_pb2 as cpb
+from proto import objects_pb2 as pb
+from shoal import __version__
+from shoal.daemon import events as daemon_events
+from shoal.daemon.config import DaemonError
+from shoal.dockerapi import convert
+from shoal.dockerapi.convert import BadRequest, Unsupported
+
+if TYPE_CHECKING:
+    from shoal.daemon.roles import Daemon
+
+log = logging.getLogger("shoald.dockerapi")
+
+API_VERSION = "1.50"
+MIN_API_VERSION = "1.24"
+MAX_BODY = 4 * 1024 * 1024   # a service spec or a secret (Docker's limit for secret data is 500 KiB)
+_VERSION_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+
+NOT_IN_SWARM = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+                "this node to swarm and try again.")
+NOT_A_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. "
+                 "Please run this command on a manager node or promote the current node to a manager.")
+
+# ControlError / DaemonError codes -> HTTP status (Docker's mapping of the gRPC codes).
+STATUS = {"not_found": 404, "invalid": 400, "conflict": 409, "precondition": 400, "unavailable": 503}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def error_status(err: Exception) -> tuple[int, str]:
+    """The HTTP status and message a refused call is answered with."""
+    message = str(err)
+    if isinstance(err, ApiError):
+        return err.status, message
+    if isinstance(err, BadRequest):
+        return 400, message
+    if isinstance(err, Unsupported):
+        return 501, message
+    if isinstance(err, (ControlError, DaemonError)):
+        if "out of sequence" in message:    # a stale ?version=: Docker answers it as gRPC Unknown
+            return 500, f"rpc error: code = Unknown desc = {message}"
+        return STATUS.get(err.code, 500), message
+    if isinstance(err, StoreError):
+        return 503, f"the cluster store refused the change: {message}"
+    return 500, message
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
+
+
+def _headers(response: web.StreamResponse) -> None:
+    response.headers["Api-Version"] = API_VERSION
+    response.headers["Docker-Experimental"] = "false"
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = f"Docker/{__version__} (linux)"
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    try:
+        refused = check_version(request.path)
+        if refused:
+            raise BadRequest(refused)
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            response = _json({"message": f"request body too large (limit {MAX_BODY} bytes)"}, 400)
+        elif exc.status in (404, 405):
+            response = _not_served(request)
+        else:
+            raise
+    except (ApiError, BadRequest, Unsupported, ControlError, DaemonError, StoreError) as err:
+        status, message = error_status(err)
+        response = _json({"message": message}, status)
+    _headers(response)
+    return response
+
+
+# Inspect routes `docker inspect NAME` probes in turn: each must say 404 to let it go on.
+_PROBES = re.compile(r"^/(containers/[^/]+/json|images/.+/json|volumes/[^/]+|plugins/[^/]+/json)$")
+
+
+def _not_served(request: web.Request) -> web.Response:
+    m = _VERSION_PREFIX.match(request.path)
+    path = m.group(3) if m else request.path
+    if request.method in ("GET", "HEAD") and _PROBES.match(path):
+        return _json({"message": f"No such object: {path.split('/')[1]} {path.split('/')[2]} "
+                                 "(Shoal's Docker API does not serve this endpoint)"}, 404)
+    return _json({"message": f"{request.method} {path} is not supported by Shoal's Docker API "
+                             "(see docs/docker-api.md)"}, 501)
+
+
+class DockerAPI:
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+
+    # ---- helpers --------------------------------------------------------------------------
+    def control(self) -> ControlAPI:
+        manager = self.d.manager
+        if manager is None:
+            raise ApiError(503, NOT_A_MANAGER if self.d.node else NOT_IN_SWARM)
+        return manager.control
+
+    @staticmethod
+    async def body(request: web.Request, what: str) -> Any:
+        raw = await request.read()
+        return convert.body_object(raw, what)
+
+    @staticmethod
+    def version_arg(request: web.Request) -> int:
+        text = request.query.get("version", "")
+        if not text.isdigit():
+            raise BadRequest(f"invalid version {text!r}: expected the object's Version.Index")
+        return int(text)
+
+    def routes(self) -> list[web.RouteDef]:
+        r = []
+        for method, path, fn in (
+            ("GET", "/_ping", self.ping), ("HEAD", "/_ping", self.ping),
+            ("GET", "/version", self.version), ("GET", "/info", self.info),
+            ("GET", "/swarm", self.swarm),
+            ("GET", "/nodes", self.nodes), ("GET", "/nodes/{ref}", self.node),
+            ("POST", "/nodes/{ref}/update", self.node_update), ("DELETE", "/nodes/{ref}", self.node_rm),
+            ("GET", "/services", self.services), ("POST", "/services/create", self.service_create),
+            ("GET", "/services/{ref}", self.service), ("POST", "/services/{ref}/update", self.service_update),
+            ("DELETE", "/services/{ref}", self.service_rm),
+            ("GET", "/services/{ref}/logs", self.service_logs), ("GET", "/tasks/{ref}/logs", self.service_logs),
+            ("GET", "/tasks", self.tasks), ("GET", "/tasks/{ref}", self.task),
+            ("GET", "/networks", self.networks), ("POST", "/networks/create", self.network_create),
+            ("GET", "/networks/{ref}", self.network), ("DELETE", "/networks/{ref}", self.network_rm),
+            ("GET", "/secrets", self.secrets), ("POST", "/secrets/create", self.secret_create),
+            ("GET", "/secrets/{ref}", self.secret), ("DELETE", "/secrets/{ref}", self.secret_rm),
+            ("GET", "/configs", self.configs), ("POST", "/configs/create", self.config_create),
+            ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
+            ("GET", "/events", self.events),
+        ):
+            r.append(web.route(method, path, fn))
+        return r
+
+    # ---- system ---------------------------------------------------------------------------
+    async def ping(self, request: web.Request) -> web.Response:
+        info = self.d.info()
+        swarm = "inactive"
+        if info.local_node_state == "active":
+            swarm = "active/manager" if info.control_available else "active/worker"
+        elif info.local_node_state in ("pending", "error", "locked"):
+            swarm = info.local_node_state
+        response = web.Response(body=b"" if request.method == "HEAD" else b"OK",
+                                content_type="text/plain", charset="utf-8")
+        response.headers.update({"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                                 "Swarm": swarm, "Builder-Version": ""})
+        return response
+
+    async def version(self, request: web.Request) -> web.Response:
+        import platform
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        return _json({"Platform": {"Name": "Shoal"}, "Version": __version__, "ApiVersion": API_VERSION,
+                      "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch,
+                      "KernelVersion": platform.release(), "GitCommit": "", "GoVersion": "",
+                      "Components": [{"Name": "Engine", "Version": __version__,
+                                      "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                                                  "Os": "linux", "Arch": arch}}]})
+
+    async def info(self, request: web.Request) -> web.Response:
+        import platform
+        info = self.d.info()
+        swarm: dict[str, Any] = {
+            "NodeID": info.node_id, "NodeAddr": info.node_addr, "LocalNodeState": info.local_node_state,
+            "ControlAvailable": info.control_available, "Error": info.error,
+            "RemoteManagers": ([{"NodeID": m.node_id, "Addr": m.raft_addr} for m in info.managers]
+                               or [{"NodeID": "", "Addr": a} for a in info.remote_managers]) or None}
+        if info.control_available:
+            swarm.update({"Nodes": info.nodes, "Managers": info.managers_count})
+            cluster = (await self.control().get_cluster(cpb.GetClusterRequest())).cluster
+            swarm["Cluster"] = convert.swarm_json(cluster)
+            swarm["Cluster"].pop("JoinTokens")
+        return _json({"ID": info.node_id, "Name": info.hostname, "ServerVersion": __version__,
+                      "OSType": "linux", "OperatingSystem": "Shoal", "Architecture": platform.machine(),
+                      "KernelVersion": platform.release(), "NCPU": os.cpu_count() or 0,
+                      "Driver": "shoal", "Swarm": swarm})
+
+    # ---- swarm and nodes ------------------------------------------------------------------
+    async def swarm(self, request: web.Request) -> web.Response:
+        cluster = (await self.control().get_cluster(cpb.GetClusterRequest())).cluster
+        return _json(convert.swarm_json(cluster))
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        filters = convert.filter_map(convert.parse_filters(request.query.get("filters")),
+                                     ("id", "name", "role", "membership", "label", "node.label"))
+        nodes = (await self.control().list_nodes(cpb.ListNodesRequest(filters=filters))).nodes
+        return _json([convert.node_json(n) for n in nodes])
+
+    async def node(self, request: web.Request) -> web.Response:
+        node = (await self.control().get_node(cpb.GetNodeRequest(node_id=request.match_info["ref"]))).node
+        return _json(convert.node_json(node))
+
+    async def node_update(self, request: web.Request) -> web.Response:
+        spec = convert.parse_node_spec(await self.body(request, "node spec"))
+        await self.control().update_node(cpb.UpdateNodeRequest(node_id=request.match_info["ref"],
+                                                               version=self.version_arg(request), spec=spec))
+        return web.Response(status=200)
+
+    async def node_rm(self, request: web.Request) -> web.Response:
+        await self.control().remove_node(cpb.RemoveNodeRequest(node_id=request.match_info["ref"],
+                                                               force=convert.parse_bool(request.query.get("force"))))
+        return web.Response(status=200)
+
+    # ---- services and tasks ---------------------------------------------------------------
+    async def services(self, request: web.Request) -> web.Response:
+        filters = convert.filter_map(convert.parse_filters(request.query.get("filters")),
+                                     ("id", "name", "label", "mode"))
+        response = await self.control().services.list_services(cpb.ListServicesRequest(filters=filters))
+        with_status = convert.parse_bool(request.query.get("status"))
+        return _json([convert.service_json(s, st if with_status else None)
+                      for s, st in zip(response.services, response.statuses)])
+
+    async def service(self, request: web.Request) -> web.Response:
+        service = await self._service(request.match_info["ref"])
+        return _json(convert.service_json(service))
+
+    async def _service(self, ref: str) -> pb.Service:
+        return (await self.control().services.get_service(cpb.GetServiceRequest(service_id=ref))).service
+
+    async def service_create(self, request: web.Request) -> web.Response:
+        spec = convert.parse_service_spec(await self.body(request, "service spec"))
+        service = (await self.control().services.create_service(cpb.CreateServiceRequest(spec=spec))).service
+        log.info("docker API: service %s (%s) created", spec.annotations.name, service.id)
+        return _json({"ID": service.id}, 201)
+
+    async def service_update(self, request: web.Request) -> web.Response:
+        version = self.version_arg(request)
+        rollback = request.query.get("rollback", "")
+        if rollback not in ("", "previous"):
+            raise BadRequest(f"invalid rollback value {rollback!r}: expected \"previous\"")
+        raw = await self.body(request, "service spec")
+        ref = request.match_info["ref"]
+        if rollback:
+            await self.control().services.update_service(cpb.UpdateServiceRequest(
+                service_id=ref, version=version, spec=(await self._service(ref)).spec, rollback=True))
+        else:
+            spec = convert.parse_service_spec(raw)
+            await self.control().services.update_service(cpb.UpdateServiceRequest(
+                service_id=ref, version=version, spec=spec))
+        return _json({"Warnings": None})
+
+    async def service_rm(self, request: web.Request) -> web.Response:
+        await self.control().services.remove_service(cpb.RemoveServiceRequest(service_id=request.match_info["ref"]))
+        return web.Response(status=200)
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        filters = convert.parse_filters(request.query.get("filters"))
+        up_to_date = filters.pop("_up-to-date", None)
+        control = self.control()
+        tasks = list((await control.services.list_tasks(cpb.ListTasksRequest(
+            filters=convert.filter_map(filters, ("service", "node", "desired-state", "id", "name"))))).tasks)
+        services = {s.id: s for s in (await control.services.list_services(cpb.ListServicesRequest())).services}
+        if up_to_date and any(convert.parse_bool(v) for v in up_to_date):
+            tasks = [t for t in tasks if t.service_id in services
+                     and t.spec_version == services[t.service_id].spec_version]
+        return _json([convert.task_json(t, services.get(t.service_id)) for t in tasks])
+
+    async def task(self, request: web.Request) -> web.Response:
+        control = self.control()
+        task = (await control.services.get_task(cpb.GetTaskRequest(task_id=request.match_info["ref"]))).task
+        services = {s.id: s for s in (await control.services.list_services(cpb.ListServicesRequest())).services}
+        return _json(convert.task_json(task, services.get(task.service_id)))
+
+    async def service_logs(self, request: web.Request) -> web.StreamResponse:
+        raise Unsupported(f"GET {request.path}: service logs are not served by Shoal's Docker API yet; "
+                          "use `shoal service logs`")
+
+    # ---- networks, secrets, configs -------------------------------------------------------
+    async def networks(self, request: web.Request) -> web.Response:
+        filters = convert.filter_map(convert.parse_filters(request.query.get("filters")),
+                                     ("id", "name", "driver", "label", "scope", "type"))
+        nets = (await self.control().networks.list_networks(cpb.ListNetworksRequest(filters=filters))).networks
+        return _json([convert.network_json(n) for n in nets])
+
+    async def network(self, request: web.Request) -> web.Response:
+        scope = request.query.get("scope", "")
+        if scope not in ("", "swarm"):
+            raise ApiError(404, f"network {request.match_info['ref']} not found")
+        net = (await self.control().networks.get_network(
+            cpb.GetNetworkRequest(network_id=request.match_info["ref"]))).network
+        return _json(convert.network_json(net))
+
+    async def network_create(self, request: web.Request) -> web.Response:
+        spec = convert.parse_network_create(await self.body(request, "network"))
+        net = (await self.control().networks.create_network(cpb.CreateNetworkRequest(spec=spec))).network
+        return _json({"Id": net.id, "Warning": ""}, 201)
+
+    async def network_rm(self, request: web.Request) -> web.Response:
+        await self.control().networks.remove_network(cpb.RemoveNetworkRequest(network_id=request.match_info["ref"]))
+        return web.Response(status=204)
+
+    async def secrets(self, request: web.Request) -> web.Response:
+        filters = convert.filter_map(convert.parse_filters(request.query.get("filters")), ("id", "name", "label"))
+        items = (await self.control().secrets.list_secrets(cpb.ListSecretsRequest(filters=filters))).secrets
+        return _json([convert.secret_json(s) for s in items])
+
+    async def secret(self, request: web.Request) -> web.Response:
+        s = (await self.control().secrets.get_secret(cpb.GetSecretRequest(secret_id=request.match_info["ref"]))).secret
+        return _json(convert.secret_json(s))
+
+    async def secret_create(self, request: web.Request) -> web.Response:
+        name, labels, data = convert.parse_secret_spec(await self.body(request, "secret spec"), "Secret")
+        spec = pb.SecretSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
+        s = (await self.control().secrets.create_secret(cpb.CreateSecretRequest(spec=spec))).secret
+        return _json({"ID": s.id}, 201)
+
+    async def secret_rm(self, request: web.Request) -> web.Response:
+        await self.control().secrets.remove_secret(cpb.RemoveSecretRequest(secret_id=request.match_info["ref"]))
+        return web.Response(status=204)
+
+    async def configs(self, request: web.Request) -> web.Response:
+        filters = convert.filter_map(convert.parse_filters(request.query.get("filters")), ("id", "name", "label"))
+        items = (await self.control().secrets.list_configs(cpb.ListConfigsRequest(filters=filters))).configs
+        return _json([convert.config_json(c) for c in items])
+
+    async def config(self, request: web.Request) -> web.Response:
+        c = (await self.control().secrets.get_config(cpb.GetConfigRequest(config_id=request.match_info["ref"]))).config
+        return _json(convert.config_json(c))
+
+    async def config_create(self, request: web.Request) -> web.Response:
+        name, labels, data = convert.parse_secret_spec(await self.body(request, "config spec"), "Config")
+        spec = pb.ConfigSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
+        c = (await self.control().secrets.create_config(cpb.CreateConfigRequest(spec=spec))).config
+        return _json({"ID": c.id}, 201)
+
+    async def config_rm(self, request: web.Request) -> web.Response:
+        await self.control().secrets.remove_config(cpb.RemoveConfigRequest(config_id=request.match_info["ref"]))
+        return web.Response(status=204)
+
+    # ---- events ---------------------------------------------------------------------------
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Cluster events on a manager, merged with this node's container events (shoal.daemon.events)."""
+        filters = convert.parse_filters(request.query.get("filters"))
+        try:
+            parsed = parse_event_filters([f"{k}={v}" for k, vs in filters.items() for v in vs])
+        except FilterError as err:
+            raise BadRequest(str(err)) from None
+        since_ns, until_ns = (_timestamp_ns(request.query.get(k, ""), k) for k in ("since", "until"))
+        manager = self.d.manager
+        if manager is None and self.d.runtime is None:
+            raise ApiError(503, NOT_IN_SWARM)
+        response = web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        _headers(response)
+        await response.prepare(request)
+        try:
+            async for ev in daemon_events.stream(manager.events if manager is not None else None, self.d.runtime,
+                                                 since_ns, until_ns, parsed):
+                await response.write(daemon_events.encode(ev).encode() + b"\n")
+        except RuntimeError as err:   # this reader fell behind and was cut off: say so in the stream
+            log.info("docker API events stream cut off: %s", err)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        await response.write_eof()
+        return response
+
+
+def _timestamp_ns(text: str, what: str) -> int:
+    """Docker's since/until: unix seconds with an optional fraction ("1700000000.123456789")."""
+    if not text:
+        return 0
+    seconds, _, frac = text.partition(".")
+    if not seconds.isdigit() or (frac and not frac.isdigit()):
+        raise BadRequest(f"invalid {what} {text!r}: expected unix seconds (e.g. 1700000000.5)")
+    return int(seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    """The app: every route answers unversioned and under /v1.24 .. /v1.50 alike."""
+    api = DockerAPI(daemon)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_middleware])
+    for route in api.routes():
+        assert isinstance(route, web.RouteDef)
+        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, r"/{api_version:v[0-9]+\.[0-9]+}" + route.path, route.handler)
+    app.router.add_route("*", "/{tail:.*}", _json_not_served)
+    return app
+
+
+def check_version(path: str) -> str | None:
+    """Docker's refusal of a /vX.Y prefix outside 1.24..1.50, or None."""
+    m = _VERSION_PREFIX.match(path)
+    if not m:
+        return None
+    version = (int(m.group(1)), int(m.group(2)))
+    text = f"{m.group(1)}.{m.group(2)}"
+    if version > (1, 50):
+        return f"client version {text} is too new. Maximum supported API version is {API_VERSION}"
+    if version < (1, 24):
+        return (f"client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, "
+                "please upgrade your client to a newer version")
+    return None
+
+
+def _with_headers(response: web.Response) -> web.Response:
+    _headers(response)
+    return response
+
+
+async def _json_not_served(request: web.Request) -> web.Response:
+    return _not_served(request)
+
+
+async def serve(daemon: Daemon, path: Path) -> web.AppRunner:
+    """Listen on ``path`` (mode 0600, a stale socket replaced); returns the runner to clean up."""
+    app = make_app(daemon)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o177)
+    try:
+        site = web.UnixSite(runner, str(path))
+        await site.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    log.info("docker API listening on %s", path, extra={"started": time.time()})
+    return runner
