@@ -80,12 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     docker_socket = args.socket.parent / "docker.sock" if args.docker_socket is None else args.docker_socket
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
-                    tuple(args.insecure_registry), Path(docker_socket) if docker_socket else None)
+                    tuple(args.insecure_registry))
     daemon.on_reload = reloader(args, daemon)
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
-    failure = asyncio.run(daemon.run())
+    failure = asyncio.run(daemon.run(Path(docker_socket) if docker_socket else None))
     if failure is not None:
         logging.getLogger("shoald").error("exiting: %s", failure)
         sys.exit(1)

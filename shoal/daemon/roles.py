@@ -28,7 +28,7 @@ from manager.rolenames import role_name
 from manager.state import MemoryStore, RaftNode, Store
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
 from proto.ports import mtls_addr
-from shoal import __version__
+from shoal import __version__, dockerapi
 from shoal.daemon import info, membership, recovery
 from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
@@ -50,11 +50,9 @@ Bootstrap = Callable[[Any], None]  # writes the first objects into the store (sw
 
 class Daemon:
     def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
-                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = (),
-                 docker_socket: Path | None = None):
+                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = ()):
         self.state = StateDir(state_dir)
         self.socket_path = Path(socket_path)
-        self.docker_socket = docker_socket   # the Docker Engine API (shoal.dockerapi); None: not served
         self.hostname = hostname
         self.node: NodeState | None = None
         self.manager: Manager | None = None
@@ -81,8 +79,9 @@ class Daemon:
             self.worker.set_insecure_registries(self.insecure_registries)
 
     # -- lifecycle ---------------------------------------------------------------
-    async def run(self) -> BaseException | None:
-        """Serve until SIGTERM/SIGINT (returns None) or until a role fails (returns the failure)."""
+    async def run(self, docker_socket: Path | None = None) -> BaseException | None:
+        """Serve (the Docker API too on ``docker_socket``) until SIGTERM/SIGINT (returns None) or until a role
+        fails (returns the failure)."""
         server = grpc.aio.server()
         control_pb2_grpc.add_ControlServicer_to_server(LocalControl(self), server)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +93,7 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        docker_api = None
-        if self.docker_socket is not None:
-            from shoal.dockerapi import serve as serve_docker_api
-            docker_api = await serve_docker_api(self, self.docker_socket)
+        docker_api = await dockerapi.serve(self, docker_socket)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -119,9 +115,7 @@ class Daemon:
             await self.stop_node()
             await server.stop(grace=0.5)
             self.socket_path.unlink(missing_ok=True)
-            if docker_api is not None and self.docker_socket is not None:
-                await docker_api.cleanup()
-                self.docker_socket.unlink(missing_ok=True)
+            await docker_api.close()
         return self._failure
 
     def _role_failed(self, failure: BaseException) -> None:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -432,8 +431,22 @@ async def _json_not_served(request: web.Request) -> web.Response:
     return _not_served(request)
 
 
-async def serve(daemon: Daemon, path: Path) -> web.AppRunner:
-    """Listen on ``path`` (mode 0600, a stale socket replaced); returns the runner to clean up."""
+class Listener:
+    """The served socket (or nothing, when no path was given); ``close`` stops it and removes it."""
+
+    def __init__(self, runner: web.AppRunner | None, path: Path | None):
+        self.runner, self.path = runner, path
+
+    async def close(self) -> None:
+        if self.runner is not None and self.path is not None:
+            await self.runner.cleanup()
+            self.path.unlink(missing_ok=True)
+
+
+async def serve(daemon: Daemon, path: Path | None) -> Listener:
+    """Listen on ``path`` (mode 0600, a stale socket replaced); None: serve nothing."""
+    if path is None:
+        return Listener(None, None)
     app = make_app(daemon)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -446,5 +459,5 @@ async def serve(daemon: Daemon, path: Path) -> web.AppRunner:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    log.info("docker API listening on %s", path, extra={"started": time.time()})
-    return runner
+    log.info("docker API listening on %s", path)
+    return Listener(runner, path)
