@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent_runtime import daemonconfig, logformat
+from shoal import dockerapi
 from shoal.daemon.config import parse_addr
 from shoal.daemon.roles import Daemon
 from shoal.metrics import serve_metrics
@@ -75,6 +76,15 @@ def reloader(args: argparse.Namespace, daemon: Daemon) -> Callable[[], None]:
     return reload
 
 
+async def run(daemon: Daemon, docker_socket: Path | None) -> BaseException | None:
+    """The daemon, with the Docker Engine API (shoal.dockerapi) on ``docker_socket`` if given."""
+    docker_api = await dockerapi.serve(daemon, docker_socket)
+    try:
+        return await daemon.run()
+    finally:
+        await docker_api.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT (exit 0) or until a role fails beyond recovery (exit 1)."""
     args = parse_args(argv)
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
-    failure = asyncio.run(daemon.run(Path(docker_socket) if docker_socket else None))
+    failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None))
     if failure is not None:
         logging.getLogger("shoald").error("exiting: %s", failure)
         sys.exit(1)

@@ -28,7 +28,7 @@ from manager.rolenames import role_name
 from manager.state import MemoryStore, RaftNode, Store
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
 from proto.ports import mtls_addr
-from shoal import __version__, dockerapi
+from shoal import __version__
 from shoal.daemon import info, membership, recovery
 from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
@@ -79,9 +79,8 @@ class Daemon:
             self.worker.set_insecure_registries(self.insecure_registries)
 
     # -- lifecycle ---------------------------------------------------------------
-    async def run(self, docker_socket: Path | None = None) -> BaseException | None:
-        """Serve (the Docker API too on ``docker_socket``) until SIGTERM/SIGINT (returns None) or until a role
-        fails (returns the failure)."""
+    async def run(self) -> BaseException | None:
+        """Serve until SIGTERM/SIGINT (returns None) or until a role fails (returns the failure)."""
         server = grpc.aio.server()
         control_pb2_grpc.add_ControlServicer_to_server(LocalControl(self), server)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +92,6 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        docker_api = await dockerapi.serve(self, docker_socket)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -115,7 +113,6 @@ class Daemon:
             await self.stop_node()
             await server.stop(grace=0.5)
             self.socket_path.unlink(missing_ok=True)
-            await docker_api.close()
         return self._failure
 
     def _role_failed(self, failure: BaseException) -> None:
