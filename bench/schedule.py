@@ -82,6 +82,7 @@ async def run(nodes: int, tasks: int) -> None:
     await asyncio.sleep(0.2)  # the allocator creates the ingress network
     per_service = tasks // SERVICES
     started = time.perf_counter()
+    cpu_started = time.process_time()
 
     def create(tx):
         for i in range(SERVICES):
@@ -98,11 +99,13 @@ async def run(nodes: int, tasks: int) -> None:
             break
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
     print(f"{nodes} simulated nodes, {total} tasks in {SERVICES} services: all assigned and acknowledged in "
-          f"{elapsed:.2f} s = {total / elapsed:,.0f} tasks/s (goal >= 5,000/s; Nomad C1M ~3,750/s)")
+          f"{elapsed:.2f} s = {total / elapsed:,.0f} tasks/s; {cpu:.2f} CPU s = {total / cpu:,.0f} tasks per "
+          "CPU second (on a shared machine the CPU figure is the one to compare; goal >= 10,000/s)")
 
 
 def main() -> None:

@@ -38,6 +38,10 @@ class Kind(enum.Enum):
     def __repr__(self) -> str:
         return f"Kind.{self.name}"
 
+    # Identity hash (C): Enum's own __hash__ is Python code, and kinds key the store's hot dicts.
+    # Members are singletons compared by identity, so this changes nothing else.
+    __hash__ = object.__hash__
+
     @classmethod
     def from_field(cls, field: str) -> Kind:
         """The kind whose StoreObject field is ``field``; InvalidChange if there is none."""

@@ -113,7 +113,7 @@ class MemoryStore:
 
     # -- the state transition --------------------------------------------------------------
 
-    def apply(self, change: store_pb2.StoreChange) -> ApplyResult:
+    def apply(self, change: store_pb2.StoreChange, *, owned: bool = False) -> ApplyResult:
         """Apply one committed batch atomically and notify watches; deterministic.
 
         Every action is checked against the state left by the actions before it in the batch:
@@ -121,6 +121,8 @@ class MemoryStore:
         to the target's. On success the store version becomes version+1 and every created or
         updated object is stored as a copy of its target with ``meta.version`` = the new version.
         An empty batch changes nothing (a read barrier) and succeeds at the current version.
+        ``owned``: the caller hands ``change`` over (it was just decoded and nothing else holds
+        it), so its objects are stored as they are instead of copied.
         A CREATE of a service, network, secret or config, or an UPDATE that renames one, is
         rejected when another object of that kind holds the name (ignoring case): so concurrent
         creates of one name through several managers leave exactly one, decided by log order.
@@ -131,7 +133,7 @@ class MemoryStore:
                 return ApplyResult(current.version)
             new_version = current.version + 1
             try:
-                staged, indexes, events = self._stage(current, change.actions, new_version)
+                staged, indexes, events = self._stage(current, change.actions, new_version, owned)
             except _Invalid as invalid:
                 return ApplyResult(current.version, invalid.rejection)
             tables = dict(current._tables)
@@ -142,8 +144,8 @@ class MemoryStore:
             return ApplyResult(new_version)
 
     @staticmethod
-    def _stage(current: ReadView, actions: Iterable[store_pb2.StoreAction], new_version: int
-               ) -> tuple[dict[Kind, immutables.MapMutation], IndexStaging, list[StoreEvent]]:
+    def _stage(current: ReadView, actions: Iterable[store_pb2.StoreAction], new_version: int,
+               owned: bool = False) -> tuple[dict[Kind, immutables.MapMutation], IndexStaging, list[StoreEvent]]:
         staged: dict[Kind, immutables.MapMutation] = {}
         indexes = IndexStaging(current._indexes)
         events: list[StoreEvent] = []
@@ -190,7 +192,7 @@ class MemoryStore:
                     if holders:
                         raise _Invalid(Rejection("name", kind.field, object_id, operation, None, None,
                                                  target.spec.annotations.name, holders[0]))
-            stored = copy_of(target)
+            stored = target if owned else copy_of(target)
             stored.meta.version = new_version
             table[object_id] = stored
             if kind is Kind.TASK:

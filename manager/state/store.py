@@ -61,7 +61,7 @@ class LocalProposer:
 
     async def propose(self, change: store_pb2.StoreChange, timeout: float) -> ApplyResult:
         data = change.SerializeToString()
-        return self._memory_store.apply(store_pb2.StoreChange.FromString(data))
+        return self._memory_store.apply(store_pb2.StoreChange.FromString(data), owned=True)
 
     def is_leader(self) -> bool:
         return True

@@ -74,27 +74,43 @@ class Indexes:
 class IndexStaging:
     """Index changes of one commit, applied in action order (``finish`` gives the new Indexes)."""
 
-    __slots__ = ("_by_node", "_by_service", "_names", "_base")
+    __slots__ = ("_by_node", "_by_service", "_names", "_base", "_node_inner", "_service_inner")
 
     def __init__(self, base: Indexes) -> None:
         self._base = base
         self._by_node = base.by_node.mutate()
         self._by_service = base.by_service.mutate()
         self._names: dict[Kind, immutables.MapMutation] = {}
+        # key -> the inner map being changed in place (a commit touches each one once)
+        self._node_inner: dict[str, immutables.MapMutation] = {}
+        self._service_inner: dict[str, immutables.MapMutation] = {}
+
+    def _node(self, key: str) -> immutables.MapMutation:
+        inner = self._node_inner.get(key)
+        if inner is None:
+            inner = self._node_inner[key] = self._by_node.get(key, _EMPTY).mutate()
+        return inner
+
+    def _service(self, key: str) -> immutables.MapMutation:
+        inner = self._service_inner.get(key)
+        if inner is None:
+            inner = self._service_inner[key] = self._by_service.get(key, _EMPTY).mutate()
+        return inner
 
     def task(self, old: Message | None, new: Message | None) -> None:
         """Task ``old`` became ``new`` (None: created / removed)."""
-        for index, field in ((self._by_node, "node_id"), (self._by_service, "service_id")):
-            old_key = getattr(old, field) if old is not None else None
-            new_key = getattr(new, field) if new is not None else None
-            if old_key is not None and old_key != new_key:
-                inner = index[old_key].delete(old.id)
-                if inner:
-                    index[old_key] = inner
-                else:
-                    del index[old_key]
-            if new_key is not None:
-                index[new_key] = index.get(new_key, _EMPTY).set(new.id, new)
+        if new is None:
+            del self._node(old.node_id)[old.id]
+            del self._service(old.service_id)[old.id]
+            return
+        node_id, service_id = new.node_id, new.service_id
+        if old is not None:
+            if old.node_id != node_id:
+                del self._node(old.node_id)[old.id]
+            if old.service_id != service_id:
+                del self._service(old.service_id)[old.id]
+        self._node(node_id)[new.id] = new
+        self._service(service_id)[new.id] = new
 
     def name_holders(self, kind: Kind, key: str) -> tuple[str, ...]:
         """Ids holding the (lower-cased) name ``key`` as staged so far."""
@@ -122,6 +138,13 @@ class IndexStaging:
             table[new_key] = tuple(sorted({*table.get(new_key, ()), new.id}))
 
     def finish(self) -> Indexes:
+        for index, inners in ((self._by_node, self._node_inner), (self._by_service, self._service_inner)):
+            for key, inner in inners.items():
+                done = inner.finish()
+                if done:
+                    index[key] = done
+                else:
+                    index.pop(key, None)
         names = dict(self._base.names)
         for kind, table in self._names.items():
             names[kind] = table.finish()
