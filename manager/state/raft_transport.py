@@ -19,7 +19,8 @@ Session keys: HMAC(K, "c2s" | Nc | Ns) and HMAC(K, "s2c" | Nc | Ns). Frames, eac
 
 A length above ``max_frame`` closes the connection before anything is read into memory; a frame
 that does not authenticate (wrong key, altered, replayed or reordered: the counter is the nonce)
-closes it; the plaintext is inflated to at most ``max_message`` bytes.
+closes it; the plaintext is inflated to at most ``max_message`` bytes. An empty plaintext is a
+keepalive (``Connection.keepalive``); a connection silent for ``timeout`` is closed.
 """
 
 from __future__ import annotations
