@@ -341,6 +341,8 @@ def service_inspect_cmd(client, pretty_, fmt, services) -> None:
             found.append(response.service)
         else:
             missing.append(ref)
+    if fmt == "pretty":                      # docker's --format=pretty is --pretty
+        pretty_, fmt = True, ""
     if pretty_ and fmt:
         raise click.UsageError("--format is incompatible with human friendly format")
     if pretty_:

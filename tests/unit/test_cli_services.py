@@ -273,6 +273,8 @@ def test_inspect_global_pretty_and_missing(client):
     assert json.loads(run(client, "inspect", "agent").output)[0]["Spec"]["Mode"] == {"Global": {}}
     pretty = run(client, "inspect", "--pretty", "agent").output
     assert "Name:\t\tagent" in pretty and "Service Mode:\tGlobal" in pretty
+    assert run(client, "inspect", "--format", "pretty", "agent").output == pretty    # docker's spelling too
+    assert run(client, "inspect", "--format", "{{.Spec.Name}}", "agent").output == "agent\n"
     result = run(client, "inspect", "agent", "nosuch")
     assert result.exit_code == 1 and "no such service: nosuch" in result.output
 
