@@ -75,7 +75,7 @@ async def call_managers(addrs: list[str], credentials: grpc.ChannelCredentials,
     raise DaemonError("unavailable", f"{what}: {last}")
 
 
-def _node_credentials(daemon: Daemon) -> grpc.ChannelCredentials:
+def node_credentials(daemon: Daemon) -> grpc.ChannelCredentials:
     cert, key, ca = daemon.state.load_certificates()
     return channel_credentials(ca, cert, key)
 
@@ -222,7 +222,7 @@ async def join_raft(daemon: Daemon, node: NodeState) -> None:
         await cluster_pb2_grpc.RaftMembershipStub(channel).Join(
             cluster_pb2.RaftJoinRequest(raft_addr=node.raft_addr), timeout=timeout)
 
-    await call_managers(node.managers, _node_credentials(daemon), add,
+    await call_managers(node.managers, node_credentials(daemon), add,
                         what="could not join the raft cluster", timeout=JOIN_TIMEOUT)
     assert daemon.raft is not None
     await daemon.raft.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
@@ -264,18 +264,6 @@ async def _leave_raft(daemon: Daemon, node: NodeState) -> None:
             cluster_pb2.RaftLeaveRequest(node_id=node.node_id), timeout=timeout)
 
     try:
-        await call_managers(others, _node_credentials(daemon), remove, what="raft leave")
+        await call_managers(others, node_credentials(daemon), remove, what="raft leave")
     except DaemonError as err:
         log.warning("%s", err)
-
-
-async def renew_certificate(daemon: Daemon, node: NodeState, csr: bytes) -> cluster_pb2.RenewCertificateResponse:
-    """A certificate for the role the cluster now assigns this node (promotion, demotion)."""
-    first = daemon.agent.managers[:1] if daemon.agent else []
-
-    async def renew(channel: grpc.aio.Channel, timeout: float) -> cluster_pb2.RenewCertificateResponse:
-        response: cluster_pb2.RenewCertificateResponse = await cluster_pb2_grpc.NodeCAStub(channel).RenewCertificate(
-            cluster_pb2.RenewCertificateRequest(csr=csr), timeout=timeout)
-        return response
-
-    return await call_managers(first + node.managers, _node_credentials(daemon), renew, what="renew certificate")

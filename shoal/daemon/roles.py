@@ -22,14 +22,15 @@ import grpc
 
 from agent_runtime import sdnotify
 from agent_runtime.api import AsyncRuntimeClient
-from manager.ca import NodeTLS, channel_options, make_node_key_and_csr, require_role
+from manager.ca import NodeTLS, channel_options, require_role
 from manager.manager import LeaderSignal, Manager, ManagerConfig
+from manager.supervisor import RestartPolicy
 from manager.rolenames import role_name
 from manager.state import MemoryStore, RaftNode, Store
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
 from proto.ports import mtls_addr
 from shoal import __version__
-from shoal.daemon import info, membership, recovery
+from shoal.daemon import info, membership, recovery, rolechange
 from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
 from shoal.daemon.supervision import RoleGroup, RoleTask
@@ -50,7 +51,8 @@ Bootstrap = Callable[[Any], None]  # writes the first objects into the store (sw
 
 class Daemon:
     def __init__(self, state_dir: Path, socket_path: Path, hostname: str,
-                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = ()):
+                 runtime_socket: Path | None = None, insecure_registries: tuple[str, ...] = (),
+                 restart_policy: RestartPolicy = RestartPolicy()):
         self.state = StateDir(state_dir)
         self.socket_path = Path(socket_path)
         self.hostname = hostname
@@ -68,9 +70,11 @@ class Daemon:
         self._roles: RoleGroup | None = None
         self._background_tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self.serving = asyncio.Event()      # set once run() serves its socket
         self._failure: BaseException | None = None
         self._rejoining = False
         self.on_reload = lambda: None   # SIGHUP (shoal.daemon.main.reloader)
+        self.restart_policy = restart_policy  # of the leader components (manager.supervisor)
 
     def set_insecure_registries(self, registries: tuple[str, ...]) -> None:
         """Registries pulled over plain HTTP from now on (SIGHUP reload); running tasks keep theirs."""
@@ -96,6 +100,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self.on_reload())
+        self.serving.set()
         log.info("shoald %s listening on %s", __version__, self.socket_path)
         try:
             node = self.state.load()
@@ -113,6 +118,8 @@ class Daemon:
             await self.stop_node()
             await server.stop(grace=0.5)
             self.socket_path.unlink(missing_ok=True)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
         return self._failure
 
     def _role_failed(self, failure: BaseException) -> None:
@@ -165,7 +172,8 @@ class Daemon:
                                cert_chain_pem=tls.cert_pem, key_pem=tls.key_pem, root_ca_pem=tls.ca_pem,
                                raft_password=password, secrets_key=self.state.load_secrets_key(), tls=tls)
         self.manager = Manager(config, store, self.raft, leadership,
-                               register_node_services=self._register_node_services)
+                               register_node_services=self._register_node_services,
+                               restart_policy=self.restart_policy)
         return self.manager.run()
 
     def _register_node_services(self, server: grpc.aio.Server) -> None:
@@ -220,7 +228,7 @@ class Daemon:
             self.certs.on_session(message)          # trusted roots, renewal requests (CA rotation)
         wanted = role_name(message.role)
         if wanted != node.role:
-            self._background(self._change_role(wanted), "role change")
+            self._background(rolechange.change_role(self, wanted), "role change")
         elif node.role == "manager" and managers and node.grpc_addr not in managers and not self._rejoining:
             # The swarm lists no manager at our address although we are one: we were
             # removed from Raft (a quick demote + promote) and must ask to be added back.
@@ -245,33 +253,6 @@ class Daemon:
                     await membership.join_raft(self, self.node)
         finally:
             self._rejoining = False
-
-    async def _change_role(self, wanted: str) -> None:
-        """Renew the certificate for the role the cluster assigned and restart the roles."""
-        async with self.lock:
-            node = self.node
-            if node is None or node.role == wanted:
-                return
-            log.info("role change: %s -> %s", node.role, wanted)
-            _, _, ca = self.state.load_certificates()
-            new_key, csr = make_node_key_and_csr()
-            response = await membership.renew_certificate(self, node, csr)
-            if role_name(response.role) != wanted:
-                return
-            await self.stop_node()
-            self.state.save_certificates(response.certificate, new_key, ca)
-            node.role = wanted
-            self.state.forget_raft()
-            if wanted == "manager":
-                self.state.save_raft_password(response.raft_password)
-                self.state.save_secrets_key(response.secrets_key)
-                node.raft_peers = list(response.raft_peers)
-            else:
-                node.raft_peers = []
-            self.state.save(node)
-            await self.start_node(node)
-            if wanted == "manager":
-                await membership.join_raft(self, node)
 
     # -- the calls LocalControl serves ------------------------------------------------
     async def init(self, request: control_pb2.SwarmInitRequest) -> control_pb2.SwarmInitResponse:

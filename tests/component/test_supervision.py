@@ -20,11 +20,13 @@ from manager.ca import (MANAGER_ROLE, WORKER_ROLE, RootCA, channel_credentials, 
                         make_node_key_and_csr, require_role, server_credentials)
 from manager.dispatcher import Dispatcher
 from manager.manager import LeaderSignal, Manager, ManagerConfig
+from manager.scheduler.component import Scheduler
 from manager.secretbox import SecretBox, new_key
 from manager.state import LocalProposer, MemoryStore, RaftNode, Store
 from manager.supervisor import ComponentFailed, RestartPolicy, supervise
-from proto import cluster_pb2_grpc, objects_pb2
-from proto.ports import MTLS_OFFSET
+from proto import cluster_pb2_grpc, control_pb2, objects_pb2
+from proto.ports import MTLS_OFFSET, RAFT_OFFSET
+from shoal.daemon import Daemon
 from shoal.daemon.supervision import RoleFailed, RoleGroup
 from tests.support.ports import reserve_port, reserve_ports
 from worker.agent import Agent, Backoff
@@ -256,3 +258,24 @@ async def test_the_agent_survives_a_non_grpc_error_and_reconnects(caplog):
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
         await server.stop(grace=0)
+
+
+# -- shoald: a manager that cannot lead stops whole and reports it ----------------------------------
+
+async def test_a_leader_component_that_keeps_failing_stops_shoald_with_the_failure(tmp_path, monkeypatch):
+    """What main() turns into exit status 1 for systemd: the node is stopped (Raft included), so
+    this manager does not stay the Raft leader without a scheduler (a headless leader)."""
+    async def broken(self) -> None:
+        raise RuntimeError("the scheduler cannot run")
+
+    monkeypatch.setattr(Scheduler, "run", broken)
+    socket_path = tmp_path / "shoal.sock"
+    daemon = Daemon(tmp_path / "state", socket_path, "m1", restart_policy=RestartPolicy(initial=0.01, budget=2))
+    run = asyncio.create_task(daemon.run())
+    await bounded(daemon.serving.wait(), "shoald's socket")
+    port = reserve_ports(RAFT_OFFSET, MTLS_OFFSET)
+    await daemon.init(control_pb2.SwarmInitRequest(listen_addr=f"127.0.0.1:{port}", advertise_addr="127.0.0.1"))
+    failure = await bounded(run, "shoald to stop")
+    assert isinstance(failure, RoleFailed) and "scheduler failed 3 times" in str(failure)
+    assert daemon.raft is None and daemon.manager is None and not socket_path.exists()
+    assert all(_refuses(p) for p in (port, port + RAFT_OFFSET, port + MTLS_OFFSET))
