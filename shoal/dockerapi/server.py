@@ -292,8 +292,50 @@ class DockerAPI:
         return _json(convert.task_json(task, services.get(task.service_id)))
 
     async def service_logs(self, request: web.Request) -> web.StreamResponse:
-        raise Unsupported(f"GET {request.path}: service logs are not served by Shoal's Docker API yet; "
-                          "use `shoal service logs`")
+        """`docker service logs`: the manager's merged task logs, one line per multiplexed frame, with
+        the com.docker.swarm.{node,service,task}.id details the CLI resolves its prefixes from."""
+        q = request.query
+        stdout, stderr = convert.parse_bool(q.get("stdout")), convert.parse_bool(q.get("stderr"))
+        if not (stdout or stderr):
+            raise BadRequest("Bad parameters: you must choose at least one stream")
+        tail_text = q.get("tail", "all")
+        if tail_text not in ("all", "") and not tail_text.lstrip("-").isdigit():
+            raise BadRequest(f"invalid tail {tail_text!r}: a number or \"all\"")
+        tail = -1 if tail_text in ("all", "") or int(tail_text) < 0 else int(tail_text)
+        since = _timestamp_ns(q.get("since", ""), "since") / 1e9
+        details, timestamps = convert.parse_bool(q.get("details")), convert.parse_bool(q.get("timestamps"))
+        control = self.control()
+        logs = self.d.manager.logs if self.d.manager is not None else None
+        assert logs is not None
+        ref = request.match_info["ref"]
+        try:
+            await self._service(ref)
+        except ControlError as err:
+            if err.code != "not_found":
+                raise
+            await control.services.get_task(cpb.GetTaskRequest(task_id=ref))   # 404 when neither
+        response = web.StreamResponse(status=200)
+        response.content_type = "application/vnd.docker.multiplexed-stream"
+        _headers(response)
+        await response.prepare(request)
+        service_ids: dict[str, str] = {}
+        try:
+            async for message in logs.service_logs(cpb.ServiceLogsRequest(
+                    service_id=ref, follow=convert.parse_bool(q.get("follow")), tail=tail, since=since)):
+                if message.warning:   # a node not reached: the CLI cannot show a line without details
+                    log.info("docker API service logs: %s", message.warning)
+                    continue
+                if (message.stream == "stderr" and not stderr) or (message.stream != "stderr" and not stdout):
+                    continue
+                if message.task_id not in service_ids:
+                    task = (await control.services.get_task(cpb.GetTaskRequest(task_id=message.task_id))).task
+                    service_ids[message.task_id] = task.service_id
+                await response.write(log_frame(message, service_ids[message.task_id], details, timestamps))
+        except (ControlError, DaemonError, StoreError) as err:   # headers are sent: Docker's system-error frame
+            payload = str(err).encode()
+            await response.write(bytes([3, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload)
+        await response.write_eof()
+        return response
 
     # ---- networks, secrets, configs -------------------------------------------------------
     async def networks(self, request: web.Request) -> web.Response:
@@ -383,6 +425,22 @@ class DockerAPI:
             raise
         await response.write_eof()
         return response
+
+
+def log_frame(message: cpb.ServiceLogsMessage, service_id: str, details: bool, timestamps: bool) -> bytes:
+    """One log line as Docker's multiplexed frame: [stream, 0, 0, 0, length (big-endian)] + payload,
+    the payload `[TIME ][DETAILS ]LINE\\n`."""
+    from urllib.parse import quote
+    data = message.data if message.data.endswith(b"\n") else message.data + b"\n"
+    prefix = ""
+    if timestamps:
+        prefix = f"{message.time} "
+    if details:
+        pairs = {"com.docker.swarm.node.id": message.node_id, "com.docker.swarm.service.id": service_id,
+                 "com.docker.swarm.task.id": message.task_id}
+        prefix += ",".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(pairs.items())) + " "
+    payload = prefix.encode() + data
+    return bytes([2 if message.stream == "stderr" else 1, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
 
 
 def _timestamp_ns(text: str, what: str) -> int:

@@ -51,6 +51,10 @@ def shoal_json(lab, *args: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def shoal_inspect(lab, kind: str, ref: str) -> dict:
+    return json.loads(lab.shoal("manager1", kind, "inspect", ref).stdout)[0]
+
+
 def running(lab, service: str) -> int:
     return sum(t["CurrentState"].startswith("Running") and t["DesiredState"] == "Running"
                for t in shoal_json(lab, "service", "ps", service))
@@ -182,13 +186,14 @@ def test_every_documented_path_answers(lab, docker, sock):
                            what="a task of doc")
         node_id = shoal_json(lab, "node", "ls")[0]["ID"]
         refs = {"/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
+                "/services/{ref}/logs": service_id, "/tasks/{ref}/logs": task_id,
                 "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig"}
         spec = yaml.safe_load(OPENAPI.read_text())
         checked = []
         for path, item in spec["paths"].items():
             if "get" not in item or path == "/events":
                 continue
-            url = path.replace("{ref}", refs.get(path, ""))
+            url = path.replace("{ref}", refs.get(path, "")) + ("?stdout=1&stderr=1" if path.endswith("/logs") else "")
             for prefix in ("", "/v1.50"):
                 status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
                                          sock, f"http://localhost{prefix}{url}"],
@@ -205,3 +210,31 @@ def test_every_documented_path_answers(lab, docker, sock):
         docker("network", "rm", "docnet")
         docker("secret", "rm", "docsecret")
         docker("config", "rm", "docconfig")
+
+
+def test_logs_update_rollback_node_update_join_token(lab, docker):
+    image = f"{lab.registry}/shoal/busybox:latest"
+    docker("service", "create", "-d", "--name", "dl", image, "sh", "-c", "echo hello from dl; sleep 1d")
+    wait_for(lambda: running(lab, "dl") == 1, 120, what="dl running")
+    task_id = shoal_json(lab, "service", "ps", "--no-trunc", "dl")[0]["ID"]
+    logs = wait_for(lambda: (r := docker("service", "logs", "dl")).stdout.strip() and r, 60, what="dl's log line")
+    assert logs.stdout == f"dl.1.{task_id[:12]}@manager1    | hello from dl\n"
+    assert docker("service", "logs", "--raw", "dl").stdout == "hello from dl\n"
+    missing = docker("service", "logs", "nosuch", check=False)
+    assert missing.returncode == 1 and "no such task or service: nosuch" in missing.stderr
+
+    updated = docker("service", "update", "--env-add", "A=1", "dl", timeout=180)
+    assert "converged" in updated.stdout
+    assert shoal_inspect(lab, "service", "dl")["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1"]
+    docker("service", "rollback", "dl", timeout=180)
+    assert "Env" not in shoal_inspect(lab, "service", "dl")["Spec"]["TaskTemplate"]["ContainerSpec"]
+    docker("service", "rm", "dl")
+
+    docker("node", "update", "--label-add", "zone=a", "manager1")
+    assert shoal_inspect(lab, "node", "manager1")["Spec"]["Labels"] == {"zone": "a"}
+    docker("node", "update", "--label-rm", "zone", "manager1")
+    assert shoal_inspect(lab, "node", "manager1")["Spec"]["Labels"] == {}
+
+    token = lab.shoal("manager1", "swarm", "join-token", "-q", "worker").stdout.strip()
+    assert docker("swarm", "join-token", "-q", "worker").stdout.strip() == token
+    assert f"docker swarm join --token {token} " in docker("swarm", "join-token", "worker").stdout

@@ -165,3 +165,15 @@ async def test_hostile_bodies_get_400_and_nothing_else(client):
     assert r.status == 400 and "invalid version" in (await r.json())["message"]
     r = await client.get("/v1.50/events?since=yesterday")
     assert r.status == 400 and "invalid since" in (await r.json())["message"]
+
+
+def test_log_frame_is_one_multiplexed_line_with_the_swarm_details():
+    from proto import control_pb2 as cpb
+    from shoal.dockerapi.server import log_frame
+    message = cpb.ServiceLogsMessage(task_id="t1", node_id="n1", stream="stderr", time="2026-01-02T03:04:05.000000001Z",
+                                     data=b"oops")
+    frame = log_frame(message, "s1", details=True, timestamps=True)
+    payload = (b"2026-01-02T03:04:05.000000001Z com.docker.swarm.node.id=n1,com.docker.swarm.service.id=s1,"
+               b"com.docker.swarm.task.id=t1 oops\n")
+    assert frame == bytes([2, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    assert log_frame(message, "s1", details=False, timestamps=False)[8:] == b"oops\n"
