@@ -908,13 +908,12 @@ class EncryptionKey(_message.Message):
     def __init__(self, subsystem: _Optional[str] = ..., algorithm: _Optional[_Union[EncryptionKey.Algorithm, str]] = ..., key: _Optional[bytes] = ..., lamport_time: _Optional[int] = ..., spi: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "encryption_key", "network_bootstrap_keys", "encryption_key_lamport_clock", "unlock_key")
+    __slots__ = ("id", "meta", "spec", "root_ca", "raft_password", "network_bootstrap_keys", "encryption_key_lamport_clock", "unlock_key")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     RAFT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
-    ENCRYPTION_KEY_FIELD_NUMBER: _ClassVar[int]
     NETWORK_BOOTSTRAP_KEYS_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTION_KEY_LAMPORT_CLOCK_FIELD_NUMBER: _ClassVar[int]
     UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -923,8 +922,7 @@ class Cluster(_message.Message):
     spec: ClusterSpec
     root_ca: RootCA
     raft_password: bytes
-    encryption_key: bytes
     network_bootstrap_keys: _containers.RepeatedCompositeFieldContainer[EncryptionKey]
     encryption_key_lamport_clock: int
     unlock_key: bytes
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., encryption_key: _Optional[bytes] = ..., network_bootstrap_keys: _Optional[_Iterable[_Union[EncryptionKey, _Mapping]]] = ..., encryption_key_lamport_clock: _Optional[int] = ..., unlock_key: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., raft_password: _Optional[bytes] = ..., network_bootstrap_keys: _Optional[_Iterable[_Union[EncryptionKey, _Mapping]]] = ..., encryption_key_lamport_clock: _Optional[int] = ..., unlock_key: _Optional[bytes] = ...) -> None: ...

@@ -15,6 +15,7 @@ import time
 
 import grpc
 
+from manager import versions
 from manager.ca import CAError, JoinTokens, node_cert_validity, rotation
 from manager.controlapi.limits import LimitError, check_labels, cut_message
 from manager.secretbox import (UNLOCK_KEY_LABEL, SecretBoxError, format_unlock_key, new_unlock_key, open_value,
@@ -78,7 +79,6 @@ def _public_cluster(cluster: objects_pb2.Cluster) -> objects_pb2.Cluster:
     out.spec.ca_config.ClearField("signing_ca_key")
     out.ClearField("raft_password")
     out.ClearField("unlock_key")
-    out.ClearField("encryption_key")
     out.ClearField("network_bootstrap_keys")   # overlay IPsec keys: only for nodes that carry the network
     return out
 
@@ -182,6 +182,12 @@ class ControlAPI:
             raise ControlError("unavailable", "the swarm has no cluster object yet")
         return control_pb2.GetClusterResponse(cluster=_public_cluster(cluster))
 
+    def _require(self, feature: str) -> None:
+        """Refuse, before anything is proposed, a change older managers could not use (manager.versions)."""
+        why = versions.missing(self._store.view(), feature)
+        if why:
+            raise ControlError("precondition", f"update cluster: {why}")
+
     def _autolock(self, new: objects_pb2.Cluster, rotate: bool) -> None:
         """Keep the cluster's unlock key in line with the spec (Docker's autolock): made when
         autolock is turned on or the key rotated, dropped when it is turned off. Sealed with the
@@ -194,6 +200,7 @@ class ControlAPI:
             return
         if new.unlock_key and not rotate:
             return
+        self._require("autolock")
         if not self._secrets_key:
             raise ControlError("precondition", "autolock needs the swarm's secrets key, which this manager does "
                                                "not have (a swarm made by an earlier version)")
@@ -218,6 +225,7 @@ class ControlAPI:
         forced = ca.force_rotate != current.root_ca.last_forced_rotation
         if not given and not forced:
             return new
+        self._require("ca-rotation")
         try:
             root = rotation.new_root_for(new, ca.signing_ca_cert, ca.signing_ca_key,
                                          datetime.datetime.now(datetime.timezone.utc))

@@ -264,7 +264,8 @@ def test_info_and_version_documents_have_dockers_names(capsys):
     print_objects("{{.Name}} {{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}} "
                   "{{.Swarm.Cluster.ID}} {{(index .Swarm.RemoteManagers 0).Addr}}", [info_document(info)], array=False)
     print_objects("{{.Client.Version}} {{.Server.Version}}", [version_document("0.1.0")], array=False)
-    assert capsys.readouterr().out == "m1 active true 2 c1 a:1\n0.1.0 0.1.0\n"
+    from shoal import __version__                      # the client's own version, the server's given
+    assert capsys.readouterr().out == f"m1 active true 2 c1 a:1\n{__version__} 0.1.0\n"
     assert info_document(info)["localNodeState"] == "active"     # Shoal's own fields stay, in camelCase
 
 
