@@ -239,10 +239,6 @@ def swarm_ca(client, ca_cert, ca_key, cert_expiry, detach, quiet, rotate) -> Non
         spec.ca_config.force_rotate += 1
     if cert_expiry is not None:
         spec.ca_config.node_cert_expiry = _cert_expiry(cert_expiry)
-    if election_tick is not None:
-        spec.raft.election_tick = _tick("--election-tick", election_tick)
-    if heartbeat_tick is not None:
-        spec.raft.heartbeat_tick = _tick("--heartbeat-tick", heartbeat_tick)
     client.call("UpdateCluster", control_pb2.UpdateClusterRequest(version=cluster.meta.version, spec=spec))
     if detach:
         return
