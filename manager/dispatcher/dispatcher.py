@@ -93,7 +93,11 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"node {node_id} is not a member of this swarm (it was removed)")
         addr = grpcutil.peer_host(context)
-        await self._mark_ready(node_id, request.description, addr)
+        try:
+            await self._mark_ready(node_id, request.description, addr)
+        except StoreError as err:   # no quorum, a proposal timeout: the agent retries
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"session of node {node_id}: could not record it ready: {err}")
         session = _Session(secrets.token_hex(12), node_id, self._clock())
         old = self._sessions.get(node_id)
         if old is not None:
@@ -132,7 +136,11 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         node = self._store.view().get(Kind.NODE, ident.node_id)
         if node is not None and (node.status.state != objects_pb2.NodeStatus.READY
                                  or node.status.message != request.status_message):
-            await self._mark_ready(ident.node_id, None, node.status.addr, request.status_message)
+            try:
+                await self._mark_ready(ident.node_id, None, node.status.addr, request.status_message)
+            except StoreError as err:
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"heartbeat from node {ident.node_id}: could not record its status: {err}")
         period = heartbeat_period(self._store.view().cluster())
         self._promised_grace[ident.node_id] = GRACE_MULTIPLIER * period
         return cluster_pb2.HeartbeatResponse(period=period)
