@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 constraints:
 	rm -rf build/constraints-venv && $(PYTHON) -m venv build/constraints-venv
 	build/constraints-venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
-	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt; rm -rf build/constraints-venv
 
 venv: $(VENV)/.installed
