@@ -15,13 +15,10 @@ import click
 
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import print_table, rfc3339
+from shoal.cli.output import print_table
+from shoal.dockerjson import SCOPE, VXLANID_OPTION, network_inspect, rfc3339  # noqa: F401
 
 LS_COLUMNS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
-VXLANID_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
-SCOPE = "swarm"
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(network)
 
@@ -58,35 +55,6 @@ def network_summary(net, trunc: bool = True) -> dict:
 
 def ls_row(summary: dict) -> list[str]:
     return [summary["ID"], summary["Name"], summary["Driver"], summary["Scope"]]
-
-
-def network_inspect(net) -> dict:
-    """One element of `network inspect`'s array, in docker's shape. IPAM.Config lists the allocated
-    subnets, or the requested ones while the allocator has not got to the network yet."""
-    spec = net.spec
-    configs = list(net.ipam) or list(spec.ipam)
-    options = dict(sorted(spec.driver_opts.items()))
-    if net.vni:
-        options[VXLANID_OPTION] = str(net.vni)
-    return {
-        "Name": spec.annotations.name,
-        "Id": net.id,
-        "Created": rfc3339(net.meta.created_at),
-        "Scope": SCOPE,
-        "Driver": spec.driver or "overlay",
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None,
-                 "Config": [{k: v for k, v in (("Subnet", c.subnet), ("Gateway", c.gateway)) if v}
-                            for c in configs]},
-        "Internal": spec.internal,
-        "Attachable": spec.attachable,
-        "Ingress": spec.ingress,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": None,
-        "Options": options,
-        "Labels": dict(sorted(spec.annotations.labels.items())),
-    }
 
 
 # ---- flags ---------------------------------------------------------------------------------

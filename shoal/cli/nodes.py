@@ -5,11 +5,8 @@ from __future__ import annotations
 import click
 
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import invalid_filter, print_table, rfc3339
-
-_AVAILABILITY = {0: "Active", 1: "Pause", 2: "Drain"}
-_STATUS = {0: "Unknown", 1: "Down", 2: "Ready", 3: "Disconnected"}
-
+from shoal.cli.output import invalid_filter, print_table
+from shoal.dockerjson import _AVAILABILITY, _STATUS, _manager_status, node_inspect, rfc3339  # noqa: F401
 
 def register(cli: click.Group) -> None:
     cli.add_command(node)
@@ -18,16 +15,6 @@ def register(cli: click.Group) -> None:
 @click.group()
 def node() -> None:
     """Manage swarm nodes."""
-
-
-def _manager_status(n) -> str:
-    from proto import objects_pb2
-    if n.role != objects_pb2.MANAGER or not n.manager_status.raft_addr:
-        return ""
-    if n.manager_status.leader:
-        return "Leader"
-    return {objects_pb2.ManagerStatus.REACHABLE: "Reachable",
-            objects_pb2.ManagerStatus.UNREACHABLE: "Unreachable"}.get(n.manager_status.reachability, "Unknown")
 
 
 def node_summary(n, self_id: str) -> dict:
@@ -40,44 +27,6 @@ def node_summary(n, self_id: str) -> dict:
             "Self": n.id == self_id,
             "Status": _STATUS.get(n.status.state, "Unknown"),
             "TLSStatus": "Ready"}
-
-
-def node_inspect(n) -> dict:
-    """Docker's shape of `node inspect`."""
-    from proto import objects_pb2
-    out = {
-        "ID": n.id,
-        "Version": {"Index": n.meta.version},
-        "CreatedAt": rfc3339(n.meta.created_at),
-        "UpdatedAt": rfc3339(n.meta.updated_at),
-        "Spec": {"Labels": dict(n.spec.annotations.labels),
-                 "Role": "manager" if n.spec.desired_role == objects_pb2.MANAGER else "worker",
-                 "Availability": _AVAILABILITY.get(n.spec.availability, "Active").lower()},
-        "Description": {"Hostname": n.description.hostname,
-                        "Platform": {"Architecture": n.description.platform.architecture,
-                                     "OS": n.description.platform.os},
-                        "Resources": {"NanoCPUs": n.description.resources.nano_cpus,
-                                      "MemoryBytes": n.description.resources.memory_bytes},
-                        "Engine": {"EngineVersion": n.description.engine.engine_version}},
-        "Status": {"State": _STATUS.get(n.status.state, "Unknown").lower(), "Addr": n.status.addr},
-    }
-    tls = n.description.tls_info
-    if tls.cert_not_after:
-        import base64
-        out["Description"]["TLSInfo"] = {
-            "TrustRoot": tls.trust_root.decode(errors="replace"),
-            "CertIssuerSubject": base64.b64encode(tls.cert_issuer_subject).decode(),
-            "CertIssuerPublicKey": base64.b64encode(tls.cert_issuer_public_key).decode(),
-            "CertNotAfter": rfc3339(int(tls.cert_not_after)),   # Shoal's addition: when it expires
-        }
-    if n.status.message:
-        out["Status"]["Message"] = n.status.message
-    if n.role == objects_pb2.MANAGER and n.manager_status.raft_addr:
-        out["ManagerStatus"] = {"Leader": n.manager_status.leader,
-                                "Reachability": _manager_status(n).lower() if not n.manager_status.leader
-                                else "reachable",
-                                "Addr": n.manager_status.addr}
-    return out
 
 
 def _self_id(client) -> str:

@@ -8,6 +8,8 @@ import time
 
 import click
 
+from shoal.dockerjson import rfc3339  # noqa: F401 (re-exported: the CLI's modules import it from here)
+
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
     """Docker's table layout (tabwriter: each column as wide as its widest cell plus 3, at least 10;
@@ -33,13 +35,6 @@ def flag_value(parse, flag: str, text: str):
         return parse(text)
     except ValueError as err:
         raise click.UsageError(f'invalid argument "{text}" for "{flag}" flag: {err}') from None
-
-
-def rfc3339(seconds: float) -> str:
-    if not seconds:
-        return "0001-01-01T00:00:00Z"
-    frac = f"{seconds % 1:.9f}"[1:].rstrip("0").rstrip(".")
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + frac + "Z"
 
 
 class DaemonError(click.ClickException):

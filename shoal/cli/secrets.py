@@ -25,7 +25,8 @@ from common.limits import MAX_CONFIG_BYTES, MAX_SECRET_BYTES
 from shoal.cli.client import fail_rpc
 from shoal.cli.networks import parse_pairs
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import print_table, rfc3339
+from shoal.cli.output import print_table
+from shoal.dockerjson import rfc3339, secret_inspect
 from shoal.cli.service_format import human_duration
 
 clock = time.time   # "2 minutes ago" is measured from this (tests pin it)
@@ -74,12 +75,7 @@ def ls_row(item: dict, kind: Kind) -> list[str]:
 
 def inspect_json(obj, kind: Kind) -> dict:
     """One element of `secret inspect` / `config inspect`, in docker's shape."""
-    spec = {"Name": obj.spec.annotations.name, "Labels": dict(sorted(obj.spec.annotations.labels.items()))}
-    if kind.shows_data:
-        spec["Data"] = base64.b64encode(obj.spec.data).decode()
-    return {"ID": obj.id, "Version": {"Index": obj.meta.version},
-            "CreatedAt": rfc3339(obj.meta.created_at), "UpdatedAt": rfc3339(obj.meta.updated_at),
-            "Spec": spec}
+    return secret_inspect(obj, kind.shows_data)
 
 
 def read_data(path: str, limit: int | None = None) -> bytes:

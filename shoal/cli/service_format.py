@@ -6,29 +6,21 @@ Pure functions of the protobuf objects (and ``now`` for "Running 5 seconds ago")
 
 from __future__ import annotations
 
-import base64
 import re
 
-from common.syntax import FILE_GID, FILE_MODE, FILE_UID
 from proto import objects_pb2 as pb
-from shoal.cli.output import rfc3339
+from shoal.dockerjson import (_UPDATE_STATES, _container, _drop_empty, _endpoint_spec, _mode,  # noqa: F401
+                              _ports, _privileges, _resources, _update_config, ns, rfc3339, service_inspect,
+                              spec_dict)
 
 ServiceSpec = pb.ServiceSpec
 MAX_ERROR_LENGTH = 30
 
 MODE_LABELS = {ServiceSpec.REPLICATED: "replicated", ServiceSpec.GLOBAL: "global",
                ServiceSpec.REPLICATED_JOB: "replicated job", ServiceSpec.GLOBAL_JOB: "global job"}
-_UPDATE_STATES = {pb.UpdateStatus.UPDATING: "updating", pb.UpdateStatus.PAUSED: "paused",
-                  pb.UpdateStatus.COMPLETED: "completed", pb.UpdateStatus.ROLLBACK_STARTED: "rollback_started",
-                  pb.UpdateStatus.ROLLBACK_PAUSED: "rollback_paused",
-                  pb.UpdateStatus.ROLLBACK_COMPLETED: "rollback_completed"}
 _LS_UPDATE_NOTES = {pb.UpdateStatus.UPDATING: "updating", pb.UpdateStatus.PAUSED: "update paused",
                     pb.UpdateStatus.ROLLBACK_STARTED: "rolling back",
                     pb.UpdateStatus.ROLLBACK_PAUSED: "rollback paused"}
-
-
-def ns(seconds: float) -> int:
-    return int(round(seconds * 1e9))
 
 
 def state_name(state: int) -> str:
@@ -188,147 +180,6 @@ PS_KEYS = ["ID", "Name", "Image", "Node", "DesiredState", "CurrentState", "Error
 
 
 # ---- service inspect -------------------------------------------------------------------------
-
-def _drop_empty(d: dict) -> dict:
-    return {k: v for k, v in d.items() if v not in (None, "", [], {}, 0)}
-
-
-def _update_config(config: pb.UpdateConfig) -> dict:
-    out = {"Parallelism": config.parallelism}
-    if config.delay:
-        out["Delay"] = ns(config.delay)
-    out["FailureAction"] = pb.UpdateConfig.FailureAction.Name(config.failure_action).lower()
-    out["Monitor"] = ns(config.monitor)
-    out["MaxFailureRatio"] = round(config.max_failure_ratio, 6)
-    out["Order"] = pb.UpdateConfig.Order.Name(config.order).lower().replace("_", "-")
-    return out
-
-
-def _resources(res: pb.Resources, pids: int = 0) -> dict:
-    return _drop_empty({"NanoCPUs": res.nano_cpus, "MemoryBytes": res.memory_bytes, "Pids": pids})
-
-
-def _privileges(p: pb.Privileges) -> dict:
-    """Docker's Privileges: Seccomp Mode default|unconfined|custom, a custom Profile in base64."""
-    seccomp = {"Mode": pb.Privileges.SeccompOpts.SeccompMode.Name(p.seccomp.mode).lower()}
-    if p.seccomp.profile:
-        seccomp["Profile"] = base64.b64encode(p.seccomp.profile).decode()
-    return {"Seccomp": seccomp, "NoNewPrivileges": p.no_new_privileges}
-
-
-def _container(c: pb.ContainerSpec) -> dict:
-    mounts = []
-    for m in c.mounts:
-        mount = {"Type": pb.Mount.Type.Name(m.type).lower(), "Source": m.source, "Target": m.target}
-        if m.read_only:
-            mount["ReadOnly"] = True
-        if m.tmpfs_size_bytes:
-            mount["TmpfsOptions"] = {"SizeBytes": m.tmpfs_size_bytes}
-        mounts.append(_drop_empty(mount) | {"Target": m.target})
-    out = _drop_empty({"Image": c.image, "Labels": dict(c.labels), "Command": list(c.command),
-                       "Args": list(c.args), "Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir,
-                       "User": c.user, "Mounts": mounts, "StopSignal": c.stop_signal,
-                       "CapabilityAdd": list(c.cap_add), "CapabilityDrop": list(c.cap_drop)})
-    if c.stop_grace_period:
-        out["StopGracePeriod"] = ns(c.stop_grace_period)
-    if c.HasField("healthcheck"):
-        h = c.healthcheck
-        out["Healthcheck"] = _drop_empty({"Test": list(h.test), "Interval": ns(h.interval), "Timeout": ns(h.timeout),
-                                          "StartPeriod": ns(h.start_period), "Retries": h.retries})
-    if c.init:
-        out["Init"] = True
-    if c.HasField("privileges"):
-        out["Privileges"] = _privileges(c.privileges)
-    for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
-        if refs:
-            out[f"{kind}s"] = [{"File": _drop_empty({"Name": r.file.name, "UID": r.file.uid or FILE_UID,
-                                                     "GID": r.file.gid or FILE_GID, "Mode": r.file.mode or FILE_MODE}),
-                                f"{kind}ID": getattr(r, f"{kind.lower()}_id"),
-                                f"{kind}Name": getattr(r, f"{kind.lower()}_name")} for r in refs]
-    out["Isolation"] = "default"
-    return out
-
-
-def _mode(spec: pb.ServiceSpec) -> dict:
-    if spec.mode == ServiceSpec.GLOBAL:
-        return {"Global": {}}
-    if spec.mode == ServiceSpec.GLOBAL_JOB:
-        return {"GlobalJob": {}}
-    if spec.mode == ServiceSpec.REPLICATED_JOB:
-        return {"ReplicatedJob": {"MaxConcurrent": spec.replicas, "TotalCompletions": spec.replicas}}
-    return {"Replicated": {"Replicas": spec.replicas}}
-
-
-def _ports(ports) -> list[dict]:
-    return [_drop_empty({"Name": p.name, "Protocol": "udp" if p.protocol == pb.PortConfig.UDP else "tcp",
-                         "TargetPort": p.target_port, "PublishedPort": p.published_port,
-                         "PublishMode": "host" if p.publish_mode == pb.PortConfig.HOST else "ingress",
-                         "TrafficPolicy": "local" if p.traffic_policy == pb.PortConfig.LOCAL else ""})
-            for p in ports]
-
-
-def _endpoint_spec(e: pb.EndpointSpec) -> dict:
-    out = {"Mode": "dnsrr" if e.mode == pb.EndpointSpec.DNSRR else "vip"}
-    if e.ports:
-        out["Ports"] = _ports(e.ports)
-    return out
-
-
-def spec_dict(spec: pb.ServiceSpec) -> dict:
-    """A ServiceSpec in Docker's JSON shape."""
-    task = spec.task
-    template = {"ContainerSpec": _container(task.container),
-                "Resources": {"Limits": _resources(task.resources.limits, task.resources.pids_limit),
-                              "Reservations": _resources(task.resources.reservations)}}
-    if task.HasField("restart"):
-        r = task.restart
-        template["RestartPolicy"] = {"Condition": pb.RestartPolicy.Condition.Name(r.condition).lower().replace("_", "-"),
-                                     "Delay": ns(r.delay), "MaxAttempts": r.max_attempts}
-        if r.window:
-            template["RestartPolicy"]["Window"] = ns(r.window)
-    placement = _drop_empty({"Constraints": list(task.placement.constraints),
-                             "Preferences": [{"Spread": {"SpreadDescriptor": p.spread_descriptor}}
-                                             for p in task.placement.preferences],
-                             "MaxReplicas": task.placement.max_replicas})
-    template["Placement"] = placement
-    if task.networks:
-        template["Networks"] = [_drop_empty({"Target": n.target, "Aliases": list(n.aliases)}) for n in task.networks]
-    template["ForceUpdate"] = task.force_update
-    template["Runtime"] = "container"
-    out = {"Name": spec.annotations.name, "Labels": dict(spec.annotations.labels),
-           "TaskTemplate": template, "Mode": _mode(spec)}
-    if spec.HasField("update"):
-        out["UpdateConfig"] = _update_config(spec.update)
-    if spec.HasField("rollback"):
-        out["RollbackConfig"] = _update_config(spec.rollback)
-    out["EndpointSpec"] = _endpoint_spec(spec.endpoint)
-    return out
-
-
-def service_inspect(service: pb.Service) -> dict:
-    """`docker service inspect`'s object for one service."""
-    out = {"ID": service.id, "Version": {"Index": service.meta.version},
-           "CreatedAt": rfc3339(service.meta.created_at), "UpdatedAt": rfc3339(service.meta.updated_at),
-           "Spec": spec_dict(service.spec)}
-    if service.HasField("previous_spec"):
-        out["PreviousSpec"] = spec_dict(service.previous_spec)
-    endpoint = {"Spec": _endpoint_spec(service.endpoint.spec if service.HasField("endpoint")
-                                       else service.spec.endpoint)}
-    if service.endpoint.ports:
-        endpoint["Ports"] = _ports(service.endpoint.ports)
-    if service.endpoint.virtual_ips:
-        endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
-    out["Endpoint"] = endpoint
-    if service.allocation_error:
-        out["AllocationError"] = service.allocation_error
-    status = service.update_status
-    if status.state in _UPDATE_STATES:
-        out["UpdateStatus"] = _drop_empty({"State": _UPDATE_STATES[status.state],
-                                           "StartedAt": rfc3339(status.started_at) if status.started_at else "",
-                                           "CompletedAt": rfc3339(status.completed_at) if status.completed_at else "",
-                                           "Message": status.message})
-    return out
-
 
 def pretty(service: pb.Service, status=None) -> str:
     """`docker service inspect --pretty`: the human-readable summary."""

@@ -1,8 +1,8 @@
 """Docker Engine API JSON <-> Shoal's protobuf objects: request bodies and query strings in, store
 objects out. Pure functions; every refusal is a BadRequest naming the field and what was wrong.
 
-Output shapes are the ones `shoal ... inspect` prints (shoal.cli.service_format, nodes, networks,
-secrets), so the docker CLI and `shoal --format` see the same documents.
+Output shapes are the ones `shoal ... inspect` prints (shoal.dockerjson, shared with the CLI), so the
+docker CLI and `shoal --format` see the same documents.
 """
 from __future__ import annotations
 
@@ -12,11 +12,7 @@ import json
 from typing import Any
 
 from proto import objects_pb2 as pb
-from shoal.cli.networks import network_inspect
-from shoal.cli.nodes import node_inspect
-from shoal.cli.output import rfc3339
-from shoal.cli.secrets import CONFIG, SECRET, inspect_json
-from shoal.cli.service_format import service_inspect
+from shoal.dockerjson import network_inspect, node_inspect, rfc3339, secret_inspect, service_inspect, spec_dict
 
 __all__ = ["BadRequest", "parse_bool", "parse_filters", "parse_service_spec", "service_json", "task_json",
            "node_json", "network_json", "secret_json", "config_json", "swarm_json", "parse_node_spec",
@@ -393,7 +389,6 @@ def _state(state: int) -> str:
 def task_json(task: pb.Task, service: pb.Service | None) -> dict[str, Any]:
     """A Task in Docker's shape; its Spec comes from the service spec it was made from (Shoal's
     tasks keep the TaskSpec, shown through the same conversion as the service's)."""
-    from shoal.cli.service_format import spec_dict
     template = spec_dict(pb.ServiceSpec(task=task.spec))["TaskTemplate"]
     out: dict[str, Any] = {
         "ID": task.id, "Version": {"Index": task.meta.version},
@@ -484,11 +479,11 @@ def parse_secret_spec(raw: Any, what: str) -> tuple[str, dict[str, str], bytes]:
 
 
 def secret_json(secret: pb.Secret) -> dict[str, Any]:
-    return inspect_json(secret, SECRET)
+    return secret_inspect(secret, shows_data=False)
 
 
 def config_json(config: pb.Config) -> dict[str, Any]:
-    return inspect_json(config, CONFIG)
+    return secret_inspect(config, shows_data=True)
 
 
 def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
