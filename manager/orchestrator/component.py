@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from typing import Callable, Iterable
 
 from manager.ids import new_id
@@ -115,14 +114,12 @@ class Orchestrator(StoreLoop):
             return
         view = self._store.view()
         nodes = view.nodes()
-        by_service: dict[str, list[objects_pb2.Task]] = defaultdict(list)
-        for task in view.tasks():
-            by_service[task.service_id].append(task)
         retention = history_retention(view.cluster())
         plans = []
         for service_id in sorted(todo):
             self._timers.pop(service_id, None)
-            plan = self._plan(view, service_id, by_service.get(service_id, []), nodes, now, retention)
+            # the view's per-service index: a pass costs the dirty services' tasks, not all tasks
+            plan = self._plan(view, service_id, view.tasks(service_id=service_id), nodes, now, retention)
             if plan is None:
                 continue
             if plan.wake_at is not None:
