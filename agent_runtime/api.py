@@ -38,11 +38,11 @@ from agent_runtime.logs import LogRecord
 from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer, PortConfig, Service,
                                          VirtualIP, mac_from_ip)
 from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult, File,
-                                Health, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, VolumeInfo,
+                                Health, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, Ulimit, VolumeInfo,
                                 from_json)
 
 __all__ = [
-    "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "File", "Resources",
+    "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "File", "Resources", "Ulimit",
     "Healthcheck", "Health", "LogConfig", "ContainerInfo", "ContainerState", "ContainerStats", "ExecResult",
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
     "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import re
+import resource
 import secrets
 import signal
 import stat
@@ -29,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent_runtime import capabilities, events, files, process, seccomp
+from agent_runtime import capabilities, dns, events, files, process, seccomp
 from agent_runtime.cgroups import Cgroup, detect_version, open_cgroup
 from agent_runtime.cgroups.base import keep_migration_lock_warm
 from agent_runtime.container_record import CREATED, EXITED, REMOVING, RUNNING, Container, Runtime, now_iso
@@ -40,6 +41,7 @@ from agent_runtime.mounts import UserMount, plan_mounts
 from agent_runtime.spec import (ContainerSpec, ContainerStats, ExecResult, Health, Healthcheck, signal_number,
                                 validate_spec)
 from agent_runtime.volumes import VolumeStore
+from common.hostopts import ULIMITS
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +187,21 @@ class ContainerManager:
         caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)
         if not cg.restricts_devices and not spec.privileged:
             caps = [n for n in caps if n != capabilities.CAPABILITIES["MKNOD"]]
+        ops = plan_mounts(user_mounts, spec.privileged)
+        if not spec.networks:
+            at = next((i for i, op in enumerate(ops) if op["kind"] in ("mask", "readonly")), len(ops))
+            targets = {m.target for m in spec.mounts}
+            ops[at:at] = [op for op in _name_files(c) if op["target"] not in targets]
         return {
             "mode": "run", "sync_fd": process.SYNC_FD, "cgroup_procs": cg.procs_files(),
             "network": self._network(spec), "hostname": c.process.hostname,
             "rootfs": {"lower": c.lower_dirs, "upper": str(c.dir / "upper"),
                        "work": str(c.dir / "work"), "target": str(c.dir / "merged")},
-            "ops": plan_mounts(user_mounts, spec.privileged),
+            "ops": ops,
+            "readonly_rootfs": spec.readonly_rootfs,
+            "sysctls": sorted(spec.sysctls.items()),
+            "rlimits": [(getattr(resource, "RLIMIT_" + ULIMITS[u.name]), u.soft, u.hard) for u in spec.ulimits],
+            "oom_score_adj": spec.oom_score_adj,
             "process": {"args": c.process.args, "env": c.process.env, "cwd": c.process.cwd,
                         "user": c.process.user, "caps": capabilities.cap_mask(caps),
                         "no_new_privileges": spec.no_new_privileges, "seccomp": _seccomp(spec, caps)},
@@ -539,6 +550,29 @@ class ContainerManager:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)
         c.exited_event = asyncio.Event()
         self._finish(c, None)
+
+
+def _name_files(c: Container) -> list[dict]:
+    """For a container without overlay networks: the resolv.conf its ``dns*`` options ask for
+    (the host's nameservers when only search domains or options are given) and the hosts file its
+    ``extra_hosts`` ask for, written in its directory, as bind-mount operations. None asked: none
+    (the image's files stay)."""
+    spec, ops = c.spec, []
+    directory = c.dir / "etc"
+    wanted = []
+    if spec.dns or spec.dns_search or spec.dns_options:
+        wanted.append(("resolv.conf", dns.resolv_conf(spec.dns or dns.nameservers(), spec.dns_search,
+                                                      spec.dns_options)))
+    if spec.extra_hosts:
+        wanted.append(("hosts", dns.hosts_text(spec.extra_hosts)))
+    for name, text in wanted:
+        directory.mkdir(mode=0o755, exist_ok=True)
+        path = directory / name
+        path.write_text(text)
+        os.chmod(path, 0o644)
+        ops.append({"kind": "mount", "source": str(path), "target": f"/etc/{name}", "fstype": "",
+                    "flags": ["bind", "rec"], "data": "", "mkdir": "file"})
+    return ops
 
 
 def _seccomp(spec: ContainerSpec, caps: list[int]) -> bytes | None:

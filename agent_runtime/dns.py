@@ -111,7 +111,7 @@ class _UDP(asyncio.DatagramProtocol):
             self.resolver.spawn(self._forward(data, addr))
 
     async def _forward(self, data: bytes, addr) -> None:
-        reply = await self.resolver.forward(data)
+        reply = await self.resolver.forward(data, self.container_id)
         if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
@@ -127,6 +127,7 @@ class Resolver:
         self.upstreams = upstreams
         self.records: Records = {}
         self.networks_of: dict[str, list[str]] = {}   # container id -> its network ids, in order
+        self.upstreams_of: dict[str, list[tuple[str, int]]] = {}  # container id -> its own nameservers (--dns)
         self.listeners: dict[str, _Listener] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -134,6 +135,7 @@ class Resolver:
         """Swap in a new record table (atomic for queries: they run on the same loop)."""
         self.records = records
         self.networks_of = {c.id: c.network_ids() for c in containers}
+        self.upstreams_of = {c.id: [(ip, 53) for ip in c.dns] for c in containers if c.dns}
 
     def spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -193,10 +195,12 @@ class Resolver:
                 reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
         return reply.pack()
 
-    async def forward(self, data: bytes) -> bytes | None:
-        """Ask the host's nameservers in turn; SERVFAIL if none answers in time."""
+    async def forward(self, data: bytes, container_id: str = "") -> bytes | None:
+        """Ask the container's own nameservers (``--dns``, as Docker's embedded DNS does), else the
+        host's, in turn; SERVFAIL if none answers in time."""
         loop = asyncio.get_running_loop()
-        servers = self.upstreams or [(ip, 53) for ip in nameservers(self.resolv_conf)]
+        own = self.upstreams_of.get(container_id)
+        servers = own or self.upstreams or [(ip, 53) for ip in nameservers(self.resolv_conf)]
         for server, port in servers:
             family = socket.AF_INET6 if ":" in server else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -223,7 +227,7 @@ class Resolver:
                 data = await reader.readexactly(size)
                 reply = self.answer(container_id, data)
                 if reply is None:
-                    reply = await self.forward(data)
+                    reply = await self.forward(data, container_id)
                 if not reply:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)
@@ -234,17 +238,45 @@ class Resolver:
             writer.close()
 
 
-def container_files(directory: Path, container: LocalContainer) -> dict[str, Path]:
-    """Write the container's resolv.conf and hosts into ``directory``; return {target: file}."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    resolv = directory / "resolv.conf"
-    resolv.write_text(f"nameserver {DNS_IP}\noptions ndots:0\n")
+def resolv_conf(nameservers: list[str], search: list[str] = (), options: list[str] = ()) -> str:
+    """A resolv.conf as Docker writes one: nameservers, then ``search`` and ``options`` lines. A
+    search list of ``.`` alone means none (Docker's)."""
+    lines = [f"nameserver {ip}" for ip in nameservers]
+    domains = [d for d in search if d != "."]
+    if domains:
+        lines.append("search " + " ".join(domains))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"
+
+
+def hosts_text(extra_hosts: list[str] = (), own: list[tuple[str, list[str]]] = ()) -> str:
+    """/etc/hosts: localhost, the ``HOST:IP`` extra hosts, then the container's own addresses."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    for e in container.endpoints:
-        names = list(dict.fromkeys([container.hostname, container.name, *e.aliases]))
-        lines.append(f"{e.ip}\t{' '.join(n for n in names if n)}")
+    for entry in extra_hosts:
+        name, _, ip = entry.partition("=" if "=" in entry else ":")
+        lines.append(f"{ip.strip('[]')}\t{name}")
+    for ip, names in own:
+        lines.append(f"{ip}\t{' '.join(n for n in names if n)}")
+    return "\n".join(lines) + "\n"
+
+
+def container_files(directory: Path, container: LocalContainer) -> dict[str, Path]:
+    """Write the container's resolv.conf and hosts into ``directory``; return {target: file}.
+
+    The embedded DNS stays the only nameserver (Docker's): it forwards what it does not own to the
+    container's ``--dns`` servers; the search domains and options are the container's, with
+    ``ndots:0`` unless it sets ndots itself (libnetwork's default for swarm containers)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    options = list(container.dns_options)
+    if not any(o.startswith("ndots:") for o in options):
+        options.insert(0, "ndots:0")
+    resolv = directory / "resolv.conf"
+    resolv.write_text(resolv_conf([DNS_IP], list(container.dns_search), options))
+    own = [(e.ip, list(dict.fromkeys([container.hostname, container.name, *e.aliases])))
+           for e in container.endpoints]
     hosts = directory / "hosts"
-    hosts.write_text("\n".join(lines) + "\n")
+    hosts.write_text(hosts_text(list(container.extra_hosts), own))
     for f in (resolv, hosts):
         os.chmod(f, 0o644)
     return {"/etc/resolv.conf": resolv, "/etc/hosts": hosts}

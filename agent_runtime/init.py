@@ -11,8 +11,9 @@ Modes (``spec["mode"]``):
 ``run``  This process is already pid 1 of a fresh pid namespace: runtimed spawned
          ``busybox unshare -p busybox sh -c ...`` and that shell (the per-container waiter, which
          records the exit code) forked us. We report our host pid, join the cgroups, enter or
-         create the network namespace, unshare mount/uts/ipc, mount the overlay root and the
-         planned mounts, pivot_root, set hostname, the seccomp filter, user, capabilities and
+         create the network namespace, unshare mount/uts/ipc, write sysctls, set rlimits and
+         oom_score_adj, mount the overlay root and the planned mounts, pivot_root (remount it
+         read-only for ``readonly_rootfs``), set hostname, the seccomp filter, user, capabilities and
          no-new-privs, and exec
          the workload (with ``init``: fork it and stay as a zombie-reaping pid 1).
 ``exec`` Join the cgroups and the namespaces of ``target_pid``, fork (to enter its pid
@@ -186,6 +187,33 @@ def loopback_up():
 def sethostname(name):
     raw = name.encode()
     _check(libc.sethostname(raw, len(raw)), f"sethostname {name}")
+
+
+def write_sysctl(key, value):
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        raise SetupError(f"sysctl {key}={value}: {exc.strerror}") from None
+
+
+def set_limits(rlimits, oom_score_adj):
+    """``--ulimit`` (while init still has CAP_SYS_RESOURCE, so a hard limit may be raised) and
+    ``--oom-score-adj`` (always written, as Docker does: the container does not inherit runtimed's)."""
+    if rlimits:
+        import resource  # only when asked: a start without ulimits does not pay for the import
+        for number, soft, hard in rlimits:
+            try:
+                resource.setrlimit(number, (soft if soft >= 0 else resource.RLIM_INFINITY,
+                                            hard if hard >= 0 else resource.RLIM_INFINITY))
+            except (OSError, ValueError) as exc:
+                raise SetupError(f"setrlimit {number} to {soft}:{hard}: {exc}") from None
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(oom_score_adj))
+    except OSError as exc:
+        raise SetupError(f"oom_score_adj {oom_score_adj}: {exc.strerror}") from None
 
 
 def _read_db(path):
@@ -383,6 +411,12 @@ def run_mode(spec):
         unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
         if net["mode"] == "none":
             loopback_up()
+        # In the container's new network and IPC namespaces, but still with the host's /proc (its
+        # /proc/sys/net and kernel.shm* are those of the namespaces of whoever opens them), before
+        # the container's /proc/sys is made read-only (runc's order).
+        for key, value in spec.get("sysctls", ()):
+            write_sysctl(key, value)
+        set_limits(spec.get("rlimits", ()), spec.get("oom_score_adj", 0))
         mount("", "/", "", MS_FLAGS["rec"] | MS_FLAGS["private"])
         rootfs = spec["rootfs"]
         root = rootfs["target"]
@@ -393,6 +427,9 @@ def run_mode(spec):
         if spec.get("hostname"):
             sethostname(spec["hostname"])
         pivot_root(root)
+        if spec.get("readonly_rootfs"):
+            # the root mount only: /dev, /proc, volumes, tmpfs mounts and resolv.conf stay as they were
+            mount("", "/", "", MS_FLAGS["bind"] | MS_FLAGS["remount"] | MS_FLAGS["ro"])
         proc = spec["process"]
         env = become(proc)
         # The container never outlives its waiter (whose exit status runtimed relies on); set after

@@ -143,6 +143,15 @@ class LogConfig:
 
 
 @dataclass
+class Ulimit:
+    """One resource limit set before the workload's exec (Docker's ``HostConfig.Ulimits``)."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass
 class NetworkAttachment:
     """The container's endpoint on an overlay network (the worker fills it from the task's
     allocation): ``address`` is ``IP/PREFIX``; an empty ``mac_address`` means Docker's 02:42:<ip bytes>;
@@ -192,6 +201,16 @@ class ContainerSpec:
     log_config: LogConfig = field(default_factory=LogConfig)
     rootfs: str = ""
     files: list[File] = field(default_factory=list)
+    # /etc/resolv.conf: with Networks the embedded DNS stays the container's nameserver and
+    # forwards to ``dns``; without, ``dns``/``dns_search``/``dns_options`` are written as given
+    dns: list[str] = field(default_factory=list, metadata={"json": "Dns"})
+    dns_search: list[str] = field(default_factory=list, metadata={"json": "DnsSearch"})
+    dns_options: list[str] = field(default_factory=list, metadata={"json": "DnsOptions"})
+    extra_hosts: list[str] = field(default_factory=list)        # "HOST:IP", Docker's HostConfig form
+    readonly_rootfs: bool = field(default=False, metadata={"json": "ReadonlyRootfs"})
+    sysctls: dict[str, str] = field(default_factory=dict)
+    ulimits: list[Ulimit] = field(default_factory=list)
+    oom_score_adj: int = field(default=0, metadata={"json": "OomScoreAdj"})
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -317,6 +336,7 @@ def validate_spec(spec: ContainerSpec) -> None:
     if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
         raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
     _validate_networks(spec)
+    _validate_runtime_options(spec)
     if spec.seccomp:
         from agent_runtime import seccomp  # not at import: the CLI imports this module and starts fast
         seccomp.validate(spec.seccomp)
@@ -337,6 +357,33 @@ def validate_spec(spec: ContainerSpec) -> None:
         if m.type == "tmpfs" and (m.source or m.tmpfs_size_bytes < 0):
             raise InvalidArgument(f"{where}: tmpfs takes no Source and a size of 0 or more bytes")
     _validate_files(spec, targets)
+
+
+def _validate_runtime_options(spec: ContainerSpec) -> None:
+    from common import hostopts as syntax  # the grammar the CLI and the ControlAPI use: the same words
+    try:
+        for ip in spec.dns:
+            syntax.check_ip(ip)
+        for domain in spec.dns_search:
+            syntax.check_dns_search(domain)
+        for entry in spec.extra_hosts:
+            syntax.parse_extra_host(entry)
+        for key in spec.sysctls:
+            syntax.check_sysctl(key)
+            if key.startswith("net.") and spec.network == "host":
+                raise ValueError(f"sysctl {key!r} is not allowed in host network namespace")
+        names = set()
+        for u in spec.ulimits:
+            syntax.check_ulimit(u.name, u.soft, u.hard)
+            if u.name in names:
+                raise ValueError(f"ulimit {u.name} is given more than once")
+            names.add(u.name)
+        syntax.check_oom_score_adj(spec.oom_score_adj)
+    except ValueError as err:
+        raise InvalidArgument(f"ContainerSpec: {err}") from None
+    for option in spec.dns_options:
+        if not option or any(c.isspace() for c in option):
+            raise InvalidArgument(f"ContainerSpec.DnsOptions: {option!r} is not a resolv.conf option")
 
 
 def _validate_files(spec: ContainerSpec, targets: set[str]) -> None:

@@ -260,7 +260,7 @@ class HealthConfig(_message.Message):
     def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs", "privileges")
+    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs", "privileges", "dns_config", "hosts", "read_only", "sysctls", "ulimits", "oom_score_adj")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,31 @@ class ContainerSpec(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SysctlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DNSConfig(_message.Message):
+        __slots__ = ("nameservers", "search", "options")
+        NAMESERVERS_FIELD_NUMBER: _ClassVar[int]
+        SEARCH_FIELD_NUMBER: _ClassVar[int]
+        OPTIONS_FIELD_NUMBER: _ClassVar[int]
+        nameservers: _containers.RepeatedScalarFieldContainer[str]
+        search: _containers.RepeatedScalarFieldContainer[str]
+        options: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, nameservers: _Optional[_Iterable[str]] = ..., search: _Optional[_Iterable[str]] = ..., options: _Optional[_Iterable[str]] = ...) -> None: ...
+    class Ulimit(_message.Message):
+        __slots__ = ("name", "soft", "hard")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        SOFT_FIELD_NUMBER: _ClassVar[int]
+        HARD_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        soft: int
+        hard: int
+        def __init__(self, name: _Optional[str] = ..., soft: _Optional[int] = ..., hard: _Optional[int] = ...) -> None: ...
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +311,12 @@ class ContainerSpec(_message.Message):
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
     PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
+    DNS_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SYSCTLS_FIELD_NUMBER: _ClassVar[int]
+    ULIMITS_FIELD_NUMBER: _ClassVar[int]
+    OOM_SCORE_ADJ_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -304,7 +335,13 @@ class ContainerSpec(_message.Message):
     secrets: _containers.RepeatedCompositeFieldContainer[SecretReference]
     configs: _containers.RepeatedCompositeFieldContainer[ConfigReference]
     privileges: Privileges
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ..., privileges: _Optional[_Union[Privileges, _Mapping]] = ...) -> None: ...
+    dns_config: ContainerSpec.DNSConfig
+    hosts: _containers.RepeatedScalarFieldContainer[str]
+    read_only: bool
+    sysctls: _containers.ScalarMap[str, str]
+    ulimits: _containers.RepeatedCompositeFieldContainer[ContainerSpec.Ulimit]
+    oom_score_adj: int
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ..., privileges: _Optional[_Union[Privileges, _Mapping]] = ..., dns_config: _Optional[_Union[ContainerSpec.DNSConfig, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[ContainerSpec.Ulimit, _Mapping]]] = ..., oom_score_adj: _Optional[int] = ...) -> None: ...
 
 class Privileges(_message.Message):
     __slots__ = ("seccomp", "no_new_privileges")

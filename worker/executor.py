@@ -13,7 +13,7 @@ import base64
 import posixpath
 from collections.abc import Mapping
 
-from agent_runtime.api import ContainerSpec, File, Healthcheck, Mount, NetworkAttachment, Resources
+from agent_runtime.api import ContainerSpec, File, Healthcheck, Mount, NetworkAttachment, Resources, Ulimit
 from proto import objects_pb2
 from worker.placeholders import expand_container
 
@@ -137,4 +137,22 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
         networks=[NetworkAttachment(network_id=a.network_id, address=a.addresses[0], aliases=list(a.aliases))
                   for a in task.networks if a.addresses],
         files=container_files(task, secrets or {}, configs or {}),
+        dns=list(c.dns_config.nameservers),
+        dns_search=list(c.dns_config.search),
+        dns_options=list(c.dns_config.options),
+        extra_hosts=extra_hosts(c.hosts),
+        readonly_rootfs=c.read_only,
+        sysctls=dict(c.sysctls),
+        ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in c.ulimits],
+        oom_score_adj=c.oom_score_adj,
     )
+
+
+def extra_hosts(hosts) -> list[str]:
+    """SwarmKit's ``IP HOSTNAME [ALIAS...]`` entries as Docker's ``HOST:IP``, one per name (as
+    dockerd's swarm executor converts them)."""
+    out = []
+    for line in hosts:
+        fields = line.split()
+        out += [f"{name}:{fields[0]}" for name in fields[1:]]
+    return out

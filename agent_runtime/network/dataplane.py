@@ -105,7 +105,9 @@ class NetworkDataplane:
     # container view ------------------------------------------------------------------------
     def _local(self, c) -> LocalContainer:
         return LocalContainer(id=c.id, name=c.name, hostname=c.process.hostname,
-                              netns=netns_name(self.rid, c.id), endpoints=endpoints_for(c.id, c.spec.networks))
+                              netns=netns_name(self.rid, c.id), endpoints=endpoints_for(c.id, c.spec.networks),
+                              dns=tuple(c.spec.dns), dns_search=tuple(c.spec.dns_search),
+                              dns_options=tuple(c.spec.dns_options), extra_hosts=tuple(c.spec.extra_hosts))
 
     def netns_path(self, container_id: str) -> str:
         return netns.path(netns_name(self.rid, container_id))

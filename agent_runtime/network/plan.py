@@ -94,6 +94,11 @@ class LocalContainer:
     endpoints: list[LocalEndpoint]
     gateway_ip: str = ""       # on shoal_gwbridge; empty when every network is internal
     dns_port: int = 0          # the resolver's port inside the netns, once it listens
+    # from the spec: the embedded DNS forwards to ``dns`` (else the host's); resolv.conf and hosts
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
     running: bool = field(default=False, compare=False)
 
     def network_ids(self) -> list[str]:

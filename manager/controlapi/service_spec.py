@@ -16,6 +16,7 @@ import json
 import re
 import signal
 
+from common import hostopts, syntax
 from manager.constraints import InvalidConstraint, parse_constraints
 from manager.controlapi.limits import (MAX_SERVICE_SPEC_BYTES, LimitError, check_labels, check_replicas,
                                        quoted)
@@ -146,6 +147,7 @@ def _check_container(container: objects_pb2.ContainerSpec) -> None:
     if container.stop_signal and not _is_signal(container.stop_signal):
         raise SpecError(f"invalid --stop-signal {container.stop_signal!r}: not a signal name or number")
     _check_mounts(container.mounts)
+    _check_runtime_options(container)
     if container.HasField("privileges"):
         _check_seccomp(container.privileges.seccomp)
     if container.HasField("healthcheck"):
@@ -160,6 +162,33 @@ def _check_container(container: objects_pb2.ContainerSpec) -> None:
             if target in targets:
                 raise SpecError(f"invalid --{kind}: target {target!r} is used more than once")
             targets.add(target)
+
+
+def _check_runtime_options(container: objects_pb2.ContainerSpec) -> None:
+    """--dns*, --host, --sysctl, --ulimit, --oom-score-adj, with docker's grammar and words."""
+    dns = container.dns_config
+    for flag, values, check in (("--dns", dns.nameservers, hostopts.check_ip),
+                                ("--dns-search", dns.search, hostopts.check_dns_search),
+                                ("--host", container.hosts, hostopts.check_hosts_line),
+                                ("--sysctl", container.sysctls, hostopts.check_sysctl)):
+        for value in values:
+            try:
+                check(value)
+            except ValueError as err:
+                raise SpecError(f"invalid {flag}: {err}") from None
+    seen = set()
+    for u in container.ulimits:
+        try:
+            hostopts.check_ulimit(u.name, u.soft, u.hard)
+        except ValueError as err:
+            raise SpecError(f"invalid --ulimit: {err}") from None
+        if u.name in seen:
+            raise SpecError(f"invalid --ulimit: {u.name} is given more than once")
+        seen.add(u.name)
+    try:
+        hostopts.check_oom_score_adj(container.oom_score_adj)
+    except ValueError as err:
+        raise SpecError(f"invalid --oom-score-adj: {err}") from None
 
 
 def _check_seccomp(opts: objects_pb2.Privileges.SeccompOpts) -> None:

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from common import syntax
+from common import hostopts, syntax
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import flag_value, print_json_lines, print_table
 from shoal.cli.security import parse_security_opts
@@ -123,12 +123,21 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("--stop-signal", default="")
 @click.option("--stop-timeout", type=float, default=10.0)
 @click.option("-l", "--label", multiple=True, help="KEY=VALUE")
+@click.option("--dns", multiple=True, help="Set custom DNS servers")
+@click.option("--dns-search", multiple=True, help="Set custom DNS search domains")
+@click.option("--dns-option", multiple=True, help="Set DNS options")
+@click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)")
+@click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only")
+@click.option("--sysctl", multiple=True, help="Sysctl options (namespaced only: net.*, kernel.shm*, ...)")
+@click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])")
+@click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
         tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
-        hostname, entrypoint, stop_signal, stop_timeout, label, image, command) -> None:
+        hostname, entrypoint, stop_signal, stop_timeout, label, dns, dns_search, dns_option, add_host,
+        read_only, sysctl, ulimit, oom_score_adj, image, command) -> None:
     """Run a command in a new container on this node.
 
     With ``--network NET`` naming a swarm network created with ``--attachable``, shoald records
@@ -154,7 +163,8 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
                             pids_limit=pids_limit, cpu_shares=cpu_shares),
         cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
         no_new_privileges=bool(security.no_new_privileges), seccomp=security.seccomp or "",
-        init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network)
+        init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network,
+        **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
     if attachment is not None:
         spec.networks = [attachment_endpoint(attachment)]
         spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
@@ -183,6 +193,29 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
     if remove:
         _remove_container(ctx, client, cid)
     sys.exit(result.status_code)
+
+
+def runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj) -> dict:
+    """The ContainerSpec fields of docker run's --dns*, --add-host, --read-only, --sysctl, --ulimit
+    and --oom-score-adj, each checked with docker's words."""
+    from agent_runtime.api import Ulimit
+    sysctls = dict(flag_value(hostopts.parse_sysctl, "--sysctl", t) for t in sysctl)
+    limits = {}
+    for text in ulimit:
+        name, soft, hard = flag_value(hostopts.parse_ulimit, "--ulimit", text)
+        limits[name] = Ulimit(name=name, soft=soft, hard=hard)
+    flag_value(lambda v: hostopts.check_oom_score_adj(int(v)), "--oom-score-adj", str(oom_score_adj))
+    return {"dns": [flag_value(hostopts.check_ip, "--dns", t) for t in dns],
+            "dns_search": [flag_value(hostopts.check_dns_search, "--dns-search", t) for t in dns_search],
+            "dns_options": list(dns_option),
+            "extra_hosts": [_checked_host(t) for t in add_host],
+            "readonly_rootfs": read_only, "sysctls": sysctls,
+            "ulimits": [limits[n] for n in sorted(limits)], "oom_score_adj": oom_score_adj}
+
+
+def _checked_host(text: str) -> str:
+    flag_value(hostopts.parse_extra_host, "--add-host", text)
+    return text
 
 
 def is_swarm_network(network: str) -> bool:

@@ -17,7 +17,7 @@ import os
 import shlex
 from collections.abc import Iterable
 
-from common import syntax
+from common import hostopts, syntax
 from common.limits import MAX_REPLICAS
 from proto import objects_pb2 as pb
 from shoal.cli.security import apply_to_service, parse_security_opts
@@ -299,6 +299,14 @@ def build_spec(image: str, args: Iterable[str], opts: dict) -> pb.ServiceSpec:
         spec.rollback.CopyFrom(DEFAULT_UPDATE)
     if _opt(opts, "entrypoint") is not None:
         container.command.extend(shlex.split(opts["entrypoint"]))
+    container.dns_config.nameservers.extend(parse_dns(t) for t in _opt(opts, "dns") or ())
+    container.dns_config.search.extend(parse_dns_search(t) for t in _opt(opts, "dns_search") or ())
+    container.dns_config.options.extend(_opt(opts, "dns_option") or ())
+    container.hosts.extend(parse_host(t) for t in _opt(opts, "host") or ())
+    for text in _opt(opts, "sysctl") or ():
+        key, value = parse_sysctl(text)
+        container.sysctls[key] = value
+    _replace(container.ulimits, _ulimits_merged([], [parse_ulimit(t) for t in _opt(opts, "ulimit") or ()]))
     _apply_common(spec, opts)
     return spec
 
@@ -350,6 +358,7 @@ def update_spec(spec: pb.ServiceSpec, opts: dict) -> pb.ServiceSpec:
     for cap in _opt(opts, "cap_drop") or ():
         _update_list(container.cap_drop, [cap], [], lambda c: c)
         _update_list(container.cap_add, [], [cap], lambda c: c)
+    _update_runtime_options(container, opts)
     if _opt(opts, "force"):
         new.task.force_update += 1
     _apply_common(new, opts)
@@ -404,6 +413,78 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
         container.init = bool(opts["init"])
     if _opt(opts, "security_opt"):
         apply_to_service(container, parse_security_opts(opts["security_opt"]))
+    if _opt(opts, "read_only") is not None:
+        container.read_only = bool(opts["read_only"])
+    if _opt(opts, "oom_score_adj") is not None:
+        value = opts["oom_score_adj"]
+        try:
+            hostopts.check_oom_score_adj(value)
+        except ValueError as err:
+            raise FlagError("--oom-score-adj", value, str(err)) from None
+        container.oom_score_adj = value
+
+
+# ---- --dns*, --host, --sysctl, --ulimit ------------------------------------------------------
+
+def parse_dns(text: str, flag: str = "--dns") -> str:
+    return _parsed(hostopts.check_ip, flag, text)
+
+
+def parse_dns_search(text: str, flag: str = "--dns-search") -> str:
+    return _parsed(hostopts.check_dns_search, flag, text)
+
+
+def parse_host(text: str, flag: str = "--host") -> str:
+    """``HOST:IP`` -> SwarmKit's hosts entry ``IP HOST``."""
+    return _parsed(hostopts.parse_extra_host, flag, text)
+
+
+def parse_sysctl(text: str, flag: str = "--sysctl") -> tuple[str, str]:
+    return _parsed(hostopts.parse_sysctl, flag, text)
+
+
+def parse_ulimit(text: str, flag: str = "--ulimit") -> pb.ContainerSpec.Ulimit:
+    name, soft, hard = _parsed(hostopts.parse_ulimit, flag, text)
+    return pb.ContainerSpec.Ulimit(name=name, soft=soft, hard=hard)
+
+
+def _ulimits_merged(current, added) -> list:
+    """Docker keeps one ulimit per name (the last given wins), sorted by name."""
+    by_name = {u.name: u for u in current}
+    by_name.update({u.name: u for u in added})
+    return [by_name[n] for n in sorted(by_name)]
+
+
+def _host_name(entry: str) -> str:
+    return entry.split()[1] if len(entry.split()) > 1 else entry
+
+
+def _update_runtime_options(container: pb.ContainerSpec, opts: dict) -> None:
+    """docker service update's --dns-add/-rm, --dns-search-add/-rm, --dns-option-add/-rm,
+    --host-add/-rm, --sysctl-add/-rm and --ulimit-add/-rm."""
+    dns = container.dns_config
+    for field, flag, parse in (("nameservers", "dns", parse_dns), ("search", "dns_search", parse_dns_search),
+                               ("options", "dns_option", None)):
+        flag_name = "--" + flag.replace("_", "-")
+        add = [parse(t, f"{flag_name}-add") if parse else t for t in _opt(opts, f"{flag}_add") or ()]
+        remove = set(_opt(opts, f"{flag}_rm") or ())
+        kept = [v for v in getattr(dns, field) if v not in remove]
+        _replace(getattr(dns, field), kept + [v for v in add if v not in kept])
+    hosts_add = [parse_host(t, "--host-add") for t in _opt(opts, "host_add") or ()]
+    # --host-rm takes HOST or HOST:IP, as docker's
+    removed = set()
+    for text in _opt(opts, "host_rm") or ():
+        removed.add(parse_host(text, "--host-rm") if ":" in text or "=" in text else text)
+    kept = [h for h in container.hosts if h not in removed and _host_name(h) not in removed]
+    _replace(container.hosts, kept + [h for h in hosts_add if h not in kept])
+    for text in _opt(opts, "sysctl_rm") or ():
+        container.sysctls.pop(text.partition("=")[0], None)
+    for text in _opt(opts, "sysctl_add") or ():
+        key, value = parse_sysctl(text, "--sysctl-add")
+        container.sysctls[key] = value
+    gone = {t.partition("=")[0] for t in _opt(opts, "ulimit_rm") or ()}
+    added = [parse_ulimit(t, "--ulimit-add") for t in _opt(opts, "ulimit_add") or ()]
+    _replace(container.ulimits, _ulimits_merged([u for u in container.ulimits if u.name not in gone], added))
 
 
 def _apply_restart(task: pb.TaskSpec, opts: dict) -> None:

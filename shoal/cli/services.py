@@ -106,6 +106,8 @@ COMMON_OPTIONS = [
     click.option("--init/--no-init", default=None, help="Use an init inside each service container"),
     click.option("--security-opt", multiple=True,
                  help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges"),
+    click.option("--read-only", is_flag=True, default=None, help="Mount the container's root filesystem as read only"),
+    click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)"),
     click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting for the service to converge"),
     click.option("-q", "--quiet", is_flag=True, help="Suppress progress output"),
     click.option("--no-resolve-image", is_flag=True, hidden=True, help="Accepted for docker compatibility"),
@@ -219,6 +221,12 @@ def snapshot_or_empty(client, service_id: str):
 @click.option("--cap-drop", multiple=True, help="Drop Linux capabilities")
 @click.option("--secret", multiple=True, help="Specify secrets to expose to the service")
 @click.option("--config", multiple=True, help="Specify configurations to expose to the service")
+@click.option("--dns", multiple=True, help="Set custom DNS servers")
+@click.option("--dns-option", multiple=True, help="Set DNS options")
+@click.option("--dns-search", multiple=True, help="Set custom DNS search domains")
+@click.option("--host", multiple=True, help="Set one or more custom host-to-IP mappings (host:ip)")
+@click.option("--sysctl", multiple=True, help="Sysctl options")
+@click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])")
 @_apply(COMMON_OPTIONS)
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -419,6 +427,18 @@ UPDATE_OPTIONS = [
     click.option("--config-rm", multiple=True, help="Remove a configuration file"),
     click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
     click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
+    click.option("--dns-add", multiple=True, help="Add or update a custom DNS server"),
+    click.option("--dns-rm", multiple=True, help="Remove a custom DNS server"),
+    click.option("--dns-option-add", multiple=True, help="Add or update a DNS option"),
+    click.option("--dns-option-rm", multiple=True, help="Remove a DNS option"),
+    click.option("--dns-search-add", multiple=True, help="Add or update a custom DNS search domain"),
+    click.option("--dns-search-rm", multiple=True, help="Remove a DNS search domain"),
+    click.option("--host-add", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
+    click.option("--host-rm", multiple=True, help="Remove a custom host-to-IP mapping (host:ip)"),
+    click.option("--sysctl-add", multiple=True, help="Add or update a Sysctl option"),
+    click.option("--sysctl-rm", multiple=True, help="Remove a Sysctl option"),
+    click.option("--ulimit-add", multiple=True, help="Add or update a ulimit option"),
+    click.option("--ulimit-rm", multiple=True, help="Remove a ulimit option"),
     click.option("--force", is_flag=True, help="Force update even if no changes require it"),
     click.option("--rollback", is_flag=True, help="Rollback to previous specification"),
 ]

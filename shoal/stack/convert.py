@@ -105,6 +105,14 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
     container.cap_add.extend(service.cap_add)
     container.cap_drop.extend(service.cap_drop)
     container.init = service.init
+    container.dns_config.nameservers.extend(service.dns)
+    container.dns_config.search.extend(service.dns_search)
+    container.dns_config.options.extend(service.dns_opt)
+    container.hosts.extend(service.extra_hosts)
+    container.sysctls.update(service.sysctls)
+    container.ulimits.extend(pb.ContainerSpec.Ulimit(name=n, soft=soft, hard=hard) for n, soft, hard in service.ulimits)
+    container.read_only = service.read_only
+    container.oom_score_adj = service.oom_score_adj
     for ref in service.secrets:
         container.secrets.add(secret_name=_resource_name(stack.secrets.get(ref.source), ref.source, name),
                               file=pb.FileTarget(name=ref.target, uid=ref.uid, gid=ref.gid, mode=ref.mode))

@@ -134,6 +134,14 @@ class ServiceDef:
     depends_on: tuple[DependencySpec, ...] = ()
     init: bool = False
     restart: str = ""                   # `restart:`, used when deploy.restart_policy is absent
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()   # SwarmKit's "IP HOST" entries
+    sysctls: dict[str, str] = field(default_factory=dict)
+    ulimits: tuple[tuple[str, int, int], ...] = ()   # (name, soft, hard), sorted by name
+    read_only: bool = False
+    oom_score_adj: int = 0
     ignored: tuple[str, ...] = ()       # keys docker stack deploy ignores with a warning
 
 

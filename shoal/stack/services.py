@@ -16,6 +16,7 @@ from shoal.stack.mounts import read_mounts
 from shoal.stack.model import (
     DependencySpec, FileRef, HealthcheckSpec, PortSpec, ServiceDef, ServiceNetwork,
 )
+from common import hostopts
 from common.syntax import parse_duration, parse_env_file, parse_file_mode
 from shoal.stack.syntax import parse_port_short
 from shoal.stack.yamltree import Node
@@ -24,7 +25,8 @@ SERVICE_KEYS = {
     "image", "command", "entrypoint", "environment", "env_file", "ports", "networks", "volumes",
     "tmpfs", "deploy", "healthcheck", "hostname", "user", "working_dir", "stop_grace_period",
     "stop_signal", "labels", "cap_add", "cap_drop", "secrets", "configs", "depends_on", "init",
-    "restart", "logging",
+    "restart", "logging", "dns", "dns_search", "dns_opt", "extra_hosts", "sysctls", "ulimits", "read_only",
+    "oom_score_adj",
 }
 # docker stack deploy warns "Ignoring unsupported options: ..." about these and deploys without
 # them (docker/cli compose types.UnsupportedProperties); `restart` is also converted.
@@ -52,9 +54,7 @@ UNSUPPORTED_SERVICE_KEYS = {
     "mem_limit": "Set resource limits using deploy.resources",
     "memswap_limit": "Set resource limits using deploy.resources",
     # docker stack deploy applies these; Shoal's runtime does not have them yet
-    "dns": _NOT_YET, "dns_search": _NOT_YET, "extra_hosts": _NOT_YET, "sysctls": _NOT_YET,
-    "ulimits": _NOT_YET, "read_only": _NOT_YET, "tty": _NOT_YET, "stdin_open": _NOT_YET,
-    "oom_score_adj": _NOT_YET, "credential_spec": _NOT_YET, "isolation": _NOT_YET,
+    "tty": _NOT_YET, "stdin_open": _NOT_YET, "credential_spec": _NOT_YET, "isolation": _NOT_YET,
 }
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _SIGNAL = re.compile(r"^(SIG)?[A-Z][A-Z0-9+-]*$|^[0-9]+$")
@@ -118,6 +118,7 @@ def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Dec
         values["restart"] = ck.attempt(entries["restart"], join(path, "restart"), _restart)
     if "logging" in entries:
         ignored += _logging(ck, entries["logging"], join(path, "logging"))
+    _runtime_options(ck, entries, path, values)
     values["ignored"] = ignored
     if len(ck.problems) > before:
         return None
@@ -392,6 +393,84 @@ def _restart(value: object) -> str:
     if count and not count.isdigit():
         raise ValueError(f"invalid restart policy {text!r}: maximum retry count must be an integer")
     return text
+
+
+def _runtime_options(ck: Checker, entries: dict[str, Node], path: str, values: dict[str, object]) -> None:
+    """dns, dns_search, dns_opt, extra_hosts, sysctls, ulimits, read_only, oom_score_adj: read as
+    docker/cli's compose loader reads them, checked with the grammar of the CLI's flags."""
+    for key, check in (("dns", hostopts.check_ip), ("dns_search", hostopts.check_dns_search), ("dns_opt", None)):
+        if key in entries:
+            node = entries[key]
+            items = ck.strings(node, join(path, key), single=key != "dns_opt")
+            if items is not None and check is not None:
+                items = [ck.attempt(Node(i, node.file, node.line), join(path, key), check) for i in items]
+            if items is not None:
+                values[key] = tuple(i for i in items if i is not None)
+    if "extra_hosts" in entries:
+        values["extra_hosts"] = _extra_hosts(ck, entries["extra_hosts"], join(path, "extra_hosts"))
+    if "sysctls" in entries:
+        sysctls = {}
+        for key, (node, value) in (ck.assignments(entries["sysctls"], join(path, "sysctls")) or {}).items():
+            try:
+                hostopts.check_sysctl(key)
+            except ValueError as err:
+                ck.error(node, join(path, "sysctls", key), str(err))
+            sysctls[key] = value or ""
+        values["sysctls"] = sysctls
+    if "ulimits" in entries:
+        values["ulimits"] = _ulimits(ck, entries["ulimits"], join(path, "ulimits"))
+    if "read_only" in entries:
+        values["read_only"] = ck.boolean(entries["read_only"], join(path, "read_only"))
+    if "oom_score_adj" in entries:
+        values["oom_score_adj"] = ck.integer(entries["oom_score_adj"], join(path, "oom_score_adj"),
+                                             minimum=hostopts.OOM_SCORE_ADJ_MIN, maximum=hostopts.OOM_SCORE_ADJ_MAX)
+
+
+def _extra_hosts(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:
+    """A list of ``HOST:IP`` (or ``HOST=IP``) or a mapping HOST: IP -> SwarmKit's ``IP HOST``
+    entries (docker/cli convertExtraHosts)."""
+    if node.is_map:
+        texts = [(child, f"{host}:{child.value}") for host, child in node.value.items()]
+    else:
+        items = ck.sequence(node, path)
+        if items is None:
+            return None
+        texts = [(item, item.value) for item in items]
+    out = []
+    for i, (child, text) in enumerate(texts):
+        entry = ck.attempt(Node(text, child.file, child.line), join(path, i), hostopts.parse_extra_host)
+        if entry is not None:
+            out.append(entry)
+    return tuple(out)
+
+
+def _ulimits(ck: Checker, node: Node, path: str) -> tuple[tuple[str, int, int], ...] | None:
+    """``nofile: 1024`` (soft and hard) or ``nofile: {soft: 1024, hard: 2048}``, sorted by name
+    as docker/cli's convertUlimits sorts them."""
+    entries = ck.mapping(node, path, None)
+    if entries is None:
+        return None
+    out = []
+    for name, child in sorted(entries.items()):
+        where = join(path, name)
+        if child.is_map:
+            limits = ck.mapping(child, where, ("soft", "hard"), nullable=False) or {}
+            if set(limits) != {"soft", "hard"}:
+                ck.error(child, where, "expected both soft and hard")
+                continue
+            soft = ck.integer(limits["soft"], join(where, "soft"), minimum=None, maximum=2**63 - 1)
+            hard = ck.integer(limits["hard"], join(where, "hard"), minimum=None, maximum=2**63 - 1)
+        else:
+            soft = hard = ck.integer(child, where, minimum=None, maximum=2**63 - 1)
+        if soft is None or hard is None:
+            continue
+        try:
+            hostopts.check_ulimit(name, soft, hard)
+        except ValueError as err:
+            ck.error(child, where, str(err))
+            continue
+        out.append((name, soft, hard))
+    return tuple(out)
 
 
 def _logging(ck: Checker, node: Node, path: str) -> tuple[str, ...]:

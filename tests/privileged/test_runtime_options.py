@@ -1,0 +1,100 @@
+"""shoal-runtimed applies Docker's runtime options, checked from inside the container: --dns*,
+--add-host, --read-only, --sysctl, --ulimit, --oom-score-adj (docs/compatibility.md).
+
+Needs root; containers run with network "none" (own netns), under the session runtimed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_runtime.api import InvalidArgument, Mount, Ulimit
+from tests.support.runtime import run_to_exit, sh
+
+pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
+
+
+def test_dns_options_are_the_containers_resolv_conf(client):
+    info, out, _ = run_to_exit(client, dns=["192.0.2.53", "198.18.0.53"], dns_search=["example.org", "lab.test"],
+                               dns_options=["ndots:2", "timeout:3"], command=sh("cat /etc/resolv.conf"))
+    assert info.state.exit_code == 0, out
+    assert out == ("nameserver 192.0.2.53\nnameserver 198.18.0.53\nsearch example.org lab.test\n"
+                   "options ndots:2 timeout:3\n")
+
+
+def test_no_dns_options_keep_the_images_resolv_conf(client, runtimed):
+    image_file = runtimed.rootfs / "etc" / "resolv.conf"
+    expected = image_file.read_text() if image_file.exists() else ""
+    _, out, _ = run_to_exit(client, command=sh("cat /etc/resolv.conf 2>/dev/null; true"))
+    assert out == expected
+
+
+def test_extra_hosts_are_lines_of_etc_hosts(client):
+    info, out, _ = run_to_exit(client, extra_hosts=["db.internal:192.0.2.10", "v6host:2001:db8::1"],
+                               command=sh("cat /etc/hosts; ping -c1 -W1 db.internal 2>&1 | head -1"))
+    assert info.state.exit_code == 0, out
+    assert "192.0.2.10\tdb.internal\n" in out and "2001:db8::1\tv6host\n" in out
+    assert "127.0.0.1\tlocalhost" in out
+    assert "PING db.internal (192.0.2.10)" in out     # the resolver reads it
+
+
+def test_read_only_rootfs_refuses_writes_but_mounts_stay_writable(client):
+    info, out, _ = run_to_exit(client, readonly_rootfs=True, mounts=[Mount(type="tmpfs", target="/scratch")],
+                               command=sh("touch /x 2>&1; touch /tmp/x 2>&1; touch /scratch/x && echo scratch-ok; "
+                                          "echo > /dev/null && echo dev-ok; grep ' / ' /proc/mounts"))
+    assert info.state.exit_code == 0, out
+    lines = out.splitlines()
+    assert "touch: /x: Read-only file system" in lines[0]
+    assert "touch: /tmp/x: Read-only file system" in lines[1]   # no writable /tmp: Docker gives none
+    assert "scratch-ok" in out and "dev-ok" in out
+    assert lines[-1].split()[3].split(",")[0] == "ro"
+    _, out, _ = run_to_exit(client, command=sh("touch /x && echo writable"))
+    assert out == "writable\n"
+
+
+def test_namespaced_sysctls_are_set_inside_only(client):
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        host_port_start = f.read()
+    with open("/proc/sys/kernel/shmmni") as f:
+        host_shmmni = f.read()
+    info, out, _ = run_to_exit(client, sysctls={"net.ipv4.ip_unprivileged_port_start": "80",
+                                                "kernel.shmmni": "1234", "net.core.somaxconn": "1000"},
+                               command=sh("cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni "
+                                          "/proc/sys/net/core/somaxconn"))
+    assert info.state.exit_code == 0, out
+    assert out.split() == ["80", "1234", "1000"]
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        assert f.read() == host_port_start
+    with open("/proc/sys/kernel/shmmni") as f:
+        assert f.read() == host_shmmni
+
+
+@pytest.mark.parametrize("sysctls, network, match", [
+    ({"kernel.hostname": "x"}, "none", "sysctl 'kernel.hostname' is not allowed"),
+    ({"vm.swappiness": "1"}, "none", "sysctl 'vm.swappiness' is not allowed"),
+    ({"net.core.somaxconn": "1"}, "host", "not allowed in host network namespace"),
+])
+def test_other_sysctls_are_refused(client, sysctls, network, match):
+    before = len(client.list(all=True))
+    with pytest.raises(InvalidArgument, match=match):
+        run_to_exit(client, sysctls=sysctls, network=network, command=["true"])
+    assert len(client.list(all=True)) == before
+
+
+def test_ulimits_are_set_before_exec(client):
+    info, out, _ = run_to_exit(client, user="app", ulimits=[Ulimit(name="nofile", soft=1024, hard=2048),
+                                                            Ulimit(name="nproc", soft=100, hard=100)],
+                               command=sh("grep -E 'Max (open files|processes)' /proc/self/limits"))
+    assert info.state.exit_code == 0, out
+    rows = {line[:26].strip(): line[26:].split()[:2] for line in out.splitlines()}   # the kernel's columns
+    assert rows["Max open files"] == ["1024", "2048"]
+    assert rows["Max processes"] == ["100", "100"]
+
+
+def test_oom_score_adj(client):
+    _, out, _ = run_to_exit(client, oom_score_adj=500, init=True, command=sh("cat /proc/self/oom_score_adj"))
+    assert out == "500\n"
+    _, out, _ = run_to_exit(client, command=sh("cat /proc/self/oom_score_adj"))
+    assert out == "0\n"     # not runtimed's own: Docker writes 0 too
+    with pytest.raises(InvalidArgument, match=r"Invalid value 1001, range for oom score adj is \[-1000, 1000\]"):
+        run_to_exit(client, oom_score_adj=1001, command=["true"])
