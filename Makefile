@@ -9,8 +9,9 @@ DEB_PACKAGES := python3-venv python3-dev iproute2 nftables busybox-static docker
                 runc crun libseccomp2 iputils-ping curl procps kmod iperf3 faketime
 PROTOS := proto/objects.proto proto/store.proto proto/control.proto proto/cluster.proto
 LAB ?= demo
-# Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate); no recommends.
-TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt prometheus
+# Checkers the tests run on deploy/ (systemd-analyze verify, vagrant validate), Prometheus, and the browser the
+# web page's test drives (chromium, headless); no recommends.
+TOOL_DEB_PACKAGES := systemd vagrant vagrant-libvirt prometheus chromium
 # What a server needs (deploy/provision.sh: `make install-runtime`): no test tools, no registry.
 RUNTIME_DEB_PACKAGES := python3-venv iproute2 nftables busybox-static procps kmod libseccomp2
 # What the VM test needs on the host (`make vagrant-test`), besides the above.

@@ -8,7 +8,7 @@ import click
 
 from shoal import __version__
 from shoal.cli import (containers, events, images, networks, nodes, secrets, service_logs, services, stacks, swarm,
-                       system)
+                       system, ui)
 from shoal.cli.client import Client
 
 
@@ -23,7 +23,8 @@ def cli(ctx: click.Context, host: str | None) -> None:
 
 
 # Each command module adds its commands (and groups) to the top-level group.
-for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system, events):
+for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system, events,
+                ui):
     _module.register(cli)
 
 

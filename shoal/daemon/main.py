@@ -15,6 +15,7 @@ from shoal import dockerapi
 from shoal.daemon.config import parse_addr
 from shoal.daemon.roles import Daemon
 from shoal.metrics import serve_metrics
+from shoal.ui import server as ui_server
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docker-socket", default=None,
                         help="unix socket for the Docker Engine API (default: docker.sock beside --socket, "
                              "/run/shoal/docker.sock); empty: not served")
+    parser.add_argument("--ui-socket", default=None,
+                        help="root-only unix socket of the web page (`shoal ui`); default: ui.sock next to --socket; "
+                             "off if empty")
     parser.add_argument("--hostname", default=socket.gethostname())
     parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
@@ -42,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                               ("insecure-registries", args.insecure_registry)) if value}
     data_root = Path(config.get("data-root", daemonconfig.DEFAULT_DATA_ROOT))
     args.state_dir = args.state_dir or data_root / "state"
+    if args.ui_socket is None:
+        args.ui_socket = args.socket.parent / "ui.sock"
+    args.ui_socket = Path(args.ui_socket) if args.ui_socket else None
     args.metrics_addr = daemonconfig.pick(args.metrics_addr, config, "metrics-addr", "")
     args.insecure_registry = daemonconfig.pick(args.insecure_registry, config, "insecure-registries", [])
     args.log_level = daemonconfig.pick(args.log_level, config, "log-level", "warning")
@@ -76,13 +83,22 @@ def reloader(args: argparse.Namespace, daemon: Daemon) -> Callable[[], None]:
     return reload
 
 
-async def run(daemon: Daemon, docker_socket: Path | None) -> BaseException | None:
-    """The daemon, with the Docker Engine API (shoal.dockerapi) on ``docker_socket`` if given."""
-    docker_api = await dockerapi.serve(daemon, docker_socket)
+async def run(daemon: Daemon, docker_socket: Path | None, ui_socket: Path | None) -> BaseException | None:
+    """The daemon, with the Docker Engine API (shoal.dockerapi) on ``docker_socket`` and the web page
+    of the cluster (shoal.ui.server) on ``ui_socket``, each if given."""
     try:
-        return await daemon.run()
+        page = await ui_server.start(ui_server.manager_of_daemon(daemon), ui_socket) if ui_socket else None
+    except OSError as err:        # names the socket; shoald exits 1 saying so
+        return err
+    try:
+        docker_api = await dockerapi.serve(daemon, docker_socket)
+        try:
+            return await daemon.run()
+        finally:
+            await docker_api.close()
     finally:
-        await docker_api.close()
+        if page is not None and ui_socket is not None:
+            await ui_server.stop(page, ui_socket)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
-    failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None))
+    failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None, args.ui_socket))
     if failure is not None:
         logging.getLogger("shoald").error("exiting: %s", failure)
         sys.exit(1)

@@ -161,6 +161,11 @@ class HostPlan:
         return self.run_dir / "runtimed.sock"
 
     @property
+    def ui_socket(self) -> Path:
+        """The web page's socket (`shoal ui`): shoald's default, ui.sock next to its API socket."""
+        return self.run_dir / "ui.sock"
+
+    @property
     def swarm_addr(self) -> str:
         return f"{self.address}:{SWARM_PORT}"
 

@@ -1,0 +1,1 @@
+"""The web page of the cluster: nodes as columns, their tasks as cards, updated live (docs/web-ui.md)."""
