@@ -200,8 +200,12 @@ async def test_a_restarted_worker_adopts_running_containers(node):
         t.status.state = pb.RUNNING
     await again.apply(message(reported))
     await until(lambda: stray not in rt.containers, "the unassigned container removed")
-    await asyncio.sleep(0.05)
-    assert rt.calls["create"] == creates and len(rt.running()) == 5
+    # The positive signal that adoption is decided: a task assigned afterwards runs (the worker
+    # applies assignments in order), and it is the only container created since the restart.
+    later = task(6)
+    await again.apply(message(reported + [later]))
+    await until(lambda: st2.states([later.id]) == {"RUNNING"}, "a task assigned after the restart running")
+    assert rt.calls["create"] == creates + 1 and len(rt.running()) == 6
     assert not any(s.state == pb.FAILED for s in st2.latest.values())
 
 
