@@ -1,6 +1,7 @@
 """The web page of the cluster in a real browser (Debian's headless chromium over DevTools):
-`shoal ui` bridges the browser to a manager's root-only socket; the page shows the lab's nodes
-and one card per current task, and a `shoal service scale` appears without a reload."""
+`shoal ui` bridges the browser to a manager's root-only socket (a follower's: every manager serves
+it); the page shows the lab's 5 nodes and one card per current task, a `shoal service scale`
+appears without a reload within 2 s, and a node killed and started again goes down and up live."""
 from __future__ import annotations
 
 import json
@@ -26,14 +27,16 @@ COLUMNS = ("Array.from(document.querySelectorAll('#board .node')).map(n => [n.qu
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory):
-    return lab_factory(managers=1, workers=1)
+def follower(lab):
+    """A manager that is not the leader: the page must not need the leader."""
+    leader = wait_for(lambda: lab.leader(), 60, what="a leader")
+    return next(m for m in ("manager1", "manager2", "manager3") if m != leader)
 
 
 @pytest.fixture(scope="module")
-def bridge(lab):
-    """`shoal ui` on a free loopback port of this (the host's) namespace; its URL."""
-    env = {**os.environ, "SHOAL_HOST": f"unix://{lab.host('manager1').socket}"}
+def bridge(lab, follower):
+    """`shoal ui` on a free loopback port of this (the host's) namespace, to the follower's socket; its URL."""
+    env = {**os.environ, "SHOAL_HOST": f"unix://{lab.host(follower).socket}"}
     proc = subprocess.Popen([str(Path(sys.executable).with_name("shoal")), "ui", "--listen", "127.0.0.1:0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -56,6 +59,19 @@ def browser(tmp_path):
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
 
 
+def screenshot(browser, tmp_path: Path, name: str) -> Path:
+    """A screenshot in the test's tmp directory, copied to $SHOAL_TEST_ARTIFACTS if set (pytest
+    keeps only its last few tmp directories); its paths printed."""
+    shot = browser.screenshot(tmp_path / name)
+    assert shot.stat().st_size > 1000
+    kept = os.environ.get("SHOAL_TEST_ARTIFACTS")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(kept) / name)
+    print(f"screenshot: {shot}" + (f" (and {Path(kept) / name})" if kept else ""))
+    return shot
+
+
 def running(lab, service: str) -> int:
     out = lab.shoal("manager1", "service", "ps", "--format", "json", "-f", "desired-state=running", service).stdout
     return sum(json.loads(line)["CurrentState"].startswith("Running") for line in out.splitlines() if line.strip())
@@ -71,7 +87,8 @@ def test_board_shows_nodes_and_tasks_and_follows_a_scale(lab, bridge, browser, i
         except AssertionError as err:
             raise AssertionError(f"{err}; the page says: {browser.evaluate('document.body.innerText')!r}") from None
         columns = browser.evaluate(COLUMNS)
-        assert sorted(columns) == [["manager1", "manager", "ready", "active"], ["worker1", "worker", "ready", "active"]]
+        assert sorted(columns) == [[f"manager{i}", "manager", "ready", "active"] for i in (1, 2, 3)] + [
+            [f"worker{i}", "worker", "ready", "active"] for i in (1, 2)]
         assert browser.evaluate(CARDS) == 3
         names = browser.evaluate("Array.from(document.querySelectorAll('#board .task .name')).map(e => e.textContent)")
         assert sorted(names) == ["web.1", "web.2", "web.3"]
@@ -91,9 +108,7 @@ def test_board_shows_nodes_and_tasks_and_follows_a_scale(lab, bridge, browser, i
         assert browser.evaluate("window.notReloaded") is True                    # ...not by a reload
 
         wait_for(lambda: browser.evaluate(RUNNING_CARDS) == 5, 90, what="5 running cards")
-        shot = browser.screenshot(tmp_path / "shoal-web-ui.png")
-        print(f"screenshot: {shot}")
-        assert shot.stat().st_size > 1000
+        screenshot(browser, tmp_path, "shoal-web-ui.png")
 
         # The service's page: its tasks and the events of the scale.
         browser.evaluate("document.querySelector('#board .task .name a').click()")   # a card links to its service
@@ -104,6 +119,19 @@ def test_board_shows_nodes_and_tasks_and_follows_a_scale(lab, bridge, browser, i
         assert browser.evaluate("document.querySelectorAll('#service tr.current').length") == 5
         text = browser.evaluate("document.getElementById('service').textContent")
         assert "web" in text and "replicas.new=5" in text
-        print(f"service page screenshot: {browser.screenshot(tmp_path / 'shoal-web-ui-service.png')}")
+        screenshot(browser, tmp_path, "shoal-web-ui-service.png")
+
+        # A node killed and started again: its column goes down and comes back, live.
+        browser.evaluate("location.hash = '#/'")
+        status = "document.querySelector('#board .node[data-node-id]:nth-child(5)').dataset.status"
+        assert browser.evaluate("document.querySelector('#board .node:nth-child(5) .hostname').textContent") == "worker2"
+        lab.kill("worker2")
+        try:
+            wait_for(lambda: browser.evaluate(status) == "down", 60, what="worker2's column down")
+            screenshot(browser, tmp_path, "shoal-web-ui-node-down.png")
+        finally:
+            lab.start("worker2")
+        wait_for(lambda: browser.evaluate(status) == "ready", 60, what="worker2's column ready again")
+        assert browser.evaluate("window.notReloaded") is True
     finally:
         lab.shoal("manager1", "service", "rm", "web", check=False)

@@ -122,3 +122,21 @@ def test_only_the_listen_address_is_an_accepted_host():
 def test_a_missing_socket_is_named(tmp_path):
     with pytest.raises(bridge.BridgeError, match=f"unix://{tmp_path}/ui.sock.*shoald running"):
         bridge.check_socket(tmp_path / "ui.sock")
+
+
+def test_shoal_ui_refuses_a_public_listen_address_before_touching_the_socket(tmp_path):
+    from click.testing import CliRunner
+
+    from shoal.cli.main import cli
+    result = CliRunner().invoke(cli, ["-H", f"unix://{tmp_path}/shoal.sock", "ui", "--listen", "0.0.0.0:8080"])
+    assert result.exit_code == 1
+    assert "not a loopback address" in result.output and "--allow-non-loopback" in result.output
+
+
+def test_shoal_ui_finds_the_page_socket_next_to_the_daemon_socket(tmp_path):
+    from click.testing import CliRunner
+
+    from shoal.cli.main import cli
+    result = CliRunner().invoke(cli, ["-H", f"unix://{tmp_path}/shoal.sock", "ui"])
+    assert result.exit_code == 1
+    assert f"unix://{tmp_path}/ui.sock" in result.output and "Is shoald running" in result.output

@@ -2,8 +2,7 @@
 // Plain DOM, no framework, no build step; every text from the cluster goes in via textContent.
 "use strict";
 
-const state = { cluster: null, events: [], serviceTimer: null };
-const MAX_EVENTS = 200;
+const state = { cluster: null };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -127,10 +126,7 @@ function connect() {
     drawBoard();
     if (!onBoard()) loadService();
   });
-  source.addEventListener("event", msg => {
-    state.events.push(JSON.parse(msg.data));
-    if (state.events.length > MAX_EVENTS) state.events.shift();
-  });
+  // "event" messages (each cluster event) are for scripts; the page redraws from the snapshots.
   source.addEventListener("failure", msg => problem(JSON.parse(msg.data).message));
 }
 
