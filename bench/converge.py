@@ -180,8 +180,18 @@ class Shoal:
 
     def remove_all(self) -> None:
         from proto import control_pb2
+        import grpc
         for service in self.control.ListServices(control_pb2.ListServicesRequest()).services:
-            self.control.RemoveService(control_pb2.RemoveServiceRequest(service_id=service.id))
+            for attempt in range(20):
+                try:
+                    self.control.RemoveService(control_pb2.RemoveServiceRequest(service_id=service.id))
+                    break
+                except grpc.RpcError as exc:  # a rolling update's last status write raced the removal
+                    if exc.code() != grpc.StatusCode.ABORTED or attempt == 19:
+                        raise
+                    print(f"note: shoal: service rm {service.spec.annotations.name} answered"
+                          f" {exc.details()!r}; retrying", file=sys.stderr)
+                    time.sleep(0.2)
         wait_for(lambda: not self.control.ListTasks(control_pb2.ListTasksRequest()).tasks, "shoal: tasks removed")
 
 
@@ -245,7 +255,7 @@ def machine_state() -> dict[str, set[str]]:
         if not shutil.which(cmd[0]):
             return set()
         out = subprocess.run(cmd, capture_output=True, text=True).stdout
-        return {re.sub(r"\[\d+:\d+\]", "", line).strip() for line in out.splitlines()
+        return {re.sub(r"\[\d+:\d+\]|counter packets \d+ bytes \d+", "", line).strip() for line in out.splitlines()
                 if line.strip() and not line.startswith("#")}
     links = {line.split(":")[1].strip().split("@")[0] for line in lines(["ip", "-o", "link", "show"])}
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
@@ -350,6 +360,12 @@ class Docker:
                 self.remove_all()
             except Exception as exc:  # still stop everything
                 problems.append(f"removing services: {exc}")
+            # Shims exit a while after their containers are removed (long under load): wait for them.
+            daemons = {self.proc.pid, self.containerd_pid}
+            try:
+                wait_for(lambda: not set(self._own_processes()) - daemons, "docker: shims exited", 120)
+            except TimeoutError as exc:
+                problems.append(str(exc))
             try:
                 self.api("POST", "/swarm/leave?force=1")
             except Exception as exc:
