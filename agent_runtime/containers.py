@@ -200,8 +200,7 @@ class ContainerManager:
             "ops": ops,
             "readonly_rootfs": spec.readonly_rootfs,
             "sysctls": sorted(spec.sysctls.items()),
-            "rlimits": [(getattr(resource, "RLIMIT_" + ULIMITS[u.name]), u.soft, u.hard) for u in spec.ulimits],
-            "oom_score_adj": spec.oom_score_adj,
+            **_limits(spec),
             "process": {"args": c.process.args, "env": c.process.env, "cwd": c.process.cwd,
                         "user": c.process.user, "caps": capabilities.cap_mask(caps),
                         "no_new_privileges": spec.no_new_privileges, "seccomp": _seccomp(spec, caps)},
@@ -468,6 +467,7 @@ class ContainerManager:
                         "cwd": workdir or c.process.cwd, "user": user or c.process.user,
                         "caps": capabilities.cap_mask(caps), "no_new_privileges": spec.no_new_privileges,
                         "seccomp": _seccomp(spec, caps)},
+            **_limits(spec),   # as runc's exec: the container's ulimits and OOM score, not runtimed's
         }
         spec_path = c.dir / f"exec-{secrets.token_hex(4)}.spec"
         process.write_init_spec(spec_path, exec_spec)
@@ -550,6 +550,12 @@ class ContainerManager:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)
         c.exited_event = asyncio.Event()
         self._finish(c, None)
+
+
+def _limits(spec: ContainerSpec) -> dict:
+    """The init spec's ``rlimits`` ((RLIMIT_* number, soft, hard)) and ``oom_score_adj``."""
+    return {"rlimits": [(getattr(resource, "RLIMIT_" + ULIMITS[u.name]), u.soft, u.hard) for u in spec.ulimits],
+            "oom_score_adj": spec.oom_score_adj}
 
 
 def _name_files(c: Container) -> list[dict]:

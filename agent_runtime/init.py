@@ -50,6 +50,7 @@ PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+RLIM_INFINITY = 2**64 - 1
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
@@ -201,14 +202,11 @@ def write_sysctl(key, value):
 def set_limits(rlimits, oom_score_adj):
     """``--ulimit`` (while init still has CAP_SYS_RESOURCE, so a hard limit may be raised) and
     ``--oom-score-adj`` (always written, as Docker does: the container does not inherit runtimed's)."""
-    if rlimits:
-        import resource  # only when asked: a start without ulimits does not pay for the import
-        for number, soft, hard in rlimits:
-            try:
-                resource.setrlimit(number, (soft if soft >= 0 else resource.RLIM_INFINITY,
-                                            hard if hard >= 0 else resource.RLIM_INFINITY))
-            except (OSError, ValueError) as exc:
-                raise SetupError(f"setrlimit {number} to {soft}:{hard}: {exc}") from None
+    # ctypes, not the resource module: in exec mode this runs after joining the container's mount
+    # namespace, where the standard library's extension modules are not there to import
+    for number, soft, hard in rlimits:
+        limit = (ctypes.c_ulong * 2)(soft if soft >= 0 else RLIM_INFINITY, hard if hard >= 0 else RLIM_INFINITY)
+        _check(libc.setrlimit(number, limit), f"setrlimit {number} to {soft}:{hard}")
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(oom_score_adj))
@@ -465,6 +463,7 @@ def exec_mode(spec):
     child = os.fork()
     if child == 0:
         try:
+            set_limits(spec.get("rlimits", ()), spec.get("oom_score_adj", 0))
             env = become(spec["process"])
         except (SetupError, OSError, ValueError) as exc:
             report_error(sync, 126, f"exec setup: {exc}")

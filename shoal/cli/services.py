@@ -106,7 +106,7 @@ COMMON_OPTIONS = [
     click.option("--init/--no-init", default=None, help="Use an init inside each service container"),
     click.option("--security-opt", multiple=True,
                  help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges"),
-    click.option("--read-only", is_flag=True, default=None, help="Mount the container's root filesystem as read only"),
+    click.option("--read-only/--no-read-only", default=None, help="Mount the container's root filesystem as read only (--read-only=false: writable)"),
     click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)"),
     click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting for the service to converge"),
     click.option("-q", "--quiet", is_flag=True, help="Suppress progress output"),

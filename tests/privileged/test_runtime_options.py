@@ -98,3 +98,20 @@ def test_oom_score_adj(client):
     assert out == "0\n"     # not runtimed's own: Docker writes 0 too
     with pytest.raises(InvalidArgument, match=r"Invalid value 1001, range for oom score adj is \[-1000, 1000\]"):
         run_to_exit(client, oom_score_adj=1001, command=["true"])
+
+
+def test_exec_gets_the_containers_limits_not_runtimeds(client):
+    """runc's exec applies the container's rlimits and OOM score to the new process; a health check
+    or `container exec` must see what the workload sees."""
+    from agent_runtime.api import ContainerSpec
+    from tests.support.runtime import IMAGE
+    cid = client.create(ContainerSpec(image=IMAGE, command=["sleep", "60"], oom_score_adj=200,
+                                      ulimits=[Ulimit(name="nofile", soft=777, hard=888)]))
+    try:
+        client.start(cid)
+        result = client.exec(cid, ["sh", "-c", "cat /proc/self/oom_score_adj; grep 'Max open files' /proc/self/limits"])
+        lines = result.stdout.splitlines()
+        assert lines[0] == "200"
+        assert lines[1][26:].split()[:2] == ["777", "888"]
+    finally:
+        client.remove(cid, force=True)

@@ -131,6 +131,16 @@ def test_update_add_and_rm_forms():
     assert list(update_spec(spec, {"host_rm": ("db:192.0.2.10",)}).task.container.hosts) == ["192.0.2.9 old"]
 
 
+def test_read_only_false_on_update_reaches_the_spec():
+    """Go's `--read-only=false` must turn it off (a plain flag's =false would leave it unchanged)."""
+    from shoal.cli.main import docker_bool_args
+    from shoal.cli.services import service_update
+    argv = docker_bool_args(service_update, ["--read-only=false", "web"])
+    ctx = service_update.make_context("update", argv)
+    assert ctx.params["read_only"] is False
+    assert service_update.make_context("update", ["web"]).params["read_only"] is None
+
+
 @pytest.mark.parametrize("argv, message", [
     (["service", "create", "--dns", "1.2.3", "busybox"], 'invalid argument "1.2.3" for "--dns" flag'),
     (["service", "create", "--read-only", "--ulimit", "nofile=9:1", "busybox"],

@@ -1,0 +1,92 @@
+"""Docker's runtime options end to end on a 1-manager lab: `service create`/`update` with --dns*,
+--host, --read-only, --sysctl, --ulimit and --oom-score-adj (no network), and the same options as
+Compose keys in a stack (on its default overlay), each checked inside the task's container.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cluster.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory(managers=1, workers=0)
+
+
+def in_container(lab, service: str, script: str) -> str:
+    def container():
+        for line in lab.shoal("manager1", "container", "ls", "--format", "json").stdout.splitlines():
+            row = json.loads(line)
+            if row["Names"].startswith(f"{service}.") and row["State"] == "running":
+                return row["ID"]
+        return None
+    container_id = wait_for(container, 60, what=f"a running container of {service}")
+    return lab.shoal("manager1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
+
+
+CHECK = ("cat /etc/resolv.conf; echo ---; grep db /etc/hosts; echo ---; touch /x 2>&1; "
+         "cat /proc/sys/net/core/somaxconn /proc/self/oom_score_adj; grep 'Max open files' /proc/self/limits")
+
+
+def test_service_flags_apply_inside_the_container(lab, image):
+    lab.shoal("manager1", "service", "create", "--name", "opts", "--stop-signal", "KILL",
+              "--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "timeout:2",
+              "--host", "db:192.0.2.10", "--read-only", "--sysctl", "net.core.somaxconn=1111",
+              "--ulimit", "nofile=1024:2048", "--oom-score-adj", "300", image, "sleep", "3600", timeout=120)
+    try:
+        resolv, hosts, rest = in_container(lab, "opts", CHECK).split("---\n")
+        # no swarm network: the servers are written as given
+        assert resolv == "nameserver 192.0.2.53\nsearch example.test\noptions timeout:2\n"
+        assert hosts == "192.0.2.10\tdb\n"
+        lines = rest.splitlines()
+        assert "Read-only file system" in lines[0]
+        assert lines[1:3] == ["1111", "300"] and lines[3].split()[3:5] == ["1024", "2048"]
+        lab.shoal("manager1", "service", "update", "--host-rm", "db", "--read-only=false", "--ulimit-add",
+                  "nofile=512:512", "opts", timeout=120)
+        seen = wait_for(lambda: (lambda s: s if "192.0.2.10" not in s else None)(in_container(lab, "opts", CHECK)),
+                        60, what="the updated task")
+        lines = seen.split("---\n")[2].splitlines()
+        assert lines[0] == "1111" and lines[2].split()[3:5] == ["512", "512"]    # no touch error: writable
+    finally:
+        lab.shoal("manager1", "service", "rm", "opts", check=False)
+
+
+STACK = """\
+services:
+  app:
+    image: IMAGE
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+    dns: 192.0.2.53
+    dns_search: [example.test]
+    dns_opt: ["timeout:2"]
+    extra_hosts: ["db:192.0.2.10"]
+    read_only: true
+    sysctls: {net.core.somaxconn: 1111}
+    ulimits: {nofile: {soft: 1024, hard: 2048}}
+    oom_score_adj: 300
+"""
+
+
+def test_compose_keys_apply_inside_the_container(lab, image):
+    from shoal.lab import procs
+    lab.exec("manager1", [procs.program("shoal"), "stack", "deploy", "--detach=false", "-c", "-", "ro"],
+             input=STACK.replace("IMAGE", image), timeout=180)
+    try:
+        resolv, hosts, rest = in_container(lab, "ro_app", CHECK + "; nslookup app 127.0.0.11 >/dev/null && "
+                                                                  "echo resolves").split("---\n")
+        # on the stack's default overlay: the embedded DNS stays first and forwards to 192.0.2.53
+        assert resolv == "nameserver 127.0.0.11\nsearch example.test\noptions ndots:0 timeout:2\n"
+        assert hosts == "192.0.2.10\tdb\n"
+        lines = rest.splitlines()
+        assert "Read-only file system" in lines[0]
+        assert lines[1:3] == ["1111", "300"] and lines[3].split()[3:5] == ["1024", "2048"]
+        assert lines[4] == "resolves"      # the swarm's names still answer
+    finally:
+        lab.shoal("manager1", "stack", "rm", "ro", check=False)
