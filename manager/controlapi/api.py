@@ -56,11 +56,13 @@ def name_conflict_message(kind: str, name: str, existing_id: str) -> str:
     return f"{kind} {name} already exists ({existing_id})"
 
 
-async def write(store, fn, what: str):
+async def write(store, fn, what: str, *, retry: bool = False):
     """``store.update(fn)`` for a ControlAPI call: a conflict or a failed proposal becomes a
-    ControlError ("conflict", "unavailable") that names ``what``."""
+    ControlError ("conflict", "unavailable") that names ``what``. With ``retry``, a conflict
+    re-runs ``fn`` on a fresh view a few times first: for calls that take no version from the
+    user (``service rm``), where a leader component's concurrent write is no reason to fail."""
     try:
-        return await store.update(fn)
+        return await (store.update_retry(fn) if retry else store.update(fn))
     except NameConflict as err:
         # Another manager's create of the same name committed first (the store checks names when
         # it applies a change): the loser gets the same answer the name check gives up front.
@@ -168,10 +170,15 @@ class ControlAPI:
 
         def fn(tx):
             current = tx.get(Kind.NODE, node.id)
-            if current is not None:
-                tx.delete(current)
+            if current is None:
+                return
+            if current.status.state == objects_pb2.NodeStatus.READY and not request.force:
+                raise ControlError("precondition", f"node {label} is not down and can't be removed; "
+                                                   "stop it first or use --force")
+            tx.delete(current)
 
-        await write(self._store, fn, f"remove node {node.id}")
+        # The dispatcher writes node status all the time: a conflict re-reads and re-checks.
+        await write(self._store, fn, f"remove node {node.id}", retry=True)
         log.info("node %s removed", node.id)
         return control_pb2.RemoveNodeResponse()
 

@@ -353,6 +353,6 @@ class NetworkControl:
                 raise ControlError("precondition", f"network {name} is in use by {shown}")
             tx.delete(current)
 
-        await write(self._store, fn, f"remove network {name}")
+        await write(self._store, fn, f"remove network {name}", retry=True)  # the allocator writes it too
         log.info("network %s (%s) removed", name, found.id)
         return control_pb2.RemoveNetworkResponse()

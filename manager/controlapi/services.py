@@ -296,7 +296,9 @@ class ServiceControl:
             if current is not None:
                 tx.delete(current)
 
-        await write(self._store, fn, f"remove service {service.spec.annotations.name}")
+        # Docker's service rm takes no version: the orchestrator writing the service's update status
+        # meanwhile (right after a rolling update) must not make it fail "out of sequence".
+        await write(self._store, fn, f"remove service {service.spec.annotations.name}", retry=True)
         log.info("service %s (%s) removed", service.spec.annotations.name, service.id)
         return control_pb2.RemoveServiceResponse()
 

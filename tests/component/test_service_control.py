@@ -428,3 +428,41 @@ async def test_normalize_refuses_what_update_refuses(control):
     # as if `a` were pruned first, its port is free for web
     taken = control.normalized(_with_port(make_spec("web"), 80, 8080), "web", [a.id])
     assert taken.endpoint.ports[0].published_port == 8080
+
+
+class RacingProposer:
+    """LocalProposer, except that its first proposal lets another writer commit first: the
+    orchestrator's update-status write landing between `service rm`'s read and its commit, as it
+    does on a Raft leader right after a rolling update (found by bench/converge.py)."""
+
+    def __init__(self, inner, before):
+        self.inner, self.before = inner, before
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def propose(self, change, timeout):
+        before, self.before = self.before, None
+        if before is not None:
+            await before()
+        return await self.inner.propose(change, timeout)
+
+
+async def test_service_rm_succeeds_when_the_service_changes_under_it():
+    memory = MemoryStore()
+    store = Store(memory, LocalProposer(memory), clock=lambda: 1000.0)
+    control = ServiceControl(store)
+    service = await create(control)
+
+    async def status_write():
+        def bump(tx):
+            current = tx.get(Kind.SERVICE, service.id)
+            new = pb.Service()
+            new.CopyFrom(current)
+            new.update_status.state = pb.UpdateStatus.COMPLETED
+            tx.update(new)
+        await store.update(bump)
+
+    store.proposer = RacingProposer(store.proposer, status_write)
+    await control.remove_service(control_pb2.RemoveServiceRequest(service_id="web"))
+    assert store.view().get(Kind.SERVICE, service.id) is None
