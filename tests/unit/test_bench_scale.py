@@ -38,6 +38,12 @@ def test_figures_against_goals(scale):
     assert "log 3.0 MiB, snapshots 1.0 MiB" in report
     assert "follower manager1" in report and "follower manager3" in report
     assert report.count("goal 0: met") == 2
+    assert "service ls                    0.30 s" in report
+
+
+def test_failed_cli_call_reported(scale):
+    report = scale.format_report(result(ps_s="failed: message larger than max"))
+    assert "service ps                failed: message larger than max" in report
 
 
 def test_term_changes_and_down_not_met(scale):
