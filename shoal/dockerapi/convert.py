@@ -504,3 +504,50 @@ def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
         "DataPathPort": 4789,
         "JoinTokens": {"Worker": cluster.root_ca.join_tokens.worker, "Manager": cluster.root_ca.join_tokens.manager},
     }
+
+
+# ---- containers (shoal-runtimed's ContainerInfo) -------------------------------------------------
+
+def _unix(text: str) -> int:
+    """An RFC 3339 time from the runtime as unix seconds (0 when absent or unreadable)."""
+    from datetime import datetime
+    if not text:
+        return 0
+    head, _, rest = text.replace("Z", "+00:00").partition(".")
+    zone = rest[rest.find("+"):] if "+" in rest else rest[rest.find("-"):] if "-" in rest else ""
+    try:   # fromisoformat takes at most 6 fractional digits; the runtime writes 9
+        return int(datetime.fromisoformat((head + zone) if rest else head).timestamp())
+    except ValueError:
+        return 0
+
+
+def container_summary(c: Any, now: float) -> dict[str, Any]:
+    """`GET /containers/json`'s element for one container (Created in unix seconds, Status as text)."""
+    from shoal.cli.service_format import human_duration
+    st = c.state
+    if st.status == "running":
+        status = f"Up {human_duration(now - _unix(st.started_at))}" if st.started_at else "Up"
+    elif st.status == "exited":
+        ago = f" {human_duration(now - _unix(st.finished_at))} ago" if st.finished_at else ""
+        status = f"Exited ({st.exit_code}){ago}"
+    else:
+        status = st.status.capitalize()
+    cmd = list(c.config.entrypoint or []) + list(c.config.command or [])
+    return {"Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id, "Command": " ".join(cmd),
+            "Created": _unix(c.created), "State": st.status, "Status": status, "Ports": [],
+            "Labels": dict(c.config.labels or {}), "Mounts": []}
+
+
+def container_inspect(c: Any) -> dict[str, Any]:
+    """`GET /containers/{id}/json`: identity and State from the runtime (Docker's names already),
+    Config rebuilt with Docker's types (Go's decoder refuses a float StopTimeout, say)."""
+    from agent_runtime.spec import to_json
+    spec = c.config
+    state = to_json(c.state)
+    config = {"Hostname": spec.hostname, "User": spec.user, "Env": list(spec.env), "Cmd": list(spec.command),
+              "Entrypoint": list(spec.entrypoint) if spec.entrypoint else None, "Image": c.image,
+              "WorkingDir": spec.workdir, "Labels": dict(spec.labels), "Tty": False, "OpenStdin": False,
+              "StopSignal": spec.stop_signal, "StopTimeout": int(round(spec.stop_grace_period_s))}
+    return {"Id": c.id, "Name": f"/{c.name}", "Created": c.created, "Image": c.image_id, "State": state,
+            "Config": config, "LogPath": c.log_path, "Driver": "shoal",
+            "HostConfig": {"NetworkMode": spec.network, "Privileged": spec.privileged, "Init": spec.init}}

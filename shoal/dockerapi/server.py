@@ -9,10 +9,14 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
+
+from agent_runtime.errors import NotFound as RuntimeNotFound
+from agent_runtime.errors import ShoalRuntimeError
 
 from manager.controlapi import ControlAPI, ControlError
 from manager.events import FilterError
@@ -103,7 +107,7 @@ async def _middleware(request: web.Request, handler: Callable[[web.Request], Awa
 
 
 # Inspect routes `docker inspect NAME` probes in turn: each must say 404 to let it go on.
-_PROBES = re.compile(r"^/(containers/[^/]+/json|images/.+/json|volumes/[^/]+|plugins/[^/]+/json)$")
+_PROBES = re.compile(r"^/(images/.+/json|volumes/[^/]+|plugins/[^/]+/json)$")
 
 
 def _not_served(request: web.Request) -> web.Response:
@@ -159,6 +163,7 @@ class DockerAPI:
             ("GET", "/configs", self.configs), ("POST", "/configs/create", self.config_create),
             ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
             ("GET", "/events", self.events),
+            ("GET", "/containers/json", self.containers), ("GET", "/containers/{ref}/json", self.container),
         ):
             r.append(web.route(method, path, fn))
         return r
@@ -398,6 +403,33 @@ class DockerAPI:
     async def config_rm(self, request: web.Request) -> web.Response:
         await self.control().secrets.remove_config(cpb.RemoveConfigRequest(config_id=request.match_info["ref"]))
         return web.Response(status=204)
+
+    # ---- containers (this node's runtime) ----------------------------------------------------
+    def runtime(self) -> Any:
+        if self.d.runtime is None:
+            raise ApiError(503, "this node runs no container runtime (shoald was started without --runtime-socket)")
+        return self.d.runtime
+
+    async def containers(self, request: web.Request) -> web.Response:
+        """`docker ps [-a]`: this node's containers (task containers and one-off ones)."""
+        filters = convert.parse_filters(request.query.get("filters"))
+        if any(filters.values()):
+            raise Unsupported(f"container filters are not supported by Shoal's Docker API: {', '.join(filters)}")
+        try:
+            found = await self.runtime().list(all=convert.parse_bool(request.query.get("all")))
+        except ShoalRuntimeError as err:
+            raise ApiError(503, f"container runtime: {err}") from None
+        return _json([convert.container_summary(c, time.time()) for c in found])
+
+    async def container(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        try:
+            info = await self.runtime().inspect(ref)
+        except RuntimeNotFound:
+            raise ApiError(404, f"No such container: {ref}") from None
+        except ShoalRuntimeError as err:
+            raise ApiError(503, f"container runtime: {err}") from None
+        return _json(convert.container_inspect(info))
 
     # ---- events ---------------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.StreamResponse:

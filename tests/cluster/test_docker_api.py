@@ -123,7 +123,9 @@ def test_network_and_secret_lifecycle(lab, docker):
 
 def test_events_filtered_to_services_see_a_scale(lab, docker):
     image = f"{lab.registry}/shoal/busybox:latest"
-    docker("service", "create", "-d", "--name", "dev", "--replicas", "1", image, "sleep", "1d")
+    # Without -d: the CLI waits for convergence, so the allocator's follow-up write of the new
+    # service is done before the scale reads its version (else "update out of sequence", as in swarmkit).
+    docker("service", "create", "--name", "dev", "--replicas", "1", image, "sleep", "1d")
     since = f"{time.time():.3f}"
     proc = subprocess.Popen(["docker", "events", "--since", since, "--filter", "type=service",
                              "--format", "{{json .}}"], env=docker.env, stdout=subprocess.PIPE, text=True)
@@ -165,6 +167,10 @@ def test_python_sdk(lab, sock):
         wait_for(lambda: running(lab, "pysdk") == 2, 120, what="pysdk at 2 running tasks")
         service.reload()
         assert service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
+        containers = {c.name: c for c in client.containers.list()}   # this node's task containers
+        assert len([n for n in containers if n.startswith("pysdk.")]) == 2
+        assert all(c.status == "running" and c.labels["com.docker.swarm.service.name"] == "pysdk"
+                   for n, c in containers.items() if n.startswith("pysdk."))
         with pytest.raises(docker_sdk.errors.NotFound):
             client.services.get("nosuch")
     finally:
@@ -185,7 +191,8 @@ def test_every_documented_path_answers(lab, docker, sock):
         task_id = wait_for(lambda: shoal_json(lab, "service", "ps", "--no-trunc", "doc")[0]["ID"], 60,
                            what="a task of doc")
         node_id = shoal_json(lab, "node", "ls")[0]["ID"]
-        refs = {"/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
+        container = wait_for(lambda: docker("ps", "-q").stdout.split(), 60, what="a container")[0]
+        refs = {"/containers/{ref}/json": container, "/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
                 "/services/{ref}/logs": service_id, "/tasks/{ref}/logs": task_id,
                 "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig"}
         spec = yaml.safe_load(OPENAPI.read_text())
@@ -222,6 +229,11 @@ def test_logs_update_rollback_node_update_join_token(lab, docker):
     assert docker("service", "logs", "--raw", "dl").stdout == "hello from dl\n"
     missing = docker("service", "logs", "nosuch", check=False)
     assert missing.returncode == 1 and "no such task or service: nosuch" in missing.stderr
+
+    ps = docker("ps", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
+    assert [line.split()[:2] for line in ps if line.startswith("dl.")] == [[f"dl.1.{task_id}", "Up"]]
+    inspected = json.loads(docker("inspect", f"dl.1.{task_id}").stdout)[0]
+    assert inspected["State"]["Status"] == "running" and inspected["Config"]["Tty"] is False
 
     updated = docker("service", "update", "--env-add", "A=1", "dl", timeout=180)
     assert "converged" in updated.stdout

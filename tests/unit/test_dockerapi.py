@@ -143,7 +143,7 @@ async def test_ping_headers_and_version(client):
     ("/v1.23/info", 400, "client version 1.23 is too old"),
     ("/v1.50/nodes", 503, NOT_IN_SWARM),
     ("/services", 503, NOT_IN_SWARM),
-    ("/v1.50/containers/web/json", 404, "No such object"),     # `docker inspect` probes on to the next type
+    ("/v1.50/containers/json", 503, "this node runs no container runtime"),
     ("/v1.50/images/busybox:latest/json", 404, "No such object"),
     ("/v1.50/build", 501, "GET /build is not supported by Shoal's Docker API"),
 ])
@@ -177,3 +177,17 @@ def test_log_frame_is_one_multiplexed_line_with_the_swarm_details():
                b"com.docker.swarm.task.id=t1 oops\n")
     assert frame == bytes([2, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
     assert log_frame(message, "s1", details=False, timestamps=False)[8:] == b"oops\n"
+
+
+def test_container_summary_has_dockers_types():
+    from agent_runtime.spec import ContainerInfo, ContainerSpec, ContainerState
+    info = ContainerInfo(id="c" * 64, name="web.1.t1", created="2026-01-02T03:04:05.123456789Z", image="busybox",
+                         image_id="sha256:x", state=ContainerState(status="running", running=True,
+                                                                    started_at="2026-01-02T03:04:05Z"),
+                         config=ContainerSpec(image="busybox", command=["sleep", "1d"], labels={"a": "b"}))
+    summary = convert.container_summary(info, now=1767323045 + 5)
+    assert summary["Names"] == ["/web.1.t1"] and summary["Created"] == 1767323045
+    assert summary["Status"] == "Up 5 seconds" and summary["Command"] == "sleep 1d"
+    inspected = convert.container_inspect(info)
+    assert inspected["Config"]["StopTimeout"] == 10 and isinstance(inspected["Config"]["StopTimeout"], int)
+    assert inspected["Config"]["Tty"] is False and inspected["Name"] == "/web.1.t1"
