@@ -107,15 +107,15 @@ def format_report(r: dict) -> str:
         return f"{value / goal:.2f}x" if goal else ("met" if value == 0 else "NOT met")
 
     def seconds(value: float | str) -> str:
-        return value if isinstance(value, str) else f"{value:8.2f} s"
+        return value if isinstance(value, str) else f"{value:8.1f} s"
 
     mib = 1024 * 1024
     lines = [
         f"{r['nodes']} simulated nodes, {r['tasks']} tasks, 3 managers"
         f" (goal scale: {GOALS['nodes']} nodes, {GOALS['tasks']} tasks)",
-        f"  create -> all assigned    {r['assigned_s']:8.1f} s",
-        f"  create -> all running     {r['running_s']:8.1f} s   goal {GOALS['seconds']:.0f} s at goal scale:"
-        f" {ratio(r['running_s'], GOALS['seconds'])}",
+        f"  create -> all assigned    {seconds(r['assigned_s'])}",
+        f"  create -> all running     {seconds(r['running_s'])}   goal {GOALS['seconds']:.0f} s at goal scale"
+        + (f": {ratio(r['running_s'], GOALS['seconds'])}" if not isinstance(r['running_s'], str) else ""),
         f"  leader {r['leader']:<10}        CPU {r['leader_cpu']:7.1f} s, RSS {r['leader_rss']:7.1f} MiB"
         f"   goal {GOALS['rss_mib']:.0f} MiB: {ratio(r['leader_rss'], GOALS['rss_mib'])}",
     ]
@@ -152,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all tasks running")
     parser.add_argument("--simulate", nargs=4, metavar=("MANAGERS", "TOKEN", "FIRST", "COUNT"), help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,8 +228,11 @@ def main() -> None:
                 assigned_s = now
             if sum(1 for t in tasks if t.status.state == objects_pb2.RUNNING) >= args.tasks:
                 running_s = now
-            if now > 1800:
-                raise TimeoutError(f"{args.tasks} tasks not running after {now:.0f} s")
+            if now > args.timeout:   # report what was reached (and the rest of the figures), not a traceback
+                running = sum(1 for t in tasks if t.status.state == objects_pb2.RUNNING)
+                running_s = f"NOT reached: {running} of {args.tasks} running after {now:.0f} s ({len(tasks)} tasks)"
+                assigned_s = assigned_s if assigned_s is not None else "NOT reached"
+                break
             time.sleep(POLL)
         cpu = {m: cpu_seconds(p) - cpu0[m] for m, p in pids.items()}
         rss = {m: rss_mib(p) for m, p in pids.items()}

@@ -38,7 +38,7 @@ def test_figures_against_goals(scale):
     assert "log 3.0 MiB, snapshots 1.0 MiB" in report
     assert "follower manager1" in report and "follower manager3" in report
     assert report.count("goal 0: met") == 2
-    assert "service ls                    0.30 s" in report
+    assert "service ls                     0.3 s" in report
 
 
 def test_failed_cli_call_reported(scale):
@@ -57,3 +57,8 @@ def test_raft_bytes_splits_snapshots(scale, tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "raft.dump").write_bytes(b"y" * 4)
     assert scale.raft_bytes(tmp_path) == (10, 4)
+
+
+def test_not_converged_reported(scale):
+    report = scale.format_report(result(running_s="NOT reached: 4000 of 5000 running after 600 s (6000 tasks)"))
+    assert "create -> all running     NOT reached: 4000 of 5000 running after 600 s (6000 tasks)" in report
