@@ -22,3 +22,14 @@ def test_test_modules_do_not_import_each_other():
                 if last.startswith("test_") or last == "conftest":
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_test_module_names_are_unique_outside_packages():
+    """pytest imports a test module in a folder without __init__.py by its bare name: two such
+    modules with one name stop the whole run at collection (it happened: unit/ and privileged/)."""
+    seen: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        if not (path.parent / "__init__.py").exists():
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, clashes
