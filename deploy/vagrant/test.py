@@ -4,6 +4,7 @@
 Phases (each one timed and printed):
   box        build or reuse the local Debian 12 box (deploy/vagrant/build-box.sh)
   libvirt    start libvirtd/virtlogd if they are not running; a storage pool for this run
+  wheels     the Python packages built on the host into deploy/.wheels (provision.sh --wheels)
   registry   Debian's docker-registry on the host's address in the cluster network, with the
              project's busybox image pushed to it (servers do not run a registry)
   up         `vagrant up --no-provision` of 3 managers + 2 workers (deploy/Vagrantfile, libvirt:
@@ -117,7 +118,7 @@ class Run:
             "SHOAL_LIBVIRT_MGMT_ADDRESS": MGMT,
             "SHOAL_LIBVIRT_NETWORK": NETWORK,
             "SHOAL_PREFIX": PREFIX,
-            "SHOAL_PROVISION_ARGS": f"--insecure-registry {REGISTRY}",
+            "SHOAL_PROVISION_ARGS": f"--insecure-registry {REGISTRY} --wheels /vagrant/deploy/.wheels",
             "LIBVIRT_DEFAULT_URI": "qemu:///system",
         })
         return env
@@ -187,6 +188,15 @@ class Run:
         wait_for("registry on :5000", lambda: _http("http://127.0.0.1:5000/v2/") is not None, 30, 0.5)
         run([sys.executable, str(DEPLOY / "images" / "build_busybox.py"), str(data / "busybox-layout"),
              "--force", "--push", "127.0.0.1:5000/shoal/busybox:latest"], timeout=300)
+
+    def wheels(self) -> None:
+        """The Python packages the VMs install, built here (the VMs reach the package index only
+        through this host's network, whose TLS they may not trust): provision.sh --wheels."""
+        out = DEPLOY / ".wheels"
+        out.mkdir(exist_ok=True)
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+        run([*pip, "wheel", "-w", str(out), "-c", str(REPO / "constraints.txt"), str(REPO)], timeout=1200)
+        run([*pip, "download", "-d", str(out), "setuptools>=61", "wheel"], timeout=600)
 
     def up(self) -> None:
         self.vagrant("up", "--no-provision", "--provider", "libvirt", timeout=3600)
@@ -292,6 +302,7 @@ class Run:
         run(["virsh", "pool-undefine", POOL], check=False)
         shutil.rmtree(self.work / "pool", ignore_errors=True)
         shutil.rmtree(DEPLOY / ".tokens", ignore_errors=True)
+        shutil.rmtree(DEPLOY / ".wheels", ignore_errors=True)
         shutil.rmtree(DEPLOY / ".vagrant", ignore_errors=True)
         if self.registry is not None:
             self.registry.terminate()
@@ -311,6 +322,7 @@ class Run:
             self.phase("box", self.box)
             self.phase("libvirt", self.libvirt)
             self.phase("registry", self.start_registry)
+            self.phase("wheels", self.wheels)
             self.phase("up", self.up)
             self.phase("provision", self.provision)
             self.phase("converge", self.converge)
