@@ -6,10 +6,14 @@ everything else, so taking a view is O(1), committing does not grow with the sto
 view never changes after it is published: any number of readers, on any thread, may hold and read one.
 
 Indexes, kept the same way (persistent, updated per object a commit touches, never rebuilt):
-tasks by node and by service (``tasks(node_id=...)``, ``tasks(service_id=...)`` cost what they
+task ids by node and by service (``tasks(node_id=...)``, ``tasks(service_id=...)`` cost what they
 return, not the number of tasks), and names of the named kinds (services, networks, secrets,
 configs; case-insensitive, as SwarmKit's name index) so ``find_by_name`` is O(1) and the store's
 apply can refuse a create whose name is taken. ``Indexes`` is what MemoryStore maintains.
+
+The task indexes hold ids, not tasks: a task update that keeps its node and service (every status
+change a worker reports, the allocator's NEW -> PENDING) leaves them untouched, so the common
+update costs the tasks table alone (see docs/leader-scale.md for the measurement).
 
 Objects a view returns are the store's own messages. Callers must not mutate them; to edit one,
 copy it first (``new = objects_pb2.Task(); new.CopyFrom(task)``).
@@ -39,10 +43,34 @@ def name_key(obj: Message) -> str:
     return obj.spec.annotations.name.lower()
 
 
+class _TaskSubset(Mapping):
+    """Read-only map task id -> task over an index entry (ids) and the tasks table."""
+
+    __slots__ = ("_ids", "_table")
+
+    def __init__(self, ids: Mapping[str, bool], table: Table) -> None:
+        self._ids = ids
+        self._table = table
+
+    def __getitem__(self, task_id: str) -> Message:
+        if task_id not in self._ids:
+            raise KeyError(task_id)
+        return self._table[task_id]
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class Indexes:
     """The secondary indexes of one view (immutable maps; see the module docstring).
 
-    ``by_node``/``by_service``: id -> Map(task id -> task). ``names``: kind -> Map(lower-cased
+    ``by_node``/``by_service``: id -> Map(task id -> True). ``names``: kind -> Map(lower-cased
     name -> tuple of ids, sorted; more than one only in state written before names were checked
     at commit).
     """
@@ -98,19 +126,23 @@ class IndexStaging:
         return inner
 
     def task(self, old: Message | None, new: Message | None) -> None:
-        """Task ``old`` became ``new`` (None: created / removed)."""
+        """Task ``old`` became ``new`` (None: created / removed). Touches an index only when the
+        task enters it, leaves it or moves between its keys."""
         if new is None:
             del self._node(old.node_id)[old.id]
             del self._service(old.service_id)[old.id]
             return
         node_id, service_id = new.node_id, new.service_id
-        if old is not None:
-            if old.node_id != node_id:
-                del self._node(old.node_id)[old.id]
-            if old.service_id != service_id:
-                del self._service(old.service_id)[old.id]
-        self._node(node_id)[new.id] = new
-        self._service(service_id)[new.id] = new
+        if old is None:
+            self._node(node_id)[new.id] = True
+            self._service(service_id)[new.id] = True
+            return
+        if old.node_id != node_id:
+            del self._node(old.node_id)[old.id]
+            self._node(node_id)[new.id] = True
+        if old.service_id != service_id:
+            del self._service(old.service_id)[old.id]
+            self._service(service_id)[new.id] = True
 
     def name_holders(self, kind: Kind, key: str) -> tuple[str, ...]:
         """Ids holding the (lower-cased) name ``key`` as staged so far."""
@@ -137,18 +169,28 @@ class IndexStaging:
         if new_key:
             table[new_key] = tuple(sorted({*table.get(new_key, ()), new.id}))
 
+    @staticmethod
+    def _finish(base: immutables.Map, index: immutables.MapMutation,
+                inners: dict[str, immutables.MapMutation]) -> immutables.Map:
+        if not inners:
+            return base     # untouched by this commit: the same map as before
+        for key, inner in inners.items():
+            done = inner.finish()
+            if done:
+                index[key] = done
+            else:
+                index.pop(key, None)
+        return index.finish()
+
     def finish(self) -> Indexes:
-        for index, inners in ((self._by_node, self._node_inner), (self._by_service, self._service_inner)):
-            for key, inner in inners.items():
-                done = inner.finish()
-                if done:
-                    index[key] = done
-                else:
-                    index.pop(key, None)
-        names = dict(self._base.names)
+        base = self._base
+        if not (self._node_inner or self._service_inner or self._names):
+            return base
+        names = dict(base.names)
         for kind, table in self._names.items():
             names[kind] = table.finish()
-        return Indexes(self._by_node.finish(), self._by_service.finish(), names)
+        return Indexes(self._finish(base.by_node, self._by_node, self._node_inner),
+                       self._finish(base.by_service, self._by_service, self._service_inner), names)
 
 
 class ReadView:
@@ -224,22 +266,24 @@ class ReadView:
     def tasks(self, service_id: str | None = None, node_id: str | None = None) -> list[objects_pb2.Task]:
         """Tasks, optionally only those of ``service_id`` and/or assigned to ``node_id`` (from the
         indexes: the cost is what is returned). ``node_id=""`` gives the unplaced tasks."""
+        table = self._tables.get(Kind.TASK, _EMPTY)
         if node_id is not None:
-            found = self._indexes.by_node.get(node_id, _EMPTY)
+            found = [table[i] for i in self._indexes.by_node.get(node_id, _EMPTY)]
             if service_id is None:
-                return list(found.values())
-            return [t for t in found.values() if t.service_id == service_id]
+                return found
+            return [t for t in found if t.service_id == service_id]
         if service_id is not None:
-            return list(self._indexes.by_service.get(service_id, _EMPTY).values())
-        return list(self._tables.get(Kind.TASK, _EMPTY).values())
+            return [table[i] for i in self._indexes.by_service.get(service_id, _EMPTY)]
+        return list(table.values())
 
     def task_map(self, *, service_id: str | None = None, node_id: str | None = None) -> Table:
         """The tasks of one service or one node as a read-only map (task id -> task); O(1)."""
+        table = self._tables.get(Kind.TASK, _EMPTY)
         if node_id is not None:
-            return self._indexes.by_node.get(node_id, _EMPTY)
+            return _TaskSubset(self._indexes.by_node.get(node_id, _EMPTY), table)
         if service_id is not None:
-            return self._indexes.by_service.get(service_id, _EMPTY)
-        return self._tables.get(Kind.TASK, _EMPTY)
+            return _TaskSubset(self._indexes.by_service.get(service_id, _EMPTY), table)
+        return table
 
     def task_service_ids(self) -> list[str]:
         """The service ids that have at least one task ("" for tasks of no service)."""

@@ -236,3 +236,27 @@ def test_kinds_wrap_and_unwrap():
     assert Kind.from_field("task") is Kind.TASK
     with pytest.raises(InvalidChange, match="unknown object kind"):
         Kind.from_field("pod")
+
+
+def test_a_task_update_that_keeps_node_and_service_leaves_the_task_indexes_alone_and_reads_see_it():
+    store = MemoryStore()
+    applied(store, action(CREATE, task("t1", "s1", "n1")), action(CREATE, task("t2", "s1", "")))
+    before = store.view()
+    running = task("t1", "s1", "n1")
+    running.status.state = objects_pb2.RUNNING
+    applied(store, action(UPDATE, running, before.get(Kind.TASK, "t1").meta.version))
+    after = store.view()
+    assert after._indexes.by_node is before._indexes.by_node
+    assert after._indexes.by_service is before._indexes.by_service
+    # the indexes hold ids: every read through them returns the task as now stored
+    assert [t.status.state for t in after.tasks(node_id="n1")] == [objects_pb2.RUNNING]
+    assert {t.id: t.status.state for t in after.tasks(service_id="s1")}["t1"] == objects_pb2.RUNNING
+    on_n1 = after.task_map(node_id="n1")
+    assert on_n1["t1"].status.state == objects_pb2.RUNNING and len(on_n1) == 1 and "t2" not in on_n1
+    with pytest.raises(KeyError):
+        on_n1["t2"]
+    assert before.tasks(node_id="n1")[0].status.state != objects_pb2.RUNNING   # old views unchanged
+    placed = task("t2", "s1", "n1")
+    applied(store, action(UPDATE, placed, before.get(Kind.TASK, "t2").meta.version))
+    assert sorted(store.view().task_map(node_id="n1")) == ["t1", "t2"]
+    assert store.view().tasks(node_id="") == []
