@@ -244,6 +244,8 @@ def main() -> None:
         ps_s = timed_cli(lab, "service", "ps", "scale")
 
         follower = next(m for m in names if m != leader)
+        stop.set()              # Down counts the run, not the follower killed on purpose below
+        sampler.join()
         lab.kill(follower)
         target = _info(lab.host(leader).socket).raft_commit_index
         t = time.perf_counter()
