@@ -152,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--heartbeat", default="5s", help="--dispatcher-heartbeat for the run (Docker's default)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all tasks running")
     parser.add_argument("--simulate", nargs=4, metavar=("MANAGERS", "TOKEN", "FIRST", "COUNT"), help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
@@ -174,6 +175,9 @@ def main() -> None:
         names = ["manager1", "manager2", "manager3"]
         for name in names:
             lab.shoal("manager1", "node", "update", "--availability", "drain", name)
+        # Docker's default heartbeat (5 s, Down after 15 s without one), not the lab's 1 s made for
+        # fast failure tests: a scale run measures a production-like cluster.
+        lab.shoal("manager1", "swarm", "update", "--dispatcher-heartbeat", args.heartbeat)
         token = lab.shoal("manager1", "swarm", "join-token", "-q", "worker").stdout.strip()
         managers = ",".join(f"{lab.address(m)}:{DEFAULT_PORT}" for m in names)
         logs = lab.host("manager1").directory.parent

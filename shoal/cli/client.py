@@ -8,6 +8,7 @@ import sys
 import click
 
 DEFAULT_HOST = "unix:///run/shoal/shoal.sock"
+MAX_ANSWER = 512 * 1024 * 1024   # bytes of one daemon answer the CLI accepts
 
 
 def host_url(host: str | None) -> str:
@@ -35,7 +36,10 @@ class Client:
             import grpc
 
             from proto import control_pb2_grpc
-            self._channel = grpc.insecure_channel(f"unix:{socket_path(self.host)}")
+            # gRPC's default 4 MiB receive limit is about 5,000 tasks of `service ps`: the local
+            # daemon's answers are trusted, so take what it sends (bounded, not unlimited).
+            self._channel = grpc.insecure_channel(f"unix:{socket_path(self.host)}",
+                                                  options=[("grpc.max_receive_message_length", MAX_ANSWER)])
             self._stub = control_pb2_grpc.ControlStub(self._channel)
         return self._stub
 
