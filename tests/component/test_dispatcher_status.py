@@ -4,33 +4,13 @@ runtime restart sends them (issue 11: 250 statuses were refused with ChangeTooLa
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 
 from manager.dispatcher import Dispatcher
 from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, LocalProposer, MemoryStore, Store
 from proto import cluster_pb2, objects_pb2
-
-
-class Context:
-    def peer(self) -> str:
-        return "ipv4:192.0.2.11:40000"
-
-    async def abort(self, code, details):
-        raise AssertionError(f"aborted: {code} {details}")
-
-
-class Leader:
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_addr(self) -> None:
-        return None
-
-
-async def authorize(context, *roles):
-    return SimpleNamespace(node_id="n1")
+from tests.support.dispatcher import Context, Leader, authorize
 
 
 async def store_with_tasks(count: int) -> Store:

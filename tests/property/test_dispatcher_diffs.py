@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from manager.dispatcher import Dispatcher, assignments, netstate
 from manager.state import Kind, LocalProposer, MemoryStore, Store, copy_of
 from proto import cluster_pb2, objects_pb2 as pb
+from tests.support.dispatcher import Context, Leader, authorize
 
 NODES = ["n1", "n2"]
 TASKS = [f"t{i}" for i in range(4)]
@@ -26,26 +26,6 @@ step = st.one_of(
     st.tuples(st.just("secret"), st.integers(0, 3)),
     st.tuples(st.just("node"), st.sampled_from(NODES), st.booleans()),
 )
-
-
-class Context:
-    def peer(self) -> str:
-        return "ipv4:192.0.2.11:40000"
-
-    async def abort(self, code, details):
-        raise AssertionError(f"aborted: {code} {details}")
-
-
-class Leader:
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_addr(self) -> None:
-        return None
-
-
-async def authorize(context, *roles):
-    return SimpleNamespace(node_id="n1")
 
 
 def initial() -> list:

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 from manager.dispatcher import Dispatcher
 from manager.state import Kind, LocalProposer, MemoryStore, Store
 from proto import cluster_pb2, objects_pb2
-
-
-class Context:
-    def peer(self) -> str:
-        return "ipv4:192.0.2.11:40000"
-
-    async def abort(self, code, details):
-        raise AssertionError(f"aborted: {code} {details}")
-
-
-class Leader:
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_addr(self) -> None:
-        return None
-
-
-async def authorize(context, *roles):
-    return SimpleNamespace(node_id="n1")
+from tests.support.dispatcher import Context, Leader, authorize
 
 
 def objects():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 from agent_runtime.network.model import EncryptionKey, NetworkState, validate_state
 from manager.controlapi import ControlAPI
@@ -16,6 +15,7 @@ from manager.keymanager import ipsec_keys, plan_keyring
 from manager.state import Kind, Store
 from proto import cluster_pb2, control_pb2, objects_pb2
 from tests.support.store import store_with
+from tests.support.dispatcher import Context, Leader, authorize
 
 T0 = 1_700_000_000.0
 INTERVAL = 12 * 3600.0
@@ -137,26 +137,6 @@ async def test_get_and_update_cluster_never_return_the_keyring():
     updated = (await api.update_cluster(control_pb2.UpdateClusterRequest(spec=spec))).cluster
     assert list(updated.network_bootstrap_keys) == [] and updated.spec.dispatcher.heartbeat_period == 7.0
     assert len(ipsec_keys(store.view().cluster())) == 3            # the store keeps them
-
-
-class Context:
-    def peer(self) -> str:
-        return "ipv4:192.0.2.11:40000"
-
-    async def abort(self, code, details):
-        raise AssertionError(f"aborted: {code} {details}")
-
-
-class Leader:
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_addr(self) -> None:
-        return None
-
-
-async def authorize(context, *roles):
-    return SimpleNamespace(node_id="n1")
 
 
 async def test_the_assignments_stream_sends_new_keys_after_a_rotation():
