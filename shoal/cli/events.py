@@ -62,7 +62,7 @@ def events(client, since, until, filters, fmt) -> None:
 
     from proto import control_pb2
     from shoal.cli.client import fail_rpc
-    from shoal.cli.gotemplate import Template, TemplateError
+    from common.gotemplate import Template, TemplateError
 
     template = None
     if fmt and fmt.strip() != "json":
