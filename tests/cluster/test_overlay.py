@@ -163,7 +163,9 @@ def test_traffic_policy_local_keeps_the_client_address(lab, image):
                   "published=8090,target=80,traffic_policy=local", "--constraint", "node.hostname==worker1",
                   "--stop-signal", "KILL", image, "sh", "-c", CGI, timeout=120)
         listed = lab.shoal("manager1", "service", "ls", "--format", "json").stdout
-        assert "*:8090->80/tcp (local)" in listed
+        # Parsed: Docker's JSON escapes ">" as \u003e, as Go's encoder does.
+        ports = {row["Name"]: row["Ports"] for row in map(json.loads, listed.splitlines()) if row}
+        assert ports["whoami"] == "*:8090->80/tcp (local)"
         url = f"http://{lab.address('worker1')}:8090/cgi-bin/ip"
         seen = wait_for(lambda: (lambda a: a if a != ["FAIL"] else None)(fetch(lab, "manager2", url)), 20,
                         what="the local port on worker1")
