@@ -62,12 +62,11 @@ def load_stack(paths: Sequence[str], env: Mapping[str, str] | None = None,
     return load_stack_sources(sources, env, project_dir)
 
 
-def merged_config(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None,
-                  interpolate: bool = True) -> Any:
-    """What `stack config` prints: the files merged in order (and interpolated unless asked not
-    to), as plain data. Raises StackFileError for files that do not parse or interpolate."""
+def _parse_files(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | None,
+                 problems: list[Problem], missing: list[str]) -> list[Node]:
+    """Parse each (name, text) into a mapping tree, interpolated with `env` unless it is None;
+    every problem is added to `problems` (files with one are left out), unset variables to `missing`."""
     roots: list[Node] = []
-    problems: list[Problem] = []
     for name, text in sources:
         try:
             root = parse_yaml(text, name)
@@ -77,7 +76,16 @@ def merged_config(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | N
         if not root.is_map:
             problems.append(Problem(name, root.line, "", "a stack file is a mapping with a services key"))
             continue
-        roots.append(interpolate_tree(root, dict(env or {}), "", problems, []) if interpolate else root)
+        roots.append(interpolate_tree(root, env, "", problems, missing) if env is not None else root)
+    return roots
+
+
+def merged_config(sources: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None,
+                  interpolate: bool = True) -> Any:
+    """What `stack config` prints: the files merged in order (and interpolated unless asked not
+    to), as plain data. Raises StackFileError for files that do not parse or interpolate."""
+    problems: list[Problem] = []
+    roots = _parse_files(sources, dict(env or {}) if interpolate else None, problems, [])
     if problems:
         raise StackFileError(problems)
     if not roots:
@@ -93,19 +101,9 @@ def load_stack_sources(sources: Sequence[tuple[str, str]], env: Mapping[str, str
     """
     env = dict(env or {})
     project_dir = os.path.abspath(project_dir)
-    roots: list[Node] = []
     problems: list[Problem] = []
     missing: list[str] = []
-    for name, text in sources:
-        try:
-            root = parse_yaml(text, name)
-        except StackFileError as exc:
-            problems.extend(exc.problems)
-            continue
-        if not root.is_map:
-            problems.append(Problem(name, root.line, "", "a stack file is a mapping with a services key"))
-            continue
-        roots.append(interpolate_tree(root, env, "", problems, missing))
+    roots = _parse_files(sources, env, problems, missing)
     if problems:
         raise StackFileError(problems)
     if not roots:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from manager.state import MemoryStore, Store
 from manager.state.raft import RaftNode
+from proto import objects_pb2
 from tests.support.ports import reserve_port
 
 PASSWORD = "raft-test-password"
@@ -94,3 +95,15 @@ class RaftCluster:
         members = list(self.nodes) if members is None else members
         await wait_for(lambda: len({self.stores[i].snapshot() for i in members}) == 1, timeout,
                        f"members {members} to converge")
+
+
+def create_tasks(prefix: str, count: int):
+    """A store transaction creating tasks PREFIX000, PREFIX001, ... of service "svc"."""
+    def fn(tx):
+        for i in range(count):
+            tx.create(objects_pb2.Task(id=f"{prefix}{i:03}", service_id="svc"))
+    return fn
+
+
+def task_ids(store, prefix: str = "") -> set[str]:
+    return {t.id for t in store.view().tasks() if t.id.startswith(prefix)}

@@ -15,22 +15,10 @@ from manager.quorum import quorum_view
 from manager.state import MemoryStore, NoQuorum
 from manager.state.raft import read_local_state
 from manager.state.recovery import reset_raft_state
-from proto import objects_pb2
 
-from raft_cluster import wait_for
+from raft_cluster import create_tasks, task_ids, wait_for
 
 pytestmark = [pytest.mark.raft, pytest.mark.timeout(90)]
-
-
-def create_tasks(prefix: str, count: int):
-    def fn(tx):
-        for i in range(count):
-            tx.create(objects_pb2.Task(id=f"{prefix}{i:03}", service_id="svc"))
-    return fn
-
-
-def task_ids(store: MemoryStore, prefix: str = "") -> set[str]:
-    return {t.id for t in store.view().tasks() if t.id.startswith(prefix)}
 
 
 async def test_a_survivor_of_two_dead_managers_reports_no_leader_and_no_quorum(cluster_factory):

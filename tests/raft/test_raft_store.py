@@ -19,20 +19,9 @@ from manager.state import (Kind, MemoryStore, NoQuorum, NotLeader, ProposalError
 from manager.state.raft import RaftNode
 from proto import objects_pb2, store_pb2
 
-from raft_cluster import PASSWORD, free_port, wait_for
+from raft_cluster import PASSWORD, create_tasks, free_port, task_ids, wait_for
 
 pytestmark = [pytest.mark.raft, pytest.mark.timeout(90)]
-
-
-def create_tasks(prefix: str, count: int):
-    def fn(tx):
-        for i in range(count):
-            tx.create(objects_pb2.Task(id=f"{prefix}{i:03}", service_id="svc"))
-    return fn
-
-
-def task_ids(store: MemoryStore, prefix: str = "") -> set[str]:
-    return {t.id for t in store.view().tasks() if t.id.startswith(prefix)}
 
 
 async def test_writes_from_leader_and_followers_commit_on_every_member(cluster_factory):
