@@ -159,15 +159,22 @@ def test_full_restart_keeps_every_committed_object(lab):
 
 
 def test_metrics_report_raft_and_store(lab):
+    # The module's earlier tests restart and partition managers: start from a settled cluster, and
+    # read the node gauge until manager1 has caught up (a scrape is a snapshot of its own view).
+    lab.wait_ready()
     lab.shoal("manager1", "node", "update", "--label-add", "scraped=1", "worker1")
-    text = lab.exec("manager1", ["python3", "-c",
-                                 "import urllib.request,sys;"
-                                 f"sys.stdout.write(urllib.request.urlopen('http://{lab.address('manager1')}:9323/metrics',timeout=5).read().decode())"]).stdout
+
+    def scrape() -> str:
+        return lab.exec("manager1", ["python3", "-c",
+                                     "import urllib.request,sys;"
+                                     f"sys.stdout.write(urllib.request.urlopen('http://{lab.address('manager1')}:9323/metrics',timeout=5).read().decode())"]).stdout
+
+    text = wait_for(lambda: (lambda t: t if 'shoal_nodes{state="ready"} 5.0' in t else None)(scrape()), 30,
+                    what="manager1's metrics to count five Ready nodes")
     assert "shoal_raft_term" in text
     assert "shoal_raft_commit_index" in text
     assert "shoal_raft_leader" in text
     assert 'shoal_store_objects{kind="node"} 5.0' in text
-    assert 'shoal_nodes{state="ready"} 5.0' in text
     assert 'shoal_store_proposal_latency_seconds_count{outcome="committed"}' in text
 
 
