@@ -43,8 +43,9 @@ def test_five_nodes_ready_with_their_roles(lab):
     nodes = by_hostname(lab)
     assert sorted(nodes) == sorted(MANAGERS + WORKERS)
     assert {name: node["Status"] for name, node in nodes.items()} == {name: "Ready" for name in nodes}
-    assert nodes["manager1"]["ManagerStatus"] == "Leader"
-    assert [nodes[m]["ManagerStatus"] for m in MANAGERS[1:]] == ["Reachable", "Reachable"]
+    # manager1 founded the cluster, but an election (a slow moment on a loaded machine) may move
+    # the leadership: what must hold is one Leader among the managers, the others Reachable.
+    assert sorted(nodes[m]["ManagerStatus"] for m in MANAGERS) == ["Leader", "Reachable", "Reachable"]
     assert [nodes[w]["ManagerStatus"] for w in WORKERS] == ["", ""]
     assert len({node["ID"] for node in nodes.values()}) == 5
 
