@@ -80,6 +80,7 @@ proto-check: venv
 lint: venv
 	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
 	@$(VENV)/bin/mypy >/dev/null || $(VENV)/bin/mypy
+	@$(VENV)/bin/ruff check --quiet .
 
 clean:
 	rm -rf $(VENV) build

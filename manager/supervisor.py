@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from common.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], policy: Resta
                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Run ``run()`` until cancelled, restarting it when it fails; ``restarts[name]`` counts the restarts."""
     failures: deque[float] = deque()
-    pause = policy.initial
+    backoff = Backoff(policy.initial, policy.maximum)
     while True:
         try:
             await run()
@@ -54,9 +56,9 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], policy: Resta
                       name, len(failures), policy.window, error, exc_info=error)
             raise ComponentFailed(name, len(failures), error) from error
         if len(failures) == 1:
-            pause = policy.initial  # the first failure after a quiet window starts the backoff over
+            backoff.reset()  # the first failure after a quiet window starts the backoff over
+        pause = backoff.next()
         log.error("leader component %s failed, restarting in %.1fs: %r", name, pause, error, exc_info=error)
         if restarts is not None:
             restarts[name] = restarts.get(name, 0) + 1
         await sleep(pause)
-        pause = min(pause * 2, policy.maximum)

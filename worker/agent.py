@@ -15,32 +15,13 @@ from typing import Awaitable, Callable
 
 import grpc
 
+from common.backoff import Backoff
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 from proto.ports import mtls_addr
 
 log = logging.getLogger(__name__)
 
 LEADER_ADDR_KEY = "leader-addr"
-
-
-class Backoff:
-    """Exponential backoff with full jitter: the n-th pause is uniform in [0, min(cap, base·2ⁿ)].
-
-    ``reset()`` after a session that worked, so a failover is retried at once and a manager
-    that stays down is not hammered by every node at the same moments.
-    """
-
-    def __init__(self, base: float = 0.1, cap: float = 10.0, rand: Callable[[float, float], float] = random.uniform):
-        self.base, self.cap, self._rand = base, cap, rand
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** self.attempt)
-        self.attempt = min(self.attempt + 1, 32)
-        return self._rand(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class _Redirect(Exception):
@@ -75,7 +56,7 @@ class Agent:
         self.connected = asyncio.Event()
         self._period = 1.0
         self.session_id: str | None = None
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(0.1, 10.0, jitter="full")  # a fleet reconnecting: spread it
         self._restart = asyncio.Event()
 
     def restart_session(self) -> None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from agent_runtime.api import ContainerInfo, ShoalRuntimeError
+from common.backoff import Backoff
 from worker.executor import TASK_LABEL
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class ContainerEvents:
     # -- the stream ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Hold the stream until cancelled; reconnect and resync whenever it is lost."""
-        delay = self._reconnect[0]
+        backoff = Backoff(*self._reconnect, jitter=0.2)
         while True:
             started = time.monotonic()
             stream = None
@@ -202,6 +202,5 @@ class ContainerEvents:
                 log.warning("container events: %s; reconnecting", reason)
             self.error = reason
             if time.monotonic() - started > 10:
-                delay = self._reconnect[0]
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self._reconnect[1])
+                backoff.reset()   # it held for a while: this is a new outage
+            await asyncio.sleep(backoff.next())

@@ -27,6 +27,7 @@ from typing import Awaitable, Callable
 
 from agent_runtime.api import (ContainerSpec, DeadlineExceeded, Healthcheck, NotFound, ShoalRuntimeError,
                                Unavailable)
+from common.backoff import Backoff
 from proto import objects_pb2
 from worker import taskstate
 from worker.events import CREATED, REMOVED, ContainerEvents, Observed
@@ -252,7 +253,7 @@ class TaskManager:
         self._changed.set()
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
-        delay = self._retry[0]
+        backoff = Backoff(*self._retry)
         while True:
             try:
                 await call()
@@ -261,8 +262,7 @@ class TaskManager:
                 return
             except ShoalRuntimeError as err:
                 log.warning("task %s: %s failed: %s; retrying", self.task.id, what, err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry[1])
+                await asyncio.sleep(backoff.next())
 
     # -- preparing ------------------------------------------------------------------------
     async def _prepare(self) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 
 from agent_runtime.api import ContainerSpec, NotFound, ShoalRuntimeError, Unavailable
+from common.backoff import Backoff
 from proto import cluster_pb2, objects_pb2
 from worker.events import REMOVED, ContainerEvents, Observed
 from worker.executor import container_spec
@@ -193,8 +194,9 @@ class Worker:
 
     async def _removal(self, container_id: str) -> None:
         """Remove until it is gone: a failed removal is retried with backoff, never forgotten."""
-        delay = self._retry[0]
+        backoff = Backoff(*self._retry)
         while True:
+            delay = backoff.ceiling()
             try:
                 await self._runtime.remove(container_id, force=True)
                 return
@@ -209,7 +211,7 @@ class Worker:
             except ShoalRuntimeError as err:
                 log.warning("removing container %s failed: %s; retrying in %.1f s", container_id[:12], err, delay)
                 await asyncio.sleep(delay)
-            delay = min(delay * 2, self._retry[1])
+            backoff.next()
 
     async def _remove(self, task_id: str) -> None:
         self._attachments.pop(task_id, None)

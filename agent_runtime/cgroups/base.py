@@ -15,9 +15,13 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.spec import Resources
+
+if TYPE_CHECKING:
+    import threading
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 

@@ -31,6 +31,8 @@ import random
 import time
 from typing import Awaitable, Callable
 
+from common.backoff import Backoff
+
 from .nodetls import NodeTLS
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class CertificateRenewer:
             log.error("%s", message)
 
     async def run(self) -> None:
-        retry = RETRY_MIN
+        backoff = Backoff(RETRY_MIN, RETRY_MAX, jitter=0.2, random=self._draw)
         while True:
             self._note_expiry()
             wait = self.due_at() - self._clock()
@@ -130,12 +132,11 @@ class CertificateRenewer:
                 raise
             except Exception as err:  # noqa: BLE001 - every failure is retried, and said
                 self.last_error = str(err) or repr(err)
-                delay = min(retry, RETRY_MAX) * (0.8 + 0.4 * self._draw())
+                delay = backoff.next()
                 log.warning("node certificate renewal failed (next try in %.0f s): %s", delay, self.last_error)
-                retry = min(retry * 2, RETRY_MAX)
                 await self._sleep(delay)
                 continue
-            retry = RETRY_MIN
+            backoff.reset()
             self._requested = False
             self.last_error = ""
             self.renewals += 1

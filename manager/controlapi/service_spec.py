@@ -16,7 +16,7 @@ import json
 import re
 import signal
 
-from common import hostopts, syntax
+from common import hostopts
 from manager.constraints import InvalidConstraint, parse_constraints
 from manager.controlapi.limits import (MAX_SERVICE_SPEC_BYTES, LimitError, check_labels, check_replicas,
                                        quoted)

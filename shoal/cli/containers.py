@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,9 @@ from common import hostopts, syntax
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import flag_value, print_json_lines, print_table
 from shoal.cli.security import parse_security_opts
+
+if TYPE_CHECKING:
+    from proto import control_pb2
 
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
 

@@ -14,7 +14,6 @@ what differs between them.
 
 from __future__ import annotations
 
-import base64
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from shoal.cli.client import fail_rpc
 from shoal.cli.networks import parse_pairs
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import print_table
-from shoal.dockerjson import rfc3339, secret_inspect
+from shoal.dockerjson import secret_inspect
 from shoal.cli.service_format import human_duration
 
 clock = time.time   # "2 minutes ago" is measured from this (tests pin it)

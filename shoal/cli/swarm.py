@@ -368,7 +368,7 @@ def info(client, fmt) -> None:
             click.echo(f" ClusterID: {response.cluster_id}")
             click.echo(f" Managers: {response.managers_count}")
             click.echo(f" Nodes: {response.nodes}")
-            click.echo(f" Raft:")
+            click.echo(" Raft:")
             click.echo(f"  Term: {response.raft_term}")
             click.echo(f"  Commit Index: {response.raft_commit_index}")
             click.echo(f"  Leader: {response.leader_addr or '(none)'}")

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from manager.ca import RootCA, make_node_key_and_csr, node_cert_validity
+from manager.ca import make_node_key_and_csr, node_cert_validity
 from manager.ca.rotation import signing_root
 from manager.secretbox import RAFT_PASSWORD_LABEL, SecretBoxError, open_value
 from manager.ids import new_id

@@ -10,10 +10,6 @@ from collections import Counter
 
 import pytest
 
-from manager.allocator.component import Allocator
-from manager.orchestrator.component import Orchestrator
-from manager.reaper import TaskReaper
-from manager.scheduler.component import Scheduler
 from manager.state import Kind, LocalProposer, MemoryStore, ObjectCreated, ObjectUpdated, copy_of
 from proto import objects_pb2, store_pb2
 from tests.support.leader_lab import TS, Lab, converged

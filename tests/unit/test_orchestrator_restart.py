@@ -4,7 +4,6 @@ import pytest
 
 from manager.orchestrator import OLD_TASK_TIMEOUT, decide_restart, prune_history, start_gate
 from manager.scheduler.testing import make_node, make_service, make_task
-from proto import objects_pb2
 
 NOW = 1000.0
 
