@@ -81,8 +81,11 @@ class Agent:
         return order
 
     async def run(self) -> None:
-        """Keep a session open until cancelled: any failure (gRPC or not) is logged and retried
-        after ``Backoff``; a redirect to the leader is followed at once."""
+        """Keep a session open until cancelled: any failure (gRPC or not) is logged and the next
+        known manager tried at once; only when every one of them failed is there a pause, after
+        ``Backoff``. A redirect to the leader is followed at once. So after a failover (or a
+        `--force-new-cluster` that left one manager of three) a node finds the manager that leads
+        within one round of connection attempts, not after one pause per dead manager."""
         while True:
             for addr in self._candidates():
                 try:
@@ -111,7 +114,8 @@ class Agent:
                     break                   # at once, to the same manager (still preferred)
                 if self._preferred == addr:
                     self._preferred = None
-                await asyncio.sleep(self._backoff.next())
+            else:
+                await asyncio.sleep(self._backoff.next())   # a whole round failed
 
     async def _session(self, addr: str) -> None:
         """One session with the manager at ``addr``; returns or raises when it ends.

@@ -29,7 +29,8 @@ from proto.ports import MTLS_OFFSET, RAFT_OFFSET
 from shoal.daemon import Daemon
 from shoal.daemon.supervision import RoleFailed, RoleGroup
 from tests.support.ports import reserve_port, reserve_ports
-from worker.agent import Agent, Backoff
+from common.backoff import Backoff
+from worker.agent import Agent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -214,10 +215,9 @@ class _Leading:
         return None
 
 
-async def test_the_agent_survives_a_non_grpc_error_and_reconnects(caplog):
-    ca = RootCA.create(CLUSTER, dt.datetime.now(dt.timezone.utc))
+async def _dispatcher_server(ca: RootCA) -> tuple[grpc.aio.Server, int]:
+    """A leading manager's dispatcher on 127.0.0.1 with mutual TLS; returns (server, mTLS port)."""
     manager_cert, manager_key = _node_cert(ca, "m1", MANAGER_ROLE)
-    worker_cert, worker_key = _node_cert(ca, "w1", WORKER_ROLE)
     memory = MemoryStore()
     store = Store(memory, LocalProposer(memory))
     await store.update(lambda tx: (tx.create(objects_pb2.Cluster(id=CLUSTER)),
@@ -229,6 +229,17 @@ async def test_the_agent_survives_a_non_grpc_error_and_reconnects(caplog):
     mtls_port = server.add_secure_port("127.0.0.1:0", server_credentials(
         manager_cert + ca.cert_pem, manager_key, ca.cert_pem, require_client_cert=True))
     await server.start()
+    return server, mtls_port
+
+
+async def _no_session_hook(message) -> None:
+    pass
+
+
+async def test_the_agent_survives_a_non_grpc_error_and_reconnects(caplog):
+    ca = RootCA.create(CLUSTER, dt.datetime.now(dt.timezone.utc))
+    worker_cert, worker_key = _node_cert(ca, "w1", WORKER_ROLE)
+    server, mtls_port = await _dispatcher_server(ca)
 
     calls = 0
 
@@ -239,19 +250,39 @@ async def test_the_agent_survives_a_non_grpc_error_and_reconnects(caplog):
             raise ValueError("a bug in the first session")
         return objects_pb2.NodeDescription(hostname="w1")
 
-    async def on_session(message) -> None:
-        pass
-
     backoff = Backoff(0.1, 10.0, jitter="full", random=lambda: 0.0)
     caplog.set_level(logging.ERROR, logger="worker.agent")
-    agent = Agent([f"127.0.0.1:{mtls_port - 2}"], channel_credentials(ca.cert_pem, worker_cert, worker_key),
-                  channel_options(), description, on_session, backoff=backoff)
+    agent = Agent([f"127.0.0.1:{mtls_port - MTLS_OFFSET}"], channel_credentials(ca.cert_pem, worker_cert, worker_key),
+                  channel_options(), description, _no_session_hook, backoff=backoff)
     run = asyncio.create_task(agent.run())
     try:
         await bounded(agent.connected.wait(), "the second session")
         assert calls == 2 and backoff.attempt == 1   # one failed session, one pause
         assert any("ValueError('a bug in the first session')" in r.getMessage() for r in caplog.records)
         assert not run.done()
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await server.stop(grace=0)
+
+
+async def test_the_agent_tries_every_known_manager_before_it_pauses(monkeypatch):
+    """After a failover or `--force-new-cluster`, most managers a node knows are gone: it must
+    reach the one that leads within one round, not after one backoff pause per dead manager
+    (with a 10 s cap, that was 15 s and more before the node was Ready again)."""
+    ca = RootCA.create(CLUSTER, dt.datetime.now(dt.timezone.utc))
+    worker_cert, worker_key = _node_cert(ca, "w1", WORKER_ROLE)
+    server, mtls_port = await _dispatcher_server(ca)
+    dead = [f"127.0.0.1:{port - MTLS_OFFSET}" for port in (reserve_port(), reserve_port())]   # nothing listens
+    monkeypatch.setattr("worker.agent.random.shuffle", lambda order: None)   # the dead ones first
+    backoff = Backoff(5.0, 10.0)
+    agent = Agent(dead + [f"127.0.0.1:{mtls_port - MTLS_OFFSET}"],
+                  channel_credentials(ca.cert_pem, worker_cert, worker_key), channel_options(),
+                  lambda: objects_pb2.NodeDescription(hostname="w1"), _no_session_hook, backoff=backoff)
+    run = asyncio.create_task(agent.run())
+    try:
+        await bounded(agent.connected.wait(), "a session with the live manager")
+        assert backoff.attempt == 0, "the agent paused before it had tried every manager"
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
