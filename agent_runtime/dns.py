@@ -13,6 +13,9 @@ visible to the next query; TTL 1 s):
 - ``SERVICE`` and each alias (``STACK_SERVICE`` -> the stack-local ``SERVICE``) -> the VIP on
   each network shared with the asker; with endpoint mode dnsrr -> the healthy task IPs;
 - ``tasks.SERVICE`` (and ``tasks.ALIAS``) -> the healthy task IPs;
+- a service's network aliases (``--network name=NET,alias=A``) on NET -> as its name (VIP, or the
+  tasks with dnsrr), and ``tasks.A`` -> its tasks; services sharing an alias share the name, as in
+  Docker, but a service's own name is never taken over by another's alias;
 - container names, hostnames and aliases (local containers, and remote ``Peers[].Names``) -> IPs;
 - anything else is forwarded to the nameservers in runtimed's /etc/resolv.conf (the host's),
   from runtimed's own netns; AAAA for a name we own is answered empty, not forwarded.
@@ -55,15 +58,28 @@ def build_records(state: NetworkState, containers: list[LocalContainer]) -> Reco
     for p in state.peers:
         for name in p.names:
             out.setdefault(p.network_id, {}).setdefault(name.lower(), []).append(p.ip)
+    aliases: dict[str, dict[str, list[str]]] = {}     # network aliases: shared by services, as Docker's
     for s in state.services:
-        nets = {v.network_id for v in s.virtual_ips} | {n for b in s.backends for n in b.addresses}
+        nets = ({v.network_id for v in s.virtual_ips} | {n for b in s.backends for n in b.addresses}
+                | set(s.network_aliases))
         for net_id in nets:
             tasks = [b.ip_on(net_id) for b in s.healthy() if b.ip_on(net_id)]
             vips = [v.ip for v in s.virtual_ips if v.network_id == net_id]
-            for name in s.names():
-                table = out.setdefault(net_id, {})
-                table[f"tasks.{name.lower()}"] = tasks
-                table[name.lower()] = vips if s.endpoint_mode == "vip" else tasks
+            own = {n.lower() for n in s.names()}
+            for name in s.names_on(net_id):
+                key = name.lower()
+                table = out.setdefault(net_id, {}) if key in own else aliases.setdefault(net_id, {})
+                if key in own:
+                    table[f"tasks.{key}"] = list(tasks)
+                    table[key] = list(vips if s.endpoint_mode == "vip" else tasks)
+                else:
+                    table.setdefault(f"tasks.{key}", []).extend(tasks)
+                    table.setdefault(key, []).extend(vips if s.endpoint_mode == "vip" else tasks)
+    services = {n.lower() for s in state.services for n in s.names()}
+    for net_id, table in aliases.items():   # a service's own name wins over another's alias
+        for key, ips in table.items():
+            if key.removeprefix("tasks.") not in services:
+                out.setdefault(net_id, {})[key] = ips
     return {net: {k: tuple(dict.fromkeys(v)) for k, v in names.items()} for net, names in out.items()}
 
 

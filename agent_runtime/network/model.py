@@ -13,6 +13,7 @@ Shape (one document per host, authoritative: anything not in it is removed)::
       Networks[]   ID Name VNI Subnet Gateway HostGatewayIP MTU Internal Attachable Ingress Encrypted Keys[]
       Peers[]      NetworkID IP MacAddress UnderlayIP Names[]     (remote containers and remote host gateways)
       Services[]   ID Name Aliases[] EndpointMode VirtualIPs[{NetworkID, Addr}] Ports[] Backends[] LocalOnly
+                   NetworkAliases{network id: [alias]}   (--network name=NET,alias=A: more names, per network)
                    Ports[]    Protocol TargetPort PublishedPort PublishMode (ingress|host)
                    Backends[] TaskID NodeIP Healthy Addresses{network id: ip}
 
@@ -142,9 +143,15 @@ class Service:
     ports: list[PortConfig] = field(default_factory=list)
     backends: list[Backend] = field(default_factory=list)
     local_only: bool = False
+    network_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [self.name] + [a for a in self.aliases if a != self.name]
+
+    def names_on(self, network_id: str) -> list[str]:
+        """Its names on one network: ``names()`` and that network's aliases."""
+        own = self.names()
+        return own + [a for a in self.network_aliases.get(network_id, ()) if a not in own]
 
     def healthy(self) -> list[Backend]:
         return [b for b in self.backends if b.healthy]
@@ -249,6 +256,12 @@ def _validate_services(state: NetworkState, subnets: dict[str, ipaddress.IPv4Net
                 raise InvalidArgument(f"{where}: name {name!r} is already used by service {names[name.lower()]}")
         if s.endpoint_mode not in ENDPOINT_MODES:
             raise InvalidArgument(f"{where}.EndpointMode: {s.endpoint_mode!r} is not vip or dnsrr")
+        for net_id, aliases in s.network_aliases.items():
+            if net_id not in subnets:
+                raise InvalidArgument(f"{where}.NetworkAliases: unknown network {net_id!r}")
+            for alias in aliases:
+                if not NAME_RE.match(alias):
+                    raise InvalidArgument(f"{where}.NetworkAliases[{net_id}]: {alias!r} is not a valid DNS name")
         for j, vip in enumerate(s.virtual_ips):
             if vip.network_id not in subnets:
                 raise InvalidArgument(f"{where}.VirtualIPs[{j}].NetworkID: unknown network {vip.network_id!r}")

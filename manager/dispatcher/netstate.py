@@ -369,15 +369,34 @@ def _services(nets: dict[str, _Net], shared: Shared) -> list[dict]:
         attached = any(c.target in nets or by_name.get(c.target) for c in s.spec.task.networks)
         if not (vips or backends or attached):
             continue
-        out.append({
+        entry = {
             "ID": s.id, "Name": s.spec.annotations.name, "Aliases": shared.aliases[s.id],
             "EndpointMode": "dnsrr" if dnsrr else "vip",
             "VirtualIPs": sorted(vips, key=lambda v: v["NetworkID"]),
             "Ports": _ports(s, ingress_carried, published),
             "Backends": sorted(backends, key=lambda b: b["TaskID"]),
             "LocalOnly": keeps_client_ip(s),
-        })
+        }
+        network_aliases = _network_aliases(s, nets, by_name)
+        if network_aliases:             # only when there are some: a runtimed without the field still parses the rest
+            entry["NetworkAliases"] = network_aliases
+        out.append(entry)
     return sorted(out, key=lambda d: d["ID"])
+
+
+def _network_aliases(service: objects_pb2.Service, nets: dict[str, _Net], by_name: dict[str, str]) -> dict[str, list[str]]:
+    """The service's aliases per network id (``--network name=NET,alias=A``, Compose
+    ``networks: {NET: {aliases: [A]}}``) on the networks this node carries. As Docker's, they are
+    names of the service (its VIP, or its tasks with dnsrr) and give ``tasks.A``; invalid names
+    are left out (the runtime would refuse the whole document)."""
+    out: dict[str, list[str]] = {}
+    for config in service.spec.task.networks:
+        network_id = config.target if config.target in nets else by_name.get(config.target)
+        if network_id is None:
+            continue
+        names = out.setdefault(network_id, [])
+        names.extend(a for a in config.aliases if _NAME_RE.match(a) and a not in names)
+    return {k: v for k, v in sorted(out.items()) if v}
 
 
 def network_state_for(view, node_id: str, shared: Shared | None = None) -> dict | None:

@@ -198,3 +198,13 @@ def test_peer_names_use_the_workers_container_name():
     for slot, node in ((3, ""), (0, "n7")):
         task = make_task("tid", "svc", node, {}, slot=slot)
         assert task_container_name(task) == task_name(task)
+
+
+async def test_service_network_aliases_are_carried_per_network():
+    web = make_service("web", "web", vips={"front": "198.18.1.2/24"})
+    web.spec.task.networks[0].aliases.extend(["db", "bad name", "db"])
+    objects = [web if getattr(o, "id", None) == "web" and isinstance(o, objects_pb2.Service) else o
+               for o in two_node_cluster()]
+    store = await store_with(*objects)
+    [service] = state_for(store, "n1").services
+    assert service.network_aliases == {"front": ["db"]}      # the invalid name left out, no repeat

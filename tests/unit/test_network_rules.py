@@ -141,3 +141,22 @@ async def test_resolver_answers_ours_and_forwards_the_rest():
     finally:
         dns.FORWARD_TIMEOUT = saved
     assert failed.header.rcode == RCODE.SERVFAIL
+
+
+def test_network_aliases_answer_as_the_service_and_give_tasks_names():
+    """Docker: a service's network alias is a name of the service on that network (its VIP, or
+    its tasks with dnsrr) and tasks.ALIAS gives the tasks; an alias never takes a service's name."""
+    state = make_state()
+    state.services.append(Service(id="s2", name="db", endpoint_mode="dnsrr",
+                                  backends=[Backend("t3", "192.0.2.12", {"front": "198.18.1.21"}),
+                                            Backend("t4", "192.0.2.12", {"front": "198.18.1.22"})],
+                                  network_aliases={"front": ["database", "web"]}))
+    state.services[0].network_aliases = {"front": ["www"]}
+    records = dns.build_records(state, [local("c1", NetworkAttachment("front", "198.18.1.12/24"))])
+    front = ["front"]
+    assert dns.lookup(records, front, "database") == ["198.18.1.21", "198.18.1.22"]
+    assert dns.lookup(records, front, "tasks.database") == ["198.18.1.21", "198.18.1.22"]
+    assert dns.lookup(records, front, "www") == ["198.18.1.100"]              # vip mode: the VIP
+    assert dns.lookup(records, front, "tasks.www") == ["198.18.1.11"]
+    assert dns.lookup(records, front, "web") == ["198.18.1.100"]              # db's alias "web" loses
+    assert dns.lookup(records, ["priv"], "database") is None
