@@ -7,10 +7,11 @@ container is gone come back empty rather than failing the whole request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import AsyncIterator
 
 from agent_runtime.api import NotFound, ShoalRuntimeError
+from common.aiomerge import merge
 from proto import cluster_pb2, cluster_pb2_grpc
 from worker.executor import TASK_LABEL
 
@@ -26,33 +27,17 @@ class NodeLogsServicer(cluster_pb2_grpc.NodeLogsServicer):
         await self._authorize(context, "swarm-manager")
         wanted = set(request.task_ids)
         containers = [c for c in await self._runtime.list(all=True) if c.config.labels.get(TASK_LABEL) in wanted]
-        queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
         tail = request.tail if request.tail >= 0 else None
         since = request.since or None
 
-        async def pump(container) -> None:
+        async def lines(container) -> AsyncIterator[cluster_pb2.LogLine]:
             task_id = container.config.labels[TASK_LABEL]
             try:
                 async for record in self._runtime.logs(container.id, follow=request.follow, tail=tail, since=since):
-                    await queue.put(cluster_pb2.LogLine(task_id=task_id, stream=record.stream, time=record.time,
-                                                        data=record.log.encode()))
+                    yield cluster_pb2.LogLine(task_id=task_id, stream=record.stream, time=record.time,
+                                              data=record.log.encode())
             except (NotFound, ShoalRuntimeError) as err:
                 log.info("logs of task %s: %s", task_id, err)
 
-        pumps = [asyncio.create_task(pump(c)) for c in containers]
-        done = asyncio.create_task(asyncio.wait(pumps) if pumps else asyncio.sleep(0))
-        try:
-            while True:
-                getter = asyncio.create_task(queue.get())
-                finished, _ = await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in finished:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                return
-        finally:
-            for p in pumps:
-                p.cancel()
-            done.cancel()
+        async for line in merge([lines(c) for c in containers], buffer=1024):
+            yield line

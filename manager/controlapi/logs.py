@@ -4,12 +4,12 @@ rest of the logs still arrive, as `docker service logs` does."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import AsyncIterator, Callable
 
 import grpc
 
+from common.aiomerge import merge
 from manager.controlapi.api import ControlError
 from manager.state import Kind
 from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, objects_pb2
@@ -59,16 +59,15 @@ class LogBroker:
         for task in tasks:
             if task.node_id:
                 by_node.setdefault(task.node_id, []).append(task)
-        queue: asyncio.Queue = asyncio.Queue(maxsize=4096)
 
-        async def from_node(node_id: str, node_tasks: list) -> None:
+        async def from_node(node_id: str, node_tasks: list) -> AsyncIterator[control_pb2.ServiceLogsMessage]:
             node = view.get(Kind.NODE, node_id)
             hostname = node.description.hostname if node else node_id
             names = {t.id: _task_name(name, t) for t in node_tasks}
             addr = node.description.grpc_addr if node else ""
             if not addr:
-                await queue.put(control_pb2.ServiceLogsMessage(
-                    node_id=node_id, node_name=hostname, warning=f"node {hostname} has no known address"))
+                yield control_pb2.ServiceLogsMessage(
+                    node_id=node_id, node_name=hostname, warning=f"node {hostname} has no known address")
                 return
             try:
                 role = "swarm-manager" if node.role == objects_pb2.MANAGER else "swarm-worker"
@@ -78,27 +77,13 @@ class LogBroker:
                         task_ids=list(names), follow=request.follow, tail=request.tail, since=request.since),
                         timeout=None if request.follow else 30)
                     async for line in stream:
-                        await queue.put(control_pb2.ServiceLogsMessage(
+                        yield control_pb2.ServiceLogsMessage(
                             task_id=line.task_id, task_name=names.get(line.task_id, line.task_id), node_id=node_id,
-                            node_name=hostname, stream=line.stream, time=line.time, data=line.data))
+                            node_name=hostname, stream=line.stream, time=line.time, data=line.data)
             except grpc.aio.AioRpcError as err:
-                await queue.put(control_pb2.ServiceLogsMessage(
+                yield control_pb2.ServiceLogsMessage(
                     node_id=node_id, node_name=hostname,
-                    warning=f"some logs are missing: node {hostname} is unreachable ({err.code().name})"))
+                    warning=f"some logs are missing: node {hostname} is unreachable ({err.code().name})")
 
-        readers = [asyncio.create_task(from_node(n, ts)) for n, ts in by_node.items()]
-        all_done = asyncio.gather(*readers, return_exceptions=True)
-        try:
-            while True:
-                getter = asyncio.create_task(queue.get())
-                finished, _ = await asyncio.wait({getter, all_done}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in finished:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                return
-        finally:
-            for reader in readers:
-                reader.cancel()
+        async for message in merge([from_node(n, ts) for n, ts in by_node.items()], buffer=4096):
+            yield message
