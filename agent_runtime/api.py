@@ -23,13 +23,14 @@ concurrent connections: one task's call never waits for another's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import os
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, BinaryIO, Callable, Iterator
 
 from agent_runtime.errors import (Conflict, DeadlineExceeded, InvalidArgument, NotFound, ShoalRuntimeError,
                                   Unavailable, error_for_status)
@@ -47,7 +48,7 @@ __all__ = [
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
     "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",
     "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",
-    "EncryptionKey", "mac_from_ip",
+    "EncryptionKey", "mac_from_ip", "registry_auth_header",
 ]
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
@@ -93,6 +94,7 @@ class _Call:
     body: Any = None
     decode: Callable[[Any], Any] = lambda data: data
     extra_time: float = 0.0  # added to the client's deadline: what the call is asked to wait for
+    headers: dict | None = None
 
     @property
     def what(self) -> str:
@@ -101,7 +103,24 @@ class _Call:
 
     def url(self) -> str:
         q = {k: v for k, v in (self.query or {}).items() if v is not None}
-        return self.path + ("?" + urllib.parse.urlencode(q) if q else "")
+        return self.path + ("?" + urllib.parse.urlencode(q, doseq=True) if q else "")
+
+
+def _auth_header(auth: str | None) -> dict | None:
+    return {"X-Registry-Auth": auth} if auth else None
+
+
+def registry_auth_header(username: str, password: str, server: str = "") -> str:
+    """Docker's ``X-Registry-Auth`` value: base64url JSON of the credentials for one call."""
+    doc = {"username": username, "password": password, "serveraddress": server}
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+
+
+def _check_message(message: dict) -> dict:
+    """A line of a pull/push/load stream; an ``error`` line raises it (status 500, the daemon's text)."""
+    if "error" in message:
+        raise ShoalRuntimeError(message.get("error") or "the operation failed")
+    return message
 
 
 def _q(ref: str) -> str:
@@ -125,9 +144,23 @@ class _Calls:
     def image_inspect(ref: str) -> _Call: return _Call("GET", "/images/inspect", {"ref": ref})
 
     @staticmethod
-    def image_pull(ref: str, insecure_registries: tuple[str, ...] = ()) -> _Call:
-        return _Call("POST", "/images/pull", body={"Ref": ref, "InsecureRegistries": list(insecure_registries)},
-                     extra_time=PULL_DEADLINE)
+    def image_pull(ref: str, insecure_registries: tuple[str, ...] = (), auth: str | None = None,
+                   platform: str | None = None, stream: bool = False) -> _Call:
+        return _Call("POST", "/images/pull", {"stream": 1 if stream else None},
+                     body={"Ref": ref, "InsecureRegistries": list(insecure_registries), "Platform": platform},
+                     extra_time=PULL_DEADLINE, headers=_auth_header(auth))
+
+    @staticmethod
+    def image_push(ref: str, auth: str | None = None) -> _Call:
+        return _Call("POST", "/images/push", body={"Ref": ref}, extra_time=PULL_DEADLINE, headers=_auth_header(auth))
+
+    @staticmethod
+    def image_tag(source: str, target: str) -> _Call:
+        return _Call("POST", "/images/tag", body={"Source": source, "Target": target})
+
+    @staticmethod
+    def image_prune(all: bool = False) -> _Call:
+        return _Call("POST", "/images/prune", body={"All": all})
 
     @staticmethod
     def image_import(source: str, ref: str | None = None) -> _Call:
@@ -136,6 +169,12 @@ class _Calls:
     @staticmethod
     def image_load(path: str, tag: str | None = None) -> _Call:
         return _Call("POST", "/images/load", body={"Path": path, "Tag": tag})
+
+    @staticmethod
+    def image_upload(what: str, stream: BinaryIO, query: dict) -> _Call:
+        """``load`` or ``import`` with the archive as the request body (sent chunked)."""
+        return _Call("POST", f"/images/{what}", query, body=stream, extra_time=PULL_DEADLINE,
+                     headers={"Content-Type": "application/x-tar"})
 
     @staticmethod
     def image_remove(ref: str, force: bool = False) -> _Call:
@@ -265,10 +304,12 @@ class RuntimeClient:
 
     def _open(self, call: _Call) -> tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
         conn = _UnixHTTPConnection(self.socket_path, self.timeout)
-        body = None if call.body is None else json.dumps(call.body).encode()
+        chunked = hasattr(call.body, "read")
+        body = call.body if chunked else None if call.body is None else json.dumps(call.body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(call.headers or {})
         try:
-            conn.request(call.method, call.url(), body=body, headers=headers)
+            conn.request(call.method, call.url(), body=body, headers=headers, encode_chunked=chunked)
             resp = conn.getresponse()
         except TimeoutError:
             conn.close()
@@ -295,12 +336,43 @@ class RuntimeClient:
     def info(self) -> dict: return self._call(_Calls.info())
     def images(self) -> list[dict]: return self._call(_Calls.images())
     def image_inspect(self, ref: str) -> dict: return self._call(_Calls.image_inspect(ref))
-    def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = ()) -> dict:
-        return self._call(_Calls.image_pull(ref, insecure_registries))
+    def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = (), auth: str | None = None,
+                   platform: str | None = None) -> dict:
+        return self._call(_Calls.image_pull(ref, insecure_registries, auth, platform))
     def image_import(self, source: str, ref: str | None = None) -> dict:
         return self._call(_Calls.image_import(source, ref))
     def image_load(self, path: str, tag: str | None = None) -> list[dict]:
         return self._call(_Calls.image_load(path, tag))
+    def image_tag(self, source: str, target: str) -> dict: return self._call(_Calls.image_tag(source, target))
+    def image_prune(self, all: bool = False) -> dict: return self._call(_Calls.image_prune(all))
+
+    def image_pull_stream(self, ref: str, auth: str | None = None, platform: str | None = None) -> Iterator[dict]:
+        """Docker's pull messages ({"status", "id", "progressDetail"}) as they come, the last one
+        ``{"aux": IMAGE}``; an error message raises ShoalRuntimeError. ``auth``: registry_auth_header()."""
+        return self._messages(_Calls.image_pull(ref, (), auth, platform, stream=True))
+
+    def image_push_stream(self, ref: str, auth: str | None = None) -> Iterator[dict]:
+        """Docker's push messages, the last one ``{"aux": {"Tag", "Digest", "Size"}}``."""
+        return self._messages(_Calls.image_push(ref, auth))
+
+    def image_load_stream(self, archive: BinaryIO, tag: str | None = None) -> list[dict]:
+        """Send an archive (docker save / OCI layout tar) from ``archive``; the images loaded."""
+        return self._call(_Calls.image_upload("load", archive, {"tag": tag}))
+
+    def image_import_stream(self, rootfs: BinaryIO, ref: str | None = None, changes: list[str] | None = None,
+                            message: str | None = None) -> dict:
+        """Send a rootfs tarball (plain or gzip) from ``rootfs``; the one-layer image made of it."""
+        return self._call(_Calls.image_upload("import", rootfs, {"ref": ref, "change": changes or None,
+                                                                "message": message}))
+
+    def _messages(self, call: _Call) -> Iterator[dict]:
+        conn, resp = self._open(call)
+        try:
+            while line := resp.readline():
+                if line.strip():
+                    yield _check_message(json.loads(line))
+        finally:
+            conn.close()
     def image_remove(self, ref: str, force: bool = False) -> list[dict]:
         return self._call(_Calls.image_remove(ref, force))
     def create(self, spec: ContainerSpec) -> str: return self._call(_Calls.create(spec))
@@ -420,7 +492,8 @@ class AsyncRuntimeClient:
         deadline = self.deadline + call.extra_time
         try:
             async with asyncio.timeout(deadline):
-                resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body)
+                resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body,
+                                             headers=call.headers)
                 if resp.status >= 400:
                     payload = await resp.read()
                     resp.release()
@@ -449,8 +522,11 @@ class AsyncRuntimeClient:
     async def info(self) -> dict: return await self._call(_Calls.info())
     async def images(self) -> list[dict]: return await self._call(_Calls.images())
     async def image_inspect(self, ref: str) -> dict: return await self._call(_Calls.image_inspect(ref))
-    async def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = ()) -> dict:
-        return await self._call(_Calls.image_pull(ref, insecure_registries))
+    async def image_pull(self, ref: str, insecure_registries: tuple[str, ...] = (), auth: str | None = None,
+                         platform: str | None = None) -> dict:
+        return await self._call(_Calls.image_pull(ref, insecure_registries, auth, platform))
+    async def image_tag(self, source: str, target: str) -> dict: return await self._call(_Calls.image_tag(source, target))
+    async def image_prune(self, all: bool = False) -> dict: return await self._call(_Calls.image_prune(all))
     async def image_remove(self, ref: str, force: bool = False) -> list[dict]:
         return await self._call(_Calls.image_remove(ref, force))
     async def create(self, spec: ContainerSpec) -> str: return await self._call(_Calls.create(spec))

@@ -6,6 +6,7 @@ dockerd's names where dockerd has the setting:
     {
       "data-root": "/var/lib/shoal",            shoald state in <data-root>/state, runtime in <data-root>/runtime
       "insecure-registries": ["192.0.2.1:5000"],  plain-HTTP registries (HOST:PORT or CIDR)   reloadable
+      "registry-mirrors": ["https://192.0.2.2:5000"],  Docker Hub mirrors, tried in order        reloadable
       "log-level": "info",                      debug | info | warning | error                 reloadable
       "log-format": "text",                     text (logfmt) | json                          reloadable
       "metrics-addr": "192.0.2.11:9323",        shoald's Prometheus endpoint
@@ -65,6 +66,14 @@ def _string_list(item: Callable[[str], str]) -> Callable[[Any], list[str]]:
             raise ValueError("must be a list of strings")
         return [item(v) for v in value]
     return check
+
+
+def _mirror(value: str) -> str:
+    text = value.strip().rstrip("/")
+    scheme, sep, host = text.partition("://")
+    if not sep or scheme not in ("http", "https") or not host or "/" in host:
+        raise ValueError(f"{value!r} is not a mirror URL: give https://HOST[:PORT] (or http://)")
+    return text
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -130,6 +139,7 @@ class Key:
 KEYS: Mapping[str, Key] = {
     "data-root": Key(_abs_path),
     "insecure-registries": Key(_string_list(_registry), reloadable=True),
+    "registry-mirrors": Key(_string_list(_mirror), reloadable=True),
     "log-level": Key(_choice(logformat.LEVELS), reloadable=True),
     "log-format": Key(_choice(logformat.FORMATS), reloadable=True),
     "metrics-addr": Key(_addr),

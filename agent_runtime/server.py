@@ -32,7 +32,7 @@ from agent_runtime.network.rules import parse_fence
 from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
-from agent_runtime.images.store import ImageStore
+from agent_runtime.image_api import ImageAPI, open_store
 from agent_runtime import daemonconfig, logformat, sdnotify
 from agent_runtime import metrics as runtime_metrics
 from agent_runtime.logs import LogFollower, parse_time, read_logs
@@ -46,11 +46,6 @@ IMAGE_STATUS = [(image_errors.ImageNotFound, 404), (image_errors.ManifestUnknown
                 (image_errors.InvalidReference, 400), (image_errors.ImageInUse, 409),
                 (image_errors.LayerError, 400), (image_errors.ArchiveError, 400),
                 (image_errors.DigestMismatch, 400), (image_errors.ImageError, 500)]
-
-
-def image_json(image) -> dict:
-    return {"Id": image.id, "RepoTags": image.repo_tags, "RepoDigests": image.repo_digests,
-            "Created": image.created, "Size": image.size, "Config": image.config}
 
 
 @web.middleware
@@ -93,17 +88,23 @@ class Runtimed:
     def __init__(self, root: Path, cgroup_parent: str, busybox: str, fence: tuple[str, ...] = ()) -> None:
         self.root = root
         self.volumes = VolumeStore(root / "volumes")
-        self.images = ImageStore(root / "images", in_use=self._image_users)
+        self.images = open_store(root / "images", in_use=self._image_users, running=self._image_runners)
+        self.image_api = ImageAPI(self)
         self.network = NetworkDataplane(root, fence)
         self.manager = NetworkedContainerManager(root / "containers", self.images, self.volumes, cgroup_parent,
                                                  busybox, sys.executable, network=self.network)
         # From the configuration file (agent_runtime.daemonconfig); SIGHUP replaces the registries.
         self.insecure_registries: tuple[str, ...] = ()
+        self.registry_mirrors: tuple[str, ...] = ()
         self.metrics = runtime_metrics.RuntimeMetrics(self.manager)
         self.default_log_config: dict | None = None
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
+
+    def _image_runners(self, image_id: str) -> list[str]:
+        return [c.name for c in list(self.manager.containers.values())
+                if c.image_id == image_id and c.state.running]
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[runtime_metrics.middleware(self.metrics), errors_middleware],
@@ -112,12 +113,7 @@ class Runtimed:
         r.add_get("/metrics", self.metrics_text)
         r.add_get("/version", self.version)
         r.add_get("/info", self.info)
-        r.add_get("/images/json", self.images_list)
-        r.add_get("/images/inspect", self.images_inspect)
-        r.add_post("/images/pull", self.images_pull)
-        r.add_post("/images/import", self.images_import)
-        r.add_post("/images/load", self.images_load)
-        r.add_delete("/images", self.images_remove)
+        self.image_api.add_routes(r)
         r.add_post("/containers/create", self.create)
         r.add_get("/containers/json", self.list)
         r.add_get("/containers/{id}/json", self.inspect)
@@ -152,42 +148,10 @@ class Runtimed:
             "Containers": len(cs), "ContainersRunning": sum(c.state.running for c in cs),
             "Images": len(self.images.list())})
 
-    # images ------------------------------------------------------------------------------
     async def metrics_text(self, request: web.Request) -> web.Response:
         """Prometheus text exposition of agent_runtime.metrics (shoald appends it to its /metrics)."""
         body = await asyncio.to_thread(self.metrics.text)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-    async def images_list(self, request: web.Request) -> web.Response:
-        return web.json_response([image_json(i) for i in self.images.list()])
-
-    async def images_inspect(self, request: web.Request) -> web.Response:
-        return web.json_response(image_json(self.images.resolve(request.query["ref"])))
-
-    async def images_pull(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        insecure = tuple(body.get("InsecureRegistries") or ()) + self.insecure_registries
-        start = time.perf_counter()
-        try:
-            image = await asyncio.to_thread(self.images.pull, body["Ref"], insecure)
-        except Exception:
-            self.metrics.pulled(time.perf_counter() - start, None, ok=False)
-            raise
-        self.metrics.pulled(time.perf_counter() - start, getattr(image, "size", None), ok=True)
-        return web.json_response(image_json(image))
-
-    async def images_import(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        image = await asyncio.to_thread(self.images.import_rootfs, body["Source"], body.get("Ref"))
-        return web.json_response(image_json(image))
-
-    async def images_load(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        images = await asyncio.to_thread(self.images.load, body["Path"], body.get("Tag"))
-        return web.json_response([image_json(i) for i in images])
-
-    async def images_remove(self, request: web.Request) -> web.Response:
-        return web.json_response(self.images.remove(request.query["ref"], force=_flag(request, "force")))
 
     # containers --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
@@ -338,7 +302,8 @@ class Runtimed:
 
 def apply_config(daemon: Runtimed, config: dict, from_flags: dict) -> None:
     """The configuration file's settings for the runtime (at start and on SIGHUP)."""
-    daemon.insecure_registries = tuple(config.get("insecure-registries", ()))
+    daemon.insecure_registries = tuple(from_flags.get("insecure-registries") or config.get("insecure-registries", ()))
+    daemon.registry_mirrors = tuple(from_flags.get("registry-mirrors") or config.get("registry-mirrors", ()))
     opts = config.get("log-opts")
     if opts:
         default = LogConfig()
@@ -404,12 +369,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fence", action="append", default=[], metavar="ADDR[:PORT]",
                         help="an address (or address:port, TCP and UDP) containers on swarm networks must not "
                              "reach, such as a private registry; repeatable (nodes and this host are always fenced)")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="REGISTRY",
+                        help="registry (HOST:PORT or CIDR) to reach over plain HTTP, for every pull and push "
+                             "on this node; repeatable (as dockerd's)")
+    parser.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                        help="a Docker Hub mirror (https://HOST[:PORT]) tried before Docker Hub; repeatable")
     args = parser.parse_args(argv)
     try:
         config_path, config = daemonconfig.load(args.config_file)
+        insecure = daemonconfig.KEYS["insecure-registries"].check(args.insecure_registry)
+        mirrors = daemonconfig.KEYS["registry-mirrors"].check(args.registry_mirror)
     except daemonconfig.ConfigError as exc:
         parser.exit(1, f"shoal-runtimed: {exc}\n")
-    flags = {"log-level": args.log_level, "log-format": args.log_format}
+    except ValueError as exc:
+        parser.error(str(exc))
+    flags = {"log-level": args.log_level, "log-format": args.log_format,
+             "insecure-registries": insecure, "registry-mirrors": mirrors}
     try:
         logformat.configure(args.log_level or config.get("log-level", "warning"),
                             args.log_format or config.get("log-format", "text"))
@@ -426,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
         kept = {k: v for k, v in config.items() if not daemonconfig.KEYS[k].reloadable}
         apply_config(daemon, {**kept, **daemonconfig.reloadable(new)}, flags)
         log.info("configuration reloaded from %s", config_path,
-                 extra={"insecure_registries": ",".join(daemon.insecure_registries)})
+                 extra={"insecure_registries": ",".join(daemon.insecure_registries),
+                        "registry_mirrors": ",".join(daemon.registry_mirrors)})
 
     if os.geteuid() != 0:
         parser.error("shoal-runtimed must run as root")

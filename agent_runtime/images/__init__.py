@@ -7,17 +7,32 @@ Exports:
 - push_layout: push an OCI layout directory straight to a registry.
 - ProgressEvent: per-layer pull/push progress.
 - Errors: ImageError and its subclasses.
+
+The names are loaded on first use (PEP 562), so that ``agent_runtime.images.reference`` (what the
+CLI needs) does not cost the registry client's and the store's imports (urllib, ssl, gzip...).
 """
 
-from .errors import (ArchiveError, DigestMismatch, ImageError, ImageInUse, ImageNotFound, InvalidReference,
-                     LayerError, ManifestUnknown, RegistryAuthError, RegistryError)
-from .ingest import ProgressEvent
-from .reference import Reference, parse_reference
-from .registry import docker_config_auth, is_insecure, push_layout
-from .store import Image, ImageStore, LayerBlob
+from __future__ import annotations
 
-__all__ = [
-    "ArchiveError", "DigestMismatch", "Image", "ImageError", "ImageInUse", "ImageNotFound", "ImageStore",
-    "InvalidReference", "LayerBlob", "LayerError", "ManifestUnknown", "ProgressEvent", "Reference",
-    "RegistryAuthError", "RegistryError", "docker_config_auth", "is_insecure", "parse_reference", "push_layout",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    **dict.fromkeys(["ArchiveError", "DigestMismatch", "ImageError", "ImageInUse", "ImageNotFound", "InvalidReference",
+                     "LayerError", "ManifestUnknown", "RegistryAuthError", "RegistryError"], "errors"),
+    "ProgressEvent": "ingest",
+    "Reference": "reference", "parse_reference": "reference",
+    "docker_config_auth": "registry", "is_insecure": "registry", "push_layout": "registry",
+    "Image": "store", "ImageStore": "store", "LayerBlob": "store",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

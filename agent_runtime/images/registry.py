@@ -251,17 +251,18 @@ class RegistryClient:
 
 def pull(store: "ImageStore", ref: str, *, insecure_registries: Iterable[str] = (),
          auth: tuple[str, str] | None = None, progress: ProgressFn | None = None,
-         platform: tuple[str, str] = oci.DEFAULT_PLATFORM) -> "Image":
+         platform: tuple[str, str] = oci.DEFAULT_PLATFORM, mirrors: Iterable[str] = ()) -> "Image":
     """Pull ``ref`` into ``store`` and return it; layers already present are not fetched again.
+
+    ``mirrors`` (dockerd's ``registry-mirrors``: ``https://host[:port]`` or ``http://...``) are
+    tried in order for Docker Hub images, then Docker Hub itself, as dockerd does.
 
     A tag reference tags the pulled image; a digest reference only records the repo digest.
     On failure nothing the pull added stays in the store.
     """
     parsed = parse_reference(ref)
     operation = f"pull {parsed.familiar}"
-    client = RegistryClient(parsed.registry, operation=operation, api_host=parsed.api_host,
-                            insecure_registries=insecure_registries, auth=auth)
-    raw, media_type, digest = client.get_manifest(parsed.repository, parsed.reference)
+    client, raw, media_type, digest = _first_manifest(parsed, operation, insecure_registries, auth, mirrors)
     for _ in range(4):
         manifest = oci.parse_manifest(raw, media_type, what=operation)
         if isinstance(manifest, oci.Manifest):
@@ -285,6 +286,25 @@ def pull(store: "ImageStore", ref: str, *, insecure_registries: Iterable[str] = 
     return image
 
 
+
+
+def _first_manifest(parsed, operation: str, insecure_registries: Iterable[str], auth: tuple[str, str] | None,
+                    mirrors: Iterable[str]) -> tuple[RegistryClient, bytes, str, str]:
+    """The client and manifest of the first source that has it: a mirror (Docker Hub images
+    only; a mirror failing is logged and skipped), else the image's own registry."""
+    if parsed.registry == "docker.io":
+        for mirror in mirrors:
+            scheme, _, host = mirror.rstrip("/").rpartition("://")
+            allowed = [*insecure_registries, host] if scheme == "http" else list(insecure_registries)
+            client = RegistryClient(host, operation=f"{operation} (mirror {host})", api_host=host,
+                                    insecure_registries=allowed, auth=None)
+            try:
+                return (client, *client.get_manifest(parsed.repository, parsed.reference))
+            except RegistryError as exc:
+                log.info("registry mirror %s cannot serve %s, trying the next source: %s", host, parsed, exc)
+    client = RegistryClient(parsed.registry, operation=operation, api_host=parsed.api_host,
+                            insecure_registries=insecure_registries, auth=auth)
+    return (client, *client.get_manifest(parsed.repository, parsed.reference))
 
 
 def push_manifest(client: RegistryClient, repository: str, tag: str, manifest: bytes, media_type: str,

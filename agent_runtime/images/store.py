@@ -101,10 +101,12 @@ class ImageStore:
     """Content-addressed image store rooted at ``root`` (created if missing).
 
     ``in_use(image_id)`` may be given by the container runtime: it returns the names of containers
-    using an image, which then cannot be removed (even with force) nor pruned.
+    using an image (running or not), which then is never deleted nor pruned; ``running(image_id)``
+    the running ones, whose image cannot even be untagged by id (see :meth:`remove`).
     """
 
-    def __init__(self, root: Path | str, in_use: Callable[[str], Iterable[str]] | None = None) -> None:
+    def __init__(self, root: Path | str, in_use: Callable[[str], Iterable[str]] | None = None,
+                 running: Callable[[str], Iterable[str]] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(self.root)
@@ -113,6 +115,7 @@ class ImageStore:
         self.images_dir.mkdir(exist_ok=True)
         self.tmp = self.root / "tmp"
         self.in_use = in_use
+        self.running = running
 
     # ------------------------------------------------------------------ locks and raw records
     @contextlib.contextmanager
@@ -348,11 +351,12 @@ class ImageStore:
         return save_oci_layout(self, ref, Path(dest_dir))
 
     def pull(self, ref: str, insecure_registries: Iterable[str] = (), auth: tuple[str, str] | None = None,
-             progress: ProgressFn | None = None, platform: tuple[str, str] = oci.DEFAULT_PLATFORM) -> Image:
-        """Pull ``ref`` from its registry (see :func:`.registry.pull`)."""
+             progress: ProgressFn | None = None, platform: tuple[str, str] = oci.DEFAULT_PLATFORM,
+             mirrors: Iterable[str] = ()) -> Image:
+        """Pull ``ref`` from its registry, or a mirror (see :func:`.registry.pull`)."""
         from .registry import pull
         return pull(self, ref, insecure_registries=insecure_registries, auth=auth, progress=progress,
-                    platform=platform)
+                    platform=platform, mirrors=mirrors)
 
     def push(self, ref: str, insecure_registries: Iterable[str] = (), auth: tuple[str, str] | None = None,
              progress: ProgressFn | None = None) -> str:
@@ -375,9 +379,10 @@ class ImageStore:
         """Untag or delete an image like ``docker rmi``; returns Docker's Untagged/Deleted list.
 
         ``name:tag`` removes that tag; the image goes when no tag is left. An id removes the image
-        only if it has at most one tag, unless ``force``. An image containers use is not deleted:
-        without ``force`` that is an ImageInUse error, with it only its tags are removed.
-        Then unreferenced layers and blobs are deleted.
+        only if it has at most one tag, unless ``force``. An image containers use is never deleted
+        (nor its layers): without ``force`` that is an ImageInUse error, with it only its tags are
+        removed, except that an image a running container uses cannot be forced by id (Docker's
+        "cannot be forced"). Then unreferenced layers and blobs are deleted.
         """
         result: list[dict[str, str]] = []
         with self._lock("gc.lock"), self._lock("meta.lock"):
@@ -399,8 +404,14 @@ class ImageStore:
                 raise ImageInUse(f"unable to delete {ref} (must be forced): image is referenced in multiple "
                                  f"repositories ({', '.join(sorted(parse_reference(t).familiar for t in own_tags))})")
             users = self._users(image_id)
+            running = sorted(self.running(image_id)) if self.running else []
+            if running and force and by_name is None:
+                raise ImageInUse(f"conflict: unable to delete {ref} (cannot be forced) - image is being used by "
+                                 f"running container(s) {', '.join(running)}")
             if users and not force:
-                raise ImageInUse(f"unable to remove image {ref}: in use by container(s) {', '.join(users)}")
+                state = "running" if running else "stopped"
+                raise ImageInUse(f"conflict: unable to remove image {ref} (must be forced) - image is being used "
+                                 f"by {state} container(s) {', '.join(running or users)}")
             for name in own_tags:
                 del index[name]
                 result.append({"Untagged": parse_reference(name).familiar})

@@ -1,34 +1,25 @@
 """``shoal image import|load|pull|push|ls|inspect|tag|rm|prune`` and the aliases ``shoal pull``,
 ``shoal push``, ``shoal images`` and ``shoal rmi``.
 
-These work directly on this node's image store, ``<runtime root>/images`` (``--runtime-root`` or
-env SHOAL_RUNTIME_ROOT, default /var/lib/shoal/runtime: the ``--root`` of shoal-runtimed), so they
-stay thin over ``agent_runtime.images.ImageStore``. Registry credentials come from the Docker
-``config.json`` (``$DOCKER_CONFIG`` or ``~/.docker``), as ``docker pull`` finds them.
+Every command is a call to this node's shoal-runtimed (the socket ``shoal run`` uses:
+SHOAL_RUNTIME_HOST, else ``runtimed.sock`` beside ``-H``/SHOAL_HOST, else /run/shoal/runtimed.sock),
+so the daemon's settings (``--insecure-registry``, ``--registry-mirror``, its data root) apply and
+what a command pulls is what ``shoal run`` and services on the node find. Archives (``load``,
+``import``) are streamed to the daemon; pull and push progress is streamed back. Registry
+credentials come from the Docker ``config.json`` (``$DOCKER_CONFIG`` or ``~/.docker``), as ``docker
+pull`` finds them, and go to the daemon in Docker's ``X-Registry-Auth`` header for that one call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import click
 
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import print_table
-
-DEFAULT_RUNTIME_ROOT = "/var/lib/shoal/runtime"
-
-runtime_root_option = click.option(
-    "--runtime-root", envvar="SHOAL_RUNTIME_ROOT", default=DEFAULT_RUNTIME_ROOT, show_default=True,
-    type=click.Path(file_okay=False), help="Runtime root; images live in its images/ folder")
-insecure_option = click.option(
-    "--insecure-registry", "insecure_registries", multiple=True, metavar="REGISTRY",
-    help="Allow plain HTTP to this registry (host:port, host or CIDR); loopback is always allowed")
 
 
 def register(cli: click.Group) -> None:
@@ -39,9 +30,9 @@ def register(cli: click.Group) -> None:
     cli.add_command(image_rm, "rmi")
 
 
-def _store(runtime_root: str):
-    from agent_runtime.images import ImageStore
-    return ImageStore(Path(runtime_root) / "images")
+def _client(ctx: click.Context):
+    from shoal.cli.containers import _client as runtime_client
+    return runtime_client(ctx)
 
 
 def _fail(exc: Exception) -> None:
@@ -50,14 +41,29 @@ def _fail(exc: Exception) -> None:
 
 
 def _run(fn, *args, **kwargs):
-    """Call a store operation; print an image error as docker does and exit 1."""
-    from agent_runtime.images import ImageError
+    """Call the daemon; print its error as docker does and exit 1."""
+    from agent_runtime.errors import ShoalRuntimeError
     try:
         return fn(*args, **kwargs)
-    except ImageError as exc:
+    except ShoalRuntimeError as exc:
         _fail(exc)
     except OSError as exc:
         _fail(exc)
+
+
+def _reference(text: str, default_tag: bool = True):
+    from agent_runtime.images.errors import InvalidReference
+    from agent_runtime.images.reference import parse_reference
+    try:
+        return parse_reference(text, default_tag=default_tag)
+    except InvalidReference as exc:
+        _fail(exc)
+
+
+def _auth(registry: str) -> str | None:
+    """The X-Registry-Auth value for ``registry`` from the Docker config.json, if it has credentials."""
+    from shoal.cli.registry_auth import auth_header
+    return auth_header(registry)
 
 
 def human_size(size: float) -> str:
@@ -87,31 +93,15 @@ def human_since(created: str, now: dt.datetime | None = None) -> str:
     return f"{int(seconds // (86400 * 365))} years ago"
 
 
-def image_inspect_json(image) -> dict:
-    """Docker's ``image inspect`` object for an ImageStore Image."""
-    config = image.config
-    return {
-        "Id": image.id,
-        "RepoTags": image.repo_tags,
-        "RepoDigests": image.repo_digests,
-        "Created": image.created,
-        "Config": config.get("config") or {},
-        "Architecture": config.get("architecture", ""),
-        "Os": config.get("os", ""),
-        "Size": image.size,
-        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
-        "Metadata": {"ManifestDigest": image.manifest_digest},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDirs": [str(p) for p in reversed(image.layers)]}},
-    }
-
-
 class _Progress:
-    """Per-layer progress: a live rich display on a terminal, else one line per status change."""
+    """Docker's pull/push messages: per-layer lines (a live rich display on a terminal, else one
+    line per status change), other statuses printed as they come; returns the ``aux`` payload."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.last: dict[str, str] = {}
         self.rich = None
+        self.aux: dict | None = None
         if not quiet and sys.stdout.isatty():
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
             self.rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn())
@@ -126,131 +116,172 @@ class _Progress:
         if self.rich:
             self.rich.stop()
 
-    def __call__(self, event) -> None:
+    def consume(self, messages) -> dict | None:
+        for message in messages:
+            self(message)
+        return self.aux
+
+    def __call__(self, message: dict) -> None:
+        if "aux" in message:
+            self.aux = message["aux"]
+            return
+        status, layer = message.get("status", ""), message.get("id", "")
         if self.quiet:
             return
-        if self.rich is not None:
-            if event.id not in self.tasks:
-                self.tasks[event.id] = self.rich.add_task(event.id, total=event.total or None)
-            self.rich.update(self.tasks[event.id], description=f"{event.id}: {event.status}",
-                             completed=event.current, total=event.total or None)
+        detail = message.get("progressDetail") or {}
+        if layer and self.rich is not None and detail:
+            if layer not in self.tasks:
+                self.tasks[layer] = self.rich.add_task(layer, total=detail.get("total") or None)
+            self.rich.update(self.tasks[layer], description=f"{layer}: {status}",
+                             completed=detail.get("current", 0), total=detail.get("total") or None)
             return
-        if self.last.get(event.id) != event.status:
-            self.last[event.id] = event.status
-            click.echo(f"{event.id}: {event.status}")
+        if not layer:
+            self._echo(status)
+        elif self.last.get(layer) != status:
+            self.last[layer] = status
+            self._echo(f"{layer}: {status}")
+
+    def _echo(self, line: str) -> None:
+        if self.rich is not None:
+            self.rich.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line)
 
 
 @click.group()
 def image() -> None:
-    """Manage images on this node."""
+    """Manage images on this node (through its shoal-runtimed)."""
+
+
+def _stdin_or_fail() -> None:
+    if sys.stdin.isatty():
+        _fail(Exception("requested load from stdin, but stdin is empty"))
 
 
 @image.command("import")
-@runtime_root_option
 @click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction (CMD, ENV, ...)")
 @click.option("-m", "--message", default=None, help="Set the history message of the image")
 @click.argument("file")
 @click.argument("reference", required=False)
-def image_import(runtime_root: str, changes: tuple[str, ...], message: str | None, file: str, reference: str | None) -> None:
+@click.pass_context
+def image_import(ctx, changes: tuple[str, ...], message: str | None, file: str, reference: str | None) -> None:
     """Import a rootfs tarball (plain or gzip; - for stdin) as a one-layer image."""
-    source = sys.stdin.buffer if file == "-" else file
-    img = _run(_store(runtime_root).import_rootfs, source, reference, list(changes), message)
-    click.echo(img.id)
+    if reference:
+        _reference(reference)
+    client = _client(ctx)
+    if file == "-":
+        _stdin_or_fail()
+        img = _run(client.image_import_stream, sys.stdin.buffer, reference, list(changes), message)
+    else:
+        try:
+            stream = open(file, "rb")
+        except OSError as exc:
+            _fail(Exception(f"open {file}: {exc.strerror}"))
+        with stream:
+            img = _run(client.image_import_stream, stream, reference, list(changes), message)
+    click.echo(img["Id"])
+
+
+def _tar_directory(path: str):
+    """A readable pipe carrying ``path`` (an OCI layout directory) as a tar stream."""
+    import os
+    import tarfile
+    import threading
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(write_fd, "wb") as out:
+            try:
+                with tarfile.open(fileobj=out, mode="w|") as tar:
+                    tar.add(path, arcname=".")
+            except (BrokenPipeError, OSError):
+                pass          # the daemon refused the upload; its answer says why
+    threading.Thread(target=write, daemon=True).start()
+    return os.fdopen(read_fd, "rb")
 
 
 @image.command("load")
-@runtime_root_option
-@click.option("-i", "--input", "input_path", default=None, help="Read from this archive or OCI layout directory instead of stdin")
+@click.option("-i", "--input", "input_path", default=None,
+              help="Read from this archive or OCI layout directory instead of stdin")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output")
-def image_load(runtime_root: str, input_path: str | None, quiet: bool) -> None:
+@click.pass_context
+def image_load(ctx, input_path: str | None, quiet: bool) -> None:
     """Load images from an OCI image layout or a docker-save archive."""
-    store = _store(runtime_root)
+    import os
+    client = _client(ctx)
     if input_path is None:
-        if sys.stdin.isatty():
-            _fail(Exception("requested load from stdin, but stdin is empty"))
-        with tempfile.NamedTemporaryFile(dir=store.tmp, prefix="stdin-") as tmp:
-            shutil.copyfileobj(sys.stdin.buffer, tmp)
-            tmp.flush()
-            images = _run(store.load, tmp.name)
+        _stdin_or_fail()
+        images = _run(client.image_load_stream, sys.stdin.buffer)
     else:
-        images = _run(store.load, input_path)
+        try:
+            stream = _tar_directory(input_path) if os.path.isdir(input_path) else open(input_path, "rb")
+        except OSError as exc:
+            _fail(Exception(f"open {input_path}: {exc.strerror}"))
+        with stream:
+            images = _run(client.image_load_stream, stream)
     if not quiet:
         for img in images:
-            if img.repo_tags:
-                for tag in img.repo_tags:
+            if img["RepoTags"]:
+                for tag in img["RepoTags"]:
                     click.echo(f"Loaded image: {tag}")
             else:
-                click.echo(f"Loaded image ID: {img.id}")
+                click.echo(f"Loaded image ID: {img['Id']}")
 
 
 @image.command("pull")
-@runtime_root_option
-@insecure_option
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
-@click.option("--platform", default="linux/amd64", show_default=True, help="os/arch to pick from a multi-platform image")
+@click.option("--platform", default=None, help="os/arch to pick from a multi-platform image (default: this node's)")
 @click.argument("reference")
-def pull(runtime_root: str, insecure_registries: tuple[str, ...], quiet: bool, platform: str, reference: str) -> None:
-    """Pull an image from a registry."""
-    from agent_runtime.images import docker_config_auth, parse_reference
-    parsed = _run(parse_reference, reference)
-    os_name, _, arch = platform.partition("/")
-    store = _store(runtime_root)
-    before = store.resolve(reference).id if store.exists(reference) else None
-    if not quiet:
-        click.echo(f"{parsed.tag or parsed.digest}: Pulling from {parsed.familiar_name}")
+@click.pass_context
+def pull(ctx, quiet: bool, platform: str | None, reference: str) -> None:
+    """Pull an image from a registry (with the daemon's registry settings)."""
+    parsed = _reference(reference)
+    client = _client(ctx)
     with _Progress(quiet) as progress:
-        img = _run(store.pull, reference, insecure_registries, docker_config_auth(parsed.registry), progress, (os_name, arch))
-    digest = next((d.split("@", 1)[1] for d in img.repo_digests if d.startswith(parsed.familiar_name + "@")), img.manifest_digest)
-    if not quiet:
-        click.echo(f"Digest: {digest}")
-        status = "Image is up to date for" if before == img.id else "Downloaded newer image for"
-        click.echo(f"Status: {status} {parsed.familiar}")
+        _run(progress.consume, client.image_pull_stream(reference, _auth(parsed.registry), platform))
     click.echo(str(parsed))
 
 
 @image.command("push")
-@runtime_root_option
-@insecure_option
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
 @click.argument("reference")
-def push(runtime_root: str, insecure_registries: tuple[str, ...], quiet: bool, reference: str) -> None:
-    """Push an image to a registry."""
-    from agent_runtime.images import docker_config_auth, parse_reference
-    parsed = _run(parse_reference, reference)
-    store = _store(runtime_root)
-    img = _run(store.resolve, reference)
-    if not quiet:
-        click.echo(f"The push refers to repository [{parsed.name}]")
+@click.pass_context
+def push(ctx, quiet: bool, reference: str) -> None:
+    """Push an image to a registry (with the daemon's registry settings)."""
+    parsed = _reference(reference)
+    client = _client(ctx)
     with _Progress(quiet) as progress:
-        digest = _run(store.push, reference, insecure_registries, docker_config_auth(parsed.registry), progress)
-    click.echo(f"{parsed.tag}: digest: {digest} size: {store.blobs.size(img.manifest_digest)}")
+        aux = _run(progress.consume, client.image_push_stream(reference, _auth(parsed.registry)))
+    if quiet and aux:
+        click.echo(f"{parsed.tag}: digest: {aux['Digest']} size: {aux['Size']}")
 
 
 @image.command("ls")
-@runtime_root_option
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show all images (accepted for docker compatibility)")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.argument("repository", required=False)
-def image_ls(runtime_root: str, show_all: bool, quiet: bool, no_trunc: bool, fmt: str, repository: str | None) -> None:
+@click.pass_context
+def image_ls(ctx, show_all: bool, quiet: bool, no_trunc: bool, fmt: str, repository: str | None) -> None:
     """List images."""
-    from agent_runtime.images import parse_reference
+    from agent_runtime.images.reference import parse_reference
     rows: list[dict] = []
-    wanted = _run(parse_reference, repository, default_tag=False) if repository else None
-    for img in _store(runtime_root).list():
-        names = [parse_reference(t) for t in img.repo_tags] or [None]
+    wanted = _reference(repository, default_tag=False) if repository else None
+    images = _run(_client(ctx).images)
+    for img in sorted(images, key=lambda i: i["Created"], reverse=True):
+        names = [parse_reference(t) for t in img["RepoTags"]] or [None]
         for name in names:
             if wanted is not None and (name is None or name.name != wanted.name or (wanted.tag and name.tag != wanted.tag)):
                 continue
             rows.append({
                 "Repository": name.familiar_name if name else "<none>",
                 "Tag": name.tag if name else "<none>",
-                "ID": img.id if no_trunc else img.short_id,
-                "CreatedSince": human_since(img.created),
-                "CreatedAt": img.created,
-                "Size": human_size(img.size),
-                "Digest": img.manifest_digest,
+                "ID": img["Id"] if no_trunc else img["Id"].split(":", 1)[-1][:12],
+                "CreatedSince": human_since(img["Created"]),
+                "CreatedAt": img["Created"],
+                "Size": human_size(img["Size"]),
+                "Digest": (img.get("Metadata") or {}).get("ManifestDigest", ""),
             })
     if quiet:
         for iid in dict.fromkeys(row["ID"] for row in rows):
@@ -263,19 +294,21 @@ def image_ls(runtime_root: str, show_all: bool, quiet: bool, no_trunc: bool, fmt
 
 
 @image.command("inspect")
-@runtime_root_option
 @click.option("-f", "--format", "fmt", default="", help=INSPECT_FORMAT_HELP)
 @click.argument("images", nargs=-1, required=True)
-def image_inspect(runtime_root: str, fmt: str, images: tuple[str, ...]) -> None:
+@click.pass_context
+def image_inspect(ctx, fmt: str, images: tuple[str, ...]) -> None:
     """Display detailed information on one or more images (a JSON array)."""
-    from agent_runtime.images import ImageError
-    store = _store(runtime_root)
+    from agent_runtime.errors import NotFound, ShoalRuntimeError
+    client = _client(ctx)
     found, errors = [], []
     for ref in images:
         try:
-            found.append(image_inspect_json(store.resolve(ref)))
-        except ImageError as exc:
+            found.append(client.image_inspect(ref))
+        except NotFound as exc:
             errors.append(str(exc))
+        except ShoalRuntimeError as exc:
+            _fail(exc)
     print_objects(fmt, found)
     for error in errors:
         click.echo(f"Error: {error}", err=True)
@@ -284,29 +317,32 @@ def image_inspect(runtime_root: str, fmt: str, images: tuple[str, ...]) -> None:
 
 
 @image.command("tag")
-@runtime_root_option
 @click.argument("source")
 @click.argument("target")
-def image_tag(runtime_root: str, source: str, target: str) -> None:
+@click.pass_context
+def image_tag(ctx, source: str, target: str) -> None:
     """Create a tag TARGET that refers to SOURCE."""
-    _run(_store(runtime_root).tag, source, target)
+    _reference(target)
+    _run(_client(ctx).image_tag, source, target)
 
 
 @image.command("rm")
-@runtime_root_option
 @click.option("-f", "--force", is_flag=True, help="Remove an image with several tags by id; untag one in use")
 @click.argument("images", nargs=-1, required=True)
-def image_rm(runtime_root: str, force: bool, images: tuple[str, ...]) -> None:
-    """Remove one or more images."""
-    from agent_runtime.images import ImageError
-    store = _store(runtime_root)
+@click.pass_context
+def image_rm(ctx, force: bool, images: tuple[str, ...]) -> None:
+    """Remove one or more images (never one a container uses: -f only untags it)."""
+    from agent_runtime.errors import ShoalRuntimeError, Unavailable
+    client = _client(ctx)
     failed = False
     for ref in images:
         try:
-            for item in store.remove(ref, force=force):
+            for item in client.image_remove(ref, force=force):
                 for key, value in item.items():
                     click.echo(f"{key}: {value}")
-        except ImageError as exc:
+        except Unavailable as exc:
+            _fail(exc)
+        except ShoalRuntimeError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
     if failed:
@@ -314,15 +350,15 @@ def image_rm(runtime_root: str, force: bool, images: tuple[str, ...]) -> None:
 
 
 @image.command("prune")
-@runtime_root_option
 @click.option("-a", "--all", "prune_all", is_flag=True, help="Remove all images no container uses, not just dangling ones")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
-def image_prune(runtime_root: str, prune_all: bool, force: bool) -> None:
+@click.pass_context
+def image_prune(ctx, prune_all: bool, force: bool) -> None:
     """Remove unused images."""
     what = "all images without at least one container associated to them" if prune_all else "all dangling images"
     if not force and not click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?"):
         return
-    report = _run(_store(runtime_root).prune, prune_all)
+    report = _run(_client(ctx).image_prune, prune_all)
     if report["ImagesDeleted"]:
         click.echo("Deleted Images:")
         for item in report["ImagesDeleted"]:

@@ -216,6 +216,7 @@ class Lab:
             "--socket", str(host.runtime_socket),
             "--cgroup-parent", host.cgroup_parent,
             "--fence", self.plan.registry,   # containers reach the lab registry only if it is published
+            "--insecure-registry", self.plan.registry,   # every pull on the host, `shoal image pull` included
             *(["--log-level", log_level] if log_level else []),
         ]
 

@@ -16,13 +16,13 @@ from agent_runtime.logformat import parse_logfmt
 @pytest.mark.parametrize("module", ["shoal.daemon", "agent_runtime.server"])
 def test_a_bad_file_stops_the_daemon_before_it_starts_anything(module, tmp_path):
     config = tmp_path / "daemon.json"
-    config.write_text('{"log-level": "info", "registry-mirrors": []}')
+    config.write_text('{"log-level": "info", "storage-driver": "overlay2"}')
     result = subprocess.run([sys.executable, "-m", module, "--config-file", str(config),
                              "--socket", str(tmp_path / "s.sock")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"unable to configure the daemon with file {config}" in result.stderr
-    assert "registry-mirrors" in result.stderr
+    assert "storage-driver" in result.stderr
     assert not (tmp_path / "s.sock").exists()
 
 

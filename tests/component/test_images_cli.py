@@ -1,4 +1,5 @@
-"""``shoal image ...`` over a store in a temp runtime root, as a user would type the commands."""
+"""``shoal image ...`` as a user would type the commands, against runtimed's image endpoints
+(tests/support/image_daemon.py: the real ImageAPI and store, served on a unix socket)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,27 @@ from click.testing import CliRunner
 
 from shoal.cli.images import register
 from tests.component.conftest_registry import plain_registry  # noqa: F401
+from tests.support.image_daemon import ImageDaemon
 from tests.component.images_builders import make_tar, write_docker_archive, write_oci_layout
 
 
 @pytest.fixture
-def shoal(tmp_path, monkeypatch):
-    monkeypatch.setenv("SHOAL_RUNTIME_ROOT", str(tmp_path / "runtime"))
+def daemon(tmp_path):
+    d = ImageDaemon(tmp_path).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def shoal(tmp_path, monkeypatch, daemon):
+    monkeypatch.setenv("SHOAL_RUNTIME_HOST", "unix://" + daemon.socket)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     group = click.Group("shoal")
     register(group)
     runner = CliRunner()
 
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(group, list(args), catch_exceptions=False)
+    def run(*args: str, code: int = 0, input: bytes | None = None) -> str:
+        result = runner.invoke(group, list(args), catch_exceptions=False, input=input)
         assert result.exit_code == code, result.output
         return result.output
     return run
