@@ -21,7 +21,6 @@ import platform
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 from aiohttp import web
