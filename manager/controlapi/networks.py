@@ -332,7 +332,7 @@ class NetworkControl:
         filters = dict(request.filters)
         for key in filters:
             if key not in _FILTERS:
-                raise ControlError("invalid", f"invalid filter {key!r}: expected {', '.join(_FILTERS)}")
+                raise ControlError("invalid", f"invalid filter '{key}'")      # the docker daemon's words
         networks = sorted((n for n in self._store.view().networks() if network_matches(n, filters)),
                           key=lambda n: (network_name(n), n.id))
         return control_pb2.ListNetworksResponse(networks=networks)

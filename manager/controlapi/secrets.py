@@ -153,7 +153,7 @@ class SecretControl:
     def _list(self, filters: dict[str, str], flavour: _Flavour) -> list:
         for key in filters:
             if key not in _FILTERS:
-                raise ControlError("invalid", f"invalid filter {key!r}: expected {', '.join(_FILTERS)}")
+                raise ControlError("invalid", f"invalid filter '{key}'")      # the docker daemon's words
         return sorted((o for o in self._store.view().list(flavour.kind) if matches(o, filters)),
                       key=lambda o: (o.spec.annotations.name, o.id))
 

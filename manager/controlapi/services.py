@@ -349,8 +349,7 @@ class ServiceControl:
                 tasks = [t for t in tasks if any(task_name(t, services.get(t.service_id)).startswith(v)
                                                  for v in options)]
             else:
-                raise ControlError("invalid", f"invalid filter {key!r}: expected service, node, "
-                                              "desired-state, id or name")
+                raise ControlError("invalid", f"invalid filter '{key}'")  # the docker daemon's words
 
         def order(t):
             service = services.get(t.service_id)

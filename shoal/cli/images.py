@@ -76,21 +76,16 @@ def human_size(size: float) -> str:
 
 
 def human_since(created: str, now: dt.datetime | None = None) -> str:
-    """Docker's ``CreatedSince``: ``2 hours ago``, ``56 years ago``."""
+    """Docker's ``CreatedSince``: units.HumanDuration + " ago" (``2 hours ago``). An image dated
+    at the epoch (reproducible builds) shows ``56 years ago``, as in Docker: its CLI leaves the
+    column empty only for Go's zero time, never for the epoch."""
+    from shoal.cli.service_format import human_duration
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", created or "")
-    if not match:
-        return "N/A"
-    when = dt.datetime.fromisoformat(match.group(1) + (match.group(3) or "Z").replace("Z", "+00:00"))
+    when = dt.datetime.fromtimestamp(0, dt.timezone.utc)     # none: docker's Created 0, the epoch
+    if match:
+        when = dt.datetime.fromisoformat(match.group(1) + (match.group(3) or "Z").replace("Z", "+00:00"))
     seconds = max(((now or dt.datetime.now(dt.timezone.utc)) - when).total_seconds(), 0)
-    for limit, size, name in ((60, 1, "second"), (3600, 60, "minute"), (86400 * 2, 3600, "hour"),
-                              (86400 * 14, 86400, "day"), (86400 * 60, 86400 * 7, "week"),
-                              (86400 * 365 * 2, 86400 * 30, "month")):
-        if seconds < limit:
-            count = int(seconds // size)
-            if size == 1 and count < 1:
-                return "Less than a second ago"
-            return f"{count} {name}{'s' if count != 1 else ''} ago" if count != 1 else f"About a{'n' if name == 'hour' else ''} {name} ago"
-    return f"{int(seconds // (86400 * 365))} years ago"
+    return f"{human_duration(seconds)} ago"
 
 
 class _Progress:

@@ -15,10 +15,11 @@ import click
 
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import print_table
+from shoal.cli.output import invalid_filter, print_table
 from shoal.dockerjson import SCOPE, VXLANID_OPTION, network_inspect, rfc3339  # noqa: F401
 
 LS_COLUMNS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+NETWORK_FILTERS = ("driver", "id", "label", "name", "scope", "type")
 def register(cli: click.Group) -> None:
     cli.add_command(network)
 
@@ -127,6 +128,8 @@ def network_ls(client, filters, fmt, no_trunc, quiet) -> None:
     from proto import control_pb2
     request = control_pb2.ListNetworksRequest()
     for key, value in parse_pairs(filters, "--filter", need_value=True).items():
+        if key not in NETWORK_FILTERS:
+            raise invalid_filter(key)
         request.filters[key] = value
     networks = client.call("ListNetworks", request).networks
     summaries = [network_summary(n, trunc=not no_trunc) for n in networks]

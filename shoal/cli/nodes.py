@@ -85,8 +85,8 @@ def node_ps(client, no_trunc, filters, fmt, quiet, nodes) -> None:
 
     from proto import control_pb2
     from shoal.cli.service_format import PS_COLUMNS, PS_KEYS, task_rows
-    from shoal.cli.services import _parse_filters
-    base = _parse_filters(filters, ("desired-state", "id", "name", "service"))
+    from shoal.cli.services import TASK_FILTERS, _parse_filters
+    base = _parse_filters(filters, tuple(k for k in TASK_FILTERS if k != "node"))
     tasks, seen = [], set()
     for ref in nodes or ("self",):
         node_id = _self_id(client) if ref == "self" else _get(client, ref).id

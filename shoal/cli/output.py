@@ -45,4 +45,5 @@ class DaemonError(click.ClickException):
 
 
 def invalid_filter(key: str) -> DaemonError:
-    return DaemonError(f"Invalid filter '{key}'")
+    """The docker daemon's words for a filter it does not take (moby's filters.invalidFilter)."""
+    return DaemonError(f"invalid filter '{key}'")

@@ -115,12 +115,13 @@ def ls_row(service: pb.Service, summary: dict) -> list[str]:
 
 # ---- service ps ------------------------------------------------------------------------------
 
-def _task_base_name(task: pb.Task, service: pb.Service | None, node_names: dict[str, str] | None = None) -> str:
-    """docker's task name: SERVICE.SLOT, or SERVICE.NODENAME for a global service's task."""
+def _task_base_name(task: pb.Task, service: pb.Service | None) -> str:
+    """docker's task name: SERVICE.SLOT, or SERVICE.NODEID for a global service's task (the
+    docker CLI resolves the service's name, never the node's)."""
     name = service.spec.annotations.name if service is not None else task.service_id
     if task.slot:
         return f"{name}.{task.slot}"
-    return f"{name}.{(node_names or {}).get(task.node_id) or task.node_id}"
+    return f"{name}.{task.node_id}"
 
 
 def _natural(text: str) -> tuple:
@@ -129,11 +130,10 @@ def _natural(text: str) -> tuple:
                  for part in re.split(r"(\d+)", text) if part)
 
 
-def sort_tasks(tasks: list[pb.Task], services: dict[str, pb.Service],
-               node_names: dict[str, str] | None = None) -> list[pb.Task]:
+def sort_tasks(tasks: list[pb.Task], services: dict[str, pb.Service]) -> list[pb.Task]:
     """As docker's `service ps`: by task name (natural order), then newest first, so a slot's
     newest task heads its history wherever the tasks ran."""
-    return sorted(tasks, key=lambda t: (_natural(_task_base_name(t, services.get(t.service_id), node_names)),
+    return sorted(tasks, key=lambda t: (_natural(_task_base_name(t, services.get(t.service_id))),
                                         -t.meta.created_at, t.id))
 
 
@@ -153,8 +153,8 @@ def task_rows(tasks: list[pb.Task], services: dict[str, pb.Service], node_names:
     older tasks are named `` \\_ web.1`` as the docker CLI does."""
     rows = []
     previous = None
-    for task in sort_tasks(tasks, services, node_names):
-        base = _task_base_name(task, services.get(task.service_id), node_names)
+    for task in sort_tasks(tasks, services):
+        base = _task_base_name(task, services.get(task.service_id))
         name = f" \\_ {base}" if base == previous else base
         previous = base
         if not trunc:

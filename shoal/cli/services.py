@@ -275,6 +275,7 @@ def service_ls(client, filters, fmt, quiet) -> None:
 
 
 SERVICE_FILTERS = ("id", "label", "mode", "name")
+TASK_FILTERS = ("desired-state", "id", "name", "node", "service")
 
 
 def _parse_filters(filters, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -302,7 +303,7 @@ def service_ps(client, no_trunc, filters, fmt, quiet, services) -> None:
     """List the tasks of one or more services."""
     from proto import control_pb2
     from shoal.cli.service_format import PS_COLUMNS, PS_KEYS, task_rows
-    base = _parse_filters(filters)
+    base = _parse_filters(filters, TASK_FILTERS)
     if base.get("node"):
         base["node"] = ",".join(_self_id(client) if n == "self" else n for n in base["node"].split(","))
     found, tasks, missing = {}, [], []

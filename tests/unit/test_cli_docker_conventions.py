@@ -59,10 +59,14 @@ def test_replicas_max_per_node_sets_the_placement():
         build_spec("busybox", [], {"max_replicas": -1})
 
 
-@pytest.mark.parametrize("args", [["node", "ls", "-f", "bogus=1"], ["service", "ls", "--filter", "bogus=1"]])
+@pytest.mark.parametrize("args", [["node", "ls", "-f", "bogus=1"], ["service", "ls", "--filter", "bogus=1"],
+                                  ["service", "ps", "-f", "bogus=1", "web"], ["node", "ps", "-f", "bogus=1"],
+                                  ["secret", "ls", "-f", "bogus=1"], ["config", "ls", "-f", "bogus=1"],
+                                  ["network", "ls", "-f", "bogus=1"]])
 def test_an_unknown_filter_is_refused_in_the_daemons_words(capsys, args):
-    assert run(args) == 1
-    assert capsys.readouterr().err == "Error response from daemon: Invalid filter 'bogus'\n"
+    """moby's filters.invalidFilter, before anything is asked of the daemon (there is none here)."""
+    assert run(["-H", "unix:///nonexistent/shoal.sock", *args]) == 1
+    assert capsys.readouterr().err == "Error response from daemon: invalid filter 'bogus'\n"
 
 
 def test_service_logs_prefixes_12_character_task_ids_as_docker():

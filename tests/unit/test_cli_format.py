@@ -289,4 +289,20 @@ def test_service_ps_orders_as_docker_newest_first_per_slot_wherever_it_ran():
     glob = pb.Service(id="g1")
     glob.spec.annotations.name = "agent"
     rows = task_rows([pb.Task(id="g", service_id="g1", node_id="aaa")], {"g1": glob}, {"aaa": "node-a"}, now=1)
-    assert rows[0]["Name"] == "agent.node-a"
+    assert (rows[0]["Name"], rows[0]["Node"]) == ("agent.aaa", "node-a")   # docker: SERVICE.NODEID
+
+
+@pytest.mark.parametrize("created,shown", [
+    ("1970-01-01T00:00:00Z", "56 years ago"),          # a reproducible image: docker shows the same
+    ("", "56 years ago"),                              # no date: docker's Created 0
+    ("2026-12-03T11:59:59Z", "1 second ago"),
+    ("2026-12-03T11:00:00.123456789Z", "About an hour ago"),
+    ("2026-12-02T12:00:00+00:00", "24 hours ago"),
+    ("2026-11-30T12:00:00Z", "3 days ago"),
+])
+def test_images_created_since_as_docker(created, shown):
+    import datetime as dt
+
+    from shoal.cli.images import human_since
+    now = dt.datetime(2026, 12, 3, 12, 0, 0, tzinfo=dt.timezone.utc)
+    assert human_since(created, now) == shown

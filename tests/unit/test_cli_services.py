@@ -216,12 +216,13 @@ def test_ps_json_no_trunc_and_filters(client):
                                                          "service": web.id}
 
 
-def test_ps_of_a_global_service_names_tasks_by_node_name_and_reports_missing_services(client):
+def test_ps_of_a_global_service_names_tasks_by_node_id_and_reports_missing_services(client):
     agent = make_service("agent", replicas=0, mode=pb.ServiceSpec.GLOBAL)
     client.services[agent.id] = agent
     client.tasks = [make_task("taskg", agent, 0)]
     result = run(client, "ps", "agent", "nosuch")
-    assert "agent.one " in result.output      # docker names a global task SERVICE.NODENAME
+    # docker/cli's generateTaskNames: SERVICE.NODEID for a global task; the NODE column has the name
+    assert "agent.node-aaaaaaaaaaaaa " in result.output and " one " in result.output
     assert result.exit_code == 1 and "no such service: nosuch" in result.output
 
 
