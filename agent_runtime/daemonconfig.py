@@ -10,6 +10,7 @@ dockerd's names where dockerd has the setting:
       "log-level": "info",                      debug | info | warning | error                 reloadable
       "log-format": "text",                     text (logfmt) | json                          reloadable
       "metrics-addr": "192.0.2.11:9323",        shoald's Prometheus endpoint
+      "hosts": ["tcp://0.0.0.0:2376"],          shoald's remote API (mutual TLS, docs/remote-access.md)
       "log-opts": {"max-size": "10m", "max-file": "3"}   containers' default json-file rotation
     }
 
@@ -84,6 +85,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
+def _host(value: str) -> str:
+    text = value.strip()
+    if not (text.startswith("tcp://") or text.startswith("unix:///")):
+        raise ValueError(f"{value!r} is not tcp://IP:PORT or unix:///path")
+    return text
+
+
 def _abs_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError("must be an absolute path")
@@ -143,6 +151,7 @@ KEYS: Mapping[str, Key] = {
     "log-level": Key(_choice(logformat.LEVELS), reloadable=True),
     "log-format": Key(_choice(logformat.FORMATS), reloadable=True),
     "metrics-addr": Key(_addr),
+    "hosts": Key(_string_list(_host)),
     "log-opts": Key(_log_opts),
 }
 

@@ -31,6 +31,8 @@ from .errors import CAError, CertificateError
 MANAGER_ROLE = "swarm-manager"
 WORKER_ROLE = "swarm-worker"
 NODE_ROLES = (MANAGER_ROLE, WORKER_ROLE)
+CLIENT_ROLE = "shoal-client"  # the OU of remote-API client certificates (manager.ca.clients)
+CLIENT_CERT_VALIDITY = dt.timedelta(days=90)
 
 ROOT_CA_COMMON_NAME = "shoal-root-ca"
 ROOT_CA_VALIDITY = dt.timedelta(days=20 * 365)  # SwarmKit's RootCAExpiration, 630720000 s
@@ -39,6 +41,7 @@ MIN_NODE_CERT_VALIDITY = dt.timedelta(hours=1)  # SwarmKit's MinNodeCertExpirati
 BACKDATE = dt.timedelta(hours=1)  # allowance for clock skew between nodes, as SwarmKit does
 
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_CLIENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _PEM_CERT_RE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
 )
@@ -333,29 +336,6 @@ class RootCA:
             addresses = [ipaddress.ip_address(ip) for ip in ip_sans]
         except ValueError as exc:
             raise CAError(f"cannot sign a certificate for node {node_id}: {exc}") from exc
-        try:
-            csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as exc:
-            raise CAError(
-                f"cannot sign a certificate for node {node_id}: the CSR is not valid PEM: {exc}"
-            ) from exc
-        if not csr.is_signature_valid:
-            raise CAError(
-                f"cannot sign a certificate for node {node_id}: the CSR's signature does not verify"
-            )
-        public_key = csr.public_key()
-        if isinstance(public_key, rsa.RSAPublicKey):
-            if public_key.key_size < 2048:
-                raise CAError(
-                    f"cannot sign a certificate for node {node_id}: RSA key of "
-                    f"{public_key.key_size} bits is too small (need 2048)"
-                )
-        elif not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise CAError(
-                f"cannot sign a certificate for node {node_id}: only EC and RSA keys are accepted"
-            )
-        now = _utc(now)
-        not_after = min(now + validity, self._cert.not_valid_after_utc)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, node_id),
@@ -369,7 +349,64 @@ class RootCA:
             x509.DNSName("localhost"),
         ]
         sans += [x509.IPAddress(address) for address in addresses]
-        cert = (
+        return self._issue(csr_pem, f"node {node_id}", subject, sans,
+                           [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], now, validity)
+
+    def sign_client_csr(self, csr_pem: bytes, name: str, now: dt.datetime,
+                        validity: dt.timedelta = CLIENT_CERT_VALIDITY) -> bytes:
+        """Issue a remote-API client certificate named `name` for the key in `csr_pem` (leaf PEM).
+
+        Subject CN = name, OU = "shoal-client", O = cluster ID; extended key usage client
+        authentication only, no SANs: it can authenticate to a node's remote API (shoal.remote)
+        but never serve as a node's certificate, whose OU is a node role. CAError as for nodes.
+        """
+        if self._key is None:
+            raise CAError(f"cannot sign a client certificate for {name!r}: this node has no CA key")
+        if not _CLIENT_NAME_RE.match(name):
+            raise CAError(f"invalid client name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', "
+                          "starting with a letter or digit")
+        if validity < MIN_NODE_CERT_VALIDITY:
+            raise CAError(f"cannot sign a client certificate for {name!r}: validity {validity} is shorter "
+                          f"than the minimum {MIN_NODE_CERT_VALIDITY}")
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, CLIENT_ROLE),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.cluster_id),
+            ]
+        )
+        return self._issue(csr_pem, f"client {name!r}", subject, [], [ExtendedKeyUsageOID.CLIENT_AUTH],
+                           now, validity)
+
+
+    def _issue(self, csr_pem: bytes, who: str, subject: x509.Name, sans: list[x509.GeneralName],
+               usages: list[x509.ObjectIdentifier], now: dt.datetime, validity: dt.timedelta) -> bytes:
+        """Sign a leaf for the key in `csr_pem` with this subject, SANs and extended key usages."""
+        assert self._key is not None
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise CAError(
+                f"cannot sign a certificate for {who}: the CSR is not valid PEM: {exc}"
+            ) from exc
+        if not csr.is_signature_valid:
+            raise CAError(
+                f"cannot sign a certificate for {who}: the CSR's signature does not verify"
+            )
+        public_key = csr.public_key()
+        if isinstance(public_key, rsa.RSAPublicKey):
+            if public_key.key_size < 2048:
+                raise CAError(
+                    f"cannot sign a certificate for {who}: RSA key of "
+                    f"{public_key.key_size} bits is too small (need 2048)"
+                )
+        elif not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise CAError(
+                f"cannot sign a certificate for {who}: only EC and RSA keys are accepted"
+            )
+        now = _utc(now)
+        not_after = min(now + validity, self._cert.not_valid_after_utc)
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self._cert.subject)
@@ -392,13 +429,12 @@ class RootCA:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = (
+            builder
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),

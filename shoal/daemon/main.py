@@ -12,7 +12,8 @@ from typing import Callable
 
 from agent_runtime import daemonconfig, logformat
 from shoal import dockerapi
-from shoal.daemon.config import parse_addr
+from shoal.daemon import remote
+from shoal.daemon.config import DaemonError, parse_addr
 from shoal.daemon.roles import Daemon
 from shoal.metrics import serve_metrics
 from shoal.ui import server as ui_server
@@ -32,6 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ui-socket", default=None,
                         help="root-only unix socket of the web page (`shoal ui`); default: ui.sock next to --socket; "
                              "off if empty")
+    parser.add_argument("-H", "--host", action="append", default=[], dest="hosts",
+                        help="tcp://IP:PORT to serve the Docker API and the ControlAPI with mutual TLS "
+                             "(client certificates from `shoal swarm client-cert`; docs/remote-access.md), "
+                             "or unix:///path for the Docker API socket; repeatable")
     parser.add_argument("--hostname", default=socket.gethostname())
     parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
@@ -50,6 +55,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ui_socket = args.socket.parent / "ui.sock"
     args.ui_socket = Path(args.ui_socket) if args.ui_socket else None
     args.metrics_addr = daemonconfig.pick(args.metrics_addr, config, "metrics-addr", "")
+    args.hosts = daemonconfig.pick(args.hosts, config, "hosts", [])
+    try:
+        args.tcp_hosts, unix_host = remote.parse_hosts(args.hosts)
+    except DaemonError as exc:
+        parser.exit(1, f"shoald: {exc}\n")
+    if unix_host is not None:
+        if args.docker_socket is not None and args.docker_socket != unix_host:
+            parser.exit(1, f"shoald: the Docker API socket is given twice: --docker-socket {args.docker_socket} "
+                           f"and --host unix://{unix_host}\n")
+        args.docker_socket = unix_host
     args.insecure_registry = daemonconfig.pick(args.insecure_registry, config, "insecure-registries", [])
     args.log_level = daemonconfig.pick(args.log_level, config, "log-level", "warning")
     args.log_format = daemonconfig.pick(args.log_format, config, "log-format", "text")
@@ -83,20 +98,29 @@ def reloader(args: argparse.Namespace, daemon: Daemon) -> Callable[[], None]:
     return reload
 
 
-async def run(daemon: Daemon, docker_socket: Path | None, ui_socket: Path | None) -> BaseException | None:
-    """The daemon, with the Docker Engine API (shoal.dockerapi) on ``docker_socket`` and the web page
-    of the cluster (shoal.ui.server) on ``ui_socket``, each if given."""
+async def run(daemon: Daemon, docker_socket: Path | None, ui_socket: Path | None,
+              tcp_hosts: tuple[tuple[str, int], ...] = ()) -> BaseException | None:
+    """The daemon, with the Docker Engine API (shoal.dockerapi) on ``docker_socket``, the web page
+    of the cluster (shoal.ui.server) on ``ui_socket``, each if given, and both APIs over mutual TLS
+    on ``tcp_hosts`` (shoal.daemon.remote)."""
     try:
         page = await ui_server.start(ui_server.manager_of_daemon(daemon), ui_socket) if ui_socket else None
     except OSError as err:        # names the socket; shoald exits 1 saying so
         return err
+    remote_api = remote.RemoteAPI(lambda: daemon.certs.tls if daemon.certs is not None else None,
+                                  daemon.socket_path, docker_socket)
     try:
+        try:
+            await remote_api.start(list(tcp_hosts))
+        except OSError as err:    # a TCP address that cannot be bound, named
+            return err
         docker_api = await dockerapi.serve(daemon, docker_socket)
         try:
             return await daemon.run()
         finally:
             await docker_api.close()
     finally:
+        await remote_api.close()
         if page is not None and ui_socket is not None:
             await ui_server.stop(page, ui_socket)
 
@@ -111,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
-    failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None, args.ui_socket))
+    failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None, args.ui_socket,
+                              tuple(args.tcp_hosts)))
     if failure is not None:
         logging.getLogger("shoald").error("exiting: %s", failure)
         sys.exit(1)

@@ -1,0 +1,356 @@
+"""Remote access: shoald's TCP listener with mutual TLS (Docker's ``-H tcp://0.0.0.0:2376 --tlsverify``).
+
+One port serves both APIs. The listener terminates TLS and hands the decrypted connection to the
+root-only unix socket of the API the client speaks, chosen by ALPN: a client that negotiated
+``h2`` is gRPC (the ``shoal`` CLI, whose gRPC stack requires h2) and goes to the ControlAPI socket;
+any other (the ``docker`` CLI and SDK speak HTTP/1.1) goes to the Docker API socket. Behind the
+listener nothing changes: both APIs already answer the local root user with full rights, as
+dockerd does every client it lets in.
+
+Who gets in (docs/remote-access.md):
+- the handshake requires a client certificate chaining to the cluster's trusted roots (the node's
+  NodeTLS, so a CA rotation and this node's renewals apply to the next handshake): no certificate,
+  another CA's, or an expired one fail in the handshake;
+- then manager.ca.clients decides on the certificate's kind: only client certificates of this
+  cluster (``shoal swarm client-cert``) pass; node certificates are refused. An HTTP client
+  refused there gets 403 with Docker's ``{"message": …}`` naming why; a gRPC client is closed.
+- The server presents this node's own certificate (renewed with it), which carries the node's
+  advertise address as an IP SAN: clients dial that address.
+
+Hostile input: every handshake has a deadline (a half-open or silent client is cut off and never
+delays another), at most ``max_connections`` connections are open at once (more are closed at
+accept), and garbage fails the handshake. Every refusal is logged with the peer and the reason and
+counted in ``shoal_remote_connections_total{result}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from cryptography.hazmat.primitives import serialization
+from prometheus_client import Counter
+
+from manager.ca import NodeTLS
+from manager.ca.clients import client_identity
+from manager.ca.errors import CertificateError
+from shoal.daemon.config import DaemonError, parse_addr
+
+log = logging.getLogger("shoald.remote")
+
+DEFAULT_TLS_PORT = 2376          # Docker's port for the API over TLS
+HANDSHAKE_TIMEOUT = 10.0         # seconds a client has to complete the TLS handshake
+REQUEST_HEAD_TIMEOUT = 5.0       # seconds to read a refused HTTP client's request before answering it
+MAX_CONNECTIONS = 512
+_CHUNK = 64 * 1024
+
+CONNECTIONS = Counter("shoal_remote_connections", "Connections to shoald's remote (TCP, mutual TLS) API by outcome",
+                      ["result"])
+
+
+def parse_hosts(values: list[str]) -> tuple[list[tuple[str, int]], str | None]:
+    """Docker's ``-H``/``hosts`` values: (TCP addresses to listen on, the Docker API unix socket
+    path if one was given). ``tcp://[HOST]:[PORT]`` (HOST an IP literal, default 0.0.0.0; PORT
+    default 2376) or ``unix:///path``; DaemonError names a value that is neither."""
+    addrs: list[tuple[str, int]] = []
+    unix: str | None = None
+    for value in values:
+        text = value.strip()
+        if text.startswith("unix://"):
+            path = text[len("unix://"):]
+            if not path.startswith("/"):
+                raise DaemonError("invalid", f"invalid host {value!r}: expected unix:///absolute/path")
+            if unix is not None and unix != path:
+                raise DaemonError("invalid", f"invalid host {value!r}: the Docker API is served on one unix "
+                                             f"socket, {unix} already")
+            unix = path
+        elif text.startswith("tcp://"):
+            rest = text[len("tcp://"):].rstrip("/")
+            if rest.startswith(":"):
+                rest = "0.0.0.0" + rest
+            addr = parse_addr(rest or "0.0.0.0", DEFAULT_TLS_PORT, "host")
+            if addr not in addrs:
+                addrs.append(addr)
+        else:
+            raise DaemonError("invalid", f"invalid host {value!r}: expected tcp://IP:PORT (served with mutual "
+                                         "TLS) or unix:///path")
+    return addrs, unix
+
+
+def server_context(tls: NodeTLS) -> ssl.SSLContext:
+    """The TLS server context for the current material: this node's chain and key, the cluster's
+    trusted roots required of clients, TLS 1.2 or later, ALPN h2 (gRPC) and http/1.1."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=tls.ca_pem.decode())
+    chain = tls.cert_pem if tls.ca_pem.strip() in tls.cert_pem else tls.cert_pem + tls.ca_pem
+    # load_cert_chain reads files: an in-memory file, so the key never touches a disk
+    key = serialization.load_pem_private_key(tls.key_pem, password=None)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.memfd_create("shoal-remote-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, chain + b"\n" + key_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
+
+
+@dataclass
+class _Cached:
+    tls: NodeTLS
+    generation: int
+    context: ssl.SSLContext
+
+
+class RemoteAPI:
+    """The TCP listeners. ``tls()`` gives the node's current TLS material, None outside a swarm
+    (connections are then closed at once: there is no CA to check clients against)."""
+
+    def __init__(self, tls: Callable[[], NodeTLS | None], control_socket: Path, docker_socket: Path | None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self._tls = tls
+        self.control_socket = control_socket
+        self.docker_socket = docker_socket
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self._now = now
+        self._servers: list[asyncio.Server] = []
+        self._cached: _Cached | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self, addrs: list[tuple[str, int]]) -> None:
+        """Listen on every address; OSError (naming the address) if one cannot be bound."""
+        try:
+            for host, port in addrs:
+                try:
+                    server = await asyncio.start_server(self._accept, host, port, limit=_CHUNK)
+                except OSError as err:
+                    raise OSError(err.errno, f"cannot listen on tcp://{host}:{port}: {err.strerror}") from None
+                self._servers.append(server)
+                log.info("remote API listening on tcp://%s:%d (mutual TLS)", host, port)
+        except BaseException:
+            await self.close()
+            raise
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs (port 0 given: the one the system chose)."""
+        return [sock.getsockname()[:2] for server in self._servers for sock in server.sockets]
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+
+    def _context(self) -> ssl.SSLContext | None:
+        tls = self._tls()
+        if tls is None:
+            return None
+        cached = self._cached
+        if cached is None or cached.tls is not tls or cached.generation != tls.generation:
+            cached = self._cached = _Cached(tls, tls.generation, server_context(tls))
+        return cached.context
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.max_connections:
+            self._refuse(writer, "busy", f"{self.max_connections} connections are open already")
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one connection's failure must not reach the server
+            log.warning("remote connection from %s failed: %s", _peer(writer), err)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    def _refuse(self, writer: asyncio.StreamWriter, result: str, why: str) -> None:
+        CONNECTIONS.labels(result).inc()
+        log.info("remote connection from %s refused: %s", _peer(writer), why)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        context = self._context()
+        if context is None:
+            self._refuse(writer, "not_in_swarm", "this node is not part of a swarm yet (no cluster CA)")
+            return
+        try:
+            async with asyncio.timeout(self.handshake_timeout + 1):
+                await writer.start_tls(context, ssl_handshake_timeout=self.handshake_timeout)
+        except (TimeoutError, ConnectionAbortedError) as err:
+            self._refuse(writer, "handshake_timeout", f"TLS handshake not completed in {self.handshake_timeout:g}s "
+                                                      f"({err or 'timed out'})")
+            return
+        except (ssl.SSLError, OSError) as err:
+            self._refuse(writer, "handshake_failed", f"TLS handshake failed: {err}")
+            return
+        ssl_object = writer.get_extra_info("ssl_object")
+        grpc_client = ssl_object.selected_alpn_protocol() == "h2"
+        tls = self._tls()
+        try:
+            if tls is None:
+                raise CertificateError("this node left the swarm")
+            who = client_identity(ssl_object.getpeercert(binary_form=True), tls.identity.cluster_id)
+        except CertificateError as err:
+            self._refuse(writer, "refused", str(err))
+            if grpc_client:
+                await _answer_grpc(reader, writer, GRPC_UNAUTHENTICATED, str(err))
+            else:
+                await _answer_http(reader, writer, 403, str(err))
+            return
+        backend = self.control_socket if grpc_client else self.docker_socket
+        if backend is None:
+            self._refuse(writer, "not_served", "the Docker API is not served on this node (--docker-socket '')")
+            await _answer_http(reader, writer, 503, "the Docker API is not served on this node")
+            return
+        CONNECTIONS.labels("accepted").inc()
+        log.debug("remote %s client %s (certificate %s) from %s", "gRPC" if grpc_client else "HTTP",
+                  who.name, who.serial, _peer(writer))
+        try:
+            back_reader, back_writer = await asyncio.open_unix_connection(str(backend), limit=_CHUNK)
+        except OSError as err:
+            log.warning("remote client %s: cannot reach %s: %s", who.name, backend, err)
+            if not grpc_client:
+                await _answer_http(reader, writer, 503, f"the daemon's API socket is not answering: {err.strerror}")
+            return
+        try:
+            await _splice(reader, writer, back_reader, back_writer)
+        finally:
+            back_writer.close()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+async def _answer_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    """Answer an HTTP client once its request head is in (closing earlier can reset the connection
+    before it reads the answer), within a deadline."""
+    try:
+        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
+            await reader.readuntil(b"\r\n\r\n")
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
+        pass
+    body = json.dumps({"message": message}).encode()
+    reason = {403: "Forbidden", 503: "Service Unavailable"}[status]
+    writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                 "Connection: close\r\n\r\n".encode() + body)
+    try:
+        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
+            await writer.drain()
+    except (TimeoutError, OSError):
+        pass
+
+
+GRPC_UNAUTHENTICATED = 16
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2_MAX_FRAME = 16384          # the default SETTINGS_MAX_FRAME_SIZE a client may send us
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _hpack_literal(name: bytes, value: bytes) -> bytes:
+    """A header as an HPACK literal without indexing, new name, no Huffman coding (RFC 7541 6.2.2)."""
+    def length(n: int) -> bytes:           # 7-bit prefix integer (RFC 7541 5.1)
+        if n < 127:
+            return bytes([n])
+        out, n = [127], n - 127
+        while n >= 128:
+            out.append(n % 128 + 128)
+            n //= 128
+        return bytes(out + [n])
+    return b"\x00" + length(len(name)) + name + length(len(value)) + value
+
+
+def grpc_refusal(stream: int, code: int, message: str) -> bytes:
+    """The server's frames refusing gRPC call ``stream``: SETTINGS, a trailers-only response with
+    grpc-status ``code`` and the percent-encoded grpc-message, then GOAWAY."""
+    encoded = "".join(c if " " <= c <= "~" and c != "%" else "".join(f"%{b:02X}" for b in c.encode())
+                      for c in message).encode()
+    block = b"".join(_hpack_literal(n, v) for n, v in (
+        (b":status", b"200"), (b"content-type", b"application/grpc"),
+        (b"grpc-status", str(code).encode()), (b"grpc-message", encoded)))
+    return (_h2_frame(0x4, 0, 0, b"") + _h2_frame(0x1, 0x5, stream, block)        # HEADERS: END_STREAM|END_HEADERS
+            + _h2_frame(0x7, 0, 0, stream.to_bytes(4, "big") + b"\x00\x00\x00\x00"))   # GOAWAY, NO_ERROR
+
+
+async def _answer_grpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: int, message: str) -> None:
+    """Refuse a gRPC client with a status it shows (grpc-status/grpc-message on its first call)
+    instead of a closed connection it would retry: read its preface and frames up to the first
+    HEADERS, within a deadline, and answer that stream. Anything unexpected just closes."""
+    try:
+        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
+            if await reader.readexactly(len(_H2_PREFACE)) != _H2_PREFACE:
+                return
+            writer.write(_h2_frame(0x4, 0, 0, b""))
+            while True:
+                head = await reader.readexactly(9)
+                size, kind, stream = int.from_bytes(head[:3], "big"), head[3], int.from_bytes(head[5:], "big") & 0x7FFFFFFF
+                if size > _H2_MAX_FRAME:
+                    return
+                await reader.readexactly(size)
+                if kind == 0x1 and stream:
+                    break
+            writer.write(grpc_refusal(stream, code, message)[9:])   # our SETTINGS went first
+            await writer.drain()
+    except (TimeoutError, asyncio.IncompleteReadError, OSError, ssl.SSLError):
+        pass
+
+
+async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
+                  back_r: asyncio.StreamReader, back_w: asyncio.StreamWriter) -> None:
+    """Copy both ways. The client's end of input is passed on as a half-close (a hijacked
+    ``docker exec`` closes its stdin that way and still reads the output), exactly as the client
+    would on the unix socket; the backend's end, or a broken client connection, ends both."""
+    async def upstream() -> bool:
+        try:
+            while data := await client_r.read(_CHUNK):
+                back_w.write(data)
+                await back_w.drain()
+            if back_w.can_write_eof():
+                back_w.write_eof()
+        except (OSError, ssl.SSLError):
+            return False
+        return True
+
+    async def downstream() -> None:
+        try:
+            while data := await back_r.read(_CHUNK):
+                client_w.write(data)
+                await client_w.drain()
+        except (OSError, ssl.SSLError):
+            pass
+
+    up, down = asyncio.create_task(upstream()), asyncio.create_task(downstream())
+    try:
+        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+        if up.done() and up.result() and not down.done():
+            await down        # the client half-closed: the answer may still be coming
+    finally:
+        for task in (up, down):
+            task.cancel()
+        await asyncio.gather(up, down, return_exceptions=True)
