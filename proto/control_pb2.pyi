@@ -207,6 +207,24 @@ class GetUnlockKeyResponse(_message.Message):
     unlock_key: str
     def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
 
+class IssueClientCertificateRequest(_message.Message):
+    __slots__ = ("csr", "name", "expiry_seconds")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    name: str
+    expiry_seconds: int
+    def __init__(self, csr: _Optional[bytes] = ..., name: _Optional[str] = ..., expiry_seconds: _Optional[int] = ...) -> None: ...
+
+class IssueClientCertificateResponse(_message.Message):
+    __slots__ = ("certificate", "root_ca")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    root_ca: bytes
+    def __init__(self, certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ...) -> None: ...
+
 class UpdateClusterResponse(_message.Message):
     __slots__ = ("cluster",)
     CLUSTER_FIELD_NUMBER: _ClassVar[int]

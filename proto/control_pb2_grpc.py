@@ -64,6 +64,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.GetUnlockKeyRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.GetUnlockKeyResponse.FromString,
                 _registered_method=True)
+        self.IssueClientCertificate = channel.unary_unary(
+                '/shoal.v1.Control/IssueClientCertificate',
+                request_serializer=proto_dot_control__pb2.IssueClientCertificateRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.IssueClientCertificateResponse.FromString,
+                _registered_method=True)
         self.SwarmBackup = channel.unary_unary(
                 '/shoal.v1.Control/SwarmBackup',
                 request_serializer=proto_dot_control__pb2.SwarmBackupRequest.SerializeToString,
@@ -255,6 +260,12 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUnlockKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueClientCertificate(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -480,6 +491,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.GetUnlockKey,
                     request_deserializer=proto_dot_control__pb2.GetUnlockKeyRequest.FromString,
                     response_serializer=proto_dot_control__pb2.GetUnlockKeyResponse.SerializeToString,
+            ),
+            'IssueClientCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueClientCertificate,
+                    request_deserializer=proto_dot_control__pb2.IssueClientCertificateRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.IssueClientCertificateResponse.SerializeToString,
             ),
             'SwarmBackup': grpc.unary_unary_rpc_method_handler(
                     servicer.SwarmBackup,
@@ -799,6 +815,33 @@ class Control:
             '/shoal.v1.Control/GetUnlockKey',
             proto_dot_control__pb2.GetUnlockKeyRequest.SerializeToString,
             proto_dot_control__pb2.GetUnlockKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueClientCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/IssueClientCertificate',
+            proto_dot_control__pb2.IssueClientCertificateRequest.SerializeToString,
+            proto_dot_control__pb2.IssueClientCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

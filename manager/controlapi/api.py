@@ -17,6 +17,7 @@ import grpc
 
 from manager import versions
 from manager.ca import CAError, JoinTokens, node_cert_validity, rotation
+from manager.ca.certificates import CLIENT_CERT_VALIDITY
 from manager.controlapi.limits import LimitError, check_labels, cut_message
 from manager.secretbox import (UNLOCK_KEY_LABEL, SecretBoxError, format_unlock_key, new_unlock_key, open_value,
                                seal_value)
@@ -222,6 +223,26 @@ class ControlAPI:
         except SecretBoxError as err:
             raise ControlError("unavailable", f"get unlock key: {err}") from None
         return control_pb2.GetUnlockKeyResponse(unlock_key=format_unlock_key(key))
+
+    async def issue_client_certificate(self, request: control_pb2.IssueClientCertificateRequest
+                                       ) -> control_pb2.IssueClientCertificateResponse:
+        """A remote-API client certificate for the CSR's key (manager.ca.clients), signed by the CA
+        that signs node certificates now, with the roots nodes trust now (Docker's ca.pem)."""
+        cluster = self._store.view().cluster()
+        if cluster is None:
+            raise ControlError("unavailable", "issue client certificate: the cluster object is not in the store yet")
+        if request.expiry_seconds < 0:
+            raise ControlError("invalid", f"issue client certificate: invalid expiry {request.expiry_seconds}s")
+        validity = (datetime.timedelta(seconds=request.expiry_seconds) if request.expiry_seconds
+                    else CLIENT_CERT_VALIDITY)
+        try:
+            signer = rotation.signing_root(cluster, self._secrets_key)
+            cert = signer.sign_client_csr(request.csr, request.name, datetime.datetime.now(datetime.timezone.utc),
+                                          validity)
+        except CAError as err:
+            raise ControlError("invalid", f"issue client certificate: {err}") from None
+        log.info("issued client certificate %r valid for %s", request.name, validity)
+        return control_pb2.IssueClientCertificateResponse(certificate=cert, root_ca=rotation.trusted_roots(cluster))
 
     def _maybe_rotate_ca(self, current: objects_pb2.Cluster, new: objects_pb2.Cluster) -> objects_pb2.Cluster:
         """Start a root CA rotation (manager.ca.rotation) if the spec asks for one: a changed

@@ -42,7 +42,12 @@ def parse_bytes(text: str, flag: str = "--memory") -> int:
 
 def _client(ctx: click.Context):
     from agent_runtime.api import RuntimeClient, default_socket
+    from shoal.cli.client import host_url
     host = getattr(ctx.find_root().obj, "host", None)
+    if host_url(host).startswith("tcp://") and not os.environ.get("SHOAL_RUNTIME_HOST"):
+        raise click.UsageError(f"{ctx.command_path} runs on this machine's shoal-runtimed: it is not served over "
+                               f"{host_url(host)} (the remote API serves the cluster commands; use docker -H for "
+                               "a node's containers)")
     if not os.environ.get("SHOAL_RUNTIME_HOST") and host:
         path = host[len("unix://"):] if host.startswith("unix://") else host
         return RuntimeClient(os.path.join(os.path.dirname(path), "runtimed.sock"))

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from shoal import __version__
-from shoal.cli import (containers, events, images, networks, nodes, secrets, service_logs, services, stacks, swarm,
-                       system, ui)
-from shoal.cli.client import Client
+from shoal.cli import (clientcert, containers, events, images, networks, nodes, secrets, service_logs, services,
+                       stacks, swarm, system, ui)
+from shoal.cli.client import Client, TLSOptions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", default=None, envvar="SHOAL_HOST",
-              help="Daemon socket to connect to (default unix:///run/shoal/shoal.sock)")
+              help="Daemon socket to connect to: unix:///path or tcp://HOST:2376 (default $SHOAL_HOST, a tcp:// "
+                   "$DOCKER_HOST, else unix:///run/shoal/shoal.sock)")
+@click.option("--tlsverify", is_flag=True, default=None, help="Use TLS and verify the remote (tcp:// hosts; "
+                                                              "default $DOCKER_TLS_VERIFY)")
+@click.option("--tlscacert", default=None, metavar="FILE",
+              help='Trust certs signed only by this CA (default "$DOCKER_CERT_PATH/ca.pem", "~/.docker/ca.pem")')
+@click.option("--tlscert", default=None, metavar="FILE", help="Path to TLS certificate file (default cert.pem there)")
+@click.option("--tlskey", default=None, metavar="FILE", help="Path to TLS key file (default key.pem there)")
 @click.version_option(__version__, "-v", "--version", prog_name="shoal")
 @click.pass_context
-def cli(ctx: click.Context, host: str | None) -> None:
+def cli(ctx: click.Context, host: str | None, tlsverify: bool | None, tlscacert: str | None, tlscert: str | None,
+        tlskey: str | None) -> None:
     """A Swarm-style container orchestrator."""
-    ctx.obj = Client(host)
+    verify = bool(os.environ.get("DOCKER_TLS_VERIFY")) if tlsverify is None else tlsverify
+    ctx.obj = Client(host, tls=TLSOptions(verify, tlscacert, tlscert, tlskey))
 
 
 # Each command module adds its commands (and groups) to the top-level group.
-for _module in (swarm, nodes, images, containers, services, service_logs, networks, stacks, secrets, system, events,
-                ui):
+for _module in (swarm, clientcert, nodes, images, containers, services, service_logs, networks, stacks, secrets, system,
+                events, ui):
     _module.register(cli)
 
 

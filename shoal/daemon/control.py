@@ -82,6 +82,10 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def GetUnlockKey(self, request: pb.GetUnlockKeyRequest, context: Context) -> pb.GetUnlockKeyResponse:
         return await self._call(context, (await self._control(context)).get_unlock_key, request)
 
+    async def IssueClientCertificate(self, request: pb.IssueClientCertificateRequest,
+                                     context: Context) -> pb.IssueClientCertificateResponse:
+        return await self._call(context, (await self._control(context)).issue_client_certificate, request)
+
     async def SwarmBackup(self, request: pb.SwarmBackupRequest, context: Context) -> pb.SwarmBackupResponse:
         return await self._call(context, self.d.backup, request)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import ssl
@@ -42,12 +41,12 @@ from manager.ca import NodeTLS
 from manager.ca.clients import client_identity
 from manager.ca.errors import CertificateError
 from shoal.daemon.config import DaemonError, parse_addr
+from shoal.daemon.refusals import GRPC_UNAUTHENTICATED, answer_grpc, answer_http
 
 log = logging.getLogger("shoald.remote")
 
 DEFAULT_TLS_PORT = 2376          # Docker's port for the API over TLS
 HANDSHAKE_TIMEOUT = 10.0         # seconds a client has to complete the TLS handshake
-REQUEST_HEAD_TIMEOUT = 5.0       # seconds to read a refused HTTP client's request before answering it
 MAX_CONNECTIONS = 512
 _CHUNK = 64 * 1024
 
@@ -215,14 +214,14 @@ class RemoteAPI:
         except CertificateError as err:
             self._refuse(writer, "refused", str(err))
             if grpc_client:
-                await _answer_grpc(reader, writer, GRPC_UNAUTHENTICATED, str(err))
+                await answer_grpc(reader, writer, GRPC_UNAUTHENTICATED, str(err))
             else:
-                await _answer_http(reader, writer, 403, str(err))
+                await answer_http(reader, writer, 403, str(err))
             return
         backend = self.control_socket if grpc_client else self.docker_socket
         if backend is None:
             self._refuse(writer, "not_served", "the Docker API is not served on this node (--docker-socket '')")
-            await _answer_http(reader, writer, 503, "the Docker API is not served on this node")
+            await answer_http(reader, writer, 503, "the Docker API is not served on this node")
             return
         CONNECTIONS.labels("accepted").inc()
         log.debug("remote %s client %s (certificate %s) from %s", "gRPC" if grpc_client else "HTTP",
@@ -232,7 +231,7 @@ class RemoteAPI:
         except OSError as err:
             log.warning("remote client %s: cannot reach %s: %s", who.name, backend, err)
             if not grpc_client:
-                await _answer_http(reader, writer, 503, f"the daemon's API socket is not answering: {err.strerror}")
+                await answer_http(reader, writer, 503, f"the daemon's API socket is not answering: {err.strerror}")
             return
         try:
             await _splice(reader, writer, back_reader, back_writer)
@@ -243,82 +242,6 @@ class RemoteAPI:
 def _peer(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-
-
-async def _answer_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    """Answer an HTTP client once its request head is in (closing earlier can reset the connection
-    before it reads the answer), within a deadline."""
-    try:
-        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            await reader.readuntil(b"\r\n\r\n")
-    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
-        pass
-    body = json.dumps({"message": message}).encode()
-    reason = {403: "Forbidden", 503: "Service Unavailable"}[status]
-    writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode() + body)
-    try:
-        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            await writer.drain()
-    except (TimeoutError, OSError):
-        pass
-
-
-GRPC_UNAUTHENTICATED = 16
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_H2_MAX_FRAME = 16384          # the default SETTINGS_MAX_FRAME_SIZE a client may send us
-
-
-def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-
-
-def _hpack_literal(name: bytes, value: bytes) -> bytes:
-    """A header as an HPACK literal without indexing, new name, no Huffman coding (RFC 7541 6.2.2)."""
-    def length(n: int) -> bytes:           # 7-bit prefix integer (RFC 7541 5.1)
-        if n < 127:
-            return bytes([n])
-        out, n = [127], n - 127
-        while n >= 128:
-            out.append(n % 128 + 128)
-            n //= 128
-        return bytes(out + [n])
-    return b"\x00" + length(len(name)) + name + length(len(value)) + value
-
-
-def grpc_refusal(stream: int, code: int, message: str) -> bytes:
-    """The server's frames refusing gRPC call ``stream``: SETTINGS, a trailers-only response with
-    grpc-status ``code`` and the percent-encoded grpc-message, then GOAWAY."""
-    encoded = "".join(c if " " <= c <= "~" and c != "%" else "".join(f"%{b:02X}" for b in c.encode())
-                      for c in message).encode()
-    block = b"".join(_hpack_literal(n, v) for n, v in (
-        (b":status", b"200"), (b"content-type", b"application/grpc"),
-        (b"grpc-status", str(code).encode()), (b"grpc-message", encoded)))
-    return (_h2_frame(0x4, 0, 0, b"") + _h2_frame(0x1, 0x5, stream, block)        # HEADERS: END_STREAM|END_HEADERS
-            + _h2_frame(0x7, 0, 0, stream.to_bytes(4, "big") + b"\x00\x00\x00\x00"))   # GOAWAY, NO_ERROR
-
-
-async def _answer_grpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: int, message: str) -> None:
-    """Refuse a gRPC client with a status it shows (grpc-status/grpc-message on its first call)
-    instead of a closed connection it would retry: read its preface and frames up to the first
-    HEADERS, within a deadline, and answer that stream. Anything unexpected just closes."""
-    try:
-        async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            if await reader.readexactly(len(_H2_PREFACE)) != _H2_PREFACE:
-                return
-            writer.write(_h2_frame(0x4, 0, 0, b""))
-            while True:
-                head = await reader.readexactly(9)
-                size, kind, stream = int.from_bytes(head[:3], "big"), head[3], int.from_bytes(head[5:], "big") & 0x7FFFFFFF
-                if size > _H2_MAX_FRAME:
-                    return
-                await reader.readexactly(size)
-                if kind == 0x1 and stream:
-                    break
-            writer.write(grpc_refusal(stream, code, message)[9:])   # our SETTINGS went first
-            await writer.drain()
-    except (TimeoutError, asyncio.IncompleteReadError, OSError, ssl.SSLError):
-        pass
 
 
 async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,

@@ -9,6 +9,7 @@ import json
 import ssl
 from pathlib import Path
 
+import click
 import grpc
 import pytest
 from aiohttp import web
@@ -301,3 +302,42 @@ def test_shoald_takes_hosts_from_flags_or_daemon_json(tmp_path):
     for argv in (["-H", "ssh://x"], ["-H", "unix:///a.sock", "--docker-socket", "/b.sock"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
+
+
+def test_the_cli_picks_its_daemon_as_dockers_client_does(monkeypatch):
+    from shoal.cli.client import DEFAULT_HOST, host_url, tcp_target
+    for name in ("SHOAL_HOST", "DOCKER_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert host_url(None) == DEFAULT_HOST
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")    # a Docker API socket: not shoald's
+    assert host_url(None) == DEFAULT_HOST
+    monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.7:2376")
+    assert host_url(None) == "tcp://192.0.2.7:2376"
+    monkeypatch.setenv("SHOAL_HOST", "unix:///run/x.sock")
+    assert host_url(None) == "unix:///run/x.sock" and host_url("tcp://h:1") == "tcp://h:1"
+    assert tcp_target("tcp://192.0.2.7") == "192.0.2.7:2376"
+    assert tcp_target("tcp://manager1:2377/") == "manager1:2377"
+    assert tcp_target("tcp://[2001:db8::1]:2376") == "[2001:db8::1]:2376"
+    for bad in ("tcp://", "tcp://h:0", "tcp://h:x", "tcp://h/path", "tcp://h:99999"):
+        with pytest.raises(click.UsageError, match="expected tcp://HOST"):
+            tcp_target(bad)
+
+
+def test_the_cli_finds_certificates_as_dockers_client_does(tmp_path, monkeypatch):
+    from shoal.cli.client import TLSOptions
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
+    with pytest.raises(click.UsageError, match="could not read CA certificate"):
+        TLSOptions(True).files()
+    (tmp_path / "ca.pem").write_text("ca")
+    assert TLSOptions(True).files() == (tmp_path / "ca.pem", None, None)   # no client cert: the daemon refuses
+    (tmp_path / "cert.pem").write_text("cert")
+    with pytest.raises(click.UsageError, match="needs its key"):
+        TLSOptions(True).files()
+    (tmp_path / "key.pem").write_text("key")
+    assert TLSOptions(True).files() == (tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem")
+    with pytest.raises(click.UsageError, match="could not read --tlscert"):
+        TLSOptions(True, cert=str(tmp_path / "nope.pem")).files()
+    monkeypatch.delenv("DOCKER_CERT_PATH")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(click.UsageError, match=r"home/\.docker"):
+        TLSOptions(True).files()

@@ -1,0 +1,99 @@
+"""Remote access end to end, without a lab: shoald (shoal.daemon.main.run, in this process, no
+runtime) in a swarm on loopback with ``-H tcp://127.0.0.1:PORT``; the real ``shoal`` CLI issues a
+client certificate over the unix socket, then the real ``shoal`` and ``docker`` CLIs reach the
+daemon over TCP with it, and are refused without it. tests/cluster/test_remote_access.py does the
+same from another network namespace of a lab."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from manager.ca import RootCA, make_node_key_and_csr
+from proto.ports import MTLS_OFFSET, RAFT_OFFSET
+from shoal.daemon import Daemon
+from shoal.daemon.main import run
+from tests.support.ports import reserve_port, reserve_ports
+
+pytestmark = pytest.mark.timeout(180)
+SHOAL = [sys.executable, "-m", "shoal.cli.main"]
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "SHOAL_"))}, **(env or {})})
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode()
+
+
+@pytest.fixture
+async def remote_daemon(tmp_path: Path):
+    daemon = Daemon(tmp_path / "state", tmp_path / "run" / "shoal.sock", hostname="m1")
+    port = reserve_port()
+    served = asyncio.create_task(run(daemon, tmp_path / "run" / "docker.sock", None, (("127.0.0.1", port),)))
+    await asyncio.wait_for(daemon.serving.wait(), 30)
+    local = f"unix://{daemon.socket_path}"
+    listen = f"127.0.0.1:{reserve_ports(RAFT_OFFSET, MTLS_OFFSET)}"
+    code, out = await cli(*SHOAL, "-H", local, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+    assert code == 0, out
+    try:
+        yield local, f"tcp://127.0.0.1:{port}", tmp_path
+    finally:
+        daemon._stopping.set()              # what SIGTERM does
+        assert await asyncio.wait_for(served, 60) is None
+
+
+async def test_shoal_and_docker_over_tcp_with_a_client_certificate(remote_daemon):
+    local, tcp, tmp = remote_daemon
+    certs = tmp / "certs"
+    code, out = await cli(*SHOAL, "-H", local, "swarm", "client-cert", "--out", str(certs), "--name", "ops")
+    assert code == 0, out
+    assert sorted(p.name for p in certs.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+    assert (certs / "key.pem").stat().st_mode & 0o777 == 0o600
+    code, out = await cli(*SHOAL, "-H", local, "swarm", "client-cert", "--out", str(certs))
+    assert code == 1 and "already has ca.pem, cert.pem, key.pem" in out
+
+    code, out = await cli(*SHOAL, "service", "create", "--name", "web", "--replicas", "0", "-d", "busybox",
+                          env={"DOCKER_HOST": tcp, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)})
+    assert code == 0, out
+    code, out = await cli(*SHOAL, "-H", tcp, "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
+                          "--tlscert", str(certs / "cert.pem"), "--tlskey", str(certs / "key.pem"), "service", "ls")
+    assert code == 0 and "web" in out, out
+    if shutil.which("docker"):
+        code, out = await cli("docker", "service", "ls", "--format", "{{.Name}}",
+                              env={"DOCKER_HOST": tcp, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs),
+                                   "HOME": str(tmp)})
+        assert code == 0 and out.split() == ["web"], out
+
+
+async def test_refused_without_a_client_certificate_or_with_another_cas(remote_daemon):
+    local, tcp, tmp = remote_daemon
+    certs = tmp / "certs"
+    assert (await cli(*SHOAL, "-H", local, "swarm", "client-cert", "--out", str(certs)))[0] == 0
+    bare = tmp / "ca-only"
+    bare.mkdir()
+    shutil.copy(certs / "ca.pem", bare / "ca.pem")
+    other = tmp / "other-ca"
+    other.mkdir()
+    root = RootCA.create("another-cluster", dt.datetime.now(dt.timezone.utc))
+    key, csr = make_node_key_and_csr()
+    (other / "cert.pem").write_bytes(root.sign_client_csr(csr, "mallory", dt.datetime.now(dt.timezone.utc)))
+    (other / "key.pem").write_bytes(key)
+    shutil.copy(certs / "ca.pem", other / "ca.pem")
+    for path in (bare, other):
+        env = {"DOCKER_HOST": tcp, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(path), "HOME": str(tmp)}
+        code, out = await cli(*SHOAL, "service", "ls", env=env)
+        assert code == 1 and "Cannot connect to the Shoal daemon at tcp://" in out, out
+        if shutil.which("docker"):
+            code, out = await cli("docker", "service", "ls", env=env)
+            # refused in the handshake: docker sees the connection end ("EOF"); the daemon logs why
+            assert code == 1 and "error during connect" in out, out
+    code, out = await cli(*SHOAL, "-H", tcp, "service", "ls", env={"HOME": str(tmp)})
+    assert code == 125 and "served only with mutual TLS: add --tlsverify" in out, out
