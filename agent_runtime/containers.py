@@ -202,9 +202,9 @@ class ContainerManager:
             "sysctls": sorted(spec.sysctls.items()),
             **_limits(spec),
             "process": {"args": c.process.args, "env": c.process.env, "cwd": c.process.cwd,
-                        "user": c.process.user, "caps": capabilities.cap_mask(caps),
+                        "user": c.process.user, "groups": spec.group_add, "caps": capabilities.cap_mask(caps),
                         "no_new_privileges": spec.no_new_privileges, "seccomp": _seccomp(spec, caps)},
-            "init": spec.init,
+            "init": spec.init, "tty": spec.tty,
         }
 
     async def start(self, ref: str) -> Container:
@@ -226,11 +226,12 @@ class ContainerManager:
             init_json = c.dir / "init.spec"
             process.write_init_spec(init_json, self._init_spec(c, cg))
             (c.dir / "exitcode").unlink(missing_ok=True)
-            c.log_writer = LogWriter(c.log_path, c.spec.log_config.max_size_bytes, c.spec.log_config.max_files)
+            c.log_writer = _log_writer(c)
             loop = asyncio.get_running_loop()
             stop_warming = threading.Event()
             warming = loop.run_in_executor(None, keep_migration_lock_warm, self.cgroup_version, stop_warming)
-            spawned = process.spawn_waiter(self.busybox, self.python, init_json, c.dir / "exitcode", self.init)
+            spawned = process.spawn_waiter(self.busybox, self.python, init_json, c.dir / "exitcode", self.init,
+                                           tty=c.spec.tty, open_stdin=c.spec.open_stdin)
             c.runtime = Runtime(waiter_pid=spawned.waiter_pid, waiter_start=process.start_time(spawned.waiter_pid))
             self._watch(c, spawned.waiter_pid, spawned.stdout_fd, spawned.stderr_fd)
             try:
@@ -392,7 +393,7 @@ class ContainerManager:
                 c.save_state()
                 log.info("container %s is %s", c.name, status)
                 self._publish(f"{events.HEALTH_STATUS}: {status}", c)
-            await asyncio.sleep(hc.interval_s)
+            await asyncio.sleep(_probe_interval(hc, health.status, time.monotonic() - started))
 
     # stop / kill / wait / remove -------------------------------------------------------------
     def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
@@ -465,6 +466,7 @@ class ContainerManager:
             "namespaces": ["ipc", "uts", "net", "pid", "mnt"], "cgroup_procs": self.cgroup(c).procs_files(),
             "process": {"args": cmd, "env": merge_env(c.process.env, env or []),
                         "cwd": workdir or c.process.cwd, "user": user or c.process.user,
+                        "groups": spec.group_add,
                         "caps": capabilities.cap_mask(caps), "no_new_privileges": spec.no_new_privileges,
                         "seccomp": _seccomp(spec, caps)},
             **_limits(spec),   # as runc's exec: the container's ulimits and OOM score, not runtimed's
@@ -541,7 +543,7 @@ class ContainerManager:
         if process.alive(rt.waiter_pid, rt.waiter_start):
             try:
                 out_fd, err_fd = process.reopen_pipes(rt.waiter_pid)
-                c.log_writer = LogWriter(c.log_path, c.spec.log_config.max_size_bytes, c.spec.log_config.max_files)
+                c.log_writer = _log_writer(c)
                 self._watch(c, rt.waiter_pid, out_fd, err_fd)
                 log.info("re-adopted running container %s (pid %d)", c.name, c.state.pid)
                 self._start_health_check(c)
@@ -550,6 +552,19 @@ class ContainerManager:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)
         c.exited_event = asyncio.Event()
         self._finish(c, None)
+
+
+def _log_writer(c: Container) -> LogWriter:
+    config = c.spec.log_config.merged(None)     # the server filled in the daemon's defaults
+    return LogWriter(c.log_path, config.max_size_bytes, config.max_files)
+
+
+def _probe_interval(hc: Healthcheck, status: str, running_for: float) -> float:
+    """Docker's: inside the start period a container still starting is checked every start
+    interval (default 5 s), afterwards every interval."""
+    if running_for < hc.start_period_s and status == "starting":
+        return hc.start_interval_s or 5.0
+    return hc.interval_s
 
 
 def _limits(spec: ContainerSpec) -> dict:

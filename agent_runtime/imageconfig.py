@@ -49,7 +49,8 @@ def image_healthcheck(config: dict) -> Healthcheck | None:
         return None
     return Healthcheck(test=list(test), interval_s=hc.get("Interval", 30 * NS) / NS,
                        timeout_s=hc.get("Timeout", 30 * NS) / NS, retries=hc.get("Retries", 3),
-                       start_period_s=hc.get("StartPeriod", 0) / NS)
+                       start_period_s=hc.get("StartPeriod", 0) / NS,
+                       start_interval_s=hc.get("StartInterval", 0) / NS)
 
 
 def merge_process(spec: ContainerSpec, image_config: dict, container_id: str) -> ProcessConfig:

@@ -53,6 +53,7 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 RLIM_INFINITY = 2**64 - 1
 
 libc = ctypes.CDLL(None, use_errno=True)
+TIOCSCTTY = 0x540E
 libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
@@ -222,8 +223,9 @@ def _read_db(path):
         return []
 
 
-def resolve_user(spec_user):
-    """``name|uid[:group|gid]`` -> (uid, gid, supplementary gids, home) from the container's files."""
+def resolve_user(spec_user, group_add=()):
+    """``name|uid[:group|gid]`` -> (uid, gid, supplementary gids, home) from the container's files;
+    ``group_add`` (names or GIDs, Docker's --group-add / a service's --group) joins the user's groups."""
     user, _, group = (spec_user or "0").partition(":")
     passwd = _read_db("/etc/passwd")
     groups = _read_db("/etc/group")
@@ -247,9 +249,16 @@ def resolve_user(spec_user):
             if not group.isdigit():
                 raise SetupError(f"unable to find group {group}: no matching entries in group file")
             gid = int(group)
-    extra = sorted({int(row[2]) for row in groups
-                    if len(row) >= 4 and name and name in row[3].split(",")} - {gid})
-    return uid, gid, extra, home
+    extra = {int(row[2]) for row in groups if len(row) >= 4 and name and name in row[3].split(",")} - {gid}
+    for wanted in group_add:
+        row = next((r for r in groups if len(r) >= 3 and r[0] == wanted), None)
+        if row is not None:
+            extra.add(int(row[2]))
+        elif wanted.isdigit():
+            extra.add(int(wanted))
+        else:
+            raise SetupError(f"unable to find group {wanted}: no matching entries in group file")
+    return uid, gid, sorted(extra), home
 
 
 class SockFprog(ctypes.Structure):
@@ -295,7 +304,7 @@ def set_caps(mask):
 
 def become(proc):
     """Switch user, capabilities and no-new-privs, then chdir to the workdir. Returns the env."""
-    uid, gid, extra, home = resolve_user(proc.get("user", ""))
+    uid, gid, extra, home = resolve_user(proc.get("user", ""), proc.get("groups", ()))
     env = list(proc["env"])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={home}")
@@ -400,6 +409,10 @@ def run_mode(spec):
     reset_signals()
     try:
         report(sync, f"pid {os.readlink('/proc/self')}")
+        if spec.get("tty"):
+            # fds 0-2 are the slave of the container's pty: make it our controlling terminal
+            os.setsid()
+            fcntl.ioctl(0, TIOCSCTTY, 0)
         join_cgroups(spec["cgroup_procs"])
         net = spec["network"]
         if net["mode"] == "path":

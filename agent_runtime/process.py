@@ -12,6 +12,12 @@ The process tree of a running container (no Python process stays per container):
 of a new pid namespace; that child is ``python -I -S init.py init.spec``. Because the shell keeps
 read ends of the stdout/stderr pipes open, a runtimed restart never gives the workload SIGPIPE:
 output waits in the pipe (1 MiB) until the new runtimed reopens ``/proc/WAITER/fd/3`` and ``4``.
+
+With a TTY (``-t``) the workload's fds 0-2 are the slave of a pseudo-terminal and a ``busybox cat``
+started by the waiter copies the master into the stdout pipe (the stderr pipe stays empty, as
+Docker logs a TTY's output as stdout). The waiter waits for that relay before it records the exit,
+so everything the workload wrote is in the pipe when runtimed sees the waiter go; a runtimed
+restart finds the same pipes as without a TTY.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import fcntl
 import marshal
 import os
 import py_compile
+import shlex
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +39,15 @@ SYNC_FD = 5
 # $0 = exit file, "$@" = init command. The job runs in the background so that the shell can close
 # its copy of the sync pipe (fd 5) while pid 1 keeps its own; "wait $!" gives 128+N for signal N.
 WAITER_SCRIPT = '"$@" 3<&- 4<&- & exec 5>&-; wait $!; rc=$?; echo $rc >"$0"; exit $rc'
+# With a TTY: fd 6 is the pty master, fd 7 its slave. "$BB" is busybox (set in the script's text).
+# The relay is started first; the second "wait" (all children) lets it copy the last output, it
+# ends with EIO once no one holds the slave.
+WAITER_TTY_SCRIPT = ('"$BB" cat <&6 3<&- 4<&- 5>&- 7<&- 2>/dev/null & '
+                     '"$@" <&7 >&7 2>&7 3<&- 4<&- 6<&- 7<&- & '
+                     'exec 5>&- 6<&- 7<&- 1>&- 2>&-; wait $!; rc=$?; wait; echo $rc >"$0"; exit $rc')
+# With an open stdin and no TTY (Compose's stdin_open): fd 6 is the read end of a pipe whose write
+# end (fd 7) only the waiter holds, so the workload's reads wait instead of seeing end-of-file.
+WAITER_STDIN_SCRIPT = '"$@" <&6 3<&- 4<&- 6<&- 7>&- & exec 5>&- 6<&-; wait $!; rc=$?; echo $rc >"$0"; exit $rc'
 
 
 @dataclass
@@ -68,19 +84,30 @@ def compile_init(dest: Path) -> Path:
     return dest
 
 
-def spawn_waiter(busybox: str, python: str, init_json: Path, exit_file: Path, init: Path = INIT_PY) -> Spawned:
+def spawn_waiter(busybox: str, python: str, init_json: Path, exit_file: Path, init: Path = INIT_PY,
+                 tty: bool = False, open_stdin: bool = False) -> Spawned:
     """Start the waiter + init chain for one container; the caller owns the returned fds."""
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
     sync_r, sync_w = _pipe()
-    argv = ["busybox", "unshare", "-p", "--", busybox, "sh", "-c", WAITER_SCRIPT, str(exit_file),
+    extra: tuple[int, ...] = ()
+    script = WAITER_SCRIPT
+    if tty:
+        master, slave = os.openpty()
+        extra = (_high(master), _high(slave))
+        script = f"BB={shlex.quote(busybox)}; {WAITER_TTY_SCRIPT}"
+    elif open_stdin:
+        extra = os.pipe2(os.O_CLOEXEC)
+        extra = (_high(extra[0]), _high(extra[1]))
+        script = WAITER_STDIN_SCRIPT
+    argv = ["busybox", "unshare", "-p", "--", busybox, "sh", "-c", script, str(exit_file),
             python, "-I", "-S", str(init), str(init_json)]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
         (os.POSIX_SPAWN_DUP2, out_r, 3), (os.POSIX_SPAWN_DUP2, err_r, 4),
         (os.POSIX_SPAWN_DUP2, sync_w, SYNC_FD),
-    ]
+    ] + [(os.POSIX_SPAWN_DUP2, fd, 6 + i) for i, fd in enumerate(extra)]
     try:
         pid = os.posix_spawn(busybox, argv, {}, file_actions=actions, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM))
@@ -89,7 +116,7 @@ def spawn_waiter(busybox: str, python: str, init_json: Path, exit_file: Path, in
             os.close(fd)
         raise
     finally:
-        for fd in (out_w, err_w, sync_w):
+        for fd in (out_w, err_w, sync_w, *extra):
             os.close(fd)
     for fd in (out_r, err_r, sync_r):
         os.set_blocking(fd, False)

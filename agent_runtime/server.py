@@ -96,7 +96,7 @@ class Runtimed:
         self.insecure_registries: tuple[str, ...] = ()
         self.registry_mirrors: tuple[str, ...] = ()
         self.metrics = runtime_metrics.RuntimeMetrics(self.manager)
-        self.default_log_config: dict | None = None
+        self.default_log_config: LogConfig | None = None    # daemon.json log-opts
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -155,9 +155,8 @@ class Runtimed:
     # containers --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        if self.default_log_config is not None and "LogConfig" not in body:
-            body["LogConfig"] = self.default_log_config     # daemon.json log-opts
         spec = ContainerSpec.from_json(body)
+        spec.log_config = spec.log_config.merged(self.default_log_config)
         c = self.manager.create(spec)
         if spec.networks:
             try:
@@ -305,10 +304,11 @@ def apply_config(daemon: Runtimed, config: dict, from_flags: dict) -> None:
     daemon.registry_mirrors = tuple(from_flags.get("registry-mirrors") or config.get("registry-mirrors", ()))
     opts = config.get("log-opts")
     if opts:
-        default = LogConfig()
-        daemon.default_log_config = {
-            "MaxSize": daemonconfig.size_bytes(opts["max-size"]) if "max-size" in opts else default.max_size_bytes,
-            "MaxFile": int(opts.get("max-file", default.max_files))}
+        daemon.default_log_config = LogConfig(
+            max_size_bytes=daemonconfig.size_bytes(opts["max-size"]) if "max-size" in opts else 0,
+            max_files=int(opts.get("max-file", 0)))
+    else:
+        daemon.default_log_config = None
     logformat.configure(from_flags.get("log-level") or config.get("log-level", "warning"),
                         from_flags.get("log-format") or config.get("log-format", "text"))
 

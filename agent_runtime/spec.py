@@ -132,14 +132,28 @@ class Healthcheck:
     timeout_s: float = field(default=30.0, metadata={"json": "Timeout"})
     retries: int = 3
     start_period_s: float = field(default=0.0, metadata={"json": "StartPeriod"})
+    # between checks while still starting inside start_period_s; 0 means Docker's default, 5 s
+    start_interval_s: float = field(default=0.0, metadata={"json": "StartInterval"})
 
 
 @dataclass
 class LogConfig:
-    """json-file options: ``max-size`` bytes per file, ``max-file`` files kept (Docker's names)."""
+    """json-file options: ``max-size`` bytes per file, ``max-file`` files kept (Docker's names).
+    0 takes the daemon's default (daemon.json ``log-opts``, else 10m and 3), key by key as dockerd
+    merges a container's log options with its own."""
 
-    max_size_bytes: int = field(default=10 * 1024 * 1024, metadata={"json": "MaxSize"})
-    max_files: int = field(default=3, metadata={"json": "MaxFile"})
+    max_size_bytes: int = field(default=0, metadata={"json": "MaxSize"})
+    max_files: int = field(default=0, metadata={"json": "MaxFile"})
+
+    def merged(self, default: "LogConfig | None") -> "LogConfig":
+        """These options, with what is 0 taken from ``default`` and then from the built-in defaults."""
+        default = default or LogConfig()
+        return LogConfig(max_size_bytes=self.max_size_bytes or default.max_size_bytes or DEFAULT_LOG_MAX_SIZE,
+                         max_files=self.max_files or default.max_files or DEFAULT_LOG_MAX_FILES)
+
+
+DEFAULT_LOG_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_LOG_MAX_FILES = 3
 
 
 @dataclass
@@ -211,6 +225,11 @@ class ContainerSpec:
     sysctls: dict[str, str] = field(default_factory=dict)
     ulimits: list[Ulimit] = field(default_factory=list)
     oom_score_adj: int = field(default=0, metadata={"json": "OomScoreAdj"})
+    # supplementary groups of the workload (and of exec): names from the container's /etc/group, or GIDs
+    group_add: list[str] = field(default_factory=list, metadata={"json": "GroupAdd"})
+    # stdin, stdout and stderr are one pseudo-terminal (its output is logged as stdout)
+    tty: bool = False
+    open_stdin: bool = False
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -333,10 +352,14 @@ def validate_spec(spec: ContainerSpec) -> None:
         raise InvalidArgument("ContainerSpec.StopTimeout: must not be negative")
     if len(spec.hostname) > 64:
         raise InvalidArgument("ContainerSpec.Hostname: longer than 64 characters")
-    if spec.log_config.max_size_bytes < 4096 or spec.log_config.max_files < 1:
+    if not (spec.log_config.max_size_bytes == 0 or spec.log_config.max_size_bytes >= 4096) \
+            or spec.log_config.max_files < 0:
         raise InvalidArgument("LogConfig: MaxSize must be at least 4096 bytes and MaxFile at least 1")
     _validate_networks(spec)
     _validate_runtime_options(spec)
+    for group in spec.group_add:
+        if not group or ":" in group or any(c.isspace() for c in group):
+            raise InvalidArgument(f"ContainerSpec.GroupAdd: {group!r} is not a group name or GID")
     if spec.seccomp:
         from agent_runtime import seccomp  # not at import: the CLI imports this module and starts fast
         seccomp.validate(spec.seccomp)

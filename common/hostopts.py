@@ -115,3 +115,34 @@ def check_oom_score_adj(value: int) -> None:
     """The daemon's check (daemon/daemon_unix.go)."""
     if not OOM_SCORE_ADJ_MIN <= value <= OOM_SCORE_ADJ_MAX:
         raise ValueError(f"Invalid value {value}, range for oom score adj is [-1000, 1000]")
+
+
+# ---- --log-driver / --log-opt ------------------------------------------------------------------
+
+LOG_DRIVER = "json-file"       # the one logging driver Shoal's nodes have
+_LOG_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_log_options(driver: str, options: dict[str, str]) -> tuple[int, int]:
+    """A task's ``--log-driver``/``--log-opt`` -> (max-size bytes, max-file), 0 where not given (the
+    node's default). An empty driver is the node's default, json-file; another driver, or an
+    option json-file does not have here, raises ValueError naming it."""
+    if driver not in ("", LOG_DRIVER):
+        raise ValueError(f"log driver {driver!r} is not available: Shoal nodes log with the json-file driver "
+                         f"only (read the logs with `shoal service logs`)")
+    max_size = max_files = 0
+    for key, value in options.items():
+        if key == "max-size":
+            text = value.strip().lower()
+            number = text.rstrip("bkmg")
+            if not number.isdigit() or text[len(number):] not in _LOG_SIZE_UNITS \
+                    or int(number) * _LOG_SIZE_UNITS[text[len(number):]] < 4096:
+                raise ValueError(f"invalid max-size {value!r}: a size of at least 4k, like 10m")
+            max_size = int(number) * _LOG_SIZE_UNITS[text[len(number):]]
+        elif key == "max-file":
+            if not value.isdigit() or not 1 <= int(value) <= 100:
+                raise ValueError(f"invalid max-file {value!r}: a number from 1 to 100")
+            max_files = int(value)
+        else:
+            raise ValueError(f"unknown log opt '{key}' for {LOG_DRIVER} log driver (Shoal's has max-size and max-file)")
+    return max_size, max_files

@@ -71,12 +71,36 @@ class Annotations(_message.Message):
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Resources(_message.Message):
-    __slots__ = ("nano_cpus", "memory_bytes")
+    __slots__ = ("nano_cpus", "memory_bytes", "generic")
     NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GENERIC_FIELD_NUMBER: _ClassVar[int]
     nano_cpus: int
     memory_bytes: int
-    def __init__(self, nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+    generic: _containers.RepeatedCompositeFieldContainer[GenericResource]
+    def __init__(self, nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., generic: _Optional[_Iterable[_Union[GenericResource, _Mapping]]] = ...) -> None: ...
+
+class GenericResource(_message.Message):
+    __slots__ = ("named_resource_spec", "discrete_resource_spec")
+    class NamedResource(_message.Message):
+        __slots__ = ("kind", "value")
+        KIND_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        kind: str
+        value: str
+        def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DiscreteResource(_message.Message):
+        __slots__ = ("kind", "value")
+        KIND_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        kind: str
+        value: int
+        def __init__(self, kind: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAMED_RESOURCE_SPEC_FIELD_NUMBER: _ClassVar[int]
+    DISCRETE_RESOURCE_SPEC_FIELD_NUMBER: _ClassVar[int]
+    named_resource_spec: GenericResource.NamedResource
+    discrete_resource_spec: GenericResource.DiscreteResource
+    def __init__(self, named_resource_spec: _Optional[_Union[GenericResource.NamedResource, _Mapping]] = ..., discrete_resource_spec: _Optional[_Union[GenericResource.DiscreteResource, _Mapping]] = ...) -> None: ...
 
 class ResourceRequirements(_message.Message):
     __slots__ = ("limits", "reservations", "pids_limit")
@@ -246,21 +270,23 @@ class Mount(_message.Message):
     def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., tmpfs_size_bytes: _Optional[int] = ...) -> None: ...
 
 class HealthConfig(_message.Message):
-    __slots__ = ("test", "interval", "timeout", "retries", "start_period")
+    __slots__ = ("test", "interval", "timeout", "retries", "start_period", "start_interval")
     TEST_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     test: _containers.RepeatedScalarFieldContainer[str]
     interval: float
     timeout: float
     retries: int
     start_period: float
-    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
+    start_interval: float
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ..., start_interval: _Optional[float] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs", "privileges", "dns_config", "hosts", "read_only", "sysctls", "ulimits", "oom_score_adj")
+    __slots__ = ("image", "command", "args", "env", "dir", "user", "hostname", "labels", "mounts", "stop_grace_period", "stop_signal", "healthcheck", "cap_add", "cap_drop", "init", "secrets", "configs", "privileges", "dns_config", "hosts", "read_only", "sysctls", "ulimits", "oom_score_adj", "groups", "tty", "open_stdin")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +343,9 @@ class ContainerSpec(_message.Message):
     SYSCTLS_FIELD_NUMBER: _ClassVar[int]
     ULIMITS_FIELD_NUMBER: _ClassVar[int]
     OOM_SCORE_ADJ_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    OPEN_STDIN_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -341,7 +370,10 @@ class ContainerSpec(_message.Message):
     sysctls: _containers.ScalarMap[str, str]
     ulimits: _containers.RepeatedCompositeFieldContainer[ContainerSpec.Ulimit]
     oom_score_adj: int
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ..., privileges: _Optional[_Union[Privileges, _Mapping]] = ..., dns_config: _Optional[_Union[ContainerSpec.DNSConfig, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[ContainerSpec.Ulimit, _Mapping]]] = ..., oom_score_adj: _Optional[int] = ...) -> None: ...
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    tty: bool
+    open_stdin: bool
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., stop_grace_period: _Optional[float] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., init: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ..., privileges: _Optional[_Union[Privileges, _Mapping]] = ..., dns_config: _Optional[_Union[ContainerSpec.DNSConfig, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[ContainerSpec.Ulimit, _Mapping]]] = ..., oom_score_adj: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ..., tty: _Optional[bool] = ..., open_stdin: _Optional[bool] = ...) -> None: ...
 
 class Privileges(_message.Message):
     __slots__ = ("seccomp", "no_new_privileges")
@@ -435,7 +467,7 @@ class Placement(_message.Message):
     def __init__(self, constraints: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Iterable[_Union[PlacementPreference, _Mapping]]] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("container", "resources", "restart", "placement", "networks", "force_update", "attachment")
+    __slots__ = ("container", "resources", "restart", "placement", "networks", "force_update", "attachment", "log_driver")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
@@ -443,6 +475,7 @@ class TaskSpec(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    LOG_DRIVER_FIELD_NUMBER: _ClassVar[int]
     container: ContainerSpec
     resources: ResourceRequirements
     restart: RestartPolicy
@@ -450,7 +483,23 @@ class TaskSpec(_message.Message):
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
     force_update: int
     attachment: NetworkAttachmentSpec
-    def __init__(self, container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., force_update: _Optional[int] = ..., attachment: _Optional[_Union[NetworkAttachmentSpec, _Mapping]] = ...) -> None: ...
+    log_driver: Driver
+    def __init__(self, container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., force_update: _Optional[int] = ..., attachment: _Optional[_Union[NetworkAttachmentSpec, _Mapping]] = ..., log_driver: _Optional[_Union[Driver, _Mapping]] = ...) -> None: ...
+
+class Driver(_message.Message):
+    __slots__ = ("name", "options")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    options: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NetworkAttachmentSpec(_message.Message):
     __slots__ = ("container_id",)
@@ -545,7 +594,7 @@ class EndpointSpec(_message.Message):
     def __init__(self, mode: _Optional[_Union[EndpointSpec.ResolutionMode, str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("annotations", "task", "mode", "replicas", "update", "rollback", "endpoint")
+    __slots__ = ("annotations", "task", "mode", "replicas", "update", "rollback", "endpoint", "max_concurrent")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         REPLICATED: _ClassVar[ServiceSpec.Mode]
@@ -563,6 +612,7 @@ class ServiceSpec(_message.Message):
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
     annotations: Annotations
     task: TaskSpec
     mode: ServiceSpec.Mode
@@ -570,7 +620,8 @@ class ServiceSpec(_message.Message):
     update: UpdateConfig
     rollback: UpdateConfig
     endpoint: EndpointSpec
-    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., endpoint: _Optional[_Union[EndpointSpec, _Mapping]] = ...) -> None: ...
+    max_concurrent: int
+    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., mode: _Optional[_Union[ServiceSpec.Mode, str]] = ..., replicas: _Optional[int] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., endpoint: _Optional[_Union[EndpointSpec, _Mapping]] = ..., max_concurrent: _Optional[int] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "started_at", "completed_at", "message", "running_at", "failed_slots")

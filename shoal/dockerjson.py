@@ -46,7 +46,20 @@ def _update_config(config: pb.UpdateConfig) -> dict:
 
 
 def _resources(res: pb.Resources, pids: int = 0) -> dict:
-    return _drop_empty({"NanoCPUs": res.nano_cpus, "MemoryBytes": res.memory_bytes, "Pids": pids})
+    return _drop_empty({"NanoCPUs": res.nano_cpus, "MemoryBytes": res.memory_bytes, "Pids": pids,
+                        "GenericResources": generic_resources(res.generic)})
+
+
+def generic_resources(resources) -> list[dict]:
+    """Docker's GenericResources: [{"DiscreteResourceSpec": {"Kind", "Value"}} or {"NamedResourceSpec": ...}]."""
+    out = []
+    for r in resources:
+        if r.HasField("named_resource_spec"):
+            out.append({"NamedResourceSpec": {"Kind": r.named_resource_spec.kind, "Value": r.named_resource_spec.value}})
+        else:
+            out.append({"DiscreteResourceSpec": {"Kind": r.discrete_resource_spec.kind,
+                                                 "Value": r.discrete_resource_spec.value}})
+    return out
 
 
 def _privileges(p: pb.Privileges) -> dict:
@@ -75,9 +88,16 @@ def _container(c: pb.ContainerSpec) -> dict:
     if c.HasField("healthcheck"):
         h = c.healthcheck
         out["Healthcheck"] = _drop_empty({"Test": list(h.test), "Interval": ns(h.interval), "Timeout": ns(h.timeout),
-                                          "StartPeriod": ns(h.start_period), "Retries": h.retries})
+                                          "StartPeriod": ns(h.start_period), "Retries": h.retries,
+                                          "StartInterval": ns(h.start_interval)})
     if c.init:
         out["Init"] = True
+    out.update(_drop_empty({
+        "Groups": list(c.groups), "TTY": c.tty, "OpenStdin": c.open_stdin, "ReadOnly": c.read_only,
+        "Hosts": list(c.hosts), "Sysctls": dict(c.sysctls), "OomScoreAdj": c.oom_score_adj,
+        "DNSConfig": _drop_empty({"Nameservers": list(c.dns_config.nameservers), "Search": list(c.dns_config.search),
+                                  "Options": list(c.dns_config.options)}),
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in c.ulimits]}))
     if c.HasField("privileges"):
         out["Privileges"] = _privileges(c.privileges)
     for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
@@ -96,7 +116,8 @@ def _mode(spec: pb.ServiceSpec) -> dict:
     if spec.mode == ServiceSpec.GLOBAL_JOB:
         return {"GlobalJob": {}}
     if spec.mode == ServiceSpec.REPLICATED_JOB:
-        return {"ReplicatedJob": {"MaxConcurrent": spec.replicas, "TotalCompletions": spec.replicas}}
+        return {"ReplicatedJob": {"MaxConcurrent": spec.max_concurrent or spec.replicas,
+                                  "TotalCompletions": spec.replicas}}
     return {"Replicated": {"Replicas": spec.replicas}}
 
 
@@ -134,6 +155,8 @@ def spec_dict(spec: pb.ServiceSpec) -> dict:
     template["Placement"] = placement
     if task.networks:
         template["Networks"] = [_drop_empty({"Target": n.target, "Aliases": list(n.aliases)}) for n in task.networks]
+    if task.HasField("log_driver"):
+        template["LogDriver"] = _drop_empty({"Name": task.log_driver.name, "Options": dict(task.log_driver.options)})
     template["ForceUpdate"] = task.force_update
     template["Runtime"] = "container"
     out = {"Name": spec.annotations.name, "Labels": dict(spec.annotations.labels),

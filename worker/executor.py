@@ -13,7 +13,9 @@ import base64
 import posixpath
 from collections.abc import Mapping
 
-from agent_runtime.api import ContainerSpec, File, Healthcheck, Mount, NetworkAttachment, Resources, Ulimit
+from agent_runtime.api import (ContainerSpec, File, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources,
+                               Ulimit)
+from common.hostopts import parse_log_options
 from proto import objects_pb2
 from worker.placeholders import expand_container
 
@@ -108,9 +110,15 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
     if c.HasField("healthcheck") and c.healthcheck.test and c.healthcheck.test[0] != "NONE":
         hc = c.healthcheck
         health = Healthcheck(test=list(hc.test), interval_s=hc.interval or 30.0, timeout_s=hc.timeout or 30.0,
-                             retries=hc.retries or 3, start_period_s=hc.start_period)
+                             retries=hc.retries or 3, start_period_s=hc.start_period,
+                             start_interval_s=hc.start_interval)
     elif c.HasField("healthcheck") and c.healthcheck.test and c.healthcheck.test[0] == "NONE":
         health = Healthcheck(test=["NONE"])
+    driver = task.spec.log_driver
+    try:
+        max_size, max_files = parse_log_options(driver.name, dict(driver.options))
+    except ValueError as err:
+        raise ValueError(f"task {task.id}: {err}") from None
     return ContainerSpec(
         image=c.image,
         entrypoint=list(c.command) or None,
@@ -145,6 +153,10 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
         sysctls=dict(c.sysctls),
         ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in c.ulimits],
         oom_score_adj=c.oom_score_adj,
+        group_add=list(c.groups),
+        tty=c.tty,
+        open_stdin=c.open_stdin,
+        log_config=LogConfig(max_size_bytes=max_size, max_files=max_files),
     )
 
 

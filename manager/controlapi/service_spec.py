@@ -76,6 +76,7 @@ def validate_spec(spec: objects_pb2.ServiceSpec) -> None:
                             "(each task carries a copy of it)")
         _check_container(spec.task.container)
         _check_resources(spec.task.resources)
+        _check_log_driver(spec.task.log_driver)
         _check_restart(spec.task.restart)
         _check_placement(spec)
         _check_networks(spec.task.networks)
@@ -124,6 +125,13 @@ def _check_mode(spec: objects_pb2.ServiceSpec) -> None:
         if spec.task.placement.max_replicas:
             raise SpecError(f"invalid --max-replicas for mode {mode}: max replicas can only be used "
                             "with replicated mode")
+    if spec.max_concurrent and spec.mode != ServiceSpec.REPLICATED_JOB:
+        raise SpecError(f"invalid --max-concurrent for mode {mode}: max-concurrent can only be used "
+                        "with replicated-job mode")
+    try:
+        check_replicas(spec.max_concurrent, "--max-concurrent")
+    except LimitError as err:
+        raise SpecError(str(err)) from None
 
 
 def _check_container(container: objects_pb2.ContainerSpec) -> None:
@@ -189,6 +197,19 @@ def _check_runtime_options(container: objects_pb2.ContainerSpec) -> None:
         hostopts.check_oom_score_adj(container.oom_score_adj)
     except ValueError as err:
         raise SpecError(f"invalid --oom-score-adj: {err}") from None
+    for group in container.groups:
+        if not group or ":" in group or any(c.isspace() for c in group):
+            raise SpecError(f"invalid --group {group!r}: expected a group name or GID")
+
+
+def _check_log_driver(driver: objects_pb2.Driver) -> None:
+    """Nodes log with json-file: another driver, or an option it does not have, is refused here,
+    at deploy, rather than by every task on its node."""
+    try:
+        hostopts.parse_log_options(driver.name, dict(driver.options))
+    except ValueError as err:
+        flag = "--log-driver" if driver.name not in ("", hostopts.LOG_DRIVER) else "--log-opt"
+        raise SpecError(f"invalid {flag}: {err}") from None
 
 
 def _check_seccomp(opts: objects_pb2.Privileges.SeccompOpts) -> None:
@@ -249,7 +270,7 @@ def _check_health(health: objects_pb2.HealthConfig) -> None:
     if test and test[0] in ("CMD", "CMD-SHELL") and not any(part.strip() for part in test[1:]):
         raise SpecError("invalid --health-cmd: the command is empty")
     for flag, value in (("interval", health.interval), ("timeout", health.timeout),
-                        ("start-period", health.start_period)):
+                        ("start-period", health.start_period), ("start-interval", health.start_interval)):
         if value < 0 or 0 < value < MIN_HEALTH_DURATION:
             raise SpecError(f"invalid --health-{flag}: must be 0 (the default) or at least 1ms")
     if health.retries < 0:

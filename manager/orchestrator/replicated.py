@@ -12,9 +12,10 @@
   Scale to 0 leaves nothing running.
 
 ``reconcile_replicated_job`` (mode REPLICATED_JOB): ``replicas`` tasks run to completion, all at
-once. A completed task is never restarted; a failed one is, per policy (``any`` acts as
-``on-failure``). A new spec version is a new run: tasks of the old run are shut down and every
-slot runs again.
+once, or at most ``max_concurrent`` at a time (Docker's --max-concurrent: a slot starts when an
+earlier one completed). A completed task is never restarted; a failed one is, per policy (``any``
+acts as ``on-failure``). A new spec version is a new run: tasks of the old run are shut down and
+every slot runs again.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def _reconcile_slots(service, tasks, nodes, now, ids, retention, *, job: bool) -
     free_numbers = (n for n in range(1, replicas + len(keep) + 1) if n not in kept)
     # At most MAX_NEW_TASKS_PER_PASS new tasks per plan: their creation marks the service dirty
     # again, so a large scale is built in bounded steps rather than in one plan of any size.
-    for _ in range(min(replicas - len(keep), MAX_NEW_TASKS_PER_PASS)):
+    room = replicas - len(keep)
+    if job and service.spec.max_concurrent:
+        running = sum(1 for slot in keep if not any(t.status.state == objects_pb2.COMPLETE for t in by_slot[slot]))
+        room = min(room, max(0, service.spec.max_concurrent - running))
+    for _ in range(min(room, MAX_NEW_TASKS_PER_PASS)):
         slot = next(free_numbers)
         after = max((t.meta.created_at for t in every_run.get(slot, ())), default=0.0)
         plan.add(make(slot, objects_pb2.RUNNING, after=after), f"slot {slot} of {replicas}")

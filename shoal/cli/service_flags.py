@@ -40,7 +40,8 @@ JOB_MODES = (ServiceSpec.REPLICATED_JOB, ServiceSpec.GLOBAL_JOB)
 DEFAULT_RESTART_DELAY = 5.0
 DEFAULT_UPDATE = pb.UpdateConfig(parallelism=1, failure_action=pb.UpdateConfig.PAUSE, monitor=5.0,
                                  order=pb.UpdateConfig.STOP_FIRST)
-_HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period")
+_HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period",
+                 "health_start_interval")
 
 
 class FlagError(ValueError):
@@ -307,6 +308,7 @@ def build_spec(image: str, args: Iterable[str], opts: dict) -> pb.ServiceSpec:
         key, value = parse_sysctl(text)
         container.sysctls[key] = value
     _replace(container.ulimits, _ulimits_merged([], [parse_ulimit(t) for t in _opt(opts, "ulimit") or ()]))
+    container.groups.extend(_unique(parse_group(t) for t in _opt(opts, "group") or ()))
     _apply_common(spec, opts)
     return spec
 
@@ -359,6 +361,9 @@ def update_spec(spec: pb.ServiceSpec, opts: dict) -> pb.ServiceSpec:
         _update_list(container.cap_drop, [cap], [], lambda c: c)
         _update_list(container.cap_add, [], [cap], lambda c: c)
     _update_runtime_options(container, opts)
+    removed_groups = set(_opt(opts, "group_rm") or ())
+    _replace(container.groups, _unique([g for g in container.groups if g not in removed_groups]
+                                       + [parse_group(t, "--group-add") for t in _opt(opts, "group_add") or ()]))
     if _opt(opts, "force"):
         new.task.force_update += 1
     _apply_common(new, opts)
@@ -415,6 +420,16 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
         apply_to_service(container, parse_security_opts(opts["security_opt"]))
     if _opt(opts, "read_only") is not None:
         container.read_only = bool(opts["read_only"])
+    if _opt(opts, "tty") is not None:
+        container.tty = bool(opts["tty"])
+    _apply_log_driver(task, opts)
+    if _opt(opts, "max_concurrent") is not None:
+        if spec.mode != ServiceSpec.REPLICATED_JOB:
+            raise FlagError("--max-concurrent", opts["max_concurrent"],
+                            "max-concurrent can only be used with replicated-job mode")
+        if not 0 <= opts["max_concurrent"] <= MAX_REPLICAS:
+            raise FlagError("--max-concurrent", opts["max_concurrent"], f"must be between 0 and {MAX_REPLICAS}")
+        spec.max_concurrent = opts["max_concurrent"]
     if _opt(opts, "oom_score_adj") is not None:
         value = opts["oom_score_adj"]
         try:
@@ -422,6 +437,39 @@ def _apply_common(spec: pb.ServiceSpec, opts: dict) -> None:
         except ValueError as err:
             raise FlagError("--oom-score-adj", value, str(err)) from None
         container.oom_score_adj = value
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def parse_group(text: str, flag: str = "--group") -> str:
+    """A supplementary group: a name (looked up in the image's /etc/group) or a GID."""
+    if not text or ":" in text or any(c.isspace() for c in text):
+        raise FlagError(flag, text, "expected a group name or GID")
+    return text
+
+
+def _apply_log_driver(task: pb.TaskSpec, opts: dict) -> None:
+    """--log-driver NAME and --log-opt KEY=VALUE: the driver given (with only the options given),
+    or the options given on the driver the task has (json-file by default)."""
+    name, options = _opt(opts, "log_driver"), _opt(opts, "log_opt") or ()
+    if name is None and not options:
+        return
+    if name is not None:
+        task.log_driver.CopyFrom(pb.Driver(name=name))
+    elif not task.log_driver.name:
+        task.log_driver.name = hostopts.LOG_DRIVER
+    for text in options:
+        key, sep, value = text.partition("=")
+        if not key or not sep:
+            raise FlagError("--log-opt", text, "expected KEY=VALUE")
+        task.log_driver.options[key] = value
+    try:
+        hostopts.parse_log_options(task.log_driver.name, dict(task.log_driver.options))
+    except ValueError as err:
+        flag = "--log-driver" if name is not None and name != hostopts.LOG_DRIVER else "--log-opt"
+        raise FlagError(flag, name if flag == "--log-driver" else ",".join(options), str(err)) from None
 
 
 # ---- --dns*, --host, --sysctl, --ulimit ------------------------------------------------------
@@ -552,7 +600,7 @@ def _apply_health(container: pb.ContainerSpec, opts: dict) -> None:
         health.ClearField("test")
         if opts["health_cmd"]:
             health.test.extend(["CMD-SHELL", opts["health_cmd"]])
-    for flag in ("interval", "timeout", "start_period"):
+    for flag in ("interval", "timeout", "start_period", "start_interval"):
         if _opt(opts, f"health_{flag}") is not None:
             setattr(health, flag, duration(f"--health-{flag.replace('_', '-')}", opts[f"health_{flag}"]))
     if _opt(opts, "health_retries") is not None:

@@ -96,6 +96,8 @@ COMMON_OPTIONS = [
     click.option("--health-retries", type=int, default=None, help="Consecutive failures needed to report unhealthy"),
     click.option("--health-start-period", default=None,
                  help="Start period for the container to initialize before counting retries (ms|s|m|h)"),
+    click.option("--health-start-interval", default=None,
+                 help="Time between running the check during the start period (ms|s|m|h)"),
     click.option("--no-healthcheck", is_flag=True, default=None, help="Disable any container-specified HEALTHCHECK"),
     click.option("--stop-grace-period", default=None, help="Time to wait before force killing a container (ns|us|ms|s|m|h)"),
     click.option("--stop-signal", default=None, help="Signal to stop the container"),
@@ -108,6 +110,11 @@ COMMON_OPTIONS = [
                  help="Security options: seccomp=unconfined|builtin|PROFILE.json, no-new-privileges"),
     click.option("--read-only/--no-read-only", default=None, help="Mount the container's root filesystem as read only (--read-only=false: writable)"),
     click.option("--oom-score-adj", type=int, default=None, help="Tune host's OOM preferences (-1000 to 1000)"),
+    click.option("-t", "--tty/--no-tty", default=None, help="Allocate a pseudo-TTY"),
+    click.option("--log-driver", default=None, help="Logging driver for service (json-file)"),
+    click.option("--log-opt", multiple=True, help="Logging driver options (max-size, max-file)"),
+    click.option("--max-concurrent", type=int, default=None,
+                 help="Number of job tasks to run concurrently (default equal to --replicas)"),
     click.option("-d", "--detach", is_flag=True, help="Exit immediately instead of waiting for the service to converge"),
     click.option("-q", "--quiet", is_flag=True, help="Suppress progress output"),
     click.option("--no-resolve-image", is_flag=True, hidden=True, help="Accepted for docker compatibility"),
@@ -227,6 +234,8 @@ def snapshot_or_empty(client, service_id: str):
 @click.option("--host", multiple=True, help="Set one or more custom host-to-IP mappings (host:ip)")
 @click.option("--sysctl", multiple=True, help="Sysctl options")
 @click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])")
+@click.option("--group", multiple=True, help="Set one or more supplementary user groups for the container")
+@click.option("--generic-resource", multiple=True, help="User defined resources")
 @_apply(COMMON_OPTIONS)
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -440,6 +449,11 @@ UPDATE_OPTIONS = [
     click.option("--sysctl-rm", multiple=True, help="Remove a Sysctl option"),
     click.option("--ulimit-add", multiple=True, help="Add or update a ulimit option"),
     click.option("--ulimit-rm", multiple=True, help="Remove a ulimit option"),
+    click.option("--group-add", multiple=True, help="Add an additional supplementary user group to the container"),
+    click.option("--group-rm", multiple=True,
+                 help="Remove a previously added supplementary user group from the container"),
+    click.option("--generic-resource-add", multiple=True, help="Add a Generic resource"),
+    click.option("--generic-resource-rm", multiple=True, help="Remove a Generic resource"),
     click.option("--force", is_flag=True, help="Force update even if no changes require it"),
     click.option("--rollback", is_flag=True, help="Rollback to previous specification"),
 ]

@@ -191,7 +191,20 @@ def body_object(raw: bytes, what: str) -> Any:
 def _resources(obj: Obj, into: pb.Resources) -> None:
     into.nano_cpus = obj.int("NanoCPUs")
     into.memory_bytes = obj.int("MemoryBytes")
-    obj.done(ignored=("GenericResources",) if _empty(obj.get("GenericResources")) else ())
+    for g in obj.objects("GenericResources"):
+        given = [k for k in ("DiscreteResourceSpec", "NamedResourceSpec") if g.has(k)]
+        if len(given) != 1:
+            raise BadRequest(f"{g.path}: give one of DiscreteResourceSpec or NamedResourceSpec")
+        r = g.sub(given[0])
+        if given[0] == "DiscreteResourceSpec":
+            into.generic.add().discrete_resource_spec.CopyFrom(
+                pb.GenericResource.DiscreteResource(kind=r.str("Kind"), value=r.int("Value")))
+        else:
+            into.generic.add().named_resource_spec.CopyFrom(
+                pb.GenericResource.NamedResource(kind=r.str("Kind"), value=r.str("Value")))
+        r.done()
+        g.done()
+    obj.done()
 
 
 def _file_target(obj: Obj, into: pb.FileTarget) -> None:
@@ -231,7 +244,8 @@ def _container(c: Obj, into: pb.ContainerSpec) -> None:
         into.healthcheck.timeout = h.seconds("Timeout")
         into.healthcheck.start_period = h.seconds("StartPeriod")
         into.healthcheck.retries = h.int("Retries")
-        h.done(ignored=("StartInterval",))
+        into.healthcheck.start_interval = h.seconds("StartInterval")
+        h.done()
     into.cap_add.extend(c.strings("CapabilityAdd"))
     into.cap_drop.extend(c.strings("CapabilityDrop"))
     into.init = c.bool("Init")
@@ -259,7 +273,23 @@ def _container(c: Obj, into: pb.ContainerSpec) -> None:
     isolation = c.str("Isolation")
     if isolation not in ("", "default"):
         raise Unsupported(f"{c.path}.Isolation {isolation!r} is not supported by Shoal")
-    # DNSConfig, TTY, OpenStdin, ReadOnly... with a value are refused by done().
+    into.groups.extend(c.strings("Groups"))
+    into.tty = c.bool("TTY")
+    into.open_stdin = c.bool("OpenStdin")
+    into.read_only = c.bool("ReadOnly")
+    into.hosts.extend(c.strings("Hosts"))
+    into.sysctls.update(c.string_map("Sysctls"))
+    into.oom_score_adj = c.int("OomScoreAdj", minimum=None)
+    if not _empty(c.get("DNSConfig")):
+        d = c.sub("DNSConfig")
+        into.dns_config.nameservers.extend(d.strings("Nameservers"))
+        into.dns_config.search.extend(d.strings("Search"))
+        into.dns_config.options.extend(d.strings("Options"))
+        d.done()
+    for u in c.objects("Ulimits"):
+        into.ulimits.add(name=u.str("Name"), soft=u.int("Soft", minimum=None), hard=u.int("Hard", minimum=None))
+        u.done()
+    # anything else with a value (Privileges.CredentialSpec...) is refused by done()
     c.done()
 
 
@@ -332,7 +362,12 @@ def parse_service_spec(raw: Any) -> pb.ServiceSpec:
     runtime = t.str("Runtime")
     if runtime not in ("", "container"):
         raise Unsupported(f"TaskTemplate.Runtime {runtime!r} is not supported by Shoal")
-    t.done(ignored=("LogDriver",) if _empty(t.get("LogDriver")) else ())
+    if t.has("LogDriver") and not _empty(t.get("LogDriver")):
+        ld = t.sub("LogDriver")
+        spec.task.log_driver.name = ld.str("Name")
+        spec.task.log_driver.options.update(ld.string_map("Options"))
+        ld.done()
+    t.done(ignored=("LogDriver",))
     _mode(s.sub("Mode"), spec)
     if s.has("UpdateConfig"):
         _update_config(s.sub("UpdateConfig"), spec.update)
@@ -364,7 +399,7 @@ def _mode(m: Obj, spec: pb.ServiceSpec) -> None:
         j = m.sub("ReplicatedJob")
         spec.mode = pb.ServiceSpec.REPLICATED_JOB
         spec.replicas = j.int("TotalCompletions") if j.has("TotalCompletions") else 1
-        j.get("MaxConcurrent")
+        spec.max_concurrent = j.int("MaxConcurrent")
         j.done()
     else:
         spec.mode = pb.ServiceSpec.GLOBAL_JOB

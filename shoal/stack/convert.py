@@ -102,6 +102,7 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
         health.timeout = service.healthcheck.timeout or 0.0
         health.retries = service.healthcheck.retries or 0
         health.start_period = service.healthcheck.start_period or 0.0
+        health.start_interval = service.healthcheck.start_interval or 0.0
     container.cap_add.extend(service.cap_add)
     container.cap_drop.extend(service.cap_drop)
     container.init = service.init
@@ -113,6 +114,12 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
     container.ulimits.extend(pb.ContainerSpec.Ulimit(name=n, soft=soft, hard=hard) for n, soft, hard in service.ulimits)
     container.read_only = service.read_only
     container.oom_score_adj = service.oom_score_adj
+    container.tty = service.tty
+    container.open_stdin = service.stdin_open
+    if service.logging is not None:
+        driver, options = service.logging
+        spec.task.log_driver.name = driver
+        spec.task.log_driver.options.update(dict(options))
     for ref in service.secrets:
         container.secrets.add(secret_name=_resource_name(stack.secrets.get(ref.source), ref.source, name),
                               file=pb.FileTarget(name=ref.target, uid=ref.uid, gid=ref.gid, mode=ref.mode))

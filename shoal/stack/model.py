@@ -36,6 +36,7 @@ class HealthcheckSpec:
     timeout: float | None = None
     retries: int | None = None
     start_period: float | None = None
+    start_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,9 @@ class ServiceDef:
     ulimits: tuple[tuple[str, int, int], ...] = ()   # (name, soft, hard), sorted by name
     read_only: bool = False
     oom_score_adj: int = 0
+    tty: bool = False
+    stdin_open: bool = False
+    logging: tuple[str, tuple[tuple[str, str], ...]] | None = None   # (driver, options) as given
     ignored: tuple[str, ...] = ()       # keys docker stack deploy ignores with a warning
 
 

@@ -26,7 +26,7 @@ SERVICE_KEYS = {
     "tmpfs", "deploy", "healthcheck", "hostname", "user", "working_dir", "stop_grace_period",
     "stop_signal", "labels", "cap_add", "cap_drop", "secrets", "configs", "depends_on", "init",
     "restart", "logging", "dns", "dns_search", "dns_opt", "extra_hosts", "sysctls", "ulimits", "read_only",
-    "oom_score_adj",
+    "oom_score_adj", "tty", "stdin_open",
 }
 # docker stack deploy warns "Ignoring unsupported options: ..." about these and deploys without
 # them (docker/cli compose types.UnsupportedProperties); `restart` is also converted.
@@ -54,7 +54,7 @@ UNSUPPORTED_SERVICE_KEYS = {
     "mem_limit": "Set resource limits using deploy.resources",
     "memswap_limit": "Set resource limits using deploy.resources",
     # docker stack deploy applies these; Shoal's runtime does not have them yet
-    "tty": _NOT_YET, "stdin_open": _NOT_YET, "credential_spec": _NOT_YET, "isolation": _NOT_YET,
+    "credential_spec": _NOT_YET, "isolation": _NOT_YET,
 }
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _SIGNAL = re.compile(r"^(SIG)?[A-Z][A-Z0-9+-]*$|^[0-9]+$")
@@ -117,7 +117,11 @@ def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Dec
     if "restart" in entries:
         values["restart"] = ck.attempt(entries["restart"], join(path, "restart"), _restart)
     if "logging" in entries:
-        ignored += _logging(ck, entries["logging"], join(path, "logging"))
+        logging, dropped = _logging(ck, entries["logging"], join(path, "logging"))
+        values["logging"], ignored = logging, ignored + dropped
+    for key in ("tty", "stdin_open"):
+        if key in entries:
+            values[key] = ck.boolean(entries[key], join(path, key))
     _runtime_options(ck, entries, path, values)
     values["ignored"] = ignored
     if len(ck.problems) > before:
@@ -291,8 +295,8 @@ def _networks(ck: Checker, node: Node | None, path: str, declared: Declared) -> 
 
 
 def _healthcheck(ck: Checker, node: Node, path: str) -> HealthcheckSpec | None:
-    entries = ck.mapping(node, path, {"test", "interval", "timeout", "retries", "start_period", "disable"},
-                         {"start_interval": "not supported"})
+    entries = ck.mapping(node, path, {"test", "interval", "timeout", "retries", "start_period", "start_interval",
+                                      "disable"})
     if entries is None:
         return None
     test: tuple[str, ...] = ()
@@ -311,7 +315,7 @@ def _healthcheck(ck: Checker, node: Node, path: str) -> HealthcheckSpec | None:
             ck.key_error(node, "disable", join(path, "disable"), "cannot be combined with test")
         test = ("NONE",)
     timings = {key: ck.attempt(entries[key], join(path, key), _duration)
-               for key in ("interval", "timeout", "start_period") if key in entries}
+               for key in ("interval", "timeout", "start_period", "start_interval") if key in entries}
     retries = ck.integer(entries["retries"], join(path, "retries")) if "retries" in entries else None
     return HealthcheckSpec(test=test, retries=retries, **timings)
 
@@ -473,21 +477,31 @@ def _ulimits(ck: Checker, node: Node, path: str) -> tuple[tuple[str, int, int], 
     return tuple(out)
 
 
-def _logging(ck: Checker, node: Node, path: str) -> tuple[str, ...]:
-    """`logging:` — Shoal containers log with json-file (max-size 10m, max-file 3): another driver
-    is refused naming it; json-file options other than those are returned, to be reported as
-    ignored."""
+def _logging(ck: Checker, node: Node, path: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]] | None,
+                                                          tuple[str, ...]]:
+    """`logging:` -> ((driver, options), ignored keys). Nodes log with json-file: max-size and
+    max-file are honoured; another driver is refused naming it; json-file's other options
+    (compress, tag, labels, env...) are reported as ignored, as docker stack deploy reports keys
+    it does not use."""
     entries = ck.mapping(node, path, {"driver", "options"})
     if entries is None:
-        return ()
-    driver = ck.string(entries["driver"], join(path, "driver")) if "driver" in entries else "json-file"
-    if driver not in (None, "json-file"):
+        return None, ()
+    driver = ck.string(entries["driver"], join(path, "driver")) if "driver" in entries else hostopts.LOG_DRIVER
+    if driver not in (None, hostopts.LOG_DRIVER):
         ck.error(entries["driver"], join(path, "driver"),
-                 f"the {driver!r} logging driver is not available: Shoal containers log with json-file "
+                 f"the {driver!r} logging driver is not available: Shoal nodes log with json-file "
                  f"(read the logs with shoal service logs)")
-    options = ck.mapping(entries.get("options"), join(path, "options"), None) or {}
-    return tuple(f"logging.options.{key}" for key, child in options.items()
-                 if (key, str(child.value)) not in (("max-size", "10m"), ("max-file", "3")))
+        return None, ()
+    options = {key: ck.string(child, join(path, "options", key))
+               for key, child in (ck.mapping(entries.get("options"), join(path, "options"), None) or {}).items()}
+    kept = {k: v for k, v in options.items() if k in ("max-size", "max-file") and v is not None}
+    for key, value in kept.items():
+        try:
+            hostopts.parse_log_options(hostopts.LOG_DRIVER, {key: value})
+        except ValueError as err:
+            ck.error(entries["options"].value[key], join(path, "options", key), str(err))
+    ignored = tuple(f"logging.options.{key}" for key in options if key not in kept)
+    return (hostopts.LOG_DRIVER, tuple(sorted(kept.items()))), ignored
 
 
 _CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")

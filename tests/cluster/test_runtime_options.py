@@ -1,6 +1,7 @@
 """Docker's runtime options end to end on a 1-manager lab: `service create`/`update` with --dns*,
---host, --read-only, --sysctl, --ulimit and --oom-score-adj (no network), and the same options as
-Compose keys in a stack (on its default overlay), each checked inside the task's container.
+--host, --read-only, --sysctl, --ulimit and --oom-score-adj (no network), -t, --group,
+--log-driver/--log-opt, and the same options as Compose keys in a stack (on its default overlay),
+each checked inside the task's container (or, for the log options, on the node's log files).
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ def lab(lab_factory):
 
 
 def in_container(lab, service: str, script: str) -> str:
+    container_id = running_container(lab, service)
+    return lab.shoal("manager1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
+
+
+def running_container(lab, service: str) -> str:
     def container():
         for line in lab.shoal("manager1", "container", "ls", "--format", "json").stdout.splitlines():
             row = json.loads(line)
             if row["Names"].startswith(f"{service}.") and row["State"] == "running":
                 return row["ID"]
         return None
-    container_id = wait_for(container, 60, what=f"a running container of {service}")
-    return lab.shoal("manager1", "container", "exec", container_id, "--", "sh", "-c", script).stdout
+    return wait_for(container, 60, what=f"a running container of {service}")
 
 
 CHECK = ("cat /etc/resolv.conf; echo ---; grep db /etc/hosts; echo ---; touch /x 2>&1; "
@@ -90,3 +95,32 @@ def test_compose_keys_apply_inside_the_container(lab, image):
         assert lines[4] == "resolves"      # the swarm's names still answer
     finally:
         lab.shoal("manager1", "stack", "rm", "ro", check=False)
+
+
+def test_tty_group_and_log_options_apply(lab, image):
+    """-t: stdio is a terminal; --group (GIDs: the lab image has no /etc/group): /proc/self/status Groups, the exec too; the
+    json-file options rotate the container's log at 4 KiB into 2 files on the node."""
+    lab.shoal("manager1", "service", "create", "--name", "term", "-t", "--group", "4242", "--group", "100",
+              "--log-driver", "json-file", "--log-opt", "max-size=4k", "--log-opt", "max-file=2", "--stop-signal",
+              "KILL", image, "sh", "-c",
+              "i=0; while [ $i -lt 400 ]; do echo line-$i-0123456789012345678901234567890123456789; i=$((i+1)); done; "
+              "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; grep ^Groups: /proc/self/status; exec sleep 3600", timeout=120)
+    try:
+        container_id = running_container(lab, "term")
+        assert lab.shoal("manager1", "container", "exec", container_id, "--", "sh", "-c",
+                         "grep ^Groups: /proc/self/status").stdout.split()[1:] == ["100", "4242"]
+        log_path = json.loads(lab.shoal("manager1", "container", "inspect", container_id).stdout)[0]["LogPath"]
+
+        def logged():
+            out = lab.exec("manager1", ["sh", "-c", f"wc -c {log_path}*; cat {log_path}"]).stdout
+            return out if "Groups:" in out else None
+        out = wait_for(logged, 60, what="the workload's last line in its log")
+        sizes = {f: int(n) for n, f in (line.split() for line in out.splitlines()[:3]) if f != "total"}
+        assert sorted(sizes) == [log_path, log_path + ".1"]          # max-file=2: one rotated file kept
+        assert all(size <= 4096 for size in sizes.values())
+        records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert {"stream": "stdout", "log": "on-a-tty\r\n"}.items() <= next(
+            r for r in records if r["log"].startswith("on-a-tty")).items()    # a TTY's output, as Docker logs it
+        assert records[-1]["log"].split()[1:] == ["100", "4242"]
+    finally:
+        lab.shoal("manager1", "service", "rm", "term", check=False)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.api import InvalidArgument, Mount, Ulimit
-from tests.support.runtime import run_to_exit, sh
+from agent_runtime.api import ContainerSpec, InvalidArgument, Mount, ShoalRuntimeError, Ulimit
+from tests.support.runtime import IMAGE, run_to_exit, sh
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
@@ -115,3 +115,42 @@ def test_exec_gets_the_containers_limits_not_runtimeds(client):
         assert lines[1][26:].split()[:2] == ["777", "888"]
     finally:
         client.remove(cid, force=True)
+
+
+def test_group_add_adds_supplementary_groups_by_name_or_gid(client):
+    """Docker's --group-add / a service's --group: names from the container's /etc/group, or GIDs
+    (an unknown GID is fine, an unknown name is not); the user's own groups stay."""
+    info, out, _ = run_to_exit(client, user="app", group_add=["nogroup", "4242"],
+                               command=sh("grep ^Groups: /proc/self/status"))
+    assert info.state.exit_code == 0, out
+    assert out.split()[1:] == ["2000", "4242", "65534"]
+    cid = client.create(ContainerSpec(image=IMAGE, command=["sleep", "60"], group_add=["root"]))
+    try:
+        client.start(cid)     # exec gets them too, as a health check must
+        assert client.exec(cid, ["sh", "-c", "grep ^Groups: /proc/self/status"]).stdout.split()[1:] == ["0"]
+    finally:
+        client.remove(cid, force=True)
+    with pytest.raises(ShoalRuntimeError, match="unable to find group nosuch: no matching entries in group file"):
+        run_to_exit(client, group_add=["nosuch"], command=["true"])
+
+
+def test_tty_makes_stdio_a_terminal_logged_as_stdout(client):
+    info, out, err = run_to_exit(client, tty=True,
+                                 command=sh("[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty-ok; echo to-stderr >&2; "
+                                            "seq 1 2000 | tail -1"))
+    assert info.state.exit_code == 0, out
+    lines = out.split("\r\n")       # the terminal's line discipline, as in Docker's logs of a -t container
+    assert lines[0] == "tty-ok" and lines[1] == "to-stderr" and err == ""
+    assert lines[2] == "2000"        # the last output is logged before the exit is recorded
+    _, out, _ = run_to_exit(client, command=sh("[ -t 1 ] || echo not-a-tty"))
+    assert out == "not-a-tty\n"
+
+
+def test_open_stdin_waits_where_a_closed_one_ends(client):
+    """Compose's stdin_open: the workload's stdin stays open (reads wait), as in Docker; without it
+    stdin is /dev/null and a read ends at once."""
+    script = sh("timeout 1 cat; echo rc=$?")
+    _, out, _ = run_to_exit(client, open_stdin=True, command=script)
+    assert out == "rc=143\n"
+    _, out, _ = run_to_exit(client, command=script)
+    assert out == "rc=0\n"

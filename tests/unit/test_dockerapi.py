@@ -74,11 +74,36 @@ def test_wrong_types_are_refused_naming_the_field(change, message):
 
 def test_a_field_shoal_does_not_do_is_refused_not_dropped():
     body = json.loads(json.dumps(CLI_CREATE))
-    body["TaskTemplate"]["ContainerSpec"]["TTY"] = True
-    with pytest.raises(Unsupported, match=r"Spec\.TaskTemplate\.ContainerSpec\.TTY is not supported"):
+    body["TaskTemplate"]["ContainerSpec"]["Capabilities"] = ["CAP_NET_ADMIN"]
+    with pytest.raises(Unsupported, match=r"Spec\.TaskTemplate\.ContainerSpec\.Capabilities is not supported"):
         convert.parse_service_spec(body)
-    body["TaskTemplate"]["ContainerSpec"]["TTY"] = False   # its zero value is what "not given" means
+    body["TaskTemplate"]["ContainerSpec"]["Capabilities"] = []   # its zero value is what "not given" means
     convert.parse_service_spec(body)
+
+
+def test_every_runtime_option_round_trips_through_inspect():
+    """The fields of `service create` runtime flags, as Docker names them, in and out."""
+    from shoal.cli.service_flags import build_spec
+    spec = build_spec("busybox", ["sleep", "1d"], {
+        "name": "batch", "mode": "replicated-job", "replicas": 6, "max_concurrent": 2, "tty": True,
+        "group": ("audio", "4242"), "dns": ("192.0.2.53",), "dns_search": ("a.test",), "dns_option": ("ndots:2",),
+        "host": ("db:192.0.2.10",), "read_only": True, "sysctl": ("net.core.somaxconn=1024",),
+        "ulimit": ("nofile=1024:2048",), "oom_score_adj": -5, "log_driver": "json-file", "log_opt": ("max-size=1m",),
+        "health_cmd": "true", "health_start_interval": "2s"})
+    spec.task.container.open_stdin = True
+    spec.task.resources.limits.SetInParent()         # the API's parse always has both (empty)
+    spec.task.resources.reservations.SetInParent()
+    shown = json.loads(json.dumps(convert.service_json(pb.Service(id="s1", spec=spec))["Spec"]))
+    c = shown["TaskTemplate"]["ContainerSpec"]
+    assert c["TTY"] is True and c["OpenStdin"] is True and c["Groups"] == ["audio", "4242"]
+    assert c["DNSConfig"] == {"Nameservers": ["192.0.2.53"], "Search": ["a.test"], "Options": ["ndots:2"]}
+    assert c["Hosts"] == ["192.0.2.10 db"] and c["ReadOnly"] is True and c["OomScoreAdj"] == -5
+    assert c["Sysctls"] == {"net.core.somaxconn": "1024"}
+    assert c["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert c["Healthcheck"]["StartInterval"] == 2_000_000_000
+    assert shown["TaskTemplate"]["LogDriver"] == {"Name": "json-file", "Options": {"max-size": "1m"}}
+    assert shown["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 6}}
+    assert convert.parse_service_spec(shown) == spec
 
 
 def test_filters_in_both_shapes_and_booleans():

@@ -298,3 +298,25 @@ def test_a_stored_service_over_the_replica_limit_is_held_at_the_limit(monkeypatc
     monkeypatch.setattr("manager.orchestrator.replicated.MAX_REPLICAS", 30)
     full = [make_task(service, slot=i, node="n1") for i in range(1, 31)]
     assert not reconcile_replicated(service, full, [make_node("n1")], NOW, ids=counter())
+
+
+def test_replicated_job_runs_at_most_max_concurrent_tasks_at_once():
+    """Docker's --max-concurrent: 5 completions, 2 at a time; a slot starts when one completes."""
+    h = Harness(three_nodes())
+    service = make_service("batch", mode="replicated-job", replicas=5, image="job")   # runs until finished
+    service.spec.max_concurrent = 2
+    h.add_service(service)
+    h.converge("batch")
+    assert sorted(t.slot for t in h.tasks_of("batch")) == [1, 2]
+    running_peak = 2
+    for _ in range(5):
+        active = [t for t in h.tasks_of("batch") if t.status.state != S.COMPLETE]
+        assert len(active) <= 2
+        if not active:
+            break
+        h.finish(active[0].id, "complete")
+        h.converge("batch")
+        running_peak = max(running_peak, sum(1 for t in h.tasks_of("batch") if t.status.state != S.COMPLETE))
+    tasks = h.tasks_of("batch")
+    assert sorted(t.slot for t in tasks) == [1, 2, 3, 4, 5]
+    assert all(t.status.state == S.COMPLETE for t in tasks) and running_peak == 2

@@ -726,10 +726,10 @@ def test_keys_docker_ignores_are_ignored_with_dockers_warnings():
             image: busybox
             security_opt: [label=disable]
             logging:
-              options: {max-size: 200k}
+              options: {max-size: 200k, compress: "true"}
         """)
     assert stack.warnings() == [
-        "Ignoring unsupported options: build, links, logging.options.max-size, network_mode, privileged, "
+        "Ignoring unsupported options: build, links, logging.options.compress, network_mode, privileged, "
         "security_opt\n",
         "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n"
         "expose: Exposing ports is unnecessary - services on the same network can access each other's "

@@ -1,0 +1,154 @@
+"""-t/--tty, --group, --log-driver/--log-opt, --health-start-interval and --max-concurrent (and
+Compose's tty, stdin_open, logging, healthcheck.start_interval): flags -> spec, the ControlAPI's
+check, the worker's runtime spec, and the runtime's log defaults and probe timing."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from agent_runtime.containers import _probe_interval
+from agent_runtime.spec import ContainerSpec, Healthcheck, LogConfig, validate_spec
+from manager.controlapi.service_spec import SpecError, validate_spec as validate_service
+from proto import objects_pb2 as pb
+from shoal.cli.service_flags import FlagError, build_spec, update_spec
+from shoal.stack import StackFileError, load_stack_sources, to_service_specs
+from worker.executor import container_spec
+
+
+def test_create_flags_fill_the_spec():
+    spec = build_spec("busybox", [], {
+        "name": "web", "tty": True, "group": ("audio", "4242", "audio"), "log_driver": "json-file",
+        "log_opt": ("max-size=1m", "max-file=2"), "health_cmd": "true", "health_start_period": "30s",
+        "health_start_interval": "500ms"})
+    c = spec.task.container
+    assert c.tty and list(c.groups) == ["audio", "4242"]
+    assert spec.task.log_driver.name == "json-file"
+    assert dict(spec.task.log_driver.options) == {"max-size": "1m", "max-file": "2"}
+    assert c.healthcheck.start_interval == 0.5 and c.healthcheck.start_period == 30
+    validate_service(spec)
+    job = build_spec("busybox", [], {"name": "batch", "mode": "replicated-job", "replicas": 10, "max_concurrent": 3})
+    assert job.max_concurrent == 3 and job.replicas == 10
+    validate_service(job)
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"log_driver": "syslog"}, 'invalid argument "syslog" for "--log-driver" flag: log driver \'syslog\' is not '
+                               'available: Shoal nodes log with the json-file driver only'),
+    ({"log_opt": ("compress=true",)}, "unknown log opt 'compress' for json-file log driver"),
+    ({"log_opt": ("max-size=1",)}, "invalid max-size '1': a size of at least 4k"),
+    ({"log_opt": ("max-size",)}, 'invalid argument "max-size" for "--log-opt" flag: expected KEY=VALUE'),
+    ({"group": ("a:b",)}, 'invalid argument "a:b" for "--group" flag: expected a group name or GID'),
+    ({"max_concurrent": 2}, "max-concurrent can only be used with replicated-job mode"),
+    ({"health_start_interval": "-1s"}, '"--health-start-interval" flag: must not be negative'),
+])
+def test_bad_flags(opts, message):
+    with pytest.raises(FlagError) as info:
+        build_spec("busybox", [], {"name": "web", **opts})
+    assert message in str(info.value)
+
+
+def test_update_flags():
+    spec = build_spec("busybox", [], {"name": "web", "group": ("a", "b")})
+    new = update_spec(spec, {"group_add": ("c", "a"), "group_rm": ("b",), "tty": True, "log_opt": ("max-file=5",)})
+    assert list(new.task.container.groups) == ["a", "c"] and new.task.container.tty
+    # --log-opt alone sets an option of the driver the task has (json-file by default)
+    assert new.task.log_driver.name == "json-file" and dict(new.task.log_driver.options) == {"max-file": "5"}
+    newer = update_spec(new, {"tty": False, "log_driver": "json-file"})
+    assert not newer.task.container.tty and not newer.task.log_driver.options     # a new driver, no options
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: setattr(s.task.log_driver, "name", "fluentd"), "invalid --log-driver: log driver 'fluentd'"),
+    (lambda s: s.task.log_driver.options.update({"tag": "x"}), "invalid --log-opt: unknown log opt 'tag'"),
+    (lambda s: setattr(s, "max_concurrent", 2), "invalid --max-concurrent for mode replicated"),
+    (lambda s: s.task.container.groups.append("a b"), "invalid --group 'a b'"),
+    (lambda s: setattr(s.task.container.healthcheck, "start_interval", 0.0001), "invalid --health-start-interval"),
+])
+def test_controlapi_refuses(edit, message):
+    spec = build_spec("busybox", [], {"name": "web"})
+    edit(spec)
+    with pytest.raises(SpecError, match=message):
+        validate_service(spec)
+
+
+def _load(text: str):
+    return load_stack_sources([("stack.yml", textwrap.dedent(text))], {})
+
+
+def test_compose_keys_convert():
+    stack = _load("""\
+        services:
+          web:
+            image: busybox
+            tty: true
+            stdin_open: true
+            logging:
+              driver: json-file
+              options: {max-size: 200k, max-file: "4", compress: "true"}
+            healthcheck:
+              test: ["CMD", "true"]
+              start_period: 1m
+              start_interval: 2s
+        """)
+    spec = to_service_specs(stack, "st")[0]
+    c = spec.task.container
+    assert c.tty and c.open_stdin and c.healthcheck.start_interval == 2
+    assert spec.task.log_driver.name == "json-file"
+    assert dict(spec.task.log_driver.options) == {"max-size": "200k", "max-file": "4"}
+    assert stack.warnings() == ["Ignoring unsupported options: logging.options.compress\n"]
+    validate_service(spec)
+
+
+@pytest.mark.parametrize("body, path, message", [
+    ("logging: {driver: syslog}", "services.web.logging.driver", "the 'syslog' logging driver is not available"),
+    ("logging: {options: {max-file: lots}}", "services.web.logging.options.max-file", "invalid max-file 'lots'"),
+    ("tty: sometimes", "services.web.tty", ""),
+])
+def test_bad_compose_values(body, path, message):
+    with pytest.raises(StackFileError) as info:
+        _load(f"services:\n  web:\n    image: busybox\n    {body}\n")
+    assert path in str(info.value) and message in str(info.value)
+
+
+def test_task_to_runtime_spec():
+    task = pb.Task(id="t1", service_id="s1", node_id="n1", slot=1)
+    task.annotations.name = "web.1"
+    c = task.spec.container
+    c.image = "busybox"
+    c.groups.extend(["audio", "4242"])
+    c.tty = c.open_stdin = True
+    c.healthcheck.test.extend(["CMD", "true"])
+    c.healthcheck.start_interval = 2
+    spec = container_spec(task)
+    assert spec.group_add == ["audio", "4242"] and spec.tty and spec.open_stdin
+    assert spec.healthcheck.start_interval_s == 2
+    assert spec.log_config == LogConfig()       # the node's defaults
+    task.spec.log_driver.name = "json-file"
+    task.spec.log_driver.options.update({"max-size": "1m"})
+    assert container_spec(task).log_config == LogConfig(max_size_bytes=1024 * 1024, max_files=0)
+    validate_spec(spec)
+    assert ContainerSpec.from_json(spec.to_json()) == spec
+    task.spec.log_driver.name = "gelf"
+    with pytest.raises(ValueError, match="task t1: log driver 'gelf' is not available"):
+        container_spec(task)
+
+
+def test_log_options_take_the_daemons_defaults_key_by_key():
+    """A task's max-size with the daemon's (daemon.json log-opts) max-file, as dockerd merges them;
+    before, any spec the worker sent carried 10m/3 and daemon.json's log-opts never applied."""
+    daemon = LogConfig(max_size_bytes=4096, max_files=7)
+    assert LogConfig(max_size_bytes=8192).merged(daemon) == LogConfig(max_size_bytes=8192, max_files=7)
+    assert LogConfig().merged(daemon) == daemon
+    assert LogConfig().merged(None) == LogConfig(max_size_bytes=10 * 1024 * 1024, max_files=3)
+    assert ContainerSpec(image="x").log_config == LogConfig(0, 0)
+
+
+def test_probe_interval_is_the_start_interval_while_starting_in_the_start_period():
+    hc = Healthcheck(test=["CMD", "true"], interval_s=30, start_period_s=60, start_interval_s=2)
+    assert _probe_interval(hc, "starting", 10) == 2
+    assert _probe_interval(hc, "healthy", 10) == 30        # healthy: the normal interval
+    assert _probe_interval(hc, "starting", 60) == 30       # the start period is over
+    assert _probe_interval(Healthcheck(test=["CMD", "true"], interval_s=30, start_period_s=60), "starting", 1) == 5
+    assert _probe_interval(Healthcheck(test=["CMD", "true"], interval_s=30), "starting", 1) == 30
