@@ -12,6 +12,8 @@ dockerd's names where dockerd has the setting:
       "metrics-addr": "192.0.2.11:9323",        shoald's Prometheus endpoint
       "hosts": ["tcp://0.0.0.0:2376"],          shoald's remote API (mutual TLS, docs/remote-access.md)
       "log-opts": {"max-size": "10m", "max-file": "3"}   containers' default json-file rotation
+      "default-address-pools": [{"base": "10.20.0.0/16", "size": 24}]
+                                                the overlay pools `swarm init` uses without --default-addr-pool
     }
 
 Rules: a flag on the command line overrides the file; a key the daemons do not know, a value of
@@ -138,6 +140,31 @@ def _log_opts(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _address_pools(value: Any) -> list[dict[str, Any]]:
+    """Docker's `default-address-pools`: [{"base": CIDR, "size": PREFIX-LENGTH}, ...]. A swarm has
+    one subnet size, so every pool must give the same size."""
+    example = 'e.g. [{"base": "10.20.0.0/16", "size": 24}]'
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of pools, {example}")
+    pools = []
+    for pool in value:
+        if not isinstance(pool, dict) or set(pool) != {"base", "size"}:
+            raise ValueError(f"each pool is an object with exactly base and size, {example}")
+        base, size = pool["base"], pool["size"]
+        try:
+            network = ipaddress.IPv4Network(base, strict=True) if isinstance(base, str) else None
+        except ValueError as exc:
+            raise ValueError(f"base {base!r}: {exc}") from None
+        if network is None:
+            raise ValueError(f"base {base!r} is not an IPv4 CIDR like 10.20.0.0/16")
+        if isinstance(size, bool) or not isinstance(size, int) or not network.prefixlen <= size <= 29:
+            raise ValueError(f"size {size!r} of pool {base} must be a prefix length from {network.prefixlen} to 29")
+        pools.append({"base": str(network), "size": size})
+    if len({p["size"] for p in pools}) > 1:
+        raise ValueError("every pool must have the same size (a swarm has one subnet size)")
+    return pools
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[Any], Any]
@@ -153,6 +180,7 @@ KEYS: Mapping[str, Key] = {
     "metrics-addr": Key(_addr),
     "hosts": Key(_string_list(_host)),
     "log-opts": Key(_log_opts),
+    "default-address-pools": Key(_address_pools),
 }
 
 

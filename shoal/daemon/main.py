@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
                     tuple(args.insecure_registry))
     daemon.on_reload = reloader(args, daemon)
+    daemon.default_address_pools = args.config.get("default-address-pools", [])
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)

@@ -111,8 +111,12 @@ async def init(daemon: Daemon, request: control_pb2.SwarmInitRequest) -> control
     cluster.spec.annotations.name = "default"
     cluster.spec.dispatcher.heartbeat_period = request.dispatcher_heartbeat or 5.0
     cluster.spec.orchestration.task_history_retention_limit = 5
-    cluster.spec.default_addr_pool.extend(request.default_addr_pool or ["10.0.0.0/8"])
-    cluster.spec.subnet_size = request.subnet_size or 24
+    pools, subnet_size = list(request.default_addr_pool), request.subnet_size or 24
+    if not pools and daemon.default_address_pools:    # daemon.json's default-address-pools
+        pools = [pool["base"] for pool in daemon.default_address_pools]
+        subnet_size = daemon.default_address_pools[0]["size"]
+    cluster.spec.default_addr_pool.extend(pools or ["10.0.0.0/8"])
+    cluster.spec.subnet_size = subnet_size
     cluster.spec.ca_config.node_cert_expiry = request.node_cert_expiry
     cluster.spec.raft.election_tick = request.election_tick or raft_timings.DEFAULT_ELECTION_TICK
     cluster.spec.raft.heartbeat_tick = request.heartbeat_tick or raft_timings.DEFAULT_HEARTBEAT_TICK

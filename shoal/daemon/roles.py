@@ -64,6 +64,7 @@ class Daemon:
         self.certs: NodeCertificates | None = None
         self.locked = False                 # autolock: started with encrypted keys, waiting for the key
         self.insecure_registries = tuple(insecure_registries)
+        self.default_address_pools: list[dict[str, Any]] = []   # daemon.json: what `swarm init` uses without --default-addr-pool
         self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
         self.reporter = Reporter()
         self.lock = asyncio.Lock()  # membership changes run one at a time

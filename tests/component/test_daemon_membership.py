@@ -138,3 +138,22 @@ async def test_promotion_and_demotion_change_the_raft_membership(daemons):
     await eventually(lambda: worker.node is not None and worker.node.role == "worker" and worker.raft is None
                      and len(manager.manager.raft_members()) == 1, "w1 a worker again, out of Raft")
     assert worker.state.load().role == "worker"
+
+
+async def test_swarm_init_takes_daemon_json_address_pools_unless_the_request_names_pools(daemons):
+    pools = [{"base": "198.18.0.0/16", "size": 26}, {"base": "198.19.0.0/16", "size": 26}]
+    configured = daemons("m1")
+    configured.default_address_pools = pools
+    await configured.init(control_pb2.SwarmInitRequest(listen_addr=addr(), advertise_addr="127.0.0.1",
+                                                       subnet_size=24))   # the CLI's default mask length
+    assert configured.manager is not None
+    spec = configured.manager.store.view().cluster().spec
+    assert (list(spec.default_addr_pool), spec.subnet_size) == (["198.18.0.0/16", "198.19.0.0/16"], 26)
+
+    explicit = daemons("m2")
+    explicit.default_address_pools = pools
+    await explicit.init(control_pb2.SwarmInitRequest(listen_addr=addr(), advertise_addr="127.0.0.1",
+                                                     default_addr_pool=["192.0.2.0/24"], subnet_size=28))
+    assert explicit.manager is not None
+    spec = explicit.manager.store.view().cluster().spec
+    assert (list(spec.default_addr_pool), spec.subnet_size) == (["192.0.2.0/24"], 28)

@@ -13,8 +13,10 @@ def test_a_full_file_parses_to_checked_values():
     values = parse(json.dumps({
         "data-root": "/srv/shoal/", "insecure-registries": ["192.0.2.1:5000", "198.18.0.0/15", "registry.lan"],
         "log-level": "INFO", "log-format": "json", "metrics-addr": "192.0.2.11:9323",
-        "log-opts": {"max-size": "10m", "max-file": "5"}}))
+        "log-opts": {"max-size": "10m", "max-file": "5"},
+        "default-address-pools": [{"base": "198.18.0.0/16", "size": 24}]}))
     assert values["data-root"] == "/srv/shoal"
+    assert values["default-address-pools"] == [{"base": "198.18.0.0/16", "size": 24}]
     assert values["log-level"] == "info"
     assert values["insecure-registries"] == ["192.0.2.1:5000", "198.18.0.0/15", "registry.lan"]
     assert reloadable(values) == {"insecure-registries": values["insecure-registries"],
@@ -38,6 +40,13 @@ def test_unknown_keys_are_refused_in_dockerds_words():
     ('{"log-opts": {"max-size": "1"}}', "is not a size of at least 4k"),
     ('{"log-opts": {"max-file": "0"}}', "max-file '0' must be a number from 1 to 100"),
     ('{"log-opts": {"labels": "a"}}', "unknown log option(s) labels"),
+    ('{"default-address-pools": []}', "default-address-pools: must be a non-empty list of pools"),
+    ('{"default-address-pools": [{"base": "10.20.0.0/16"}]}', "exactly base and size"),
+    ('{"default-address-pools": [{"base": "10.20.0.1/16", "size": 24}]}', "has host bits set"),
+    ('{"default-address-pools": [{"base": "10.20.0.0/16", "size": 8}]}', "must be a prefix length from 16 to 29"),
+    ('{"default-address-pools": [{"base": "10.20.0.0/16", "size": "24"}]}', "must be a prefix length"),
+    ('{"default-address-pools": [{"base": "10.20.0.0/16", "size": 24}, {"base": "10.30.0.0/16", "size": 26}]}',
+     "every pool must have the same size"),
     ('{"log-level": "info",}', "invalid JSON at line 1"),
     ('["log-level"]', "the top level must be a JSON object"),
 ])
