@@ -108,6 +108,9 @@ def allocate_network(used: Iterable[ipaddress.IPv4Network], host_count: int) -> 
     )
 
 
+REMOTE_API_PORT = 2376   # Docker's port for its API over TLS
+
+
 @dataclass(frozen=True)
 class HostPlan:
     """One lab host: where it lives and what it is called."""
@@ -151,6 +154,11 @@ class HostPlan:
     @property
     def socket(self) -> Path:
         return self.run_dir / "shoal.sock"
+
+    @property
+    def remote_api(self) -> str:
+        """shoald's remote API (mutual TLS, shoal.daemon.remote) on this host's underlay address."""
+        return f"tcp://{self.address}:{REMOTE_API_PORT}"
 
     @property
     def docker_socket(self) -> Path:
