@@ -291,3 +291,38 @@ def secret_inspect(obj, shows_data: bool) -> dict:
     return {"ID": obj.id, "Version": {"Index": obj.meta.version},
             "CreatedAt": rfc3339(obj.meta.created_at), "UpdatedAt": rfc3339(obj.meta.updated_at),
             "Spec": spec}
+
+
+# ---- containers (shoal-runtimed's ContainerInfo) -------------------------------------------------
+
+def unix_seconds(text: str) -> int:
+    """An RFC 3339 time from the runtime as unix seconds (0 when absent or unreadable)."""
+    from datetime import datetime
+    if not text:
+        return 0
+    head, _, rest = text.replace("Z", "+00:00").partition(".")
+    zone = rest[rest.find("+"):] if "+" in rest else rest[rest.find("-"):] if "-" in rest else ""
+    try:   # fromisoformat takes at most 6 fractional digits; the runtime writes 9
+        return int(datetime.fromisoformat((head + zone) if rest else head).timestamp())
+    except ValueError:
+        return 0
+
+
+_HEALTH_TEXT = {"starting": "health: starting", "healthy": "healthy", "unhealthy": "unhealthy"}
+
+
+def container_status(state, now: float) -> str:
+    """The STATUS text of `docker ps` (moby's State.String): "Up 5 minutes (healthy)",
+    "Up 3 seconds (health: starting)", "Exited (0) 2 hours ago", "Created"."""
+    from shoal.cli.service_format import human_duration
+    if state.status == "running":
+        up = f"Up {human_duration(max(now - unix_seconds(state.started_at), 0))}" if state.started_at else "Up"
+        health = _HEALTH_TEXT.get(state.health.status) if state.health is not None else None
+        return f"{up} ({health})" if health else up
+    if state.status == "exited":
+        if not state.finished_at:
+            return ""
+        return f"Exited ({state.exit_code}) {human_duration(max(now - unix_seconds(state.finished_at), 0))} ago"
+    if state.status == "created":
+        return "Created"
+    return state.status.capitalize()

@@ -9,6 +9,7 @@ container's code through, 125 when the runtime refused, 126/127 when the command
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -32,6 +33,8 @@ def register(cli: click.Group) -> None:
     cli.add_command(run)
     cli.add_command(container)
     cli.add_command(container_ls, "ps")
+    cli.add_command(container_exec, "exec")
+    cli.add_command(container_logs, "logs")
     cli.add_command(volume)
 
 
@@ -108,6 +111,18 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID")
 @click.option("--name", default="")
 @click.option("-e", "--env", multiple=True, help="NAME=VALUE")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables")
+@click.option("--mount", "mounts", multiple=True,
+              help="Attach a filesystem mount: type=bind|volume|tmpfs,source=,target=,readonly,tmpfs-size=")
+@click.option("--health-cmd", default=None, help="Command to run to check health")
+@click.option("--health-interval", default=None, help="Time between running the check (ms|s|m|h) (default 0s)")
+@click.option("--health-timeout", default=None,
+              help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+@click.option("--health-retries", type=int, default=None, help="Consecutive failures needed to report unhealthy")
+@click.option("--health-start-period", default=None,
+              help="Start period for the container to initialize before starting health-retries countdown "
+                   "(ms|s|m|h) (default 0s)")
+@click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK")
 @click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m)")
 @click.option("--memory-reservation", default=None)
 @click.option("--cpus", default=None, help="Number of CPUs (e.g. 0.5)")
@@ -143,7 +158,8 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
+def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_interval, health_timeout,
+        health_retries, health_start_period, no_healthcheck, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
         tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
         hostname, entrypoint, stop_signal, stop_timeout, label, dns, dns_search, dns_option, add_host,
         read_only, sysctl, ulimit, oom_score_adj, image, command) -> None:
@@ -154,6 +170,10 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
     is created; the attachment is removed with the container (``--rm`` or ``container rm``)."""
     from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
     security = parse_security_opts(security_opt)
+    env = read_env_files(env_file) + list(env)
+    extra_mounts = [run_mount(text) for text in mounts]
+    health = {"cmd": health_cmd, "interval": health_interval, "timeout": health_timeout,
+              "retries": health_retries, "start_period": health_start_period}
     attachment = None
     if is_swarm_network(network):
         hostname = hostname or secrets.token_hex(6)
@@ -165,7 +185,7 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
         image=image, command=list(command), entrypoint=[entrypoint] if entrypoint is not None else None,
         env=list(env), workdir=workdir, user=user, hostname=hostname, name=name,
         labels=dict(item.partition("=")[::2] for item in label),
-        mounts=[parse_volume(v) for v in volumes] + [parse_tmpfs(t) for t in tmpfs],
+        mounts=[parse_volume(v) for v in volumes] + [parse_tmpfs(t) for t in tmpfs] + extra_mounts,
         resources=Resources(nano_cpus=flag_value(syntax.parse_cpus, "--cpus", cpus) if cpus else 0,
                             memory_bytes=parse_bytes(memory) if memory else 0,
                             memory_reservation_bytes=parse_bytes(memory_reservation, "--memory-reservation") if memory_reservation else 0,
@@ -174,10 +194,11 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
         no_new_privileges=bool(security.no_new_privileges), seccomp=security.seccomp or "",
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network,
         **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
+    client = _client(ctx)
+    spec.healthcheck = healthcheck(health, no_healthcheck, lambda: _image_healthcheck(client, image))
     if attachment is not None:
         spec.networks = [attachment_endpoint(attachment)]
         spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
-    client = _client(ctx)
     try:
         cid = client.create(spec)
     except ShoalRuntimeError as exc:
@@ -202,6 +223,87 @@ def run(ctx, remove, detach, name, env, memory, memory_reservation, cpus, cpu_sh
     if remove:
         _remove_container(ctx, client, cid)
     sys.exit(result.status_code)
+
+
+def read_env_files(paths) -> list[str]:
+    """--env-file: KEY=VALUE lines as docker reads them (a bare KEY from this environment)."""
+    from shoal.cli.service_flags import FlagError
+    from shoal.cli.service_flags import read_env_files as read
+    try:
+        return read(paths)
+    except FlagError as err:
+        raise click.UsageError(str(err)) from None
+
+
+_MOUNT_TYPES = {0: "bind", 1: "volume", 2: "tmpfs"}
+
+
+def run_mount(text: str):
+    """``--mount`` as ``service create`` reads it, for a container on this node; an option the
+    runtime cannot apply to a container is refused naming it."""
+    from agent_runtime.api import Mount
+    from shoal.cli.service_flags import FlagError, parse_mount
+    try:
+        parsed = parse_mount(text)
+    except FlagError as err:
+        raise click.UsageError(str(err)) from None
+    known = {"type", "source", "target", "read_only", "tmpfs_size_bytes", "tmpfs_mode"}
+    extra = [f.name for f, _ in parsed.ListFields() if f.name not in known]
+    if extra:
+        raise click.UsageError(f'invalid argument "{text}" for "--mount" flag: '
+                               f'{", ".join(extra)} is not supported by shoal run')
+    mount = Mount(type=_MOUNT_TYPES[parsed.type], source=parsed.source, target=parsed.target,
+                  read_only=parsed.read_only, tmpfs_size_bytes=parsed.tmpfs_size_bytes)
+    if getattr(parsed, "tmpfs_mode", 0):
+        mount.tmpfs_mode = parsed.tmpfs_mode
+    return mount
+
+
+def _image_healthcheck(client, image: str):
+    """The image's HEALTHCHECK (pulled first when this node lacks the image), or None."""
+    from agent_runtime.errors import NotFound
+    from agent_runtime.imageconfig import image_healthcheck
+    try:
+        config = client.image_inspect(image)
+    except NotFound:
+        _calling(client.image_pull, image, code=125)
+        config = _calling(client.image_inspect, image, code=125)
+    return image_healthcheck(config.get("Config") or {})
+
+
+def healthcheck(flags: dict, disabled: bool, image_check):
+    """Docker's health flags of ``run``: ``--health-cmd`` (CMD-SHELL) and the others override the
+    image's HEALTHCHECK field by field, as moby's daemon merges them (0 or unset: the image's
+    value, else Docker's default of 30 s, 30 s, 3 retries); ``--no-healthcheck`` turns any off.
+    None: the image's, unchanged."""
+    from agent_runtime.api import Healthcheck
+    given = {k: v for k, v in flags.items() if v is not None}
+    if disabled:
+        if given:
+            raise click.UsageError("--no-healthcheck conflicts with --health-* options")
+        return Healthcheck(test=["NONE"])
+    if not given:
+        return None
+    seconds = {}
+    for key in ("interval", "timeout", "start_period"):
+        if key in given:
+            flag = f"--health-{key.replace('_', '-')}"
+            value = flag_value(syntax.parse_duration, flag, given[key])
+            if value < 0:
+                raise click.UsageError(f"{flag} cannot be negative")
+            seconds[key] = value
+    if given.get("retries", 0) < 0:
+        raise click.UsageError("--health-retries cannot be negative")
+    base = image_check()
+    test = ["CMD-SHELL", given["cmd"]] if given.get("cmd") else (list(base.test) if base else [])
+    if not test:
+        return None                         # docker: nothing to run, the flags change nothing
+    return Healthcheck(
+        test=test,
+        interval_s=seconds.get("interval") or (base.interval_s if base else 30.0),
+        timeout_s=seconds.get("timeout") or (base.timeout_s if base else 30.0),
+        retries=given.get("retries") or (base.retries if base else 3),
+        start_period_s=seconds.get("start_period") or (base.start_period_s if base else 0.0))
 
 
 def runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj) -> dict:
@@ -290,37 +392,58 @@ def container() -> None:
     """Manage containers on this node."""
 
 
-def _summary(c) -> dict:
-    """The fields ``docker ps --format json`` prints."""
-    st = c.state
-    if st.status == "running":
-        status = f"Up since {st.started_at[:19]}"
-    elif st.status == "exited":
-        status = f"Exited ({st.exit_code}) {st.finished_at[:19]}" + (" OOMKilled" if st.oom_killed else "")
-    else:
-        status = st.status.capitalize()
-    cmd = (c.config.entrypoint or []) + c.config.command
-    return {"ID": c.id[:12], "Image": c.image, "Command": " ".join(cmd), "CreatedAt": c.created[:19],
-            "Status": status, "State": st.status, "Names": c.name,
-            "Labels": ",".join(f"{k}={v}" for k, v in c.config.labels.items())}
+def _ellipsis(text: str, width: int) -> str:
+    """docker's formatter.Ellipsis: at most ``width`` characters, the last one "…" when cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _go_time(seconds: int) -> str:
+    """Go's time.Time.String() of a unix time, in UTC: "2026-12-03 12:45:00 +0000 UTC"."""
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(seconds))
+
+
+def summary(c, now: float, trunc: bool = True) -> dict:
+    """The fields of a `docker ps` row (``--format json`` prints them), with docker's values:
+    the command quoted (cut at 20 characters), STATUS as the daemon words it ("Up 5 minutes
+    (healthy)"), CREATED as "5 minutes ago". Containers publish no ports (PORTS is empty)."""
+    from shoal.cli.service_format import human_duration
+    from shoal.dockerjson import container_status, unix_seconds
+    created = unix_seconds(c.created)
+    command = " ".join((c.config.entrypoint or []) + c.config.command)
+    volumes = [m for m in c.config.mounts if m.type == "volume"]
+    return {"ID": c.id[:12] if trunc else c.id, "Image": c.image,
+            "Command": json.dumps(_ellipsis(command, 20) if trunc else command, ensure_ascii=False),
+            "CreatedAt": _go_time(created), "RunningFor": f"{human_duration(max(now - created, 0))} ago",
+            "Status": container_status(c.state, now), "State": c.state.status, "Ports": "", "Names": c.name,
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
+            "Mounts": ",".join(_ellipsis(m.source or m.target, 15) if trunc else (m.source or m.target)
+                               for m in c.config.mounts),
+            "LocalVolumes": str(len(volumes)),
+            "Networks": ",".join([n.network_id for n in c.config.networks] or [c.config.network]),
+            "Size": "0B"}
+
+
+PS_COLUMNS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+PS_KEYS = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
 
 
 @container.command("ls")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_context
-def container_ls(ctx, all_, quiet, fmt) -> None:
+def container_ls(ctx, all_, quiet, no_trunc, fmt) -> None:
     """List containers."""
-    rows = [_summary(c) for c in _calling(_client(ctx).list, all=all_)]
+    now = time.time()
+    rows = [summary(c, now, trunc=not no_trunc) for c in _calling(_client(ctx).list, all=all_)]
     if quiet:
         for r in rows:
             click.echo(r["ID"])
     else:
         print_rows(fmt, rows, "*formatter.ContainerContext", lambda: print_table(
-            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
-            [[r["ID"], r["Image"], r["Command"][:30], r["CreatedAt"], r["Status"], r["Names"]] for r in rows]),
-            headers={"ID": "CONTAINER ID", "CreatedAt": "CREATED AT"})
+            PS_COLUMNS, [[r[k] for k in PS_KEYS] for r in rows]),
+            headers={"ID": "CONTAINER ID", "CreatedAt": "CREATED AT", "RunningFor": "CREATED"})
 
 
 @container.command("inspect")
@@ -336,7 +459,7 @@ def container_inspect(ctx, fmt, refs) -> None:
 
 @container.command("logs")
 @click.option("-f", "--follow", is_flag=True)
-@click.option("--tail", default="all")
+@click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
 @click.option("--since", default=None, help="Unix time, RFC 3339 time, or a duration such as 10m")
 @click.option("-t", "--timestamps", is_flag=True)
 @click.argument("ref")

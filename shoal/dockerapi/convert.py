@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 from proto import objects_pb2 as pb
-from shoal.dockerjson import network_inspect, node_inspect, rfc3339, secret_inspect, service_inspect, spec_dict
+from shoal.dockerjson import (container_status, network_inspect, node_inspect, rfc3339, secret_inspect,
+                              service_inspect, spec_dict)
+from shoal.dockerjson import unix_seconds as _unix
 
 __all__ = ["BadRequest", "parse_bool", "parse_filters", "parse_service_spec", "service_json", "task_json",
            "node_json", "network_json", "secret_json", "config_json", "swarm_json", "parse_node_spec",
@@ -543,30 +545,10 @@ def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
 
 # ---- containers (shoal-runtimed's ContainerInfo) -------------------------------------------------
 
-def _unix(text: str) -> int:
-    """An RFC 3339 time from the runtime as unix seconds (0 when absent or unreadable)."""
-    from datetime import datetime
-    if not text:
-        return 0
-    head, _, rest = text.replace("Z", "+00:00").partition(".")
-    zone = rest[rest.find("+"):] if "+" in rest else rest[rest.find("-"):] if "-" in rest else ""
-    try:   # fromisoformat takes at most 6 fractional digits; the runtime writes 9
-        return int(datetime.fromisoformat((head + zone) if rest else head).timestamp())
-    except ValueError:
-        return 0
-
-
 def container_summary(c: Any, now: float) -> dict[str, Any]:
     """`GET /containers/json`'s element for one container (Created in unix seconds, Status as text)."""
-    from shoal.cli.service_format import human_duration
     st = c.state
-    if st.status == "running":
-        status = f"Up {human_duration(now - _unix(st.started_at))}" if st.started_at else "Up"
-    elif st.status == "exited":
-        ago = f" {human_duration(now - _unix(st.finished_at))} ago" if st.finished_at else ""
-        status = f"Exited ({st.exit_code}){ago}"
-    else:
-        status = st.status.capitalize()
+    status = container_status(st, now)
     cmd = list(c.config.entrypoint or []) + list(c.config.command or [])
     return {"Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id, "Command": " ".join(cmd),
             "Created": _unix(c.created), "State": st.status, "Status": status, "Ports": [],

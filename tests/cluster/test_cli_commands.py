@@ -45,3 +45,34 @@ def test_network_aliases_of_dnsrr_and_vip_services_resolve_with_tasks_names(lab,
     finally:
         lab.shoal("manager1", "container", "rm", "-f", "probe", check=False)
         lab.shoal("manager1", "service", "rm", "rr", "vv", check=False)
+
+
+def test_run_flags_ps_exec_logs_and_inspect_as_docker(lab, image, tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("# settings\nGREETING=hello world\n")
+    lab.shoal("manager1", "run", "-d", "--name", "hc", "--env-file", str(env_file), "-h", "box",
+              "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m", "--health-cmd", "test -d /scratch",
+              "--health-interval", "1s", image, "sh", "-c", "echo started; sleep 3600")
+    try:
+        def healthy():
+            rows = [r for r in lab.shoal("manager1", "ps").stdout.splitlines() if r.endswith(" hc")]
+            return rows and "(healthy)" in rows[0] and rows[0]
+        row = wait_for(healthy, 60, what="hc healthy in shoal ps")
+        header = lab.shoal("manager1", "ps").stdout.splitlines()[0].split()
+        assert header == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+        assert '"sh -c echo started;…"' in row and "Up " in row      # docker joins argv with spaces
+        out = lab.shoal("manager1", "exec", "hc", "sh", "-c", "echo $GREETING; hostname; grep /scratch /proc/mounts")
+        lines = out.stdout.splitlines()
+        assert lines[:2] == ["hello world", "box"] and "tmpfs" in lines[2] and "size=1024k" in lines[2]
+        assert lab.shoal("manager1", "logs", "-n", "1", "hc").stdout == "started\n"
+        assert lab.shoal("manager1", "inspect", "-f", "{{.Name}} {{.State.Health.Status}}", "hc").stdout == \
+            "hc healthy\n"
+        net = lab.shoal("manager1", "inspect", "--format", "{{.Name}} {{.Scope}}", "aliasnet", check=False)
+        assert net.stdout == "aliasnet swarm\n" or "no such object" in net.stderr   # the other test's network
+        missing = lab.shoal("manager1", "inspect", "hc", "nosuch", check=False)
+        assert missing.returncode == 1 and missing.stderr == "error: no such object: nosuch\n"
+        assert '"Name": "hc"' in missing.stdout
+        typed = lab.shoal("manager1", "inspect", "--type", "service", "hc", check=False)
+        assert typed.returncode == 1 and typed.stdout == "[]\n" and typed.stderr.startswith("Error response from daemon:")
+    finally:
+        lab.shoal("manager1", "container", "rm", "-f", "hc", check=False)

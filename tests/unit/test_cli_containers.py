@@ -1,0 +1,128 @@
+"""The node-local container commands as a Docker user sees them: `ps` rows (STATUS with health,
+quoted COMMAND, CREATED, PORTS), `run`'s --mount and health flags, and `inspect`'s lookup order
+and errors (docker/cli's inspectAll)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_runtime.api import Healthcheck, Mount
+from agent_runtime.spec import ContainerInfo, ContainerSpec, ContainerState, Health
+from shoal.cli import main
+from shoal.cli.containers import PS_COLUMNS, healthcheck, run_mount, summary
+from shoal.cli.inspect import ORDER, Failed, Skip, find
+from shoal.dockerjson import container_status
+
+START = 1767323045          # 2026-01-02T03:04:05Z
+
+
+def state(status="running", health=None, exit_code=0, finished=""):
+    return ContainerState(status=status, running=status == "running", started_at="2026-01-02T03:04:05Z",
+                          exit_code=exit_code, finished_at=finished,
+                          health=Health(status=health) if health else None)
+
+
+@pytest.mark.parametrize("st,text", [
+    (state(), "Up 5 minutes"),
+    (state(health="starting"), "Up 5 minutes (health: starting)"),
+    (state(health="healthy"), "Up 5 minutes (healthy)"),
+    (state(health="unhealthy"), "Up 5 minutes (unhealthy)"),
+    (state("exited", exit_code=137, finished="2026-01-02T03:06:05.5Z"), "Exited (137) 3 minutes ago"),
+    (ContainerState(status="created"), "Created"),
+])
+def test_status_is_the_daemons_text(st, text):
+    assert container_status(st, START + 300) == text
+
+
+def test_ps_row_has_dockers_values():
+    info = ContainerInfo(id="c" * 64, name="web", created="2026-01-02T03:00:05.123456789Z", image="busybox",
+                         image_id="sha256:x", state=state(health="healthy"),
+                         config=ContainerSpec(image="busybox", command=["sleep", "3600000000000000000"],
+                                              labels={"b": "2", "a": "1"},
+                                              mounts=[Mount(type="volume", source="data", target="/d")]))
+    row = summary(info, START + 300)
+    assert PS_COLUMNS == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert row["ID"] == "cccccccccccc" and row["Command"] == '"sleep 3600000000000…"'
+    assert (row["RunningFor"], row["Status"], row["Ports"]) == ("9 minutes ago", "Up 5 minutes (healthy)", "")
+    assert row["CreatedAt"] == "2026-01-02 03:00:05 +0000 UTC"
+    assert (row["Labels"], row["Mounts"], row["LocalVolumes"]) == ("a=1,b=2", "data", "1")
+    full = summary(info, START + 300, trunc=False)
+    assert full["ID"] == "c" * 64 and full["Command"] == '"sleep 3600000000000000000"'
+
+
+def test_run_mount_takes_service_syntax_for_a_container():
+    assert run_mount("type=bind,source=/srv,target=/data,readonly") == Mount(
+        type="bind", source="/srv", target="/data", read_only=True)
+    assert run_mount("source=cache,target=/c") == Mount(type="volume", source="cache", target="/c")
+    assert run_mount("type=tmpfs,target=/t,tmpfs-size=1m").tmpfs_size_bytes == 1 << 20
+    with pytest.raises(Exception, match='for "--mount" flag'):
+        run_mount("type=bind,source=/srv")
+
+
+IMAGE = Healthcheck(test=["CMD", "true"], interval_s=5.0, timeout_s=2.0, retries=7, start_period_s=1.0)
+
+
+def flags(**given):
+    return {"cmd": None, "interval": None, "timeout": None, "retries": None, "start_period": None} | given
+
+
+def test_health_flags_merge_with_the_images_field_by_field():
+    """moby's daemon merge: a zero/unset field takes the image's, else Docker's default."""
+    assert healthcheck(flags(), False, lambda: IMAGE) is None                      # the image's, as it is
+    assert healthcheck(flags(interval="1s"), False, lambda: IMAGE) == Healthcheck(
+        test=["CMD", "true"], interval_s=1.0, timeout_s=2.0, retries=7, start_period_s=1.0)
+    assert healthcheck(flags(cmd="wget -q localhost", retries=2), False, lambda: None) == Healthcheck(
+        test=["CMD-SHELL", "wget -q localhost"], interval_s=30.0, timeout_s=30.0, retries=2, start_period_s=0.0)
+    assert healthcheck(flags(timeout="3s"), False, lambda: None) is None            # nothing to run
+    assert healthcheck(flags(), True, lambda: IMAGE) == Healthcheck(test=["NONE"])
+
+
+@pytest.mark.parametrize("given,disabled,message", [
+    (flags(cmd="true"), True, "--no-healthcheck conflicts with --health-\\* options"),
+    (flags(interval="-1s"), False, "--health-interval cannot be negative"),
+    (flags(interval="5"), False, 'invalid argument "5" for "--health-interval" flag: time: missing unit'),
+    (flags(retries=-1), False, "--health-retries cannot be negative"),
+])
+def test_bad_health_flags_are_refused(given, disabled, message):
+    import click
+    with pytest.raises(click.UsageError, match=message):
+        healthcheck(given, disabled, lambda: IMAGE)
+
+
+def test_inspect_looks_kinds_up_in_dockers_order():
+    asked = []
+
+    def lookup(kind):
+        def get(ref):
+            asked.append(kind)
+            if (kind, ref) in {("volume", "data"), ("service", "data"), ("task", "t1")}:
+                return {"Kind": kind}
+            raise Skip(f"No such {kind}: {ref}")
+        return get
+    lookups = {kind: lookup(kind) for kind in ORDER}
+    assert find("data", list(ORDER), lookups, "") == {"Kind": "volume"}        # volume before service
+    assert asked == ["container", "image", "network", "volume"]
+    assert find("data", ["service"], lookups, "service") == {"Kind": "service"}
+    with pytest.raises(Failed, match="^error: no such object: nosuch$"):
+        find("nosuch", list(ORDER), lookups, "")
+    with pytest.raises(Failed, match="^Error response from daemon: No such volume: t1$"):
+        find("t1", ["volume"], lookups, "volume")
+
+
+def test_inspect_stops_at_a_failure_that_is_not_not_found():
+    def broken(ref):
+        raise Failed("Error response from daemon: ambiguous")
+    with pytest.raises(Failed, match="ambiguous"):
+        find("x", ["container", "image"], {"container": broken, "image": lambda ref: {}}, "")
+
+
+def test_exec_logs_and_inspect_are_top_level_commands(capsys):
+    for name in ("exec", "logs", "inspect"):
+        assert name in main.cli.commands
+    assert main.run(["inspect", "-h"]) == 0 and "--type" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main.run(["inspect", "--type", "bogus", "x"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith('unknown type: "bogus": must be one of "config", "container"')
+    assert main.run(["logs", "--bogus", "x"]) == 125
+    assert capsys.readouterr().err == "unknown flag: --bogus\nSee 'shoal logs --help'.\n"
