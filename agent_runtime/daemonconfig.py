@@ -14,6 +14,7 @@ dockerd's names where dockerd has the setting:
       "log-opts": {"max-size": "10m", "max-file": "3"}   containers' default json-file rotation
       "default-address-pools": [{"base": "10.20.0.0/16", "size": 24}]
                                                 the overlay pools `swarm init` uses without --default-addr-pool
+      "node-generic-resources": ["gpu=2", "SSD=ssd1"]   what the node offers to --generic-resource
     }
 
 Rules: a flag on the command line overrides the file; a key the daemons do not know, a value of
@@ -181,6 +182,7 @@ KEYS: Mapping[str, Key] = {
     "hosts": Key(_string_list(_host)),
     "log-opts": Key(_log_opts),
     "default-address-pools": Key(_address_pools),
+    "node-generic-resources": Key(_string_list(lambda text: text)),   # shoald's --node-generic-resource
 }
 
 

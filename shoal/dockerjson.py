@@ -224,8 +224,10 @@ def node_inspect(n) -> dict:
         "Description": {"Hostname": n.description.hostname,
                         "Platform": {"Architecture": n.description.platform.architecture,
                                      "OS": n.description.platform.os},
-                        "Resources": {"NanoCPUs": n.description.resources.nano_cpus,
-                                      "MemoryBytes": n.description.resources.memory_bytes},
+                        "Resources": _drop_empty({"NanoCPUs": n.description.resources.nano_cpus,
+                                                  "MemoryBytes": n.description.resources.memory_bytes,
+                                                  "GenericResources": generic_resources(
+                                                      n.description.resources.generic)}),
                         "Engine": {"EngineVersion": n.description.engine.engine_version}},
         "Status": {"State": _STATUS.get(n.status.state, "Unknown").lower(), "Addr": n.status.addr},
     }

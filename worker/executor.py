@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from agent_runtime.api import (ContainerSpec, File, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources,
                                Ulimit)
+from common import genericresource
 from common.hostopts import parse_log_options
 from proto import objects_pb2
 from worker.placeholders import expand_container
@@ -123,7 +124,7 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
         image=c.image,
         entrypoint=list(c.command) or None,
         command=list(c.args),
-        env=list(c.env),
+        env=list(c.env) + genericresource.env(task.assigned_generic_resources),
         workdir=c.dir,
         user=c.user,
         hostname=c.hostname or task.id[:12],

@@ -292,6 +292,19 @@ def _check_resources(resources: objects_pb2.ResourceRequirements) -> None:
                         f"--limit-memory {_mib(limit.memory_bytes)}")
     if resources.pids_limit < 0:
         raise SpecError("invalid --limit-pids: must not be negative")
+    if resources.limits.generic:
+        raise SpecError("invalid generic resources: generic resources are reserved (--generic-resource), "
+                        "not limited")
+    kinds = set()
+    for r in resources.reservations.generic:
+        kind = r.discrete_resource_spec.kind or r.named_resource_spec.kind
+        if not r.HasField("discrete_resource_spec") or r.discrete_resource_spec.value < 1 or not kind \
+                or "=" in kind or "," in kind:
+            raise SpecError(f"invalid --generic-resource {quoted(kind)}: a service reserves KIND=N, "
+                            "a kind and a count of at least 1")
+        if kind in kinds:
+            raise SpecError(f"invalid --generic-resource: {quoted(kind)} is given more than once")
+        kinds.add(kind)
 
 
 def _mib(n: int) -> str:

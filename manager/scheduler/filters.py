@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common import genericresource
 from proto import objects_pb2
 
 from manager.constraints import Constraint, constraints_of, first_unmet
@@ -41,6 +42,7 @@ class Request:
     constraints: tuple[Constraint, ...]
     host_ports: frozenset[HostPort]
     max_replicas: int
+    generic: tuple[tuple[str, int], ...] = ()     # generic resources reserved: (kind, count)
 
     @classmethod
     def of(cls, task: objects_pb2.Task) -> Request:
@@ -54,6 +56,7 @@ class Request:
             constraints=constraints_of(task.spec.placement),
             host_ports=host_ports(task),
             max_replicas=task.spec.placement.max_replicas,
+            generic=genericresource.requests(reservations.generic),
         )
 
 
@@ -133,6 +136,11 @@ class ResourceFilter(Filter):
         if request.memory_bytes > info.available_memory_bytes:
             return Verdict(False, f"insufficient memory: reserves {format_bytes(request.memory_bytes)}, "
                                   f"{format_bytes(max(info.available_memory_bytes, 0))} available")
+        if request.generic:
+            short = info.generic.fits(request.generic)
+            if short is not None:
+                kind, wanted, available = short
+                return Verdict(False, f"insufficient generic resource {kind}: reserves {wanted}, {available} available")
         return PASS
 
     def explain(self, count: int) -> str:

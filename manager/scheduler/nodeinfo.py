@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from common import genericresource
 from proto import objects_pb2
 
 TaskState = objects_pb2.TaskState
@@ -56,6 +57,14 @@ class NodeInfo:
     tasks_by_service: Counter = field(default_factory=Counter)
     used_host_ports: set = field(default_factory=set)
     recent_failures: Counter = field(default_factory=Counter)  # (service_id, spec_version) -> n
+    _generic: genericresource.Pool | None = None
+
+    @property
+    def generic(self) -> genericresource.Pool:
+        """The node's generic resources and what its tasks hold (built on first use)."""
+        if self._generic is None:
+            self._generic = genericresource.Pool(self.node.description.resources.generic)
+        return self._generic
 
     @property
     def id(self) -> str:
@@ -69,15 +78,22 @@ class NodeInfo:
     def available_memory_bytes(self) -> int:
         return self.node.description.resources.memory_bytes - self.reserved_memory_bytes
 
-    def add(self, task: objects_pb2.Task, *, spread: bool = True) -> None:
-        """Account for ``task`` running here (its reservations, ports, and counts if ``spread``)."""
+    def add(self, task: objects_pb2.Task, *, spread: bool = True) -> list[objects_pb2.GenericResource]:
+        """Account for ``task`` running here (its reservations, ports, and counts if ``spread``);
+        returns the generic resources it holds: those assigned to it, else claimed now."""
         reservations = task.spec.resources.reservations
         self.reserved_nano_cpus += reservations.nano_cpus
         self.reserved_memory_bytes += reservations.memory_bytes
+        assigned: list[objects_pb2.GenericResource] = list(task.assigned_generic_resources)
+        if assigned:
+            self.generic.hold(assigned)
+        elif reservations.generic:
+            assigned = self.generic.claim(genericresource.requests(reservations.generic))
         self.used_host_ports.update(host_ports(task))
         if spread:
             self.active_tasks += 1
             self.tasks_by_service[task.service_id] += 1
+        return assigned
 
     def free_fraction(self) -> float:
         """Sum of free CPU and free memory fractions (0 = full); binpack prefers the lowest."""

@@ -65,6 +65,7 @@ class SchedulePlan:
     assignments: list[tuple[str, str]] = field(default_factory=list)
     unplaced: dict[str, str] = field(default_factory=dict)
     shutdown: list[str] = field(default_factory=list)
+    generic: dict[str, list] = field(default_factory=dict)   # task_id -> generic resources claimed for it
 
     def __bool__(self) -> bool:
         return bool(self.assignments or self.unplaced or self.shutdown)
@@ -126,8 +127,13 @@ def _place_preassigned(task: objects_pb2.Task, infos: dict[str, NodeInfo], plan:
     if failure is not None:
         plan.unplaced[task.id] = explain({failure[0].name: 1}) + f": {failure[1].reason}"
         return
-    info.add(task)
+    _claimed(plan, task, info.add(task))
     plan.assignments.append((task.id, info.id))
+
+
+def _claimed(plan: SchedulePlan, task: objects_pb2.Task, assigned: list) -> None:
+    if assigned and list(task.assigned_generic_resources) != assigned:
+        plan.generic[task.id] = assigned
 
 
 # ---- spread tree ---------------------------------------------------------------------------
@@ -203,7 +209,7 @@ def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], plan: Sch
               if p.spread_descriptor]
     root = _build_tree(eligible, request, labels, strategy)
     for index, task in enumerate(group):
-        info = _place(task, root, request, strategy, failures)
+        info = _place(task, root, request, strategy, failures, plan)
         if info is None:
             message = explain(failures)
             for rest in group[index:]:
@@ -215,7 +221,7 @@ def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], plan: Sch
 
 
 def _place(task: objects_pb2.Task, root: _Branch, request: Request, strategy: Strategy,
-           failures: dict[str, int]) -> NodeInfo | None:
+           failures: dict[str, int], plan: SchedulePlan) -> NodeInfo | None:
     """Walk down to a leaf, take its best node that passes the dynamic filters and add ``task``
     to it, keeping branch counts and the leaf's heap order. None once no node is left anywhere;
     nodes dropped on the way are charged to their failing filter in ``failures``."""
@@ -234,7 +240,7 @@ def _place(task: objects_pb2.Task, root: _Branch, request: Request, strategy: St
                 for b in path:
                     b.live -= 1
                 continue
-            info.add(task)
+            _claimed(plan, task, info.add(task))
             for b in path:
                 b.service_tasks += 1
             heapq.heappush(branch.heap, (_node_key(info, request, strategy), info.id, info))
@@ -258,6 +264,9 @@ def planned_task_changes(plan: SchedulePlan, tasks_by_id: dict[str, objects_pb2.
             continue
         updated = _copy(task)
         updated.node_id = node_id
+        if task_id in plan.generic:
+            del updated.assigned_generic_resources[:]
+            updated.assigned_generic_resources.extend(plan.generic[task_id])
         _set_status(updated, objects_pb2.ASSIGNED, ASSIGNED_MESSAGE, now)
         changes.append(updated)
     for task_id, message in plan.unplaced.items():

@@ -17,7 +17,7 @@ import os
 import shlex
 from collections.abc import Iterable
 
-from common import hostopts, syntax
+from common import genericresource, hostopts, syntax
 from common.limits import MAX_REPLICAS
 from proto import objects_pb2 as pb
 from shoal.cli.security import apply_to_service, parse_security_opts
@@ -309,6 +309,7 @@ def build_spec(image: str, args: Iterable[str], opts: dict) -> pb.ServiceSpec:
         container.sysctls[key] = value
     _replace(container.ulimits, _ulimits_merged([], [parse_ulimit(t) for t in _opt(opts, "ulimit") or ()]))
     container.groups.extend(_unique(parse_group(t) for t in _opt(opts, "group") or ()))
+    spec.task.resources.reservations.generic.extend(parse_generic_resources(_opt(opts, "generic_resource") or ()))
     _apply_common(spec, opts)
     return spec
 
@@ -364,6 +365,7 @@ def update_spec(spec: pb.ServiceSpec, opts: dict) -> pb.ServiceSpec:
     removed_groups = set(_opt(opts, "group_rm") or ())
     _replace(container.groups, _unique([g for g in container.groups if g not in removed_groups]
                                        + [parse_group(t, "--group-add") for t in _opt(opts, "group_add") or ()]))
+    _update_generic_resources(new.task.resources.reservations, opts)
     if _opt(opts, "force"):
         new.task.force_update += 1
     _apply_common(new, opts)
@@ -448,6 +450,27 @@ def parse_group(text: str, flag: str = "--group") -> str:
     if not text or ":" in text or any(c.isspace() for c in text):
         raise FlagError(flag, text, "expected a group name or GID")
     return text
+
+
+def parse_generic_resources(texts, flag: str = "--generic-resource") -> list[pb.GenericResource]:
+    """--generic-resource KIND=N (repeatable): what each task reserves of its node's generic
+    resources (`shoald --node-generic-resource`)."""
+    texts = list(texts)
+    try:
+        return genericresource.parse_task(texts)
+    except ValueError as err:
+        raise FlagError(flag, ",".join(texts), f"invalid generic resource specification: {err}") from None
+
+
+def _update_generic_resources(reservations: pb.Resources, opts: dict) -> None:
+    """--generic-resource-rm KIND drops a kind; --generic-resource-add KIND=N sets one."""
+    added = parse_generic_resources(_opt(opts, "generic_resource_add") or (), "--generic-resource-add")
+    removed = {t.partition("=")[0] for t in _opt(opts, "generic_resource_rm") or ()}
+    if not added and not removed:
+        return
+    replaced = removed | {genericresource.kind_of(r) for r in added}
+    _replace(reservations.generic, [r for r in reservations.generic if genericresource.kind_of(r) not in replaced]
+             + added)
 
 
 def _apply_log_driver(task: pb.TaskSpec, opts: dict) -> None:

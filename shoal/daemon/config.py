@@ -80,8 +80,10 @@ def memory_bytes(meminfo: str = "/proc/meminfo") -> int:
 
 
 def node_description(hostname: str, grpc_addr: str = "",
-                     tls_info: objects_pb2.NodeTLSInfo | None = None) -> objects_pb2.NodeDescription:
+                     tls_info: objects_pb2.NodeTLSInfo | None = None,
+                     generic: tuple[objects_pb2.GenericResource, ...] = ()) -> objects_pb2.NodeDescription:
     desc = objects_pb2.NodeDescription(hostname=hostname, grpc_addr=grpc_addr)
+    desc.resources.generic.extend(generic)
     if tls_info is not None:
         desc.tls_info.CopyFrom(tls_info)
     desc.platform.os = platform.system().lower()

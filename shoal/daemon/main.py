@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent_runtime import daemonconfig, logformat
+from common import genericresource
 from shoal import dockerapi
 from shoal.daemon import remote
 from shoal.daemon.config import DaemonError, parse_addr
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-addr", default=None, help="IP:PORT for /metrics (Prometheus); off if empty")
     parser.add_argument("--insecure-registry", action="append", default=[],
                         help="registry (HOST:PORT or CIDR) to reach over plain HTTP; repeatable")
+    parser.add_argument("--node-generic-resource", action="append", default=[],
+                        help="advertise a generic resource: KIND=COUNT (gpu=2) or KIND=NAME (SSD=ssd1); repeatable")
     args = parser.parse_args(argv)
     try:
         args.config_path, config = daemonconfig.load(args.config_file)
@@ -66,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            f"and --host unix://{unix_host}\n")
         args.docker_socket = unix_host
     args.insecure_registry = daemonconfig.pick(args.insecure_registry, config, "insecure-registries", [])
+    resources = daemonconfig.pick(args.node_generic_resource, config, "node-generic-resources", [])
+    try:
+        args.node_generic_resources = tuple(genericresource.parse(resources))
+    except ValueError as exc:
+        parser.exit(1, f"shoald: invalid --node-generic-resource: {exc}\n")
     args.log_level = daemonconfig.pick(args.log_level, config, "log-level", "warning")
     args.log_format = daemonconfig.pick(args.log_format, config, "log-format", "text")
     try:
@@ -131,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     docker_socket = args.socket.parent / "docker.sock" if args.docker_socket is None else args.docker_socket
     daemon = Daemon(args.state_dir, args.socket, args.hostname, args.runtime_socket,
                     tuple(args.insecure_registry))
+    daemon.generic_resources = args.node_generic_resources
     daemon.on_reload = reloader(args, daemon)
     daemon.default_address_pools = args.config.get("default-address-pools", [])
     if args.metrics_addr:

@@ -27,7 +27,7 @@ from manager.manager import LeaderSignal, Manager, ManagerConfig
 from manager.supervisor import RestartPolicy
 from manager.rolenames import role_name
 from manager.state import MemoryStore, RaftNode, Store
-from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc
+from proto import cluster_pb2, cluster_pb2_grpc, control_pb2, control_pb2_grpc, objects_pb2
 from proto.ports import mtls_addr
 from shoal import __version__
 from shoal.daemon import info, membership, recovery, rolechange
@@ -65,6 +65,7 @@ class Daemon:
         self.locked = False                 # autolock: started with encrypted keys, waiting for the key
         self.insecure_registries = tuple(insecure_registries)
         self.default_address_pools: list[dict[str, Any]] = []   # daemon.json: what `swarm init` uses without --default-addr-pool
+        self.generic_resources: tuple[objects_pb2.GenericResource, ...] = ()   # --node-generic-resource, reported with the node's description
         self.runtime = AsyncRuntimeClient(str(runtime_socket)) if runtime_socket else None
         self.reporter = Reporter()
         self.lock = asyncio.Lock()  # membership changes run one at a time
@@ -202,7 +203,8 @@ class Daemon:
         if self.runtime is not None:
             self.worker = Worker(self.runtime, self.reporter, self.insecure_registries, hostname=self.hostname)
         self.agent = Agent(managers, tls.channel_credentials, channel_options(),
-                           lambda: node_description(self.hostname, node.grpc_addr, tls.tls_info()),
+                           lambda: node_description(self.hostname, node.grpc_addr, tls.tls_info(),
+                                                    self.generic_resources),
                            self._on_session, worker=self.worker, reporter=self.reporter)
         return self.agent.run()
 

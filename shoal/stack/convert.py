@@ -182,6 +182,8 @@ def _mount(stack: StackSpec, name: str, mount: MountSpec) -> pb.Mount:
 def _resources(target: pb.Resources, resources: ResourcesSpec) -> None:
     target.nano_cpus = resources.nano_cpus
     target.memory_bytes = resources.memory_bytes
+    for kind, value in resources.generic:
+        target.generic.add().discrete_resource_spec.CopyFrom(pb.GenericResource.DiscreteResource(kind=kind, value=value))
 
 
 def _update_config(target: pb.UpdateConfig, config: UpdateConfigSpec) -> None:

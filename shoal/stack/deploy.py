@@ -67,18 +67,39 @@ def _duration(ck: Checker, node: Node, path: str) -> float | None:
 
 
 def _resources(ck: Checker, node: Node, path: str, kind: str) -> ResourcesSpec | None:
-    allowed = {"cpus", "memory", "pids"} if kind == "limits" else {"cpus", "memory"}
+    allowed = {"cpus", "memory", "pids"} if kind == "limits" else {"cpus", "memory", "generic_resources"}
     entries = ck.mapping(node, path, allowed, {
-        "generic_resources": "not supported", "devices": "not supported",
+        "generic_resources": "only reservations hold generic resources", "devices": "not supported",
         "pids": "only limits can cap pids"})
     if entries is None:
         return None
+    generic: list[tuple[str, int]] = []
+    for index, item in enumerate(ck.sequence(entries["generic_resources"], join(path, "generic_resources")) or []
+                                 if "generic_resources" in entries else []):
+        where = join(path, "generic_resources", index)
+        spec = ck.mapping(item, where, {"discrete_resource_spec"},
+                          {"named_resource_spec": "a service reserves a count (discrete_resource_spec); "
+                                                  "named resources are what nodes offer"}, nullable=False)
+        if not spec:
+            continue
+        if "discrete_resource_spec" not in spec:
+            ck.error(item, join(where, "discrete_resource_spec"), "required")
+            continue
+        fields = ck.mapping(spec["discrete_resource_spec"], join(where, "discrete_resource_spec"),
+                            {"kind", "value"}, nullable=False) or {}
+        if set(fields) != {"kind", "value"}:
+            ck.error(item, join(where, "discrete_resource_spec"), "give kind and value")
+            continue
+        res_kind = ck.string(fields["kind"], join(where, "discrete_resource_spec", "kind"), empty=False)
+        value = ck.integer(fields["value"], join(where, "discrete_resource_spec", "value"), minimum=1)
+        if res_kind is not None and value is not None:
+            generic.append((res_kind, value))
     cpus = ck.attempt(entries["cpus"], join(path, "cpus"), parse_cpus) if "cpus" in entries else 0
     memory = ck.attempt(entries["memory"], join(path, "memory"), parse_bytes) if "memory" in entries else 0
     pids = ck.integer(entries["pids"], join(path, "pids")) if "pids" in entries else 0
     if None in (cpus, memory, pids):
         return None
-    return ResourcesSpec(nano_cpus=cpus, memory_bytes=memory, pids=pids)  # type: ignore[arg-type]
+    return ResourcesSpec(nano_cpus=cpus, memory_bytes=memory, pids=pids, generic=tuple(generic))  # type: ignore[arg-type]
 
 
 def _restart_policy(ck: Checker, node: Node, path: str) -> RestartPolicySpec | None:

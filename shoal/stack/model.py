@@ -62,6 +62,7 @@ class ResourcesSpec:
     nano_cpus: int = 0
     memory_bytes: int = 0
     pids: int = 0
+    generic: tuple[tuple[str, int], ...] = ()   # reservations' generic_resources: (kind, count)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def test_every_runtime_option_round_trips_through_inspect():
         "group": ("audio", "4242"), "dns": ("192.0.2.53",), "dns_search": ("a.test",), "dns_option": ("ndots:2",),
         "host": ("db:192.0.2.10",), "read_only": True, "sysctl": ("net.core.somaxconn=1024",),
         "ulimit": ("nofile=1024:2048",), "oom_score_adj": -5, "log_driver": "json-file", "log_opt": ("max-size=1m",),
-        "health_cmd": "true", "health_start_interval": "2s"})
+        "health_cmd": "true", "health_start_interval": "2s", "generic_resource": ("gpu=2",)})
     spec.task.container.open_stdin = True
     spec.task.resources.limits.SetInParent()         # the API's parse always has both (empty)
     spec.task.resources.reservations.SetInParent()
@@ -102,6 +102,8 @@ def test_every_runtime_option_round_trips_through_inspect():
     assert c["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
     assert c["Healthcheck"]["StartInterval"] == 2_000_000_000
     assert shown["TaskTemplate"]["LogDriver"] == {"Name": "json-file", "Options": {"max-size": "1m"}}
+    assert shown["TaskTemplate"]["Resources"]["Reservations"]["GenericResources"] == [
+        {"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}}]
     assert shown["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 6}}
     assert convert.parse_service_spec(shown) == spec
 
