@@ -18,9 +18,8 @@ from .errors import (ChangeTooLarge, InvalidChange, NameConflict, NoQuorum, NotL
 from .events import ChangeCommitted, ObjectCreated, ObjectDeleted, ObjectUpdated, StoreEvent
 from .kinds import Kind, copy_of, kind_of, unwrap, wrap
 from .memory import ApplyResult, MemoryStore, Rejection
-from .store import (MAX_ACTIONS_PER_CHANGE, MAX_CHANGE_BYTES, LocalProposer, Proposer, Store,
-                    split_actions)
-from .tx import Tx
+from .store import LocalProposer, Proposer, Store
+from .tx import MAX_ACTIONS_PER_CHANGE, MAX_CHANGE_BYTES, Tx, split_actions
 from .view import ReadView
 from .watch import Watch
 

@@ -54,7 +54,8 @@ from .raft_timings import RaftTimings, timings_from_ticks
 from .errors import (NoQuorum, NotLeader, ProposalError, ProposalOutcomeUnknown, ProposalTimeout,
                      RaftConfigError)
 from .memory import ApplyResult, MemoryStore, Rejection
-from .store import MAX_CHANGE_BYTES, describe
+from .store import describe
+from .tx import MAX_CHANGE_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Protocol, TypeVar
 
 from proto import store_pb2
 
-from .errors import ChangeTooLarge, ProposalError, VersionConflict
-from .kinds import Kind, unwrap
+from .errors import ProposalError, VersionConflict
+from .kinds import Kind
 from .memory import ApplyResult, MemoryStore
 from .tx import Tx
 from .view import ReadView
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_ACTIONS_PER_CHANGE = 200
-MAX_CHANGE_BYTES = 3 * 1024 * 1024 // 2     # 1.5 MiB, SwarmKit's cap on one Raft entry
 DEFAULT_PROPOSAL_TIMEOUT = 5.0
 
 
@@ -114,10 +112,9 @@ class Store:
         """
         tx = Tx(self.memory_store.view(), self.clock)
         result = fn(tx)
-        actions = tx.actions()
-        if not actions:
+        if not len(tx):
             return result
-        for change in split_actions(actions, allow_split):
+        for change in tx.changes(allow_split):
             await self._propose(change, self.proposal_timeout if timeout is None else timeout)
         return result
 
@@ -155,39 +152,6 @@ class Store:
         if not result.ok:
             log.debug("proposal %s rejected: %s", change.proposal_id, result.rejected)
         result.raise_for_rejection()
-
-
-def split_actions(actions: list[store_pb2.StoreAction],
-                  allow_split: bool) -> list[store_pb2.StoreChange]:
-    """Pack actions, in order, into changes of at most 200 actions and 1.5 MiB.
-
-    Raises ChangeTooLarge when more than one change is needed and ``allow_split`` is false, or
-    when a single action alone exceeds the byte limit.
-    """
-    changes: list[store_pb2.StoreChange] = []
-    current = store_pb2.StoreChange()
-    size = 0
-    for action in actions:
-        action_size = action.ByteSize() + 6     # field tag and length prefix
-        if action_size > MAX_CHANGE_BYTES:
-            kind, obj = unwrap(action.target)
-            raise ChangeTooLarge(f"cannot write {kind.field} {obj.id}: it encodes to {action_size} "
-                                 f"bytes, over the {MAX_CHANGE_BYTES}-byte limit of one change")
-        if current.actions and (len(current.actions) >= MAX_ACTIONS_PER_CHANGE
-                                or size + action_size > MAX_CHANGE_BYTES):
-            changes.append(current)
-            current = store_pb2.StoreChange()
-            size = 0
-        current.actions.append(action)
-        size += action_size
-    if current.actions:
-        changes.append(current)
-    if len(changes) > 1 and not allow_split:
-        total = sum(a.ByteSize() for a in actions)
-        raise ChangeTooLarge(f"transaction of {len(actions)} actions ({total} bytes) exceeds one change "
-                             f"({MAX_ACTIONS_PER_CHANGE} actions, {MAX_CHANGE_BYTES} bytes); "
-                             "pass allow_split=True to commit it in parts")
-    return changes
 
 
 def describe(change: store_pb2.StoreChange, limit: int = 3) -> str:

@@ -176,3 +176,55 @@ def test_split_by_bytes_and_refuses_a_single_huge_object():
     assert len(split_actions(actions[:2], allow_split=False)) == 1
     with pytest.raises(ChangeTooLarge, match="cannot write config c0"):
         split_actions([_create(0, 2 * 1024 * 1024)], allow_split=True)
+
+
+def _config(i: int, payload: int = 0) -> objects_pb2.Config:
+    config = objects_pb2.Config(id=f"c{i}")
+    config.spec.data = b"x" * payload
+    return config
+
+
+def test_changes_are_the_recorded_actions_in_order_packed_by_count_and_bytes():
+    store = seeded_store(*(_config(i) for i in range(3)))
+    tx = Tx(store.view(), FakeClock())
+    for i in range(3, MAX_ACTIONS_PER_CHANGE + 5):
+        tx.create(_config(i))
+    tx.delete(Kind.CONFIG, "c0")                        # a removal among the creates
+    first = copy_of(tx.get(Kind.CONFIG, "c1"))
+    first.spec.data = b"edited"
+    tx.update(first)
+    again = copy_of(tx.get(Kind.CONFIG, "c1"))          # a second write rewrites the same action
+    again.spec.data = b"edited twice"
+    tx.update(again)
+    tx.delete(Kind.CONFIG, "c4")                        # created, then removed: gone from its change
+    changes = tx.changes(allow_split=True)
+    assert [len(c.actions) for c in changes] == [MAX_ACTIONS_PER_CHANGE - 1, 4]
+    ids = [a.target.config.id for c in changes for a in c.actions]
+    assert ids == [f"c{i}" for i in range(3, MAX_ACTIONS_PER_CHANGE + 5) if i != 4] + ["c0", "c1"]
+    assert ids == [a.target.config.id for a in tx.actions()]
+    with pytest.raises(ChangeTooLarge, match="pass allow_split=True"):
+        tx.changes(allow_split=False)
+    for change in changes:
+        assert store.apply(change).ok
+    assert store.view().get(Kind.CONFIG, "c0") is None and store.view().get(Kind.CONFIG, "c4") is None
+    assert store.view().get(Kind.CONFIG, "c1").spec.data == b"edited twice"
+
+    big = Tx(MemoryStore().view(), FakeClock())
+    for i in range(5):
+        big.create(_config(i, 600 * 1024))
+    packed = big.changes(allow_split=True)
+    assert [len(c.actions) for c in packed] == [2, 2, 1]
+    with pytest.raises(ChangeTooLarge, match="cannot write config c0"):
+        huge = Tx(MemoryStore().view(), FakeClock())
+        huge.create(_config(0, 2 * 1024 * 1024))
+        huge.changes(allow_split=True)
+
+
+def test_the_object_a_write_returns_is_what_will_be_written():
+    tx = Tx(seeded_store(objects_pb2.Node(id="n1")).view(), FakeClock())
+    node = copy_of(tx.get(Kind.NODE, "n1"))
+    written = tx.update(node)
+    written.description.hostname = "set on the returned object"
+    assert tx.actions()[0].target.node.description.hostname == "set on the returned object"
+    assert tx.update(written) is written                # writing it back is the same action
+    assert len(tx.actions()) == 1 and tx.actions()[0].kind == UPDATE
