@@ -3,7 +3,13 @@
 The store posts events from whatever thread commits (PySyncObj's tick thread, or the loop itself
 with a LocalProposer), always after the commit and always in commit order; delivery hops onto the
 watcher's loop with ``call_soon_threadsafe``. Posting never blocks: a watcher with more than
-``maxsize`` undelivered events is closed with WatchOverflow and must re-read the store.
+``maxsize`` undelivered commits is closed with WatchOverflow and must re-read the store.
+
+The bound counts commits, not events: a commit's events travel as one batch, so one commit of any
+size (a snapshot install of 50,000 objects, a change of 200 actions) is delivered whole, and a
+component busy in its own pass of many changes (each at most 200 actions) falls behind by
+commits. Counting events closed every leader component's watch when one pass wrote 20,000 tasks
+(bench/schedule.py), and each then rescanned the whole store (docs/leader-scale.md).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from .kinds import Kind
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WATCH_QUEUE = 10_000
+DEFAULT_WATCH_QUEUE = 1_000     # commits pending: at most 200,000 events of changes split by Store.update
 
 
 class Watch:
@@ -38,10 +44,12 @@ class Watch:
         self.maxsize = maxsize
         self._loop = loop
         self._on_close = on_close
-        self._buffer: deque[StoreEvent] = deque()
+        self._buffer: deque[list[StoreEvent]] = deque()     # one batch per commit
+        self._head: list[StoreEvent] = []                    # the batch being taken, from _taken on
+        self._taken = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._posted = 0      # written only by the committing thread, under the store lock
-        self._consumed = 0    # written only by the loop thread
+        self._posted = 0      # commits; written only by the committing thread, under the store lock
+        self._consumed = 0    # commits; written only by the loop thread
         self._closed = False
         self._error: WatchClosed | None = None
         self._detached = threading.Event()
@@ -52,7 +60,7 @@ class Watch:
 
     @property
     def pending(self) -> int:
-        """Events posted but not yet taken by the consumer."""
+        """Commits posted whose events the consumer has not begun to take."""
         return self._posted - self._consumed
 
     @property
@@ -74,14 +82,14 @@ class Watch:
             batch.append(ChangeCommitted(version))
         if not batch:
             return True
-        self._posted += len(batch)
+        self._posted += 1
         overflow = self.pending > self.maxsize
         try:
             if overflow:
                 self._detached.set()
                 self._loop.call_soon_threadsafe(
                     self._shut, WatchOverflow(f"store watch fell behind: more than {self.maxsize} "
-                                              f"events pending at store version {version}"))
+                                              f"commits pending at store version {version}"))
                 return False
             self._loop.call_soon_threadsafe(self._deliver, batch)
         except RuntimeError:  # the watcher's loop is closed: nobody will ever read this
@@ -95,7 +103,7 @@ class Watch:
     def _deliver(self, batch: list[StoreEvent]) -> None:
         if self._closed:
             return
-        self._buffer.extend(batch)
+        self._buffer.append(batch)
         self._wake()
 
     def _shut(self, error: WatchClosed | None) -> None:
@@ -104,6 +112,8 @@ class Watch:
         self._closed = True
         self._error = error
         self._buffer.clear()
+        self._head = []
+        self._taken = 0
         if error is not None:
             log.warning("%s", error)
         self._wake()
@@ -115,7 +125,7 @@ class Watch:
     async def get(self) -> StoreEvent:
         """The next event. Once closed and drained: raises WatchOverflow or WatchClosed (the store
         closed it), or WatchClosed("store watch was closed") after the owner's ``close()``."""
-        while not self._buffer:
+        while self._taken >= len(self._head) and not self._buffer:
             if self._closed:
                 raise self._error if self._error is not None else WatchClosed("store watch was closed")
             self._waiter = self._loop.create_future()
@@ -123,17 +133,24 @@ class Watch:
                 await self._waiter
             finally:
                 self._waiter = None
-        self._consumed += 1
-        return self._buffer.popleft()
+        return self._take()
 
     def get_nowait(self) -> StoreEvent | None:
         """The next already-delivered event, or None; raises like ``get`` once closed and drained."""
-        if self._buffer:
-            self._consumed += 1
-            return self._buffer.popleft()
+        if self._taken < len(self._head) or self._buffer:
+            return self._take()
         if self._closed and self._error is not None:
             raise self._error
         return None
+
+    def _take(self) -> StoreEvent:
+        if self._taken >= len(self._head):
+            self._head = self._buffer.popleft()
+            self._taken = 0
+            self._consumed += 1
+        event = self._head[self._taken]
+        self._taken += 1
+        return event
 
     def __aiter__(self) -> Watch:
         return self

@@ -198,7 +198,7 @@ async def test_a_watcher_that_falls_behind_is_closed_and_apply_never_blocks():
     for i in range(6):
         await store.update(lambda tx, i=i: tx.create(objects_pb2.Task(id=f"t{i}")))
     assert len(await next_events(fast, 6)) == 6
-    with pytest.raises(WatchOverflow, match="more than 3 events"):
+    with pytest.raises(WatchOverflow, match="more than 3 commits"):
         async for _ in slow:
             pass
     # the store dropped it: later commits do not touch it
@@ -236,3 +236,19 @@ async def test_restore_tells_watchers_what_changed():
     assert {(type(e).__name__, e.obj.id) for e in events} == {("ObjectCreated", "new"), ("ObjectDeleted", "gone")}
     assert watch.get_nowait() is None      # "keep" is identical in both: no event
     assert target.view().version == source.view().version
+
+
+async def test_one_commit_larger_than_the_watch_bound_is_delivered_whole():
+    """The bound counts commits: a commit of many events (a snapshot install, a change of 200
+    actions) reaches a watcher whose bound is smaller (it overflowed before, counting events)."""
+    store = make_store()
+    watch = store.watch(maxsize=3)
+
+    def create(tx):
+        for i in range(150):
+            tx.create(objects_pb2.Task(id=f"t{i:03}"))
+    await store.update(create)
+    await store.update(lambda tx: tx.create(objects_pb2.Task(id="last")))
+    events = await next_events(watch, 151)
+    assert [e.obj.id for e in events] == [f"t{i:03}" for i in range(150)] + ["last"]
+    assert watch.get_nowait() is None and not watch.closed
