@@ -5,6 +5,7 @@ scheduler (PENDING → ASSIGNED) — runs as in a manager, on an in-process stor
 containers); a fake fleet of workers acknowledges every assigned task by reporting it
 RUNNING, as the dispatcher's batched status updates would. Prints tasks per second from
 `service create` to all tasks assigned and acknowledged. Usage: bench/schedule.py [NODES TASKS]
+[--default-gc] (CPython's collector settings instead of shoald's, common/gctune.py)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import gctune  # noqa: E402
 from manager.allocator.component import Allocator  # noqa: E402
 from manager.changes import ChangeSignal  # noqa: E402
 from manager.ids import new_id  # noqa: E402
@@ -109,7 +111,10 @@ async def run(nodes: int, tasks: int) -> None:
 
 
 def main() -> None:
-    nodes, tasks = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (1000, 100_000)
+    args = [a for a in sys.argv[1:] if a != "--default-gc"]
+    nodes, tasks = (int(args[0]), int(args[1])) if len(args) > 1 else (1000, 100_000)
+    if "--default-gc" not in sys.argv:
+        gctune.tune()   # as shoald does (common/gctune.py)
     asyncio.run(run(nodes, tasks))
 
 

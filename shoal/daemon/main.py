@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent_runtime import daemonconfig, logformat
-from common import genericresource
+from common import gctune, genericresource
 from shoal import dockerapi
 from shoal.daemon import remote
 from shoal.daemon.config import DaemonError, parse_addr
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_addr:
         host, port = parse_addr(args.metrics_addr, 9323, "metrics address")
         serve_metrics(daemon, host, port, str(args.runtime_socket) if args.runtime_socket else None)
+    gctune.tune()       # after start-up: see common/gctune.py
     failure = asyncio.run(run(daemon, Path(docker_socket) if docker_socket else None, args.ui_socket,
                               tuple(args.tcp_hosts)))
     if failure is not None:
