@@ -168,6 +168,10 @@ def manager_stats(manager):
     misses = CounterMetricFamily("shoal_dispatcher_heartbeat_misses", "Nodes marked Down for missed heartbeats")
     misses.add_metric([], stats.COUNTERS["heartbeat_misses"])
     yield misses
+    stalls = CounterMetricFamily("shoal_dispatcher_stalls", "Liveness checks that found this manager's event loop "
+                                 "had stalled (heartbeat deadlines moved by the stall)")
+    stalls.add_metric([], stats.COUNTERS["dispatcher_stalls"])
+    yield stalls
     leaders = CounterMetricFamily("shoal_raft_leader_changes", "Leaders this manager has seen take over")
     leaders.add_metric([], stats.COUNTERS["leader_changes"])
     yield leaders
