@@ -87,6 +87,12 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> BaseException | None:
         """Serve until SIGTERM/SIGINT (returns None) or until a role fails (returns the failure)."""
+        # Signals first: the socket exists from add_insecure_port on, and whoever sees it may send
+        # SIGHUP at once (a SIGHUP during server.start() used to kill shoald, its default action).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.on_reload())
         server = grpc.aio.server()
         control_pb2_grpc.add_ControlServicer_to_server(LocalControl(self), server)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,10 +104,6 @@ class Daemon:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.on_reload())
         self.serving.set()
         log.info("shoald %s listening on %s", __version__, self.socket_path)
         try:
