@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -148,12 +149,56 @@ def _info(socket: Path, timeout: float = 10) -> control_pb2.InfoResponse:
         return control_pb2_grpc.ControlStub(channel).Info(control_pb2.InfoRequest(), timeout=timeout)
 
 
+def keep_logs(lab, into: Path) -> None:
+    """Copy every host's daemon logs and the simulated nodes' logs of ``lab`` into ``into``."""
+    import shutil
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        hosts = lab.record().hosts
+    except Exception as exc:    # the lab never came up: nothing to keep
+        print(f"no logs kept: {exc}", file=sys.stderr)
+        return
+    for name in hosts:
+        for log in lab.host(name).log_dir.glob("*.log"):
+            shutil.copy(log, into / f"{name}-{log.name}")
+    for log in lab.host("manager1").directory.parent.glob("sim-*.log"):
+        shutil.copy(log, into / log.name)
+
+
+def top_functions(path: Path, count: int = 25) -> str:
+    """The functions most often on the stack (inclusive) and on top (self) in py-spy's raw output."""
+    total = 0
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        n = int(samples)
+        total += n
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")").rsplit(":", 1)[0] for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    lines = [f"leader profile: {total} samples (py-spy, 50/s, busy threads only) in {path}"]
+    for title, table in (("self", own), ("inclusive", inclusive)):
+        lines.append(f"  top {count} by {title}:")
+        for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:count]:
+            lines.append(f"    {100 * n / max(total, 1):5.1f} %  {frame}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--heartbeat", default="5s", help="--dispatcher-heartbeat for the run (Docker's default)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for all tasks running")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="sample the leader's shoald with py-spy from service create until all tasks run; "
+                             "collapsed stacks (flamegraph input) go to FILE, the top functions are printed")
+    parser.add_argument("--logs", metavar="DIR", help="copy the managers' and simulated nodes' logs to DIR "
+                                                       "before the lab is brought down")
     parser.add_argument("--simulate", nargs=4, metavar=("MANAGERS", "TOKEN", "FIRST", "COUNT"), help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +266,12 @@ def main() -> None:
         term0 = _info(lab.host(leader).socket).raft_term
         load0 = os.getloadavg()[0]
         base = {"name": "scale", "replicas": args.tasks, "mode": None, "stop_signal": "KILL", "detach": True}
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+                                         "--format", "raw", "--rate", "50", "-o", args.profile,
+                                         "--pid", str(pids[leader])],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.perf_counter()
         service_id = control.CreateService(control_pb2.CreateServiceRequest(
             spec=build_spec("busybox", ["sleep", "3600"], base)), timeout=60).service.id
@@ -239,6 +290,10 @@ def main() -> None:
                 break
             time.sleep(POLL)
         cpu = {m: cpu_seconds(p) - cpu0[m] for m, p in pids.items()}
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)     # py-spy writes its file on SIGINT
+            profiler.wait(60)
+            print(top_functions(Path(args.profile)))
         rss = {m: rss_mib(p) for m, p in pids.items()}
         term1 = _info(lab.host(leader).socket).raft_term
         load = (load0 + os.getloadavg()[0]) / 2
@@ -274,6 +329,8 @@ def main() -> None:
             "catchup_s": catchup_s, "ls_s": ls_s, "ps_s": ps_s, "load": load, "cpus": os.cpu_count()}))
     finally:
         stop.set()
+        if args.logs:
+            keep_logs(lab, Path(args.logs))
         for child in children:
             child.terminate()
         for child in children:
