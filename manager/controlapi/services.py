@@ -116,6 +116,12 @@ def labels_match(labels, options: list[str]) -> bool:
     return True
 
 
+def _task_labels(task: objects_pb2.Task, services: dict[str, objects_pb2.Service]):
+    """The labels a task's `label` filter reads: its service's (the task's own once the service is gone)."""
+    service = services.get(task.service_id)
+    return service.spec.annotations.labels if service is not None else task.annotations.labels
+
+
 def service_matches(service: objects_pb2.Service, filters: dict[str, str]) -> bool:
     """The docker CLI's `service ls` filters: id (prefix), name (prefix), label (key or
     key=value), mode. A value may list alternatives separated by commas."""
@@ -348,6 +354,8 @@ class ServiceControl:
             elif key == "name":
                 tasks = [t for t in tasks if any(task_name(t, services.get(t.service_id)).startswith(v)
                                                  for v in options)]
+            elif key == "label":   # the service's labels, as swarmkit's ServiceAnnotations (docker stack ps)
+                tasks = [t for t in tasks if labels_match(_task_labels(t, services), options)]
             else:
                 raise ControlError("invalid", f"invalid filter '{key}'")  # the docker daemon's words
 

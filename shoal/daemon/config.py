@@ -40,11 +40,13 @@ def parse_addr(addr: str, default_port: int, what: str) -> tuple[str, int]:
     return host, port
 
 
-def listen_and_advertise(listen_addr: str, advertise_addr: str) -> tuple[str, int, str]:
+def listen_and_advertise(listen_addr: str, advertise_addr: str, toward: str = "") -> tuple[str, int, str]:
     """(listen host, listen port, advertise host) for ``swarm init`` and ``swarm join``.
 
-    The advertise host is the one given, else the listen host unless it is a wildcard, else
-    the address of the interface that carries the default route (Docker's guess).
+    The advertise host is the one given, else the listen host unless it is a wildcard, else the
+    address this host reaches ``toward`` from (a join: the manager it joins, as swarmkit takes the
+    address the manager sees), else that of the interface that carries the default route (Docker's
+    guess).
     """
     listen_host, listen_port = parse_addr(listen_addr or f"0.0.0.0:{DEFAULT_PORT}", DEFAULT_PORT, "listen address")
     if advertise_addr:
@@ -52,15 +54,17 @@ def listen_and_advertise(listen_addr: str, advertise_addr: str) -> tuple[str, in
     elif listen_host not in ("0.0.0.0", "::"):
         advertise_host = listen_host
     else:
-        advertise_host = default_advertise_addr()
+        advertise_host = default_advertise_addr(toward or "192.0.2.1")
     return listen_host, listen_port, advertise_host
 
 
-def default_advertise_addr() -> str:
-    """The address of the interface that carries the default route."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def default_advertise_addr(toward: str = "192.0.2.1") -> str:
+    """The source address of this host's route to ``toward`` (by default: the interface that
+    carries the default route)."""
+    family = socket.AF_INET6 if ":" in toward else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+            probe.connect((toward, 9))  # no packet is sent for a UDP connect
             return str(probe.getsockname()[0])
         except OSError:
             raise DaemonError("invalid", "could not choose an advertise address: "

@@ -170,7 +170,8 @@ async def join(daemon: Daemon, request: control_pb2.SwarmJoinRequest) -> control
         token = parse_join_token(request.join_token)
     except InvalidJoinToken as err:
         raise DaemonError("invalid", str(err)) from err
-    listen_host, listen_port, advertise_host = listen_and_advertise(request.listen_addr, request.advertise_addr)
+    listen_host, listen_port, advertise_host = listen_and_advertise(request.listen_addr, request.advertise_addr,
+                                                                    toward=remote_host)
     availability = AVAILABILITY.get(request.availability.lower())
     if availability is None:
         raise DaemonError("invalid", f"invalid availability {request.availability!r}: "

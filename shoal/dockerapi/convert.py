@@ -523,6 +523,22 @@ def config_json(config: pb.Config) -> dict[str, Any]:
     return secret_inspect(config, shows_data=True)
 
 
+def root_tls_info(ca_pem: bytes) -> dict[str, str]:
+    """The swarm's TLSInfo: the root's subject and public key as nodes report their issuer's
+    (`docker swarm ca --rotate` waits until every node's TLSInfo equals this one)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    out = {"TrustRoot": ca_pem.decode(errors="replace")}
+    try:
+        root = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError:
+        return out
+    out["CertIssuerSubject"] = base64.b64encode(root.subject.public_bytes()).decode()
+    out["CertIssuerPublicKey"] = base64.b64encode(root.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    return out
+
+
 def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
     spec = cluster.spec
     return {
@@ -533,9 +549,11 @@ def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
                  "Raft": {"SnapshotInterval": spec.raft.snapshot_interval, "ElectionTick": spec.raft.election_tick,
                           "HeartbeatTick": spec.raft.heartbeat_tick},
                  "Dispatcher": {"HeartbeatPeriod": int(round(spec.dispatcher.heartbeat_period * 1e9))},
-                 "CAConfig": {"NodeCertExpiry": int(round(spec.ca_config.node_cert_expiry * 1e9))},
-                 "TaskDefaults": {}, "EncryptionConfig": {"AutoLockManagers": False}},
-        "TLSInfo": {"TrustRoot": cluster.root_ca.ca_cert.decode(errors="replace")},
+                 "CAConfig": {"NodeCertExpiry": int(round(spec.ca_config.node_cert_expiry * 1e9)),
+                              "ForceRotate": spec.ca_config.force_rotate},
+                 "TaskDefaults": {},
+                 "EncryptionConfig": {"AutoLockManagers": spec.encryption_config.auto_lock_managers}},
+        "TLSInfo": root_tls_info(cluster.root_ca.ca_cert),
         "RootRotationInProgress": bool(cluster.root_ca.root_rotation.ca_cert),
         "DefaultAddrPool": list(spec.default_addr_pool), "SubnetSize": spec.subnet_size,
         "DataPathPort": 4789,

@@ -29,6 +29,7 @@ from shoal.daemon import events as daemon_events
 from shoal.daemon.config import DaemonError
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Unsupported
+from shoal.dockerapi.swarm import SwarmRoutes
 
 if TYPE_CHECKING:
     from shoal.daemon.roles import Daemon
@@ -37,6 +38,7 @@ log = logging.getLogger("shoald.dockerapi")
 
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
+NETWORK_RM_WAIT = 30.0       # seconds DELETE /networks waits for stopping tasks to free their addresses
 MAX_BODY = 4 * 1024 * 1024   # a service spec or a secret (Docker's limit for secret data is 500 KiB)
 _VERSION_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 
@@ -164,6 +166,7 @@ class DockerAPI:
             ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
             ("GET", "/events", self.events),
             ("GET", "/containers/json", self.containers), ("GET", "/containers/{ref}/json", self.container),
+            *SwarmRoutes(self).routes(),
         ):
             r.append(web.route(method, path, fn))
         return r
@@ -283,7 +286,7 @@ class DockerAPI:
         up_to_date = filters.pop("_up-to-date", None)
         control = self.control()
         tasks = list((await control.services.list_tasks(cpb.ListTasksRequest(
-            filters=convert.filter_map(filters, ("service", "node", "desired-state", "id", "name"))))).tasks)
+            filters=convert.filter_map(filters, ("service", "node", "desired-state", "id", "name", "label"))))).tasks)
         services = {s.id: s for s in (await control.services.list_services(cpb.ListServicesRequest())).services}
         if up_to_date and any(convert.parse_bool(v) for v in up_to_date):
             tasks = [t for t in tasks if t.service_id in services
@@ -363,8 +366,23 @@ class DockerAPI:
         return _json({"Id": net.id, "Warning": ""}, 201)
 
     async def network_rm(self, request: web.Request) -> web.Response:
-        await self.control().networks.remove_network(cpb.RemoveNetworkRequest(network_id=request.match_info["ref"]))
-        return web.Response(status=204)
+        """DELETE /networks/{ref}. Shoal keeps a network while tasks still hold addresses on it, where
+        swarmkit lets tasks being stopped go on holding them; `docker stack rm` removes the network
+        right after the services and does not retry, so wait (up to NETWORK_RM_WAIT) while the only
+        users left are tasks, which the removed services' shutdown is ending."""
+        request_rm = cpb.RemoveNetworkRequest(network_id=request.match_info["ref"])
+        deadline = time.monotonic() + NETWORK_RM_WAIT
+        while True:
+            try:
+                await self.control().networks.remove_network(request_rm)
+                return web.Response(status=204)
+            except ControlError as err:
+                users = str(err).partition(" is in use by ")[2]
+                only_tasks = err.code == "precondition" and users and all(
+                    u.strip().startswith("task ") for u in users.split(" and ")[0].split(","))
+                if not only_tasks or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     async def secrets(self, request: web.Request) -> web.Response:
         filters = convert.filter_map(convert.parse_filters(request.query.get("filters")), ("id", "name", "label"))

@@ -250,3 +250,48 @@ def test_logs_update_rollback_node_update_join_token(lab, docker):
     token = lab.shoal("manager1", "swarm", "join-token", "-q", "worker").stdout.strip()
     assert docker("swarm", "join-token", "-q", "worker").stdout.strip() == token
     assert f"docker swarm join --token {token} " in docker("swarm", "join-token", "worker").stdout
+
+
+def test_stack_deploy_ls_services_ps_scale_rm_and_node_ps(lab, docker):
+    """docker stack is client-side: its label filters on services, networks and tasks, and the network
+    removal right after the services (which the CLI does not retry), all served."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "web.yml"
+    docker.env["REGISTRY"] = lab.registry
+    try:
+        docker("stack", "deploy", "-c", str(examples), "web")
+    finally:
+        del docker.env["REGISTRY"]
+    assert [s["Name"] for s in shoal_json(lab, "service", "ls")] == ["web_web"]
+    assert docker("stack", "ls").stdout.splitlines()[1].split() == ["web", "1"]
+    docker("service", "scale", "-d", "web_web=6")
+    wait_for(lambda: running(lab, "web_web") == 6, 180, what="web_web at 6 running tasks")
+    services = docker("stack", "services", "web", "--format", "{{.Name}} {{.Replicas}}").stdout.split()
+    assert services == ["web_web", "6/6"]
+    ps = docker("stack", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}}")
+    assert sorted(ps.stdout.split("\n")[:-1]) == [f"web_web.{i} manager1" for i in range(1, 7)]
+    node_ps = docker("node", "ps", "--filter", "desired-state=running", "--format", "{{.Name}}").stdout.split()
+    assert sorted(node_ps) == [f"web_web.{i}" for i in range(1, 7)]
+    removed = docker("stack", "rm", "web")
+    assert "Removing network web_default" in removed.stdout and removed.stderr == ""
+    assert shoal_json(lab, "service", "ls") == []
+    assert all(n["Name"] != "web_default" for n in shoal_json(lab, "network", "ls"))
+    assert "Nothing found in stack: web" in docker("stack", "rm", "web").stderr
+
+
+def test_swarm_update_rotate_autolock_and_ca(lab, docker):
+    docker("swarm", "update", "--task-history-limit", "3")
+    spec = json.loads(docker("info", "--format", "{{json .Swarm.Cluster.Spec}}").stdout)
+    assert spec["Orchestration"]["TaskHistoryRetentionLimit"] == 3
+    old = lab.shoal("manager1", "swarm", "join-token", "-q", "worker").stdout.strip()
+    assert "Successfully rotated worker join token." in docker("swarm", "join-token", "--rotate", "worker").stdout
+    new = lab.shoal("manager1", "swarm", "join-token", "-q", "worker").stdout.strip()
+    assert new != old and docker("swarm", "join-token", "-q", "worker").stdout.strip() == new
+    docker("swarm", "update", "--autolock")
+    key = docker("swarm", "unlock-key", "-q").stdout.strip()
+    assert key.startswith("SWMKEY-1-") and lab.shoal("manager1", "swarm", "unlock-key", "-q").stdout.strip() == key
+    docker("swarm", "update", "--autolock=false")
+    refused = docker("swarm", "unlock-key", check=False)
+    assert refused.returncode == 1 and refused.stderr == "no unlock key is set\n"   # Docker's words
+    root = json.loads(docker("info", "--format", "{{json .Swarm.Cluster}}").stdout)["TLSInfo"]["TrustRoot"]
+    docker("swarm", "ca", "--rotate", timeout=120)   # waits until the node's certificate has the new issuer
+    assert json.loads(docker("info", "--format", "{{json .Swarm.Cluster}}").stdout)["TLSInfo"]["TrustRoot"] != root

@@ -351,6 +351,21 @@ async def test_list_tasks_filters_like_service_ps(control, cluster):
     assert await task_ids(control, service="web,api") == ["t-api1", "t-web1-new", "t-web1-old", "t-web2"]
 
 
+async def test_list_tasks_label_filter_reads_the_service_labels(control, store):
+    """`docker stack ps NS`: GET /tasks?filters={"label":{"com.docker.stack.namespace=NS":true}}."""
+    stacked = make_spec("app_web")
+    stacked.annotations.labels["com.docker.stack.namespace"] = "app"
+    web = (await control.create_service(control_pb2.CreateServiceRequest(spec=stacked))).service
+    other = await create(control, name="other")
+    orphan = make_task("t-orphan", other, slot=2)
+    orphan.service_id = "gone"                      # its service removed: its own labels are read
+    orphan.annotations.labels["com.docker.stack.namespace"] = "app"
+    await add(store, make_task("t-web1", web, slot=1), make_task("t-other1", other, slot=1), orphan)
+    assert await task_ids(control, label="com.docker.stack.namespace=app") == ["t-web1", "t-orphan"]
+    assert await task_ids(control, label="com.docker.stack.namespace") == ["t-web1", "t-orphan"]
+    assert await task_ids(control, label="com.docker.stack.namespace=other") == []
+
+
 async def test_list_tasks_rejects_unknown_filters_and_services(control, cluster):
     with pytest.raises(ControlError, match="invalid filter 'colour'"):
         await task_ids(control, colour="blue")
