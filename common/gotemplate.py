@@ -44,6 +44,10 @@ class Fields(dict):
         self.type_name = type_name
 
 
+class StringMap(dict):
+    """A Go map[string]string: indexing a missing key gives "" (the zero value), not nil."""
+
+
 # ---- lexing ------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"""
@@ -138,8 +142,8 @@ _FUNCS: dict[str, Callable] = {}
 
 
 class _Parser:
-    def __init__(self, src: str, name: str = ""):
-        self.src, self.name = src, name
+    def __init__(self, src: str, name: str = "", funcs: frozenset[str] = frozenset()):
+        self.src, self.name, self.extra_funcs = src, name, funcs
 
     def line(self, pos: int) -> int:
         return self.src.count("\n", 0, pos) + 1
@@ -346,7 +350,7 @@ class _Parser:
             elif text == "nil":
                 operand = Operand(tok.pos, "nil", None, (), text)
             else:
-                if text not in _FUNCS:
+                if text not in _FUNCS and text not in self.extra_funcs:
                     raise self.error(tok.pos, f'function "{text}" not defined')
                 operand = Operand(tok.pos, "ident", text, (), text)
             i += 1
@@ -478,6 +482,14 @@ class _FuncError(Exception):
     pass
 
 
+FuncError = _FuncError     # what a function given to Template(funcs=...) raises: reported as Go reports it
+
+# SwarmKit's config-template functions (worker/placeholders.expand_config), as stand-ins: enough to
+# check that a template parses where there is no task to expand it for (the ControlAPI).
+PAYLOAD_FUNCS: dict[str, Callable] = {"secret": lambda target: "", "config": lambda target: "",
+                                      "env": lambda key: ""}
+
+
 def _want(value: Any, kind: type, what: str) -> Any:
     if kind is int and isinstance(value, float) and value == int(value):
         return int(value)
@@ -542,7 +554,7 @@ def _index(item: Any, *keys: Any) -> Any:
             if key not in item:
                 if isinstance(item, Fields):
                     raise _FuncError(f"can't index item of type {item.type_name}")
-                item = None
+                item = "" if isinstance(item, StringMap) else None
                 continue
             item = item[key]
         elif isinstance(item, (list, tuple, str)):
@@ -716,15 +728,18 @@ class _State:
 
 
 class Template:
-    """A parsed template: `execute(data)` runs it (TemplateError on failure)."""
+    """A parsed template: `execute(data)` runs it (TemplateError on failure). ``funcs`` adds
+    functions (Go's template.Funcs), as SwarmKit's config templates add secret, config and env."""
 
-    def __init__(self, source: str, name: str = ""):
+    def __init__(self, source: str, name: str = "", funcs: dict[str, Callable] | None = None):
         self.source = source
-        self._parser = _Parser(source, name)
+        self._funcs = dict(funcs or {})
+        self._parser = _Parser(source, name, frozenset(self._funcs))
         self._nodes = self._parser.parse()
 
     def execute(self, data: Any, header: bool = False) -> str:
-        state = _State(self._parser, _HEADER_FUNCS if header else _FUNCS, [("$", data)])
+        funcs = _HEADER_FUNCS if header else _FUNCS
+        state = _State(self._parser, dict(funcs, **self._funcs) if self._funcs else funcs, [("$", data)])
         self._run(state, self._nodes, data)
         return "".join(state.out)
 

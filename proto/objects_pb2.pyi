@@ -732,7 +732,7 @@ class NetworkAttachment(_message.Message):
     def __init__(self, network_id: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "meta", "spec", "service_id", "slot", "node_id", "annotations", "status", "desired_state", "networks", "endpoint", "spec_version", "restart_at", "restarts", "assigned_generic_resources")
+    __slots__ = ("id", "meta", "spec", "service_id", "slot", "node_id", "annotations", "status", "desired_state", "networks", "endpoint", "spec_version", "restart_at", "restarts", "assigned_generic_resources", "service_annotations")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -748,6 +748,7 @@ class Task(_message.Message):
     RESTART_AT_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_GENERIC_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: TaskSpec
@@ -763,7 +764,8 @@ class Task(_message.Message):
     restart_at: float
     restarts: _containers.RepeatedScalarFieldContainer[float]
     assigned_generic_resources: _containers.RepeatedCompositeFieldContainer[GenericResource]
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., service_id: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., annotations: _Optional[_Union[Annotations, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., spec_version: _Optional[int] = ..., restart_at: _Optional[float] = ..., restarts: _Optional[_Iterable[float]] = ..., assigned_generic_resources: _Optional[_Iterable[_Union[GenericResource, _Mapping]]] = ...) -> None: ...
+    service_annotations: Annotations
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., service_id: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., annotations: _Optional[_Union[Annotations, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., spec_version: _Optional[int] = ..., restart_at: _Optional[float] = ..., restarts: _Optional[_Iterable[float]] = ..., assigned_generic_resources: _Optional[_Iterable[_Union[GenericResource, _Mapping]]] = ..., service_annotations: _Optional[_Union[Annotations, _Mapping]] = ...) -> None: ...
 
 class IPAMConfig(_message.Message):
     __slots__ = ("subnet", "gateway")
@@ -858,12 +860,14 @@ class Secret(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[SecretSpec, _Mapping]] = ...) -> None: ...
 
 class ConfigSpec(_message.Message):
-    __slots__ = ("annotations", "data")
+    __slots__ = ("annotations", "data", "templating")
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATING_FIELD_NUMBER: _ClassVar[int]
     annotations: Annotations
     data: bytes
-    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    templating: Driver
+    def __init__(self, annotations: _Optional[_Union[Annotations, _Mapping]] = ..., data: _Optional[bytes] = ..., templating: _Optional[_Union[Driver, _Mapping]] = ...) -> None: ...
 
 class Config(_message.Message):
     __slots__ = ("id", "meta", "spec")

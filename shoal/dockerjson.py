@@ -290,6 +290,8 @@ def secret_inspect(obj, shows_data: bool) -> dict:
     spec = {"Name": obj.spec.annotations.name, "Labels": dict(sorted(obj.spec.annotations.labels.items()))}
     if shows_data:
         spec["Data"] = base64.b64encode(obj.spec.data).decode()
+    if getattr(obj.spec, "templating", None) is not None and obj.spec.templating.name:
+        spec["Templating"] = {"Name": obj.spec.templating.name}
     return {"ID": obj.id, "Version": {"Index": obj.meta.version},
             "CreatedAt": rfc3339(obj.meta.created_at), "UpdatedAt": rfc3339(obj.meta.updated_at),
             "Spec": spec}

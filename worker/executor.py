@@ -18,7 +18,7 @@ from agent_runtime.api import (ContainerSpec, File, Healthcheck, LogConfig, Moun
 from common import genericresource
 from common.hostopts import parse_log_options
 from proto import objects_pb2
-from worker.placeholders import expand_container
+from worker.placeholders import expand_config, expand_container
 
 TASK_LABEL = "com.docker.swarm.task.id"
 SERVICE_LABEL = "com.docker.swarm.service.id"
@@ -48,9 +48,10 @@ def _owner(value: str, what: str) -> int:
 
 
 def container_files(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Secret],
-                    configs: Mapping[str, objects_pb2.Config]) -> list[File]:
+                    configs: Mapping[str, objects_pb2.Config], node_hostname: str = "") -> list[File]:
     """The files of ``task``'s secrets and configs, from the objects this node was sent; ValueError
-    naming a secret or config the node does not have (yet)."""
+    naming a secret or config the node does not have (yet). A config made with ``--template-driver
+    golang`` is expanded for this task (worker/placeholders.py)."""
     out = []
     container = task.spec.container
     for kind, refs, known in (("secret", container.secrets, secrets), ("config", container.configs, configs)):
@@ -61,7 +62,15 @@ def container_files(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Se
             if obj is None:
                 raise ValueError(f"task {task.id}: {kind} {name} ({object_id}) was not sent to this node")
             what = f"task {task.id}: {kind} {name}"
-            out.append(File(target=file_target(kind, ref), data=base64.b64encode(obj.spec.data).decode(),
+            data = obj.spec.data
+            if kind == "config" and obj.spec.templating.name:
+                if obj.spec.templating.name != "golang":
+                    raise ValueError(f"{what}: unsupported template driver {obj.spec.templating.name!r}")
+                try:
+                    data = expand_config(task, node_hostname, data, secrets, configs)
+                except ValueError as err:
+                    raise ValueError(f"{what}: {err}") from None
+            out.append(File(target=file_target(kind, ref), data=base64.b64encode(data).decode(),
                             uid=_owner(ref.file.uid, f"{what} uid"), gid=_owner(ref.file.gid, f"{what} gid"),
                             mode=ref.file.mode or DEFAULT_FILE_MODE))
     return out
@@ -145,7 +154,7 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
         healthcheck=health,
         networks=[NetworkAttachment(network_id=a.network_id, address=a.addresses[0], aliases=list(a.aliases))
                   for a in task.networks if a.addresses],
-        files=container_files(task, secrets or {}, configs or {}),
+        files=container_files(task, secrets or {}, configs or {}, node_hostname),
         dns=list(c.dns_config.nameservers),
         dns_search=list(c.dns_config.search),
         dns_options=list(c.dns_config.options),

@@ -74,6 +74,16 @@ def check_spec(spec, flavour: _Flavour) -> None:
     if not 0 < size < flavour.max_bytes:
         raise ControlError("invalid", f"create {word} {name}: {word} data must be larger than 0 and less "
                                       f"than {flavour.max_bytes // 1024} KiB (it is {size} bytes)")
+    templating = getattr(spec, "templating", None)
+    if templating is not None and templating.name not in ("", "golang"):
+        raise ControlError("invalid", f"create {word} {name}: unsupported template driver {quoted(templating.name)} "
+                                      "(golang is the one there is)")
+    if templating is not None and templating.name:
+        from common.gotemplate import PAYLOAD_FUNCS, Template, TemplateError
+        try:
+            Template(spec.data.decode("utf-8"), "expansion", PAYLOAD_FUNCS)
+        except (TemplateError, UnicodeDecodeError) as err:
+            raise ControlError("invalid", f"create {word} {name}: the template does not parse: {err}") from None
 
 
 def matches(obj, filters: dict[str, str]) -> bool:

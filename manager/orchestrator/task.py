@@ -35,6 +35,7 @@ def new_task(service: objects_pb2.Service, *, slot: int = 0, node_id: str = "", 
     task.meta.created_at = max(now, after + CREATION_STEP) if after else now
     task.meta.updated_at = now
     task.spec.CopyFrom(service.spec.task)
+    task.service_annotations.CopyFrom(service.spec.annotations)
     name = service.spec.annotations.name or service.id
     task.annotations.name = f"{name}.{slot}" if slot else f"{name}.{node_id}"
     if service.HasField("endpoint"):

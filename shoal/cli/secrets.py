@@ -101,10 +101,11 @@ def _make_group(kind: Kind) -> click.Group:
 
     @group.command("create", help=f"Create a {word} from a file or STDIN as content.")
     @click.option("-l", "--label", multiple=True, help=f"{Word} labels")
+    @click.option("--template-driver", default="", help="Template driver (golang)")
     @click.argument("name")
     @click.argument("file", metavar="FILE|-")
     @click.pass_obj
-    def create(client, label, name, file) -> None:
+    def create(client, label, template_driver, name, file) -> None:
         from proto import control_pb2, objects_pb2
         # The daemon refuses data over the limit; checked here too, before sending, since a
         # request over gRPC's 4 MiB message limit would only get a raw transport error.
@@ -116,6 +117,12 @@ def _make_group(kind: Kind) -> click.Group:
                        err=True)
             sys.exit(1)
         spec = getattr(objects_pb2, f"{Word}Spec")(data=data)
+        if template_driver:
+            if kind is SECRET:
+                click.echo("Error: --template-driver: templated secrets are not supported by Shoal (configs are)",
+                           err=True)
+                sys.exit(1)
+            spec.templating.name = template_driver
         spec.annotations.name = name
         for key, value in parse_pairs(label, "--label").items():
             spec.annotations.labels[key] = value

@@ -501,7 +501,7 @@ def parse_network_create(raw: Any) -> pb.NetworkSpec:
     return spec
 
 
-def parse_secret_spec(raw: Any, what: str) -> tuple[str, dict[str, str], bytes]:
+def parse_secret_spec(raw: Any, what: str) -> tuple[str, dict[str, str], bytes, str]:
     s = Obj(raw, f"{what}Spec")
     name = s.str("Name")
     labels = s.string_map("Labels")
@@ -510,9 +510,13 @@ def parse_secret_spec(raw: Any, what: str) -> tuple[str, dict[str, str], bytes]:
         data = base64.b64decode(data_text, validate=True)
     except binascii.Error:
         raise BadRequest(f"{what}Spec.Data: not base64") from None
-    s.get("Templating")
+    templating = ""
+    if not _empty(s.get("Templating")):
+        t = s.sub("Templating")
+        templating = t.str("Name")
+        t.done()
     s.done()
-    return name, labels, data
+    return name, labels, data, templating
 
 
 def secret_json(secret: pb.Secret) -> dict[str, Any]:

@@ -394,7 +394,9 @@ class DockerAPI:
         return _json(convert.secret_json(s))
 
     async def secret_create(self, request: web.Request) -> web.Response:
-        name, labels, data = convert.parse_secret_spec(await self.body(request, "secret spec"), "Secret")
+        name, labels, data, templating = convert.parse_secret_spec(await self.body(request, "secret spec"), "Secret")
+        if templating:
+            raise convert.Unsupported("SecretSpec.Templating: templated secrets are not supported by Shoal (configs are)")
         spec = pb.SecretSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
         s = (await self.control().secrets.create_secret(cpb.CreateSecretRequest(spec=spec))).secret
         return _json({"ID": s.id}, 201)
@@ -413,8 +415,10 @@ class DockerAPI:
         return _json(convert.config_json(c))
 
     async def config_create(self, request: web.Request) -> web.Response:
-        name, labels, data = convert.parse_secret_spec(await self.body(request, "config spec"), "Config")
+        name, labels, data, templating = convert.parse_secret_spec(await self.body(request, "config spec"), "Config")
         spec = pb.ConfigSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
+        if templating:
+            spec.templating.name = templating
         c = (await self.control().secrets.create_config(cpb.CreateConfigRequest(spec=spec))).config
         return _json({"ID": c.id}, 201)
 

@@ -255,6 +255,8 @@ def _data_spec(spec, definition: SecretDef, key: str, name: str):
     spec.annotations.name = _resource_name(definition, key, name)
     spec.annotations.labels.update(_namespaced(definition.labels, name))
     spec.data = definition.data or b""
+    if definition.template_driver:
+        spec.templating.name = definition.template_driver
     return spec
 
 

@@ -182,6 +182,7 @@ class SecretDef:
     external: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     data: bytes | None = field(default=None, repr=False)
+    template_driver: str = ""           # configs: "golang" expands the content per task
 
 
 ConfigDef = SecretDef

@@ -167,9 +167,10 @@ def read_secrets(ck: Checker, node: Node | None, kind: str, env: Mapping[str, st
     result = {}
     for key, value in _named_entries(ck, node, kind).items():
         path = join(kind, key)
-        entries = ck.mapping(value, path, {*sources, "external", "name", "labels"},
-                             {"template_driver": "not supported", "driver": "not supported",
-                              "driver_opts": "not supported"}, nullable=False)
+        allowed = {*sources, "external", "name", "labels"} | ({"template_driver"} if kind == "configs" else set())
+        entries = ck.mapping(value, path, allowed,
+                             {"template_driver": "templated secrets are not supported by Shoal (configs are)",
+                              "driver": "not supported", "driver_opts": "not supported"}, nullable=False)
         if entries is None:
             continue
         external, legacy = _external(ck, entries, value, path)
@@ -180,6 +181,9 @@ def read_secrets(ck: Checker, node: Node | None, kind: str, env: Mapping[str, st
             fields["name"] = legacy
         if "labels" in entries:
             fields["labels"] = ck.labels(entries["labels"], join(path, "labels"))
+        if "template_driver" in entries:
+            fields["template_driver"] = ck.choice(entries["template_driver"], join(path, "template_driver"),
+                                                  ("golang",))
         given = [s for s in sources if s in entries]
         if not external:
             if len(given) != 1:

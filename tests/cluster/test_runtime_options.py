@@ -124,3 +124,27 @@ def test_tty_group_and_log_options_apply(lab, image):
         assert records[-1]["log"].split()[1:] == ["100", "4242"]
     finally:
         lab.shoal("manager1", "service", "rm", "term", check=False)
+
+
+def test_service_labels_placeholder_and_a_templated_config(lab, image):
+    """{{index .Service.Labels ...}} in env, and a config created with --template-driver golang:
+    expanded per task on the node (placeholders, secret and env functions), read inside."""
+    template = ('slot={{.Task.Slot}} svc={{.Service.Name}} zone={{index .Service.Labels "zone"}} '
+                'pass={{secret "db_pass"}} greeting={{env "GREETING"}}\n')
+    from shoal.lab import procs
+    shoal = procs.program("shoal")
+    lab.exec("manager1", [shoal, "secret", "create", "db_pass", "-"], input="s3cret")
+    lab.exec("manager1", [shoal, "config", "create", "--template-driver", "golang", "app", "-"], input=template)
+    try:
+        inspected = json.loads(lab.shoal("manager1", "config", "inspect", "app").stdout)[0]
+        assert inspected["Spec"]["Templating"] == {"Name": "golang"}
+        lab.shoal("manager1", "service", "create", "--name", "tmpl", "--label", "zone=east", "--stop-signal", "KILL",
+                  "--env", 'ZONE={{index .Service.Labels "zone"}}', "--env", "GREETING=hi-{{.Task.Slot}}",
+                  "--secret", "db_pass", "--config", "source=app,target=/etc/app.conf", image, "sleep", "3600",
+                  timeout=120)
+        seen = in_container(lab, "tmpl", "echo $ZONE; cat /etc/app.conf")
+        assert seen == "east\nslot=1 svc=tmpl zone=east pass=s3cret greeting=hi-1\n"
+    finally:
+        lab.shoal("manager1", "service", "rm", "tmpl", check=False)
+        lab.shoal("manager1", "config", "rm", "app", check=False)
+        lab.shoal("manager1", "secret", "rm", "db_pass", check=False)

@@ -138,7 +138,9 @@ def test_network_and_secret_bodies():
     assert spec.annotations.name == "n1" and spec.attachable
     with pytest.raises(Unsupported, match="network driver 'bridge'"):
         convert.parse_network_create({"Name": "n2", "Driver": "bridge"})
-    assert convert.parse_secret_spec({"Name": "s", "Data": "aGk="}, "Secret") == ("s", {}, b"hi")
+    assert convert.parse_secret_spec({"Name": "s", "Data": "aGk="}, "Secret") == ("s", {}, b"hi", "")
+    assert convert.parse_secret_spec({"Name": "c", "Data": "aGk=", "Templating": {"Name": "golang"}},
+                                     "Config")[3] == "golang"
     with pytest.raises(BadRequest, match="not base64"):
         convert.parse_secret_spec({"Name": "s", "Data": "***"}, "Secret")
 
