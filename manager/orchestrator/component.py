@@ -40,6 +40,7 @@ from proto import objects_pb2
 
 from .plan import Plan
 from .reconcile import history_retention, reconcile, reconcile_removed
+from .update import ACTIVE_STATES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,26 @@ def node_fingerprint(node: objects_pb2.Node) -> tuple:
     """What of a node the orchestrators decide on (not its attachments, message or address)."""
     return (node.spec.SerializeToString(deterministic=True), node.status.state, node.role,
             node.description.SerializeToString(deterministic=True))
+
+
+def task_change_matters(old: objects_pb2.Task, new: objects_pb2.Task,
+                        service: objects_pb2.Service | None) -> bool:
+    """Whether a task update can change what ``reconcile`` decides for its service.
+
+    Not: a task the orchestrator still wants running (desired state unchanged, at most RUNNING)
+    moving forward between NEW and RUNNING on the same node and spec (the allocator's PENDING,
+    every status a worker reports on the way to RUNNING) while its service has no rolling update
+    in progress: reconcile counts such a task as one runnable task of its slot whatever its state
+    (SwarmKit's replicated orchestrator ignores these too). Everything else matters: an ended
+    task (restart), a new desired state, a new node (a move, or a placement on a node that became
+    unfit), a new spec, any change during an update (it waits for tasks to run).
+    Without this filter every status report of a 50,000-task service reconciled all of it.
+    """
+    if service is None or service.update_status.state in ACTIVE_STATES:
+        return True
+    return not (old.desired_state == new.desired_state <= objects_pb2.RUNNING
+                and old.status.state <= objects_pb2.RUNNING and new.status.state <= objects_pb2.RUNNING
+                and old.node_id == new.node_id and old.spec_version == new.spec_version)
 
 
 def plan_size(plan: Plan) -> int:
@@ -94,8 +115,11 @@ class Orchestrator(StoreLoop):
         if kind is Kind.SERVICE:
             self._dirty.add(event.obj.id)
         elif kind is Kind.TASK:
-            if event.obj.service_id:
-                self._dirty.add(event.obj.service_id)
+            service_id = event.obj.service_id
+            if service_id and service_id not in self._dirty and (
+                    not isinstance(event, ObjectUpdated)
+                    or task_change_matters(event.old, event.obj, self._store.view().get(Kind.SERVICE, service_id))):
+                self._dirty.add(service_id)
         elif kind is Kind.NODE:
             if not isinstance(event, ObjectUpdated) or \
                     node_fingerprint(event.obj) != node_fingerprint(event.old):
