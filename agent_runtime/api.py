@@ -54,6 +54,7 @@ __all__ = [
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
 PULL_DEADLINE = 600.0
 NETWORK_SYNC_TIME = 60.0
+PRUNE_DEADLINE = 300.0      # prune and df walk every writable layer and volume: many files take a while
 
 
 def _default_deadline() -> float:
@@ -161,6 +162,18 @@ class _Calls:
     @staticmethod
     def image_prune(all: bool = False) -> _Call:
         return _Call("POST", "/images/prune", body={"All": all})
+
+    @staticmethod
+    def container_prune(filters: dict[str, list[str]] | None = None) -> _Call:
+        return _Call("POST", "/containers/prune", body={"Filters": filters or {}}, extra_time=PRUNE_DEADLINE)
+
+    @staticmethod
+    def volume_prune(filters: dict[str, list[str]] | None = None) -> _Call:
+        return _Call("POST", "/volumes/prune", body={"Filters": filters or {}}, extra_time=PRUNE_DEADLINE)
+
+    @staticmethod
+    def system_df() -> _Call:
+        return _Call("GET", "/system/df", extra_time=PRUNE_DEADLINE)
 
     @staticmethod
     def image_import(source: str, ref: str | None = None) -> _Call:
@@ -345,6 +358,11 @@ class RuntimeClient:
         return self._call(_Calls.image_load(path, tag))
     def image_tag(self, source: str, target: str) -> dict: return self._call(_Calls.image_tag(source, target))
     def image_prune(self, all: bool = False) -> dict: return self._call(_Calls.image_prune(all))
+    def container_prune(self, filters: dict[str, list[str]] | None = None) -> dict:
+        return self._call(_Calls.container_prune(filters))
+    def volume_prune(self, filters: dict[str, list[str]] | None = None) -> dict:
+        return self._call(_Calls.volume_prune(filters))
+    def system_df(self) -> dict: return self._call(_Calls.system_df())
 
     def image_pull_stream(self, ref: str, auth: str | None = None, platform: str | None = None) -> Iterator[dict]:
         """Docker's pull messages ({"status", "id", "progressDetail"}) as they come, the last one

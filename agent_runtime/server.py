@@ -32,6 +32,7 @@ from agent_runtime.network.model import NetworkState
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.image_api import ImageAPI, open_store
+from agent_runtime.prune import PruneAPI
 from agent_runtime import daemonconfig, logformat, sdnotify
 from agent_runtime import metrics as runtime_metrics
 from agent_runtime.logs import LogFollower, parse_time, read_logs
@@ -113,6 +114,7 @@ class Runtimed:
         r.add_get("/version", self.version)
         r.add_get("/info", self.info)
         self.image_api.add_routes(r)
+        PruneAPI(self).add_routes(r)
         r.add_post("/containers/create", self.create)
         r.add_get("/containers/json", self.list)
         r.add_get("/containers/{id}/json", self.inspect)

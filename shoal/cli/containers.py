@@ -200,7 +200,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         spec.networks = [attachment_endpoint(attachment)]
         spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
     try:
-        cid = client.create(spec)
+        cid = _create_pulling(client, spec)
     except ShoalRuntimeError as exc:
         detach_attachment(ctx, spec.labels)
         _fail(exc, 125)
@@ -223,6 +223,20 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     if remove:
         _remove_container(ctx, client, cid)
     sys.exit(result.status_code)
+
+
+def _create_pulling(client, spec) -> str:
+    """Create the container; an image this node lacks is pulled first, as ``docker run`` does
+    (its "Unable to find image 'REF' locally" on stderr)."""
+    from agent_runtime.errors import NotFound
+    try:
+        return client.create(spec)
+    except NotFound as exc:
+        if not str(exc).startswith("No such image"):
+            raise
+    click.echo(f"Unable to find image '{spec.image}' locally", err=True)
+    client.image_pull(spec.image)
+    return client.create(spec)
 
 
 def read_env_files(paths) -> list[str]:
@@ -266,6 +280,7 @@ def _image_healthcheck(client, image: str):
     try:
         config = client.image_inspect(image)
     except NotFound:
+        click.echo(f"Unable to find image '{image}' locally", err=True)
         _calling(client.image_pull, image, code=125)
         config = _calling(client.image_inspect, image, code=125)
     return image_healthcheck(config.get("Config") or {})

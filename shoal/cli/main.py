@@ -8,8 +8,8 @@ import sys
 import click
 
 from shoal import __version__
-from shoal.cli import (clientcert, containers, events, images, inspect, networks, nodes, secrets, service_logs,
-                       services, stacks, swarm, system, ui)
+from shoal.cli import (clientcert, containers, events, images, inspect, networks, nodes, prune, secrets,
+                       service_logs, services, stacks, swarm, system, ui)
 from shoal.cli.client import Client, TLSOptions
 
 
@@ -34,7 +34,7 @@ def cli(ctx: click.Context, host: str | None, tlsverify: bool | None, tlscacert:
 
 # Each command module adds its commands (and groups) to the top-level group.
 for _module in (swarm, clientcert, nodes, images, containers, services, service_logs, networks, stacks, secrets, system,
-                events, ui, inspect):
+                events, ui, inspect, prune):
     _module.register(cli)
 
 

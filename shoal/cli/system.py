@@ -23,6 +23,13 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
 
 def register(cli: click.Group) -> None:
     cli.add_command(version)
+    cli.add_command(system)
+    system.add_command(cli.commands["info"])     # docker system info = docker info
+
+
+@click.group()
+def system() -> None:
+    """Manage Shoal: disk usage, pruning, events, info."""
 
 
 def info_document(info) -> dict:

@@ -76,3 +76,40 @@ def test_run_flags_ps_exec_logs_and_inspect_as_docker(lab, image, tmp_path):
         assert typed.returncode == 1 and typed.stdout == "[]\n" and typed.stderr.startswith("Error response from daemon:")
     finally:
         lab.shoal("manager1", "container", "rm", "-f", "hc", check=False)
+
+
+def test_prune_and_df_as_docker(lab, image):
+    lab.shoal("manager1", "run", "--name", "writer", image, "sh", "-c", "head -c 1000000 /dev/zero > /junk")
+    writer = lab.shoal("manager1", "inspect", "-f", "{{.Id}}", "writer").stdout.strip()
+    bad = lab.shoal("manager1", "container", "prune", "-f", "--filter", "bogus=1", check=False)
+    assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: invalid filter 'bogus'\n")
+    pruned = lab.shoal("manager1", "container", "prune", "-f", "--filter", "until=1s").stdout
+    assert pruned.startswith("Deleted Containers:\n") and f"\n{writer}\n" in pruned
+    assert pruned.endswith("\n\nTotal reclaimed space: 1MB\n")          # the 1,000,000 bytes it wrote
+    assert lab.shoal("manager1", "inspect", "--type", "container", "writer", check=False).returncode == 1
+
+    lab.shoal("manager1", "volume", "create", "keep")
+    lab.shoal("manager1", "volume", "create", "--label", "tmp=1", "scratch")
+    # named volumes are not anonymous: plain prune removes none, as Docker's
+    assert lab.shoal("manager1", "volume", "prune", "-f").stdout == "Total reclaimed space: 0B\n"
+    assert lab.shoal("manager1", "volume", "prune", "-a", "-f", "--filter", "label=tmp").stdout == \
+        "Deleted Volumes:\nscratch\n\nTotal reclaimed space: 0B\n"
+    assert lab.shoal("manager1", "volume", "ls", "-q").stdout.split() == ["keep"]
+
+    lab.shoal("manager1", "network", "create", "spare")
+    lab.shoal("manager1", "network", "create", "held")
+    lab.shoal("manager1", "service", "create", "-d", "--name", "holder", "--network", "held", image, "sleep", "3600")
+    try:
+        out = lab.shoal("manager1", "network", "prune", "-f").stdout
+        assert out.startswith("Deleted Networks:\n") and "spare\n" in out and "held" not in out
+        assert "Total reclaimed space" not in out
+        names = lab.shoal("manager1", "network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "spare" not in names and "held" in names and "ingress" in names
+    finally:
+        lab.shoal("manager1", "service", "rm", "holder", check=False)
+
+    df = lab.shoal("manager1", "system", "df").stdout.splitlines()
+    assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert [line.split()[0] for line in df[1:]] == ["Images", "Containers", "Local", "Build"]
+    rows = lab.shoal("manager1", "system", "df", "--format", "{{.Type}}={{.TotalCount}}/{{.Active}}").stdout
+    assert "Local Volumes=1/0\n" in rows and "Build Cache=0/0\n" in rows      # keep: there, unused
