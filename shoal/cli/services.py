@@ -284,7 +284,7 @@ def service_ls(client, filters, fmt, quiet) -> None:
 
 
 SERVICE_FILTERS = ("id", "label", "mode", "name")
-TASK_FILTERS = ("desired-state", "id", "name", "node", "service")
+TASK_FILTERS = ("desired-state", "id", "label", "name", "node", "service")
 
 
 def _parse_filters(filters, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
