@@ -22,7 +22,6 @@ concurrent connections: one task's call never waits for another's.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.client
 import json
@@ -34,13 +33,34 @@ from typing import Any, AsyncIterator, BinaryIO, Callable, Iterator
 
 from agent_runtime.errors import (Conflict, DeadlineExceeded, InvalidArgument, NotFound, ShoalRuntimeError,
                                   Unavailable, error_for_status)
-from agent_runtime.events import event as container_event
-from agent_runtime.logs import LogRecord
-from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer, PortConfig, Service,
-                                         VirtualIP, mac_from_ip)
+from typing import TYPE_CHECKING
 from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult, File,
                                 Health, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, Ulimit, VolumeInfo,
                                 from_json)
+
+if TYPE_CHECKING:
+    from agent_runtime.events import event as container_event  # noqa: F401
+    from agent_runtime.logs import LogRecord
+    from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer,  # noqa: F401
+                                             PortConfig, Service, VirtualIP, mac_from_ip)
+
+# Loaded on first use (PEP 562): `shoal run` needs none of them, and asyncio, the event bus and
+# the network model are a good part of a short CLI command's start-up.
+_LAZY = {"container_event": ("agent_runtime.events", "event"), "LogRecord": ("agent_runtime.logs", "LogRecord"),
+         **{name: ("agent_runtime.network.model", name) for name in (
+             "Backend", "EncryptionKey", "Network", "NetworkState", "Peer", "PortConfig", "Service", "VirtualIP",
+             "mac_from_ip")}}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RuntimeClient", "AsyncRuntimeClient", "default_socket", "ContainerSpec", "Mount", "File", "Resources", "Ulimit",
@@ -280,8 +300,14 @@ def _info(d: dict) -> ContainerInfo:
 
 
 def _record(line: bytes) -> LogRecord:
+    from agent_runtime.logs import LogRecord
     d = json.loads(line)
     return LogRecord(d["stream"], d["log"], d["time"])
+
+
+def _timeout(seconds: float):
+    import asyncio
+    return asyncio.timeout(seconds)
 
 
 def _raise_for(status: int, payload: bytes) -> None:
@@ -509,7 +535,7 @@ class AsyncRuntimeClient:
         session = await self._sess()
         deadline = self.deadline + call.extra_time
         try:
-            async with asyncio.timeout(deadline):
+            async with _timeout(deadline):
                 resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body,
                                              headers=call.headers)
                 if resp.status >= 400:
@@ -526,7 +552,7 @@ class AsyncRuntimeClient:
         import aiohttp
         deadline = self.deadline + call.extra_time
         try:
-            async with asyncio.timeout(deadline):
+            async with _timeout(deadline):
                 resp = await self._send(call)
                 async with resp:
                     payload = await resp.read()

@@ -113,12 +113,45 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def cli_end_to_end(sock: str, n: int) -> None:
+    """`shoal run --rm IMAGE true`, n runs after 3 warm-ups, and the CLI's import time (median of
+    5 `python -X importtime` runs of what `shoal run` imports before it calls runtimed)."""
+    env = dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{sock}")
+    argv = [str(VENV_BIN / "shoal"), "run", "--rm", IMAGE, "true"]
+    for _ in range(3):
+        subprocess.run(argv, env=env, check=True)
+    runs = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(argv, env=env, check=True)
+        runs.append(time.perf_counter() - t0)
+    imports = []
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                              "import shoal.cli.main, shoal.cli.containers, agent_runtime.api"],
+                             env=env, capture_output=True, text=True, check=True).stderr
+        imports.append(sum(int(line.split("|")[1]) for line in out.splitlines()
+                           if line.startswith("import time:") and line.split("|")[2].strip()
+                           and not line.split("|")[2].startswith(" ") and line.split("|")[1].strip().isdigit()) / 1e6)
+    python = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        python.append(time.perf_counter() - t0)
+    print(fmt("shoal run --rm IMAGE true", runs))
+    print(fmt("  the CLI's imports (python -X importtime, top level)", imports))
+    print(fmt("  python -c pass (the interpreter alone)", python))
+    print(f"  vs docker run --rm (anchor 0.292 s): {stats(runs)[0] / 0.292:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--containers", type=int, default=20)
     ap.add_argument("--crun-inner", nargs=2, metavar=("BUNDLE", "RUNS"))
     ap.add_argument("--detach", action="store_true")
+    ap.add_argument("--cli-only", action="store_true",
+                    help="only `shoal run --rm IMAGE true` end to end (and the CLI's import time)")
     args = ap.parse_args()
     if args.crun_inner:
         crun_inner(args.crun_inner[0], int(args.crun_inner[1]), args.detach)
@@ -146,6 +179,9 @@ def main() -> None:
                 time.sleep(0.05)
         client.image_import(str(base / "busybox.tar"), IMAGE)
         n = args.runs
+        if args.cli_only:
+            cli_end_to_end(sock, n)
+            return
 
         # warm-up (page cache, interpreter)
         for _ in range(3):

@@ -15,7 +15,10 @@ import re
 from datetime import datetime, timezone
 from fractions import Fraction
 
-from proto import objects_pb2 as pb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:          # only a type: the CLI's run/parse paths need no protobuf
+    from proto import objects_pb2 as pb
 
 # ---- durations (Go's time.ParseDuration) -----------------------------------------------------
 

@@ -23,7 +23,17 @@ from collections.abc import Callable, Iterable
 
 import click
 
-from common.gotemplate import Fields, Template, TemplateError, render, tabwrite
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.gotemplate import Template, TemplateError
+
+
+def _gt():
+    """common.gotemplate, imported when a command formats something: it costs the commands that
+    print nothing (`shoal run`) a noticeable part of their start-up."""
+    from common import gotemplate
+    return gotemplate
 
 FORMAT_HELP = ("Format output using a custom template: 'table' (the default), 'table TEMPLATE', "
                "'json', or a Go template such as '{{.ID}}'")
@@ -38,8 +48,8 @@ def _fail(err: TemplateError) -> None:
 def _template(text: str) -> Template:
     text = text.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
     try:
-        return Template(text)
-    except TemplateError as err:
+        return _gt().Template(text)
+    except _gt().TemplateError as err:
         _fail(err)
         raise  # unreachable
 
@@ -58,10 +68,10 @@ def print_rows(fmt: str | None, rows: Iterable[dict], type_name: str, default: C
     if fmt.strip() in ("", "table"):
         default()
         return
-    rows = [Fields(type_name, row) for row in rows]
+    rows = [_gt().Fields(type_name, row) for row in rows]
     if fmt == "json":
         for row in rows:
-            click.echo(render("{{json .}}", row))
+            click.echo(_gt().render("{{json .}}", row))
         return
     table = fmt.startswith("table")
     template = _template(fmt[len("table"):] if table else fmt)
@@ -72,10 +82,10 @@ def print_rows(fmt: str | None, rows: Iterable[dict], type_name: str, default: C
             return
         names = {key: header_name(key) for row in rows for key in row}
         names.update(headers or {})
-        head = template.execute(Fields(type_name, names), header=True) if rows or names else ""
-    except TemplateError as err:
+        head = template.execute(_gt().Fields(type_name, names), header=True) if rows or names else ""
+    except _gt().TemplateError as err:
         _fail(err)
-    click.echo(tabwrite(head + "\n" + body), nl=False)
+    click.echo(_gt().tabwrite(head + "\n" + body), nl=False)
 
 
 def print_objects(fmt: str | None, objects: list, array: bool = True) -> None:
@@ -85,8 +95,8 @@ def print_objects(fmt: str | None, objects: list, array: bool = True) -> None:
         click.echo(json.dumps(objects if array else objects[0], indent=4, ensure_ascii=False))
         return
     try:
-        template = Template(fmt)                # inspect takes the template as written
+        template = _gt().Template(fmt)                # inspect takes the template as written
         out = "".join(template.execute(obj) + "\n" for obj in objects)
-    except TemplateError as err:
+    except _gt().TemplateError as err:
         _fail(err)
     click.echo(out, nl=False)

@@ -1,13 +1,11 @@
 """shoal ui: open the cluster's web page in a local browser (shoal.ui.bridge, docs/web-ui.md)."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
 
 from shoal.cli.client import socket_path
-from shoal.ui.bridge import BridgeError, check_socket, parse_listen, serve
 
 
 def register(cli: click.Group) -> None:
@@ -29,6 +27,9 @@ def default_ui_socket(host: str | None) -> Path:
 @click.pass_obj
 def ui(client, listen: str, ui_socket: Path | None, allow_non_loopback: bool) -> None:
     """Serve the cluster's live web page to a local browser."""
+    import asyncio
+
+    from shoal.ui.bridge import BridgeError, check_socket, parse_listen, serve   # aiohttp: only for `shoal ui`
     path = ui_socket or default_ui_socket(client.host)
     try:
         host, port = parse_listen(listen, allow_non_loopback)
