@@ -2,18 +2,67 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
 from shoal import __version__
-from shoal.cli import (clientcert, containers, events, images, inspect, networks, nodes, prune, secrets,
-                       service_logs, services, stacks, swarm, system, ui)
 from shoal.cli.client import Client, TLSOptions
 
+# The modules that add the commands, in the order they add them (service_logs adds to `service`,
+# events to `system`, prune to `container`, `volume`, `network` and `system`). They are imported when a command needs them: `shoal run` loads only
+# shoal.cli.containers, not the cluster commands' protobuf and templates (docs/front-door.md).
+MODULES = ("swarm", "clientcert", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks",
+           "secrets", "system", "events", "ui", "inspect", "prune")
+# Commands known to come from one module; any other name (or a listing, --help) loads them all.
+FAST = {**dict.fromkeys(("run", "ps", "exec", "logs"), "containers"),
+        **dict.fromkeys(("image", "pull", "push", "images", "rmi"), "images")}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """The top-level group: command modules load on first use (``get_command``); code that reads
+    ``commands`` (the help listing, tests walking the tree) gets every module loaded."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._loaded: set[str] = set()
+        self._loading = 0
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def commands(self) -> dict[str, click.Command]:
+        if not self._loading:
+            self._load(*MODULES)
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: dict[str, click.Command]) -> None:
+        self._commands = value
+
+    def _load(self, *names: str) -> None:
+        self._loading += 1
+        try:
+            for name in names:
+                if name not in self._loaded:
+                    self._loaded.add(name)
+                    importlib.import_module(f"shoal.cli.{name}").register(self)
+                    for command in list(self._commands.values()):   # also what it added to groups
+                        _adapt(command)
+        finally:
+            self._loading -= 1
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self._commands:
+            module = FAST.get(cmd_name)
+            self._load(*((module,) if module else MODULES))
+        return self._commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--host", default=None, envvar="SHOAL_HOST",
               help="Daemon socket to connect to: unix:///path or tcp://HOST:2376 (default $SHOAL_HOST, a tcp:// "
                    "$DOCKER_HOST, else unix:///run/shoal/shoal.sock)")
@@ -30,12 +79,6 @@ def cli(ctx: click.Context, host: str | None, tlsverify: bool | None, tlscacert:
     """A Swarm-style container orchestrator."""
     verify = bool(os.environ.get("DOCKER_TLS_VERIFY")) if tlsverify is None else tlsverify
     ctx.obj = Client(host, tls=TLSOptions(verify, tlscacert, tlscert, tlskey))
-
-
-# Each command module adds its commands (and groups) to the top-level group.
-for _module in (swarm, clientcert, nodes, images, containers, services, service_logs, networks, stacks, secrets, system,
-                events, ui, inspect, prune):
-    _module.register(cli)
 
 
 # ---- the docker CLI's conventions for flags and usage errors ---------------------------------------
@@ -91,14 +134,17 @@ def docker_bool_args(command: click.Command, args: list[str]) -> list[str]:
 
 
 def _adapt(command: click.Command) -> None:
-    """Give every command docker's `--flag=BOOL` spelling."""
-    original = command.parse_args
+    """Give every command docker's `--flag=BOOL` spelling (the top-level group's own commands
+    get it as their modules load, LazyGroup._load)."""
+    if not getattr(command, "_docker_bools", False):
+        command._docker_bools = True  # type: ignore[attr-defined]
+        original = command.parse_args
 
-    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
-        return original(ctx, docker_bool_args(command, args))
+        def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+            return original(ctx, docker_bool_args(command, args))
 
-    command.parse_args = parse_args  # type: ignore[method-assign]
-    if isinstance(command, click.Group):
+        command.parse_args = parse_args  # type: ignore[method-assign]
+    if isinstance(command, click.Group) and not isinstance(command, LazyGroup):
         for sub in command.commands.values():
             _adapt(sub)
 

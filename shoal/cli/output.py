@@ -7,7 +7,13 @@ import json
 
 import click
 
-from shoal.dockerjson import rfc3339  # noqa: F401 (re-exported: the CLI's modules import it from here)
+
+
+def rfc3339(seconds: float) -> str:
+    """shoal.dockerjson.rfc3339 (the CLI's modules import it from here), imported when used:
+    dockerjson brings protobuf, which the container and image commands do not need."""
+    from shoal.dockerjson import rfc3339 as convert
+    return convert(seconds)
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
