@@ -197,10 +197,39 @@ class Runtimed:
 
     async def remove(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
-        await self.manager.remove(c.id, force=_flag(request, "force"))
+        await self._remove(c, force=_flag(request, "force"))
+        return web.json_response({})
+
+    async def _remove(self, c, force: bool) -> None:
+        await self.manager.remove(c.id, force=force)
         if c.spec.networks:
             await self.network.detach(c.id)
-        return web.json_response({})
+
+    async def auto_remove(self) -> None:
+        """Remove AutoRemove containers once they have exited (Docker's `run --rm`): those that
+        exited while runtimed was down at start (and after a cut-off subscription), then each as
+        its `die` event comes. Runs until cancelled."""
+        while True:
+            sub = self.manager.events.subscribe()
+            try:
+                for c in list(self.manager.containers.values()):
+                    if c.spec.auto_remove and c.state.status == "exited":
+                        await self._auto_remove(c.id)
+                while (ev := await sub.queue.get()) is not None:
+                    if ev.get("Action") == "die":
+                        await self._auto_remove((ev.get("Actor") or {}).get("ID", ""))
+            finally:
+                self.manager.events.unsubscribe(sub)
+
+    async def _auto_remove(self, cid: str) -> None:
+        c = self.manager.containers.get(cid)
+        if c is None or not c.spec.auto_remove or c.state.status != "exited":
+            return
+        try:
+            await self._remove(c, force=False)
+            log.info("container %s removed on exit (AutoRemove)", c.name)
+        except ShoalRuntimeError as exc:   # removed meanwhile, or restarted: nothing to do
+            log.info("container %s: not removed on exit: %s", c.name, exc)
 
     async def exec(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -347,10 +376,12 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
     log.info("shoal-runtimed serving on %s (root %s, cgroup v%d parent %s)", socket_path, root,
              daemon.manager.cgroup_version, cgroup_parent)
     sdnotify.ready(f"serving on {socket_path}")
+    auto_remove = asyncio.create_task(daemon.auto_remove(), name="auto-remove")
     try:
         await stop.wait()
         sdnotify.stopping()
     finally:
+        auto_remove.cancel()
         await runner.cleanup()
         await daemon.network.close()
         socket_path.unlink(missing_ok=True)

@@ -230,6 +230,9 @@ class ContainerSpec:
     # stdin, stdout and stderr are one pseudo-terminal (its output is logged as stdout)
     tty: bool = False
     open_stdin: bool = False
+    # Docker's HostConfig.AutoRemove (`run --rm`): runtimed removes the container once it has
+    # exited, whoever waits for it or not (`run -d --rm`), also when it exited while runtimed was down
+    auto_remove: bool = field(default=False, metadata={"json": "AutoRemove"})
 
     def to_json(self) -> dict:
         return to_json(self)

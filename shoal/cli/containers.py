@@ -199,6 +199,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     if attachment is not None:
         spec.networks = [attachment_endpoint(attachment)]
         spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
+    spec.auto_remove = remove and detach       # -d --rm: runtimed removes it on exit (and shoald detaches it)
     try:
         cid = _create_pulling(client, spec)
     except ShoalRuntimeError as exc:

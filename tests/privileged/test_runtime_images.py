@@ -32,3 +32,42 @@ def test_rmi_of_an_image_a_running_container_uses_is_refused(runtimed):
     finally:
         client.remove(c.id, force=True)
     assert client.image_inspect(IMAGE)["Id"] == image["Id"]
+
+
+def test_auto_remove_containers_go_when_they_exit(runtimed):
+    """`shoal run -d --rm`: nobody waits, runtimed removes the container on exit (AutoRemove)."""
+    import asyncio
+
+    from agent_runtime.api import AsyncRuntimeClient
+
+    async def scenario() -> list[str]:
+        async with AsyncRuntimeClient(runtimed.socket) as client:
+            stream = await client.events_stream()
+            c = await client.start(await client.create(ContainerSpec(image=IMAGE, command=["true"],
+                                                                     auto_remove=True)))
+            seen = []
+            async for ev in stream:
+                if ev["Actor"]["ID"] == c.id:
+                    seen.append(ev["Action"])
+                    if ev["Action"] == "destroy":
+                        break
+            stream.close()
+            assert c.id not in [x.id for x in await client.list(all=True)]
+            return seen
+    assert asyncio.run(scenario())[-2:] == ["die", "destroy"]
+
+
+def test_auto_remove_after_runtimed_was_down(runtimed):
+    """A container that exits while runtimed is stopped is removed when runtimed starts again."""
+    client = runtimed.client()
+    c = client.run(ContainerSpec(image=IMAGE, command=["sleep", "1"], auto_remove=True))
+    runtimed.stop()
+    import time
+    time.sleep(1.5)   # let `sleep 1` end while nobody is watching (a wait, not an assertion on time)
+    runtimed.start()
+    client = runtimed.client()
+    for _ in range(200):
+        if c.id not in [x.id for x in client.list(all=True)]:
+            break
+        time.sleep(0.05)
+    assert c.id not in [x.id for x in client.list(all=True)]
