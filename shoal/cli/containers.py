@@ -447,12 +447,23 @@ PS_KEYS = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
 @click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_context
-def container_ls(ctx, all_, quiet, no_trunc, fmt) -> None:
-    """List containers."""
+def container_ls(ctx, all_, quiet, no_trunc, filters, last, latest, fmt) -> None:
+    """List containers (newest first)."""
+    from shoal.cli import ps_filters
+    wanted = ps_filters.parse(filters)
+    client = _client(ctx)
+    images = {}
+    if wanted.get("ancestor"):
+        images = {name: img["Id"] for img in _calling(client.images) for tag in img.get("RepoTags") or ()
+                  for name in (tag, tag.removesuffix(":latest"))}       # busybox is busybox:latest
+    found = ps_filters.apply(_calling(client.list, all=True), wanted, all_, images, last=1 if latest else last)
     now = time.time()
-    rows = [summary(c, now, trunc=not no_trunc) for c in _calling(_client(ctx).list, all=all_)]
+    rows = [summary(c, now, trunc=not no_trunc) for c in found]
     if quiet:
         for r in rows:
             click.echo(r["ID"])

@@ -65,6 +65,11 @@ def test_run_flags_ps_exec_logs_and_inspect_as_docker(lab, image, tmp_path):
         lines = out.stdout.splitlines()
         assert lines[:2] == ["hello world", "box"] and "tmpfs" in lines[2] and "size=1024k" in lines[2]
         assert lab.shoal("manager1", "logs", "-n", "1", "hc").stdout == "started\n"
+        short = row.split()[0]
+        assert lab.shoal("manager1", "ps", "-q", "-f", "health=healthy", "-f", "name=^hc$").stdout == f"{short}\n"
+        assert lab.shoal("manager1", "ps", "-q", "-f", "health=unhealthy").stdout == ""
+        bad = lab.shoal("manager1", "ps", "-f", "status=sleeping", check=False)
+        assert bad.returncode == 1 and bad.stderr.startswith("Error response from daemon: invalid filter 'status=sleeping'")
         assert lab.shoal("manager1", "inspect", "-f", "{{.Name}} {{.State.Health.Status}}", "hc").stdout == \
             "hc healthy\n"
         net = lab.shoal("manager1", "inspect", "--format", "{{.Name}} {{.Scope}}", "aliasnet", check=False)

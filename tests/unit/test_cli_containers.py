@@ -126,3 +126,52 @@ def test_exec_logs_and_inspect_are_top_level_commands(capsys):
     assert capsys.readouterr().err.startswith('unknown type: "bogus": must be one of "config", "container"')
     assert main.run(["logs", "--bogus", "x"]) == 125
     assert capsys.readouterr().err == "unknown flag: --bogus\nSee 'shoal logs --help'.\n"
+
+
+def _c(cid, name, created, status="running", exit_code=0, labels=None, image="busybox", health=None):
+    st = ContainerState(status=status, running=status == "running", started_at="" if status == "created" else "x",
+                        exit_code=exit_code, health=Health(status=health) if health else None)
+    return ContainerInfo(id=cid * 64, name=name, created=f"2026-01-02T03:04:0{created}Z", image=image,
+                         image_id="sha256:" + cid * 64, state=st,
+                         config=ContainerSpec(image=image, labels=labels or {},
+                                              mounts=[Mount(type="volume", source=f"{name}-data", target="/d")]))
+
+
+LISTED = [_c("a", "web", 1), _c("b", "done", 2, "exited", 3), _c("c", "task.1.x", 3, labels={
+    "com.docker.swarm.task.id": "x", "tier": "front"}, health="healthy"), _c("d", "fresh", 4, "created")]
+
+
+@pytest.mark.parametrize("flags,show_all,last,names", [
+    ([], False, 0, ["task.1.x", "web"]),                               # running only, newest first
+    ([], True, 0, ["fresh", "task.1.x", "done", "web"]),
+    (["status=exited"], False, 0, ["done"]),                           # status implies -a
+    (["exited=3"], True, 0, ["done"]),
+    (["name=^t"], False, 0, ["task.1.x"]), (["id=bbbb"], True, 0, ["done"]),
+    (["label=tier=front"], False, 0, ["task.1.x"]), (["label=tier=back"], False, 0, []),
+    (["is-task=true"], True, 0, ["task.1.x"]), (["is-task=false"], False, 0, ["web"]),
+    (["health=healthy"], False, 0, ["task.1.x"]), (["health=none"], False, 0, ["web"]),
+    (["volume=web-data"], False, 0, ["web"]), (["volume=/d"], False, 0, ["task.1.x", "web"]),
+    (["before=task.1.x"], True, 0, ["done", "web"]), (["since=done"], True, 0, ["fresh", "task.1.x"]),
+    (["ancestor=busybox"], True, 0, ["fresh", "task.1.x", "done", "web"]), (["ancestor=alpine"], True, 0, []),
+    (["publish=80"], True, 0, []),
+    ([], False, 2, ["fresh", "task.1.x"]),                             # -n 2: any state
+])
+def test_ps_filters_are_mobys(flags, show_all, last, names):
+    from shoal.cli import ps_filters
+    assert [c.name for c in ps_filters.apply(LISTED, ps_filters.parse(flags), show_all, last=last)] == names
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("bogus=1", "invalid filter 'bogus'"),
+    ("status=sleeping", "invalid filter 'status=sleeping': invalid value for state (sleeping): must be one of "
+                        "created, running, paused, restarting, removing, exited, dead"),
+    ("health=fine", "invalid filter 'health=fine': invalid value for health (fine): must be one of starting, "
+                    "healthy, unhealthy, none"),
+    ("exited=x", "invalid filter 'exited=x'"),
+])
+def test_bad_ps_filters_are_the_daemons_errors(flag, message):
+    from shoal.cli import ps_filters
+    from shoal.cli.output import DaemonError
+    with pytest.raises(DaemonError) as err:
+        ps_filters.parse([flag])
+    assert err.value.message.startswith(message)
