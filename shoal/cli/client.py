@@ -98,6 +98,9 @@ class Client:
     @property
     def stub(self):
         if self._stub is None:
+            if host_url(self.host).startswith("tcp://"):
+                # grpc's C core would also print a TLS refusal it reports to us, garbled, on stderr
+                os.environ.setdefault("GRPC_VERBOSITY", "NONE")
             import grpc
 
             from proto import control_pb2_grpc
@@ -134,7 +137,13 @@ def fail_rpc(err, host: str | None) -> None:
     import grpc
     url = host_url(host)
     if err.code() == grpc.StatusCode.UNAVAILABLE and url.startswith("tcp://"):
-        message = f"Cannot connect to the Shoal daemon at {url}: {err.details()}"
+        details = err.details() or ""
+        hint = ""
+        if any(word in details for word in ("TSI_", "Ssl", "SSL", "handshake")):
+            # grpc reports the daemon's TLS alert only as a failed handshake or corrupted data
+            hint = (" (TLS refused: the client certificate must be one `shoal swarm client-cert` issued for this "
+                    "cluster, unexpired; the daemon's log says why)")
+        message = f"Cannot connect to the Shoal daemon at {url}{hint}: {details}"
     elif err.code() == grpc.StatusCode.UNAVAILABLE and ("connect" in (err.details() or "").lower()
                                                        or "No such file" in (err.details() or "")):
         message = (f"Cannot connect to the Shoal daemon at {url}. Is shoald running?")

@@ -12,26 +12,28 @@ import asyncio
 import json
 import ssl
 
+from shoal.daemon.tlsstream import TLSStream
+
 REQUEST_HEAD_TIMEOUT = 5.0       # seconds to read a refused client's request before answering it
 GRPC_UNAUTHENTICATED = 16
 
 
-async def answer_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, message: str) -> None:
+async def answer_http(client: TLSStream, status: int, message: str) -> None:
     """Answer an HTTP client once its request head is in (closing earlier can reset the connection
     before it reads the answer), within a deadline."""
     try:
         async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            await reader.readuntil(b"\r\n\r\n")
+            await client.readuntil(b"\r\n\r\n")
     except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
         pass
     body = json.dumps({"message": message}).encode()
     reason = {403: "Forbidden", 503: "Service Unavailable"}[status]
-    writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode() + body)
     try:
+        client.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            await writer.drain()
-    except (TimeoutError, OSError):
+            await client.drain()
+    except (TimeoutError, OSError, ssl.SSLError):
         pass
 
 
@@ -68,24 +70,24 @@ def grpc_refusal(stream: int, code: int, message: str) -> bytes:
             + _h2_frame(0x7, 0, 0, stream.to_bytes(4, "big") + b"\x00\x00\x00\x00"))   # GOAWAY, NO_ERROR
 
 
-async def answer_grpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: int, message: str) -> None:
+async def answer_grpc(client: TLSStream, code: int, message: str) -> None:
     """Refuse a gRPC client with a status it shows (grpc-status/grpc-message on its first call)
     instead of a closed connection it would retry: read its preface and frames up to the first
     HEADERS, within a deadline, and answer that stream. Anything unexpected just closes."""
     try:
         async with asyncio.timeout(REQUEST_HEAD_TIMEOUT):
-            if await reader.readexactly(len(_H2_PREFACE)) != _H2_PREFACE:
+            if await client.readexactly(len(_H2_PREFACE)) != _H2_PREFACE:
                 return
-            writer.write(_h2_frame(0x4, 0, 0, b""))
+            client.write(_h2_frame(0x4, 0, 0, b""))
             while True:
-                head = await reader.readexactly(9)
+                head = await client.readexactly(9)
                 size, kind, stream = int.from_bytes(head[:3], "big"), head[3], int.from_bytes(head[5:], "big") & 0x7FFFFFFF
                 if size > _H2_MAX_FRAME:
                     return
-                await reader.readexactly(size)
+                await client.readexactly(size)
                 if kind == 0x1 and stream:
                     break
-            writer.write(grpc_refusal(stream, code, message)[9:])   # our SETTINGS went first
-            await writer.drain()
+            client.write(grpc_refusal(stream, code, message)[9:])   # our SETTINGS went first
+            await client.drain()
     except (TimeoutError, asyncio.IncompleteReadError, OSError, ssl.SSLError):
         pass

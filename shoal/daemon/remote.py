@@ -10,7 +10,8 @@ dockerd does every client it lets in.
 Who gets in (docs/remote-access.md):
 - the handshake requires a client certificate chaining to the cluster's trusted roots (the node's
   NodeTLS, so a CA rotation and this node's renewals apply to the next handshake): no certificate,
-  another CA's, or an expired one fail in the handshake;
+  another CA's, or an expired one fail in the handshake, with the TLS alert that says why
+  (shoal.daemon.tlsstream);
 - then manager.ca.clients decides on the certificate's kind: only client certificates of this
   cluster (``shoal swarm client-cert``) pass; node certificates are refused. An HTTP client
   refused there gets 403 with Docker's ``{"message": …}`` naming why; a gRPC client is closed.
@@ -42,6 +43,7 @@ from manager.ca.clients import client_identity
 from manager.ca.errors import CertificateError
 from shoal.daemon.config import DaemonError, parse_addr
 from shoal.daemon.refusals import GRPC_UNAUTHENTICATED, answer_grpc, answer_http
+from shoal.daemon.tlsstream import TLSStream
 
 log = logging.getLogger("shoald.remote")
 
@@ -194,34 +196,39 @@ class RemoteAPI:
         if context is None:
             self._refuse(writer, "not_in_swarm", "this node is not part of a swarm yet (no cluster CA)")
             return
+        client = TLSStream(reader, writer, context)
         try:
-            async with asyncio.timeout(self.handshake_timeout + 1):
-                await writer.start_tls(context, ssl_handshake_timeout=self.handshake_timeout)
-        except (TimeoutError, ConnectionAbortedError) as err:
-            self._refuse(writer, "handshake_timeout", f"TLS handshake not completed in {self.handshake_timeout:g}s "
-                                                      f"({err or 'timed out'})")
+            async with asyncio.timeout(self.handshake_timeout):
+                await client.handshake()
+        except TimeoutError:
+            self._refuse(writer, "handshake_timeout", f"TLS handshake not completed in {self.handshake_timeout:g}s")
             return
         except (ssl.SSLError, OSError) as err:
             self._refuse(writer, "handshake_failed", f"TLS handshake failed: {err}")
             return
-        ssl_object = writer.get_extra_info("ssl_object")
-        grpc_client = ssl_object.selected_alpn_protocol() == "h2"
+        try:
+            await self._serve_client(client, writer)
+        finally:
+            client.close()
+
+    async def _serve_client(self, client: TLSStream, writer: asyncio.StreamWriter) -> None:
+        grpc_client = client.ssl.selected_alpn_protocol() == "h2"
         tls = self._tls()
         try:
             if tls is None:
                 raise CertificateError("this node left the swarm")
-            who = client_identity(ssl_object.getpeercert(binary_form=True), tls.identity.cluster_id)
+            who = client_identity(client.ssl.getpeercert(binary_form=True), tls.identity.cluster_id)
         except CertificateError as err:
             self._refuse(writer, "refused", str(err))
             if grpc_client:
-                await answer_grpc(reader, writer, GRPC_UNAUTHENTICATED, str(err))
+                await answer_grpc(client, GRPC_UNAUTHENTICATED, str(err))
             else:
-                await answer_http(reader, writer, 403, str(err))
+                await answer_http(client, 403, str(err))
             return
         backend = self.control_socket if grpc_client else self.docker_socket
         if backend is None:
             self._refuse(writer, "not_served", "the Docker API is not served on this node (--docker-socket '')")
-            await answer_http(reader, writer, 503, "the Docker API is not served on this node")
+            await answer_http(client, 503, "the Docker API is not served on this node")
             return
         CONNECTIONS.labels("accepted").inc()
         log.debug("remote %s client %s (certificate %s) from %s", "gRPC" if grpc_client else "HTTP",
@@ -231,10 +238,10 @@ class RemoteAPI:
         except OSError as err:
             log.warning("remote client %s: cannot reach %s: %s", who.name, backend, err)
             if not grpc_client:
-                await answer_http(reader, writer, 503, f"the daemon's API socket is not answering: {err.strerror}")
+                await answer_http(client, 503, f"the daemon's API socket is not answering: {err.strerror}")
             return
         try:
-            await _splice(reader, writer, back_reader, back_writer)
+            await _splice(client, back_reader, back_writer)
         finally:
             back_writer.close()
 
@@ -244,14 +251,13 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
-async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
-                  back_r: asyncio.StreamReader, back_w: asyncio.StreamWriter) -> None:
+async def _splice(client: TLSStream, back_r: asyncio.StreamReader, back_w: asyncio.StreamWriter) -> None:
     """Copy both ways. The client's end of input is passed on as a half-close (a hijacked
     ``docker exec`` closes its stdin that way and still reads the output), exactly as the client
     would on the unix socket; the backend's end, or a broken client connection, ends both."""
     async def upstream() -> bool:
         try:
-            while data := await client_r.read(_CHUNK):
+            while data := await client.read(_CHUNK):
                 back_w.write(data)
                 await back_w.drain()
             if back_w.can_write_eof():
@@ -263,8 +269,8 @@ async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
     async def downstream() -> None:
         try:
             while data := await back_r.read(_CHUNK):
-                client_w.write(data)
-                await client_w.drain()
+                client.write(data)
+                await client.drain()
         except (OSError, ssl.SSLError):
             pass
 
