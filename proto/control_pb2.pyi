@@ -524,24 +524,28 @@ class RemoveNetworkResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AttachNetworkRequest(_message.Message):
-    __slots__ = ("network_id", "container_id", "aliases", "node_id")
+    __slots__ = ("network_id", "container_id", "aliases", "node_id", "container")
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
     network_id: str
     container_id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     node_id: str
-    def __init__(self, network_id: _Optional[str] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ...) -> None: ...
+    container: bytes
+    def __init__(self, network_id: _Optional[str] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., container: _Optional[bytes] = ...) -> None: ...
 
 class AttachNetworkResponse(_message.Message):
-    __slots__ = ("attachment_id", "attachment")
+    __slots__ = ("attachment_id", "attachment", "created_container_id")
     ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     attachment_id: str
     attachment: _objects_pb2.NetworkAttachment
-    def __init__(self, attachment_id: _Optional[str] = ..., attachment: _Optional[_Union[_objects_pb2.NetworkAttachment, _Mapping]] = ...) -> None: ...
+    created_container_id: str
+    def __init__(self, attachment_id: _Optional[str] = ..., attachment: _Optional[_Union[_objects_pb2.NetworkAttachment, _Mapping]] = ..., created_container_id: _Optional[str] = ...) -> None: ...
 
 class DetachNetworkRequest(_message.Message):
     __slots__ = ("attachment_id",)

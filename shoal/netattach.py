@@ -6,7 +6,10 @@ manager reached over the cluster's mutual-TLS port, where managers answer exactl
 Control calls (``AttachmentServicer``) for any node of the cluster, with the node ID taken from
 the caller's certificate (a node attaches and detaches only its own containers).
 ``attach_network`` then waits until this node's runtime holds the network (the dispatcher's
-network state names it), so the CLI can create the container with the address right away.
+network state names it), so the CLI can create the container with the address right away; or,
+when the request carries the container (``shoal run``), creates and starts it itself, so one call
+allocates and runs and a client dying between two calls leaks nothing. The address is released
+when the container goes, and leaked ones at shoald's next start (``worker/attachments.py``).
 
 Errors are ``ControlError`` with the manager's message; ``LocalControl`` turns them into
 gRPC status codes. Use from shoald's loop.
@@ -14,7 +17,9 @@ gRPC status codes. Use from shoald's loop.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 import logging
 import random
 
@@ -55,11 +60,61 @@ async def attach_network(daemon, request: control_pb2.AttachNetworkRequest) -> c
         response = await _forward(daemon, "AttachNetwork", attach)
     network_id = response.attachment.network_id
     worker = daemon.worker
+    if worker is not None:
+        worker.attachments.ours.add(response.attachment_id)   # its container may be on its way
     if worker is not None and not await worker.network.wait_for_networks([network_id], SYNC_TIMEOUT):
         await detach_network(daemon, control_pb2.DetachNetworkRequest(attachment_id=response.attachment_id))
         raise ControlError("unavailable", f"attach container {request.container_id}: this node's data plane did "
                                           f"not set up network {network_id} within {SYNC_TIMEOUT:.0f}s")
+    if request.container:
+        # Shielded: a client that goes away does not cut the run between create and start.
+        response.created_container_id = await asyncio.shield(_run_container(daemon, request, response))
     return response
+
+
+_RUNTIME_CODES = {404: "not_found", 400: "invalid", 409: "conflict"}
+
+
+async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
+                         response: control_pb2.AttachNetworkResponse) -> str:
+    """Create and start the container of a one-call `shoal run --network NET` with its attachment;
+    on any failure remove what was made and release the address, then raise ControlError with
+    the runtime's message."""
+    from agent_runtime.api import ContainerSpec, NetworkAttachment, ShoalRuntimeError
+    from worker.executor import ATTACHMENT_LABEL
+    cid = ""
+    try:
+        if daemon.runtime is None:
+            raise ControlError("precondition", "this node runs no shoal-runtimed: it cannot run containers")
+        try:
+            spec = ContainerSpec.from_json(json.loads(request.container))
+        except (ValueError, TypeError, KeyError, ShoalRuntimeError) as exc:
+            raise ControlError("invalid", f"container spec: {exc}") from None
+        allocated = response.attachment
+        spec.network = "none"
+        spec.networks = [NetworkAttachment(network_id=allocated.network_id, address=allocated.addresses[0],
+                                           aliases=list(allocated.aliases))]
+        spec.labels[ATTACHMENT_LABEL] = response.attachment_id
+        try:
+            cid = await daemon.runtime.create(spec)
+            await daemon.runtime.start(cid)
+        except ShoalRuntimeError as exc:
+            raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+        return cid
+    except BaseException:
+        if cid:
+            try:
+                await daemon.runtime.remove(cid, force=True)
+            except Exception as exc:  # noqa: BLE001 - reported; the release below still happens
+                log.warning("run of attachment %s: removing container %s failed: %s",
+                            response.attachment_id, cid[:12], exc)
+        try:
+            await detach_network(daemon, control_pb2.DetachNetworkRequest(attachment_id=response.attachment_id))
+        except Exception as exc:  # noqa: BLE001 - the worker's release retries it (its container is gone)
+            log.warning("run of attachment %s: releasing it failed: %s", response.attachment_id, exc)
+            if daemon.worker is not None:
+                daemon.worker.attachments.ours.discard(response.attachment_id)
+        raise
 
 
 async def detach_network(daemon, request: control_pb2.DetachNetworkRequest) -> control_pb2.DetachNetworkResponse:

@@ -24,7 +24,7 @@ from typing import Callable
 
 from agent_runtime.api import ContainerInfo, ShoalRuntimeError
 from common.backoff import Backoff
-from worker.executor import TASK_LABEL
+from worker.executor import ATTACHMENT_LABEL, TASK_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Observed:
     pid: int = 0
     error: str = ""
     health: str = ""  # while running with a health check: starting | healthy | unhealthy
+    attachment_id: str = ""  # a one-off container's swarm network attachment (ATTACHMENT_LABEL)
 
     def merge(self, newer: "Observed") -> "Observed":
         """``newer`` unless it would move the container backwards (a late event): a task's
@@ -61,6 +62,7 @@ class Observed:
         st = info.state
         status = st.status if st.status in _RANK else (REMOVED if st.status == "removing" else CREATED)
         return cls(container_id=info.id, task_id=info.config.labels.get(TASK_LABEL, ""), status=status,
+                   attachment_id=info.config.labels.get(ATTACHMENT_LABEL, ""),
                    exit_code=st.exit_code, oom_killed=st.oom_killed, pid=st.pid, error=st.error,
                    health=st.health.status if st.health is not None and status == RUNNING else "")
 
@@ -71,7 +73,8 @@ def observed_from_event(ev: dict) -> Observed | None:
         return None
     actor = ev.get("Actor") or {}
     attrs = actor.get("Attributes") or {}
-    base = Observed(container_id=actor.get("ID", ""), task_id=attrs.get(TASK_LABEL, ""))
+    base = Observed(container_id=actor.get("ID", ""), task_id=attrs.get(TASK_LABEL, ""),
+                    attachment_id=attrs.get(ATTACHMENT_LABEL, ""))
     action = ev.get("Action", "")
     if action == "create":
         return base
@@ -102,6 +105,7 @@ class ContainerEvents:
         self._watchers: dict[str, Watcher] = {}
         self._on_resync: list[Callable[[], None]] = []
         self._on_unclaimed: list[Watcher] = []
+        self._on_removed: list[Watcher] = []
         self.connected = asyncio.Event()
         self.error = ""  # why the runtime is not reachable ("" while connected)
         self.resyncs = 0
@@ -126,15 +130,26 @@ class ContainerEvents:
         """``callback(observed)`` for a change of a task's container that no watcher claims."""
         self._on_unclaimed.append(callback)
 
+    def on_removed(self, callback: Watcher) -> None:
+        """``callback(observed)`` when any container leaves the index (removed, or gone at a resync)."""
+        self._on_removed.append(callback)
+
+    def attached(self, attachment_id: str) -> bool:
+        """Whether a container of this network attachment exists."""
+        return any(o.attachment_id == attachment_id for o in self.by_container.values())
+
     def apply(self, new: Observed) -> Observed:
         """Fold one observation into the index and tell the task's watcher; returns the result."""
         old = self.by_container.get(new.container_id)
         if old is not None:
-            merged = old.merge(replace(new, task_id=new.task_id or old.task_id))
+            merged = old.merge(replace(new, task_id=new.task_id or old.task_id,
+                                       attachment_id=new.attachment_id or old.attachment_id))
         else:
             merged = new
         if merged.status == REMOVED:
-            self.by_container.pop(merged.container_id, None)
+            if self.by_container.pop(merged.container_id, None) is not None:
+                for callback in self._on_removed:
+                    callback(merged)
             if merged.task_id and self.by_task.get(merged.task_id) == merged.container_id:
                 del self.by_task[merged.task_id]
         else:

@@ -21,6 +21,7 @@ from proto import objects_pb2
 from worker.placeholders import expand_config, expand_container
 
 TASK_LABEL = "com.docker.swarm.task.id"
+ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # a one-off container's swarm network attachment (shoal run)
 SERVICE_LABEL = "com.docker.swarm.service.id"
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 NODE_LABEL = "com.docker.swarm.node.id"

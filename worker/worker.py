@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Awaitable, Callable
 
 from agent_runtime.api import ContainerSpec, NotFound, ShoalRuntimeError, Unavailable
 from common.backoff import Backoff
 from proto import cluster_pb2, objects_pb2
+from worker.attachments import Attachments
 from worker.events import REMOVED, ContainerEvents, Observed
 from worker.executor import container_spec
 from worker.network import NetworkAgent
@@ -43,7 +45,8 @@ class Worker:
     """Use from the daemon's loop; ``close()`` cancels task managers (containers keep running)."""
 
     def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = (),
-                 retry: tuple[float, float] = REMOVE_RETRY, hostname: str = ""):
+                 retry: tuple[float, float] = REMOVE_RETRY, hostname: str = "",
+                 detach: Callable[[str], Awaitable[None]] | None = None):
         self._runtime = runtime
         self.hostname = hostname       # {{.Node.Hostname}} in placeholders
         self._reporter = reporter
@@ -60,6 +63,7 @@ class Worker:
         self._probe_task: asyncio.Task | None = None
         self._probe_error = ""
         self._attachments: dict[str, int] = {}  # attachment task id -> the state reported for it
+        self.attachments = Attachments(self.events, detach)   # releases them (worker/attachments.py)
         self.network = NetworkAgent(runtime)
         self.secrets: dict[str, objects_pb2.Secret] = {}
         self.configs: dict[str, objects_pb2.Config] = {}
@@ -150,6 +154,10 @@ class Worker:
         RUNNING once (SHUTDOWN once its desired state moves past RUNNING), which keeps the
         network on this node and the address in every node's data plane until it is detached."""
         wanted = objects_pb2.RUNNING if task.desired_state <= objects_pb2.RUNNING else objects_pb2.SHUTDOWN
+        if wanted == objects_pb2.RUNNING:
+            self.attachments.assigned.add(task.id)
+        else:
+            self.attachments.assigned.discard(task.id)
         if task.status.state >= wanted or self._attachments.get(task.id) == wanted:
             return
         self._attachments[task.id] = wanted
@@ -174,6 +182,7 @@ class Worker:
         """After a resync (or a complete assignment set): remove containers of unassigned tasks."""
         if not self._complete:
             return
+        self.attachments.reconcile(self._complete)
         for obs in list(self.events.by_container.values()):
             if obs.task_id and obs.task_id not in self._managers:
                 self._remove_container(obs.container_id, f"task {obs.task_id} is not assigned to this node")
@@ -215,6 +224,7 @@ class Worker:
 
     async def _remove(self, task_id: str) -> None:
         self._attachments.pop(task_id, None)
+        self.attachments.assigned.discard(task_id)
         entry = self._managers.pop(task_id, None)
         if entry is None:
             return
@@ -230,6 +240,7 @@ class Worker:
 
     async def close(self) -> None:
         await self.network.close()
+        await self.attachments.close()
         entries = list(self._managers.values())
         self._managers.clear()
         extra = [t for t in (self._events_task, self._probe_task) if t is not None] + list(self._removals.values())

@@ -14,7 +14,6 @@ import os
 import secrets
 import sys
 import time
-from typing import TYPE_CHECKING
 
 import click
 
@@ -22,9 +21,6 @@ from common import hostopts, syntax
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
 from shoal.cli.output import flag_value, print_json_lines, print_table
 from shoal.cli.security import parse_security_opts
-
-if TYPE_CHECKING:
-    from proto import control_pb2
 
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
 
@@ -165,19 +161,18 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         read_only, sysctl, ulimit, oom_score_adj, image, command) -> None:
     """Run a command in a new container on this node.
 
-    With ``--network NET`` naming a swarm network created with ``--attachable``, shoald records
-    the container's attachment (its address comes from the cluster's IPAM) before the container
-    is created; the attachment is removed with the container (``--rm`` or ``container rm``)."""
+    With ``--network NET`` naming a swarm network created with ``--attachable``, one call to
+    shoald allocates the container's address (the cluster's IPAM), creates and starts it; shoald
+    releases the address when the container is removed (``--rm``, ``-d --rm``, ``container rm``)."""
     from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
     security = parse_security_opts(security_opt)
     env = read_env_files(env_file) + list(env)
     extra_mounts = [run_mount(text) for text in mounts]
     health = {"cmd": health_cmd, "interval": health_interval, "timeout": health_timeout,
               "retries": health_retries, "start_period": health_start_period}
-    attachment = None
-    if is_swarm_network(network):
+    swarm_network = network if is_swarm_network(network) else None
+    if swarm_network:
         hostname = hostname or secrets.token_hex(6)
-        attachment = attach(ctx, network, name or hostname, network_aliases)
         network = "none"
     elif network_aliases:
         raise click.UsageError("--network-alias needs --network naming an attachable swarm network")
@@ -196,17 +191,17 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
     client = _client(ctx)
     spec.healthcheck = healthcheck(health, no_healthcheck, lambda: _image_healthcheck(client, image))
-    if attachment is not None:
-        spec.networks = [attachment_endpoint(attachment)]
-        spec.labels[ATTACHMENT_LABEL] = attachment.attachment_id
     spec.auto_remove = remove and detach       # -d --rm: runtimed removes it on exit (and shoald detaches it)
+    if swarm_network:
+        cid = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec)
+    else:
+        try:
+            cid = _create_pulling(client, spec)
+        except ShoalRuntimeError as exc:
+            _fail(exc, 125)
     try:
-        cid = _create_pulling(client, spec)
-    except ShoalRuntimeError as exc:
-        detach_attachment(ctx, spec.labels)
-        _fail(exc, 125)
-    try:
-        client.start(cid)
+        if not swarm_network:
+            client.start(cid)
     except ShoalRuntimeError as exc:
         code = client.inspect(cid).state.exit_code or 125
         if remove:
@@ -352,27 +347,29 @@ def is_swarm_network(network: str) -> bool:
             and not os.path.exists(os.path.join("/run/netns", network)))
 
 
-def attach(ctx, network: str, container: str, aliases) -> "control_pb2.AttachNetworkResponse":
-    """Have shoald attach ``container`` (its name) to the swarm ``network``; exits with docker's
-    message (and code 125) when the daemon refuses, e.g. a network not created --attachable."""
+def run_attached(ctx, client, network: str, container: str, aliases, spec) -> str:
+    """One call to shoald: attach ``container`` to the swarm ``network``, create and start it
+    (shoal/netattach.py); the image is pulled first if this node lacks it. Exits with docker's
+    message (code 125) when the daemon refuses."""
+    import json
+
     import grpc
 
+    from agent_runtime.errors import NotFound
     from proto import control_pb2
-    client = ctx.find_root().obj
-    request = control_pb2.AttachNetworkRequest(network_id=network, container_id=container, aliases=list(aliases))
     try:
-        return client.stub.AttachNetwork(request, timeout=client.timeout)
+        client.image_inspect(spec.image)
+    except NotFound:
+        click.echo(f"Unable to find image '{spec.image}' locally", err=True)
+        _calling(client.image_pull, spec.image, code=125)
+    daemon = ctx.find_root().obj
+    request = control_pb2.AttachNetworkRequest(network_id=network, container_id=container, aliases=list(aliases),
+                                               container=json.dumps(spec.to_json()).encode())
+    try:
+        return daemon.stub.AttachNetwork(request, timeout=max(daemon.timeout or 0, 120)).created_container_id
     except grpc.RpcError as err:
         click.echo(f"Error response from daemon: {err.details() or err.code().name}", err=True)
         sys.exit(125)
-
-
-def attachment_endpoint(attachment):
-    """The runtime's NetworkAttachment for an AttachNetworkResponse."""
-    from agent_runtime.api import NetworkAttachment
-    allocated = attachment.attachment
-    return NetworkAttachment(network_id=allocated.network_id, address=allocated.addresses[0],
-                             aliases=list(allocated.aliases))
 
 
 def detach_attachment(ctx, labels: dict) -> None:

@@ -35,7 +35,7 @@ from shoal.daemon.config import node_description
 from shoal.daemon.control import LocalControl
 from shoal.daemon.supervision import RoleGroup, RoleTask
 from shoal.metrics import observe_proposal
-from shoal.netattach import AttachmentServicer
+from shoal.netattach import AttachmentServicer, detach_network
 from shoal.autolock import follow_unlock_key, unlock
 from shoal.nodecerts import NodeCertificates
 from shoal.nodestate import NodeState, StateDir
@@ -203,12 +203,17 @@ class Daemon:
         managers = node.managers or [node.grpc_addr]
         self.worker = None
         if self.runtime is not None:
-            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries, hostname=self.hostname)
+            self.worker = Worker(self.runtime, self.reporter, self.insecure_registries, hostname=self.hostname,
+                                 detach=self._release_attachment)
         self.agent = Agent(managers, tls.channel_credentials, channel_options(),
                            lambda: node_description(self.hostname, node.grpc_addr, tls.tls_info(),
                                                     self.generic_resources),
                            self._on_session, worker=self.worker, reporter=self.reporter)
         return self.agent.run()
+
+    async def _release_attachment(self, attachment_id: str) -> None:
+        """The worker's way to release a one-off container's network attachment (its container went)."""
+        await detach_network(self, control_pb2.DetachNetworkRequest(attachment_id=attachment_id))
 
     async def stop_node(self) -> None:
         roles, self._roles = self._roles, None

@@ -1,0 +1,64 @@
+"""`shoal run --network NET` on a worker of a 1-manager + 1-worker lab: one call to shoald
+allocates the address and runs the container; the address is released when the container goes
+(`-d --rm`: runtimed's AutoRemove); an attachment leaked by a client that died between allocating
+and creating (the old two-call CLI) is released when the node's shoald restarts after a SIGKILL."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cluster.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+LEAK = """
+import sys
+from proto import control_pb2
+from shoal.cli.client import Client
+c = Client(None)
+r = c.stub.AttachNetwork(control_pb2.AttachNetworkRequest(network_id=sys.argv[1], container_id="died"), timeout=60)
+print(r.attachment_id)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):
+    return lab_factory(managers=1, workers=1)
+
+
+def network_removable(lab, name: str) -> bool:
+    return lab.shoal("manager1", "network", "rm", name, check=False).returncode == 0
+
+
+def containers(lab, host: str) -> list[dict]:
+    out = lab.shoal(host, "ps", "-a", "--format", "json").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_run_detached_rm_releases_and_a_restart_releases_a_leak(lab, image):
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.21.0/24", "att")
+    # one call: the container runs with its cluster address
+    out = lab.shoal("worker1", "run", "--rm", "--network", "att", image, "sh", "-c", "ip -4 addr | grep -c 198.19.21.",
+                    timeout=120)
+    assert out.stdout.split() == ["1"], out
+    cid = lab.shoal("worker1", "run", "-d", "--rm", "--network", "att", image, "sleep", "2", timeout=120).stdout.strip()
+    refused = lab.shoal("manager1", "network", "rm", "att", check=False)
+    assert refused.returncode != 0            # the running container holds an address of it
+    wait_for(lambda: not [c for c in containers(lab, "worker1") if c["ID"] in cid], 60,
+             what="the -d --rm container removed on exit")
+    wait_for(lambda: network_removable(lab, "att"), 60, interval=1, what="its address released")
+
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.21.0/24", "att")
+    leaked = lab.exec("worker1", [lab_python(), "-c", LEAK, "att"]).stdout.strip()
+    assert leaked
+    assert lab.shoal("manager1", "network", "rm", "att", check=False).returncode != 0
+    lab.kill("worker1")                       # SIGKILL shoald; runtimed and containers stay
+    lab.start("worker1")
+    wait_for(lambda: network_removable(lab, "att"), 120, interval=1,
+             what=f"the leaked attachment {leaked} released after shoald's restart")
+
+
+def lab_python() -> str:
+    import sys
+    return sys.executable
