@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Awaitable, Callable
 
 import grpc
@@ -37,6 +38,11 @@ def _leader_from(err: grpc.aio.AioRpcError) -> str | None:
     return None
 
 
+# The dispatcher marks a node Down after this many heartbeat periods without one
+# (manager.dispatcher.GRACE_MULTIPLIER; the worker does not import the manager).
+GRACE_PERIODS = 3
+
+
 class Agent:
     """``run()`` until cancelled; safe to cancel at any point."""
 
@@ -44,7 +50,8 @@ class Agent:
                  credentials: grpc.ChannelCredentials | Callable[[], grpc.ChannelCredentials],
                  channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
                  on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]],
-                 worker=None, reporter=None, backoff: Backoff | None = None):
+                 worker=None, reporter=None, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self._managers = list(dict.fromkeys(managers))
         self._credentials = credentials
         self._options = channel_options
@@ -58,6 +65,7 @@ class Agent:
         self.session_id: str | None = None
         self._backoff = backoff or Backoff(0.1, 10.0, jitter="full")  # a fleet reconnecting: spread it
         self._restart = asyncio.Event()
+        self._clock = clock     # measures the leader's heartbeat grace
 
     def restart_session(self) -> None:
         """End the current session (if any) and open a new one at once: after the node's
@@ -185,10 +193,26 @@ class Agent:
         await self._reporter.run(send)
 
     async def _heartbeat(self, stub, session_id: str) -> None:
+        """Heartbeat every period. A heartbeat the leader does not answer in time (a busy leader)
+        is sent again at once while the leader's grace (GRACE_PERIODS periods since the last
+        answered one) lasts: ending the session instead made every node of a busy leader reconnect
+        at once, each reconnection more work for that leader (bench/scale.py). Any other error,
+        or a grace run out, ends the session."""
+        answered = self._clock()
         while True:
             await asyncio.sleep(self._period)
-            message = self._worker.status_message() if self._worker is not None else ""
-            response = await stub.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=session_id,
-                                                                         status_message=message),
-                                            timeout=max(self._period, 1.0))
+            while True:
+                message = self._worker.status_message() if self._worker is not None else ""
+                try:
+                    response = await stub.Heartbeat(
+                        cluster_pb2.HeartbeatRequest(session_id=session_id, status_message=message),
+                        timeout=max(self._period, 1.0))
+                    break
+                except grpc.aio.AioRpcError as err:
+                    late = self._clock() - answered
+                    if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED or late >= GRACE_PERIODS * self._period:
+                        raise
+                    log.info("heartbeat not answered in time (%.1fs since the last answer); sending it again",
+                             late)
+            answered = self._clock()
             self._period = response.period or self._period
