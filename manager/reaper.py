@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Callable, Iterable
 
 from manager.orchestrator import history_retention, prune_history
@@ -153,15 +153,53 @@ class TaskReaper(StoreLoop):
         self._due = True
         self.deleted = 0        # tasks deleted so far (for tests and metrics)
         self.orphaned = 0       # tasks marked ORPHANED so far
+        # tasks per slot and the history limit, kept from events: a created task makes a pass due
+        # only when its slot now holds more than the limit (a replacement beyond the history),
+        # not for every task of a scale-up, each of which cost a pass over every task.
+        self._slots: Counter[tuple] = Counter()
+        self._retention = 0
 
     def _resync(self, view) -> None:
         self._due = True
+        self._slots = Counter(slot_key(t) for t in view.tasks())
+        self._retention = history_retention(view.cluster())
 
     def _has_work(self) -> bool:
         return self._due
 
     def _note(self, event) -> None:
+        if event.kind is Kind.TASK:
+            obj = event.obj
+            if isinstance(event, ObjectCreated):
+                key = slot_key(obj)
+                self._slots[key] += 1
+                self._due = self._due or self._slots[key] > max(self._retention, 1) or self._homeless(obj)
+                return
+            if isinstance(event, ObjectDeleted):
+                self._forget(slot_key(obj))
+                return
+            before, after = slot_key(event.old), slot_key(obj)
+            if before != after:         # a global task placed: its slot is its node
+                self._forget(before)
+                self._slots[after] += 1
+                self._due = self._due or self._slots[after] > max(self._retention, 1)
+        elif event.kind is Kind.CLUSTER:
+            self._retention = history_retention(event.obj)
         self._due = self._due or event_matters(event)
+
+    def _homeless(self, task: objects_pb2.Task) -> bool:
+        """A task created for a service, or (an attachment) on a node, that is already gone."""
+        view = self._store.view()
+        if task.service_id:
+            return view.get(Kind.SERVICE, task.service_id) is None
+        return bool(task.node_id) and view.get(Kind.NODE, task.node_id) is None
+
+    def _forget(self, key: tuple) -> None:
+        count = self._slots[key] - 1
+        if count > 0:
+            self._slots[key] = count
+        else:
+            del self._slots[key]
 
     async def _pass(self) -> None:
         if not self._due:
