@@ -108,7 +108,7 @@ class Orchestrator(StoreLoop):
     # -- what events mean ---------------------------------------------------------------------
     def _resync(self, view: ReadView) -> None:
         self._dirty.update(view.ids(Kind.SERVICE))
-        self._dirty.update(t.service_id for t in view.tasks() if t.service_id)
+        self._dirty.update(sid for sid in view.task_service_ids() if sid)     # the index: no task scan
 
     def _note(self, event) -> None:
         kind = event.kind
