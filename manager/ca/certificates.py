@@ -33,6 +33,7 @@ WORKER_ROLE = "swarm-worker"
 NODE_ROLES = (MANAGER_ROLE, WORKER_ROLE)
 CLIENT_ROLE = "shoal-client"  # the OU of remote-API client certificates (manager.ca.clients)
 CLIENT_CERT_VALIDITY = dt.timedelta(days=90)
+SERVER_ROLE = "shoal-server"  # the OU of a remote-API listener's own certificate (shoal.daemon.remote)
 
 ROOT_CA_COMMON_NAME = "shoal-root-ca"
 ROOT_CA_VALIDITY = dt.timedelta(days=20 * 365)  # SwarmKit's RootCAExpiration, 630720000 s
@@ -378,6 +379,32 @@ class RootCA:
         return self._issue(csr_pem, f"client {name!r}", subject, [], [ExtendedKeyUsageOID.CLIENT_AUTH],
                            now, validity)
 
+
+    def sign_server_csr(self, csr_pem: bytes, names: Iterable[str], ips: Iterable[str], now: dt.datetime,
+                        validity: dt.timedelta) -> bytes:
+        """A TLS server certificate for a node's remote API, valid for these DNS names and IPs
+        (leaf PEM): CN = the first name, OU = "shoal-server", O = cluster ID, server-auth only, so
+        it can neither act as a node's certificate nor as a client's."""
+        names, ips = [n for n in names if n], list(ips)
+        if self._key is None:
+            raise CAError("cannot sign a server certificate: this node has no CA key")
+        if not names:
+            raise CAError("cannot sign a server certificate without a name")
+        if validity < MIN_NODE_CERT_VALIDITY:
+            raise CAError(f"cannot sign a server certificate: validity {validity} is shorter than the minimum "
+                          f"{MIN_NODE_CERT_VALIDITY}")
+        try:
+            sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(names)]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
+        except ValueError as exc:
+            raise CAError(f"cannot sign a server certificate: {exc}") from exc
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, SERVER_ROLE),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.cluster_id),
+        ])
+        return self._issue(csr_pem, f"server {names[0]!r}", subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH],
+                           now, validity)
 
     def _issue(self, csr_pem: bytes, who: str, subject: x509.Name, sans: list[x509.GeneralName],
                usages: list[x509.ObjectIdentifier], now: dt.datetime, validity: dt.timedelta) -> bytes:

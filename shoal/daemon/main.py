@@ -13,7 +13,7 @@ from typing import Callable
 from agent_runtime import daemonconfig, logformat
 from common import gctune, genericresource
 from shoal import dockerapi
-from shoal.daemon import remote
+from shoal.daemon import remote, remotecert
 from shoal.daemon.config import DaemonError, parse_addr
 from shoal.daemon.roles import Daemon
 from shoal.metrics import serve_metrics
@@ -116,7 +116,8 @@ async def run(daemon: Daemon, docker_socket: Path | None, ui_socket: Path | None
     except OSError as err:        # names the socket; shoald exits 1 saying so
         return err
     remote_api = remote.RemoteAPI(lambda: daemon.certs.tls if daemon.certs is not None else None,
-                                  daemon.socket_path, docker_socket)
+                                  daemon.socket_path, docker_socket,
+                                  remotecert.own_certificate(daemon, [host for host, _ in tcp_hosts]))
     try:
         try:
             await remote_api.start(list(tcp_hosts))

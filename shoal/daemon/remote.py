@@ -29,19 +29,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cryptography.hazmat.primitives import serialization
 from prometheus_client import Counter
 
 from manager.ca import NodeTLS
 from manager.ca.clients import client_identity
 from manager.ca.errors import CertificateError
 from shoal.daemon.config import DaemonError, parse_addr
+from shoal.daemon.remotecert import server_context
 from shoal.daemon.refusals import GRPC_UNAUTHENTICATED, answer_grpc, answer_http
 from shoal.daemon.tlsstream import TLSStream
 
@@ -50,6 +50,7 @@ log = logging.getLogger("shoald.remote")
 DEFAULT_TLS_PORT = 2376          # Docker's port for the API over TLS
 HANDSHAKE_TIMEOUT = 10.0         # seconds a client has to complete the TLS handshake
 MAX_CONNECTIONS = 512
+OWN_CERTIFICATE_RETRY = 60.0     # seconds between attempts to issue the listener its own certificate
 _CHUNK = 64 * 1024
 
 CONNECTIONS = Counter("shoal_remote_connections", "Connections to shoald's remote (TCP, mutual TLS) API by outcome",
@@ -85,33 +86,13 @@ def parse_hosts(values: list[str]) -> tuple[list[tuple[str, int]], str | None]:
     return addrs, unix
 
 
-def server_context(tls: NodeTLS) -> ssl.SSLContext:
-    """The TLS server context for the current material: this node's chain and key, the cluster's
-    trusted roots required of clients, TLS 1.2 or later, ALPN h2 (gRPC) and http/1.1."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=tls.ca_pem.decode())
-    chain = tls.cert_pem if tls.ca_pem.strip() in tls.cert_pem else tls.cert_pem + tls.ca_pem
-    # load_cert_chain reads files: an in-memory file, so the key never touches a disk
-    key = serialization.load_pem_private_key(tls.key_pem, password=None)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    fd = os.memfd_create("shoal-remote-tls", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, chain + b"\n" + key_pem)
-        context.load_cert_chain(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    return context
-
-
 @dataclass
 class _Cached:
     tls: NodeTLS
     generation: int
     context: ssl.SSLContext
+    named: bool       # presents a certificate of its own (remotecert.own_certificate), not the node's
+    retry_at: float   # when not named: when to try again (a manager whose store was not ready yet)
 
 
 class RemoteAPI:
@@ -119,9 +100,11 @@ class RemoteAPI:
     (connections are then closed at once: there is no CA to check clients against)."""
 
     def __init__(self, tls: Callable[[], NodeTLS | None], control_socket: Path, docker_socket: Path | None,
+                 own_certificate: Callable[[NodeTLS], tuple[bytes, bytes] | None] = lambda tls: None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self._tls = tls
+        self._own_certificate = own_certificate
         self.control_socket = control_socket
         self.docker_socket = docker_socket
         self.handshake_timeout = handshake_timeout
@@ -164,9 +147,12 @@ class RemoteAPI:
         tls = self._tls()
         if tls is None:
             return None
-        cached = self._cached
-        if cached is None or cached.tls is not tls or cached.generation != tls.generation:
-            cached = self._cached = _Cached(tls, tls.generation, server_context(tls))
+        cached, now = self._cached, time.monotonic()
+        if (cached is None or cached.tls is not tls or cached.generation != tls.generation
+                or (not cached.named and now >= cached.retry_at)):
+            own = self._own_certificate(tls)
+            cached = self._cached = _Cached(tls, tls.generation, server_context(tls, own), own is not None,
+                                            now + OWN_CERTIFICATE_RETRY)
         return cached.context
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

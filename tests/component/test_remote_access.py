@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import os
 import shutil
+import ssl
 import sys
 from pathlib import Path
 
@@ -97,3 +98,23 @@ async def test_refused_without_a_client_certificate_or_with_another_cas(remote_d
             assert code == 1 and f"remote error: tls: {alert}" in out, out
     code, out = await cli(*SHOAL, "-H", tcp, "service", "ls", env={"HOME": str(tmp)})
     assert code == 125 and "served only with mutual TLS: add --tlsverify" in out, out
+
+
+async def test_a_manager_listener_is_dialled_by_its_host_name(remote_daemon):
+    """The manager signs its listener a certificate naming its host (m1) and localhost."""
+    local, tcp, tmp = remote_daemon
+    certs = tmp / "certs"
+    assert (await cli(*SHOAL, "-H", local, "swarm", "client-cert", "--out", str(certs)))[0] == 0
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    context.load_cert_chain(certs / "cert.pem", certs / "key.pem")
+    port = int(tcp.rsplit(":", 1)[1])
+    for name in ("m1", "localhost"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=name)
+        writer.write(b"GET /_ping HTTP/1.1\r\nHost: m1\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 200"), name
+        writer.close()
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="m2")
+    code, out = await cli(*SHOAL, "service", "ls", env={"DOCKER_HOST": f"tcp://localhost:{port}", "DOCKER_TLS_VERIFY": "1",
+                                                        "DOCKER_CERT_PATH": str(certs)})
+    assert code == 0, out

@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import REGISTRY
 
-from manager.ca import MANAGER_ROLE, WORKER_ROLE, CertificateError, NodeTLS, RootCA, make_node_key_and_csr
+from manager.ca import (MANAGER_ROLE, WORKER_ROLE, CertificateError, NodeIdentity, NodeTLS, RootCA,
+                        make_node_key_and_csr)
 from manager.ca.clients import client_identity
 from shoal.daemon.config import DaemonError
 from shoal.daemon.remote import RemoteAPI, parse_hosts
@@ -358,3 +359,27 @@ async def test_a_client_that_closes_first_ends_its_connection_only(pki, backends
         assert backends[2] == ["/_ping", "/_ping"]
     finally:
         await api.close()
+
+
+async def test_a_listener_certificate_names_the_host(pki, backends):
+    """A manager's listener presents a certificate of its own that names its host, so clients
+    may dial it by name; it is neither a node's nor a client's certificate."""
+    key, csr = make_node_key_and_csr()
+    own = pki.root.sign_server_csr(csr, ["manager1", "localhost"], ["127.0.0.1"], NOW, dt.timedelta(days=1))
+    api, port = await start(pki, backends, own_certificate=lambda tls: (own, key))
+    try:
+        cert, client_key = pki.client()
+        context = pki.client_context(cert, client_key)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="manager1")
+        writer.write(b"GET /_ping HTTP/1.1\r\nHost: manager1\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).endswith(b"\r\n\r\nOK")
+        writer.close()
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="manager2")
+    finally:
+        await api.close()
+    der = x509.load_pem_x509_certificate(own).public_bytes(serialization.Encoding.DER)
+    with pytest.raises(CertificateError, match="not a Shoal client certificate"):
+        client_identity(der, "cluster-a")
+    with pytest.raises(CertificateError, match="not a node certificate"):
+        NodeIdentity.from_der(der)
