@@ -536,8 +536,12 @@ class AsyncRuntimeClient:
         deadline = self.deadline + call.extra_time
         try:
             async with _timeout(deadline):
-                resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body,
-                                             headers=call.headers)
+                if hasattr(call.body, "__aiter__"):   # an upload (load): streamed as it comes
+                    resp = await session.request(call.method, "http://runtimed" + call.url(), data=call.body,
+                                                 headers=call.headers)
+                else:
+                    resp = await session.request(call.method, "http://runtimed" + call.url(), json=call.body,
+                                                 headers=call.headers)
                 if resp.status >= 400:
                     payload = await resp.read()
                     resp.release()
@@ -570,6 +574,21 @@ class AsyncRuntimeClient:
                          platform: str | None = None) -> dict:
         return await self._call(_Calls.image_pull(ref, insecure_registries, auth, platform))
     async def image_tag(self, source: str, target: str) -> dict: return await self._call(_Calls.image_tag(source, target))
+
+    async def image_pull_stream(self, ref: str, auth: str | None = None,
+                                platform: str | None = None) -> AsyncIterator[dict]:
+        """Docker's pull messages as they come (an error line is yielded, not raised: a proxy
+        such as the Docker API passes it on)."""
+        async for line in self._lines(_Calls.image_pull(ref, (), auth, platform, stream=True)):
+            yield json.loads(line)
+
+    async def image_push_stream(self, ref: str, auth: str | None = None) -> AsyncIterator[dict]:
+        async for line in self._lines(_Calls.image_push(ref, auth)):
+            yield json.loads(line)
+
+    async def image_load_stream(self, chunks: AsyncIterator[bytes], tag: str | None = None) -> list[dict]:
+        """Load an archive sent from ``chunks`` (docker save / OCI layout tar); the images loaded."""
+        return await self._call(_Calls.image_upload("load", chunks, {"tag": tag}))  # type: ignore[arg-type]
     async def image_prune(self, all: bool = False) -> dict: return await self._call(_Calls.image_prune(all))
     async def image_remove(self, ref: str, force: bool = False) -> list[dict]:
         return await self._call(_Calls.image_remove(ref, force))

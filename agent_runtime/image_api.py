@@ -89,7 +89,7 @@ def image_json(image) -> dict:
         "Size": image.size,
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
         "Metadata": {"ManifestDigest": image.manifest_digest},
-        "GraphDriver": {"Name": "overlay", "Data": {"LowerDirs": [str(p) for p in reversed(image.layers)]}},
+        "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(str(p) for p in reversed(image.layers))}},
     }
 
 

@@ -29,6 +29,7 @@ from shoal.daemon import events as daemon_events
 from shoal.daemon.config import DaemonError
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Unsupported
+from shoal.dockerapi.images import ImageRoutes
 from shoal.dockerapi.swarm import SwarmRoutes
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ class DockerAPI:
             ("GET", "/events", self.events),
             ("GET", "/containers/json", self.containers), ("GET", "/containers/{ref}/json", self.container),
             *SwarmRoutes(self).routes(),
+            *ImageRoutes(self).routes(),
         ):
             r.append(web.route(method, path, fn))
         return r

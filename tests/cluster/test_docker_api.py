@@ -194,7 +194,8 @@ def test_every_documented_path_answers(lab, docker, sock):
         container = wait_for(lambda: docker("ps", "-q").stdout.split(), 60, what="a container")[0]
         refs = {"/containers/{ref}/json": container, "/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
                 "/services/{ref}/logs": service_id, "/tasks/{ref}/logs": task_id,
-                "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig"}
+                "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig",
+                "/images/{ref}/json": image}
         spec = yaml.safe_load(OPENAPI.read_text())
         checked = []
         for path, item in spec["paths"].items():

@@ -175,7 +175,7 @@ def test_in_use_images_are_protected(daemon, tmp_path):
     assert client.image_remove("example/used:1", force=True) == [{"Untagged": "example/used:1"}]
     assert client.image_prune(all=True)["ImagesDeleted"] == []
     assert client.image_inspect(image["Id"])["RepoTags"] == []
-    assert all(Path(d).is_dir() for d in client.image_inspect(image["Id"])["GraphDriver"]["Data"]["LowerDirs"])
+    assert all(Path(d).is_dir() for d in client.image_inspect(image["Id"])["GraphDriver"]["Data"]["LowerDir"].split(":"))
     # a stopped container: refused without force, untag-only with it
     daemon.running.clear()
     client.image_tag(image["Id"], "example/used:2")

@@ -27,7 +27,7 @@ def test_rmi_of_an_image_a_running_container_uses_is_refused(runtimed):
         with pytest.raises(Conflict, match="must be forced.*running.*uses-image"):
             client.image_remove(image["Id"])
         assert image["Id"] not in [d.get("Deleted") for d in client.image_prune(all=True)["ImagesDeleted"]]
-        assert all(Path(d).is_dir() for d in image["GraphDriver"]["Data"]["LowerDirs"])
+        assert all(Path(d).is_dir() for d in image["GraphDriver"]["Data"]["LowerDir"].split(":"))
         assert client.exec(c.id, ["true"]).exit_code == 0
     finally:
         client.remove(c.id, force=True)
