@@ -81,7 +81,9 @@ class ImageRoutes:
         return _json([image_summary(i) for i in images])
 
     async def inspect(self, request: web.Request) -> web.Response:
-        from shoal.dockerapi.server import _json
+        from shoal.dockerapi.server import ApiError, _json
+        if self.api.d.runtime is None:   # `docker inspect NAME` probes images first: 404 lets it go on
+            raise ApiError(404, f"No such image: {request.match_info['name']}")
         return _json(image_inspect(await self._call(self._runtime().image_inspect, request.match_info["name"])))
 
     async def tag(self, request: web.Request) -> web.Response:

@@ -173,7 +173,7 @@ async def test_ping_headers_and_version(client):
     ("/v1.50/nodes", 503, NOT_IN_SWARM),
     ("/services", 503, NOT_IN_SWARM),
     ("/v1.50/containers/json", 503, "this node runs no container runtime"),
-    ("/v1.50/images/busybox:latest/json", 404, "No such object"),
+    ("/v1.50/images/busybox:latest/json", 404, "No such image: busybox:latest"),
     ("/v1.50/build", 501, "GET /build is not supported by Shoal's Docker API"),
 ])
 async def test_errors_have_dockers_shape(client, path, status, message):
