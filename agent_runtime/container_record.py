@@ -50,6 +50,8 @@ class Runtime:
     waiter_pid: int = 0
     waiter_start: int = 0
     pid_start: int = 0
+    restart_count: int = 0          # restarts by the restart policy since the last start by a user
+    manually_stopped: bool = False  # stopped or killed through the API: the policy leaves it stopped
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Container:
     def info(self) -> ContainerInfo:
         return ContainerInfo(id=self.id, name=self.name, created=self.created, image=self.spec.image,
                              image_id=self.image_id, state=self.state, config=self.spec,
-                             log_path=str(self.log_path))
+                             log_path=str(self.log_path), restart_count=self.runtime.restart_count)
 
     def volume_names(self) -> list[str]:
         return [m.source for m in self.spec.mounts if m.type == "volume"]

@@ -232,7 +232,8 @@ class ContainerManager:
             warming = loop.run_in_executor(None, keep_migration_lock_warm, self.cgroup_version, stop_warming)
             spawned = process.spawn_waiter(self.busybox, self.python, init_json, c.dir / "exitcode", self.init,
                                            tty=c.spec.tty, open_stdin=c.spec.open_stdin)
-            c.runtime = Runtime(waiter_pid=spawned.waiter_pid, waiter_start=process.start_time(spawned.waiter_pid))
+            c.runtime = Runtime(waiter_pid=spawned.waiter_pid, waiter_start=process.start_time(spawned.waiter_pid),
+                                restart_count=c.runtime.restart_count, manually_stopped=c.runtime.manually_stopped)
             self._watch(c, spawned.waiter_pid, spawned.stdout_fd, spawned.stderr_fd)
             try:
                 messages = await process.read_sync(spawned.sync_fd, START_TIMEOUT)
@@ -345,7 +346,7 @@ class ContainerManager:
                 log.warning("container %s: %s", c.name, exc)
         c.state.exit_code, c.state.oom_killed = code, oom
         c.state.pid, c.state.finished_at = 0, now_iso()
-        c.runtime = Runtime()
+        c.runtime = Runtime(restart_count=c.runtime.restart_count, manually_stopped=c.runtime.manually_stopped)
         if c.state.status != REMOVING:
             c.set_status(EXITED)
         c.exited_event.set()

@@ -33,6 +33,7 @@ from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
 from agent_runtime.images import errors as image_errors
 from agent_runtime.image_api import ImageAPI, open_store
 from agent_runtime.prune import PruneAPI
+from agent_runtime.restart import Restarter
 from agent_runtime import daemonconfig, logformat, sdnotify
 from agent_runtime import metrics as runtime_metrics
 from agent_runtime.logs import LogFollower, parse_time, read_logs
@@ -98,6 +99,7 @@ class Runtimed:
         self.registry_mirrors: tuple[str, ...] = ()
         self.metrics = runtime_metrics.RuntimeMetrics(self.manager)
         self.default_log_config: LogConfig | None = None    # daemon.json log-opts
+        self.restarter = Restarter(self)
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -176,17 +178,30 @@ class Runtimed:
 
     async def start(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
+        self._by_user(c, stopped=False)
         if c.spec.networks:
             await self.network.ensure(c)
         c = await self.manager.start(c.id)
         return web.json_response(to_json(c.info()))
 
+    def _by_user(self, c, stopped: bool) -> None:
+        """A start, stop or kill through the API: the restart policy leaves a stopped container
+        stopped, and a start begins its restart count afresh (agent_runtime/restart.py)."""
+        self.restarter.forget(c.id)
+        if stopped:
+            c.runtime.manually_stopped = True
+        else:
+            c.runtime.manually_stopped, c.runtime.restart_count = False, 0
+        c.save_state()
+
     async def stop(self, request: web.Request) -> web.Response:
         t = request.query.get("t")
+        self._by_user(self.manager.get(request.match_info["id"]), stopped=True)
         c = await self.manager.stop(request.match_info["id"], float(t) if t not in (None, "") else None)
         return web.json_response(to_json(c.info()))
 
     async def kill(self, request: web.Request) -> web.Response:
+        self._by_user(self.manager.get(request.match_info["id"]), stopped=True)
         self.manager.kill(request.match_info["id"], request.query.get("signal", "SIGKILL"))
         return web.json_response({})
 
@@ -201,6 +216,7 @@ class Runtimed:
         return web.json_response({})
 
     async def _remove(self, c, force: bool) -> None:
+        self.restarter.forget(c.id)
         await self.manager.remove(c.id, force=force)
         if c.spec.networks:
             await self.network.detach(c.id)
@@ -377,11 +393,13 @@ async def serve(root: Path, socket_path: Path, cgroup_parent: str, busybox: str,
              daemon.manager.cgroup_version, cgroup_parent)
     sdnotify.ready(f"serving on {socket_path}")
     auto_remove = asyncio.create_task(daemon.auto_remove(), name="auto-remove")
+    restarts = asyncio.create_task(daemon.restarter.run(), name="restarts")
     try:
         await stop.wait()
         sdnotify.stopping()
     finally:
         auto_remove.cancel()
+        restarts.cancel()
         await runner.cleanup()
         await daemon.network.close()
         socket_path.unlink(missing_ok=True)

@@ -166,6 +166,18 @@ class Ulimit:
 
 
 @dataclass
+class RestartPolicy:
+    """Docker's HostConfig.RestartPolicy: ``no`` (or empty), ``always``, ``unless-stopped`` or
+    ``on-failure`` with at most ``maximum_retry_count`` restarts (0: no limit)."""
+
+    name: str = ""
+    maximum_retry_count: int = 0
+
+
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+
+@dataclass
 class NetworkAttachment:
     """The container's endpoint on an overlay network (the worker fills it from the task's
     allocation): ``address`` is ``IP/PREFIX``; an empty ``mac_address`` means Docker's 02:42:<ip bytes>;
@@ -233,6 +245,9 @@ class ContainerSpec:
     # Docker's HostConfig.AutoRemove (`run --rm`): runtimed removes the container once it has
     # exited, whoever waits for it or not (`run -d --rm`), also when it exited while runtimed was down
     auto_remove: bool = field(default=False, metadata={"json": "AutoRemove"})
+    # Docker's HostConfig.RestartPolicy: runtimed starts the container again when it exits
+    # (agent_runtime/restart.py); a swarm task's container never has one (the orchestrator restarts)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -278,6 +293,7 @@ class ContainerInfo:
     state: ContainerState
     config: ContainerSpec
     log_path: str = ""
+    restart_count: int = 0          # times runtimed restarted it under its restart policy
 
 
 @dataclass
@@ -334,6 +350,16 @@ def validate_spec(spec: ContainerSpec) -> None:
     """Check what needs no I/O; raise InvalidArgument naming the first bad field."""
     if not spec.image and not spec.rootfs:
         raise InvalidArgument("ContainerSpec.Image: an image reference is required")
+    policy = spec.restart_policy
+    if policy.name not in RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy: unknown policy '{policy.name}'; use one of 'no', "
+                              "'always', 'on-failure', or 'unless-stopped'")
+    if policy.maximum_retry_count and policy.name != "on-failure":
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if policy.maximum_retry_count < 0:
+        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+    if spec.auto_remove and policy.name not in ("", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
     if spec.rootfs and not spec.rootfs.startswith("/"):
         raise InvalidArgument(f"ContainerSpec.Rootfs: {spec.rootfs!r} is not an absolute path")
     for entry in spec.env:

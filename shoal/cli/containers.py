@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -31,6 +32,8 @@ def register(cli: click.Group) -> None:
     cli.add_command(container_ls, "ps")
     cli.add_command(container_exec, "exec")
     cli.add_command(container_logs, "logs")
+    for command in (container_start, container_stop, container_restart, container_kill, container_rm):
+        cli.add_command(command, command.name)    # docker start|stop|restart|kill|rm
     cli.add_command(volume)
 
 
@@ -119,6 +122,8 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
               help="Start period for the container to initialize before starting health-retries countdown "
                    "(ms|s|m|h) (default 0s)")
 @click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK")
+@click.option("--restart", default="no", show_default=True,
+              help="Restart policy to apply when a container exits: no, always, unless-stopped, on-failure[:N]")
 @click.option("-m", "--memory", default=None, help="Memory limit (e.g. 64m)")
 @click.option("--memory-reservation", default=None)
 @click.option("--cpus", default=None, help="Number of CPUs (e.g. 0.5)")
@@ -155,7 +160,7 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_interval, health_timeout,
-        health_retries, health_start_period, no_healthcheck, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
+        health_retries, health_start_period, no_healthcheck, restart, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
         tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
         hostname, entrypoint, stop_signal, stop_timeout, label, dns, dns_search, dns_option, add_host,
         read_only, sysctl, ulimit, oom_score_adj, image, command) -> None:
@@ -167,9 +172,14 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
     security = parse_security_opts(security_opt)
     env = read_env_files(env_file) + list(env)
+    policy = restart_policy(restart)
+    if remove and policy.name not in ("", "no"):
+        raise click.UsageError("conflicting options: cannot specify both --restart and --rm")
     extra_mounts = [run_mount(text) for text in mounts]
     health = {"cmd": health_cmd, "interval": health_interval, "timeout": health_timeout,
               "retries": health_retries, "start_period": health_start_period}
+    client = _client(ctx)
+    health_config = healthcheck(health, no_healthcheck, lambda: _image_healthcheck(client, image))
     swarm_network = network if is_swarm_network(network) else None
     if swarm_network:
         hostname = hostname or secrets.token_hex(6)
@@ -189,9 +199,9 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         no_new_privileges=bool(security.no_new_privileges), seccomp=security.seccomp or "",
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network,
         **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
-    client = _client(ctx)
-    spec.healthcheck = healthcheck(health, no_healthcheck, lambda: _image_healthcheck(client, image))
+    spec.healthcheck = health_config
     spec.auto_remove = remove and detach       # -d --rm: runtimed removes it on exit (and shoald detaches it)
+    spec.restart_policy = policy
     if swarm_network:
         cid = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec)
     else:
@@ -233,6 +243,20 @@ def _create_pulling(client, spec) -> str:
     click.echo(f"Unable to find image '{spec.image}' locally", err=True)
     client.image_pull(spec.image)
     return client.create(spec)
+
+
+def restart_policy(text: str):
+    """docker/cli's ParseRestartPolicy: NAME[:MAX-RETRIES] (the daemon checks the name)."""
+    from agent_runtime.spec import RestartPolicy
+    name, sep, retries = text.partition(":")
+    if sep and not name:
+        raise click.UsageError("invalid restart policy format: no policy provided before colon")
+    policy = RestartPolicy(name=name)
+    if retries:
+        if not re.fullmatch(r"[+-]?\d+", retries):
+            raise click.UsageError("invalid restart policy format: maximum retry count must be an integer")
+        policy.maximum_retry_count = int(retries)
+    return policy
 
 
 def read_env_files(paths) -> list[str]:
@@ -533,6 +557,30 @@ def container_stop(ctx, timeout, refs) -> None:
     client = _client(ctx)
     for ref in refs:
         _calling(client.stop, ref, timeout)
+        click.echo(ref)
+
+
+@container.command("start")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_start(ctx, refs) -> None:
+    """Start stopped containers (in the background; each name is printed once it runs)."""
+    client = _client(ctx)
+    for ref in refs:
+        _calling(client.start, ref)
+        click.echo(ref)
+
+
+@container.command("restart")
+@click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def container_restart(ctx, timeout, refs) -> None:
+    """Restart containers: stop (stop signal, grace period, SIGKILL), then start."""
+    client = _client(ctx)
+    for ref in refs:
+        _calling(client.stop, ref, timeout)
+        _calling(client.start, ref)
         click.echo(ref)
 
 

@@ -118,3 +118,29 @@ def test_prune_and_df_as_docker(lab, image):
     assert [line.split()[0] for line in df[1:]] == ["Images", "Containers", "Local", "Build"]
     rows = lab.shoal("manager1", "system", "df", "--format", "{{.Type}}={{.TotalCount}}/{{.Active}}").stdout
     assert "Local Volumes=1/0\n" in rows and "Build Cache=0/0\n" in rows      # keep: there, unused
+
+
+def test_run_restart_policies(lab, image):
+    def state(name):
+        out = lab.shoal("manager1", "inspect", "-f", "{{.RestartCount}} {{.State.Status}}", name).stdout.split()
+        return int(out[0]), out[1]
+    lab.shoal("manager1", "run", "-d", "--name", "flaky", "--restart", "on-failure:2", image, "sh", "-c", "exit 3")
+    lab.shoal("manager1", "run", "-d", "--name", "loop", "--restart", "always", image, "true")
+    lab.shoal("manager1", "run", "-d", "--name", "svc", "--restart", "always", image, "sleep", "3600")
+    try:
+        wait_for(lambda: state("flaky") == (2, "exited"), 60, what="flaky restarted twice and exited")
+        # the positive signal that restarts went on meanwhile: loop (always) restarted again and again
+        wait_for(lambda: state("loop")[0] >= 4, 60, what="loop restarted 4 times")
+        assert state("flaky") == (2, "exited")                    # on-failure:2 stopped there
+        assert lab.shoal("manager1", "stop", "svc").stdout == "svc\n"
+        count = state("loop")[0]
+        wait_for(lambda: state("loop")[0] >= count + 2, 60, what="loop restarted twice more")
+        assert state("svc") == (0, "exited")                      # stopped by a user: left stopped
+        lab.shoal("manager1", "stop", "loop")
+        assert lab.shoal("manager1", "ps", "-q", "-f", "name=^loop$").stdout == ""
+        lab.shoal("manager1", "start", "svc")                    # started by a user: the count begins afresh
+        assert state("svc") == (0, "running")
+        bad = lab.shoal("manager1", "run", "--restart", "sometimes", image, "true", check=False)
+        assert bad.returncode == 125 and "invalid restart policy: unknown policy 'sometimes'" in bad.stderr
+    finally:
+        lab.shoal("manager1", "rm", "-f", "flaky", "loop", "svc", check=False)

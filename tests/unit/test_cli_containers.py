@@ -175,3 +175,52 @@ def test_bad_ps_filters_are_the_daemons_errors(flag, message):
     with pytest.raises(DaemonError) as err:
         ps_filters.parse([flag])
     assert err.value.message.startswith(message)
+
+
+def test_restart_policy_is_dockerds():
+    from agent_runtime.restart import FIRST_DELAY, MAX_DELAY, next_delay, should_restart, starts_with_daemon
+    from agent_runtime.spec import RestartPolicy
+    always, on_failure = RestartPolicy("always"), RestartPolicy("on-failure", 2)
+    assert should_restart(always, 0, False, 50) and not should_restart(always, 1, True, 0)   # a user stopped it
+    assert should_restart(on_failure, 3, False, 1) and not should_restart(on_failure, 3, False, 2)
+    assert not should_restart(on_failure, 0, False, 0) and should_restart(RestartPolicy("on-failure"), 1, False, 99)
+    assert not should_restart(RestartPolicy("no"), 1, False, 0) and not should_restart(RestartPolicy(), 1, False, 0)
+    assert starts_with_daemon(always, True) and starts_with_daemon(RestartPolicy("unless-stopped"), False)
+    assert not starts_with_daemon(RestartPolicy("unless-stopped"), True) and not starts_with_daemon(on_failure, False)
+    delays = [FIRST_DELAY]
+    for _ in range(12):
+        delays.append(next_delay(delays[-1], 1.0))
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8] and delays[-1] == MAX_DELAY
+    assert next_delay(MAX_DELAY, 10.0) == FIRST_DELAY                 # ran 10 s: back to the start
+
+
+@pytest.mark.parametrize("text,message", [
+    (":3", "invalid restart policy format: no policy provided before colon"),
+    ("on-failure:x", "invalid restart policy format: maximum retry count must be an integer"),
+])
+def test_restart_flag_format_errors_are_docker_clis(text, message):
+    import click
+
+    from shoal.cli.containers import restart_policy
+    with pytest.raises(click.UsageError, match=message):
+        restart_policy(text)
+
+
+@pytest.mark.parametrize("name,retries,auto_remove,message", [
+    ("sometimes", 0, False, "invalid restart policy: unknown policy 'sometimes'; use one of 'no', 'always', "
+                            "'on-failure', or 'unless-stopped'"),
+    ("always", 3, False, "invalid restart policy: maximum retry count can only be used with 'on-failure'"),
+    ("on-failure", -1, False, "invalid restart policy: maximum retry count cannot be negative"),
+    ("always", 0, True, "can't create 'AutoRemove' container with restart policy"),
+])
+def test_bad_restart_policies_are_the_daemons_errors(name, retries, auto_remove, message):
+    from agent_runtime.errors import InvalidArgument
+    from agent_runtime.spec import RestartPolicy, validate_spec
+    spec = ContainerSpec(image="busybox", restart_policy=RestartPolicy(name, retries), auto_remove=auto_remove)
+    with pytest.raises(InvalidArgument) as err:
+        validate_spec(spec)
+    assert str(err.value) == message
+
+
+def test_run_refuses_restart_with_rm():
+    assert main.run(["run", "--rm", "--restart", "always", "busybox"]) == 125

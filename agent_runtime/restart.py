@@ -1,0 +1,149 @@
+"""Docker's restart policies (``run --restart``) in shoal-runtimed.
+
+When a container with a policy dies, runtimed starts it again after a back-off, as dockerd's
+restart manager does: 100 ms, doubled at each restart up to one minute, back to 100 ms when the
+container had run for 10 s or more. ``always`` and ``unless-stopped`` restart whatever the exit
+code; ``on-failure[:N]`` only a non-zero exit, at most N times (0: no limit). A container stopped
+or killed through the API (``shoal stop``/``kill``) is left stopped until it is started again, which
+also sets its restart count back to 0. When runtimed starts, containers found exited are started
+if their policy is ``always``, or ``unless-stopped`` and not stopped by a user (as dockerd on its
+restart); a failed start counts as an exit and is retried with the same back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from agent_runtime.container_record import EXITED
+from agent_runtime.errors import NotFound, ShoalRuntimeError
+
+if TYPE_CHECKING:
+    from agent_runtime.container_record import Container
+    from agent_runtime.server import Runtimed
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY = 0.1
+MAX_DELAY = 60.0
+RESET_AFTER = 10.0          # seconds of running that set the back-off back to FIRST_DELAY
+
+
+def should_restart(policy, exit_code: int, manually_stopped: bool, restart_count: int) -> bool:
+    """dockerd's restartManager.ShouldRestart, for a container that has just exited."""
+    if manually_stopped:
+        return False
+    if policy.name in ("always", "unless-stopped"):
+        return True
+    if policy.name == "on-failure":
+        limit = policy.maximum_retry_count
+        return exit_code != 0 and (limit == 0 or restart_count < limit)
+    return False
+
+
+def starts_with_daemon(policy, manually_stopped: bool) -> bool:
+    """Whether runtimed starts an exited container when it starts itself."""
+    return policy.name == "always" or (policy.name == "unless-stopped" and not manually_stopped)
+
+
+def next_delay(previous: float, ran_for: float) -> float:
+    """The back-off before the next restart."""
+    if ran_for >= RESET_AFTER or previous <= 0:
+        return FIRST_DELAY
+    return min(previous * 2, MAX_DELAY)
+
+
+def _seconds(text: str) -> float:
+    text = re.sub(r"(\.\d{6})\d+", r"\1", (text or "").replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+class Restarter:
+    """Watches the container manager's ``die`` events and restarts by policy (one pending restart
+    per container; a user's stop, kill, start or remove meanwhile wins)."""
+
+    def __init__(self, daemon: "Runtimed") -> None:
+        self.daemon = daemon
+        self._delay: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Task] = {}
+        self._starting: set[str] = set()      # past the back-off: let the start finish, never cancel it
+
+    async def run(self) -> None:
+        manager = self.daemon.manager
+        first = True
+        while True:
+            sub = manager.events.subscribe()
+            try:
+                for c in list(manager.containers.values()):
+                    if c.state.status != EXITED:
+                        continue
+                    if first and starts_with_daemon(c.spec.restart_policy, c.runtime.manually_stopped):
+                        self._schedule(c, 0.0)
+                    elif not first:
+                        self._on_exit(c)
+                first = False
+                while (ev := await sub.queue.get()) is not None:
+                    if ev.get("Action") == "die":
+                        c = manager.containers.get((ev.get("Actor") or {}).get("ID", ""))
+                        if c is not None:
+                            self._on_exit(c)
+            finally:
+                manager.events.unsubscribe(sub)
+                for task in self._pending.values():
+                    task.cancel()
+
+    def _on_exit(self, c: "Container") -> None:
+        if c.id in self._pending or not should_restart(c.spec.restart_policy, c.state.exit_code,
+                                                       c.runtime.manually_stopped, c.runtime.restart_count):
+            return
+        ran_for = _seconds(c.state.finished_at) - _seconds(c.state.started_at)
+        delay = next_delay(self._delay.get(c.id, 0.0), ran_for)
+        self._delay[c.id] = delay
+        self._schedule(c, delay)
+
+    def _schedule(self, c: "Container", delay: float) -> None:
+        self._pending[c.id] = asyncio.get_running_loop().create_task(self._restart(c.id, delay),
+                                                                     name=f"restart-{c.id[:12]}")
+
+    async def _restart(self, cid: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            c = self.daemon.manager.containers.get(cid)
+            if c is None or c.state.status != EXITED or c.runtime.manually_stopped:
+                return              # removed, started or stopped by a user meanwhile
+            c.runtime.restart_count += 1
+            c.save_state()
+            log.info("restarting container %s (policy %s, restart %d)", c.name, c.spec.restart_policy.name,
+                     c.runtime.restart_count)
+            self._starting.add(cid)
+            if c.spec.networks:
+                await self.daemon.network.ensure(c)
+            await self.daemon.manager.start(cid)
+            if c.runtime.manually_stopped:      # a user stopped it while it was starting: stop it again
+                await self.daemon.manager.stop(cid)
+        except NotFound:
+            return
+        except ShoalRuntimeError as exc:
+            log.warning("container %s: restart failed: %s", cid[:12], exc)
+            c = self.daemon.manager.containers.get(cid)
+            self._pending.pop(cid, None)
+            if c is not None and c.state.status == EXITED:
+                self._on_exit(c)    # a failed start is an exit: back off and try again
+            return
+        finally:
+            self._starting.discard(cid)
+            if self._pending.get(cid) is asyncio.current_task():
+                del self._pending[cid]
+
+    def forget(self, cid: str) -> None:
+        """A user started, stopped or removed the container: drop its back-off and pending restart."""
+        self._delay.pop(cid, None)
+        task = self._pending.pop(cid, None)
+        if task is not None and cid not in self._starting:
+            task.cancel()
