@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import shutil
 import ssl
+import time
 import sys
 from pathlib import Path
 
@@ -118,3 +119,32 @@ async def test_a_manager_listener_is_dialled_by_its_host_name(remote_daemon):
     code, out = await cli(*SHOAL, "service", "ls", env={"DOCKER_HOST": f"tcp://localhost:{port}", "DOCKER_TLS_VERIFY": "1",
                                                         "DOCKER_CERT_PATH": str(certs)})
     assert code == 0, out
+
+
+async def test_the_docker_sdk_over_tls_streams_events(remote_daemon, monkeypatch):
+    """The docker SDK (requests/urllib3, ALPN http/1.1) over the remote API, a streamed answer
+    (events, spliced through) included."""
+    docker_sdk = pytest.importorskip("docker")
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):   # requests lets these override the SDK's ca_cert
+        monkeypatch.delenv(name, raising=False)
+    local, tcp, tmp = remote_daemon
+    certs = tmp / "certs"
+    assert (await cli(*SHOAL, "-H", local, "swarm", "client-cert", "--out", str(certs)))[0] == 0
+    tls = docker_sdk.tls.TLSConfig(client_cert=(str(certs / "cert.pem"), str(certs / "key.pem")),
+                                   ca_cert=str(certs / "ca.pem"), verify=True)
+
+    def drive() -> list[dict]:
+        client = docker_sdk.DockerClient(base_url=tcp.replace("tcp://", "https://"), tls=tls, timeout=60)
+        try:
+            assert client.ping()
+            start = int(time.time()) - 1
+            client.services.create("busybox", name="sdk-web", mode={"Replicated": {"Replicas": 0}})
+            assert [s.name for s in client.services.list()] == ["sdk-web"]
+            return list(client.events(since=start, until=int(time.time()) + 1, decode=True,
+                                      filters={"type": "service"}))
+        finally:
+            client.close()
+
+    events = await asyncio.to_thread(drive)
+    assert any(e.get("Action") == "create" and e.get("Actor", {}).get("Attributes", {}).get("name") == "sdk-web"
+               for e in events), events
