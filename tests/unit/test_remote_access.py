@@ -383,3 +383,21 @@ async def test_a_listener_certificate_names_the_host(pki, backends):
         client_identity(der, "cluster-a")
     with pytest.raises(CertificateError, match="not a node certificate"):
         NodeIdentity.from_der(der)
+
+
+async def test_a_refused_grpc_client_sending_junk_is_closed(pki, backends):
+    """After the handshake, a refused h2 client is read frame by frame: a wrong preface, or a frame
+    announcing more than the default maximum size, closes the connection without reading on."""
+    api, port = await start(pki, backends)
+    try:
+        cert, key = pki.node_cert()
+        for junk in (b"GET / HTTP/1.1\r\n\r\n" + b"x" * 100,
+                     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff\xff\xff\x01\x00\x00\x00\x00\x01"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=pki.client_context(cert, key, "h2"))
+            writer.write(junk)
+            answer = await reader.read()          # the server closes (after its SETTINGS, for the second)
+            assert b"grpc-status" not in answer
+            writer.close()
+        assert backends[2] == []
+    finally:
+        await api.close()
