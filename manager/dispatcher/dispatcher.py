@@ -85,6 +85,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._leader_since = clock()
         self._fanout = Fanout(store)
         self._network_context: netstate.Shared | None = None
+        self._managers_cache: tuple[object, list[cluster_pb2.WeightedPeer]] | None = None
 
     # -- gRPC ------------------------------------------------------------------
     async def Session(self, request, context):
@@ -345,12 +346,23 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
 
         await self._store.update_retry(fn)
 
+    def _managers_of(self, view) -> list[cluster_pb2.WeightedPeer]:
+        """The managers' addresses, derived once per nodes table and shared by every session: each
+        session stream wakes on every node change and every second, and reading every node for
+        each of them cost O(nodes) per session, O(nodes^2) per node change."""
+        nodes = view.table(Kind.NODE)       # the same map for as long as no node changes
+        cached = self._managers_cache
+        if cached is None or cached[0] is not nodes:
+            managers = [cluster_pb2.WeightedPeer(node_id=n.id, addr=n.manager_status.addr)
+                        for n in nodes.values() if n.role == objects_pb2.MANAGER and n.manager_status.addr]
+            managers.sort(key=lambda p: p.addr)
+            cached = self._managers_cache = (nodes, managers)
+        return cached[1]
+
     def _session_message(self, session: _Session) -> cluster_pb2.SessionMessage:
         view = self._store.view()
         node = view.get(Kind.NODE, session.node_id)
-        managers = [cluster_pb2.WeightedPeer(node_id=n.id, addr=n.manager_status.addr)
-                    for n in view.nodes() if n.role == objects_pb2.MANAGER and n.manager_status.addr]
-        managers.sort(key=lambda p: p.addr)
+        managers = self._managers_of(view)
         cluster = view.cluster()
         return cluster_pb2.SessionMessage(
             session_id=session.session_id, managers=managers,

@@ -218,6 +218,11 @@ class ReadView:
             return list(table.values())
         return [obj for obj in table.values() if predicate(obj)]
 
+    def table(self, kind: Kind) -> Table:
+        """Every object of ``kind`` as a read-only map (id -> object); O(1). A commit that touches
+        no object of ``kind`` keeps the same map, so ``is`` tells a reader nothing changed."""
+        return self._tables.get(kind, _EMPTY)
+
     def count(self, kind: Kind) -> int:
         """How many objects of ``kind`` the view holds."""
         return len(self._tables.get(kind, _EMPTY))

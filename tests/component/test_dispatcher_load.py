@@ -1,6 +1,6 @@
-"""A leader whose event loop stalls (a long pass, a starved process) does not mark nodes Down for
-the heartbeats it could not read meanwhile: found by bench/scale.py, where every simulated node
-went Down while the leader was busy and their queued heartbeats were read only after the check."""
+"""The dispatcher of a busy leader (bench/scale.py). A leader whose event loop stalls (a long
+pass, a starved process) does not mark nodes Down for the heartbeats it could not read meanwhile;
+session messages do not read every node for every session."""
 
 from __future__ import annotations
 
@@ -51,3 +51,26 @@ async def test_a_stalled_loop_does_not_count_against_the_nodes():
         liveness.cancel()
         await asyncio.gather(liveness, return_exceptions=True)
         await session.aclose()
+
+
+async def test_session_messages_share_the_managers_list_until_a_node_changes():
+    """Every session stream builds its message on each wake-up; the managers' list is derived once
+    per nodes table (it read every node for every session), and follows a node change."""
+    memory = MemoryStore()
+    store = Store(memory, LocalProposer(memory))
+
+    def manager(node_id: str, addr: str) -> objects_pb2.Node:
+        node = objects_pb2.Node(id=node_id, role=objects_pb2.MANAGER)
+        node.manager_status.addr = addr
+        return node
+    await store.update(lambda tx: (tx.create(manager("m1", "192.0.2.1:2377")), tx.create(objects_pb2.Node(id="n1"))))
+    dispatcher = Dispatcher(store, Leader(), authorize)
+    session = type("S", (), {"session_id": "s", "node_id": "n1"})()
+    first = dispatcher._session_message(session)
+    assert [p.addr for p in first.managers] == ["192.0.2.1:2377"]
+    cached = dispatcher._managers_cache[1]
+    await store.update(lambda tx: tx.create(objects_pb2.Task(id="t1")))       # no node changed
+    dispatcher._session_message(session)
+    assert dispatcher._managers_cache[1] is cached
+    await store.update(lambda tx: tx.create(manager("m2", "192.0.2.2:2377")))
+    assert [p.addr for p in dispatcher._session_message(session).managers] == ["192.0.2.1:2377", "192.0.2.2:2377"]
