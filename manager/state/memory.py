@@ -275,7 +275,8 @@ class MemoryStore:
     def _notify(self, events: list[StoreEvent], version: int) -> None:
         if not self._watches:
             return
-        self._watches = [w for w in self._watches if w._post(events, version)]
+        kinds = frozenset(e.kind for e in events)
+        self._watches = [w for w in self._watches if w._post(events, version, kinds)]
 
 
 def snapshot_of(view: ReadView) -> bytes:

@@ -73,11 +73,17 @@ class Watch:
 
     # -- producer side (any thread, called with the store lock held) ------------------------
 
-    def _post(self, events: list[StoreEvent], version: int) -> bool:
-        """Queue this commit's matching events; False if the watch is gone and should be dropped."""
+    def _post(self, events: list[StoreEvent], version: int, kinds: frozenset[Kind] | None = None) -> bool:
+        """Queue this commit's matching events (``kinds``: the kinds among them, if known); False if
+        the watch is gone and should be dropped."""
         if self._detached.is_set():
             return False
-        batch = [e for e in events if self.wants(e.kind)]
+        if self.kinds is None:
+            batch = list(events)
+        elif kinds is not None and self.kinds.isdisjoint(kinds):
+            batch = []      # e.g. a node watch and a commit of 200 task updates: no event to look at
+        else:
+            batch = [e for e in events if e.kind in self.kinds]
         if self.commits:
             batch.append(ChangeCommitted(version))
         if not batch:
