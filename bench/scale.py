@@ -149,7 +149,7 @@ def timed_cli(lab, *args: str) -> float | str:
     return time.perf_counter() - started
 
 
-def _info(socket: Path, timeout: float = 10) -> control_pb2.InfoResponse:
+def _info(socket: Path, timeout: float = 60) -> control_pb2.InfoResponse:
     with grpc.insecure_channel(f"unix:{socket}") as channel:
         return control_pb2_grpc.ControlStub(channel).Info(control_pb2.InfoRequest(), timeout=timeout)
 
