@@ -206,23 +206,23 @@ class Run:
     def provision(self) -> None:
         tokens = DEPLOY / ".tokens"
         shutil.rmtree(tokens, ignore_errors=True)
-        self.vagrant("rsync", timeout=600)            # the checkout as it is now, on every VM
+        self.vagrant("rsync", "manager1", timeout=600)   # the checkout as it is now
         self.vagrant("provision", "manager1", timeout=3600)
         if not (tokens / "worker").exists():
             raise Failure("the join tokens did not reach deploy/.tokens after manager1's provisioning")
-        self.vagrant("rsync", *HOSTS[1:], timeout=600)
-        self.provision_parallel(HOSTS[1:])
+        self.provision_parallel(HOSTS[1:])   # their rsync carries the tokens in
 
     def provision_parallel(self, hosts: list[str]) -> None:
-        """`vagrant provision` of the joining VMs at once, one Vagrant process each (Vagrant locks a
-        machine, not the project). Joins that race for a Raft membership change are retried by
-        shoald; under TCG this turns four sequential ~7-minute provisionings into one wait. Each
-        VM's output goes to WORK/provision-HOST.log, whose tail is printed if it fails."""
+        """`vagrant rsync` + `vagrant provision` of the joining VMs at once, one Vagrant process each
+        (Vagrant locks a machine, not the project). Joins that race for a Raft membership change are
+        retried by shoald; under TCG this turns four sequential rsyncs (minutes each: ssh and rsync
+        run emulated) and ~7-minute provisionings into one wait. Each VM's output goes to
+        WORK/provision-HOST.log, whose tail is printed if it fails."""
         procs = {}
         for host in hosts:
             out = open(self.work / f"provision-{host}.log", "wb")
-            procs[host] = (subprocess.Popen(["vagrant", "provision", host], env=self.env(), cwd=DEPLOY,
-                                            stdout=out, stderr=subprocess.STDOUT), out)
+            procs[host] = (subprocess.Popen(["sh", "-c", 'vagrant rsync "$1" && vagrant provision "$1"', "-", host],
+                                            env=self.env(), cwd=DEPLOY, stdout=out, stderr=subprocess.STDOUT), out)
         deadline = time.monotonic() + 3600
         failed = []
         for host, (proc, out) in procs.items():
