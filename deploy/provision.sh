@@ -134,11 +134,11 @@ elif [ "$FIRST" = 1 ]; then
 else
   token_file="$TOKENS/$ROLE"
   say "waiting for $token_file from the first manager"
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 1800); do   # the first manager may still be installing (all VMs provision at once)
     [ -s "$token_file" ] && break
     sleep 1
   done
-  [ -s "$token_file" ] || die "no join token at $token_file after 10 minutes (is the first manager up?)"
+  [ -s "$token_file" ] || die "no join token at $token_file after 30 minutes (is the first manager up?)"
   say "swarm join as $ROLE via $JOIN:2377"
   shoal swarm join --token "$(cat "$token_file")" --advertise-addr "$ADDRESS" "$JOIN:2377"
 fi

@@ -62,8 +62,8 @@ def log(message: str) -> None:
 
 
 def run(argv: list[str], *, check: bool = True, timeout: float | None = None, env: dict | None = None,
-        capture: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=capture, text=True, timeout=timeout, env=env, cwd=cwd)
+        capture: bool = True, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=capture, text=True, timeout=timeout, env=env, cwd=cwd, input=input)
     if check and proc.returncode != 0:
         out = (proc.stderr or "") + (proc.stdout or "") if capture else ""
         raise Failure(f"{' '.join(argv[:4])}… exited {proc.returncode}: {out.strip()[-3000:]}")
@@ -204,25 +204,51 @@ class Run:
         self.ssh_config.write_text(cfg)
 
     def provision(self) -> None:
+        """Every VM provisions at once, one Vagrant process each (Vagrant locks a machine, not the
+        project): the slow part, installing the runtime under emulation, overlaps on all five. A
+        joining VM's provision.sh installs, then waits for its join token; manager1's trigger
+        writes the tokens to deploy/.tokens once it has run `swarm init`, and a thread here pushes
+        them to every joining VM over ssh (a `vagrant rsync` of the checkout took minutes per TCG
+        VM, one after another). Each VM's output goes to WORK/provision-HOST.log, and the tail of
+        a failed one is printed."""
         tokens = DEPLOY / ".tokens"
         shutil.rmtree(tokens, ignore_errors=True)
-        self.vagrant("rsync", "manager1", timeout=600)   # the checkout as it is now
-        self.vagrant("provision", "manager1", timeout=3600)
-        if not (tokens / "worker").exists():
-            raise Failure("the join tokens did not reach deploy/.tokens after manager1's provisioning")
-        self.provision_parallel(HOSTS[1:])   # their rsync carries the tokens in
+        pushed = threading.Event()
+        stop = threading.Event()
 
-    def provision_parallel(self, hosts: list[str]) -> None:
-        """`vagrant rsync` + `vagrant provision` of the joining VMs at once, one Vagrant process each
-        (Vagrant locks a machine, not the project). Joins that race for a Raft membership change are
-        retried by shoald; under TCG this turns four sequential rsyncs (minutes each: ssh and rsync
-        run emulated) and ~7-minute provisionings into one wait. Each VM's output goes to
-        WORK/provision-HOST.log, whose tail is printed if it fails."""
+        def push_tokens() -> None:
+            while not stop.is_set():
+                if all((tokens / kind).exists() and (tokens / kind).read_text().strip() for kind in ("worker", "manager")):
+                    break
+                stop.wait(2)
+            else:
+                return
+            for host in HOSTS[1:]:
+                for kind in ("worker", "manager"):
+                    run(["ssh", "-F", str(self.ssh_config), "-o", "ConnectTimeout=30", host,
+                         f"sudo sh -c 'umask 077; mkdir -p /vagrant/deploy/.tokens; "
+                         f"cat > /vagrant/deploy/.tokens/{kind}.tmp && mv /vagrant/deploy/.tokens/{kind}.tmp "
+                         f"/vagrant/deploy/.tokens/{kind}'"],
+                        input=(tokens / kind).read_text(), timeout=300)
+            log("join tokens pushed to the joining VMs")
+            pushed.set()
+
+        pusher = threading.Thread(target=push_tokens, daemon=True)
+        pusher.start()
+        try:
+            self.provision_all(HOSTS)
+        finally:
+            stop.set()
+            pusher.join()
+        if not pushed.is_set():
+            raise Failure("the join tokens never reached deploy/.tokens from manager1")
+
+    def provision_all(self, hosts: list[str]) -> None:
         procs = {}
         for host in hosts:
             out = open(self.work / f"provision-{host}.log", "wb")
-            procs[host] = (subprocess.Popen(["sh", "-c", 'vagrant rsync "$1" && vagrant provision "$1"', "-", host],
-                                            env=self.env(), cwd=DEPLOY, stdout=out, stderr=subprocess.STDOUT), out)
+            procs[host] = (subprocess.Popen(["vagrant", "provision", host], env=self.env(), cwd=DEPLOY,
+                                            stdout=out, stderr=subprocess.STDOUT), out)
         deadline = time.monotonic() + 3600
         failed = []
         for host, (proc, out) in procs.items():
