@@ -525,15 +525,17 @@ def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
 
 
 @container.command("exec", context_settings={"allow_interspersed_args": False})
-@click.option("-e", "--env", multiple=True)
-@click.option("-u", "--user", default="")
-@click.option("-w", "--workdir", default="")
+@click.option("-e", "--env", multiple=True, help="Set environment variables")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables")
+@click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container")
 @click.argument("ref")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def container_exec(ctx, env, user, workdir, ref, command) -> None:
+def container_exec(ctx, env, env_file, user, workdir, ref, command) -> None:
     """Run a command in a running container (output is printed when it finishes)."""
     from agent_runtime.api import InvalidArgument, ShoalRuntimeError
+    env = read_env_files(env_file) + list(env)
     command = list(command)
     if command[:1] == ["--"]:  # `exec CONTAINER -- CMD…` as well as `exec CONTAINER CMD…`
         command = command[1:]

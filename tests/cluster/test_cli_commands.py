@@ -63,6 +63,9 @@ def test_run_flags_ps_exec_logs_and_inspect_as_docker(lab, image, tmp_path):
         assert '"sh -c echo started;…"' in row and "Up " in row      # docker joins argv with spaces
         out = lab.shoal("manager1", "exec", "hc", "sh", "-c", "echo $GREETING; hostname; grep /scratch /proc/mounts")
         lines = out.stdout.splitlines()
+        env_file.write_text("GREETING=bonjour\n")
+        assert lab.shoal("manager1", "exec", "--env-file", str(env_file), "hc", "sh", "-c",
+                         "echo $GREETING").stdout == "bonjour\n"
         assert lines[:2] == ["hello world", "box"] and "tmpfs" in lines[2] and "size=1024k" in lines[2]
         assert lab.shoal("manager1", "logs", "-n", "1", "hc").stdout == "started\n"
         short = row.split()[0]
