@@ -123,8 +123,10 @@ def cli_end_to_end(sock: str, n: int, shoal: str) -> None:
     def timed(argv: list[str]) -> tuple[float, float]:
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, capture_output=True)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
