@@ -1,6 +1,6 @@
 """The client of shoal-runtimed: the only module of agent_runtime the worker and the CLI import.
 
-``RuntimeClient`` (blocking; stdlib http.client over AF_UNIX) and ``AsyncRuntimeClient`` (asyncio;
+``RuntimeClient`` (blocking; agent_runtime.unixhttp over AF_UNIX) and ``AsyncRuntimeClient`` (asyncio;
 aiohttp) offer the same calls with the same typed results. Errors come back as the small hierarchy
 ``ShoalRuntimeError`` > ``NotFound`` (404), ``Conflict`` (409), ``InvalidArgument`` (400), built
 from the server's ``{"message": ...}``; a daemon that cannot be reached (or drops the connection)
@@ -23,14 +23,13 @@ concurrent connections: one task's call never waits for another's.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
-import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, BinaryIO, Callable, Iterator
 
+from agent_runtime import unixhttp
 from agent_runtime.errors import (Conflict, DeadlineExceeded, InvalidArgument, NotFound, ShoalRuntimeError,
                                   Unavailable, error_for_status)
 from typing import TYPE_CHECKING
@@ -318,22 +317,6 @@ def _raise_for(status: int, payload: bytes) -> None:
     raise error_for_status(status, message or f"HTTP {status}")
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
-        self.sock = sock
-
-
 class RuntimeClient:
     """Blocking client; one connection per call (cheap on a unix socket). Safe to share across threads."""
 
@@ -341,19 +324,22 @@ class RuntimeClient:
         self.socket_path = socket_path or default_socket()
         self.timeout = timeout
 
-    def _open(self, call: _Call) -> tuple[_UnixHTTPConnection, http.client.HTTPResponse]:
-        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
-        chunked = hasattr(call.body, "read")
-        body = call.body if chunked else None if call.body is None else json.dumps(call.body).encode()
+    def _open(self, call: _Call) -> tuple[unixhttp.Connection, unixhttp.Response]:
+        conn = unixhttp.Connection(self.socket_path, self.timeout)
+        try:
+            conn.connect()
+        except OSError as exc:
+            raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
+        streamed = hasattr(call.body, "read")
+        body = call.body if streamed else None if call.body is None else json.dumps(call.body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
         headers.update(call.headers or {})
         try:
-            conn.request(call.method, call.url(), body=body, headers=headers, encode_chunked=chunked)
-            resp = conn.getresponse()
+            resp = conn.request(call.method, call.url(), body=body, headers=headers)
         except TimeoutError:
             conn.close()
             raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {self.timeout:g} s") from None
-        except (ConnectionError, http.client.HTTPException) as exc:
+        except (ConnectionError, unixhttp.ProtocolError) as exc:
             conn.close()
             raise Unavailable(f"shoal-runtimed at {self.socket_path} dropped the connection during "
                               f"{call.what}: {exc}") from exc

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 HEAVY = ("grpc", "google.protobuf", "aiohttp", "asyncio", "common.gotemplate", "proto.objects_pb2",
-         "agent_runtime.images.registry", "agent_runtime.images.store", "shoal.cli.services")
+         "agent_runtime.images.registry", "agent_runtime.images.store", "shoal.cli.services", "http.client",
+         "ssl", "email")
 
 
 def loaded_after(code: str) -> set[str]:

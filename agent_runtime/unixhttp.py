@@ -1,0 +1,157 @@
+"""A small blocking HTTP/1.1 client over a unix socket, for ``RuntimeClient``.
+
+One request per connection (``Connection: close``). Request bodies are bytes or a readable file
+(sent chunked); responses are framed by Content-Length, chunked encoding or the end of the
+connection, and read whole (``read``) or line by line as they stream (``readline``). Written
+instead of using ``http.client`` because that module imports the email parser and ssl, a third
+of the CLI's start-up for ``shoal run`` (docs/front-door.md).
+
+Errors: ``TimeoutError`` when the socket times out, ``ConnectionError`` when the peer goes away,
+``ProtocolError`` for an answer that is not HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import BinaryIO
+
+MAX_LINE = 65536      # a status or header line longer than this is not an answer from runtimed
+MAX_HEADERS = 100
+
+
+class ProtocolError(Exception):
+    """The peer's answer is not well-formed HTTP/1.1."""
+
+
+class Response:
+    def __init__(self, sock: socket.socket) -> None:
+        self._file = sock.makefile("rb")
+        status_line = self._line("status line")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP status line: {status_line[:80]!r}")
+        self.status = int(parts[1])
+        self.headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS + 1):
+            line = self._line("header")
+            if line in (b"\r\n", b"\n"):
+                break
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise ProtocolError(f"malformed header line {line[:80]!r}")
+            self.headers[name.strip().lower()] = value.strip()
+        else:
+            raise ProtocolError(f"more than {MAX_HEADERS} headers")
+        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        length = self.headers.get("content-length")
+        self._remaining: int | None = int(length) if length is not None and not self._chunked else None
+        self._buffer = b""
+        self._done = self.status in (204, 304) or self._remaining == 0
+
+    def _line(self, what: str) -> bytes:
+        line = self._file.readline(MAX_LINE + 1)
+        if not line:
+            raise ConnectionError(f"the connection closed while reading the {what}")
+        if len(line) > MAX_LINE:
+            raise ProtocolError(f"{what} longer than {MAX_LINE} bytes")
+        return line
+
+    def _next(self) -> bytes:
+        """The next piece of the body (b"" at its end)."""
+        if self._done:
+            return b""
+        if self._chunked:
+            size_line = self._line("chunk size").split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise ProtocolError(f"malformed chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                while self._line("trailer") not in (b"\r\n", b"\n"):
+                    pass
+                self._done = True
+                return b""
+            data = self._file.read(size)
+            if len(data) < size:
+                raise ConnectionError("the connection closed inside a chunk")
+            self._line("chunk end")
+            return data
+        want = 65536 if self._remaining is None else min(self._remaining, 65536)
+        data = self._file.read1(want) if want else b""
+        if not data:
+            if self._remaining:
+                raise ConnectionError(f"the connection closed {self._remaining} bytes before the body's end")
+            self._done = True
+            return b""
+        if self._remaining is not None:
+            self._remaining -= len(data)
+            self._done = self._remaining == 0
+        return data
+
+    def read(self) -> bytes:
+        pieces = [self._buffer]
+        self._buffer = b""
+        while piece := self._next():
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def readline(self) -> bytes:
+        while b"\n" not in self._buffer:
+            piece = self._next()
+            if not piece:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += piece
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Connection:
+    """Connects on ``request``; ``OSError`` from connect is the caller's to report."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._response: Response | None = None
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def request(self, method: str, url: str, body: bytes | BinaryIO | None = None,
+                headers: dict[str, str] | None = None) -> Response:
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        head = {"Host": "localhost", "Connection": "close", **(headers or {})}
+        streamed = body is not None and not isinstance(body, (bytes, bytearray))
+        if streamed:
+            head["Transfer-Encoding"] = "chunked"
+        elif body is not None or method in ("POST", "PUT"):
+            head["Content-Length"] = str(len(body or b""))
+        text = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
+        self.sock.sendall(text.encode("latin-1") + (body if isinstance(body, (bytes, bytearray)) else b""))
+        if streamed:
+            for chunk in iter(lambda: body.read(1 << 16), b""):  # type: ignore[union-attr]
+                self.sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.sock.sendall(b"0\r\n\r\n")
+        self._response = Response(self.sock)
+        return self._response
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
