@@ -246,6 +246,8 @@ class Runtimed:
             log.info("container %s removed on exit (AutoRemove)", c.name)
         except ShoalRuntimeError as exc:   # removed meanwhile, or restarted: nothing to do
             log.info("container %s: not removed on exit: %s", c.name, exc)
+        except Exception:  # the loop must outlive one bad removal; the next start retries it
+            log.exception("container %s: removing it on exit (AutoRemove) failed", c.name)
 
     async def exec(self, request: web.Request) -> web.Response:
         body = await _body(request)
