@@ -671,12 +671,16 @@ def volume_create(ctx, label, name) -> None:
 
 
 @volume.command("ls")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Provide filter values (e.g. 'dangling=true', 'name=data', 'driver=local', 'label=k')")
 @click.option("--format", "fmt", default="", help=FORMAT_HELP)
 @click.pass_context
-def volume_ls(ctx, quiet, fmt) -> None:
+def volume_ls(ctx, quiet, filters, fmt) -> None:
     """List volumes."""
-    rows = [_volume_row(v) for v in _calling(_client(ctx).volumes)]
+    from shoal.cli import ps_filters
+    wanted = ps_filters.parse_volume_filters(filters)
+    rows = [_volume_row(v) for v in _calling(_client(ctx).volumes) if ps_filters.volume_matches(v, wanted)]
     if quiet:
         for r in rows:
             click.echo(r["Name"])

@@ -1,5 +1,5 @@
-"""``shoal ps --filter``: moby's container list filters (daemon/list.go), applied to what this
-node's shoal-runtimed lists.
+"""``shoal ps --filter`` and ``shoal volume ls --filter``: moby's list filters (daemon/list.go,
+volume/service), applied to what this node's shoal-runtimed lists.
 
 Keys: id, name (each value a regular expression searched in the ID or name, or equal), label
 (KEY or KEY=VALUE, all must match), status (created, running, exited... : implies -a), exited
@@ -147,3 +147,39 @@ def apply(containers: list, filters: dict[str, list[str]], show_all: bool, image
         if 0 < last == len(out):
             break
     return out
+
+
+VOLUME_FILTERS = ("dangling", "driver", "label", "name")
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
+
+
+def parse_volume_filters(values) -> dict[str, list[str]]:
+    """``volume ls --filter``: dangling (true: no container refers to it), driver, label, name
+    (a regular expression); anything else ``invalid filter 'KEY'``."""
+    out: dict[str, list[str]] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            import click
+            raise click.UsageError(f'invalid argument "{text}" for "-f, --filter" flag: bad format of filter '
+                                   "(expected name=value)")
+        out.setdefault(key, []).append(value)
+    for key, found in out.items():
+        if key not in VOLUME_FILTERS:
+            raise DaemonError(f"invalid filter '{key}'")
+    dangling = out.get("dangling", [])
+    if dangling and (len(dangling) > 1 or dangling[0].lower() not in _BOOL):
+        raise DaemonError(f"invalid filter 'dangling=[{' '.join(dangling)}]'")
+    return out
+
+
+def volume_matches(v, filters: dict[str, list[str]]) -> bool:
+    if filters.get("driver") and v.driver not in filters["driver"]:
+        return False
+    if "name" in filters and not _match(filters["name"], v.name):
+        return False
+    if not _labels(filters.get("label"), v.labels):
+        return False
+    if filters.get("dangling") and _BOOL[filters["dangling"][0].lower()] == bool(v.in_use_by):
+        return False
+    return True

@@ -98,6 +98,7 @@ def test_prune_and_df_as_docker(lab, image):
 
     lab.shoal("manager1", "volume", "create", "keep")
     lab.shoal("manager1", "volume", "create", "--label", "tmp=1", "scratch")
+    assert lab.shoal("manager1", "volume", "ls", "-q", "-f", "dangling=true", "-f", "label=tmp").stdout == "scratch\n"
     # named volumes are not anonymous: plain prune removes none, as Docker's
     assert lab.shoal("manager1", "volume", "prune", "-f").stdout == "Total reclaimed space: 0B\n"
     assert lab.shoal("manager1", "volume", "prune", "-a", "-f", "--filter", "label=tmp").stdout == \

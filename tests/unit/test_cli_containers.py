@@ -224,3 +224,22 @@ def test_bad_restart_policies_are_the_daemons_errors(name, retries, auto_remove,
 
 def test_run_refuses_restart_with_rm():
     assert main.run(["run", "--rm", "--restart", "always", "busybox"]) == 125
+
+
+def test_volume_ls_filters_are_mobys():
+    from agent_runtime.spec import VolumeInfo
+    from shoal.cli import ps_filters
+    from shoal.cli.output import DaemonError
+    volumes = [VolumeInfo(name="data", mountpoint="/m/data", created_at="", labels={"keep": "1"}, in_use_by=["web"]),
+               VolumeInfo(name="cache", mountpoint="/m/cache", created_at="")]
+
+    def names(*flags):
+        wanted = ps_filters.parse_volume_filters(flags)
+        return [v.name for v in volumes if ps_filters.volume_matches(v, wanted)]
+    assert names("dangling=true") == ["cache"] and names("dangling=0") == ["data"]
+    assert names("name=^c") == ["cache"] and names("label=keep=1") == ["data"]
+    assert names("driver=local") == ["data", "cache"] and names("driver=nfs") == []
+    for flag, message in (("bogus=1", "invalid filter 'bogus'"), ("dangling=maybe", "invalid filter 'dangling=[maybe]'")):
+        with pytest.raises(DaemonError) as err:
+            ps_filters.parse_volume_filters([flag])
+        assert err.value.message == message
