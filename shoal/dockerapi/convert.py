@@ -7,7 +7,6 @@ docker CLI and `shoal --format` see the same documents.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from typing import Any
 
@@ -267,7 +266,7 @@ def _container(c: Obj, into: pb.ContainerSpec) -> None:
         if profile:
             try:
                 into.privileges.seccomp.profile = base64.b64decode(profile, validate=True)
-            except binascii.Error:
+            except ValueError:   # binascii.Error, or a character outside ASCII
                 raise BadRequest(f"{seccomp.path}.Profile: not base64") from None
         seccomp.done()
         into.privileges.no_new_privileges = p.bool("NoNewPrivileges")
@@ -508,7 +507,7 @@ def parse_secret_spec(raw: Any, what: str) -> tuple[str, dict[str, str], bytes, 
     data_text = s.str("Data")
     try:
         data = base64.b64decode(data_text, validate=True)
-    except binascii.Error:
+    except ValueError:   # binascii.Error, or a character outside ASCII (found by the fuzz test)
         raise BadRequest(f"{what}Spec.Data: not base64") from None
     templating = ""
     if not _empty(s.get("Templating")):
@@ -585,7 +584,7 @@ def container_inspect(c: Any) -> dict[str, Any]:
     state = to_json(c.state)
     config = {"Hostname": spec.hostname, "User": spec.user, "Env": list(spec.env), "Cmd": list(spec.command),
               "Entrypoint": list(spec.entrypoint) if spec.entrypoint else None, "Image": c.image,
-              "WorkingDir": spec.workdir, "Labels": dict(spec.labels), "Tty": False, "OpenStdin": False,
+              "WorkingDir": spec.workdir, "Labels": dict(spec.labels), "Tty": spec.tty, "OpenStdin": spec.open_stdin,
               "StopSignal": spec.stop_signal, "StopTimeout": int(round(spec.stop_grace_period_s))}
     return {"Id": c.id, "Name": f"/{c.name}", "Created": c.created, "Image": c.image_id, "State": state,
             "Config": config, "LogPath": c.log_path, "Driver": "shoal",

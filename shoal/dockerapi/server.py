@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
+from agent_runtime.errors import Conflict as RuntimeConflict
+from agent_runtime.errors import InvalidArgument as RuntimeInvalid
 from agent_runtime.errors import NotFound as RuntimeNotFound
 from agent_runtime.errors import ShoalRuntimeError
 
@@ -29,6 +31,7 @@ from shoal.daemon import events as daemon_events
 from shoal.daemon.config import DaemonError
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Unsupported
+from shoal.dockerapi.containers import ContainerRoutes
 from shoal.dockerapi.images import ImageRoutes
 from shoal.dockerapi.swarm import SwarmRoutes
 
@@ -73,6 +76,11 @@ def error_status(err: Exception) -> tuple[int, str]:
         return STATUS.get(err.code, 500), message
     if isinstance(err, StoreError):
         return 503, f"the cluster store refused the change: {message}"
+    if isinstance(err, ShoalRuntimeError):   # this node's shoal-runtimed refused or did not answer
+        for kind, status in ((RuntimeNotFound, 404), (RuntimeConflict, 409), (RuntimeInvalid, 400)):
+            if isinstance(err, kind):
+                return status, message
+        return 503, f"container runtime: {message}"
     return 500, message
 
 
@@ -102,7 +110,7 @@ async def _middleware(request: web.Request, handler: Callable[[web.Request], Awa
             response = _not_served(request)
         else:
             raise
-    except (ApiError, BadRequest, Unsupported, ControlError, DaemonError, StoreError) as err:
+    except (ApiError, BadRequest, Unsupported, ControlError, DaemonError, StoreError, ShoalRuntimeError) as err:
         status, message = error_status(err)
         response = _json({"message": message}, status)
     _headers(response)
@@ -126,6 +134,7 @@ def _not_served(request: web.Request) -> web.Response:
 class DockerAPI:
     def __init__(self, daemon: Daemon):
         self.d = daemon
+        self.local = ContainerRoutes(self)   # this node's containers, exec instances and volumes
 
     # ---- helpers --------------------------------------------------------------------------
     def control(self) -> ControlAPI:
@@ -167,7 +176,7 @@ class DockerAPI:
             ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
             ("GET", "/events", self.events),
             ("GET", "/containers/json", self.containers), ("GET", "/containers/{ref}/json", self.container),
-            *SwarmRoutes(self).routes(),
+            *SwarmRoutes(self).routes(), *self.local.routes(),
             *ImageRoutes(self).routes(),
         ):
             r.append(web.route(method, path, fn))

@@ -192,7 +192,12 @@ def test_every_documented_path_answers(lab, docker, sock):
                            what="a task of doc")
         node_id = shoal_json(lab, "node", "ls")[0]["ID"]
         container = wait_for(lambda: docker("ps", "-q").stdout.split(), 60, what="a container")[0]
-        refs = {"/containers/{ref}/json": container, "/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
+        docker("volume", "create", "docvol")
+        exec_id = json.loads(subprocess.run(
+            ["curl", "-s", "--unix-socket", sock, "-H", "Content-Type: application/json", "-d", '{"Cmd": ["true"]}',
+             f"http://localhost/v1.50/containers/{container}/exec"], capture_output=True, text=True, timeout=30).stdout)["Id"]
+        refs = {"/containers/{ref}/json": container, "/containers/{ref}/logs": container, "/volumes/{name}": "docvol",
+                "/exec/{id}/json": exec_id, "/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
                 "/services/{ref}/logs": service_id, "/tasks/{ref}/logs": task_id,
                 "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig",
                 "/images/{ref}/json": image}
@@ -201,7 +206,8 @@ def test_every_documented_path_answers(lab, docker, sock):
         for path, item in spec["paths"].items():
             if "get" not in item or path == "/events":
                 continue
-            url = path.replace("{ref}", refs.get(path, "")) + ("?stdout=1&stderr=1" if path.endswith("/logs") else "")
+            url = path.replace("{ref}", refs.get(path, "")).replace("{name}", refs.get(path, "")).replace(
+                "{id}", refs.get(path, "")) + ("?stdout=1&stderr=1" if path.endswith("/logs") else "")
             for prefix in ("", "/v1.50"):
                 status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
                                          sock, f"http://localhost{prefix}{url}"],
@@ -218,6 +224,7 @@ def test_every_documented_path_answers(lab, docker, sock):
         docker("network", "rm", "docnet")
         docker("secret", "rm", "docsecret")
         docker("config", "rm", "docconfig")
+        docker("volume", "rm", "docvol")
 
 
 def test_logs_update_rollback_node_update_join_token(lab, docker):
@@ -296,3 +303,38 @@ def test_swarm_update_rotate_autolock_and_ca(lab, docker):
     root = json.loads(docker("info", "--format", "{{json .Swarm.Cluster}}").stdout)["TLSInfo"]["TrustRoot"]
     docker("swarm", "ca", "--rotate", timeout=120)   # waits until the node's certificate has the new issuer
     assert json.loads(docker("info", "--format", "{{json .Swarm.Cluster}}").stdout)["TLSInfo"]["TrustRoot"] != root
+
+
+def test_run_exec_logs_rm_and_volumes(lab, docker):
+    """This node's containers through runtimed: docker run (attach, wait, --rm), exec, logs, stop, rm;
+    docker volume create/ls/inspect/rm; each checked through `shoal` too."""
+    image = f"{lab.registry}/shoal/busybox:latest"
+    lab.shoal("manager1", "image", "pull", image)
+    ran = docker("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (3, "out\n", "err\n")
+    assert docker("ps", "-aq").stdout == ""          # --rm: removed once it exited
+    refused = docker("run", "--rm", "-p", "80:80", image, "true", check=False)
+    assert refused.returncode == 125 and "Config.ExposedPorts" in refused.stderr
+
+    volume = docker("volume", "create", "--label", "team=a", "dvol").stdout.strip()
+    assert volume == "dvol"
+    assert [v["Name"] for v in shoal_json(lab, "volume", "ls")] == ["dvol"]
+    assert docker("volume", "ls", "--filter", "label=team=a", "--format", "{{.Name}}").stdout.split() == ["dvol"]
+    assert json.loads(docker("volume", "inspect", "dvol").stdout)[0]["Labels"] == {"team": "a"}
+
+    cid = docker("run", "-d", "--name", "dbg", "-v", "dvol:/data", image, "sh", "-c",
+                 "echo started; exec sleep 1d").stdout.strip()
+    assert lab.shoal("manager1", "inspect", "dbg", "--format", "{{.Id}}").stdout.strip() == cid
+    execd = docker("exec", "dbg", "sh", "-c", "echo in > /data/f; cat /data/f; echo e >&2; exit 2", check=False)
+    assert (execd.returncode, execd.stdout, execd.stderr) == (2, "in\n", "e\n")
+    wait_for(lambda: docker("logs", "dbg").stdout == "started\n", 30, what="dbg's log line")
+    in_use = docker("volume", "rm", "dvol", check=False)
+    assert in_use.returncode == 1 and "Error response from daemon:" in in_use.stderr
+    docker("stop", "-t", "1", "dbg")
+    assert json.loads(docker("inspect", "dbg").stdout)[0]["State"]["Status"] == "exited"
+    docker("rm", "dbg")
+    missing = docker("logs", "dbg", check=False)
+    assert missing.returncode == 1 and "No such container: dbg" in missing.stderr
+    docker("volume", "rm", "dvol")
+    gone = docker("volume", "inspect", "dvol", check=False)
+    assert gone.returncode == 1 and "no such volume" in gone.stderr

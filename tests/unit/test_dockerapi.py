@@ -143,6 +143,8 @@ def test_network_and_secret_bodies():
                                      "Config")[3] == "golang"
     with pytest.raises(BadRequest, match="not base64"):
         convert.parse_secret_spec({"Name": "s", "Data": "***"}, "Secret")
+    with pytest.raises(BadRequest, match="not base64"):   # a plain ValueError from base64 was a 500
+        convert.parse_secret_spec({"Name": "s", "Data": "éé"}, "Secret")
 
 
 # ---- the app, on a daemon in no swarm ----------------------------------------------------------

@@ -1,0 +1,91 @@
+"""`docker run|exec|logs` and `docker volume` on shoald's Docker API: the bodies docker CLI 28 sends,
+read into shoal-runtimed's ContainerSpec; refusals name the field; frames are Docker's."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent_runtime.logs import LogRecord
+from shoal.daemon.roles import Daemon
+from shoal.dockerapi import make_app
+from shoal.dockerapi.containers import log_record_frame, parse_container_create
+from shoal.dockerapi.convert import BadRequest, Unsupported
+
+# `docker run --rm -v /tmp:/h:ro -e A=1 -w /h --memory 64m --cpus 0.5 --init --cap-drop ALL busybox
+# sh -c 'echo $A'` (docker CLI 28, trimmed of the zero-valued fields it also sends)
+CLI_RUN = {
+    "Hostname": "", "User": "", "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": False,
+    "OpenStdin": False, "StdinOnce": False, "Env": ["A=1"], "Cmd": ["sh", "-c", "echo $A"], "Image": "busybox",
+    "Volumes": {}, "WorkingDir": "/h", "Entrypoint": None, "OnBuild": None, "Labels": {},
+    "HostConfig": {"Binds": ["/tmp:/h:ro"], "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+                   "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no",
+                                                                                 "MaximumRetryCount": 0},
+                   "AutoRemove": True, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [40, 120],
+                   "CapAdd": None, "CapDrop": ["ALL"], "CgroupnsMode": "", "Dns": [], "DnsOptions": [],
+                   "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "", "Cgroup": "",
+                   "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False,
+                   "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 0,
+                   "Isolation": "", "CpuShares": 0, "Memory": 67108864, "NanoCpus": 500000000,
+                   "CgroupParent": "", "Devices": [], "MemorySwappiness": None, "OomKillDisable": None,
+                   "PidsLimit": None, "Ulimits": [], "Init": True, "MaskedPaths": None, "ReadonlyPaths": None},
+    "NetworkingConfig": {"EndpointsConfig": {"default": {}}},
+}
+
+
+def test_run_body_translates():
+    spec, auto_remove = parse_container_create(CLI_RUN, "web")
+    assert auto_remove and spec.name == "web" and spec.image == "busybox"
+    assert spec.command == ["sh", "-c", "echo $A"] and spec.entrypoint is None and spec.env == ["A=1"]
+    assert [(m.type, m.source, m.target, m.read_only) for m in spec.mounts] == [("bind", "/tmp", "/h", True)]
+    assert spec.resources.memory_bytes == 64 << 20 and spec.resources.nano_cpus == 500_000_000
+    assert spec.init and spec.cap_drop == ["ALL"] and spec.network == "none" and not spec.tty
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"OpenStdin": True}, Unsupported, r"Config\.OpenStdin: standard input \(docker run -i\)"),
+    ({"ExposedPorts": {"80/tcp": {}}}, Unsupported, "Config.ExposedPorts"),
+    ({"Image": ""}, BadRequest, "Config.Image must not be empty"),
+    ({"Cmd": "echo"}, BadRequest, r"Config\.Cmd: expected a list of strings, got string"),
+    ({"HostConfig": {"NetworkMode": "bridge"}}, Unsupported, "NetworkMode 'bridge'"),
+    ({"HostConfig": {"RestartPolicy": {"Name": "always"}}}, Unsupported, "RestartPolicy 'always'"),
+    ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, Unsupported, "HostConfig.PortBindings"),
+    ({"HostConfig": {"Binds": ["nocolon"]}}, BadRequest, "invalid bind 'nocolon'"),
+    ({"HostConfig": {"Memory": "64m"}}, BadRequest, r"HostConfig\.Memory: expected an integer"),
+    ({"HostConfig": {"BlkioWeight": 10}}, Unsupported, "HostConfig.BlkioWeight is not supported"),
+    ({"Bogus": 1}, Unsupported, "Config.Bogus is not supported"),
+])
+def test_run_refusals_name_the_field(change, error, message):
+    with pytest.raises(error, match=message):
+        parse_container_create(CLI_RUN | change, "")
+
+
+def test_log_frames_multiplexed_or_raw():
+    record = LogRecord(stream="stderr", log="oops\n", time="2026-01-02T03:04:05.000000001Z")
+    assert log_record_frame(record, tty=False, timestamps=False) == bytes([2, 0, 0, 0, 0, 0, 0, 5]) + b"oops\n"
+    assert log_record_frame(record, tty=True, timestamps=True) == b"2026-01-02T03:04:05.000000001Z oops\n"
+
+
+@pytest.fixture
+async def client(tmp_path):
+    daemon = Daemon(tmp_path / "state", tmp_path / "shoal.sock", "h1")
+    async with TestClient(TestServer(make_app(daemon))) as c:
+        yield c
+
+
+@pytest.mark.parametrize("method, path, body, status, message", [
+    ("POST", "/v1.50/containers/create", json.dumps(CLI_RUN), 503, "runs no container runtime"),
+    ("POST", "/v1.50/containers/create", '{"Image": 1}', 400, "Config.Image: expected a string"),
+    ("POST", "/v1.50/containers/create", "{", 400, "invalid JSON in the container config"),
+    ("GET", "/v1.50/volumes", None, 503, "runs no container runtime"),
+    ("POST", "/v1.50/volumes/create", '{"Driver": "nfs"}', 501, "Driver 'nfs' is not supported"),
+    ("GET", "/v1.50/exec/nosuch/json", None, 404, "No such exec instance: nosuch"),
+    ("POST", "/v1.50/containers/x/wait?condition=whenever", None, 400, "invalid condition 'whenever'"),
+    ("GET", "/v1.50/containers/x/logs", None, 400, "you must choose at least one stream"),
+])
+async def test_container_endpoints_refuse_in_dockers_shape(client, method, path, body, status, message):
+    r = await client.request(method, path, data=body)
+    assert r.status == status
+    assert r.headers["Content-Type"] == "application/json"
+    assert message in (await r.json())["message"]
