@@ -3,8 +3,8 @@
 
 What shoald adds to runtimed's calls, and nothing more: `docker run` attaches and waits before it
 starts the container, while runtimed's log-follow and wait answer at once for a container not started
-yet, so those two wait here for the start first; `--rm` (HostConfig.AutoRemove) is runtimed's
-remove once the container has exited, done by shoald; exec instances (Docker's two-step exec) live
+yet, so those two wait here for the start first (`--rm`, HostConfig.AutoRemove, is runtimed's own);
+exec instances (Docker's two-step exec) live
 in shoald's memory until their container is removed or shoald restarts. Output of an exec is
 runtimed's captured output (capped by runtimed), written when the command ends: no interactive exec.
 """
@@ -240,7 +240,6 @@ class ContainerRoutes:
     def __init__(self, api: DockerAPI):
         self.api = api
         self.started: dict[str, asyncio.Event] = {}
-        self.removed: dict[str, asyncio.Event] = {}
         self.execs: dict[str, ExecInstance] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -276,8 +275,7 @@ class ContainerRoutes:
         if request.query.get("platform", "") not in ("", "linux", "linux/amd64", "linux/x86_64"):
             raise Unsupported(f"platform {request.query['platform']!r} is not supported by Shoal")
         spec, auto_remove = parse_container_create(await self.api.body(request, "container config"), name)
-        if auto_remove:
-            spec.labels = {**spec.labels, AUTO_REMOVE_LABEL: "true"}
+        spec.auto_remove = auto_remove   # runtimed removes it once it has exited
         container_id = await self.runtime().create(spec)
         log.info("docker API: container %s created (%s)", name or container_id[:12], spec.image)
         return _json({"Id": container_id, "Warnings": []}, 201)
@@ -288,22 +286,18 @@ class ContainerRoutes:
             return web.Response(status=304)
         await self.runtime().start(info.id)
         self.started.setdefault(info.id, asyncio.Event()).set()
-        if info.config.labels.get(AUTO_REMOVE_LABEL) == "true":
-            self._spawn(self._auto_remove(info.id))
         return web.Response(status=204)
 
-    async def _auto_remove(self, container_id: str) -> None:
-        removed = self.removed.setdefault(container_id, asyncio.Event())
+    async def _wait_removed(self, container_id: str, events: Any) -> None:
+        """Until runtimed has destroyed the container (``events``: subscribed before it could be)."""
         try:
-            await self._wait_exit(container_id)
-            await self.runtime().remove(container_id, force=True)
+            await self.runtime().inspect(container_id)
         except RuntimeNotFound:
-            pass
-        except Exception as err:   # logged, and the container stays for `docker rm`
-            log.warning("docker API: auto-remove of container %s failed: %s", container_id[:12], err)
-        finally:
-            removed.set()
-            self.started.pop(container_id, None)
+            return
+        async for ev in events:
+            if ev.get("Action") == "destroy" and (ev.get("Actor") or {}).get("ID") == container_id:
+                return
+        raise convert_error(503, "container runtime: its event stream ended before the container was removed")
 
     async def _wait_started(self, container_id: str) -> None:
         """Until the container has been started (at once unless it is still `created`)."""
@@ -333,14 +327,16 @@ class ContainerRoutes:
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadRequest(f"invalid condition {condition!r}: expected not-running, next-exit or removed")
         info = await self._inspect(request.match_info["ref"])
-        removed = self.removed.setdefault(info.id, asyncio.Event()) if condition == "removed" else None
-        if condition == "removed" and info.config.labels.get(AUTO_REMOVE_LABEL) != "true":
-            raise Unsupported("wait condition=removed is only supported for containers created with AutoRemove")
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        await response.prepare(request)   # the CLI sends start only once the wait's headers are in
-        result = await self._wait_exit(info.id)
-        if removed is not None:
-            await removed.wait()
+        events = await self.runtime().events_stream() if condition == "removed" else None
+        try:
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(request)   # the CLI sends start only once the wait's headers are in
+            result = await self._wait_exit(info.id)
+            if events is not None:
+                await self._wait_removed(info.id, events)
+        finally:
+            if events is not None:
+                events.close()
         body: dict[str, Any] = {"StatusCode": result.status_code}
         if result.error:
             body["Error"] = {"Message": result.error}
@@ -560,9 +556,6 @@ class ContainerRoutes:
                 return web.Response(status=204)
             raise convert_error(404, f"get {name}: no such volume") from None
         return web.Response(status=204)
-
-
-AUTO_REMOVE_LABEL = "com.shoal.docker.autoremove"
 
 
 def json_bytes(data: Any) -> bytes:
