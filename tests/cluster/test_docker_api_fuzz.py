@@ -6,7 +6,8 @@ malformed JSON, wrong types and oversized bodies get a 400. Bounded: a few examp
 The swarm membership calls (init, join, leave, unlock, update) are left out: a valid one would take
 the lab's node out of its swarm; tests/cluster/test_docker_api_swarm.py and the unit tests cover them.
 Calls that wait by design (events, container wait and attach) are left out too, and so are pull and
-push: they would go to registries named by random references."""
+push: they would go to registries named by random references; and image load, whose body is an
+archive (tests/cluster/test_docker_api_images.py loads a real one)."""
 from __future__ import annotations
 
 import http.client
@@ -23,7 +24,8 @@ OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "docker-api.yaml"
 EXAMPLES = 4             # per operation and generation mode: about 300 requests in all
 LEFT_OUT = {("POST", "/swarm/init"), ("POST", "/swarm/join"), ("POST", "/swarm/leave"), ("POST", "/swarm/unlock"),
             ("POST", "/swarm/update"), ("GET", "/events"), ("POST", "/containers/{ref}/wait"),
-            ("POST", "/containers/{ref}/attach"), ("POST", "/images/create"), ("POST", "/images/{ref}/push")}
+            ("POST", "/containers/{ref}/attach"), ("POST", "/images/create"), ("POST", "/images/{ref}/push"),
+            ("POST", "/images/load")}
 MAX_BODY = 4 * 1024 * 1024
 
 
