@@ -6,8 +6,9 @@ container had run for 10 s or more. ``always`` and ``unless-stopped`` restart wh
 code; ``on-failure[:N]`` only a non-zero exit, at most N times (0: no limit). A container stopped
 or killed through the API (``shoal stop``/``kill``) is left stopped until it is started again, which
 also sets its restart count back to 0. When runtimed starts, containers found exited are started
-if their policy is ``always``, or ``unless-stopped`` and not stopped by a user (as dockerd on its
-restart); a failed start counts as an exit and is retried with the same back-off.
+as dockerd's restore starts them: ``always``, ``unless-stopped`` not stopped by a user, and
+``on-failure`` after a non-zero exit with retries left; a failed start counts as an exit and is
+retried with the same back-off.
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ def should_restart(policy, exit_code: int, manually_stopped: bool, restart_count
     return False
 
 
-def starts_with_daemon(policy, manually_stopped: bool) -> bool:
-    """Whether runtimed starts an exited container when it starts itself."""
-    return policy.name == "always" or (policy.name == "unless-stopped" and not manually_stopped)
+def starts_with_daemon(policy, manually_stopped: bool, exit_code: int, restart_count: int) -> bool:
+    """Whether runtimed starts an exited container when it starts itself (dockerd's restore:
+    ShouldRestart with a fresh manager, where a user's stop only holds back ``unless-stopped``)."""
+    if policy.name == "always":
+        return True
+    if policy.name == "unless-stopped":
+        return not manually_stopped
+    return should_restart(policy, exit_code, False, restart_count)
 
 
 def next_delay(previous: float, ran_for: float) -> float:
@@ -83,8 +89,9 @@ class Restarter:
                 for c in list(manager.containers.values()):
                     if c.state.status != EXITED:
                         continue
-                    if first and starts_with_daemon(c.spec.restart_policy, c.runtime.manually_stopped):
-                        self._schedule(c, 0.0)
+                    if first and starts_with_daemon(c.spec.restart_policy, c.runtime.manually_stopped,
+                                                    c.state.exit_code, c.runtime.restart_count):
+                        self._schedule(c, 0.0, with_daemon=True)
                     elif not first:
                         self._on_exit(c)
                 first = False
@@ -107,16 +114,18 @@ class Restarter:
         self._delay[c.id] = delay
         self._schedule(c, delay)
 
-    def _schedule(self, c: "Container", delay: float) -> None:
-        self._pending[c.id] = asyncio.get_running_loop().create_task(self._restart(c.id, delay),
+    def _schedule(self, c: "Container", delay: float, with_daemon: bool = False) -> None:
+        self._pending[c.id] = asyncio.get_running_loop().create_task(self._restart(c.id, delay, with_daemon),
                                                                      name=f"restart-{c.id[:12]}")
 
-    async def _restart(self, cid: str, delay: float) -> None:
+    async def _restart(self, cid: str, delay: float, with_daemon: bool = False) -> None:
         try:
             await asyncio.sleep(delay)
             c = self.daemon.manager.containers.get(cid)
-            if c is None or c.state.status != EXITED or c.runtime.manually_stopped:
+            if c is None or c.state.status != EXITED or (c.runtime.manually_stopped and not with_daemon):
                 return              # removed, started or stopped by a user meanwhile
+            if with_daemon:         # started with runtimed, as dockerd's restore: a user's stop is over
+                c.runtime.manually_stopped = False
             c.runtime.restart_count += 1
             c.save_state()
             log.info("restarting container %s (policy %s, restart %d)", c.name, c.spec.restart_policy.name,

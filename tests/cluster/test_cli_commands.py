@@ -148,3 +148,22 @@ def test_run_restart_policies(lab, image):
         assert bad.returncode == 125 and "invalid restart policy: unknown policy 'sometimes'" in bad.stderr
     finally:
         lab.shoal("manager1", "rm", "-f", "flaky", "loop", "svc", check=False)
+
+
+def test_restart_policies_when_runtimed_starts(lab, image):
+    """Last in the module: it stops and starts the lab's only host. As dockerd's restore, an
+    exited `always` container starts again with runtimed even after a user's stop; an
+    `unless-stopped` one a user stopped does not."""
+    lab.shoal("manager1", "run", "-d", "--name", "back", "--restart", "always", image, "sleep", "3600")
+    lab.shoal("manager1", "run", "-d", "--name", "held", "--restart", "unless-stopped", image, "sleep", "3600")
+    try:
+        lab.shoal("manager1", "stop", "-t", "0", "back", "held")
+        lab.stop("manager1")
+        lab.start("manager1")
+
+        def status(name):
+            return lab.shoal("manager1", "inspect", "-f", "{{.State.Status}}", name).stdout.strip()
+        wait_for(lambda: status("back") == "running", 60, what="the always container started with runtimed")
+        assert status("held") == "exited"        # runtimed's start pass is over: back was in it
+    finally:
+        lab.shoal("manager1", "rm", "-f", "back", "held", check=False)

@@ -185,8 +185,10 @@ def test_restart_policy_is_dockerds():
     assert should_restart(on_failure, 3, False, 1) and not should_restart(on_failure, 3, False, 2)
     assert not should_restart(on_failure, 0, False, 0) and should_restart(RestartPolicy("on-failure"), 1, False, 99)
     assert not should_restart(RestartPolicy("no"), 1, False, 0) and not should_restart(RestartPolicy(), 1, False, 0)
-    assert starts_with_daemon(always, True) and starts_with_daemon(RestartPolicy("unless-stopped"), False)
-    assert not starts_with_daemon(RestartPolicy("unless-stopped"), True) and not starts_with_daemon(on_failure, False)
+    assert starts_with_daemon(always, True, 0, 9) and starts_with_daemon(RestartPolicy("unless-stopped"), False, 0, 0)
+    assert not starts_with_daemon(RestartPolicy("unless-stopped"), True, 1, 0)
+    assert starts_with_daemon(on_failure, True, 137, 1) and not starts_with_daemon(on_failure, False, 137, 2)
+    assert not starts_with_daemon(on_failure, False, 0, 0)
     delays = [FIRST_DELAY]
     for _ in range(12):
         delays.append(next_delay(delays[-1], 1.0))
