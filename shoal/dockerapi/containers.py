@@ -3,8 +3,8 @@
 
 What shoald adds to runtimed's calls, and nothing more: `docker run` attaches and waits before it
 starts the container, while runtimed's log-follow and wait answer at once for a container not started
-yet, so those two wait here for the start first (`--rm`, HostConfig.AutoRemove, is runtimed's own);
-exec instances (Docker's two-step exec) live
+yet, so those two wait here for the start first; `--rm` (HostConfig.AutoRemove) is shoald removing
+the container once it exited and its attached clients read the output; exec instances (Docker's two-step exec) live
 in shoald's memory until their container is removed or shoald restarts. Output of an exec is
 runtimed's captured output (capped by runtimed), written when the command ends: no interactive exec.
 """
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from agent_runtime.errors import DeadlineExceeded
 from agent_runtime.errors import NotFound as RuntimeNotFound
+from agent_runtime.errors import ShoalRuntimeError
 from agent_runtime.spec import ContainerSpec, Healthcheck, Mount, Resources, Ulimit
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Obj, Unsupported
@@ -32,6 +33,8 @@ log = logging.getLogger("shoald.dockerapi")
 
 START_WAIT = 300.0          # how long attach and wait wait for a created container to be started
 EXEC_TIMEOUT = 3600.0       # an exec still running after this is killed by runtimed
+ATTACH_DRAIN = 60.0         # how long --rm waits for attached clients to read the output
+AUTO_REMOVE_LABEL = "com.shoal.docker.autoremove"
 EXEC_KEEP = 1000            # finished exec instances kept for GET /exec/{id}/json
 
 
@@ -241,6 +244,8 @@ class ContainerRoutes:
         self.api = api
         self.started: dict[str, asyncio.Event] = {}
         self.execs: dict[str, ExecInstance] = {}
+        self.exits: dict[str, asyncio.Future] = {}          # --rm container -> its WaitResult
+        self.attached: dict[str, set[asyncio.Event]] = {}   # container -> its attach streams, set when done
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self) -> list[tuple[str, str, Any]]:
@@ -275,7 +280,8 @@ class ContainerRoutes:
         if request.query.get("platform", "") not in ("", "linux", "linux/amd64", "linux/x86_64"):
             raise Unsupported(f"platform {request.query['platform']!r} is not supported by Shoal")
         spec, auto_remove = parse_container_create(await self.api.body(request, "container config"), name)
-        spec.auto_remove = auto_remove   # runtimed removes it once it has exited
+        if auto_remove:   # removed by shoald once it exited and every attached client has its output
+            spec.labels = {**spec.labels, AUTO_REMOVE_LABEL: "true"}
         container_id = await self.runtime().create(spec)
         log.info("docker API: container %s created (%s)", name or container_id[:12], spec.image)
         return _json({"Id": container_id, "Warnings": []}, 201)
@@ -286,7 +292,44 @@ class ContainerRoutes:
             return web.Response(status=304)
         await self.runtime().start(info.id)
         self.started.setdefault(info.id, asyncio.Event()).set()
+        if info.config.labels.get(AUTO_REMOVE_LABEL) == "true":
+            self._spawn(self._auto_remove(info.id))
         return web.Response(status=204)
+
+    def _exit_status(self, container_id: str) -> asyncio.Future:
+        """The exit of an --rm container, as its remover saw it before removing it."""
+        if container_id not in self.exits:
+            self.exits[container_id] = asyncio.get_running_loop().create_future()
+        return self.exits[container_id]
+
+    async def _auto_remove(self, container_id: str) -> None:
+        """`docker run --rm`: remove the container once it exited and the clients attached to it
+        have read its output (runtimed's own AutoRemove could remove it, logs and all, before an
+        attach opened its log stream: `docker run` attaches before it starts the container)."""
+        exit_status = self._exit_status(container_id)
+        try:
+            try:
+                exit_status.set_result(await self._wait_exit(container_id))
+            except BaseException as err:
+                exit_status.set_exception(err)
+                raise
+            for attached in list(self.attached.get(container_id, ())):
+                try:
+                    await asyncio.wait_for(attached.wait(), ATTACH_DRAIN)
+                except TimeoutError:
+                    log.warning("docker API: container %s removed while a client still reads its output",
+                                container_id[:12])
+            await self.runtime().remove(container_id, force=True)
+        except RuntimeNotFound:
+            pass
+        except Exception as err:   # logged; the container stays for `docker rm`
+            log.warning("docker API: auto-remove of container %s failed: %s", container_id[:12], err)
+        finally:
+            self.started.pop(container_id, None)
+            self.attached.pop(container_id, None)
+            self.exits.pop(container_id, None)
+            if exit_status.done() and not exit_status.cancelled():
+                exit_status.exception()   # retrieved: no "never retrieved" warning when no one waited
 
     async def _wait_removed(self, container_id: str, events: Any) -> None:
         """Until runtimed has destroyed the container (``events``: subscribed before it could be)."""
@@ -328,18 +371,23 @@ class ContainerRoutes:
             raise BadRequest(f"invalid condition {condition!r}: expected not-running, next-exit or removed")
         info = await self._inspect(request.match_info["ref"])
         events = await self.runtime().events_stream() if condition == "removed" else None
+        exit_status = self._exit_status(info.id) if info.config.labels.get(AUTO_REMOVE_LABEL) == "true" else None
+        body: dict[str, Any]
         try:
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await response.prepare(request)   # the CLI sends start only once the wait's headers are in
-            result = await self._wait_exit(info.id)
-            if events is not None:
-                await self._wait_removed(info.id, events)
+            try:   # an --rm container may be gone by the time runtimed is asked: its remover's record
+                result = await (asyncio.shield(exit_status) if exit_status is not None else self._wait_exit(info.id))
+                body = {"StatusCode": result.status_code}
+                if result.error:
+                    body["Error"] = {"Message": result.error}
+                if events is not None:
+                    await self._wait_removed(info.id, events)
+            except Exception as err:   # the headers are sent: Docker's error in the body, not a second response
+                body = {"StatusCode": -1, "Error": {"Message": str(err)}}
         finally:
             if events is not None:
                 events.close()
-        body: dict[str, Any] = {"StatusCode": result.status_code}
-        if result.error:
-            body["Error"] = {"Message": result.error}
         await response.write(json_bytes(body))
         await response.write_eof()
         return response
@@ -353,13 +401,22 @@ class ContainerRoutes:
         info = await self._inspect(request.match_info["ref"])
         stdout, stderr = convert.parse_bool(q.get("stdout")), convert.parse_bool(q.get("stderr"))
         tty = info.config.tty
-        response = await _hijack(request, "application/vnd.docker.raw-stream" if tty
-                                 else "application/vnd.docker.multiplexed-stream")
-        await self._wait_started(info.id)
-        async for record in self.runtime().logs(info.id, follow=True, stdout=stdout, stderr=stderr):
-            await response.write(log_record_frame(record, tty, False))
-        await response.write_eof()
-        return response
+        done = asyncio.Event()
+        self.attached.setdefault(info.id, set()).add(done)
+        try:
+            response = await _hijack(request, "application/vnd.docker.raw-stream" if tty
+                                     else "application/vnd.docker.multiplexed-stream")
+            await self._wait_started(info.id)
+            try:
+                async for record in self.runtime().logs(info.id, follow=True, stdout=stdout, stderr=stderr):
+                    await response.write(log_record_frame(record, tty, False))
+            except ShoalRuntimeError as err:   # the headers are sent: Docker's system-error frame
+                await response.write(frame(3, str(err).encode()))
+            await response.write_eof()
+            return response
+        finally:
+            done.set()
+            self.attached.get(info.id, set()).discard(done)
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         q = request.query

@@ -566,6 +566,48 @@ def swarm_json(cluster: pb.Cluster) -> dict[str, Any]:
 
 # ---- containers (shoal-runtimed's ContainerInfo) -------------------------------------------------
 
+# `docker ps --filter`: the keys served, and Docker's others (refused by name, not ignored).
+CONTAINER_FILTERS = ("id", "name", "label", "status", "exited", "is-task")
+_CONTAINER_FILTERS_NOT_SERVED = ("ancestor", "before", "since", "volume", "network", "publish", "expose", "health",
+                                 "isolation")
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def check_container_filters(filters: dict[str, list[str]]) -> None:
+    for key, values in filters.items():
+        if key in _CONTAINER_FILTERS_NOT_SERVED:
+            raise Unsupported(f"container filter '{key}' is not supported by Shoal's Docker API")
+        if key not in CONTAINER_FILTERS:
+            raise BadRequest(f"invalid filter '{key}'")
+        if key == "status" and any(v not in _STATUSES for v in values):
+            bad = next(v for v in values if v not in _STATUSES)
+            raise BadRequest(f"invalid filter 'status={bad}'")
+        if key == "exited" and any(not v.lstrip("-").isdigit() for v in values):
+            raise BadRequest(f"invalid filter 'exited={values[0]}'")
+
+
+def container_matches(c: Any, filters: dict[str, list[str]]) -> bool:
+    """Docker's semantics: alternatives of one key are ORed, keys ANDed, labels all required."""
+    labels = c.config.labels or {}
+    checks = {
+        "id": lambda v: c.id.startswith(v),
+        "name": lambda v: v.lstrip("/") in c.name,
+        "status": lambda v: c.state.status == v,
+        "exited": lambda v: c.state.status == "exited" and c.state.exit_code == int(v),
+        "is-task": lambda v: ("com.docker.swarm.task.id" in labels) == parse_bool(v),
+    }
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "label":
+            if not all(k in labels and (not sep or labels[k] == val)
+                       for k, sep, val in (v.partition("=") for v in values)):
+                return False
+        elif not any(checks[key](v) for v in values):
+            return False
+    return True
+
+
 def container_summary(c: Any, now: float) -> dict[str, Any]:
     """`GET /containers/json`'s element for one container (Created in unix seconds, Status as text)."""
     st = c.state

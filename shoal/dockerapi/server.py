@@ -446,13 +446,14 @@ class DockerAPI:
     async def containers(self, request: web.Request) -> web.Response:
         """`docker ps [-a]`: this node's containers (task containers and one-off ones)."""
         filters = convert.parse_filters(request.query.get("filters"))
-        if any(filters.values()):
-            raise Unsupported(f"container filters are not supported by Shoal's Docker API: {', '.join(filters)}")
+        convert.check_container_filters(filters)
         try:
-            found = await self.runtime().list(all=convert.parse_bool(request.query.get("all")))
+            found = await self.runtime().list(all=convert.parse_bool(request.query.get("all"))
+                                              or bool(filters.get("status") or filters.get("exited")))
         except ShoalRuntimeError as err:
             raise ApiError(503, f"container runtime: {err}") from None
-        return _json([convert.container_summary(c, time.time()) for c in found])
+        return _json([convert.container_summary(c, time.time()) for c in found
+                      if convert.container_matches(c, filters)])
 
     async def container(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]

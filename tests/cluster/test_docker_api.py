@@ -154,7 +154,8 @@ def test_python_sdk(lab, sock):
     assert info["Swarm"]["ControlAvailable"] is True
     assert [n.attrs["Description"]["Hostname"] for n in client.nodes.list()] == ["manager1"]
     image = f"{lab.registry}/shoal/busybox:latest"
-    service = client.services.create(image, ["sleep", "1d"], name="pysdk",
+    since = time.time()
+    service = client.services.create(image, ["sh", "-c", "echo hello from pysdk; exec sleep 1d"], name="pysdk",
                                      mode=docker_sdk.types.ServiceMode("replicated", replicas=1))
     try:
         assert [s.name for s in client.services.list(filters={"name": "pysdk"})] == ["pysdk"]
@@ -171,8 +172,18 @@ def test_python_sdk(lab, sock):
         assert len([n for n in containers if n.startswith("pysdk.")]) == 2
         assert all(c.status == "running" and c.labels["com.docker.swarm.service.name"] == "pysdk"
                    for n, c in containers.items() if n.startswith("pysdk."))
+        task_container = containers[next(n for n in containers if n.startswith("pysdk."))]
+        wait_for(lambda: task_container.logs() == b"hello from pysdk\n", 60, what="a pysdk container's log line")
         with pytest.raises(docker_sdk.errors.NotFound):
             client.services.get("nosuch")
+
+        service.reload()
+        service.update(env=["GREETING=hi"])   # the SDK reads the spec (insertDefaults=True) and sends it back
+        wait_for(lambda: shoal_inspect(lab, "service", "pysdk")["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env")
+                 == ["GREETING=hi"], 30, what="pysdk's env updated")
+        events = list(client.events(since=since, until=time.time() + 1, filters={"type": "service"}, decode=True))
+        actions = [(e["Action"], e["Actor"]["Attributes"].get("name")) for e in events]
+        assert ("create", "pysdk") in actions and ("update", "pysdk") in actions
     finally:
         service.remove()
     assert client.services.list() == []
@@ -325,6 +336,8 @@ def test_run_exec_logs_rm_and_volumes(lab, docker):
     cid = docker("run", "-d", "--name", "dbg", "-v", "dvol:/data", image, "sh", "-c",
                  "echo started; exec sleep 1d").stdout.strip()
     assert lab.shoal("manager1", "inspect", "dbg", "--format", "{{.Id}}").stdout.strip() == cid
+    assert docker("ps", "-q", "--filter", "name=dbg", "--filter", "status=running").stdout.split() == [cid[:12]]
+    assert docker("ps", "-q", "--filter", "is-task=true", "--filter", "name=dbg").stdout == ""
     execd = docker("exec", "dbg", "sh", "-c", "echo in > /data/f; cat /data/f; echo e >&2; exit 2", check=False)
     assert (execd.returncode, execd.stdout, execd.stderr) == (2, "in\n", "e\n")
     wait_for(lambda: docker("logs", "dbg").stdout == "started\n", 30, what="dbg's log line")

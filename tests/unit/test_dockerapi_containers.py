@@ -89,3 +89,30 @@ async def test_container_endpoints_refuse_in_dockers_shape(client, method, path,
     assert r.status == status
     assert r.headers["Content-Type"] == "application/json"
     assert message in (await r.json())["message"]
+
+
+def test_docker_ps_filters():
+    from agent_runtime.spec import ContainerInfo, ContainerSpec, ContainerState
+    from shoal.dockerapi.convert import check_container_filters, container_matches
+
+    def info(name, status, code=0, labels=None):
+        return ContainerInfo(id=name * 8, name=name, created="", image="busybox", image_id="",
+                             state=ContainerState(status=status, exit_code=code),
+                             config=ContainerSpec(image="busybox", labels=labels or {}))
+    task = info("web.1.abc", "running", labels={"com.docker.swarm.task.id": "abc", "tier": "front"})
+    done = info("oneoff", "exited", code=3)
+
+    def names(**filters):
+        check_container_filters(filters)
+        return [c.name for c in (task, done) if container_matches(c, filters)]
+    assert names(name=["web"]) == ["web.1.abc"] and names(id=["oneo"]) == ["oneoff"]
+    assert names(label=["tier=front"]) == ["web.1.abc"] and names(label=["tier", "colour"]) == []
+    assert names(status=["exited", "running"]) == ["web.1.abc", "oneoff"]
+    assert names(exited=["3"]) == ["oneoff"] and names(exited=["0"]) == []
+    assert names(**{"is-task": ["true"]}) == ["web.1.abc"] and names(**{"is-task": ["false"]}) == ["oneoff"]
+    with pytest.raises(Unsupported, match="container filter 'ancestor' is not supported"):
+        check_container_filters({"ancestor": ["busybox"]})
+    with pytest.raises(BadRequest, match="invalid filter 'colour'"):
+        check_container_filters({"colour": ["red"]})
+    with pytest.raises(BadRequest, match="invalid filter 'status=sleeping'"):
+        check_container_filters({"status": ["sleeping"]})
