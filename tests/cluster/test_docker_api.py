@@ -321,9 +321,9 @@ def test_run_exec_logs_rm_and_volumes(lab, docker):
     docker volume create/ls/inspect/rm; each checked through `shoal` too."""
     image = f"{lab.registry}/shoal/busybox:latest"
     lab.shoal("manager1", "image", "pull", image)
-    ran = docker("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    ran = docker("run", "--rm", "--name", "drun", image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert (ran.returncode, ran.stdout, ran.stderr) == (3, "out\n", "err\n")
-    assert docker("ps", "-aq").stdout == ""          # --rm: removed once it exited
+    assert docker("ps", "-aq", "--filter", "name=drun").stdout == ""     # --rm: removed once it exited
     refused = docker("run", "--rm", "-p", "80:80", image, "true", check=False)
     assert refused.returncode == 125 and "Config.ExposedPorts" in refused.stderr
 
