@@ -137,7 +137,7 @@ class PruneAPI:
         manager = self.daemon.manager
         deleted, reclaimed = [], 0
         for c in list(manager.containers.values()):
-            if c.state.status == RUNNING or not labels_match(c.spec.labels, filters):
+            if c.state.status == RUNNING or c.state.restarting or not labels_match(c.spec.labels, filters):
                 continue
             if before is not None and _created(c.created) >= before:
                 continue

@@ -87,6 +87,9 @@ class Restarter:
             sub = manager.events.subscribe()
             try:
                 for c in list(manager.containers.values()):
+                    if first and c.state.restarting:     # a restart that was pending when runtimed stopped
+                        c.state.restarting = False
+                        c.save_state()
                     if c.state.status != EXITED:
                         continue
                     if first and starts_with_daemon(c.spec.restart_policy, c.runtime.manually_stopped,
@@ -112,6 +115,8 @@ class Restarter:
         ran_for = _seconds(c.state.finished_at) - _seconds(c.state.started_at)
         delay = next_delay(self._delay.get(c.id, 0.0), ran_for)
         self._delay[c.id] = delay
+        c.state.restarting = True
+        c.save_state()
         self._schedule(c, delay)
 
     def _schedule(self, c: "Container", delay: float, with_daemon: bool = False) -> None:
@@ -149,6 +154,7 @@ class Restarter:
             self._starting.discard(cid)
             if self._pending.get(cid) is asyncio.current_task():
                 del self._pending[cid]
+                self._settled(cid)
 
     def forget(self, cid: str) -> None:
         """A user started, stopped or removed the container: drop its back-off and pending restart."""
@@ -156,3 +162,11 @@ class Restarter:
         task = self._pending.pop(cid, None)
         if task is not None and cid not in self._starting:
             task.cancel()
+        self._settled(cid)
+
+    def _settled(self, cid: str) -> None:
+        """No restart pending any more: the container is no longer shown restarting."""
+        c = self.daemon.manager.containers.get(cid)
+        if c is not None and c.state.restarting:
+            c.state.restarting = False
+            c.save_state()

@@ -279,6 +279,9 @@ class ContainerState:
     started_at: str = ""
     finished_at: str = ""
     health: Health | None = None
+    # exited, with a restart by its restart policy pending (Docker's State.Restarting: `ps` shows
+    # it as "Restarting (CODE) N seconds ago" and lists it without -a, prune leaves it)
+    restarting: bool = False
 
 
 @dataclass

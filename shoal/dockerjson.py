@@ -319,6 +319,9 @@ def container_status(state, now: float) -> str:
     """The STATUS text of `docker ps` (moby's State.String): "Up 5 minutes (healthy)",
     "Up 3 seconds (health: starting)", "Exited (0) 2 hours ago", "Created"."""
     from shoal.cli.service_format import human_duration
+    if state.restarting:
+        ago = human_duration(max(now - unix_seconds(state.finished_at), 0))
+        return f"Restarting ({state.exit_code}) {ago} ago"
     if state.status == "running":
         up = f"Up {human_duration(max(now - unix_seconds(state.started_at), 0))}" if state.started_at else "Up"
         health = _HEALTH_TEXT.get(state.health.status) if state.health is not None else None

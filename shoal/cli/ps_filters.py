@@ -113,7 +113,8 @@ def apply(containers: list, filters: dict[str, list[str]], show_all: bool, image
             if c.id == before[0].id:
                 before = None
             continue
-        if st.status != "running" and not show_all:
+        status = "restarting" if st.restarting else st.status
+        if status not in ("running", "restarting") and not show_all:
             continue
         if not (_match(filters.get("name"), c.name) and _match(filters.get("id"), c.id)):
             continue
@@ -128,7 +129,7 @@ def apply(containers: list, filters: dict[str, list[str]], show_all: bool, image
         if filters.get("exited") and not (st.status == "exited" and st.started_at
                                           and str(st.exit_code) in filters["exited"]):
             continue
-        if not _match(filters.get("status"), st.status):
+        if not _match(filters.get("status"), status):
             continue
         if filters.get("health") and (st.health.status if st.health else "none") not in filters["health"]:
             continue

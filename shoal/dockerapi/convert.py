@@ -614,7 +614,7 @@ def container_summary(c: Any, now: float) -> dict[str, Any]:
     status = container_status(st, now)
     cmd = list(c.config.entrypoint or []) + list(c.config.command or [])
     return {"Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id, "Command": " ".join(cmd),
-            "Created": _unix(c.created), "State": st.status, "Status": status, "Ports": [],
+            "Created": _unix(c.created), "State": "restarting" if st.restarting else st.status, "Status": status, "Ports": [],
             "Labels": dict(c.config.labels or {}), "Mounts": []}
 
 

@@ -245,3 +245,50 @@ def test_volume_ls_filters_are_mobys():
         with pytest.raises(DaemonError) as err:
             ps_filters.parse_volume_filters([flag])
         assert err.value.message == message
+
+
+def test_a_pending_restart_shows_as_dockers_restarting():
+    from shoal.cli import ps_filters
+    st = state("exited", exit_code=3, finished="2026-01-02T03:08:05Z")
+    st.restarting = True
+    assert container_status(st, START + 300) == "Restarting (3) About a minute ago"
+    flaky = _c("e", "flaky", 5, "exited", 3)
+    flaky.state.restarting = True
+    assert [c.name for c in ps_filters.apply(LISTED + [flaky], {}, False)] == ["flaky", "task.1.x", "web"]
+    assert [c.name for c in ps_filters.apply(LISTED + [flaky], ps_filters.parse(["status=restarting"]), False)] == \
+        ["flaky"]
+
+
+async def test_restarter_backs_off_restarts_and_yields_to_a_user():
+    """The scheduling of agent_runtime/restart.py over a stand-in container manager (the real one
+    needs root: tests/cluster/test_cli_commands.py drives it end to end)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agent_runtime.container_record import Runtime
+    from agent_runtime.restart import Restarter
+    from agent_runtime.spec import RestartPolicy
+    started = []
+
+    def container(cid):
+        c = SimpleNamespace(id=cid, name=cid, spec=ContainerSpec(image="x", restart_policy=RestartPolicy("always")),
+                            state=ContainerState(status="exited", exit_code=1, started_at="2026-01-02T03:04:05Z",
+                                                 finished_at="2026-01-02T03:04:06Z"),
+                            runtime=Runtime(), save_state=lambda: None)
+        return c
+
+    async def start(cid):
+        started.append(cid)
+        containers[cid].state.status = "running"
+    containers = {"a": container("a"), "b": container("b")}
+    daemon = SimpleNamespace(manager=SimpleNamespace(containers=containers, start=start), network=None)
+    restarter = Restarter(daemon)
+    restarter._on_exit(containers["a"])
+    restarter._on_exit(containers["b"])
+    task = restarter._pending["a"]
+    assert containers["a"].state.restarting and containers["b"].state.restarting
+    restarter.forget("b")                                   # a user's stop during the back-off
+    assert not containers["b"].state.restarting
+    await asyncio.wait_for(task, 5)
+    assert started == ["a"] and containers["a"].runtime.restart_count == 1
+    assert not containers["a"].state.restarting and not restarter._pending
