@@ -142,7 +142,9 @@ class ContainerManager:
                 (directory / sub).mkdir()
             for m in spec.mounts:
                 if m.type == "volume":
-                    self.volumes.create(m.source)
+                    self.volumes.create(m.source, m.volume_labels)
+                    if not m.no_copy:
+                        self.volumes.populate(m.source, lower, m.target)
             if spec.files:
                 files.write_files(directory, spec.files, contents)
             c.save_config()
@@ -182,7 +184,8 @@ class ContainerManager:
                 if not os.path.exists(source):
                     raise InvalidArgument(f"container {c.name}: mount source {source} no longer exists")
                 user_mounts.append(UserMount("bind", m.target, source, m.read_only,
-                                             source_is_dir=stat.S_ISDIR(os.stat(source).st_mode)))
+                                             source_is_dir=stat.S_ISDIR(os.stat(source).st_mode),
+                                             propagation=m.propagation))
         user_mounts += files.mount_sources(c.dir, spec.files)
         caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)
         if not cg.restricts_devices and not spec.privileged:

@@ -41,7 +41,7 @@ CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
 NS_FLAGS = {"ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS, "net": CLONE_NEWNET, "pid": CLONE_NEWPID,
             "mnt": CLONE_NEWNS}
 MS_FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "remount": 32, "bind": 4096,
-            "rec": 16384, "private": 1 << 18, "strictatime": 1 << 24}
+            "rec": 16384, "private": 1 << 18, "slave": 1 << 19, "shared": 1 << 20, "strictatime": 1 << 24}
 MNT_DETACH = 2
 PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 8, 24, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -143,6 +143,8 @@ def apply_op(root, op):
             mount(op["source"], target, "", flags & ~MS_FLAGS["ro"])
             if ro:
                 mount("", target, "", flags | MS_FLAGS["remount"])
+            if op.get("propagation"):
+                mount("", target, "", sum(MS_FLAGS[name] for name in op["propagation"]))
         else:
             mount(op["source"], target, op["fstype"], flags, op.get("data", ""))
     elif kind == "mknod":

@@ -45,6 +45,7 @@ class UserMount:
     tmpfs_size_bytes: int = 0
     tmpfs_mode: int = 0o1777
     source_is_dir: bool = True
+    propagation: str = ""
 
 
 def _mount(source: str, target: str, fstype: str, flags: list[str], data: str = "",
@@ -86,7 +87,10 @@ def plan_mounts(user_mounts: list[UserMount], privileged: bool = False,
                               ["nosuid", "nodev"] + (["ro"] if m.read_only else []), data))
         else:
             flags = ["bind", "rec"] + (["ro"] if m.read_only else [])
-            ops.append(_mount(m.source, m.target, "", flags, mkdir="dir" if m.source_is_dir else "file"))
+            op = _mount(m.source, m.target, "", flags, mkdir="dir" if m.source_is_dir else "file")
+            if m.propagation:
+                op["propagation"] = ["rec", m.propagation[1:]] if m.propagation.startswith("r") else [m.propagation]
+            ops.append(op)
     if not privileged:
         ops += [{"kind": "mask", "target": p} for p in MASKED_PATHS]
         ops += [{"kind": "readonly", "target": p} for p in READONLY_PATHS]

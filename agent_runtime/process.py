@@ -13,7 +13,7 @@ of a new pid namespace; that child is ``python -I -S init.py init.spec``. Becaus
 read ends of the stdout/stderr pipes open, a runtimed restart never gives the workload SIGPIPE:
 output waits in the pipe (1 MiB) until the new runtimed reopens ``/proc/WAITER/fd/3`` and ``4``.
 
-With a TTY (``-t``) the workload's fds 0-2 are the slave of a pseudo-terminal and a ``busybox cat``
+With a TTY (``-t``) the workload's fds 0-2 are the slave of a pseudo-terminal and a ``busybox dd``
 started by the waiter copies the master into the stdout pipe (the stderr pipe stays empty, as
 Docker logs a TTY's output as stdout). The waiter waits for that relay before it records the exit,
 so everything the workload wrote is in the pipe when runtimed sees the waiter go; a runtimed
@@ -41,8 +41,10 @@ SYNC_FD = 5
 WAITER_SCRIPT = '"$@" 3<&- 4<&- & exec 5>&-; wait $!; rc=$?; echo $rc >"$0"; exit $rc'
 # With a TTY: fd 6 is the pty master, fd 7 its slave. "$BB" is busybox (set in the script's text).
 # The relay is started first; the second "wait" (all children) lets it copy the last output, it
-# ends with EIO once no one holds the slave.
-WAITER_TTY_SCRIPT = ('"$BB" cat <&6 3<&- 4<&- 5>&- 7<&- 2>/dev/null & '
+# ends with EIO once no one holds the slave. It is dd, which copies with read and write: busybox
+# cat uses sendfile, and a splice from a tty into a pipe holds the pipe's lock while it waits for
+# the tty, so runtimed's read of the pipe hung, unkillable (D state), until the workload wrote.
+WAITER_TTY_SCRIPT = ('"$BB" dd bs=65536 <&6 3<&- 4<&- 5>&- 7<&- 2>/dev/null & '
                      '"$@" <&7 >&7 2>&7 3<&- 4<&- 6<&- 7<&- & '
                      'exec 5>&- 6<&- 7<&- 1>&- 2>&-; wait $!; rc=$?; wait; echo $rc >"$0"; exit $rc')
 # With an open stdin and no TTY (Compose's stdin_open): fd 6 is the read end of a pipe whose write

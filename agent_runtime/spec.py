@@ -94,6 +94,12 @@ class Mount:
     read_only: bool = False
     tmpfs_size_bytes: int = field(default=0, metadata={"json": "TmpfsSizeBytes"})
     tmpfs_mode: int = 0o1777
+    # bind: private, rprivate (the default), shared, rshared, slave, rslave
+    propagation: str = ""
+    # volume: a new (empty) volume is filled from the image's content at the target unless no_copy
+    no_copy: bool = False
+    volume_labels: dict[str, str] = field(default_factory=dict)
+    volume_driver: str = ""        # "" or local: the one driver a node has
 
 
 @dataclass
@@ -411,6 +417,14 @@ def validate_spec(spec: ContainerSpec) -> None:
             raise InvalidArgument(f"{where}.Source: {m.source!r} is not a valid volume name")
         if m.type == "tmpfs" and (m.source or m.tmpfs_size_bytes < 0):
             raise InvalidArgument(f"{where}: tmpfs takes no Source and a size of 0 or more bytes")
+        if m.type == "tmpfs" and not 0 < m.tmpfs_mode <= 0o7777:
+            raise InvalidArgument(f"{where}.TmpfsMode: {m.tmpfs_mode:o} is not a file mode")
+        if m.propagation not in ("", "private", "rprivate", "shared", "rshared", "slave", "rslave") \
+                or (m.propagation and m.type != "bind"):
+            raise InvalidArgument(f"{where}.Propagation: {m.propagation!r} is not a bind mount's propagation")
+        if m.volume_driver not in ("", "local"):
+            raise InvalidArgument(f"{where}: volume driver {m.volume_driver!r} is not available on this node "
+                                  "(it has: local)")
     _validate_files(spec, targets)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Callable
@@ -59,6 +61,28 @@ class VolumeStore:
             log.info("created volume %s", name)
         return self._info(name)
 
+    def populate(self, name: str, lower_dirs: list[str], target: str) -> bool:
+        """Docker's copy-up: an empty volume mounted at ``target`` gets the image's content there
+        (the layers in ``lower_dirs``, top first, merged with overlayfs' whiteouts and opaque
+        directories); ``volume-nocopy`` skips this. Returns whether anything was copied."""
+        data = self.root / name / "_data"
+        if any(data.iterdir()):
+            return False
+        relative = target.strip("/")
+        copied = False
+        for layer in reversed(lower_dirs):        # bottom first; upper layers win
+            source = Path(layer) / relative if relative else Path(layer)
+            if os.path.lexists(source) and _whiteout(source):      # deleted in this layer
+                for child in list(data.iterdir()):
+                    _remove(child)
+                continue
+            if source.is_symlink() or not source.is_dir():
+                continue
+            copied = _merge_layer(source, data) or copied
+        if copied:
+            log.info("filled volume %s from the image's %s", name, target)
+        return copied
+
     def inspect(self, name: str) -> VolumeInfo:
         check_name(name)
         return self._info(name)
@@ -73,3 +97,53 @@ class VolumeStore:
             raise Conflict(f"remove volume {name}: volume is in use by {', '.join(info.in_use_by)}")
         shutil.rmtree(self.root / name)
         log.info("removed volume %s", name)
+
+
+def _whiteout(path: Path) -> bool:
+    st = path.lstat()
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _merge_layer(source: Path, dest: Path) -> bool:
+    """Copy one layer's tree into ``dest`` (owners, modes, times, symlinks kept); a whiteout
+    removes what lower layers put there, an opaque directory replaces its lower contents."""
+    copied = False
+    try:
+        opaque = os.getxattr(source, "trusted.overlay.opaque") == b"y"
+    except OSError:
+        opaque = False
+    if opaque:
+        for child in list(dest.iterdir()):
+            _remove(child)
+    for entry in sorted(source.iterdir()):
+        target = dest / entry.name
+        if _whiteout(entry):
+            if os.path.lexists(target):
+                _remove(target)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if os.path.lexists(target) and not (target.is_dir() and not target.is_symlink()):
+                _remove(target)
+            target.mkdir(exist_ok=True)
+            shutil.copystat(entry, target, follow_symlinks=False)
+            st = entry.lstat()
+            os.lchown(target, st.st_uid, st.st_gid)
+            _merge_layer(entry, target)
+        else:
+            if os.path.lexists(target):
+                _remove(target)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry), target)
+            else:
+                shutil.copy2(entry, target, follow_symlinks=False)
+            st = entry.lstat()
+            os.lchown(target, st.st_uid, st.st_gid)
+        copied = True
+    return copied
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()

@@ -248,7 +248,7 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate_serial: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
 
 class Mount(_message.Message):
-    __slots__ = ("type", "source", "target", "read_only", "tmpfs_size_bytes")
+    __slots__ = ("type", "source", "target", "read_only", "tmpfs_size_bytes", "volume_nocopy", "volume_labels", "volume_driver", "bind_propagation", "tmpfs_mode")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         BIND: _ClassVar[Mount.Type]
@@ -257,17 +257,34 @@ class Mount(_message.Message):
     BIND: Mount.Type
     VOLUME: Mount.Type
     TMPFS: Mount.Type
+    class VolumeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     TMPFS_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_NOCOPY_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_LABELS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    BIND_PROPAGATION_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
     type: Mount.Type
     source: str
     target: str
     read_only: bool
     tmpfs_size_bytes: int
-    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., tmpfs_size_bytes: _Optional[int] = ...) -> None: ...
+    volume_nocopy: bool
+    volume_labels: _containers.ScalarMap[str, str]
+    volume_driver: str
+    bind_propagation: str
+    tmpfs_mode: int
+    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., tmpfs_size_bytes: _Optional[int] = ..., volume_nocopy: _Optional[bool] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., volume_driver: _Optional[str] = ..., bind_propagation: _Optional[str] = ..., tmpfs_mode: _Optional[int] = ...) -> None: ...
 
 class HealthConfig(_message.Message):
     __slots__ = ("test", "interval", "timeout", "retries", "start_period", "start_interval")

@@ -76,8 +76,14 @@ def _container(c: pb.ContainerSpec) -> dict:
         mount = {"Type": pb.Mount.Type.Name(m.type).lower(), "Source": m.source, "Target": m.target}
         if m.read_only:
             mount["ReadOnly"] = True
-        if m.tmpfs_size_bytes:
-            mount["TmpfsOptions"] = {"SizeBytes": m.tmpfs_size_bytes}
+        if m.tmpfs_size_bytes or m.tmpfs_mode:
+            mount["TmpfsOptions"] = _drop_empty({"SizeBytes": m.tmpfs_size_bytes, "Mode": m.tmpfs_mode})
+        if m.bind_propagation:
+            mount["BindOptions"] = {"Propagation": m.bind_propagation}
+        if m.volume_nocopy or m.volume_labels or m.volume_driver:
+            mount["VolumeOptions"] = _drop_empty({"NoCopy": m.volume_nocopy, "Labels": dict(m.volume_labels),
+                                                  "DriverConfig": {"Name": m.volume_driver} if m.volume_driver
+                                                  else {}})
         mounts.append(_drop_empty(mount) | {"Target": m.target})
     out = _drop_empty({"Image": c.image, "Labels": dict(c.labels), "Command": list(c.command),
                        "Args": list(c.args), "Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir,

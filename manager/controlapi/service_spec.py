@@ -261,6 +261,18 @@ def _check_mounts(mounts) -> None:
             raise SpecError(f"invalid --mount tmpfs-size for {mount.target}: must not be negative")
         if mount.tmpfs_size_bytes and mount.type != Mount.TMPFS:
             raise SpecError(f"invalid --mount tmpfs-size for {mount.target}: only tmpfs mounts have a size")
+        for option, given, kind in (("tmpfs-mode", mount.tmpfs_mode, Mount.TMPFS),
+                                    ("bind-propagation", mount.bind_propagation, Mount.BIND),
+                                    ("volume-nocopy", mount.volume_nocopy, Mount.VOLUME),
+                                    ("volume-label", mount.volume_labels, Mount.VOLUME),
+                                    ("volume-driver", mount.volume_driver, Mount.VOLUME)):
+            if given and mount.type != kind:
+                raise SpecError(f"invalid --mount {option} for {mount.target}: only for type "
+                                f"{Mount.Type.Name(kind).lower()}")
+        if mount.tmpfs_mode > 0o7777:
+            raise SpecError(f"invalid --mount tmpfs-mode {mount.tmpfs_mode:o} for {mount.target}: not a file mode")
+        if mount.bind_propagation not in ("", "private", "rprivate", "shared", "rshared", "slave", "rslave"):
+            raise SpecError(f"invalid --mount bind-propagation {quoted(mount.bind_propagation)} for {mount.target}")
 
 
 def _check_health(health: objects_pb2.HealthConfig) -> None:

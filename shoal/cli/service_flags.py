@@ -107,11 +107,17 @@ def _bool(flag: str, text: str, value: str | None) -> bool:
     raise FlagError(flag, text, f"invalid boolean value {value!r}")
 
 
+PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
 def parse_mount(text: str) -> pb.Mount:
-    """--mount type=bind|volume|tmpfs,source=,target=,readonly,tmpfs-size= (type defaults to volume)."""
+    """--mount type=bind|volume|tmpfs,source=,target=,readonly,tmpfs-size=,tmpfs-mode=,
+    bind-propagation=,volume-nocopy,volume-label=K=V,volume-driver= (type defaults to volume)."""
     flag = "--mount"
     mount = pb.Mount(type=pb.Mount.VOLUME)
+    given = set()
     for key, value in _fields(text, flag):
+        given.add(key)
         if key == "type":
             if value not in MOUNT_TYPES:
                 raise FlagError(flag, text, f"invalid mount type {value!r}: expected bind, volume or tmpfs")
@@ -124,12 +130,39 @@ def parse_mount(text: str) -> pb.Mount:
             mount.read_only = _bool(flag, text, value)
         elif key == "tmpfs-size":
             mount.tmpfs_size_bytes = parse_memory(value or "", flag)
+        elif key == "tmpfs-mode":
+            try:
+                mount.tmpfs_mode = int(value or "", 8)
+            except ValueError:
+                raise FlagError(flag, text, f"invalid value for {key}: {value}") from None
+            if not 0 < mount.tmpfs_mode <= 0o7777:
+                raise FlagError(flag, text, f"invalid value for {key}: {value}")
+        elif key == "bind-propagation":
+            if value not in PROPAGATIONS:
+                raise FlagError(flag, text, f"invalid value for {key}: {value}")
+            mount.bind_propagation = value
+        elif key == "volume-nocopy":
+            mount.volume_nocopy = _bool(flag, text, value)
+        elif key == "volume-label":
+            label, sep, label_value = (value or "").partition("=")
+            if not label or not sep:
+                raise FlagError(flag, text, f"invalid value for {key}: {value}")
+            mount.volume_labels[label] = label_value
+        elif key == "volume-driver":
+            mount.volume_driver = value or ""
+        elif key == "volume-opt":
+            raise FlagError(flag, text, "volume-opt is not supported by Shoal: its local volumes are directories "
+                                        "on the node and take no driver options")
         else:
-            raise FlagError(flag, text, f"unknown field {key!r} (known: type, source, target, readonly, tmpfs-size)")
+            raise FlagError(flag, text, f"unknown field {key!r} (known: type, source, target, readonly, tmpfs-size, "
+                                        "tmpfs-mode, bind-propagation, volume-nocopy, volume-label, volume-driver)")
     if not mount.target:
         raise FlagError(flag, text, "target is required")
-    if mount.tmpfs_size_bytes and mount.type != pb.Mount.TMPFS:
-        raise FlagError(flag, text, "tmpfs-size is only valid for type=tmpfs")
+    kind = next(k for k, v in MOUNT_TYPES.items() if v == mount.type)
+    for prefix in ("tmpfs", "bind", "volume"):
+        if prefix != kind and any(k.startswith(prefix + "-") for k in given):
+            # docker/cli's opts.MountOpt words
+            raise FlagError(flag, text, f"cannot mix '{prefix}-*' options with mount type '{kind}'")
     return mount
 
 

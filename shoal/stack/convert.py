@@ -176,7 +176,8 @@ def _mount(stack: StackSpec, name: str, mount: MountSpec) -> pb.Mount:
     if mount.type == "volume" and source:
         source = _resource_name(stack.volumes.get(source), source, name)
     return pb.Mount(type=_MOUNT_TYPES[mount.type], source=source, target=mount.target,
-                    read_only=mount.read_only, tmpfs_size_bytes=mount.tmpfs_size)
+                    read_only=mount.read_only, tmpfs_size_bytes=mount.tmpfs_size, tmpfs_mode=mount.tmpfs_mode,
+                    bind_propagation=mount.propagation, volume_nocopy=mount.nocopy)
 
 
 def _resources(target: pb.Resources, resources: ResourcesSpec) -> None:

@@ -27,6 +27,9 @@ class MountSpec:
     source: str = ""             # absolute path (bind), volume key (volume; "" = anonymous)
     read_only: bool = False
     tmpfs_size: int = 0
+    tmpfs_mode: int = 0          # tmpfs.mode (0: 1777)
+    propagation: str = ""        # bind.propagation
+    nocopy: bool = False         # volume.nocopy
 
 
 @dataclass(frozen=True)

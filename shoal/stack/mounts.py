@@ -11,7 +11,7 @@ import os
 
 from shoal.stack.checker import Checker, Declared, describe, join
 from shoal.stack.model import MountSpec
-from common.syntax import parse_bytes
+from common.syntax import parse_bytes, parse_file_mode
 from shoal.stack.syntax import is_bind_source, split_volume_short
 from shoal.stack.yamltree import Node
 
@@ -92,26 +92,37 @@ def _volume_long(ck: Checker, node: Node, path: str, declared: Declared) -> Moun
     read_only = ck.boolean(entries["read_only"], join(path, "read_only")) if "read_only" in entries else False
     if None in (kind, target, source, read_only):
         return None
-    size = 0
+    size = mode = 0
+    propagation, nocopy = "", False
     for option in ("bind", "volume", "tmpfs"):
         if option in entries and option != kind:
             ck.key_error(node, option, join(path, option), f"only valid with type: {option}")
             return None
     if "bind" in entries:
-        ck.mapping(entries["bind"], join(path, "bind"), {"create_host_path"},
-                   {"propagation": "not supported", "selinux": "not supported", "recursive": "not supported"})
+        options = ck.mapping(entries["bind"], join(path, "bind"), {"create_host_path", "propagation"},
+                             {"selinux": "not supported", "recursive": "not supported"})
+        if options and "propagation" in options:
+            propagation = ck.choice(options["propagation"], join(path, "bind", "propagation"),
+                                    ("private", "rprivate", "shared", "rshared", "slave", "rslave")) or ""
     if "volume" in entries:
-        ck.mapping(entries["volume"], join(path, "volume"), set(),
-                   {"nocopy": "not supported", "subpath": "not supported"})
+        options = ck.mapping(entries["volume"], join(path, "volume"), {"nocopy"}, {"subpath": "not supported"})
+        if options and "nocopy" in options:
+            nocopy = bool(ck.boolean(options["nocopy"], join(path, "volume", "nocopy")))
     if "tmpfs" in entries:
-        options = ck.mapping(entries["tmpfs"], join(path, "tmpfs"), {"size"}, {"mode": "not supported"})
+        options = ck.mapping(entries["tmpfs"], join(path, "tmpfs"), {"size", "mode"})
         if options and "size" in options:
             size = ck.attempt(options["size"], join(path, "tmpfs", "size"), parse_bytes) or 0
+        if options and "mode" in options:
+            node_mode = options["mode"]       # 0700 is octal, as docker's YAML 1.1 loader reads it
+            raw = node_mode.raw if node_mode.raw is not None else str(node_mode.value)
+            mode = ck.attempt(Node(raw, node_mode.file, node_mode.line), join(path, "tmpfs", "mode"),
+                              parse_file_mode) or 0
     if kind == "tmpfs":
         if source:
             ck.error(entries["source"], join(path, "source"), "a tmpfs mount has no source")
             return None
-        return MountSpec(type="tmpfs", target=target, read_only=bool(read_only), tmpfs_size=size)  # type: ignore[arg-type]
+        return MountSpec(type="tmpfs", target=target, read_only=bool(read_only), tmpfs_size=size,  # type: ignore[arg-type]
+                         tmpfs_mode=mode)
     if kind == "bind" and not source:
         ck.error(node, join(path, "source"), "required for a bind mount")
         return None
@@ -119,7 +130,8 @@ def _volume_long(ck: Checker, node: Node, path: str, declared: Declared) -> Moun
         if source else MountSpec(type="volume", target="")
     if base is None:
         return None
-    return MountSpec(type=base.type, target=target, source=base.source, read_only=bool(read_only))  # type: ignore[arg-type]
+    return MountSpec(type=base.type, target=target, source=base.source, read_only=bool(read_only),  # type: ignore[arg-type]
+                     propagation=propagation, nocopy=nocopy)
 
 
 def _tmpfs_short(value: object) -> MountSpec:

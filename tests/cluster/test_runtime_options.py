@@ -148,3 +148,22 @@ def test_service_labels_placeholder_and_a_templated_config(lab, image):
         lab.shoal("manager1", "service", "rm", "tmpl", check=False)
         lab.shoal("manager1", "config", "rm", "app", check=False)
         lab.shoal("manager1", "secret", "rm", "db_pass", check=False)
+
+
+def test_mount_options_apply_inside_the_container(lab, image):
+    """--mount: a new volume is filled from the image (Docker's copy-up) unless volume-nocopy;
+    tmpfs-mode; bind-propagation (shared:N in mountinfo); volume-label on the node's volume."""
+    lab.shoal("manager1", "service", "create", "--name", "mnt", "--stop-signal", "KILL",
+              "--mount", "type=volume,source=mnt-www,target=/var/www,volume-label=team=web",
+              "--mount", "type=volume,source=mnt-etc,target=/etc,volume-nocopy",
+              "--mount", "type=tmpfs,target=/scratch,tmpfs-mode=700",
+              "--mount", "type=bind,source=/tmp,target=/hosttmp,bind-propagation=rshared",
+              image, "sleep", "3600", timeout=120)
+    try:
+        seen = in_container(lab, "mnt", "ls /var/www; [ -e /etc/passwd ] || echo no-passwd; stat -c %a /scratch; "
+                                        "grep ' /hosttmp ' /proc/self/mountinfo | grep -c shared:")
+        assert seen.split() == ["index.html", "no-passwd", "700", "1"]
+        volume = json.loads(lab.shoal("manager1", "volume", "inspect", "mnt-www").stdout)[0]
+        assert volume["Labels"] == {"team": "web"}
+    finally:
+        lab.shoal("manager1", "service", "rm", "mnt", check=False)

@@ -154,3 +154,63 @@ def test_open_stdin_waits_where_a_closed_one_ends(client):
     assert out == "rc=143\n"
     _, out, _ = run_to_exit(client, command=script)
     assert out == "rc=0\n"
+
+
+def test_a_new_volume_is_filled_from_the_image_unless_nocopy(client):
+    """Docker's copy-up: an empty volume mounted where the image has files gets them (owners,
+    modes, symlinks kept); volume-nocopy leaves it empty; a volume with data is never touched."""
+    import secrets as random
+    filled, empty = f"fill-{random.token_hex(3)}", f"empty-{random.token_hex(3)}"
+    before = {c.id for c in client.list(all=True)}
+    try:
+        _, out, _ = run_to_exit(client, mounts=[Mount(type="volume", source=filled, target="/etc", volume_labels={"a": "b"}),
+                                                Mount(type="volume", source=empty, target="/home", no_copy=True)],
+                                command=sh("ls /etc | grep -c passwd; stat -c '%u %a' /etc/passwd; ls -A /home | wc -l; "
+                                           "echo mine > /etc/passwd"))
+        assert out.split() == ["1", "0", "644", "0"], out
+        assert client.volume_inspect(filled).labels == {"a": "b"}
+        _, out, _ = run_to_exit(client, mounts=[Mount(type="volume", source=filled, target="/etc")],
+                                command=sh("cat /etc/passwd"))
+        assert out == "mine\n"         # not refilled: it had data
+    finally:
+        for c in client.list(all=True):
+            if c.id not in before:
+                client.remove(c.id, force=True)
+        for name in (filled, empty):
+            client.volume_remove(name)
+
+
+def test_tmpfs_mode_and_bind_propagation(client, tmp_path):
+    info, out, _ = run_to_exit(client, mounts=[Mount(type="tmpfs", target="/t", tmpfs_mode=0o700),
+                                               Mount(type="bind", source=str(tmp_path), target="/shared",
+                                                     propagation="rshared"),
+                                               Mount(type="bind", source=str(tmp_path), target="/private")],
+                               command=sh("stat -c %a /t; grep ' /shared ' /proc/self/mountinfo; "
+                                          "grep ' /private ' /proc/self/mountinfo"))
+    assert info.state.exit_code == 0, out
+    mode, shared, private = out.splitlines()
+    assert mode == "700"
+    assert "shared:" in shared and "shared:" not in private      # rprivate, the default
+
+
+def test_a_volume_driver_the_node_lacks_is_refused_naming_it(client):
+    with pytest.raises(InvalidArgument, match="volume driver 'rexray' is not available on this node"):
+        run_to_exit(client, mounts=[Mount(type="volume", source="v1", target="/v", volume_driver="rexray")],
+                    command=["true"])
+
+
+def test_runtimed_keeps_answering_while_a_tty_workload_is_idle(client):
+    """The relay from the pty to the log pipe must not hold the pipe while it waits on the tty:
+    with busybox cat (sendfile) runtimed's next read of the pipe blocked, unkillable, until the
+    workload wrote again, and every call to runtimed hung."""
+    cid = client.create(ContainerSpec(image=IMAGE, tty=True, stop_signal="KILL",
+                                      command=sh("echo started; exec sleep 60")))
+    try:
+        client.start(cid)
+        for _ in range(3):
+            assert client.exec(cid, ["echo", "answered"]).stdout == "answered\n"
+            assert cid in {c.id for c in client.list(all=True)}
+        client.stop(cid, timeout=1)
+        assert "".join(r.log for r in client.logs(cid)) == "started\r\n"
+    finally:
+        client.remove(cid, force=True)

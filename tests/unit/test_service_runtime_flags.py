@@ -152,3 +152,59 @@ def test_probe_interval_is_the_start_interval_while_starting_in_the_start_period
     assert _probe_interval(hc, "starting", 60) == 30       # the start period is over
     assert _probe_interval(Healthcheck(test=["CMD", "true"], interval_s=30, start_period_s=60), "starting", 1) == 5
     assert _probe_interval(Healthcheck(test=["CMD", "true"], interval_s=30), "starting", 1) == 30
+
+
+# ---- --mount options ----------------------------------------------------------------------------
+
+def test_mount_options_from_flag_to_runtime_and_api():
+    from shoal.dockerapi import convert
+    spec = build_spec("busybox", [], {"name": "web", "mount": (
+        "type=volume,source=data,target=/data,volume-nocopy,volume-label=team=a,volume-driver=local",
+        "type=bind,source=/srv,target=/srv,bind-propagation=rslave",
+        "type=tmpfs,target=/scratch,tmpfs-mode=1770,tmpfs-size=1m")})
+    validate_service(spec)
+    volume, bind, tmpfs = spec.task.container.mounts
+    assert volume.volume_nocopy and dict(volume.volume_labels) == {"team": "a"} and volume.volume_driver == "local"
+    assert bind.bind_propagation == "rslave" and tmpfs.tmpfs_mode == 0o1770
+    task = pb.Task(id="t1", service_id="s1", node_id="n1", slot=1)
+    task.annotations.name = "web.1"
+    task.spec.CopyFrom(spec.task)
+    runtime = container_spec(task).mounts
+    assert (runtime[0].no_copy, runtime[0].volume_labels, runtime[0].volume_driver) == (True, {"team": "a"}, "local")
+    assert runtime[1].propagation == "rslave" and runtime[2].tmpfs_mode == 0o1770
+    import json
+    shown = json.loads(json.dumps(convert.service_json(pb.Service(id="s1", spec=spec))["Spec"]))
+    mounts = shown["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mounts[0]["VolumeOptions"] == {"NoCopy": True, "Labels": {"team": "a"}, "DriverConfig": {"Name": "local"}}
+    assert mounts[1]["BindOptions"] == {"Propagation": "rslave"}
+    assert mounts[2]["TmpfsOptions"] == {"SizeBytes": 1024 * 1024, "Mode": 0o1770}
+    assert list(convert.parse_service_spec(shown).task.container.mounts) == list(spec.task.container.mounts)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("type=bind,source=/a,target=/b,volume-nocopy", "cannot mix 'volume-*' options with mount type 'bind'"),
+    ("type=volume,target=/b,bind-propagation=shared", "cannot mix 'bind-*' options with mount type 'volume'"),
+    ("type=bind,source=/a,target=/b,bind-propagation=sideways", "invalid value for bind-propagation: sideways"),
+    ("type=tmpfs,target=/b,tmpfs-mode=99", "invalid value for tmpfs-mode: 99"),
+    ("type=volume,target=/b,volume-opt=type=nfs", "volume-opt is not supported by Shoal"),
+])
+def test_bad_mount_options(text, message):
+    with pytest.raises(FlagError) as info:
+        build_spec("busybox", [], {"name": "web", "mount": (text,)})
+    assert message in str(info.value)
+
+
+def test_compose_mount_options():
+    stack = _load("""\
+        services:
+          web:
+            image: busybox
+            volumes:
+              - {type: volume, source: data, target: /data, volume: {nocopy: true}}
+              - {type: bind, source: /srv, target: /srv, bind: {propagation: rshared}}
+              - {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 0700}}
+        volumes:
+          data: {}
+        """)
+    volume, bind, tmpfs = to_service_specs(stack, "st")[0].task.container.mounts
+    assert volume.volume_nocopy and bind.bind_propagation == "rshared" and tmpfs.tmpfs_mode == 0o700

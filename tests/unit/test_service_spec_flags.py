@@ -47,7 +47,7 @@ def test_mounts(text, expected):
 
 @pytest.mark.parametrize("text, fragment", [("type=nfs,target=/x", "invalid mount type"), ("source=/x", "target is required"),
                                             ("type=bind,src=/a,dst=/b,colour=red", "unknown field 'colour'"),
-                                            ("type=bind,src=/a,dst=/b,tmpfs-size=1M", "only valid for type=tmpfs"),
+                                            ("type=bind,src=/a,dst=/b,tmpfs-size=1M", "cannot mix 'tmpfs-.' options with mount type 'bind'"),
                                             ("target=/x,readonly=maybe", "invalid boolean")])
 def test_bad_mounts(text, fragment):
     with pytest.raises(FlagError, match=fragment) as err:
