@@ -610,6 +610,22 @@ class RemoveSecretResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class UpdateSecretRequest(_message.Message):
+    __slots__ = ("secret_id", "version", "spec")
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    version: int
+    spec: _objects_pb2.SecretSpec
+    def __init__(self, secret_id: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ...) -> None: ...
+
+class UpdateSecretResponse(_message.Message):
+    __slots__ = ("secret",)
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    secret: _objects_pb2.Secret
+    def __init__(self, secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ...) -> None: ...
+
 class CreateConfigRequest(_message.Message):
     __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -662,3 +678,19 @@ class RemoveConfigRequest(_message.Message):
 class RemoveConfigResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class UpdateConfigRequest(_message.Message):
+    __slots__ = ("config_id", "version", "spec")
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    config_id: str
+    version: int
+    spec: _objects_pb2.ConfigSpec
+    def __init__(self, config_id: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ...) -> None: ...
+
+class UpdateConfigResponse(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: _objects_pb2.Config
+    def __init__(self, config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ...) -> None: ...

@@ -204,6 +204,11 @@ class ControlStub:
                 request_serializer=proto_dot_control__pb2.RemoveSecretRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.RemoveSecretResponse.FromString,
                 _registered_method=True)
+        self.UpdateSecret = channel.unary_unary(
+                '/shoal.v1.Control/UpdateSecret',
+                request_serializer=proto_dot_control__pb2.UpdateSecretRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.UpdateSecretResponse.FromString,
+                _registered_method=True)
         self.CreateConfig = channel.unary_unary(
                 '/shoal.v1.Control/CreateConfig',
                 request_serializer=proto_dot_control__pb2.CreateConfigRequest.SerializeToString,
@@ -223,6 +228,11 @@ class ControlStub:
                 '/shoal.v1.Control/RemoveConfig',
                 request_serializer=proto_dot_control__pb2.RemoveConfigRequest.SerializeToString,
                 response_deserializer=proto_dot_control__pb2.RemoveConfigResponse.FromString,
+                _registered_method=True)
+        self.UpdateConfig = channel.unary_unary(
+                '/shoal.v1.Control/UpdateConfig',
+                request_serializer=proto_dot_control__pb2.UpdateConfigRequest.SerializeToString,
+                response_deserializer=proto_dot_control__pb2.UpdateConfigResponse.FromString,
                 _registered_method=True)
 
 
@@ -435,6 +445,12 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateConfig(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -454,6 +470,12 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConfig(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -632,6 +654,11 @@ def add_ControlServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_control__pb2.RemoveSecretRequest.FromString,
                     response_serializer=proto_dot_control__pb2.RemoveSecretResponse.SerializeToString,
             ),
+            'UpdateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSecret,
+                    request_deserializer=proto_dot_control__pb2.UpdateSecretRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.UpdateSecretResponse.SerializeToString,
+            ),
             'CreateConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateConfig,
                     request_deserializer=proto_dot_control__pb2.CreateConfigRequest.FromString,
@@ -651,6 +678,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveConfig,
                     request_deserializer=proto_dot_control__pb2.RemoveConfigRequest.FromString,
                     response_serializer=proto_dot_control__pb2.RemoveConfigResponse.SerializeToString,
+            ),
+            'UpdateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConfig,
+                    request_deserializer=proto_dot_control__pb2.UpdateConfigRequest.FromString,
+                    response_serializer=proto_dot_control__pb2.UpdateConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1582,6 +1614,33 @@ class Control:
             _registered_method=True)
 
     @staticmethod
+    def UpdateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/UpdateSecret',
+            proto_dot_control__pb2.UpdateSecretRequest.SerializeToString,
+            proto_dot_control__pb2.UpdateSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateConfig(request,
             target,
             options=(),
@@ -1679,6 +1738,33 @@ class Control:
             '/shoal.v1.Control/RemoveConfig',
             proto_dot_control__pb2.RemoveConfigRequest.SerializeToString,
             proto_dot_control__pb2.RemoveConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/UpdateConfig',
+            proto_dot_control__pb2.UpdateConfigRequest.SerializeToString,
+            proto_dot_control__pb2.UpdateConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

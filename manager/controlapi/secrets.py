@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from manager.controlapi.api import ControlError, name_conflict_message, write
 from common.limits import MAX_CONFIG_BYTES, MAX_SECRET_BYTES
@@ -160,6 +161,31 @@ class SecretControl:
         await write(self._store, fn, f"remove {flavour.word} {name}")
         log.info("%s %s (%s) removed", flavour.word, name, found.id)
 
+    async def _update(self, ref: str, version: int, spec, flavour: _Flavour, same_data) -> Any:
+        """Docker's secret/config update: only the labels may change (swarmkit's rule); the name and
+        the data (when given) must be the stored ones. ``same_data(current)``: whether the data
+        sent equals the stored data. A stale ``version`` is "update out of sequence"."""
+        found = self._find(ref, flavour)
+        name = found.spec.annotations.name
+
+        def fn(tx):
+            current = tx.get(flavour.kind, found.id)
+            if current is None:
+                raise ControlError("not_found", f"{flavour.word} {ref} not found")
+            if version != current.meta.version:
+                raise ControlError("conflict", f"update {flavour.word} {name}: update out of sequence "
+                                               f"(version {version}, current {current.meta.version})")
+            if spec.annotations.name != name or not same_data(current):
+                raise ControlError("invalid", f"update {flavour.word} {name}: only updates to Labels are allowed")
+            new = copy_of(current)
+            new.spec.annotations.labels.clear()
+            new.spec.annotations.labels.update(spec.annotations.labels)
+            if new != current:
+                tx.update(new)
+
+        await write(self._store, fn, f"update {flavour.word} {name}")
+        return self._store.view().get(flavour.kind, found.id)
+
     def _list(self, filters: dict[str, str], flavour: _Flavour) -> list:
         for key in filters:
             if key not in _FILTERS:
@@ -192,7 +218,25 @@ class SecretControl:
         await self._remove(request.secret_id, SECRETS)
         return control_pb2.RemoveSecretResponse()
 
+    async def update_secret(self, request: control_pb2.UpdateSecretRequest) -> control_pb2.UpdateSecretResponse:
+        def same_data(current) -> bool:
+            if not request.spec.data:
+                return True
+            try:
+                return self._box.open(current.id, current.spec.data) == request.spec.data
+            except SecretBoxError as err:
+                raise ControlError("unavailable", f"update secret {current.spec.annotations.name}: {err}") from err
+        updated = await self._update(request.secret_id, request.version, request.spec, SECRETS, same_data)
+        return control_pb2.UpdateSecretResponse(secret=public_secret(updated))
+
     # -- configs -------------------------------------------------------------------------------
+    async def update_config(self, request: control_pb2.UpdateConfigRequest) -> control_pb2.UpdateConfigResponse:
+        def same_data(current) -> bool:
+            return ((not request.spec.data or request.spec.data == current.spec.data)
+                    and request.spec.templating == current.spec.templating)
+        updated = await self._update(request.config_id, request.version, request.spec, CONFIGS, same_data)
+        return control_pb2.UpdateConfigResponse(config=updated)
+
     async def create_config(self, request: control_pb2.CreateConfigRequest) -> control_pb2.CreateConfigResponse:
         check_spec(request.spec, CONFIGS)
         config = objects_pb2.Config(id=new_id(), spec=request.spec)

@@ -189,6 +189,12 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     async def RemoveSecret(self, request: pb.RemoveSecretRequest, context: Context) -> pb.RemoveSecretResponse:
         return await self._call(context, (await self._control(context)).secrets.remove_secret, request)
 
+    async def UpdateSecret(self, request: pb.UpdateSecretRequest, context: Context) -> pb.UpdateSecretResponse:
+        return await self._call(context, (await self._control(context)).secrets.update_secret, request)
+
+    async def UpdateConfig(self, request: pb.UpdateConfigRequest, context: Context) -> pb.UpdateConfigResponse:
+        return await self._call(context, (await self._control(context)).secrets.update_config, request)
+
     async def CreateConfig(self, request: pb.CreateConfigRequest, context: Context) -> pb.CreateConfigResponse:
         return await self._call(context, (await self._control(context)).secrets.create_config, request)
 

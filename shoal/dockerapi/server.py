@@ -172,6 +172,7 @@ class DockerAPI:
             ("GET", "/networks/{ref}", self.network), ("DELETE", "/networks/{ref}", self.network_rm),
             ("GET", "/secrets", self.secrets), ("POST", "/secrets/create", self.secret_create),
             ("GET", "/secrets/{ref}", self.secret), ("DELETE", "/secrets/{ref}", self.secret_rm),
+            ("POST", "/secrets/{ref}/update", self.secret_update), ("POST", "/configs/{ref}/update", self.config_update),
             ("GET", "/configs", self.configs), ("POST", "/configs/create", self.config_create),
             ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
             ("GET", "/events", self.events),
@@ -411,6 +412,27 @@ class DockerAPI:
         spec = pb.SecretSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
         s = (await self.control().secrets.create_secret(cpb.CreateSecretRequest(spec=spec))).secret
         return _json({"ID": s.id}, 201)
+
+    async def secret_update(self, request: web.Request) -> web.Response:
+        """`docker stack deploy` of a stack whose secret exists sends it back: only labels may change."""
+        version = self.version_arg(request)
+        name, labels, data, templating = convert.parse_secret_spec(await self.body(request, "secret spec"), "Secret")
+        if templating:
+            raise convert.Unsupported("SecretSpec.Templating: templated secrets are not supported by Shoal (configs are)")
+        spec = pb.SecretSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
+        await self.control().secrets.update_secret(cpb.UpdateSecretRequest(
+            secret_id=request.match_info["ref"], version=version, spec=spec))
+        return web.Response(status=200)
+
+    async def config_update(self, request: web.Request) -> web.Response:
+        version = self.version_arg(request)
+        name, labels, data, templating = convert.parse_secret_spec(await self.body(request, "config spec"), "Config")
+        spec = pb.ConfigSpec(annotations=pb.Annotations(name=name, labels=labels), data=data)
+        if templating:
+            spec.templating.name = templating
+        await self.control().secrets.update_config(cpb.UpdateConfigRequest(
+            config_id=request.match_info["ref"], version=version, spec=spec))
+        return web.Response(status=200)
 
     async def secret_rm(self, request: web.Request) -> web.Response:
         await self.control().secrets.remove_secret(cpb.RemoveSecretRequest(secret_id=request.match_info["ref"]))

@@ -351,3 +351,32 @@ def test_run_exec_logs_rm_and_volumes(lab, docker):
     docker("volume", "rm", "dvol")
     gone = docker("volume", "inspect", "dvol", check=False)
     assert gone.returncode == 1 and "no such volume" in gone.stderr
+
+
+def test_stack_redeploy_with_a_secret_and_a_config(lab, docker, tmp_path):
+    """A second `docker stack deploy` sends the existing secret and config back (POST
+    /secrets/{id}/update): accepted when only labels could change, as swarmkit."""
+    (tmp_path / "pw.txt").write_text("s3cr3t\n")
+    (tmp_path / "app.conf").write_text("listen 80;\n")
+    (tmp_path / "stack.yml").write_text(f"""
+services:
+  app:
+    image: {lab.registry}/shoal/busybox:latest
+    command: ["sleep", "1d"]
+    secrets: [pw]
+    configs: [conf]
+secrets:
+  pw: {{file: ./pw.txt}}
+configs:
+  conf: {{file: ./app.conf}}
+""")
+    for _ in range(2):
+        docker("stack", "deploy", "-c", str(tmp_path / "stack.yml"), "sx")
+    assert [s["Name"] for s in shoal_json(lab, "secret", "ls")] == ["sx_pw"]
+    assert shoal_inspect(lab, "secret", "sx_pw")["Spec"]["Labels"] == {"com.docker.stack.namespace": "sx"}
+    assert [c["Name"] for c in shoal_json(lab, "config", "ls")] == ["sx_conf"]
+    (tmp_path / "pw.txt").write_text("changed\n")
+    changed = docker("stack", "deploy", "-c", str(tmp_path / "stack.yml"), "sx", check=False)
+    assert changed.returncode == 1 and "only updates to Labels are allowed" in changed.stderr
+    docker("stack", "rm", "sx")
+    assert shoal_json(lab, "secret", "ls") == [] and shoal_json(lab, "config", "ls") == []

@@ -187,3 +187,34 @@ async def test_a_manager_without_a_secrets_key_refuses_to_store_secrets(store):
         await create_secret(control)
     assert err.value.code == "unavailable"
     assert store.view().list(Kind.SECRET) == []
+
+
+# ---- update (docker stack deploy of a stack whose secret or config exists) ----------------------
+
+async def test_update_secret_changes_only_labels_and_checks_data_and_version(control):
+    secret = await create_secret(control)
+    version = secret.meta.version
+    same = secret_spec(tier="db")                                   # the data sent again, labels changed
+    updated = (await control.update_secret(control_pb2.UpdateSecretRequest(
+        secret_id="db-password", version=version, spec=same))).secret
+    assert dict(updated.spec.annotations.labels) == {"tier": "db"} and not updated.spec.data
+    assert updated.meta.version > version
+    with pytest.raises(ControlError, match="update out of sequence"):
+        await control.update_secret(control_pb2.UpdateSecretRequest(secret_id=secret.id, version=version, spec=same))
+    for spec in (secret_spec(data=b"other"), secret_spec(name="renamed")):
+        with pytest.raises(ControlError, match="only updates to Labels are allowed") as err:
+            await control.update_secret(control_pb2.UpdateSecretRequest(
+                secret_id=secret.id, version=updated.meta.version, spec=spec))
+        assert err.value.code == "invalid"
+
+
+async def test_update_config_changes_only_labels(control):
+    config = (await control.create_config(control_pb2.CreateConfigRequest(spec=config_spec()))).config
+    spec = config_spec()
+    spec.annotations.labels["a"] = "b"
+    updated = (await control.update_config(control_pb2.UpdateConfigRequest(
+        config_id="app.conf", version=config.meta.version, spec=spec))).config
+    assert dict(updated.spec.annotations.labels) == {"a": "b"} and updated.spec.data == b"listen 80;\n"
+    with pytest.raises(ControlError, match="only updates to Labels are allowed"):
+        await control.update_config(control_pb2.UpdateConfigRequest(
+            config_id="app.conf", version=updated.meta.version, spec=config_spec(data=b"listen 81;\n")))
