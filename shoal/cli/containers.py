@@ -23,7 +23,6 @@ from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects
 from shoal.cli.output import flag_value, print_json_lines, print_table
 from shoal.cli.security import parse_security_opts
 
-ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # the swarm network attachment to remove with it
 
 
 def register(cli: click.Group) -> None:
@@ -215,7 +214,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     except ShoalRuntimeError as exc:
         code = client.inspect(cid).state.exit_code or 125
         if remove:
-            _remove_container(ctx, client, cid)
+            _remove_container(client, cid)
         _fail(exc, code if code in (126, 127) else 125)
     if detach:
         click.echo(cid)
@@ -227,7 +226,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         client.stop(cid)
         result = client.wait(cid)
     if remove:
-        _remove_container(ctx, client, cid)
+        _remove_container(client, cid)
     sys.exit(result.status_code)
 
 
@@ -396,32 +395,10 @@ def run_attached(ctx, client, network: str, container: str, aliases, spec) -> st
         sys.exit(125)
 
 
-def detach_attachment(ctx, labels: dict) -> None:
-    """Remove the swarm network attachment a container's labels name, if any; a failure is
-    printed as a warning (the manager keeps the address until the attachment is removed)."""
-    attachment_id = labels.get(ATTACHMENT_LABEL)
-    if not attachment_id:
-        return
-    import grpc
-
-    from proto import control_pb2
-    client = ctx.find_root().obj
-    try:
-        client.stub.DetachNetwork(control_pb2.DetachNetworkRequest(attachment_id=attachment_id),
-                                  timeout=client.timeout)
-    except grpc.RpcError as err:
-        click.echo(f"Warning: detaching network attachment {attachment_id}: {err.details()}", err=True)
-
-
-def _remove_container(ctx, client, ref: str, force: bool = True) -> None:
-    """Remove a container, then its swarm network attachment (exits on a runtime error)."""
-    from agent_runtime.api import ShoalRuntimeError
-    try:
-        labels = client.inspect(ref).config.labels
-    except ShoalRuntimeError:
-        labels = {}
+def _remove_container(client, ref: str, force: bool = True) -> None:
+    """Remove a container (exits on a runtime error). A swarm network attachment it carried is
+    released by the node's shoald, which sees the container go (worker/attachments.py)."""
     _calling(client.remove, ref, force=force)
-    detach_attachment(ctx, labels)
 
 
 @click.group()
@@ -606,7 +583,7 @@ def container_rm(ctx, force, refs) -> None:
     """Remove containers."""
     client = _client(ctx)
     for ref in refs:
-        _remove_container(ctx, client, ref, force=force)
+        _remove_container(client, ref, force=force)
         click.echo(ref)
 
 

@@ -90,14 +90,8 @@ def _deleted(title: str, items: list[str]) -> str:
 # ---- the prunes (each returns (bytes reclaimed, output)) ---------------------------------------
 
 def prune_containers(ctx, filters: dict[str, list[str]]) -> tuple[int, str]:
-    from shoal.cli.containers import ATTACHMENT_LABEL, detach_attachment
     client = _runtime(ctx)
-    attachments = {c.id: c.config.labels for c in _call(client.list, True)
-                   if c.config.labels.get(ATTACHMENT_LABEL)}
-    report = _call(client.container_prune, filters)
-    for cid in report["ContainersDeleted"]:       # their swarm network attachments go with them
-        if cid in attachments:
-            detach_attachment(ctx, attachments[cid])
+    report = _call(client.container_prune, filters)   # shoald releases their network attachments
     deleted = report["ContainersDeleted"]
     return (report["SpaceReclaimed"] if deleted else 0), _deleted("Deleted Containers", deleted)
 

@@ -1,6 +1,6 @@
 """`shoal run --network NET` on a worker of a 1-manager + 1-worker lab: one call to shoald
 allocates the address and runs the container; the address is released when the container goes
-(`-d --rm`: runtimed's AutoRemove); an attachment leaked by a client that died between allocating
+(`-d --rm`: runtimed's AutoRemove; `container rm -f`: shoald sees it go); an attachment leaked by a client that died between allocating
 and creating (the old two-call CLI) is released when the node's shoald restarts after a SIGKILL."""
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ def test_run_detached_rm_releases_and_a_restart_releases_a_leak(lab, image):
     wait_for(lambda: not [c for c in containers(lab, "worker1") if c["ID"] in cid], 60,
              what="the -d --rm container removed on exit")
     wait_for(lambda: network_removable(lab, "att"), 60, interval=1, what="its address released")
+
+    # `container rm -f` of a running attached container: shoald sees it go and releases the address
+    lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.21.0/24", "att")
+    cid = lab.shoal("worker1", "run", "-d", "--network", "att", image, "sleep", "1d", timeout=120).stdout.strip()
+    assert lab.shoal("manager1", "network", "rm", "att", check=False).returncode != 0
+    removed = lab.shoal("worker1", "container", "rm", "-f", cid)
+    assert "Warning" not in removed.stderr, removed.stderr
+    wait_for(lambda: network_removable(lab, "att"), 60, interval=1, what="the removed container's address released")
 
     lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.21.0/24", "att")
     leaked = lab.exec("worker1", [lab_python(), "-c", LEAK, "att"]).stdout.strip()

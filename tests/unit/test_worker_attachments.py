@@ -26,11 +26,6 @@ class Manager:
         self.changed.set()
 
 
-def test_the_cli_and_the_worker_name_the_same_label():
-    from shoal.cli.containers import ATTACHMENT_LABEL as cli_label
-    assert cli_label == ATTACHMENT_LABEL
-
-
 def test_event_carries_the_attachment():
     obs = observed_from_event({"Type": "container", "Action": "destroy",
                                "Actor": {"ID": "c1", "Attributes": {ATTACHMENT_LABEL: "att1"}}})
