@@ -173,11 +173,18 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
 
 def _mount(stack: StackSpec, name: str, mount: MountSpec) -> pb.Mount:
     source = mount.source
-    if mount.type == "volume" and source:
-        source = _resource_name(stack.volumes.get(source), source, name)
-    return pb.Mount(type=_MOUNT_TYPES[mount.type], source=source, target=mount.target,
-                    read_only=mount.read_only, tmpfs_size_bytes=mount.tmpfs_size, tmpfs_mode=mount.tmpfs_mode,
-                    bind_propagation=mount.propagation, volume_nocopy=mount.nocopy)
+    definition = stack.volumes.get(source) if mount.type == "volume" and source else None
+    if definition is not None:
+        source = _resource_name(definition, source, name)
+    out = pb.Mount(type=_MOUNT_TYPES[mount.type], source=source, target=mount.target,
+                   read_only=mount.read_only, tmpfs_size_bytes=mount.tmpfs_size, tmpfs_mode=mount.tmpfs_mode,
+                   bind_propagation=mount.propagation, volume_nocopy=mount.nocopy)
+    if definition is not None and not definition.external:
+        # docker/cli's convertVolumeToMount: the volume's driver and labels go with each mount
+        out.volume_labels.update(_namespaced(definition.labels, name))
+        if definition.driver not in ("", "local"):
+            out.volume_driver = definition.driver
+    return out
 
 
 def _resources(target: pb.Resources, resources: ResourcesSpec) -> None:

@@ -78,16 +78,19 @@ def read_networks(ck: Checker, node: Node | None) -> dict[str, NetworkDef]:
 
 
 def _driver_fields(ck: Checker, entries: dict[str, Node], node: Node, path: str, key: str,
-                   driver: str, what: str) -> dict[str, object]:
+                   driver: str | None, what: str) -> dict[str, object]:
     """What top-level networks and volumes share: key, external, name, driver (only `driver`
-    is accepted), driver_opts and labels, as NetworkDef/VolumeDef fields (None where invalid)."""
+    is accepted; None: any, kept), driver_opts and labels, as NetworkDef/VolumeDef fields (None
+    where invalid)."""
     external, legacy = _external(ck, entries, node, path)
     fields: dict[str, object] = {"key": key, "external": external}
     if "name" in entries:
         fields["name"] = ck.string(entries["name"], join(path, "name"), empty=False)
     elif legacy:
         fields["name"] = legacy
-    if "driver" in entries and ck.string(entries["driver"], join(path, "driver")) not in (driver, None):
+    if driver is None and "driver" in entries:
+        fields["driver"] = ck.string(entries["driver"], join(path, "driver"), empty=False)
+    elif "driver" in entries and ck.string(entries["driver"], join(path, "driver")) not in (driver, None):
         ck.error(entries["driver"], join(path, "driver"),
                  f"only {what} is supported, got {describe(entries['driver'].value)}")
     if "driver_opts" in entries:
@@ -150,10 +153,14 @@ def read_volumes(ck: Checker, node: Node | None) -> dict[str, VolumeDef]:
     volumes = {}
     for key, value in _named_entries(ck, node, "volumes").items():
         path = join("volumes", key)
-        entries = ck.mapping(value, path, {"driver", "driver_opts", "labels", "external", "name"})
+        # A driver the nodes lack fails the tasks on them, naming it (as Docker's nodes do); the local
+        # driver's options (type=nfs, device=...) are refused: Shoal's local volumes are directories.
+        entries = ck.mapping(value, path, {"driver", "labels", "external", "name"},
+                             {"driver_opts": "not supported by Shoal: its local volumes are directories on the "
+                                             "node (no type/device/o mounts)"})
         if entries is None:
             continue
-        fields = _driver_fields(ck, entries, value, path, key, "local", "the local volume driver")
+        fields = _driver_fields(ck, entries, value, path, key, None, "")
         if None not in fields.values():
             volumes[key] = VolumeDef(**fields)  # type: ignore[arg-type]
     return volumes

@@ -208,3 +208,24 @@ def test_compose_mount_options():
         """)
     volume, bind, tmpfs = to_service_specs(stack, "st")[0].task.container.mounts
     assert volume.volume_nocopy and bind.bind_propagation == "rshared" and tmpfs.tmpfs_mode == 0o700
+
+
+def test_a_stack_volumes_driver_and_labels_go_with_its_mounts():
+    """docker/cli's convertVolumeToMount: a top-level volume's driver and labels are the mount's
+    VolumeOptions; a driver the node lacks fails the task there, naming it. The local driver's
+    options are refused at load (Shoal's volumes are directories): before, they were dropped."""
+    stack = _load("""\
+        services:
+          web:
+            image: busybox
+            volumes: [data:/data, plain:/plain]
+        volumes:
+          data: {driver: rexray, labels: {backup: "yes"}}
+          plain: {}
+        """)
+    data, plain = to_service_specs(stack, "st")[0].task.container.mounts
+    assert data.volume_driver == "rexray" and data.volume_labels["backup"] == "yes"
+    assert data.volume_labels["com.docker.stack.namespace"] == "st"
+    assert plain.volume_driver == ""
+    with pytest.raises(StackFileError, match="volumes.data.driver_opts: not supported by Shoal"):
+        _load("services: {web: {image: busybox}}\nvolumes: {data: {driver_opts: {type: nfs}}}\n")

@@ -457,7 +457,7 @@ FULL = """\
         ipam: {config: [{subnet: 198.18.8.0/24, gateway: 198.18.8.254}]}
       unused: {}
     volumes:
-      data: {driver_opts: {type: tmpfs}}
+      data: {labels: {backup: "yes"}}
     secrets:
       pw: {environment: PW}
     configs:
@@ -524,8 +524,8 @@ def test_a_full_file_converts_like_docker_stack_deploy(full_stack):
     assert [(i.subnet, i.gateway) for i in networks["demo_back"].ipam] == [("198.18.8.0/24", "198.18.8.254")]
     assert networks["demo_front"].driver == "overlay"
     assert networks["demo_front"].annotations.labels["com.docker.stack.namespace"] == "demo"
-    assert [(v.annotations.name, dict(v.driver_opts)) for v in to_volume_specs(full_stack, "demo")] == [
-        ("demo_data", {"type": "tmpfs"})]
+    assert [(v.annotations.name, v.annotations.labels["backup"]) for v in to_volume_specs(full_stack, "demo")] == [
+        ("demo_data", "yes")]
     assert [(s.annotations.name, s.data) for s in to_secret_specs(full_stack, "demo")] == [("demo_pw", b"hunter2")]
     assert [(s.annotations.name, s.data) for s in to_config_specs(full_stack, "demo")] == [("demo_conf", b"key = value")]
 
