@@ -111,10 +111,26 @@ async def _middleware(request: web.Request, handler: Callable[[web.Request], Awa
         else:
             raise
     except (ApiError, BadRequest, Unsupported, ControlError, DaemonError, StoreError, ShoalRuntimeError) as err:
+        if request.get(_PREPARED):   # a stream already begun: a second response would corrupt it
+            log.info("docker API %s %s cut off: %s", request.method, request.path, err)
+            raise
         status, message = error_status(err)
         response = _json({"message": message}, status)
+    except Exception as err:   # a defect: logged with its traceback, answered in Docker's shape
+        if request.get(_PREPARED):
+            raise
+        log.exception("docker API %s %s failed", request.method, request.path)
+        response = _json({"message": f"internal error in Shoal's Docker API: {type(err).__name__}: {err}"}, 500)
     _headers(response)
     return response
+
+
+_PREPARED = web.RequestKey("shoal.dockerapi.prepared", bool)
+
+
+async def _mark_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """Set once a response's headers are on their way: errors after that cannot be a new response."""
+    request[_PREPARED] = True
 
 
 # Inspect routes `docker inspect NAME` probes in turn: each must say 404 to let it go on.
@@ -545,6 +561,7 @@ def make_app(daemon: Daemon) -> web.Application:
     """The app: every route answers unversioned and under /v1.24 .. /v1.50 alike."""
     api = DockerAPI(daemon)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_middleware])
+    app.on_response_prepare.append(_mark_prepared)
     for route in api.routes():
         assert isinstance(route, web.RouteDef)
         app.router.add_route(route.method, route.path, route.handler)

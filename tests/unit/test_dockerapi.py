@@ -222,3 +222,29 @@ def test_container_summary_has_dockers_types():
     inspected = convert.container_inspect(info)
     assert inspected["Config"]["StopTimeout"] == 10 and isinstance(inspected["Config"]["StopTimeout"], int)
     assert inspected["Config"]["Tty"] is False and inspected["Name"] == "/web.1.t1"
+
+
+async def test_a_defect_is_a_logged_500_in_dockers_shape_and_a_begun_stream_is_cut_not_followed(tmp_path, caplog):
+    from aiohttp import web
+
+    async def defect(request):
+        raise KeyError("nosuch")
+
+    async def defect_mid_stream(request):
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        await response.write(b"first line\n")
+        raise ControlError("unavailable", "no leader")
+
+    app = make_app(Daemon(tmp_path / "state", tmp_path / "shoal.sock", "h1"))
+    app.router.add_get("/defect", defect)          # stands for a bug in a handler
+    app.router.add_get("/defect-mid-stream", defect_mid_stream)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get("/defect")
+        assert r.status == 500 and r.headers["Content-Type"] == "application/json"
+        assert (await r.json())["message"] == "internal error in Shoal's Docker API: KeyError: 'nosuch'"
+        assert "docker API GET /defect failed" in caplog.text
+        r = await c.get("/defect-mid-stream")
+        assert r.status == 200
+        with pytest.raises(Exception):   # the stream is cut: no second response inside the first
+            await r.read()
