@@ -234,6 +234,12 @@ def pretty(service: pb.Service, status=None) -> str:
         if value:
             lines.append(f" {label}:\t\t{value}")
     lines.append(f" Init:\t\t{str(c.init).lower()}")
+    if c.sysctls:       # docker/cli's pretty template: SysCtls, Ulimits, Log Driver
+        lines.append(" SysCtls:")
+        lines += [f"  {k}" + (f": {v}" if v else "") for k, v in sorted(c.sysctls.items())]
+    if c.ulimits:
+        lines.append(" Ulimits:")
+        lines += [f"  {u.name}: {u.soft}:{u.hard}" for u in sorted(c.ulimits, key=lambda u: u.name)]
     if c.mounts:
         lines.append("Mounts:")
         for m in c.mounts:
@@ -251,6 +257,11 @@ def pretty(service: pb.Service, status=None) -> str:
                     lines.append(f"  Memory:\t{_size(r.memory_bytes)}")
     if spec.task.networks:
         lines.append("Networks: " + " ".join(n.target for n in spec.task.networks))
+    if spec.task.HasField("log_driver"):
+        lines += ["Log Driver:", f" Name:\t\t{spec.task.log_driver.name}"]
+        if spec.task.log_driver.options:
+            lines.append(" LogOpts:")
+            lines += [f"  {k}: {v}" for k, v in sorted(spec.task.log_driver.options.items())]
     lines.append(f"Endpoint Mode:\t{'dnsrr' if spec.endpoint.mode == pb.EndpointSpec.DNSRR else 'vip'}")
     if spec.endpoint.ports:
         lines.append("Ports:")

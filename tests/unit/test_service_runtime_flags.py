@@ -229,3 +229,13 @@ def test_a_stack_volumes_driver_and_labels_go_with_its_mounts():
     assert plain.volume_driver == ""
     with pytest.raises(StackFileError, match="volumes.data.driver_opts: not supported by Shoal"):
         _load("services: {web: {image: busybox}}\nvolumes: {data: {driver_opts: {type: nfs}}}\n")
+
+
+def test_inspect_pretty_shows_sysctls_ulimits_and_the_log_driver():
+    from shoal.cli.service_format import pretty
+    spec = build_spec("busybox", [], {"name": "web", "sysctl": ("net.core.somaxconn=1024",),
+                                      "ulimit": ("nofile=1024:2048",), "log_driver": "json-file",
+                                      "log_opt": ("max-size=1m",)})
+    text = pretty(pb.Service(id="s1", spec=spec))
+    assert " SysCtls:\n  net.core.somaxconn: 1024\n Ulimits:\n  nofile: 1024:2048\n" in text
+    assert "Log Driver:\n Name:\t\tjson-file\n LogOpts:\n  max-size: 1m\n" in text
