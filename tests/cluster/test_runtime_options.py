@@ -7,6 +7,7 @@ each checked inside the task's container (or, for the log options, on the node's
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -16,8 +17,20 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
-def lab(lab_factory):
-    return lab_factory(managers=1, workers=0)
+def lab(lab_factory, tmp_path_factory):
+    """The node offers generic resources through daemon.json (dockerd's node-generic-resources,
+    as `shoald --node-generic-resource` would): the daemons read SHOAL_CONFIG_FILE at start."""
+    config = tmp_path_factory.mktemp("daemon") / "daemon.json"
+    config.write_text(json.dumps({"node-generic-resources": ["gpu=2", "SSD=ssd1", "SSD=ssd2"]}))
+    before = os.environ.get("SHOAL_CONFIG_FILE")
+    os.environ["SHOAL_CONFIG_FILE"] = str(config)
+    try:
+        return lab_factory(managers=1, workers=0)
+    finally:
+        if before is None:
+            del os.environ["SHOAL_CONFIG_FILE"]
+        else:
+            os.environ["SHOAL_CONFIG_FILE"] = before
 
 
 def in_container(lab, service: str, script: str) -> str:
@@ -167,3 +180,33 @@ def test_mount_options_apply_inside_the_container(lab, image):
         assert volume["Labels"] == {"team": "web"}
     finally:
         lab.shoal("manager1", "service", "rm", "mnt", check=False)
+
+
+def test_generic_resources_are_scheduled_and_shown_to_the_task(lab, image):
+    """gpu=1 and SSD=1 per task on a node offering gpu=2 and SSD units ssd1, ssd2: two tasks run,
+    each told what it holds (DOCKER_RESOURCE_*), the third waits for resources."""
+    node = json.loads(lab.shoal("manager1", "node", "inspect", "self").stdout)[0]
+    assert {"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}} in node["Description"]["Resources"]["GenericResources"]
+    lab.shoal("manager1", "service", "create", "--name", "gpu", "--detach", "--replicas", "3", "--stop-signal", "KILL",
+              "--generic-resource", "gpu=1", "--generic-resource", "SSD=1", image, "sleep", "3600", timeout=120)
+    try:
+        def settled():
+            rows = [json.loads(line) for line in lab.shoal("manager1", "service", "ps", "--format", "json",
+                                                           "gpu").stdout.splitlines()]
+            running = [r for r in rows if r["CurrentState"].startswith("Running")]
+            waiting = [r for r in rows if r["CurrentState"].startswith("Pending")]
+            return (running, waiting) if len(running) == 2 and len(waiting) == 1 else None
+        running, waiting = wait_for(settled, 90, what="two tasks running and one pending")
+        task = json.loads(lab.shoal("manager1", "inspect", "--type", "task", waiting[0]["ID"]).stdout)[0]
+        assert task["Status"]["Message"] == "no suitable node (insufficient resources on 1 node)"
+        seen = set()
+        for line in lab.shoal("manager1", "container", "ls", "--format", "json").stdout.splitlines():
+            row = json.loads(line)
+            if row["Names"].startswith("gpu.") and row["State"] == "running":
+                env = lab.shoal("manager1", "container", "exec", row["ID"], "--", "sh", "-c",
+                                "echo $DOCKER_RESOURCE_GPU $DOCKER_RESOURCE_SSD").stdout.split()
+                assert env[0] == "1"
+                seen.add(env[1])
+        assert seen == {"ssd1", "ssd2"}            # each named unit to one task only
+    finally:
+        lab.shoal("manager1", "service", "rm", "gpu", check=False)
