@@ -250,6 +250,7 @@ class ContainerRoutes:
 
     def routes(self) -> list[tuple[str, str, Any]]:
         return [
+            ("GET", "/containers/json", self.ps), ("GET", "/containers/{ref}/json", self.inspect),
             ("POST", "/containers/create", self.create), ("POST", "/containers/{ref}/start", self.start),
             ("POST", "/containers/{ref}/wait", self.wait), ("POST", "/containers/{ref}/attach", self.attach),
             ("GET", "/containers/{ref}/logs", self.logs), ("POST", "/containers/{ref}/stop", self.stop),
@@ -273,6 +274,19 @@ class ContainerRoutes:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # ---- list and inspect -------------------------------------------------------------------
+    async def ps(self, request: web.Request) -> web.Response:
+        """`docker ps [-a]`: this node's containers (task containers and one-off ones)."""
+        filters = convert.parse_filters(request.query.get("filters"))
+        convert.check_container_filters(filters)
+        found = await self.runtime().list(all=convert.parse_bool(request.query.get("all"))
+                                          or bool(filters.get("status") or filters.get("exited")))
+        return _json([convert.container_summary(c, time.time()) for c in found
+                      if convert.container_matches(c, filters)])
+
+    async def inspect(self, request: web.Request) -> web.Response:
+        return _json(convert.container_inspect(await self._inspect(request.match_info["ref"])))
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:

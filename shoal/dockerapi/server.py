@@ -192,7 +192,6 @@ class DockerAPI:
             ("GET", "/configs", self.configs), ("POST", "/configs/create", self.config_create),
             ("GET", "/configs/{ref}", self.config), ("DELETE", "/configs/{ref}", self.config_rm),
             ("GET", "/events", self.events),
-            ("GET", "/containers/json", self.containers), ("GET", "/containers/{ref}/json", self.container),
             *SwarmRoutes(self).routes(), *self.local.routes(),
             *ImageRoutes(self).routes(),
         ):
@@ -480,28 +479,6 @@ class DockerAPI:
         if self.d.runtime is None:
             raise ApiError(503, "this node runs no container runtime (shoald was started without --runtime-socket)")
         return self.d.runtime
-
-    async def containers(self, request: web.Request) -> web.Response:
-        """`docker ps [-a]`: this node's containers (task containers and one-off ones)."""
-        filters = convert.parse_filters(request.query.get("filters"))
-        convert.check_container_filters(filters)
-        try:
-            found = await self.runtime().list(all=convert.parse_bool(request.query.get("all"))
-                                              or bool(filters.get("status") or filters.get("exited")))
-        except ShoalRuntimeError as err:
-            raise ApiError(503, f"container runtime: {err}") from None
-        return _json([convert.container_summary(c, time.time()) for c in found
-                      if convert.container_matches(c, filters)])
-
-    async def container(self, request: web.Request) -> web.Response:
-        ref = request.match_info["ref"]
-        try:
-            info = await self.runtime().inspect(ref)
-        except RuntimeNotFound:
-            raise ApiError(404, f"No such container: {ref}") from None
-        except ShoalRuntimeError as err:
-            raise ApiError(503, f"container runtime: {err}") from None
-        return _json(convert.container_inspect(info))
 
     # ---- events ---------------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.StreamResponse:
