@@ -214,3 +214,24 @@ def test_runtimed_keeps_answering_while_a_tty_workload_is_idle(client):
         assert "".join(r.log for r in client.logs(cid)) == "started\r\n"
     finally:
         client.remove(cid, force=True)
+
+
+def test_health_checks_run_every_start_interval_in_the_start_period(client):
+    """--health-start-interval: while starting, inside the start period, the check runs every
+    start interval (0.2 s here) rather than every interval (60 s): three checks come well before
+    one interval could pass."""
+    from agent_runtime.api import Healthcheck
+    from tests.support.runtime import wait_until
+    cid = client.create(ContainerSpec(image=IMAGE, stop_signal="KILL", command=["sleep", "60"],
+                                      healthcheck=Healthcheck(test=["CMD-SHELL", "echo x >> /tmp/probes; exit 1"],
+                                                              interval_s=60, timeout_s=5, retries=100,
+                                                              start_period_s=60, start_interval_s=0.2)))
+    try:
+        client.start(cid)
+
+        def probes() -> int:
+            return int(client.exec(cid, ["sh", "-c", "wc -l < /tmp/probes 2>/dev/null || echo 0"]).stdout.strip() or 0)
+        assert wait_until(lambda: probes() >= 3, timeout=30)
+        assert client.inspect(cid).state.health.status == "starting"   # failures in the start period do not count
+    finally:
+        client.remove(cid, force=True)
