@@ -6,9 +6,9 @@
 labels the service had when the task was made), `{{.Node.ID}}`, `{{.Node.Hostname}}`,
 `{{.Node.Platform.Architecture}}`, `{{.Node.Platform.OS}}`, `{{.Task.ID}}`, `{{.Task.Name}}` and
 `{{.Task.Slot}}` (the node ID for a global service's task) are Go templates in exactly the fields
-Docker expands: the hostname, the value of each environment variable, and each mount's source and
-target. Anything else is left as written (container labels included, as in Docker). A template
-that does not parse or names an unknown field raises ValueError naming the field, and the task
+Docker expands: the hostname, the value of each environment variable, and each mount's source,
+target and volume label values. Anything else is left as written (container labels included, as
+in Docker). A template that does not parse or names an unknown field raises ValueError naming the field, and the task
 fails with that message instead of running with the text as written.
 
 ``expand_config(task, hostname, data, secrets, configs)`` expands a config made with
@@ -70,6 +70,8 @@ def expand_container(task: objects_pb2.Task, node_hostname: str) -> objects_pb2.
     for mount in container.mounts:
         mount.source = _expand(mount.source, ctx, f"mount source {mount.source!r}")
         mount.target = _expand(mount.target, ctx, f"mount target {mount.target!r}")
+        for key, value in list(mount.volume_labels.items()):     # SwarmKit's expandMounts does too
+            mount.volume_labels[key] = _expand(value, ctx, f"volume label {key!r}")
     container.hostname = _expand(container.hostname, ctx, "hostname")
     return container
 

@@ -140,3 +140,9 @@ def test_templated_configs_are_checked_at_create_and_come_from_stacks():
     with pytest.raises(StackFileError, match="templated secrets are not supported by Shoal"):
         load_stack_sources([("s.yml", "services: {app: {image: busybox}}\n"
                                       "secrets: {s: {environment: HOME, template_driver: golang}}\n")], {"HOME": "/"})
+
+
+def test_volume_label_values_are_expanded_like_the_source():
+    task = _task(mounts=[pb.Mount(type=pb.Mount.VOLUME, source="d-{{.Task.Slot}}", target="/d",
+                                  volume_labels={"slot": "{{.Task.Slot}}", "node": "{{.Node.Hostname}}"})])
+    assert dict(expand_container(task, "worker1").mounts[0].volume_labels) == {"slot": "2", "node": "worker1"}
