@@ -308,7 +308,10 @@ def test_a_dependency_whose_tasks_keep_failing_is_reported_failed():
     (["-d"], True, False), (["--wait"], True, True),
 ])
 def test_deploy_accepts_dockers_detach_spellings(args, detach, wait):
-    import shoal.cli.main  # noqa: F401  (gives every command docker's --flag=BOOL spellings)
-    from shoal.cli.stacks import stack_deploy
+    import click
+
+    from shoal.cli.main import cli   # its lazy group gives a command docker's --flag=BOOL spellings as it loads
+    stack = cli.get_command(click.Context(cli), "stack")
+    stack_deploy = stack.commands["deploy"]
     params = stack_deploy.make_context("deploy", [*args, "-c", "a.yml", "web"]).params
     assert (params["detach"], params["wait"], params["name"]) == (detach, wait, "web")
