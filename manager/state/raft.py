@@ -59,6 +59,8 @@ from .tx import MAX_CHANGE_BYTES
 
 log = logging.getLogger(__name__)
 
+_FOLLOWER_STATE = 0             # pysyncobj.syncobj._RAFT_STATE.FOLLOWER
+_CANDIDATE_STATE = 1            # pysyncobj.syncobj._RAFT_STATE.CANDIDATE
 _LEADER_STATE = 2               # pysyncobj.syncobj._RAFT_STATE.LEADER
 _RETRY_PAUSE = 0.01
 _CLOSED = -1                    # our own failure code: the node was closed with the call in flight
@@ -207,6 +209,15 @@ class RaftNode(SyncObj):
         self._in_flight_lock = threading.Lock()
         self._transport_key = raft_transport.derive_key(password)
         self._members_file = self.data_dir / "members.json"
+        # Pre-Vote (docs/raft.md): all touched on the tick thread only.
+        self._leader_contact = float("-inf")    # monotonic time of the last leader append-entries
+        self._prevote_term: int | None = None   # the term of the pre-vote round in progress
+        self._prevote_grants: set = set()
+        self._prevote_passed = False            # a majority granted: the next timeout is an election
+        self._behind_a_leader = False           # a leader of a lower term reached us: our term is ahead
+        self.elections_started = 0              # real elections this node started (term increments)
+        self.pre_votes_started = 0
+        self.pre_vote_refusals = 0              # refusals of this node's pre-votes it received
         self._dump_file = self.data_dir / "raft.dump"
         try:
             self._journal = raft_journal.Journal(self.data_dir)
@@ -338,8 +349,71 @@ class RaftNode(SyncObj):
         self._journal.sync()
         return SyncObj._SyncObj__applyLogEntries(self)
 
+    # -- Pre-Vote (Ongaro's thesis §9.6, with the §4.2.3 leader-contact condition) -----------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802 (PySyncObj's name)
+        """PySyncObj's tick, with a Pre-Vote round before any election it would start.
+
+        PySyncObj starts an election (term + 1, RequestVote to all) as soon as the election timer
+        runs out, and every member that receives a higher term adopts it, so a leader steps down.
+        A follower that restarts, or hears nothing from a busy leader for one election timeout,
+        then costs the cluster a term change and a leadership gap although the leader is healthy.
+        Here the timer running out starts a pre-vote instead: "would you vote for me at term + 1?"
+        Nothing durable changes on either side. Only when a majority (this node included) says
+        yes does the timer run out again at once and PySyncObj start the real election, unchanged.
+        A member says yes only if it has not heard from a leader within the minimum election
+        timeout, is not itself the leader, and the candidate's log is at least as up to date as
+        its own (``_answer_pre_vote``). Two cases skip the pre-vote: a leadership transfer
+        (``timeout_now`` from the leader; the target must run at once and others still hear the
+        outgoing leader), and a node whose term is already ahead of a live leader's (it ignores
+        that leader's appends, so only a real election at its term can bring it back).
+        """
+        if (self._SyncObj__raftState in (_FOLLOWER_STATE, _CANDIDATE_STATE)
+                and self.selfNode is not None
+                and self._SyncObj__raftElectionDeadline < time.monotonic()
+                and self._SyncObj__connectedToAnyone()):
+            skip = self._SyncObj__transferInProgress or self._behind_a_leader
+            if not (skip or self._prevote_passed):
+                self._start_pre_vote()      # passes at once only in a one-member cluster
+            if skip or self._prevote_passed:
+                self._prevote_term, self._prevote_passed = None, False
+                self._behind_a_leader = False
+                self.elections_started += 1
+                log.info("raft %s: starting an election for term %d", self.self_addr,
+                         self._SyncObj__raftCurrentTerm + 1)
+        SyncObj._onTick(self, timeToWait)
+
+    def _start_pre_vote(self) -> None:
+        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+        self._prevote_term = self._SyncObj__raftCurrentTerm + 1
+        self._prevote_grants = {self.selfNode}
+        self.pre_votes_started += 1
+        message = {"type": "pre_vote", "term": self._prevote_term,
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, dict(message))
+        self._count_pre_votes()
+
+    def _count_pre_votes(self) -> None:
+        if len(self._prevote_grants) > (len(self._SyncObj__otherNodes) + 1) / 2:
+            self._prevote_passed = True
+            self._SyncObj__raftElectionDeadline = 0     # the election starts on this or the next tick
+
+    def _answer_pre_vote(self, node, message: dict) -> None:
+        now = time.monotonic()
+        heard_leader = now - self._leader_contact < self._conf.raftMinTimeout
+        log_term, log_index = self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex()
+        up_to_date = (message["last_log_term"] > log_term
+                      or (message["last_log_term"] == log_term and message["last_log_index"] >= log_index))
+        granted = (message["term"] > self._SyncObj__raftCurrentTerm and up_to_date
+                   and self._SyncObj__raftState != _LEADER_STATE and not heard_leader)
+        self._SyncObj__transport.send(node, {"type": "pre_vote_response", "term": message["term"],
+                                            "granted": granted})
+
     def _SyncObj__onMessageReceived(self, node, message) -> None:  # noqa: N802 (PySyncObj's name)
-        """PySyncObj's message handler, with one fix: a successful ack never moves nextIndex back.
+        """PySyncObj's message handler, plus Pre-Vote (``_onTick``) and one fix: a successful ack
+        never moves nextIndex back.
 
         PySyncObj sets a follower's nextIndex to (acked index + 1) on every successful ack that
         raises matchIndex. With appendEntriesUseBatch=False the leader sends each entry at once,
@@ -350,7 +424,27 @@ class RaftNode(SyncObj):
         nextIndex where it was is what Raft intends: entries already sent on the ordered
         connection need not be sent again; a follower that lacks them answers with reset=True.
         """
-        if (isinstance(message, dict) and message.get("type") == "next_node_idx"
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "pre_vote":
+            self._answer_pre_vote(node, message)
+            return
+        if kind == "pre_vote_response":
+            if message.get("term") != self._prevote_term or self._SyncObj__raftState == _LEADER_STATE:
+                return
+            if message.get("granted"):
+                self._prevote_grants.add(node)
+                self._count_pre_votes()
+            else:
+                self.pre_vote_refusals += 1
+            return
+        if kind == "append_entries":
+            if message["term"] >= self._SyncObj__raftCurrentTerm:
+                self._leader_contact = time.monotonic()
+                self._prevote_term, self._prevote_passed = None, False
+                self._behind_a_leader = False
+            else:
+                self._behind_a_leader = True
+        if (kind == "next_node_idx"
                 and message.get("success") and not message.get("reset")):
             next_index = self._SyncObj__raftNextIndex
             before = next_index.get(node)

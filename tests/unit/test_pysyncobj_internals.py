@@ -32,7 +32,8 @@ def test_every_mangled_name_raft_py_uses_exists_in_syncobj():
 
 def test_the_protected_methods_raft_py_calls_exist():
     for name in ("_doDestroy", "_getLeader", "_isLeader", "getStatus", "addOnTickCallback", "doTick",
-                 "addNodeToCluster", "removeNodeFromCluster", "transferLeadership"):
+                 "addNodeToCluster", "removeNodeFromCluster", "transferLeadership", "_onTick",
+                 "removeOnTickCallback"):
         assert callable(getattr(SyncObj, name, None)), f"SyncObj.{name} is gone"
 
 
@@ -71,8 +72,23 @@ def test_the_transport_hooks_raft_py_uses():
     assert "'commit_index': self.__raftCommitIndex" in SYNCOBJ_SOURCE
 
 
+def test_the_election_start_raft_py_precedes_with_a_pre_vote():
+    """raft.py's _onTick runs a pre-vote where SyncObj._onTick would start an election: the same
+    condition, and a timeout_now that zeroes the deadline and marks a transfer."""
+    tick = inspect.getsource(SyncObj._onTick)
+    assert ("if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():"
+            in tick)
+    assert "self.__setCurrentTerm(self.__raftCurrentTerm + 1, self.__selfNode.id)" in tick
+    handler = inspect.getsource(getattr(SyncObj, "_SyncObj__onMessageReceived"))
+    assert "self.__raftElectionDeadline = 0" in handler
+    assert "self.__transferInProgress = True" in handler
+    assert "self._onTick(timeToWait)" in inspect.getsource(SyncObj.doTick)
+
+
 def test_leader_state_and_fail_reasons():
     assert pysyncobj.syncobj._RAFT_STATE.LEADER == 2  # raft.py's _LEADER_STATE
+    assert pysyncobj.syncobj._RAFT_STATE.FOLLOWER == 0   # _FOLLOWER_STATE
+    assert pysyncobj.syncobj._RAFT_STATE.CANDIDATE == 1  # _CANDIDATE_STATE
     for name in ("SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER"):
         assert isinstance(getattr(FAIL_REASON, name), int), f"FAIL_REASON.{name} is gone"
 
