@@ -429,13 +429,13 @@ class RaftNode(SyncObj):
             self._answer_pre_vote(node, message)
             return
         if kind == "pre_vote_response":
-            if message.get("term") != self._prevote_term or self._SyncObj__raftState == _LEADER_STATE:
-                return
-            if message.get("granted"):
+            if not message.get("granted"):
+                if message.get("term") == self._SyncObj__raftCurrentTerm + 1:
+                    self.pre_vote_refusals += 1     # counted even after the round was dropped
+            elif (message.get("term") == self._prevote_term
+                    and self._SyncObj__raftState != _LEADER_STATE):
                 self._prevote_grants.add(node)
                 self._count_pre_votes()
-            else:
-                self.pre_vote_refusals += 1
             return
         if kind == "append_entries":
             if message["term"] >= self._SyncObj__raftCurrentTerm:
