@@ -4,6 +4,8 @@ from inside a container for a service's network aliases.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.cluster.waiting import wait_for
@@ -91,7 +93,10 @@ def test_prune_and_df_as_docker(lab, image):
     writer = lab.shoal("manager1", "inspect", "-f", "{{.Id}}", "writer").stdout.strip()
     bad = lab.shoal("manager1", "container", "prune", "-f", "--filter", "bogus=1", check=False)
     assert (bad.returncode, bad.stderr) == (1, "Error response from daemon: invalid filter 'bogus'\n")
-    pruned = lab.shoal("manager1", "container", "prune", "-f", "--filter", "until=1s").stdout
+    # until= a moment after the writer was made (Unix seconds), not a duration such as 1s: on a fast
+    # machine the writer is younger than 1 s here and would rightly be kept.
+    until = str(int(time.time()) + 60)
+    pruned = lab.shoal("manager1", "container", "prune", "-f", "--filter", f"until={until}").stdout
     assert pruned.startswith("Deleted Containers:\n") and f"\n{writer}\n" in pruned
     assert pruned.endswith("\n\nTotal reclaimed space: 1MB\n")          # the 1,000,000 bytes it wrote
     assert lab.shoal("manager1", "inspect", "--type", "container", "writer", check=False).returncode == 1
