@@ -697,7 +697,7 @@ class Endpoint(_message.Message):
     def __init__(self, spec: _Optional[_Union[EndpointSpec, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., virtual_ips: _Optional[_Iterable[_Union[Endpoint.VirtualIP, _Mapping]]] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "previous_spec", "endpoint", "update_status", "spec_version", "allocation_error")
+    __slots__ = ("id", "meta", "spec", "previous_spec", "endpoint", "update_status", "spec_version", "allocation_error", "spec_base_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -706,6 +706,7 @@ class Service(_message.Message):
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SPEC_BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
@@ -714,7 +715,8 @@ class Service(_message.Message):
     update_status: UpdateStatus
     spec_version: int
     allocation_error: str
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., spec_version: _Optional[int] = ..., allocation_error: _Optional[str] = ...) -> None: ...
+    spec_base_version: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., endpoint: _Optional[_Union[Endpoint, _Mapping]] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., spec_version: _Optional[int] = ..., allocation_error: _Optional[str] = ..., spec_base_version: _Optional[int] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("state", "timestamp", "message", "err", "exit_code", "container_id", "pid", "health", "failing_streak")

@@ -226,7 +226,7 @@ class ServiceControl:
 
         def fn(tx):
             spec = self._checked(tx, request.spec, service_id)
-            service = objects_pb2.Service(id=service_id, spec=spec, spec_version=1)
+            service = objects_pb2.Service(id=service_id, spec=spec, spec_version=1, spec_base_version=0)
             tx.create(service)
 
         await write(self._store, fn, f"create {service_label(request.spec)}")
@@ -266,7 +266,7 @@ class ServiceControl:
             current = tx.get(Kind.SERVICE, found.id)
             if current is None:
                 raise ControlError("not_found", f"service {request.service_id} not found")
-            if request.version and request.version != current.meta.version:
+            if request.version and not _spec_seen(current, request.version):
                 raise ControlError("conflict", f"{what}: update out of sequence (version {request.version}, "
                                                f"current {current.meta.version}); read it again and retry")
             service = copy_of(current)
@@ -283,6 +283,7 @@ class ServiceControl:
                 if spec == current.spec:
                     return current
                 _apply_spec(service, spec)
+            service.spec_base_version = current.meta.version
             tx.update(service)
             return service
 
@@ -411,6 +412,16 @@ def _apply_spec(service: objects_pb2.Service, spec: objects_pb2.ServiceSpec) -> 
         service.spec_version += 1
     if tasks_change or service.update_status.state in (UpdateStatus.PAUSED, UpdateStatus.ROLLBACK_PAUSED):
         service.ClearField("update_status")
+
+
+def _spec_seen(current: objects_pb2.Service, version: int) -> bool:
+    """Whether a client that read the service at ``version`` saw its current spec: the version is
+    the current one, or later than the one the last spec write read (the writes since were the
+    system's: endpoint allocation, update status). Two clients that read the same version and both
+    write a spec: the second is out of sequence."""
+    if version == current.meta.version:
+        return True
+    return current.HasField("spec_base_version") and current.spec_base_version < version <= current.meta.version
 
 
 def _roll_back(service: objects_pb2.Service, now: float) -> None:

@@ -232,6 +232,7 @@ def _on_failure(service, plan: Plan, config: UpdateConfig, task, failed, now) ->
         if edited.HasField("previous_spec"):
             edited.spec.CopyFrom(service.previous_spec)
             edited.ClearField("previous_spec")
+            edited.spec_base_version = service.meta.version   # a spec write: see Service.spec_base_version
             edited.spec_version = service.spec_version + 1
             status.state = UpdateStatus.ROLLBACK_STARTED
             status.started_at = now

@@ -201,6 +201,50 @@ async def test_update_with_a_stale_version_is_a_conflict_and_changes_nothing(con
     assert store.view().get(Kind.SERVICE, web.id).spec.replicas == 3
 
 
+async def test_an_update_after_only_system_writes_is_in_sequence(control, store):
+    """`docker stack deploy` twice in a row: the client read the service, then the allocator or the
+    orchestrator wrote it (endpoint, update status). The client saw the current spec, so its update
+    applies; found by the Docker API test in a quiet CI run ("update out of sequence")."""
+    web = await create(control)
+
+    def system_write(tx):
+        svc = pb.Service()
+        svc.CopyFrom(tx.get(Kind.SERVICE, web.id))
+        svc.update_status.message = "the orchestrator was here"
+        tx.update(svc)
+    await store.update(system_write)
+    assert store.view().get(Kind.SERVICE, web.id).meta.version > web.meta.version
+    spec = pb.ServiceSpec()
+    spec.CopyFrom(web.spec)
+    spec.replicas = 4
+    first = await update(control, web, spec)                 # web: the version read before the system write
+    assert first.spec.replicas == 4
+
+    spec.replicas = 7                                          # a second client that read what `web` read
+    with pytest.raises(ControlError) as err:
+        await update(control, web, spec)
+    assert err.value.code == "conflict" and "out of sequence" in str(err.value)
+    assert store.view().get(Kind.SERVICE, web.id).spec.replicas == 4
+
+
+async def test_a_service_written_before_spec_base_version_needs_the_current_version(control, store):
+    web = await create(control)
+
+    def as_written_by_an_older_release(tx):
+        svc = pb.Service()
+        svc.CopyFrom(tx.get(Kind.SERVICE, web.id))
+        svc.ClearField("spec_base_version")
+        tx.update(svc)
+    await store.update(as_written_by_an_older_release)
+    spec = pb.ServiceSpec()
+    spec.CopyFrom(web.spec)
+    spec.replicas = 4
+    with pytest.raises(ControlError, match="out of sequence"):
+        await update(control, web, spec)
+    current = store.view().get(Kind.SERVICE, web.id)
+    assert (await update(control, current, spec)).spec.replicas == 4
+
+
 async def test_update_refuses_renames_and_mode_changes(control):
     web = await create(control)
     for field, value, fragment in (("name", "api", "renaming"), ("mode", pb.ServiceSpec.REPLICATED_JOB, "mode")):
