@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from manager.state.raft_timings import RaftTimings
 from raft_cluster import create_tasks, task_ids, wait_for
+
+# A leader that stays healthy under a loaded test machine: the other members refuse a pre-vote only
+# while they have heard the leader within the election timeout, and a 1 s timeout (the default) is
+# shorter than the stalls of a busy 2-core CI machine. The forced timeouts below do not depend on it.
+HEALTHY_LEADER = RaftTimings(election_min=4.0, election_max=6.0, leader_fallback=4.0,
+                             connection_timeout=8.0)
 
 pytestmark = [pytest.mark.raft, pytest.mark.timeout(90)]
 
@@ -24,9 +31,9 @@ def force_election_timeout(node) -> None:
 
 
 async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_no_term(cluster_factory):
-    cluster = cluster_factory()
+    cluster = cluster_factory(timings=HEALTHY_LEADER)
     cluster.start_all()
-    leader = await cluster.leader()
+    leader = await cluster.leader(timeout=20)
     await cluster.store(leader).update(create_tasks("before", 3))
     await cluster.converged()
     term = cluster.nodes[leader].status().term
@@ -50,9 +57,9 @@ async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_
 
 
 async def test_a_restarted_follower_rejoins_without_a_term_change(cluster_factory):
-    cluster = cluster_factory()
+    cluster = cluster_factory(timings=HEALTHY_LEADER)
     cluster.start_all()
-    leader = await cluster.leader()
+    leader = await cluster.leader(timeout=20)
     await cluster.store(leader).update(create_tasks("before", 3))
     await cluster.converged()
     term = cluster.nodes[leader].status().term
