@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from aiohttp import web
 
 from agent_runtime.errors import InvalidArgument
+from agent_runtime.httpbody import json_body, query_flag
 from agent_runtime.images import errors as image_errors
 from agent_runtime.images.ingest import ProgressEvent
 from agent_runtime.images.reference import parse_reference
@@ -225,7 +226,7 @@ class ImageAPI:
         return tuple(extra) + tuple(self.daemon.insecure_registries)
 
     async def pull(self, request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await json_body(request)
         ref = _reference(_string(body, "Ref"))
         platform = _platform(body.get("Platform"))
         insecure = self._registry_settings(body)
@@ -274,7 +275,7 @@ class ImageAPI:
         return await _stream(request, progress, run(), first, finish)
 
     async def push(self, request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await json_body(request)
         ref = _reference(_string(body, "Ref"))
         insecure = self._registry_settings(body)
         auth = registry_auth(request.headers.get("X-Registry-Auth"))
@@ -295,13 +296,13 @@ class ImageAPI:
 
     # local changes -------------------------------------------------------------------------
     async def tag(self, request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = await json_body(request)
         source, target = _string(body, "Source"), _reference(_string(body, "Target"))
         image = await asyncio.to_thread(self.store.tag, source, target)
         return web.json_response(image_json(image), status=201)
 
     async def prune(self, request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = await json_body(request)
         prune_all = body.get("All", False)
         if not isinstance(prune_all, bool):
             raise InvalidArgument("All must be true or false")
@@ -311,12 +312,12 @@ class ImageAPI:
         ref = request.query.get("ref", "")
         if not ref:
             raise InvalidArgument("ref: give an image name or id")
-        force = request.query.get("force", "").lower() in ("1", "true", "yes")
+        force = query_flag(request, "force")
         return web.json_response(await asyncio.to_thread(self.store.remove, ref, force))
 
     async def load(self, request: web.Request) -> web.Response:
         if request.content_type == "application/json":
-            body = await _json(request)
+            body = await json_body(request)
             images = await asyncio.to_thread(self.store.load, _string(body, "Path"), _string(body, "Tag", False))
         else:
             tag = request.query.get("tag") or None
@@ -326,7 +327,7 @@ class ImageAPI:
 
     async def import_(self, request: web.Request) -> web.Response:
         if request.content_type == "application/json":
-            body = await _json(request)
+            body = await json_body(request)
             ref = _string(body, "Ref", False)
             if ref:
                 _reference(ref)
@@ -446,14 +447,3 @@ async def _stream(request: web.Request, progress: _Progress, coro, first: dict, 
             raise
     return resp
 
-
-async def _json(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise InvalidArgument(f"request body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return data

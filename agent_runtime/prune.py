@@ -27,6 +27,7 @@ from aiohttp import web
 
 from agent_runtime.container_record import RUNNING
 from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
+from agent_runtime.httpbody import json_body
 from agent_runtime.spec import to_json
 from common.syntax import parse_since
 
@@ -128,8 +129,7 @@ class PruneAPI:
         router.add_get("/system/df", self.df)
 
     async def _filters(self, request: web.Request, accepted: tuple[str, ...]) -> dict[str, list[str]]:
-        from agent_runtime.server import _body
-        return parse_filters((await _body(request)).get("Filters"), accepted)
+        return parse_filters((await json_body(request)).get("Filters"), accepted)
 
     async def containers(self, request: web.Request) -> web.Response:
         filters = await self._filters(request, CONTAINER_FILTERS)

@@ -29,7 +29,8 @@ from agent_runtime.network.container_manager import NetworkedContainerManager
 from agent_runtime.network.dataplane import NetworkDataplane
 from agent_runtime.network.rules import parse_fence
 from agent_runtime.network.model import NetworkState
-from agent_runtime.errors import InvalidArgument, ShoalRuntimeError
+from agent_runtime.errors import ShoalRuntimeError
+from agent_runtime.httpbody import json_body, query_flag
 from agent_runtime.images import errors as image_errors
 from agent_runtime.image_api import ImageAPI, open_store
 from agent_runtime.prune import PruneAPI
@@ -65,22 +66,6 @@ async def errors_middleware(request: web.Request, handler):
     except Exception as exc:  # the edge: log it and answer, never crash the daemon
         log.exception("%s %s failed", request.method, request.path)
         return web.json_response({"message": f"internal error: {exc}"}, status=500)
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in ("1", "true", "yes")
-
-
-async def _body(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise InvalidArgument(f"request body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return data
 
 
 class Runtimed:
@@ -158,7 +143,7 @@ class Runtimed:
 
     # containers --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         spec = ContainerSpec.from_json(body)
         spec.log_config = spec.log_config.merged(self.default_log_config)
         c = self.manager.create(spec)
@@ -171,7 +156,7 @@ class Runtimed:
         return web.json_response({"Id": c.id, "Name": c.name}, status=201)
 
     async def list(self, request: web.Request) -> web.Response:
-        return web.json_response([to_json(c.info()) for c in self.manager.list(all=_flag(request, "all"))])
+        return web.json_response([to_json(c.info()) for c in self.manager.list(all=query_flag(request, "all"))])
 
     async def inspect(self, request: web.Request) -> web.Response:
         return web.json_response(to_json(self.manager.get(request.match_info["id"]).info()))
@@ -212,7 +197,7 @@ class Runtimed:
 
     async def remove(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
-        await self._remove(c, force=_flag(request, "force"))
+        await self._remove(c, force=query_flag(request, "force"))
         return web.json_response({})
 
     async def _remove(self, c, force: bool) -> None:
@@ -250,7 +235,7 @@ class Runtimed:
             log.exception("container %s: removing it on exit (AutoRemove) failed", c.name)
 
     async def exec(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         result = await self.manager.exec(request.match_info["id"], list(body.get("Cmd") or []),
                                          env=list(body.get("Env") or []), user=body.get("User", ""),
                                          workdir=body.get("WorkingDir", ""), timeout=body.get("Timeout"))
@@ -274,7 +259,7 @@ class Runtimed:
         tail = q.get("tail", "all")
         tail_n = -1 if tail in ("", "all") else int(tail)
         records = read_logs(c.log_path, tail_n, since_ns, streams)
-        follower = LogFollower(c.log_path) if _flag(request, "follow") else None  # same loop step: no gap
+        follower = LogFollower(c.log_path) if query_flag(request, "follow") else None  # same loop step: no gap
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         try:
@@ -325,7 +310,7 @@ class Runtimed:
     # overlay networks --------------------------------------------------------------------
     async def network_sync(self, request: web.Request) -> web.Response:
         """Converge to the posted NetworkState (the whole desired state of this host)."""
-        state = NetworkState.from_json(await _body(request))
+        state = NetworkState.from_json(await json_body(request))
         return web.json_response(await self.network.sync(state))
 
     async def network_inspect(self, request: web.Request) -> web.Response:
@@ -333,7 +318,7 @@ class Runtimed:
 
     # volumes -----------------------------------------------------------------------------
     async def volume_create(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         return web.json_response(to_json(self.volumes.create(body["Name"], body.get("Labels"))), status=201)
 
     async def volume_list(self, request: web.Request) -> web.Response:
@@ -343,7 +328,7 @@ class Runtimed:
         return web.json_response(to_json(self.volumes.inspect(request.match_info["name"])))
 
     async def volume_remove(self, request: web.Request) -> web.Response:
-        self.volumes.remove(request.match_info["name"], force=_flag(request, "force"))
+        self.volumes.remove(request.match_info["name"], force=query_flag(request, "force"))
         return web.json_response({})
 
 

@@ -87,8 +87,10 @@ def test_bad_references_are_refused_and_change_nothing(daemon, ref):
 
 
 def test_hostile_bodies_and_headers_get_400(daemon, tmp_path):
-    assert _raw(daemon, "POST", "/images/pull", b"{not json", {"Content-Type": "application/json"})[0] == 400
-    assert _raw(daemon, "POST", "/images/pull", b"[1,2]", {"Content-Type": "application/json"})[0] == 400
+    status, body = _raw(daemon, "POST", "/images/pull", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and body["message"].startswith("request body is not JSON")
+    status, body = _raw(daemon, "POST", "/images/pull", b"[1,2]", {"Content-Type": "application/json"})
+    assert (status, body["message"]) == (400, "request body must be a JSON object")
     assert _raw(daemon, "POST", "/images/pull", json.dumps({"Ref": 12}).encode(),
                 {"Content-Type": "application/json"})[0] == 400
     status, body = _raw(daemon, "POST", "/images/pull", json.dumps({"Ref": "busybox"}).encode(),
