@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from agent_runtime.container_record import EXITED
 from agent_runtime.errors import NotFound, ShoalRuntimeError
+from common.backoff import Backoff
 
 if TYPE_CHECKING:
     from agent_runtime.container_record import Container
@@ -55,11 +56,11 @@ def starts_with_daemon(policy, manually_stopped: bool, exit_code: int, restart_c
     return should_restart(policy, exit_code, False, restart_count)
 
 
-def next_delay(previous: float, ran_for: float) -> float:
-    """The back-off before the next restart."""
-    if ran_for >= RESET_AFTER or previous <= 0:
-        return FIRST_DELAY
-    return min(previous * 2, MAX_DELAY)
+def next_delay(backoff: Backoff, ran_for: float) -> float:
+    """The back-off before the next restart of a container that ran ``ran_for`` seconds."""
+    if ran_for >= RESET_AFTER:
+        backoff.reset()
+    return backoff.next()
 
 
 def _seconds(text: str) -> float:
@@ -76,7 +77,7 @@ class Restarter:
 
     def __init__(self, daemon: "Runtimed") -> None:
         self.daemon = daemon
-        self._delay: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._pending: dict[str, asyncio.Task] = {}
         self._starting: set[str] = set()      # past the back-off: let the start finish, never cancel it
 
@@ -113,8 +114,7 @@ class Restarter:
                                                        c.runtime.manually_stopped, c.runtime.restart_count):
             return
         ran_for = _seconds(c.state.finished_at) - _seconds(c.state.started_at)
-        delay = next_delay(self._delay.get(c.id, 0.0), ran_for)
-        self._delay[c.id] = delay
+        delay = next_delay(self._backoff.setdefault(c.id, Backoff(FIRST_DELAY, MAX_DELAY)), ran_for)
         c.state.restarting = True
         c.save_state()
         self._schedule(c, delay)
@@ -158,7 +158,7 @@ class Restarter:
 
     def forget(self, cid: str) -> None:
         """A user started, stopped or removed the container: drop its back-off and pending restart."""
-        self._delay.pop(cid, None)
+        self._backoff.pop(cid, None)
         task = self._pending.pop(cid, None)
         if task is not None and cid not in self._starting:
             task.cancel()

@@ -37,6 +37,7 @@ from typing import Callable
 
 from prometheus_client import Counter
 
+from common.backoff import Backoff
 from manager.ca import NodeTLS
 from manager.ca.clients import client_identity
 from manager.ca.errors import CertificateError
@@ -50,7 +51,8 @@ log = logging.getLogger("shoald.remote")
 DEFAULT_TLS_PORT = 2376          # Docker's port for the API over TLS
 HANDSHAKE_TIMEOUT = 10.0         # seconds a client has to complete the TLS handshake
 MAX_CONNECTIONS = 512
-OWN_CERTIFICATE_RETRY = 60.0     # seconds between attempts to issue the listener its own certificate
+OWN_CERTIFICATE_RETRY = (1.0, 60.0)   # backoff (first, longest) between attempts to issue the listener its own
+                                      # certificate (a manager whose store is not ready yet, or a worker)
 _CHUNK = 64 * 1024
 
 CONNECTIONS = Counter("shoal_remote_connections", "Connections to shoald's remote (TCP, mutual TLS) API by outcome",
@@ -102,7 +104,8 @@ class RemoteAPI:
     def __init__(self, tls: Callable[[], NodeTLS | None], control_socket: Path, docker_socket: Path | None,
                  own_certificate: Callable[[NodeTLS], tuple[bytes, bytes] | None] = lambda tls: None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 clock: Callable[[], float] = time.monotonic):
         self._tls = tls
         self._own_certificate = own_certificate
         self.control_socket = control_socket
@@ -110,6 +113,8 @@ class RemoteAPI:
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
         self._now = now
+        self._clock = clock
+        self._issue_backoff = Backoff(*OWN_CERTIFICATE_RETRY)
         self._servers: list[asyncio.Server] = []
         self._cached: _Cached | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -147,13 +152,17 @@ class RemoteAPI:
         tls = self._tls()
         if tls is None:
             return None
-        cached, now = self._cached, time.monotonic()
-        if (cached is None or cached.tls is not tls or cached.generation != tls.generation
-                or (not cached.named and now >= cached.retry_at)):
-            own = self._own_certificate(tls)
-            cached = self._cached = _Cached(tls, tls.generation, server_context(tls, own), own is not None,
-                                            now + OWN_CERTIFICATE_RETRY)
-        return cached.context
+        cached, now = self._cached, self._clock()
+        if cached is None or cached.tls is not tls or cached.generation != tls.generation:
+            self._issue_backoff.reset()          # new material: try to issue at once
+        elif cached.named or now < cached.retry_at:
+            return cached.context
+        own = self._own_certificate(tls)
+        if own is not None:
+            self._issue_backoff.reset()
+        retry_at = now if own is not None else now + self._issue_backoff.next()
+        self._cached = _Cached(tls, tls.generation, server_context(tls, own), own is not None, retry_at)
+        return self._cached.context
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -179,6 +179,7 @@ def test_bad_ps_filters_are_the_daemons_errors(flag, message):
 
 def test_restart_policy_is_dockerds():
     from agent_runtime.restart import FIRST_DELAY, MAX_DELAY, next_delay, should_restart, starts_with_daemon
+    from common.backoff import Backoff
     from agent_runtime.spec import RestartPolicy
     always, on_failure = RestartPolicy("always"), RestartPolicy("on-failure", 2)
     assert should_restart(always, 0, False, 50) and not should_restart(always, 1, True, 0)   # a user stopped it
@@ -189,11 +190,11 @@ def test_restart_policy_is_dockerds():
     assert not starts_with_daemon(RestartPolicy("unless-stopped"), True, 1, 0)
     assert starts_with_daemon(on_failure, True, 137, 1) and not starts_with_daemon(on_failure, False, 137, 2)
     assert not starts_with_daemon(on_failure, False, 0, 0)
-    delays = [FIRST_DELAY]
-    for _ in range(12):
-        delays.append(next_delay(delays[-1], 1.0))
+    backoff = Backoff(FIRST_DELAY, MAX_DELAY)
+    delays = [next_delay(backoff, 1.0) for _ in range(13)]
     assert delays[:4] == [0.1, 0.2, 0.4, 0.8] and delays[-1] == MAX_DELAY
-    assert next_delay(MAX_DELAY, 10.0) == FIRST_DELAY                 # ran 10 s: back to the start
+    assert next_delay(backoff, 10.0) == FIRST_DELAY                 # ran 10 s: back to the start
+    assert next_delay(backoff, 1.0) == 0.2
 
 
 @pytest.mark.parametrize("text,message", [

@@ -401,3 +401,32 @@ async def test_a_refused_grpc_client_sending_junk_is_closed(pki, backends):
         assert backends[2] == []
     finally:
         await api.close()
+
+
+def test_own_certificate_is_retried_with_backoff_until_issued(pki):
+    """A manager whose store is not ready cannot issue its listener a certificate: the next
+    handshakes retry after 1 s, 2 s, 4 s... (common.backoff); once issued it is kept until the
+    node's TLS material changes, which tries again at once."""
+    key, csr = make_node_key_and_csr()
+    own = pki.root.sign_server_csr(csr, ["manager1"], ["127.0.0.1"], NOW, dt.timedelta(days=1))
+    clock, attempts, ready = [0.0], [], [False]
+
+    def issue(tls):
+        attempts.append(clock[0])
+        return (own, key) if ready[0] else None
+
+    tls = [pki.node_tls]
+    api = RemoteAPI(lambda: tls[0], Path("/nonexistent"), None, own_certificate=issue, clock=lambda: clock[0])
+    for t in (0.0, 0.5, 1.0, 2.0, 3.0, 6.9, 7.0):
+        clock[0] = t
+        api._context()
+    assert attempts == [0.0, 1.0, 3.0, 7.0]
+    ready[0] = True
+    clock[0] = 15.0
+    api._context()
+    clock[0] = 1000.0
+    api._context()
+    assert attempts == [0.0, 1.0, 3.0, 7.0, 15.0]
+    tls[0] = NodeTLS(pki.node_tls.cert_pem, pki.node_tls.key_pem, pki.node_tls.ca_pem)   # renewed material
+    api._context()
+    assert attempts[-1] == 1000.0 and len(attempts) == 6
