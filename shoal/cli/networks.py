@@ -15,7 +15,7 @@ import click
 
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import invalid_filter, print_table
+from shoal.cli.output import filter_flags, print_table
 from shoal.dockerjson import SCOPE, VXLANID_OPTION, network_inspect, rfc3339  # noqa: F401
 
 LS_COLUMNS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
@@ -60,13 +60,12 @@ def ls_row(summary: dict) -> list[str]:
 
 # ---- flags ---------------------------------------------------------------------------------
 
-def parse_pairs(values, flag: str, need_value: bool = False) -> dict[str, str]:
-    """KEY=VALUE flags (KEY alone means an empty value unless ``need_value``); repeated keys
-    become comma-separated alternatives, as filters want."""
+def parse_pairs(values, flag: str) -> dict[str, str]:
+    """KEY=VALUE flags (KEY alone means an empty value); repeated keys become comma-separated."""
     out: dict[str, list[str]] = {}
     for text in values:
         key, sep, value = text.partition("=")
-        if not key or (need_value and not sep):
+        if not key:
             raise click.BadParameter(f"bad format {text!r} (expected key=value)", param_hint=flag)
         out.setdefault(key, []).append(value)
     return {k: ",".join(v) for k, v in out.items()}
@@ -127,10 +126,8 @@ def network_ls(client, filters, fmt, no_trunc, quiet) -> None:
     """List networks."""
     from proto import control_pb2
     request = control_pb2.ListNetworksRequest()
-    for key, value in parse_pairs(filters, "--filter", need_value=True).items():
-        if key not in NETWORK_FILTERS:
-            raise invalid_filter(key)
-        request.filters[key] = value
+    for key, values in filter_flags(filters, accepted=NETWORK_FILTERS).items():
+        request.filters[key] = ",".join(values)
     networks = client.call("ListNetworks", request).networks
     summaries = [network_summary(n, trunc=not no_trunc) for n in networks]
     if quiet:

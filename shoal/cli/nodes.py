@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import invalid_filter, print_table
+from shoal.cli.output import filter_flags, print_table
 from shoal.dockerjson import _AVAILABILITY, _STATUS, _manager_status, node_inspect, rfc3339  # noqa: F401
 
 def register(cli: click.Group) -> None:
@@ -51,14 +51,9 @@ def node_ls(client, filters, fmt, quiet) -> None:
     """List nodes in the swarm."""
     from proto import control_pb2
     request = control_pb2.ListNodesRequest()
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if not sep:
-            raise click.BadParameter(f"bad format of filter {f!r} (expected name=value)")
-        if key not in NODE_FILTERS:
-            raise invalid_filter(key)
+    for key, values in filter_flags(filters, accepted=NODE_FILTERS).items():
         # docker's node.label is the node's (swarm) labels, which shoal's `label` filter matches
-        request.filters["label" if key == "node.label" else key] = value
+        request.filters["label" if key == "node.label" else key] = values[-1]
     nodes = client.call("ListNodes", request).nodes
     if quiet:
         for n in nodes:

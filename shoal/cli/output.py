@@ -53,3 +53,27 @@ class DaemonError(click.ClickException):
 def invalid_filter(key: str) -> DaemonError:
     """The docker daemon's words for a filter it does not take (moby's filters.invalidFilter)."""
     return DaemonError(f"invalid filter '{key}'")
+
+
+def filter_flags(values, flag: str = "-f, --filter", accepted: tuple[str, ...] | None = None
+                 ) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` flags as the docker CLI reads them (opts.FilterOpt): the filter map,
+    repeated keys collecting their values, the key lower-cased and both sides trimmed, an empty
+    flag ignored. A flag without ``=`` is the usage error ``invalid argument "TEXT" for "FLAG"
+    flag: bad format of filter (expected name=value)`` (FLAG as docker names it: ``-f, --filter``
+    or, where -f is another flag, ``--filter``); with ``accepted``, another key is the daemon's
+    ``invalid filter 'KEY'``."""
+    out: dict[str, list[str]] = {}
+    for text in values:
+        if not text:
+            continue
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise click.UsageError(f'invalid argument "{text}" for "{flag}" flag: bad format of filter '
+                                   "(expected name=value)")
+        out.setdefault(key.strip().lower(), []).append(value.strip())
+    if accepted is not None:
+        for key in out:
+            if key not in accepted:
+                raise invalid_filter(key)
+    return out

@@ -15,7 +15,7 @@ import time
 import click
 
 from shoal.cli.formatting import FORMAT_HELP, print_rows
-from shoal.cli.output import DaemonError, print_table
+from shoal.cli.output import DaemonError, filter_flags, invalid_filter, print_table
 
 CONTAINERS_WARNING = "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"
 NETWORKS_WARNING = ("WARNING! This will remove all custom networks not used by at least one container.\n"
@@ -59,15 +59,8 @@ def human_size(size: float) -> str:
 
 
 def parse_filters(values) -> dict[str, list[str]]:
-    """--filter KEY=VALUE flags as docker's filter map (repeated keys collect their values)."""
-    out: dict[str, list[str]] = {}
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise click.UsageError(f'invalid argument "{text}" for "--filter" flag: bad format of filter '
-                                   "(expected name=value)")
-        out.setdefault(key, []).append(value)
-    return out
+    """--filter KEY=VALUE flags (no -f: that is --force); the daemon checks the keys."""
+    return filter_flags(values, "--filter")
 
 
 def _runtime(ctx):
@@ -111,7 +104,7 @@ def prune_networks(ctx, filters: dict[str, list[str]]) -> tuple[int, str]:
     from proto import control_pb2
     for key in filters:
         if key not in NETWORK_FILTERS:
-            raise DaemonError(f"invalid filter '{key}'")
+            raise invalid_filter(key)
     until = filters.get("until", [])
     if len(until) > 1:
         raise DaemonError("more than one until filter specified")

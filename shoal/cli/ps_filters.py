@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from shoal.cli.output import DaemonError
+from shoal.cli.output import DaemonError, filter_flags
 
 ACCEPTED = ("ancestor", "before", "exited", "expose", "health", "id", "is-task", "isolation", "label", "name",
             "network", "publish", "since", "status", "volume")
@@ -25,17 +25,8 @@ TASK_LABEL = "com.docker.swarm.task.id"
 
 def parse(values) -> dict[str, list[str]]:
     """--filter KEY=VALUE flags, checked as the daemon checks them."""
-    out: dict[str, list[str]] = {}
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            import click
-            raise click.UsageError(f'invalid argument "{text}" for "-f, --filter" flag: bad format of filter '
-                                   "(expected name=value)")
-        out.setdefault(key, []).append(value)
+    out = filter_flags(values, accepted=ACCEPTED)
     for key, found in out.items():
-        if key not in ACCEPTED:
-            raise DaemonError(f"invalid filter '{key}'")
         for value in found:
             if key == "exited" and not re.fullmatch(r"-?\d+", value):
                 raise DaemonError(f"invalid filter 'exited={value}': strconv.Atoi: parsing \"{value}\": "
@@ -157,17 +148,7 @@ _BOOL = {"true": True, "1": True, "false": False, "0": False}
 def parse_volume_filters(values) -> dict[str, list[str]]:
     """``volume ls --filter``: dangling (true: no container refers to it), driver, label, name
     (a regular expression); anything else ``invalid filter 'KEY'``."""
-    out: dict[str, list[str]] = {}
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            import click
-            raise click.UsageError(f'invalid argument "{text}" for "-f, --filter" flag: bad format of filter '
-                                   "(expected name=value)")
-        out.setdefault(key, []).append(value)
-    for key, found in out.items():
-        if key not in VOLUME_FILTERS:
-            raise DaemonError(f"invalid filter '{key}'")
+    out = filter_flags(values, accepted=VOLUME_FILTERS)
     dangling = out.get("dangling", [])
     if dangling and (len(dangling) > 1 or dangling[0].lower() not in _BOOL):
         raise DaemonError(f"invalid filter 'dangling=[{' '.join(dangling)}]'")

@@ -24,7 +24,7 @@ from common.limits import MAX_CONFIG_BYTES, MAX_SECRET_BYTES
 from shoal.cli.client import fail_rpc
 from shoal.cli.networks import parse_pairs
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import invalid_filter, print_table
+from shoal.cli.output import filter_flags, print_table
 from shoal.dockerjson import secret_inspect
 from shoal.cli.service_format import human_duration
 
@@ -139,10 +139,8 @@ def _make_group(kind: Kind) -> click.Group:
     def ls(client, filters, fmt, quiet) -> None:
         from proto import control_pb2
         request = getattr(control_pb2, f"List{kind.rpc}sRequest")()
-        for key, value in parse_pairs(filters, "--filter", need_value=True).items():
-            if key not in ("id", "label", "name"):
-                raise invalid_filter(key)
-            request.filters[key] = value
+        for key, values in filter_flags(filters, accepted=("id", "label", "name")).items():
+            request.filters[key] = ",".join(values)
         objects = getattr(client.call(f"List{kind.rpc}s", request), kind.list_field)
         now = clock()
         items = [summary(o, kind, now) for o in objects]

@@ -17,7 +17,7 @@ import click
 from common.limits import MAX_REPLICAS
 from shoal.cli.client import fail_rpc
 from shoal.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, print_objects, print_rows
-from shoal.cli.output import invalid_filter, print_table
+from shoal.cli.output import filter_flags, print_table
 
 # service_flags, service_format and service_progress import protobuf: they are imported by the
 # commands that use them, so that `shoal --help` and other commands do not pay for it.
@@ -290,15 +290,7 @@ TASK_FILTERS = ("desired-state", "id", "label", "name", "node", "service")
 def _parse_filters(filters, allowed: tuple[str, ...] | None = None) -> dict[str, str]:
     """-f key=value flags; repeated keys become comma-separated alternatives. A key not in
     `allowed` is refused with the docker daemon's words."""
-    out: dict[str, list[str]] = {}
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"bad format of filter {f!r} (expected name=value)", param_hint="--filter")
-        if allowed is not None and key not in allowed:
-            raise invalid_filter(key)
-        out.setdefault(key, []).append(value)
-    return {k: ",".join(v) for k, v in out.items()}
+    return {k: ",".join(v) for k, v in filter_flags(filters, accepted=allowed).items()}
 
 
 @service.command("ps")

@@ -97,3 +97,32 @@ async def test_service_logs_takes_the_short_task_id_service_ps_prints():
     assert found.id == "svc1" and [t.id for t in tasks] == ["abcdefghijk1xxxxxxxxxxxxx"]
     with pytest.raises(ControlError, match="ambiguous"):
         logs._resolve("abcdefghijk")
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["ps", "-f", "status"], "-f, --filter"), (["volume", "ls", "--filter", "status"], "-f, --filter"),
+    (["container", "prune", "--filter", "status"], "--filter"), (["system", "prune", "--filter", "status"], "--filter"),
+    (["service", "ls", "-f", "status"], "-f, --filter"), (["service", "ps", "-f", "status", "web"], "-f, --filter"),
+    (["node", "ls", "-f", "status"], "-f, --filter"), (["network", "ls", "-f", "status"], "-f, --filter"),
+    (["secret", "ls", "-f", "status"], "-f, --filter"), (["config", "ls", "-f", "status"], "-f, --filter"),
+])
+def test_a_filter_without_a_value_is_dockers_usage_error(capsys, args, flag):
+    """Every --filter is read by one parser (shoal.cli.output.filter_flags), with the docker CLI's
+    words; a key the command does not take is the daemon's, and nothing is asked of a daemon."""
+    assert run(args) == USAGE_ERROR
+    assert f'invalid argument "status" for "{flag}" flag: bad format of filter (expected name=value)' \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["ps", "-f", "bogus=1"], ["volume", "ls", "-f", "bogus=1"],
+                                  ["service", "ls", "-f", "bogus=1"], ["node", "ls", "-f", "BOGUS=1"],
+                                  ["network", "ls", "-f", "bogus=1"], ["secret", "ls", "-f", "bogus=1"]])
+def test_a_filter_key_the_command_does_not_take_is_refused_as_the_daemon_does(capsys, args):
+    assert run(args) == 1
+    assert capsys.readouterr().err == "Error response from daemon: invalid filter 'bogus'\n"
+
+
+def test_filter_flags_read_as_dockers_filter_opt():
+    from shoal.cli.output import filter_flags
+    assert filter_flags(["Label=a=b", " name = web ", "", "label=c", "name="]) == \
+        {"label": ["a=b", "c"], "name": ["web", ""]}
