@@ -260,8 +260,8 @@ def restart_policy(text: str):
 
 def read_env_files(paths) -> list[str]:
     """--env-file: KEY=VALUE lines as docker reads them (a bare KEY from this environment)."""
-    from shoal.cli.service_flags import FlagError
-    from shoal.cli.service_flags import read_env_files as read
+    from shoal.cli.flag_errors import FlagError
+    from shoal.cli.flag_errors import read_env_files as read
     try:
         return read(paths)
     except FlagError as err:

@@ -13,13 +13,13 @@ failure action pause, monitor 5 s, order stop-first.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Iterable
 
 from common import genericresource, hostopts, syntax
 from common.limits import MAX_REPLICAS
 from proto import objects_pb2 as pb
+from shoal.cli.flag_errors import FlagError, read_env_files
 from shoal.cli.security import apply_to_service, parse_security_opts
 
 ServiceSpec = pb.ServiceSpec
@@ -42,14 +42,6 @@ DEFAULT_UPDATE = pb.UpdateConfig(parallelism=1, failure_action=pb.UpdateConfig.P
                                  order=pb.UpdateConfig.STOP_FIRST)
 _HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_retries", "health_start_period",
                  "health_start_interval")
-
-
-class FlagError(ValueError):
-    """A flag value the CLI cannot turn into a spec."""
-
-    def __init__(self, flag: str, value: object, problem: str):
-        self.flag, self.value, self.problem = flag, value, problem
-        super().__init__(f'invalid argument "{value}" for "{flag}" flag: {problem}')
 
 
 # ---- scalar parsers --------------------------------------------------------------------------
@@ -263,27 +255,6 @@ def parse_file_reference(text: str, kind: str, flag: str):
     if not getattr(ref, name_field):
         raise FlagError(flag, text, "source is required")
     return ref
-
-
-def read_env_files(paths: Iterable[str], environ: dict[str, str] | None = None) -> list[str]:
-    """KEY=VALUE entries of --env-file files, read as docker reads them (common.syntax): a bare
-    KEY takes its value from `environ` (this process's environment) or is left out."""
-    out = []
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as err:
-            raise FlagError("--env-file", path, getattr(err, "strerror", None) or str(err)) from None
-        out.extend(_env_lines(path, text, environ))
-    return out
-
-
-def _env_lines(path: str, text: str, environ: dict[str, str] | None) -> list[str]:
-    try:
-        return syntax.env_file_lines(text, dict(os.environ) if environ is None else environ)
-    except ValueError as err:
-        raise FlagError("--env-file", path, str(err)) from None
 
 
 def _choice(flag: str, value: str, choices: dict) -> int:
