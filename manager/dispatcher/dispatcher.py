@@ -97,6 +97,12 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"node {node_id} is not a member of this swarm (it was removed)")
         addr = grpcutil.peer_host(context)
+        # Heard from now, before READY is written: the liveness check may run between that commit
+        # and this coroutine going on, and a READY node it has never heard from is measured from
+        # when this manager became leader (a node joining later than one grace after that was
+        # marked Down at once; bench/scale.py saw it for nodes joining under load).
+        self._last_seen[node_id] = self._clock()
+        self._promised_grace[node_id] = GRACE_MULTIPLIER * heartbeat_period(self._store.view().cluster())
         try:
             await self._mark_ready(node_id, request.description, addr)
         except StoreError as err:   # no quorum, a proposal timeout: the agent retries

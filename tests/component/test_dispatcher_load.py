@@ -74,3 +74,34 @@ async def test_session_messages_share_the_managers_list_until_a_node_changes():
     assert dispatcher._managers_cache[1] is cached
     await store.update(lambda tx: tx.create(manager("m2", "192.0.2.2:2377")))
     assert [p.addr for p in dispatcher._session_message(session).managers] == ["192.0.2.1:2377", "192.0.2.2:2377"]
+
+
+async def test_a_session_opening_long_after_the_leader_started_is_not_marked_down_at_once():
+    """The liveness check may run between the commit that makes a node READY and the session going
+    on: the node was heard from (its session is opening), not silent since this manager became
+    leader. Before, every node joining more than one grace after the leader started could be marked
+    Down right as its session opened (bench/scale.py: nodes joining a busy leader)."""
+    memory = MemoryStore()
+    store = Store(memory, LocalProposer(memory))
+    cluster = objects_pb2.Cluster(id="c1")
+    cluster.spec.dispatcher.heartbeat_period = PERIOD
+    await store.update(lambda tx: (tx.create(cluster), tx.create(objects_pb2.Node(id="n1"))))
+    now = [1000.0]
+    dispatcher = Dispatcher(store, Leader(), authorize, clock=lambda: now[0])
+    now[0] += 100 * PERIOD                      # the leader has led for a long while
+    update_retry = store.update_retry
+
+    async def check_after_each_commit(fn, *args, **kwargs):
+        out = await update_retry(fn, *args, **kwargs)
+        await dispatcher._expire(PERIOD)        # the liveness check runs before the writer goes on
+        return out
+    store.update_retry = check_after_each_commit
+    session = dispatcher.Session(cluster_pb2.SessionRequest(), Context())
+    try:
+        await anext(session)
+        assert store.view().get(Kind.NODE, "n1").status.state == objects_pb2.NodeStatus.READY
+        now[0] += 3 * PERIOD + 0.1              # and it really is silent for longer than its grace
+        await dispatcher._expire(PERIOD)
+        assert store.view().get(Kind.NODE, "n1").status.state == objects_pb2.NodeStatus.DOWN
+    finally:
+        await session.aclose()
