@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, BinaryIO, Callable, Iterator
 
 from agent_runtime import unixhttp
-from agent_runtime.errors import (Conflict, DeadlineExceeded, InvalidArgument, NotFound, ShoalRuntimeError,
+from agent_runtime.errors import (Conflict, DeadlineExceeded, Forbidden, InvalidArgument, NotFound, ShoalRuntimeError,
                                   Unavailable, error_for_status)
 from typing import TYPE_CHECKING
-from agent_runtime.spec import (ContainerInfo, ContainerSpec, ContainerState, ContainerStats, ExecResult, File,
-                                Health, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources, Ulimit, VolumeInfo,
-                                from_json)
+from agent_runtime.spec import (ATTACHMENT_LABEL, TASK_LABEL, ContainerInfo, ContainerSpec, ContainerState,
+                                ContainerStats, ExecResult, File, Health, Healthcheck, LogConfig, Mount,
+                                NetworkAttachment, Resources, Ulimit, VolumeInfo, from_json, to_json)
 
 if TYPE_CHECKING:
     from agent_runtime.events import event as container_event  # noqa: F401
@@ -67,7 +67,7 @@ __all__ = [
     "VolumeInfo", "WaitResult", "LogRecord", "ShoalRuntimeError", "NotFound", "Conflict", "InvalidArgument",
     "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",
     "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",
-    "EncryptionKey", "mac_from_ip", "registry_auth_header",
+    "EncryptionKey", "mac_from_ip", "registry_auth_header", "ATTACHMENT_LABEL", "TASK_LABEL", "Forbidden",
 ]
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
@@ -293,6 +293,17 @@ class _Calls:
     def network_inspect() -> _Call:
         return _Call("GET", "/network")
 
+    @staticmethod
+    def network_connect(ref: str, attachment: NetworkAttachment) -> _Call:
+        # Builds the new interface on the data plane (netlink, nft), as a sync does.
+        return _Call("POST", f"/containers/{_q(ref)}/networks/connect", body=to_json(attachment),
+                     decode=lambda d: d["Interface"], extra_time=NETWORK_SYNC_TIME)
+
+    @staticmethod
+    def network_disconnect(ref: str, network: str, force: bool = False) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/networks/disconnect", body={"Network": network, "Force": force},
+                     extra_time=NETWORK_SYNC_TIME)
+
 
 def _info(d: dict) -> ContainerInfo:
     return from_json(ContainerInfo, d)
@@ -429,6 +440,10 @@ class RuntimeClient:
         return self._call(_Calls.network_sync(state))
 
     def network_inspect(self) -> dict: return self._call(_Calls.network_inspect())
+    def network_connect(self, ref: str, attachment: NetworkAttachment) -> str:
+        return self._call(_Calls.network_connect(ref, attachment))
+    def network_disconnect(self, ref: str, network: str, force: bool = False) -> dict:
+        return self._call(_Calls.network_disconnect(ref, network, force))
 
     def run(self, spec: ContainerSpec) -> ContainerInfo:
         """create + start; the container is removed again if it cannot start."""
@@ -598,6 +613,12 @@ class AsyncRuntimeClient:
     async def volume_remove(self, name: str) -> None: return await self._call(_Calls.volume_remove(name))
     async def network_sync(self, state: NetworkState) -> dict: return await self._call(_Calls.network_sync(state))
     async def network_inspect(self) -> dict: return await self._call(_Calls.network_inspect())
+    async def network_connect(self, ref: str, attachment: NetworkAttachment) -> str:
+        """The container's new interface name."""
+        return await self._call(_Calls.network_connect(ref, attachment))
+    async def network_disconnect(self, ref: str, network: str, force: bool = False) -> dict:
+        """``{"NetworkID", "AttachmentID"}`` of what went (empty when ``force`` found nothing)."""
+        return await self._call(_Calls.network_disconnect(ref, network, force))
 
     async def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
                    stdout: bool = True, stderr: bool = True) -> AsyncIterator[LogRecord]:

@@ -52,6 +52,7 @@ class Runtime:
     pid_start: int = 0
     restart_count: int = 0          # restarts by the restart policy since the last start by a user
     manually_stopped: bool = False  # stopped or killed through the API: the policy leaves it stopped
+    overlay: bool = False           # runs in the data plane's netns (kept when its last network is disconnected)
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Container:
         return ContainerInfo(id=self.id, name=self.name, created=self.created, image=self.spec.image,
                              image_id=self.image_id, state=self.state, config=self.spec,
                              log_path=str(self.log_path), restart_count=self.runtime.restart_count)
+
+    def on_overlay(self) -> bool:
+        """Whether it runs in a netns the overlay data plane made (it has or had swarm networks)."""
+        return bool(self.spec.networks) or self.runtime.overlay
 
     def volume_names(self) -> list[str]:
         return [m.source for m in self.spec.mounts if m.type == "volume"]

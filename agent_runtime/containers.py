@@ -191,7 +191,7 @@ class ContainerManager:
         if not cg.restricts_devices and not spec.privileged:
             caps = [n for n in caps if n != capabilities.CAPABILITIES["MKNOD"]]
         ops = plan_mounts(user_mounts, spec.privileged)
-        if not spec.networks:
+        if not c.on_overlay():
             at = next((i for i, op in enumerate(ops) if op["kind"] in ("mask", "readonly")), len(ops))
             targets = {m.target for m in spec.mounts}
             ops[at:at] = [op for op in _name_files(c) if op["target"] not in targets]

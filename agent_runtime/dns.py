@@ -53,7 +53,7 @@ def build_records(state: NetworkState, containers: list[LocalContainer]) -> Reco
     out: dict[str, dict[str, list[str]]] = {n.id: {} for n in state.networks}
     for c in containers:
         for e in c.endpoints:
-            for name in c.names() + list(e.aliases):
+            for name in c.names(e):
                 out.setdefault(e.network_id, {}).setdefault(name.lower(), []).append(e.ip)
     for p in state.peers:
         for name in p.names:

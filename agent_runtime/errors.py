@@ -26,6 +26,12 @@ class Conflict(ShoalRuntimeError):
     status = 409
 
 
+class Forbidden(ShoalRuntimeError):
+    """The operation is not allowed on this object (HTTP 403, as Docker's errdefs.Forbidden)."""
+
+    status = 403
+
+
 class InvalidArgument(ShoalRuntimeError):
     """The request itself is wrong: a bad field, mount source, limit or reference (HTTP 400)."""
 
@@ -52,7 +58,7 @@ class DeadlineExceeded(ShoalRuntimeError):
 
 def error_for_status(status: int, message: str) -> ShoalRuntimeError:
     """Return the error instance the server meant by ``status`` (unknown codes give ShoalRuntimeError)."""
-    for cls in (NotFound, Conflict, InvalidArgument):
+    for cls in (NotFound, Conflict, Forbidden, InvalidArgument):
         if cls.status == status:
             return cls(message)
     return ShoalRuntimeError(message)

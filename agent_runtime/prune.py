@@ -144,7 +144,7 @@ class PruneAPI:
             size = await asyncio.to_thread(dir_size, c.dir / "upper")
             try:
                 await manager.remove(c.id)
-                if c.spec.networks:
+                if c.on_overlay():
                     await self.daemon.network.detach(c.id)
             except ShoalRuntimeError as exc:
                 log.warning("container prune: cannot remove %s: %s", c.name, exc)

@@ -136,7 +136,7 @@ class Restarter:
             log.info("restarting container %s (policy %s, restart %d)", c.name, c.spec.restart_policy.name,
                      c.runtime.restart_count)
             self._starting.add(cid)
-            if c.spec.networks:
+            if c.on_overlay():
                 await self.daemon.network.ensure(c)
             await self.daemon.manager.start(cid)
             if c.runtime.manually_stopped:      # a user stopped it while it was starting: stop it again

@@ -21,6 +21,7 @@ import platform
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -29,7 +30,7 @@ from agent_runtime.network.container_manager import NetworkedContainerManager
 from agent_runtime.network.dataplane import NetworkDataplane
 from agent_runtime.network.rules import parse_fence
 from agent_runtime.network.model import NetworkState
-from agent_runtime.errors import ShoalRuntimeError
+from agent_runtime.errors import Forbidden, InvalidArgument, NotFound, ShoalRuntimeError
 from agent_runtime.httpbody import json_body, query_flag
 from agent_runtime.images import errors as image_errors
 from agent_runtime.image_api import ImageAPI, open_store
@@ -38,7 +39,9 @@ from agent_runtime.restart import Restarter
 from agent_runtime import daemonconfig, logformat, sdnotify
 from agent_runtime import metrics as runtime_metrics
 from agent_runtime.logs import LogFollower, parse_time, read_logs
-from agent_runtime.spec import ContainerSpec, LogConfig, to_json
+from agent_runtime.network.plan import free_interface
+from agent_runtime.spec import (ATTACHMENT_LABEL, TASK_LABEL, ContainerSpec, LogConfig, NetworkAttachment,
+                                from_json, interface_names, to_json)
 from agent_runtime.volumes import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ class Runtimed:
         self.metrics = runtime_metrics.RuntimeMetrics(self.manager)
         self.default_log_config: LogConfig | None = None    # daemon.json log-opts
         self.restarter = Restarter(self)
+        self.network_changes = asyncio.Lock()   # one connect or disconnect at a time
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -113,6 +117,8 @@ class Runtimed:
         r.add_get("/containers/{id}/logs", self.logs)
         r.add_post("/containers/{id}/exec", self.exec)
         r.add_get("/containers/{id}/stats", self.stats)
+        r.add_post("/containers/{id}/networks/connect", self.network_connect)
+        r.add_post("/containers/{id}/networks/disconnect", self.network_disconnect)
         r.add_post("/volumes/create", self.volume_create)
         r.add_get("/volumes", self.volume_list)
         r.add_get("/volumes/{name}", self.volume_inspect)
@@ -164,7 +170,7 @@ class Runtimed:
     async def start(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
         self._by_user(c, stopped=False)
-        if c.spec.networks:
+        if c.on_overlay():
             await self.network.ensure(c)
         c = await self.manager.start(c.id)
         return web.json_response(to_json(c.info()))
@@ -203,7 +209,7 @@ class Runtimed:
     async def _remove(self, c, force: bool) -> None:
         self.restarter.forget(c.id)
         await self.manager.remove(c.id, force=force)
-        if c.spec.networks:
+        if c.on_overlay():
             await self.network.detach(c.id)
 
     async def auto_remove(self) -> None:
@@ -233,6 +239,66 @@ class Runtimed:
             log.info("container %s: not removed on exit: %s", c.name, exc)
         except Exception:  # the loop must outlive one bad removal; the next start retries it
             log.exception("container %s: removing it on exit (AutoRemove) failed", c.name)
+
+    async def network_connect(self, request: web.Request) -> web.Response:
+        """Give a container on the overlay data plane one more network (``docker network connect``):
+        the body is its NetworkAttachment (address allocated by shoald). The new interface is the
+        lowest free ``eth<N>``; the others keep theirs. Docker's refusals for the other network modes."""
+        attachment = from_json(NetworkAttachment, await json_body(request), "NetworkAttachment")
+        async with self.network_changes:
+            c = self.manager.get(request.match_info["id"])
+            _connectable(c)
+            if any(a.network_id == attachment.network_id for a in c.spec.networks):
+                raise Forbidden(f"endpoint with name {c.name} already exists in network "
+                                f"{self._network_name(attachment.network_id)}")
+            attachment.interface = free_interface(self.network.interfaces(c.id)
+                                                  | set(interface_names(c.spec.networks)))
+            await self._change_networks(c, [*_pinned(c), attachment])
+        return web.json_response({"Interface": attachment.interface})
+
+    async def network_disconnect(self, request: web.Request) -> web.Response:
+        """Take a container off one network (``docker network disconnect``); the body names it
+        (``Network``: ID, name or ID prefix). Answers the attachment that went, for shoald to
+        release its address; with ``Force`` a container not on that network is not an error."""
+        body = await json_body(request)
+        ref, force = str(body.get("Network") or ""), bool(body.get("Force"))
+        async with self.network_changes:
+            c = self.manager.get(request.match_info["id"])
+            network_id = self.network.network_of(ref)
+            gone = [a for a in c.spec.networks if a.network_id == network_id or a.network_id.startswith(ref)]
+            if not ref or len(gone) != 1 or not c.on_overlay():
+                if force and not gone:
+                    return web.json_response({"NetworkID": "", "AttachmentID": ""})
+                raise NotFound(f"container {c.id} is not connected to network {ref}")
+            pinned = _pinned(c)
+            attachment = pinned[c.spec.networks.index(gone[0])]
+            await self._change_networks(c, [a for a in pinned if a is not attachment])
+        return web.json_response({"NetworkID": attachment.network_id, "AttachmentID": attachment.attachment_id})
+
+    def _network_name(self, network_id: str) -> str:
+        net = self.network.state.network(network_id) if self.network.state else None
+        return net.name if net is not None else network_id
+
+    async def _change_networks(self, c, networks: list) -> None:
+        """Make ``networks`` the container's, on the data plane and in its config.json; the
+        attachment label lists the attachments it still holds."""
+        before, labels_before = c.spec.networks, dict(c.spec.labels)
+        c.spec.networks = networks
+        ids = [a.attachment_id for a in networks if a.attachment_id]
+        if ids:
+            c.spec.labels[ATTACHMENT_LABEL] = ",".join(ids)
+        else:
+            c.spec.labels.pop(ATTACHMENT_LABEL, None)
+        try:
+            await self.network.update(c)
+        except BaseException:
+            c.spec.networks, c.spec.labels = before, labels_before
+            raise
+        c.runtime.overlay = True
+        c.save_config()
+        c.save_state()
+        log.info("container %s: networks now %s", c.name,
+                 ", ".join(f"{a.interface}={a.network_id[:12]}" for a in networks) or "none")
 
     async def exec(self, request: web.Request) -> web.Response:
         body = await json_body(request)
@@ -330,6 +396,34 @@ class Runtimed:
     async def volume_remove(self, request: web.Request) -> web.Response:
         self.volumes.remove(request.match_info["name"], force=query_flag(request, "force"))
         return web.json_response({})
+
+
+def _pinned(c) -> list:
+    """The container's attachments with their interface names fixed (eth<position> where none was
+    given) and, for a container made before attachments named their attachment, the one of the
+    attachment label."""
+    networks = c.spec.networks
+    label = c.spec.labels.get(ATTACHMENT_LABEL, "")
+    out = [replace(a, interface=name) for a, name in zip(networks, interface_names(networks))]
+    if len(out) == 1 and not out[0].attachment_id and label and "," not in label:
+        out[0].attachment_id = label
+    return out
+
+
+def _connectable(c) -> None:
+    """Docker's refusals of `network connect` for a container not on swarm networks."""
+    if c.spec.labels.get(TASK_LABEL):
+        raise Forbidden(f"container {c.name} is a task of a swarm service: its networks are the service's "
+                        "(use service update --network-add)")
+    if c.on_overlay():
+        return
+    if c.spec.network == "host":
+        raise InvalidArgument("container cannot be disconnected from host network or connected to host network")
+    if c.spec.network not in ("none", ""):
+        raise InvalidArgument("container sharing network namespace with another container or host cannot be "
+                              "connected to any other network")
+    raise InvalidArgument("container cannot be connected to multiple networks with one of the networks in "
+                          "private (none) mode")
 
 
 def apply_config(daemon: Runtimed, config: dict, from_flags: dict) -> None:

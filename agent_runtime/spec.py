@@ -20,6 +20,9 @@ from typing import Any
 
 from agent_runtime.errors import InvalidArgument
 
+TASK_LABEL = "com.docker.swarm.task.id"                # a swarm task's container (worker/executor.py)
+ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # a one-off container's swarm network attachments,
+                                                       # comma-separated (shoal run --network, network connect)
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker's minimum memory limit
 CPU_PERIOD_US = 100_000
 
@@ -187,12 +190,17 @@ RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 class NetworkAttachment:
     """The container's endpoint on an overlay network (the worker fills it from the task's
     allocation): ``address`` is ``IP/PREFIX``; an empty ``mac_address`` means Docker's 02:42:<ip bytes>;
-    ``aliases`` are extra DNS names for this container on that network."""
+    ``aliases`` are extra DNS names for this container on that network. ``interface`` is the
+    container's interface (``eth<N>``; empty: ``eth<position>``), fixed once given so a network
+    connected or disconnected later renames no other interface; ``attachment_id`` is shoald's
+    attachment of a one-off container (released when the network is disconnected)."""
 
     network_id: str = field(metadata={"json": "NetworkID"})
     address: str
     mac_address: str = ""
     aliases: list[str] = field(default_factory=list)
+    interface: str = ""
+    attachment_id: str = field(default="", metadata={"json": "AttachmentID"})
 
 
 @dataclass
@@ -469,6 +477,11 @@ def _validate_files(spec: ContainerSpec, targets: set[str]) -> None:
             raise InvalidArgument(f"{where}.Mode: {f.mode:o} is not a file mode")
 
 
+def interface_names(attachments: list[NetworkAttachment]) -> list[str]:
+    """Each attachment's interface in the container: its ``interface``, else ``eth<position>``."""
+    return [a.interface or f"eth{i}" for i, a in enumerate(attachments)]
+
+
 def _validate_networks(spec: ContainerSpec) -> None:
     if spec.networks and spec.network != "none":
         raise InvalidArgument(f"ContainerSpec.Networks: cannot be combined with NetworkMode {spec.network!r}")
@@ -489,5 +502,11 @@ def _validate_networks(spec: ContainerSpec) -> None:
         for alias in a.aliases:
             if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", alias):
                 raise InvalidArgument(f"{where}.Aliases: {alias!r} is not a valid DNS name")
+    interfaces = interface_names(spec.networks)
+    for i, name in enumerate(interfaces):
+        if not re.fullmatch(r"eth(0|[1-9][0-9]?)", name) or int(name[3:]) > 15:
+            raise InvalidArgument(f"ContainerSpec.Networks[{i}].Interface: {name!r} is not eth0 to eth15")
+        if name in interfaces[:i]:
+            raise InvalidArgument(f"ContainerSpec.Networks[{i}].Interface: {name} is given twice")
     if len(spec.networks) > 15:
         raise InvalidArgument("ContainerSpec.Networks: at most 15 networks per container")

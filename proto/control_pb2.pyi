@@ -524,18 +524,22 @@ class RemoveNetworkResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class AttachNetworkRequest(_message.Message):
-    __slots__ = ("network_id", "container_id", "aliases", "node_id", "container")
+    __slots__ = ("network_id", "container_id", "aliases", "node_id", "container", "connect_container", "address")
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     network_id: str
     container_id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     node_id: str
     container: bytes
-    def __init__(self, network_id: _Optional[str] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., container: _Optional[bytes] = ...) -> None: ...
+    connect_container: str
+    address: str
+    def __init__(self, network_id: _Optional[str] = ..., container_id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., container: _Optional[bytes] = ..., connect_container: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class AttachNetworkResponse(_message.Message):
     __slots__ = ("attachment_id", "attachment", "created_container_id")
@@ -548,10 +552,16 @@ class AttachNetworkResponse(_message.Message):
     def __init__(self, attachment_id: _Optional[str] = ..., attachment: _Optional[_Union[_objects_pb2.NetworkAttachment, _Mapping]] = ..., created_container_id: _Optional[str] = ...) -> None: ...
 
 class DetachNetworkRequest(_message.Message):
-    __slots__ = ("attachment_id",)
+    __slots__ = ("attachment_id", "container", "network_id", "force")
     ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     attachment_id: str
-    def __init__(self, attachment_id: _Optional[str] = ...) -> None: ...
+    container: str
+    network_id: str
+    force: bool
+    def __init__(self, attachment_id: _Optional[str] = ..., container: _Optional[str] = ..., network_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DetachNetworkResponse(_message.Message):
     __slots__ = ()

@@ -525,12 +525,14 @@ class NetworkAttachmentSpec(_message.Message):
     def __init__(self, container_id: _Optional[str] = ...) -> None: ...
 
 class NetworkAttachmentConfig(_message.Message):
-    __slots__ = ("target", "aliases")
+    __slots__ = ("target", "aliases", "addresses")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     target: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, target: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, target: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateConfig(_message.Message):
     __slots__ = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")

@@ -51,9 +51,13 @@ async def attach_network(daemon, request: control_pb2.AttachNetworkRequest) -> c
     hold the network; detach again and raise ControlError unavailable if it never does."""
     if daemon.node is None:
         raise _not_in_swarm()
+    target = await _connect_target(daemon, request.connect_container) if request.connect_container else None
     attach = control_pb2.AttachNetworkRequest()
     attach.CopyFrom(request)
     attach.node_id = daemon.node.node_id
+    attach.connect_container = ""
+    if target is not None:
+        attach.container_id = target.name
     if daemon.manager is not None:
         response = await daemon.manager.control.networks.attach_network(attach)
     else:
@@ -69,10 +73,53 @@ async def attach_network(daemon, request: control_pb2.AttachNetworkRequest) -> c
     if request.container:
         # Shielded: a client that goes away does not cut the run between create and start.
         response.created_container_id = await asyncio.shield(_run_container(daemon, request, response))
+    elif target is not None:
+        await asyncio.shield(_connect_container(daemon, target.id, response))
     return response
 
 
-_RUNTIME_CODES = {404: "not_found", 400: "invalid", 409: "conflict"}
+async def _connect_target(daemon, ref: str):
+    """The container a `network connect` names, from this node's runtime (ControlError otherwise)."""
+    from agent_runtime.api import ShoalRuntimeError
+    if daemon.runtime is None:
+        raise ControlError("precondition", "this node runs no shoal-runtimed: it has no containers to connect")
+    try:
+        return await daemon.runtime.inspect(ref)
+    except ShoalRuntimeError as exc:
+        raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+
+
+async def _connect_container(daemon, container_id: str, response: control_pb2.AttachNetworkResponse) -> None:
+    """Give the allocated attachment to an existing container (its new interface); on any failure
+    release the address and raise ControlError with the runtime's message."""
+    from agent_runtime.api import NetworkAttachment, ShoalRuntimeError
+    allocated = response.attachment
+    try:
+        try:
+            interface = await daemon.runtime.network_connect(container_id, NetworkAttachment(
+                network_id=allocated.network_id, address=allocated.addresses[0], aliases=list(allocated.aliases),
+                attachment_id=response.attachment_id))
+        except ShoalRuntimeError as exc:
+            raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+    except BaseException:
+        await _release(daemon, response.attachment_id, f"connecting container {container_id[:12]} failed")
+        raise
+    log.info("container %s connected to network %s as %s (attachment %s, address %s)", container_id[:12],
+             allocated.network_id, interface, response.attachment_id, allocated.addresses[0])
+
+
+async def _release(daemon, attachment_id: str, why: str) -> None:
+    """Release an attachment now; if no manager takes it, the worker retries until one does."""
+    try:
+        await detach_network(daemon, control_pb2.DetachNetworkRequest(attachment_id=attachment_id))
+    except Exception as exc:  # noqa: BLE001 - handed to the worker's retrying release
+        log.warning("attachment %s (%s): releasing it failed: %s", attachment_id, why, exc)
+        if daemon.worker is not None:
+            daemon.worker.attachments.ours.discard(attachment_id)
+            daemon.worker.attachments.release(attachment_id, why)
+
+
+_RUNTIME_CODES = {404: "not_found", 400: "invalid", 409: "conflict", 403: "precondition"}
 
 
 async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
@@ -93,7 +140,7 @@ async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
         allocated = response.attachment
         spec.network = "none"
         spec.networks = [NetworkAttachment(network_id=allocated.network_id, address=allocated.addresses[0],
-                                           aliases=list(allocated.aliases))]
+                                           aliases=list(allocated.aliases), attachment_id=response.attachment_id)]
         spec.labels[ATTACHMENT_LABEL] = response.attachment_id
         try:
             cid = await daemon.runtime.create(spec)
@@ -118,12 +165,31 @@ async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
 
 
 async def detach_network(daemon, request: control_pb2.DetachNetworkRequest) -> control_pb2.DetachNetworkResponse:
-    """Remove one of this node's attachments (a gone attachment is not an error)."""
+    """Remove one of this node's attachments (a gone attachment is not an error); or, given a
+    container and a network (`network disconnect`), take the container off that network and
+    release the attachment it held."""
     if daemon.node is None:
         raise _not_in_swarm()
+    if request.container:
+        return await _disconnect_container(daemon, request)
     if daemon.manager is not None:
         return await daemon.manager.control.networks.detach_network(request, node_id=daemon.node.node_id)
     return await _forward(daemon, "DetachNetwork", request)
+
+
+async def _disconnect_container(daemon, request: control_pb2.DetachNetworkRequest) -> control_pb2.DetachNetworkResponse:
+    from agent_runtime.api import ShoalRuntimeError
+    if daemon.runtime is None:
+        raise ControlError("precondition", "this node runs no shoal-runtimed: it has no containers to disconnect")
+    if not request.network_id:
+        raise ControlError("invalid", "network disconnect: a network is required")
+    try:
+        gone = await daemon.runtime.network_disconnect(request.container, request.network_id, request.force)
+    except ShoalRuntimeError as exc:
+        raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+    if gone.get("AttachmentID"):
+        await _release(daemon, gone["AttachmentID"], f"container {request.container} left network {request.network_id}")
+    return control_pb2.DetachNetworkResponse()
 
 
 async def _forward(daemon, method: str, request):

@@ -44,8 +44,8 @@ class Attachments:
         events.on_removed(self._removed)
 
     def _removed(self, obs: Observed) -> None:
-        if obs.attachment_id:
-            self.release(obs.attachment_id, f"its container {obs.container_id[:12]} was removed")
+        for attachment_id in obs.attachment_ids():
+            self.release(attachment_id, f"its container {obs.container_id[:12]} was removed")
 
     def reconcile(self, complete: bool) -> None:
         """Once per process: release assigned attachments without a container (see the module)."""

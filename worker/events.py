@@ -45,7 +45,10 @@ class Observed:
     pid: int = 0
     error: str = ""
     health: str = ""  # while running with a health check: starting | healthy | unhealthy
-    attachment_id: str = ""  # a one-off container's swarm network attachment (ATTACHMENT_LABEL)
+    attachment_id: str = ""  # a one-off container's swarm network attachments (ATTACHMENT_LABEL, comma-separated)
+
+    def attachment_ids(self) -> list[str]:
+        return [a for a in self.attachment_id.split(",") if a]
 
     def merge(self, newer: "Observed") -> "Observed":
         """``newer`` unless it would move the container backwards (a late event): a task's
@@ -136,7 +139,7 @@ class ContainerEvents:
 
     def attached(self, attachment_id: str) -> bool:
         """Whether a container of this network attachment exists."""
-        return any(o.attachment_id == attachment_id for o in self.by_container.values())
+        return any(attachment_id in o.attachment_ids() for o in self.by_container.values())
 
     def apply(self, new: Observed) -> Observed:
         """Fold one observation into the index and tell the task's watcher; returns the result."""

@@ -13,15 +13,14 @@ import base64
 import posixpath
 from collections.abc import Mapping
 
-from agent_runtime.api import (ContainerSpec, File, Healthcheck, LogConfig, Mount, NetworkAttachment, Resources,
-                               Ulimit)
+from agent_runtime.api import ATTACHMENT_LABEL  # noqa: F401 - here for worker.events and shoal.netattach
+from agent_runtime.api import (TASK_LABEL, ContainerSpec, File, Healthcheck, LogConfig, Mount, NetworkAttachment,
+                               Resources, Ulimit)
 from common import genericresource
 from common.hostopts import parse_log_options
 from proto import objects_pb2
 from worker.placeholders import expand_config, expand_container
 
-TASK_LABEL = "com.docker.swarm.task.id"
-ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # a one-off container's swarm network attachment (shoal run)
 SERVICE_LABEL = "com.docker.swarm.service.id"
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 NODE_LABEL = "com.docker.swarm.node.id"

@@ -21,7 +21,7 @@ class NetworkedContainerManager(ContainerManager):
 
     def _init_spec(self, c, cg) -> dict:
         spec = super()._init_spec(c, cg)
-        if c.spec.networks:
+        if c.on_overlay():
             spec["network"] = {"mode": "path", "path": self.network.netns_path(c.id)}
             ops = spec["ops"]
             at = next((i for i, op in enumerate(ops) if op["kind"] in ("mask", "readonly")), len(ops))

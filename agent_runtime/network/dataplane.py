@@ -40,8 +40,8 @@ from agent_runtime.network.errors import Conflict, InvalidArgument, NetworkError
 from agent_runtime.network.links import HostLinks, network_mtu
 from agent_runtime.network.model import Network, NetworkState, validate_state
 from agent_runtime.network.plan import (GATEWAY_BRIDGE, NETNS_PREFIX, LocalContainer, active_networks,
-                                        allocate_gateway_ip, bridge_name, endpoints_for, needs_egress,
-                                        neighbours, netns_name, runtime_id, vxlan_name)
+                                        allocate_gateway_ip, bridge_name, endpoints_for, free_interface,
+                                        needs_egress, neighbours, netns_name, runtime_id, vxlan_name)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class NetworkDataplane:
         self.rid = runtime_id(root)
         self.state: NetworkState | None = None
         self.gateway_ips: dict[str, str] = {}
+        self.gateway_ifs: dict[str, str] = {}   # egress interface pinned by a connect or disconnect
         self.containers: dict[str, LocalContainer] = {}
         self.records: dict[str, object] = {}  # id -> the container manager's Container (its live state)
         self.resolver = dns.Resolver()
@@ -97,10 +98,12 @@ class NetworkDataplane:
             data = json.loads(path.read_text())
             self.state = NetworkState.from_json(data["State"]) if data.get("State") else None
             self.gateway_ips = dict(data.get("GatewayIPs") or {})
+            self.gateway_ifs = dict(data.get("GatewayInterfaces") or {})
 
     def _save(self) -> None:
         write_json_atomic(self.dir / "state.json", {
-            "State": self.state.to_json() if self.state else None, "GatewayIPs": self.gateway_ips})
+            "State": self.state.to_json() if self.state else None, "GatewayIPs": self.gateway_ips,
+            "GatewayInterfaces": self.gateway_ifs})
 
     # container view ------------------------------------------------------------------------
     def _local(self, c) -> LocalContainer:
@@ -153,10 +156,11 @@ class NetworkDataplane:
         """Load the persisted state, adopt the containers that have Networks, and converge."""
         self._load()
         for c in containers:
-            if c.spec.networks:
+            if c.on_overlay():
                 self.records[c.id] = c
                 lc = self._local(c)
                 lc.gateway_ip = self.gateway_ips.get(c.id, "")
+                lc.gateway_if = self.gateway_ifs.get(c.id, "")
                 self.containers[c.id] = lc
         async with self.lock:
             await self._probe_if_needed()
@@ -203,6 +207,65 @@ class NetworkDataplane:
                     log.warning("container %s: cleanup after a failed attach: %s", c.name, exc)
                 raise
 
+    def interfaces(self, container_id: str) -> set[str]:
+        """The interface names container ``container_id`` uses now (its endpoints' and egress)."""
+        lc = self.containers.get(container_id)
+        if lc is None:
+            return set()
+        return {e.ifname for e in lc.endpoints} | ({lc.egress_interface()} if lc.gateway_ip else set())
+
+    def network_of(self, ref: str) -> str:
+        """The ID of the network ``ref`` names (ID, name or ID prefix) in the synced state, else ``ref``."""
+        nets = self.state.networks if self.state else []
+        for match in (lambda n: n.id == ref, lambda n: n.name == ref, lambda n: n.id.startswith(ref)):
+            found = [n for n in nets if match(n)]
+            if len(found) == 1:
+                return found[0].id
+        return ref
+
+    async def update(self, c) -> None:
+        """Re-read the networks of container ``c`` (already on the data plane) after a connect or a
+        disconnect changed ``c.spec.networks``: interfaces, egress, hosts file, DNS and rules. The
+        other interfaces keep their names. On failure the previous view is restored and the error
+        raised (the caller restores the spec)."""
+        async with self.lock:
+            old = self.containers.get(c.id)
+            if old is None:
+                raise NetworkError(f"container {c.name}: not on this host's overlay data plane")
+            lc = self._local(c)
+            if old.gateway_ip:
+                lc.gateway_ip, lc.gateway_if = old.gateway_ip, old.egress_interface()
+            if self.state is None or not needs_egress(self.state, lc.network_ids()):
+                lc.gateway_ip = lc.gateway_if = ""
+            elif not lc.gateway_ip:
+                lc.gateway_ip = allocate_gateway_ip(self.state, set(self.gateway_ips.values()))
+                lc.gateway_if = free_interface({e.ifname for e in lc.endpoints})
+            self._check_attachable(lc)
+            lc.dns_port = old.dns_port
+            self._remember(c, lc)
+            dns.container_files(self.files_dir(c.id), lc)
+            try:
+                self._save()
+                await self._converge()
+            except BaseException:
+                self._remember(c, old)
+                dns.container_files(self.files_dir(c.id), old)
+                self._save()
+                try:
+                    await self._converge()
+                except NetworkError as exc:
+                    log.warning("container %s: restoring its networks after a failed change: %s", c.name, exc)
+                raise
+
+    def _remember(self, c, lc: LocalContainer) -> None:
+        self.containers[c.id] = lc
+        self.records[c.id] = c
+        for table, value in ((self.gateway_ips, lc.gateway_ip), (self.gateway_ifs, lc.gateway_if)):
+            if value:
+                table[c.id] = value
+            else:
+                table.pop(c.id, None)
+
     async def ensure(self, c) -> None:
         """Before a start: make sure ``c``'s netns and veths exist (rebuilt if something removed them)."""
         async with self.lock:
@@ -243,6 +306,7 @@ class NetworkDataplane:
         lc = self.containers.pop(container_id, None)
         self.records.pop(container_id, None)
         self.gateway_ips.pop(container_id, None)
+        self.gateway_ifs.pop(container_id, None)
         await self.resolver.close(container_id)
         shutil.rmtree(self.files_dir(container_id), ignore_errors=True)
         if lc is not None:
@@ -347,6 +411,8 @@ class NetworkDataplane:
                 if not netns.exists(c.netns):
                     netns.create(c.netns)
                 links.attach(state, c, mtus)
+                for name in links.detach_extra(c):
+                    log.info("container %s: deleted veth %s (network disconnected)", c.name, name)
                 built.add(c.id)
             for name in links.stale_veths({c.id for c in containers}):
                 log.info("deleting stale veth %s", name)

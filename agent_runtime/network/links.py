@@ -20,7 +20,8 @@ from agent_runtime.network import netns
 from agent_runtime.network.errors import NetworkError
 from agent_runtime.network.model import VXLAN_OVERHEAD, Network, NetworkState, mac_from_ip
 from agent_runtime.network.plan import (GATEWAY_BRIDGE, VXLAN_PORT, LocalContainer, bridge_name,
-                                        gateway_bridge_ip, host_veth, is_veth_of_ours, vni_of_device, vxlan_name)
+                                        gateway_bridge_ip, host_veth, is_veth_of_ours, vni_of_device, vxlan_name,
+                                        wanted_veths)
 
 log = logging.getLogger(__name__)
 PERMANENT = ndmsg.states["permanent"]
@@ -180,7 +181,7 @@ class HostLinks:
                  f"{e.ip}/{e.prefixlen}", e.mac) for e in c.endpoints]
         gw = gateway_bridge_ip(state)
         if c.gateway_ip:
-            ifname = f"eth{len(c.endpoints)}"
+            ifname = c.egress_interface()
             plan.append((host_veth(c.id, "g"), ifname, GATEWAY_BRIDGE, mtus[GATEWAY_BRIDGE],
                          f"{c.gateway_ip}/{gw.network.prefixlen}", mac_from_ip(c.gateway_ip)))
         present = netns.run_in(c.netns, _link_names)
@@ -218,6 +219,22 @@ class HostLinks:
                         self.r.link("del", index=index)
                         removed.append(name)
                     except NetlinkError:  # went with its netns meanwhile
+                        pass
+        return removed
+
+    def detach_extra(self, c: LocalContainer) -> list[str]:
+        """Delete the veths of ``c`` that it no longer has (a network disconnected, egress gone);
+        the container's end goes with the host's."""
+        wanted = wanted_veths(c)
+        removed = []
+        for name in self.names():
+            if is_veth_of_ours(name) and name[3:12] == c.id[:9] and name not in wanted:
+                index = self.index(name)
+                if index is not None:
+                    try:
+                        self.r.link("del", index=index)
+                        removed.append(name)
+                    except NetlinkError:
                         pass
         return removed
 

@@ -93,6 +93,7 @@ class LocalContainer:
     netns: str
     endpoints: list[LocalEndpoint]
     gateway_ip: str = ""       # on shoal_gwbridge; empty when every network is internal
+    gateway_if: str = ""       # the egress interface (eth<number of endpoints> when empty)
     dns_port: int = 0          # the resolver's port inside the netns, once it listens
     # from the spec: the embedded DNS forwards to ``dns`` (else the host's); resolv.conf and hosts
     dns: tuple[str, ...] = ()
@@ -101,12 +102,17 @@ class LocalContainer:
     extra_hosts: tuple[str, ...] = ()
     running: bool = field(default=False, compare=False)
 
+    def egress_interface(self) -> str:
+        return self.gateway_if or f"eth{len(self.endpoints)}"
+
     def network_ids(self) -> list[str]:
         return [e.network_id for e in self.endpoints]
 
-    def names(self) -> list[str]:
+    def names(self, endpoint: LocalEndpoint | None = None) -> list[str]:
+        """Its DNS names: name, hostname, short ID, and the aliases of ``endpoint`` (aliases are
+        network-scoped, as Docker's), or of every endpoint when none is given."""
         out = [self.name, self.hostname, self.id[:12]]
-        for e in self.endpoints:
+        for e in self.endpoints if endpoint is None else [endpoint]:
             out += e.aliases
         return list(dict.fromkeys(n for n in out if n))
 
@@ -118,15 +124,33 @@ def needs_egress(state: NetworkState, network_ids: list[str]) -> bool:
 
 
 def endpoints_for(container_id: str, attachments: list) -> list[LocalEndpoint]:
-    """LocalEndpoints from a ContainerSpec's ``networks`` list, in order (eth0, eth1, ...)."""
+    """LocalEndpoints from a ContainerSpec's ``networks`` list: each on its ``interface`` (by
+    default eth<position>), its host end named after that interface's number."""
     out = []
     for index, a in enumerate(attachments):
         iface = ipaddress.IPv4Interface(a.address)
+        ifname = getattr(a, "interface", "") or f"eth{index}"
         out.append(LocalEndpoint(network_id=a.network_id, ip=str(iface.ip), prefixlen=iface.network.prefixlen,
                                  mac=(a.mac_address or mac_from_ip(str(iface.ip))).lower(),
-                                 aliases=tuple(a.aliases), host_if=host_veth(container_id, index),
-                                 ifname=f"eth{index}"))
+                                 aliases=tuple(a.aliases), host_if=host_veth(container_id, int(ifname[3:])),
+                                 ifname=ifname))
     return out
+
+
+def free_interface(taken) -> str:
+    """The lowest ``eth<N>`` not in ``taken`` (a network connected later, or the egress interface)."""
+    n = 0
+    while f"eth{n}" in taken:
+        n += 1
+    return f"eth{n}"
+
+
+def wanted_veths(c: LocalContainer) -> set[str]:
+    """The host ends of ``c``'s veths: one per endpoint, and the egress one while it has egress."""
+    names = {e.host_if for e in c.endpoints}
+    if c.gateway_ip:
+        names.add(host_veth(c.id, "g"))
+    return names
 
 
 def active_networks(state: NetworkState, containers: list[LocalContainer]) -> list[Network]:

@@ -255,7 +255,8 @@ class NetworkControl:
         task = objects_pb2.Task(id=new_id(), node_id=request.node_id, desired_state=objects_pb2.RUNNING)
         task.annotations.name = container
         task.spec.attachment.container_id = container
-        task.spec.networks.add(target=network.id, aliases=list(request.aliases))
+        task.spec.networks.add(target=network.id, aliases=list(request.aliases),
+                               addresses=[request.address] if request.address else [])
         task.status.state = objects_pb2.NEW
         task.status.message = "created"
 

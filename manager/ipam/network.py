@@ -272,7 +272,8 @@ class NetworkAllocator:
         ingress_ports = any(p.publish_mode == _INGRESS for p in endpoint_spec.ports) or (
             bool(endpoint_spec.ports) and not task.spec.networks)
         wanted = self._wanted_networks(owner, task.spec.networks, ingress_ports)
-        held = self._assign(owner, wanted, "an IP address")
+        requested = {self._resolve(c.target, owner).id: c.addresses[0] for c in task.spec.networks if c.addresses}
+        held = self._assign(owner, wanted, "an IP address", requested)
         aliases = {c.target: list(c.aliases) for c in task.spec.networks}
         attachments = []
         for net in wanted:
@@ -468,9 +469,10 @@ class NetworkAllocator:
                 wanted.append(net)
         return wanted
 
-    def _assign(self, owner: Owner, wanted: list[_Network],
-                purpose: str) -> dict[str, ipaddress.IPv4Address]:
-        """Make `owner` hold exactly one address on each wanted network; all or nothing."""
+    def _assign(self, owner: Owner, wanted: list[_Network], purpose: str,
+                requested: dict[str, str] | None = None) -> dict[str, ipaddress.IPv4Address]:
+        """Make `owner` hold exactly one address on each wanted network (``requested``: the
+        address to take on a network, Docker's --ip); all or nothing."""
         current = self._held[owner.kind].get(owner.id, {})
         result: dict[str, ipaddress.IPv4Address] = {}
         fresh: list[tuple[_Network, ipaddress.IPv4Address]] = []
@@ -479,7 +481,10 @@ class NetworkAllocator:
                 if net.id in current:
                     result[net.id] = current[net.id]
                 else:
-                    address = self._allocate_in(net, owner, purpose)
+                    if (requested or {}).get(net.id):
+                        address = self._reserve_in(net, owner, requested[net.id])
+                    else:
+                        address = self._allocate_in(net, owner, purpose)
                     fresh.append((net, address))
                     result[net.id] = address
         except AllocatorError:
@@ -494,6 +499,22 @@ class NetworkAllocator:
         else:
             self._held[owner.kind].pop(owner.id, None)
         return result
+
+    def _reserve_in(self, net: _Network, owner: Owner, text: str) -> ipaddress.IPv4Address:
+        """The requested address ``text`` on ``net`` for ``owner``; InvalidEndpoint names why not."""
+        try:
+            address = ipaddress.IPv4Address(text.split("/")[0])
+        except ValueError:
+            raise InvalidEndpoint(f"{owner.describe()}: {text!r} is not an IPv4 address") from None
+        subnet = net.subnet_of(address)
+        if subnet is None:
+            raise InvalidEndpoint(f"{owner.describe()}: no configured subnet contains the IP address {address} "
+                                  f"on {net.label}")
+        try:
+            subnet.reserve(address, owner)
+        except AddressError as err:
+            raise InvalidEndpoint(f"{owner.describe()}: Address already in use: {err}") from None
+        return address
 
     def _allocate_in(self, net: _Network, owner: Owner, purpose: str) -> ipaddress.IPv4Address:
         for subnet in net.subnets:

@@ -176,3 +176,42 @@ def network_rm(client, networks) -> None:
         click.echo(ref)
     if failed:
         sys.exit(1)
+
+
+@network.command("connect")
+@click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
+@click.option("--ip", default="", help="IPv4 address (e.g., \"172.30.100.104\")")
+@click.option("--ip6", default="", help="IPv6 address (e.g., \"2001:db8::33\")")
+@click.option("--link", multiple=True, help="Add link to another container")
+@click.option("--link-local-ip", multiple=True, help="Add a link-local address for the container")
+@click.option("--driver-opt", multiple=True, help="driver options for the network")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("container")
+@click.pass_obj
+def network_connect(client, alias, ip, ip6, link, link_local_ip, driver_opt, network_ref, container) -> None:
+    """Connect a container on this node to an attachable swarm network.
+
+    shoald allocates the container's address on the network (the cluster's IPAM) and gives the
+    container a new interface (the lowest free ethN) at once, running or not; its other interfaces
+    keep their names. The container must be on a swarm network already (shoal run --network NET)."""
+    from proto import control_pb2
+    refused = [flag for flag, value in (("--ip6", ip6), ("--link", link), ("--link-local-ip", link_local_ip),
+                                        ("--driver-opt", driver_opt)) if value]
+    if refused:
+        raise click.UsageError(f"{refused[0]} is not supported on swarm overlay networks (IPv4 only, no links, "
+                               "no driver options)")
+    request = control_pb2.AttachNetworkRequest(network_id=network_ref, connect_container=container,
+                                               aliases=list(alias), address=ip)
+    client.call("AttachNetwork", request, timeout=max(client.timeout or 0, 60))
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
+@click.argument("network_ref", metavar="NETWORK")
+@click.argument("container")
+@click.pass_obj
+def network_disconnect(client, force, network_ref, container) -> None:
+    """Disconnect a container on this node from a swarm network (its address is released)."""
+    from proto import control_pb2
+    request = control_pb2.DetachNetworkRequest(container=container, network_id=network_ref, force=force)
+    client.call("DetachNetwork", request, timeout=max(client.timeout or 0, 60))

@@ -177,6 +177,33 @@ def _enum(obj: Obj, key: str, names: dict[str, int], default: int = 0) -> int:
     return names[value.lower()]
 
 
+def parse_network_connect(raw: Any) -> tuple[str, list[str], str]:
+    """POST /networks/{id}/connect's body -> (container, aliases, requested IPv4 address)."""
+    body = Obj(raw, "NetworkConnectRequest")
+    container = body.str("Container")
+    if not container:
+        raise BadRequest("NetworkConnectRequest.Container must name a container")
+    endpoint = body.sub("EndpointConfig")
+    aliases = endpoint.strings("Aliases")
+    ipam = endpoint.sub("IPAMConfig")
+    address = ipam.str("IPv4Address")
+    ipam.done()
+    endpoint.done(ignored=("NetworkID", "EndpointID", "DNSNames"))   # outputs, not requests
+    body.done()
+    return container, aliases, address
+
+
+def parse_network_disconnect(raw: Any) -> tuple[str, bool]:
+    """POST /networks/{id}/disconnect's body -> (container, force)."""
+    body = Obj(raw, "NetworkDisconnect")
+    container = body.str("Container")
+    if not container:
+        raise BadRequest("NetworkDisconnect.Container must name a container")
+    force = body.bool("Force")
+    body.done()
+    return container, force
+
+
 def body_object(raw: bytes, what: str) -> Any:
     """The parsed JSON body (``{}`` when empty); malformed JSON is a BadRequest."""
     if not raw.strip():

@@ -186,6 +186,8 @@ class DockerAPI:
             ("GET", "/tasks", self.tasks), ("GET", "/tasks/{ref}", self.task),
             ("GET", "/networks", self.networks), ("POST", "/networks/create", self.network_create),
             ("GET", "/networks/{ref}", self.network), ("DELETE", "/networks/{ref}", self.network_rm),
+            ("POST", "/networks/{ref}/connect", self.network_connect),
+            ("POST", "/networks/{ref}/disconnect", self.network_disconnect),
             ("GET", "/secrets", self.secrets), ("POST", "/secrets/create", self.secret_create),
             ("GET", "/secrets/{ref}", self.secret), ("DELETE", "/secrets/{ref}", self.secret_rm),
             ("POST", "/secrets/{ref}/update", self.secret_update), ("POST", "/configs/{ref}/update", self.config_update),
@@ -410,6 +412,23 @@ class DockerAPI:
                 if not only_tasks or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(0.2)
+
+    async def network_connect(self, request: web.Request) -> web.Response:
+        """POST /networks/{ref}/connect: a container on this node joins an attachable swarm network
+        (shoal/netattach.py: shoald allocates its address and gives it the interface)."""
+        from shoal.netattach import attach_network
+        container, aliases, address = convert.parse_network_connect(await self.body(request, "network connect"))
+        await attach_network(self.d, cpb.AttachNetworkRequest(
+            network_id=request.match_info["ref"], connect_container=container, aliases=aliases, address=address))
+        return web.Response(status=200)
+
+    async def network_disconnect(self, request: web.Request) -> web.Response:
+        """POST /networks/{ref}/disconnect: the container leaves the network; its address is released."""
+        from shoal.netattach import detach_network
+        container, force = convert.parse_network_disconnect(await self.body(request, "network disconnect"))
+        await detach_network(self.d, cpb.DetachNetworkRequest(container=container, network_id=request.match_info["ref"],
+                                                               force=force))
+        return web.Response(status=200)
 
     async def secrets(self, request: web.Request) -> web.Response:
         filters = convert.filter_map(convert.parse_filters(request.query.get("filters")), ("id", "name", "label"))

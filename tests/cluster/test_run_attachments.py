@@ -70,3 +70,30 @@ def test_run_detached_rm_releases_and_a_restart_releases_a_leak(lab, image):
 def lab_python() -> str:
     import sys
     return sys.executable
+
+
+def test_network_connect_and_disconnect(lab, image):
+    """docker network connect/disconnect of a running container on a worker: --ip and --alias are
+    given, the new interface works at once, connecting twice is Docker's error, and each network's
+    address is released when the container leaves it (disconnect) or goes (rm -f)."""
+    for name, subnet in (("conn1", "198.19.22.0/24"), ("conn2", "198.19.23.0/24")):
+        lab.shoal("manager1", "network", "create", "-d", "overlay", "--attachable", "--subnet", subnet, name)
+    lab.shoal("worker1", "run", "-d", "--name", "hop", "--network", "conn1", image, "sleep", "1d", timeout=120)
+    out = lab.shoal("worker1", "network", "connect", "--ip", "198.19.23.9", "--alias", "db", "conn2", "hop")
+    assert out.stdout == "" and out.stderr == "", out
+    # eth0 conn1, eth1 egress (as Docker's docker_gwbridge), so the new network is eth2; db is its alias there only
+    addrs = lab.shoal("worker1", "exec", "hop", "sh", "-c", "ip -o -4 addr show eth2; nslookup db").stdout
+    assert "inet 198.19.23.9/24" in addrs and "198.19.22." not in addrs.partition("Name:")[2], addrs
+    again = lab.shoal("worker1", "network", "connect", "conn2", "hop", check=False)
+    assert again.returncode == 1 and again.stderr.strip() == \
+        "Error response from daemon: endpoint with name hop already exists in network conn2", again
+    taken = lab.shoal("worker1", "network", "connect", "--ip", "198.19.23.9", "conn1", "hop", check=False)
+    assert taken.returncode == 1 and "no configured subnet contains the IP address 198.19.23.9" in taken.stderr
+
+    lab.shoal("worker1", "network", "disconnect", "conn1", "hop")
+    assert "eth0" not in lab.shoal("worker1", "exec", "hop", "ip", "-o", "link").stdout
+    wait_for(lambda: network_removable(lab, "conn1"), 60, interval=1, what="conn1's address released")
+    missing = lab.shoal("worker1", "network", "disconnect", "conn2", "nosuch", check=False)
+    assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr, missing
+    lab.shoal("worker1", "container", "rm", "-f", "hop")
+    wait_for(lambda: network_removable(lab, "conn2"), 60, interval=1, what="the connected address released")

@@ -420,6 +420,75 @@ def test_bad_attachments_are_refused_and_leave_nothing(lab):
     assert lab.exec(h3, "client", "nslookup web | grep Address: | tail -n 1").split()[-1] == "198.18.1.100"
 
 
+def test_network_connect_and_disconnect_keep_the_other_interfaces(lab):
+    """docker network connect/disconnect on runtimed: a running container on an internal network
+    gets a second network (eth1) and, with it, egress (eth2); leaving the first network takes eth0
+    away and renames nothing; leaving the last one leaves it with loopback; names survive a restart
+    of runtimed. Docker's refusals: a container in private (none) mode, connecting twice, leaving a
+    network it is not on."""
+    from agent_runtime.errors import Forbidden, InvalidArgument, NotFound
+    h3 = lab.host(3)
+    client = h3.client()
+    cid = lab.run(h3, "hop", {PRIVATE: "198.18.3.33"}, ["sleep", "3600"])
+    lone = client.create(ContainerSpec(image=IMAGE, name="lone", command=["sleep", "3600"]))
+
+    def links():
+        out = lab.exec(h3, "hop", "ip -o -4 addr show | grep -v ' lo '")
+        return sorted((line.split()[1], line.split()[3]) for line in out.splitlines())
+
+    try:
+        assert links() == [("eth0", "198.18.3.33/24")]
+        lab.endpoints["hop"]["ips"][BACK] = "198.18.2.33"      # the manager publishes the new address
+        lab.sync()
+        assert client.network_connect("hop", NetworkAttachment(network_id=BACK, address="198.18.2.33/24",
+                                                               attachment_id="att-back")) == "eth1"
+        assert links() == [("eth0", "198.18.3.33/24"), ("eth1", "198.18.2.33/24"), ("eth2", egress_address(h3))]
+        assert lab.exec(h3, "hop", wget("http://198.18.2.21/")).strip() == "b1"        # across hosts
+        assert lab.exec(h3, "hop", "ping -c1 -W2 192.0.2.100 >/dev/null && echo out").strip() == "out"
+        assert "198.18.2.33" in lab.exec(h3, "hop", "cat /etc/hosts")
+        with pytest.raises(Forbidden, match="endpoint with name hop already exists in network back0"):
+            client.network_connect("hop", NetworkAttachment(network_id=BACK, address="198.18.2.34/24"))
+        with pytest.raises(InvalidArgument, match=r"in private \(none\) mode"):
+            client.network_connect("lone", NetworkAttachment(network_id=BACK, address="198.18.2.35/24"))
+
+        assert client.network_disconnect(cid, PRIVATE) == {"NetworkID": PRIVATE, "AttachmentID": ""}
+        assert [name for name, _ in links()] == ["eth1", "eth2"]
+        assert lab.exec(h3, "hop", wget("http://198.18.2.21/")).strip() == "b1"
+        with pytest.raises(NotFound, match=f"container {cid} is not connected to network {PRIVATE}"):
+            client.network_disconnect(cid, PRIVATE)
+        assert client.network_disconnect(cid, PRIVATE, force=True)["NetworkID"] == ""
+        config = client.inspect("hop").config
+        assert [(a.network_id, a.interface) for a in config.networks] == [(BACK, "eth1")]
+        assert config.labels["com.shoal.network.attachment.id"] == "att-back"
+
+        h3.stop()
+        h3.start()
+        assert [name for name, _ in links()] == ["eth1", "eth2"]
+
+        assert client.network_disconnect(cid, "back0")["AttachmentID"] == "att-back"     # by name
+        assert links() == []
+        assert "com.shoal.network.attachment.id" not in client.inspect("hop").config.labels
+        assert client.network_connect("hop", NetworkAttachment(network_id=FRONT, address="198.18.1.33/24")) \
+            == "eth0"
+        lab.endpoints["hop"]["ips"] = {FRONT: "198.18.1.33"}
+        lab.sync()
+        assert lab.exec(h3, "hop", wget("http://198.18.1.11/")).strip() == "web1"
+    finally:
+        client.remove(lone, force=True)
+        client.remove(cid, force=True)
+        del lab.endpoints["hop"]
+        lab.sync()
+    assert f"shv{cid[:9]}" not in h3.ip_cmd("link")
+
+
+def egress_address(host) -> str:
+    """The egress address runtimed gave the container ``hop`` (the gateway bridge's subnet)."""
+    for c in host.client().network_inspect()["Containers"]:
+        if c["Name"] == "hop":
+            return f"{c['GatewayIP']}/24"
+    return ""
+
+
 def test_encrypted_network_is_refused_with_the_reason(lab):
     from agent_runtime.api import Conflict
     h3 = lab.host(3)

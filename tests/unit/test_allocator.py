@@ -385,3 +385,28 @@ def test_restore_skips_dead_tasks_and_reports_duplicate_addresses():
     assert report.tasks_to_allocate == ["t2"]
     assert "task t2" in report.problems[0] and "held by task" in report.problems[0]
     assert allocator.snapshot().addresses["n1"] == {"198.18.0.7": ("task", "t1")}
+
+
+def attachment_task(task_id: str, network: str, address: str = "") -> pb.Task:
+    """A one-off container's attachment task (network connect [--ip ADDRESS])."""
+    task = pb.Task(id=task_id)
+    task.spec.attachment.container_id = f"ctr-{task_id}"
+    task.spec.networks.add(target=network, addresses=[address] if address else [])
+    return task
+
+
+def test_a_requested_address_is_given_and_then_taken(lab):
+    """network connect --ip: that address, or an error naming why (its holder, the subnet) with
+    nothing held; a task's own requested address is kept when it is allocated again."""
+    task = attachment_task("a1", "front", "198.18.1.77")
+    assert [a.addresses[0] for a in lab.allocate_task(task)] == ["198.18.1.77/24"]
+    assert lab.allocate_task(task)[0].addresses[0] == "198.18.1.77/24"
+    before = lab.snapshot()
+    with pytest.raises(InvalidEndpoint, match=r"Address already in use: 198.18.1.77 is already held by"):
+        lab.allocate_task(attachment_task("a2", "front", "198.18.1.77"))
+    with pytest.raises(InvalidEndpoint, match="no configured subnet contains the IP address 198.18.7.1"):
+        lab.allocate_task(attachment_task("a2", "frontend", "198.18.7.1"))
+    with pytest.raises(InvalidEndpoint, match="'bogus' is not an IPv4 address"):
+        lab.allocate_task(attachment_task("a2", "front", "bogus"))
+    assert lab.snapshot() == before
+    assert lab.allocate_task(attachment_task("a3", "front"))[0].addresses[0] == "198.18.1.78/24"  # past it

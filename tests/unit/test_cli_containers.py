@@ -275,7 +275,7 @@ async def test_restarter_backs_off_restarts_and_yields_to_a_user():
         c = SimpleNamespace(id=cid, name=cid, spec=ContainerSpec(image="x", restart_policy=RestartPolicy("always")),
                             state=ContainerState(status="exited", exit_code=1, started_at="2026-01-02T03:04:05Z",
                                                  finished_at="2026-01-02T03:04:06Z"),
-                            runtime=Runtime(), save_state=lambda: None)
+                            runtime=Runtime(), save_state=lambda: None, on_overlay=lambda: False)
         return c
 
     async def start(cid):

@@ -109,6 +109,16 @@ def test_records_and_lookup_are_scoped_to_the_askers_networks():
     assert dns.lookup(records, front, "example.org") is None
 
 
+def test_a_containers_aliases_are_scoped_to_their_network():
+    """An alias given on one network (network connect --alias) is not a name on its others; the
+    container's own names are on all of them. Before, every alias was on every network."""
+    me = local("c1", NetworkAttachment("front", "198.18.1.12/24"),
+               NetworkAttachment("priv", "198.18.3.12/24", aliases=["db"]))
+    records = dns.build_records(make_state(), [me])
+    assert dns.lookup(records, ["front", "priv"], "db") == ["198.18.3.12"]
+    assert dns.lookup(records, ["front", "priv"], "c1") == ["198.18.1.12", "198.18.3.12"]
+
+
 async def test_resolver_answers_ours_and_forwards_the_rest():
     upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     upstream.bind(("127.0.0.1", 0))
