@@ -19,7 +19,13 @@ What a node is told:
   (``[{"Key": hex, "SPI": n, "LamportTime": n}]``, oldest first; manager/keymanager.py rotates it),
   so only nodes that carry an encrypted network ever receive the keys; other networks get ``[]``.
 - ``Peers``: every remote task address on those networks and every remote node's host gateway IP
-  on them, behind that node's underlay address (nodes that are DOWN are skipped).
+  on them, behind that node's underlay address, DOWN nodes included: DOWN says only that the
+  node's shoald stopped heartbeating (restarting, upgrading, a slow machine), while its runtimed and
+  containers keep running. Skipping them cut the routing mesh of a node whose shoald was restarting
+  slowly (on a software-emulated VM): requests it received were balanced to remote backends whose
+  replies found no way back to it, and the client timed out. A task of a DOWN node that was
+  replaced is ORPHANED (manager/reaper.py), which ends it here and frees its address; live nodes
+  are listed first, so a live endpoint wins an address a DOWN node's entry also claims.
 - ``Services``: services with a VIP, a backend or a spec'd attachment on those networks, with their
   VIPs, published ports, endpoint mode, the stack-local name as alias
   (``com.docker.stack.namespace=shop`` makes ``shop_web`` answer to ``web`` too), and as backends
@@ -210,6 +216,9 @@ class Shared:
         self.version = view.version
         self.nodes = sorted(view.nodes(), key=lambda n: n.id)
         self.node_ips = {n.id: ip for n in self.nodes if n.status.state != _DOWN and (ip := underlay_ip(n))}
+        # peers: live nodes first, then DOWN ones (see the module docstring)
+        self.peer_ips = dict(self.node_ips)
+        self.peer_ips.update((n.id, ip) for n in self.nodes if n.id not in self.node_ips and (ip := underlay_ip(n)))
         self.all_node_ips = sorted({ip for n in self.nodes if (ip := underlay_ip(n))})
         self.gateways_by_network: dict[str, list[tuple[str, list[str]]]] = {}
         for node in self.nodes:
@@ -263,8 +272,8 @@ def carried_network_ids(state: dict | None) -> frozenset[str]:
 
 
 def _peers(node_id: str, nets: dict[str, _Net], shared: Shared) -> list[dict]:
-    """Remote task endpoints and remote host gateways on ``nets``, one entry per (network, ip)."""
-    node_ips = shared.node_ips
+    """Remote task endpoints and remote host gateways on ``nets``, one entry per (network, ip);
+    those of live nodes first claim an address, then those of DOWN nodes."""
     taken = {(n.id, n.entry["HostGatewayIP"]) for n in nets.values()}
     for task in shared.view.tasks(node_id=node_id):  # local endpoints are the runtime's own
         if uses_networks(task):
@@ -281,30 +290,33 @@ def _peers(node_id: str, nets: dict[str, _Net], shared: Shared) -> list[dict]:
             found[key] = {"NetworkID": network_id, "IP": ip, "UnderlayIP": underlay, "MacAddress": "",
                           "Names": names}
 
-    for network_id in sorted(nets):
-        net = nets[network_id]
-        for task in shared.tasks_by_network.get(network_id, ()):
-            if task.node_id == node_id or task.node_id not in node_ips:
-                continue
-            for a in task.networks:
-                if a.network_id != network_id:
+    for live in (True, False):
+        for network_id in sorted(nets):
+            net = nets[network_id]
+            for task in shared.tasks_by_network.get(network_id, ()):
+                if task.node_id == node_id or task.node_id not in shared.peer_ips \
+                        or (task.node_id in shared.node_ips) != live:
                     continue
-                ip = _first_ip(a.addresses, net.subnet)
+                for a in task.networks:
+                    if a.network_id != network_id:
+                        continue
+                    ip = _first_ip(a.addresses, net.subnet)
+                    if ip:
+                        if task.spec.HasField("attachment"):    # a one-off container: its name, its aliases
+                            names = [task.spec.attachment.container_id, *a.aliases]
+                        else:
+                            hostname = task.spec.container.hostname or task.id[:12]
+                            names = [task_container_name(task), hostname, task.status.container_id[:12],
+                                     *a.aliases]
+                        add(a.network_id, ip, shared.peer_ips[task.node_id], list(dict.fromkeys(n for n in names if n)))
+        for network_id in sorted(nets):
+            net = nets[network_id]
+            for other_id, addresses in shared.gateways_by_network.get(network_id, ()):
+                if other_id == node_id or other_id not in shared.peer_ips or (other_id in shared.node_ips) != live:
+                    continue
+                ip = _first_ip(addresses, net.subnet)
                 if ip:
-                    if task.spec.HasField("attachment"):    # a one-off container: its name, its aliases
-                        names = [task.spec.attachment.container_id, *a.aliases]
-                    else:
-                        hostname = task.spec.container.hostname or task.id[:12]
-                        names = [task_container_name(task), hostname, task.status.container_id[:12], *a.aliases]
-                    add(a.network_id, ip, node_ips[task.node_id], list(dict.fromkeys(n for n in names if n)))
-    for network_id in sorted(nets):
-        net = nets[network_id]
-        for other_id, addresses in shared.gateways_by_network.get(network_id, ()):
-            if other_id == node_id or other_id not in node_ips:
-                continue
-            ip = _first_ip(addresses, net.subnet)
-            if ip:
-                add(network_id, ip, node_ips[other_id], [])
+                    add(network_id, ip, shared.peer_ips[other_id], [])
     return [found[k] for k in sorted(found, key=lambda k: (k[0], ipaddress.IPv4Address(k[1])))]
 
 

@@ -294,13 +294,18 @@ class Lab:
         is needed."""
         self._start_daemons([self.host(host)])
 
-    def restart_shoald(self, host: str) -> None:
-        """SIGTERM `host`'s shoald (only; its runtime and containers keep running), wait for it to
-        exit, start it again with the same state: what an upgrade of shoald does to a node."""
+    def stop_shoald(self, host: str) -> None:
+        """SIGTERM `host`'s shoald (only; its runtime and containers keep running) and wait for it
+        to exit; `start` starts it again."""
         self.host(host)
         record = self.record().hosts.get(host)
         procs.stop([record.shoald if record else None])
         self._update(lambda rec: replace_host(rec, host, shoald=None))
+
+    def restart_shoald(self, host: str) -> None:
+        """`stop_shoald`, then start it again with the same state: what an upgrade of shoald does
+        to a node."""
+        self.stop_shoald(host)
         self._start_daemons([self.host(host)])
 
     def partition(self, host: str) -> None:

@@ -129,13 +129,25 @@ async def test_backends_are_running_tasks_with_their_health(state, health, backe
         assert backends["t3"].healthy == healthy
 
 
-async def test_tasks_on_a_down_node_are_neither_peers_nor_backends():
+async def test_tasks_on_a_down_node_stay_peers_but_are_no_backends():
+    """DOWN means its shoald stopped heartbeating (a slow restart): its containers and routing mesh
+    still run, so replies to them must still find their way; new connections go elsewhere."""
     objects = list(two_node_cluster())
     objects[1] = make_node("n2", "192.0.2.12", {"front": "198.18.1.242/24"}, state=DOWN)
     store = await store_with(*objects)
     state = state_for(store, "n1")
-    assert state.peers == []
+    assert [(p.ip, p.underlay_ip) for p in state.peers] == [("198.18.1.12", "192.0.2.12"),
+                                                           ("198.18.1.242", "192.0.2.12")]
     assert [b.task_id for b in state.services[0].backends] == ["t1"]
+
+
+async def test_a_live_nodes_endpoint_wins_an_address_a_down_node_still_claims():
+    objects = list(two_node_cluster(make_node("n3", "192.0.2.13", {"front": "198.18.1.243/24"}),
+                                    make_task("t3", "web", "n3", {"front": "198.18.1.12/24"}, slot=3)))
+    objects[1] = make_node("n2", "192.0.2.12", {"front": "198.18.1.242/24"}, state=DOWN)
+    store = await store_with(*objects)
+    peers = {p.ip: p.underlay_ip for p in state_for(store, "n1").peers}
+    assert peers["198.18.1.12"] == "192.0.2.13"
 
 
 async def test_stack_services_answer_to_their_stack_local_name_unless_it_is_taken():
