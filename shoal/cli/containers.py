@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import sys
 import time
 
@@ -181,6 +180,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     health_config = healthcheck(health, no_healthcheck, lambda: _image_healthcheck(client, image))
     swarm_network = network if is_swarm_network(network) else None
     if swarm_network:
+        import secrets      # not at the top: it loads OpenSSL (hmac), a few ms of every run
         hostname = hostname or secrets.token_hex(6)
         network = "none"
     elif network_aliases:
