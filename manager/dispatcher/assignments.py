@@ -16,59 +16,96 @@ from typing import Callable
 from manager.state import Kind
 from proto import cluster_pb2, objects_pb2
 
-Versions = dict[tuple[str, str], int]  # (kind, id) -> meta.version last sent
+Key = tuple[str, str]                   # ("task" | "secret" | "config", id)
+Sent = dict[Key, object]                # key -> the object last sent (or passed over, see diff)
 OpenSecret = Callable[[objects_pb2.Secret], "objects_pb2.Secret | None"]
 
+_UNSTABLE = frozenset({"meta", "status"})
 
-def assigned_set(view, node_id: str, open_secret: OpenSecret | None = None
-                 ) -> dict[tuple[str, str], cluster_pb2.Assignment]:
-    """Everything ``node_id`` should know about now, keyed by (kind, id).
+
+def assigned_objects(view, node_id: str, open_secret: OpenSecret | None = None) -> dict[Key, object]:
+    """Everything ``node_id`` should know about now, keyed by (kind, id): the store's own objects
+    (not copies; never modified), except secrets, given as ``open_secret`` returns them.
 
     ``open_secret`` turns a stored (sealed) secret into the one to send, or None when it cannot
     be opened (the secret is then left out; the task fails on the node for want of it). Without
     it secrets are sent as stored (tests).
     """
-    out: dict[tuple[str, str], cluster_pb2.Assignment] = {}
+    out: dict[Key, object] = {}
     secret_ids: set[str] = set()
     config_ids: set[str] = set()
+    assigned = objects_pb2.ASSIGNED
+    running = objects_pb2.RUNNING
     for task in view.tasks(node_id=node_id):
-        if task.status.state < objects_pb2.ASSIGNED:
+        if task.status.state < assigned:
             continue
-        out[("task", task.id)] = cluster_pb2.Assignment(task=task)
-        if task.desired_state <= objects_pb2.RUNNING:
-            secret_ids.update(ref.secret_id for ref in task.spec.container.secrets)
-            config_ids.update(ref.config_id for ref in task.spec.container.configs)
+        out[("task", task.id)] = task
+        if task.desired_state <= running:
+            container = task.spec.container
+            if container.secrets:
+                secret_ids.update(ref.secret_id for ref in container.secrets)
+            if container.configs:
+                config_ids.update(ref.config_id for ref in container.configs)
     for secret_id in secret_ids:
         secret = view.get(Kind.SECRET, secret_id)
         if secret is not None and open_secret is not None:
             secret = open_secret(secret)
         if secret is not None:
-            out[("secret", secret_id)] = cluster_pb2.Assignment(secret=secret)
+            out[("secret", secret_id)] = secret
     for config_id in config_ids:
         config = view.get(Kind.CONFIG, config_id)
         if config is not None:
-            out[("config", config_id)] = cluster_pb2.Assignment(config=config)
+            out[("config", config_id)] = config
     return out
+
+
+def assigned_set(view, node_id: str, open_secret: OpenSecret | None = None
+                 ) -> dict[Key, cluster_pb2.Assignment]:
+    """``assigned_objects`` as the Assignment messages that carry them."""
+    return {key: cluster_pb2.Assignment(**{key[0]: obj})
+            for key, obj in assigned_objects(view, node_id, open_secret).items()}
 
 
 def _version(assignment: cluster_pb2.Assignment) -> int:
     return getattr(assignment, assignment.WhichOneof("item")).meta.version
 
 
-def diff(sent: Versions, current: dict[tuple[str, str], cluster_pb2.Assignment]
-         ) -> tuple[list[cluster_pb2.AssignmentChange], Versions]:
-    """Changes that take a node from what it was sent to ``current``, and the new sent map."""
-    changes = []
-    for key, assignment in sorted(current.items()):
-        if sent.get(key) != _version(assignment):
-            changes.append(cluster_pb2.AssignmentChange(action=cluster_pb2.AssignmentChange.UPDATE,
-                                                        assignment=assignment))
+def only_status_moved(before: objects_pb2.Task, after: objects_pb2.Task) -> bool:
+    """Whether ``after`` differs from ``before`` in its status (and meta) only, and is past
+    ASSIGNED: what the node itself reported, which it need not be told back (SwarmKit's
+    dispatcher skips the same updates: ``TasksEqualStable`` and a state past ASSIGNED)."""
+    if after.status.state <= objects_pb2.ASSIGNED:
+        return False
+    return ([(f.number, v) for f, v in before.ListFields() if f.name not in _UNSTABLE]
+            == [(f.number, v) for f, v in after.ListFields() if f.name not in _UNSTABLE])
+
+
+def diff(sent: Sent, current: dict[Key, object]) -> tuple[list[cluster_pb2.AssignmentChange], Sent]:
+    """Changes that take a node from what it was sent to ``current`` (``assigned_objects``), and
+    the new sent map.
+
+    A task whose status is all that moved (its node's own reports, echoed by the store) is not
+    sent again: every report of every task came back to its node as an UPDATE carrying the whole
+    task, as much traffic again as the reports, and work for the worker. Such a task is recorded
+    as sent at its new version, so the next change is compared with it (equal in all but status
+    to what the node holds)."""
+    changed: list[Key] = []
+    for key, obj in current.items():
+        before = sent.get(key)
+        if before is None:
+            changed.append(key)
+        elif before is not obj and before.meta.version != obj.meta.version:
+            if key[0] != "task" or not only_status_moved(before, obj):
+                changed.append(key)
+    changes = [cluster_pb2.AssignmentChange(action=cluster_pb2.AssignmentChange.UPDATE,
+                                            assignment=cluster_pb2.Assignment(**{key[0]: current[key]}))
+               for key in sorted(changed)]
     for key in sorted(set(sent) - set(current)):
         kind, object_id = key
         stub = cluster_pb2.Assignment(**{kind: {"id": object_id}})
         changes.append(cluster_pb2.AssignmentChange(action=cluster_pb2.AssignmentChange.REMOVE,
                                                     assignment=stub))
-    return changes, {key: _version(a) for key, a in current.items()}
+    return changes, current
 
 
 def status_update_allowed(task: objects_pb2.Task, node_id: str, status: objects_pb2.TaskStatus) -> str | None:

@@ -166,7 +166,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         # The fanout says, per commit, whether this node's assignments or network state may have
         # changed (fanout.py); only that is recomputed, and only the difference is sent.
         wake = self._fanout.subscribe(ident.node_id)
-        sent: assignments.Versions = {}
+        sent: assignments.Sent = {}
         sent_network_state = b""
         first = True
         open_secret = self._secret_opener()
@@ -179,7 +179,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                 view = self._store.view()
                 delta: list = []
                 if assignments_changed:
-                    current = assignments.assigned_set(view, ident.node_id, open_secret)
+                    current = assignments.assigned_objects(view, ident.node_id, open_secret)
                     delta, sent = assignments.diff({} if first else sent, current)
                 network_state = b""
                 if state_changed:

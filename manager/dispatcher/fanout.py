@@ -6,9 +6,11 @@ cluster change and, on each commit, recomputed its node's full assignment set an
 O(nodes × tasks) of work on the leader's loop per commit, and every event copied into one queue
 per node. Now the fanout reads each commit once and wakes only the streams it concerns:
 
-* a task change: the task's node (old and new) for its assignments and network state; and, when
-  the task has network addresses, the network state of every node that carries one of those
-  networks (its peers and service backends list the task);
+* a task change: the task's node (old and new) for its assignments; when the task has network
+  attachments (before or after), also that node's network state, and the network state of every
+  node that carries one of the networks it has addresses on (its peers and service backends list
+  the task). A task without networks is in no network state: each status report of such a task
+  rebuilt its node's whole document (every node's address in it) for nothing;
 * a node change: that node's network state, and that of every node carrying a network the node
   has a host gateway address on (peers list it); its own underlay address is in its state;
 * a secret or config change: the assignments of every node (secrets and configs change rarely;
@@ -143,11 +145,13 @@ class Fanout:
             kind, obj = event.kind, event.obj
             old = event.old if isinstance(event, ObjectUpdated) else None
             if kind is Kind.TASK:
+                networked = bool(obj.networks or (old is not None and old.networks))
                 for task in (obj, old):
                     if task is not None and task.node_id:
                         assignments.add(task.node_id)
-                        states.add(task.node_id)
-                        state_networks.update(_networks(task))
+                        if networked:
+                            states.add(task.node_id)
+                            state_networks.update(_networks(task))
             elif kind is Kind.NODE:
                 states.add(obj.id)
                 for node in (obj, old):

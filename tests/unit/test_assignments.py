@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manager.dispatcher.assignments import assigned_set, diff, status_update_allowed
+from manager.dispatcher.assignments import assigned_objects, assigned_set, diff, status_update_allowed
 from manager.state import Kind
 from proto import cluster_pb2, objects_pb2
 from tests.support.store import store_with
@@ -31,7 +31,7 @@ async def test_assigned_set_holds_scheduled_tasks_and_their_secrets_only():
 
 async def test_diff_sends_changes_then_removals():
     store = await store_with(make_task("t1"), make_task("t2"))
-    first, sent = diff({}, assigned_set(store.view(), "n1"))
+    first, sent = diff({}, assigned_objects(store.view(), "n1"))
     assert [c.assignment.task.id for c in first] == ["t1", "t2"]
 
     def move_on(tx):
@@ -41,10 +41,37 @@ async def test_diff_sends_changes_then_removals():
         tx.update(task)
         tx.delete(Kind.TASK, "t2")
     await store.update(move_on)
-    changes, sent = diff(sent, assigned_set(store.view(), "n1"))
+    changes, sent = diff(sent, assigned_objects(store.view(), "n1"))
     assert [(c.action, c.assignment.task.id) for c in changes] == [
         (cluster_pb2.AssignmentChange.UPDATE, "t1"), (cluster_pb2.AssignmentChange.REMOVE, "t2")]
-    assert diff(sent, assigned_set(store.view(), "n1"))[0] == []
+    assert diff(sent, assigned_objects(store.view(), "n1"))[0] == []
+
+
+async def test_a_nodes_own_status_reports_are_not_sent_back_to_it():
+    """Every status a node reported came back to it as an UPDATE of the whole task (the version
+    moved): as many messages again as reports. A change of status alone past ASSIGNED is not sent
+    (SwarmKit's TasksEqualStable); any other change is, and so is the assignment itself."""
+    store = await store_with(make_task("t1", state=objects_pb2.ASSIGNED))
+    _, sent = diff({}, assigned_objects(store.view(), "n1"))
+
+    def edit(change):
+        def fn(tx):
+            task = objects_pb2.Task()
+            task.CopyFrom(tx.get(Kind.TASK, "t1"))
+            change(task)
+            tx.update(task)
+        return fn
+
+    for state in (objects_pb2.PREPARING, objects_pb2.STARTING, objects_pb2.RUNNING):
+        await store.update(edit(lambda t, state=state: setattr(t.status, "state", state)))
+        changes, sent = diff(sent, assigned_objects(store.view(), "n1"))
+        assert changes == [], objects_pb2.TaskState.Name(state)
+    await store.update(edit(lambda t: setattr(t, "desired_state", objects_pb2.SHUTDOWN)))
+    changes, sent = diff(sent, assigned_objects(store.view(), "n1"))
+    assert [(c.assignment.task.desired_state, c.assignment.task.status.state) for c in changes] == [
+        (objects_pb2.SHUTDOWN, objects_pb2.RUNNING)]
+    await store.update(edit(lambda t: setattr(t.status, "state", objects_pb2.SHUTDOWN)))
+    assert diff(sent, assigned_objects(store.view(), "n1"))[0] == []
 
 
 def test_status_updates_only_move_forward_and_only_from_the_owner():

@@ -13,7 +13,7 @@ from agent_runtime.files import decode, without_data
 from agent_runtime.spec import ContainerSpec, File, Mount, validate_spec
 from manager.controlapi.secrets import CONFIGS, SECRETS, check_spec, matches
 from manager.controlapi.api import ControlError
-from manager.dispatcher.assignments import assigned_set, diff
+from manager.dispatcher.assignments import assigned_objects, assigned_set, diff
 from manager.secretbox import SecretBox, SecretBoxError, is_sealed, new_key
 from proto import cluster_pb2, objects_pb2 as pb
 from shoal.cli.secrets import CONFIG, SECRET, inspect_json, ls_row, summary
@@ -151,7 +151,7 @@ async def test_a_secret_is_taken_back_once_no_task_there_is_meant_to_run():
     store = await store_with(make_task("t1", secrets=["s1"]), make_task("t2", secrets=["s1"]),
                              sealed_secret(box, "s1", b"one"))
     sent = {}
-    changes, sent = diff(sent, assigned_set(store.view(), "n1", opener(box)))
+    changes, sent = diff(sent, assigned_objects(store.view(), "n1", opener(box)))
     assert ("secret", "s1") in sent
 
     async def stop(task_id):
@@ -164,11 +164,11 @@ async def test_a_secret_is_taken_back_once_no_task_there_is_meant_to_run():
         await store.update(fn)
 
     await stop("t1")
-    changes, sent = diff(sent, assigned_set(store.view(), "n1", opener(box)))
+    changes, sent = diff(sent, assigned_objects(store.view(), "n1", opener(box)))
     assert ("secret", "s1") in sent          # t2 still uses it
     assert not any(c.action == cluster_pb2.AssignmentChange.REMOVE for c in changes)
     await stop("t2")
-    changes, sent = diff(sent, assigned_set(store.view(), "n1", opener(box)))
+    changes, sent = diff(sent, assigned_objects(store.view(), "n1", opener(box)))
     removes = [c for c in changes if c.action == cluster_pb2.AssignmentChange.REMOVE]
     assert [(c.assignment.WhichOneof("item"), c.assignment.secret.id) for c in removes] == [("secret", "s1")]
     assert removes[0].assignment.secret.spec.data == b""                 # a removal carries no data
