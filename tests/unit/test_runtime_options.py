@@ -5,6 +5,7 @@ the worker's task -> runtime spec mapping, and the runtime's own spec check and 
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 from pathlib import Path
 
@@ -102,10 +103,19 @@ def test_create_flags_fill_swarmkits_fields():
     ({"sysctl": ("vm.swappiness=1",)}, "sysctl 'vm.swappiness' is not allowed"),
     ({"ulimit": ("nofile=9:1",)}, "ulimit soft limit must be less than or equal to hard limit: 9 > 1"),
     ({"oom_score_adj": 2000}, 'invalid argument "2000" for "--oom-score-adj" flag: Invalid value 2000'),
+    ({"log_driver": "syslog"}, 'invalid argument "syslog" for "--log-driver" flag: log driver \'syslog\' is not '
+                               'available: Shoal nodes log with the json-file driver only'),
+    ({"log_opt": ("compress=true",)}, "unknown log opt 'compress' for json-file log driver"),
+    ({"log_opt": ("max-size=1",)}, "invalid max-size '1': a size of at least 4k"),
+    ({"log_opt": ("max-size",)}, 'invalid argument "max-size" for "--log-opt" flag: expected KEY=VALUE'),
+    ({"group": ("a:b",)}, 'invalid argument "a:b" for "--group" flag: expected a group name or GID'),
+    ({"max_concurrent": 2}, "max-concurrent can only be used with replicated-job mode"),
+    ({"health_start_interval": "-1s"}, '"--health-start-interval" flag: must not be negative'),
 ])
 def test_bad_create_flags(opts, message):
+    """The runtime options of this file and those of test_service_runtime_flags.py: one table."""
     with pytest.raises(FlagError) as info:
-        build_spec("busybox", [], opts)
+        build_spec("busybox", [], {"name": "web", **opts})
     assert message in str(info.value)
 
 
@@ -159,28 +169,36 @@ def test_cli_refuses_bad_values_before_anything_is_sent(argv, message, tmp_path,
 
 # ---- the ControlAPI refuses what the CLI would --------------------------------------------------
 
-def _service(edit) -> pb.ServiceSpec:
-    spec = pb.ServiceSpec(mode=pb.ServiceSpec.REPLICATED, replicas=1)
-    spec.annotations.name = "web"
-    spec.task.container.image = "busybox"
-    edit(spec.task.container)
-    return spec
+def _on_container(edit):
+    return lambda spec: edit(spec.task.container)
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda c: c.dns_config.nameservers.append("x"), "invalid --dns: IP address is not correctly formatted: x"),
-    (lambda c: c.dns_config.search.append("a..b"), "invalid --dns-search: a..b is not a valid domain"),
-    (lambda c: c.hosts.append("db"), "invalid --host: invalid hosts entry 'db'"),
-    (lambda c: c.sysctls.update({"kernel.domainname": "x"}), "invalid --sysctl: sysctl 'kernel.domainname' is not allowed"),
-    (lambda c: c.ulimits.add(name="nofile", soft=5, hard=1), "invalid --ulimit: ulimit soft limit"),
-    (lambda c: c.ulimits.add(name="bogus", soft=1, hard=1), "invalid --ulimit: invalid ulimit type: bogus"),
-    (lambda c: (c.ulimits.add(name="nofile", soft=1, hard=1), c.ulimits.add(name="nofile", soft=2, hard=2)),
+    (_on_container(lambda c: c.dns_config.nameservers.append("x")),
+     "invalid --dns: IP address is not correctly formatted: x"),
+    (_on_container(lambda c: c.dns_config.search.append("a..b")), "invalid --dns-search: a..b is not a valid domain"),
+    (_on_container(lambda c: c.hosts.append("db")), "invalid --host: invalid hosts entry 'db'"),
+    (_on_container(lambda c: c.sysctls.update({"kernel.domainname": "x"})),
+     "invalid --sysctl: sysctl 'kernel.domainname' is not allowed"),
+    (_on_container(lambda c: c.ulimits.add(name="nofile", soft=5, hard=1)), "invalid --ulimit: ulimit soft limit"),
+    (_on_container(lambda c: c.ulimits.add(name="bogus", soft=1, hard=1)),
+     "invalid --ulimit: invalid ulimit type: bogus"),
+    (_on_container(lambda c: (c.ulimits.add(name="nofile", soft=1, hard=1),
+                             c.ulimits.add(name="nofile", soft=2, hard=2))),
      "invalid --ulimit: nofile is given more than once"),
-    (lambda c: setattr(c, "oom_score_adj", -2000), "invalid --oom-score-adj: Invalid value -2000"),
+    (_on_container(lambda c: setattr(c, "oom_score_adj", -2000)), "invalid --oom-score-adj: Invalid value -2000"),
+    (lambda s: setattr(s.task.log_driver, "name", "fluentd"), "invalid --log-driver: log driver 'fluentd'"),
+    (lambda s: s.task.log_driver.options.update({"tag": "x"}), "invalid --log-opt: unknown log opt 'tag'"),
+    (lambda s: setattr(s, "max_concurrent", 2), "invalid --max-concurrent for mode replicated"),
+    (lambda s: s.task.container.groups.append("a b"), "invalid --group 'a b'"),
+    (lambda s: setattr(s.task.container.healthcheck, "start_interval", 0.0001), "invalid --health-start-interval"),
 ])
 def test_controlapi_refuses_bad_values(edit, message):
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        validate_service(_service(edit))
+    """The runtime options of this file and those of test_service_runtime_flags.py: one table."""
+    spec = build_spec("busybox", [], {"name": "web"})
+    edit(spec)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        validate_service(spec)
 
 
 # ---- Compose keys, converted as docker stack deploy converts them -------------------------------
@@ -231,6 +249,9 @@ def test_compose_keys_convert():
     ("ulimits: {bogus: 1}", "services.web.ulimits.bogus", "invalid ulimit type: bogus"),
     ("oom_score_adj: 5000", "services.web.oom_score_adj", "at most 1000"),
     ("read_only: maybe", "services.web.read_only", ""),
+    ("logging: {driver: syslog}", "services.web.logging.driver", "the 'syslog' logging driver is not available"),
+    ("logging: {options: {max-file: lots}}", "services.web.logging.options.max-file", "invalid max-file 'lots'"),
+    ("tty: sometimes", "services.web.tty", ""),
 ])
 def test_bad_compose_values_name_the_key(body, path, message):
     with pytest.raises(StackFileError) as info:

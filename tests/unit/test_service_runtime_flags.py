@@ -1,6 +1,7 @@
 """-t/--tty, --group, --log-driver/--log-opt, --health-start-interval and --max-concurrent (and
-Compose's tty, stdin_open, logging, healthcheck.start_interval): flags -> spec, the ControlAPI's
-check, the worker's runtime spec, and the runtime's log defaults and probe timing."""
+Compose's tty, stdin_open, logging, healthcheck.start_interval): flags -> spec, the worker's runtime
+spec, and the runtime's log defaults and probe timing. Their bad values (flags, ControlAPI check,
+Compose) are rows of the tables in test_runtime_options.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from agent_runtime.containers import _probe_interval
 from agent_runtime.spec import ContainerSpec, Healthcheck, LogConfig, validate_spec
-from manager.controlapi.service_spec import SpecError, validate_spec as validate_service
+from manager.controlapi.service_spec import validate_spec as validate_service
 from proto import objects_pb2 as pb
 from shoal.cli.service_flags import FlagError, build_spec, update_spec
 from shoal.stack import StackFileError, load_stack_sources, to_service_specs
@@ -33,22 +34,6 @@ def test_create_flags_fill_the_spec():
     validate_service(job)
 
 
-@pytest.mark.parametrize("opts, message", [
-    ({"log_driver": "syslog"}, 'invalid argument "syslog" for "--log-driver" flag: log driver \'syslog\' is not '
-                               'available: Shoal nodes log with the json-file driver only'),
-    ({"log_opt": ("compress=true",)}, "unknown log opt 'compress' for json-file log driver"),
-    ({"log_opt": ("max-size=1",)}, "invalid max-size '1': a size of at least 4k"),
-    ({"log_opt": ("max-size",)}, 'invalid argument "max-size" for "--log-opt" flag: expected KEY=VALUE'),
-    ({"group": ("a:b",)}, 'invalid argument "a:b" for "--group" flag: expected a group name or GID'),
-    ({"max_concurrent": 2}, "max-concurrent can only be used with replicated-job mode"),
-    ({"health_start_interval": "-1s"}, '"--health-start-interval" flag: must not be negative'),
-])
-def test_bad_flags(opts, message):
-    with pytest.raises(FlagError) as info:
-        build_spec("busybox", [], {"name": "web", **opts})
-    assert message in str(info.value)
-
-
 def test_update_flags():
     spec = build_spec("busybox", [], {"name": "web", "group": ("a", "b")})
     new = update_spec(spec, {"group_add": ("c", "a"), "group_rm": ("b",), "tty": True, "log_opt": ("max-file=5",)})
@@ -57,20 +42,6 @@ def test_update_flags():
     assert new.task.log_driver.name == "json-file" and dict(new.task.log_driver.options) == {"max-file": "5"}
     newer = update_spec(new, {"tty": False, "log_driver": "json-file"})
     assert not newer.task.container.tty and not newer.task.log_driver.options     # a new driver, no options
-
-
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: setattr(s.task.log_driver, "name", "fluentd"), "invalid --log-driver: log driver 'fluentd'"),
-    (lambda s: s.task.log_driver.options.update({"tag": "x"}), "invalid --log-opt: unknown log opt 'tag'"),
-    (lambda s: setattr(s, "max_concurrent", 2), "invalid --max-concurrent for mode replicated"),
-    (lambda s: s.task.container.groups.append("a b"), "invalid --group 'a b'"),
-    (lambda s: setattr(s.task.container.healthcheck, "start_interval", 0.0001), "invalid --health-start-interval"),
-])
-def test_controlapi_refuses(edit, message):
-    spec = build_spec("busybox", [], {"name": "web"})
-    edit(spec)
-    with pytest.raises(SpecError, match=message):
-        validate_service(spec)
 
 
 def _load(text: str):
@@ -99,17 +70,6 @@ def test_compose_keys_convert():
     assert dict(spec.task.log_driver.options) == {"max-size": "200k", "max-file": "4"}
     assert stack.warnings() == ["Ignoring unsupported options: logging.options.compress\n"]
     validate_service(spec)
-
-
-@pytest.mark.parametrize("body, path, message", [
-    ("logging: {driver: syslog}", "services.web.logging.driver", "the 'syslog' logging driver is not available"),
-    ("logging: {options: {max-file: lots}}", "services.web.logging.options.max-file", "invalid max-file 'lots'"),
-    ("tty: sometimes", "services.web.tty", ""),
-])
-def test_bad_compose_values(body, path, message):
-    with pytest.raises(StackFileError) as info:
-        _load(f"services:\n  web:\n    image: busybox\n    {body}\n")
-    assert path in str(info.value) and message in str(info.value)
 
 
 def test_task_to_runtime_spec():
