@@ -242,8 +242,8 @@ class _Calls:
         return _Call("GET", f"/containers/{_q(ref)}/json", decode=_info)
 
     @staticmethod
-    def wait(ref: str) -> _Call:
-        return _Call("POST", f"/containers/{_q(ref)}/wait", decode=_wait_result)
+    def wait(ref: str, attach: bool = False) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/wait", {"attach": 1 if attach else None}, decode=_wait_result)
 
     @staticmethod
     def exec(ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
@@ -258,10 +258,10 @@ class _Calls:
 
     @staticmethod
     def logs(ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
-             stdout: bool = True, stderr: bool = True) -> _Call:
+             stdout: bool = True, stderr: bool = True, attach: bool = False) -> _Call:
         return _Call("GET", f"/containers/{_q(ref)}/logs",
                      {"follow": int(follow), "tail": "all" if tail is None else tail, "since": since,
-                      "stdout": int(stdout), "stderr": int(stderr)})
+                      "stdout": int(stdout), "stderr": int(stderr), "attach": 1 if attach else None})
 
     @staticmethod
     def events() -> _Call:
@@ -478,7 +478,8 @@ class RuntimeClient:
 
 
 class EventStream:
-    """An open ``GET /events`` response: ``async for ev in stream``; ``close()`` releases it."""
+    """An open streaming response (``GET /events``, a followed ``GET /containers/ID/logs``):
+    ``async for item in stream``; ``close()`` releases it."""
 
     def __init__(self, resp, lines: AsyncIterator[dict]) -> None:
         self._resp = resp
@@ -486,6 +487,26 @@ class EventStream:
 
     def __aiter__(self) -> AsyncIterator[dict]:
         return self._lines
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class PendingWait:
+    """An open ``POST /containers/ID/wait?attach=1`` (AsyncRuntimeClient.wait_stream)."""
+
+    def __init__(self, client: "AsyncRuntimeClient", call: _Call, resp) -> None:
+        self._client, self._call, self._resp = client, call, resp
+
+    async def result(self) -> WaitResult:
+        """The exit, however long the container runs (no deadline: close() to give up)."""
+        import aiohttp
+        try:
+            async with self._resp:
+                payload = await self._resp.read()
+        except aiohttp.ClientError as exc:
+            raise self._client._unavailable(self._call, exc) from exc
+        return _wait_result(json.loads(payload))
 
     def close(self) -> None:
         self._resp.close()
@@ -602,6 +623,13 @@ class AsyncRuntimeClient:
     async def list(self, all: bool = False) -> list[ContainerInfo]: return await self._call(_Calls.list(all))
     async def inspect(self, ref: str) -> ContainerInfo: return await self._call(_Calls.inspect(ref))
     async def wait(self, ref: str) -> WaitResult: return await self._call(_Calls.wait(ref))
+
+    async def wait_stream(self, ref: str) -> "PendingWait":
+        """A wait opened now, as docker run opens it before it starts the container: returns once
+        runtimed has it (AutoRemove then keeps the container until it is answered); a container
+        not started yet is waited for from its start. ``await pending.result()``; ``close()`` it."""
+        call = _Calls.wait(ref, attach=True)
+        return PendingWait(self, call, await self._send(call))
     async def stats(self, ref: str) -> ContainerStats: return await self._call(_Calls.stats(ref))
     async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
                    timeout: float | None = None) -> ExecResult:
@@ -621,8 +649,10 @@ class AsyncRuntimeClient:
         return await self._call(_Calls.network_disconnect(ref, network, force))
 
     async def logs(self, ref: str, follow: bool = False, tail: int | None = None, since: float | str | None = None,
-                   stdout: bool = True, stderr: bool = True) -> AsyncIterator[LogRecord]:
-        async for line in self._lines(_Calls.logs(ref, follow, tail, since, stdout, stderr)):
+                   stdout: bool = True, stderr: bool = True, attach: bool = False) -> AsyncIterator[LogRecord]:
+        """Log records oldest first; ``follow``: until the container exits; ``attach`` as well: a
+        container not started yet is followed from its start (AutoRemove waits for the stream)."""
+        async for line in self._lines(_Calls.logs(ref, follow, tail, since, stdout, stderr, attach)):
             yield _record(line)
 
     async def events(self) -> AsyncIterator[dict]:
@@ -642,6 +672,14 @@ class AsyncRuntimeClient:
         call = _Calls.events()
         resp = await self._send(call)
         return EventStream(resp, self._iter_lines(call, resp, json.loads))
+
+    async def logs_stream(self, ref: str, follow: bool = False, stdout: bool = True, stderr: bool = True,
+                          attach: bool = False) -> "EventStream":
+        """``logs`` opened now (returns once runtimed answers: with ``attach``, AutoRemove keeps
+        the container until this stream ends), its records iterated later; ``close()`` it."""
+        call = _Calls.logs(ref, follow, None, None, stdout, stderr, attach)
+        resp = await self._send(call)
+        return EventStream(resp, self._iter_lines(call, resp, _record))
 
     async def _lines(self, call: _Call) -> AsyncIterator[bytes]:
         resp = await self._send(call)

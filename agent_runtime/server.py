@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from agent_runtime.network.container_manager import NetworkedContainerManager
 from agent_runtime.network.dataplane import NetworkDataplane
 from agent_runtime.network.rules import parse_fence
 from agent_runtime.network.model import NetworkState
+from agent_runtime.container_record import CREATED
 from agent_runtime.errors import Forbidden, InvalidArgument, NotFound, ShoalRuntimeError
 from agent_runtime.httpbody import json_body, query_flag
 from agent_runtime.images import errors as image_errors
@@ -47,6 +49,7 @@ from agent_runtime.volumes import VolumeStore
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0"
+ATTACH_DRAIN = 60.0   # how long AutoRemove waits for a client still reading a container's output or exit
 IMAGE_STATUS = [(image_errors.ImageNotFound, 404), (image_errors.ManifestUnknown, 404),
                 (image_errors.InvalidReference, 400), (image_errors.ImageInUse, 409),
                 (image_errors.LayerError, 400), (image_errors.ArchiveError, 400),
@@ -71,6 +74,11 @@ async def errors_middleware(request: web.Request, handler):
         return web.json_response({"message": f"internal error: {exc}"}, status=500)
 
 
+def _exit(c) -> dict:
+    return {"StatusCode": c.state.exit_code, "OOMKilled": c.state.oom_killed,
+            "Error": {"Message": c.state.error} if c.state.error else None}
+
+
 class Runtimed:
     """Holds the stores and the container manager; its methods are the HTTP handlers."""
 
@@ -89,6 +97,8 @@ class Runtimed:
         self.default_log_config: LogConfig | None = None    # daemon.json log-opts
         self.restarter = Restarter(self)
         self.network_changes = asyncio.Lock()   # one connect or disconnect at a time
+        self._readers: dict[str, set[asyncio.Event]] = {}   # container -> its open log follows and waits
+        self._removals: dict[str, asyncio.Task] = {}        # AutoRemove containers being removed
 
     def _image_users(self, image_id: str) -> list[str]:
         return [c.name for c in self.manager.containers.values() if c.image_id == image_id]
@@ -196,10 +206,44 @@ class Runtimed:
         self.manager.kill(request.match_info["id"], request.query.get("signal", "SIGKILL"))
         return web.json_response({})
 
-    async def wait(self, request: web.Request) -> web.Response:
-        c = await self.manager.wait(request.match_info["id"])
-        return web.json_response({"StatusCode": c.state.exit_code, "OOMKilled": c.state.oom_killed,
-                                  "Error": {"Message": c.state.error} if c.state.error else None})
+    @contextlib.contextmanager
+    def _reading(self, cid: str):
+        """A client reading the container's output or exit: AutoRemove waits for it to finish."""
+        done = asyncio.Event()
+        self._readers.setdefault(cid, set()).add(done)
+        try:
+            yield
+        finally:
+            done.set()
+            readers = self._readers.get(cid, set())
+            readers.discard(done)
+            if not readers:
+                self._readers.pop(cid, None)
+
+    async def _until_started(self, c) -> None:
+        """``attach=1``: a container not started yet is waited for (docker run attaches and waits
+        before it starts the container), until it starts or is removed."""
+        while c.state.status == CREATED and self.manager.containers.get(c.id) is c:
+            await asyncio.sleep(0.05)
+
+    async def wait(self, request: web.Request) -> web.StreamResponse:
+        """The container's exit. ``attach=1`` (docker run waits before it starts the container): the
+        headers go at once, a container not started yet is waited for, and AutoRemove keeps the
+        container until the answer is sent; a failure after the headers is the body's Error."""
+        c = self.manager.get(request.match_info["id"])
+        if not query_flag(request, "attach"):
+            return web.json_response(_exit(await self.manager.wait(c.id)))
+        with self._reading(c.id):
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            try:
+                await self._until_started(c)
+                body = _exit(await self.manager.wait(c.id))
+            except ShoalRuntimeError as exc:
+                body = {"StatusCode": -1, "OOMKilled": False, "Error": {"Message": str(exc)}}
+            await resp.write(json.dumps(body).encode())
+            await resp.write_eof()
+            return resp
 
     async def remove(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
@@ -213,22 +257,40 @@ class Runtimed:
             await self.network.detach(c.id)
 
     async def auto_remove(self) -> None:
-        """Remove AutoRemove containers once they have exited (Docker's `run --rm`): those that
-        exited while runtimed was down at start (and after a cut-off subscription), then each as
-        its `die` event comes. Runs until cancelled."""
-        while True:
-            sub = self.manager.events.subscribe()
-            try:
-                for c in list(self.manager.containers.values()):
-                    if c.spec.auto_remove and c.state.status == "exited":
-                        await self._auto_remove(c.id)
-                while (ev := await sub.queue.get()) is not None:
-                    if ev.get("Action") == "die":
-                        await self._auto_remove((ev.get("Actor") or {}).get("ID", ""))
-            finally:
-                self.manager.events.unsubscribe(sub)
+        """Remove AutoRemove containers once they have exited (Docker's `run --rm`; the one owner of
+        it, whoever created the container): those that exited while runtimed was down at start (and
+        after a cut-off subscription), then each as its `die` event comes, once the clients reading
+        its output or waiting for its exit have their answer. Runs until cancelled."""
+        try:
+            while True:
+                sub = self.manager.events.subscribe()
+                try:
+                    for c in list(self.manager.containers.values()):
+                        if c.spec.auto_remove and c.state.status == "exited":
+                            self._start_removal(c.id)
+                    while (ev := await sub.queue.get()) is not None:
+                        if ev.get("Action") == "die":
+                            self._start_removal((ev.get("Actor") or {}).get("ID", ""))
+                finally:
+                    self.manager.events.unsubscribe(sub)
+        finally:
+            for task in list(self._removals.values()):
+                task.cancel()
+
+    def _start_removal(self, cid: str) -> None:
+        c = self.manager.containers.get(cid)
+        if c is None or not c.spec.auto_remove or cid in self._removals:
+            return
+        task = asyncio.get_running_loop().create_task(self._auto_remove(cid), name=f"auto-remove-{cid[:12]}")
+        self._removals[cid] = task
+        task.add_done_callback(lambda _: self._removals.pop(cid, None))
 
     async def _auto_remove(self, cid: str) -> None:
+        for done in list(self._readers.get(cid, ())):
+            try:    # an attached `run` reads the last output and the exit status first
+                await asyncio.wait_for(done.wait(), ATTACH_DRAIN)
+            except TimeoutError:
+                log.warning("container %s: removed on exit while a client still reads it", cid[:12])
         c = self.manager.containers.get(cid)
         if c is None or not c.spec.auto_remove or c.state.status != "exited":
             return
@@ -311,7 +373,8 @@ class Runtimed:
         return web.json_response(to_json(self.manager.stats(request.match_info["id"])))
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
-        """NDJSON records ({"stream","log","time"}); with follow=1 until the container exits."""
+        """NDJSON records ({"stream","log","time"}); with follow=1 until the container exits, and
+        with attach=1 as well a container not started yet is followed from its start."""
         c = self.manager.get(request.match_info["id"])
         q = request.query
         streams = tuple(s for s in ("stdout", "stderr") if q.get(s, "1").lower() in ("1", "true"))
@@ -326,9 +389,15 @@ class Runtimed:
         tail_n = -1 if tail in ("", "all") else int(tail)
         records = read_logs(c.log_path, tail_n, since_ns, streams)
         follower = LogFollower(c.log_path) if query_flag(request, "follow") else None  # same loop step: no gap
+        with self._reading(c.id) if follower is not None else contextlib.nullcontext():
+            return await self._stream_logs(request, c, records, follower, streams)
+
+    async def _stream_logs(self, request: web.Request, c, records, follower, streams) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         try:
+            if follower is not None and query_flag(request, "attach"):
+                await self._until_started(c)
             for r in records:
                 await resp.write((json.dumps(r.to_json()) + "\n").encode())
             while follower is not None:

@@ -2,10 +2,11 @@
 `docker volume create|ls|inspect|rm`), translated to shoal-runtimed's API (agent_runtime/api.py).
 
 What shoald adds to runtimed's calls, and nothing more: `docker run` attaches and waits before it
-starts the container, while runtimed's log-follow and wait answer at once for a container not started
-yet, so those two wait here for the start first; `--rm` (HostConfig.AutoRemove) is shoald removing
-the container once it exited and its attached clients read the output; exec instances (Docker's two-step exec) live
-in shoald's memory until their container is removed or shoald restarts. Output of an exec is
+starts the container, which runtimed's log-follow and wait do with ``attach``: they wait for the
+start; `--rm` (HostConfig.AutoRemove) is runtimed's AutoRemove, which removes the container once it
+exited and the clients attached to it have its output and exit status, whether or not shoald runs
+meanwhile; exec instances (Docker's two-step exec) live in shoald's memory until their container
+is removed or shoald restarts. Output of an exec is
 runtimed's captured output (capped by runtimed), written when the command ends: no interactive exec.
 """
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from agent_runtime.errors import DeadlineExceeded
 from agent_runtime.errors import NotFound as RuntimeNotFound
 from agent_runtime.errors import ShoalRuntimeError
 from agent_runtime.spec import ContainerSpec, Healthcheck, Mount, Resources, Ulimit
@@ -31,10 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shoald.dockerapi")
 
-START_WAIT = 300.0          # how long attach and wait wait for a created container to be started
 EXEC_TIMEOUT = 3600.0       # an exec still running after this is killed by runtimed
-ATTACH_DRAIN = 60.0         # how long --rm waits for attached clients to read the output
-AUTO_REMOVE_LABEL = "com.shoal.docker.autoremove"
 EXEC_KEEP = 1000            # finished exec instances kept for GET /exec/{id}/json
 
 
@@ -55,9 +52,9 @@ def _binds(binds: list[str], path: str) -> list[Mount]:
     return mounts
 
 
-def parse_container_create(raw: Any, name: str) -> tuple[ContainerSpec, bool]:
+def parse_container_create(raw: Any, name: str) -> ContainerSpec:
     """POST /containers/create's body (Config + HostConfig + NetworkingConfig) -> runtimed's
-    ContainerSpec, and whether to remove it once it exits (HostConfig.AutoRemove)."""
+    ContainerSpec (HostConfig.AutoRemove: runtimed removes it once it exits)."""
     c = Obj(raw, "Config")
     image = c.str("Image")
     if not image:
@@ -87,7 +84,7 @@ def parse_container_create(raw: Any, name: str) -> tuple[ContainerSpec, bool]:
                           "Shoal (publish through a service)")
     c.get("Volumes")   # anonymous volumes of the image's VOLUME: the runtime's business
     h = c.sub("HostConfig")
-    auto_remove = h.bool("AutoRemove")
+    spec.auto_remove = h.bool("AutoRemove")
     spec.mounts.extend(_binds(h.strings("Binds"), "HostConfig.Binds"))
     for m in h.objects("Mounts"):
         kind = m.str("Type") or "volume"
@@ -160,7 +157,7 @@ def parse_container_create(raw: Any, name: str) -> tuple[ContainerSpec, bool]:
         raise Unsupported("NetworkingConfig.EndpointsConfig: networks other than the NetworkMode are not supported")
     n.done(ignored=("EndpointsConfig",))
     c.done(ignored=("ArgsEscaped", "Domainname", "OnBuild", "Shell", "MacAddress", "NetworkDisabled"))
-    return spec, auto_remove
+    return spec
 
 
 def volume_json(v: Any) -> dict[str, Any]:
@@ -242,10 +239,7 @@ class _HalfClosed(asyncio.Protocol):
 class ContainerRoutes:
     def __init__(self, api: DockerAPI):
         self.api = api
-        self.started: dict[str, asyncio.Event] = {}
         self.execs: dict[str, ExecInstance] = {}
-        self.exits: dict[str, asyncio.Future] = {}          # --rm container -> its WaitResult
-        self.attached: dict[str, set[asyncio.Event]] = {}   # container -> its attach streams, set when done
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self) -> list[tuple[str, str, Any]]:
@@ -293,9 +287,7 @@ class ContainerRoutes:
         name = request.query.get("name", "").lstrip("/")
         if request.query.get("platform", "") not in ("", "linux", "linux/amd64", "linux/x86_64"):
             raise Unsupported(f"platform {request.query['platform']!r} is not supported by Shoal")
-        spec, auto_remove = parse_container_create(await self.api.body(request, "container config"), name)
-        if auto_remove:   # removed by shoald once it exited and every attached client has its output
-            spec.labels = {**spec.labels, AUTO_REMOVE_LABEL: "true"}
+        spec = parse_container_create(await self.api.body(request, "container config"), name)
         container_id = await self.runtime().create(spec)
         log.info("docker API: container %s created (%s)", name or container_id[:12], spec.image)
         return _json({"Id": container_id, "Warnings": []}, 201)
@@ -305,45 +297,7 @@ class ContainerRoutes:
         if info.state.status == "running":
             return web.Response(status=304)
         await self.runtime().start(info.id)
-        self.started.setdefault(info.id, asyncio.Event()).set()
-        if info.config.labels.get(AUTO_REMOVE_LABEL) == "true":
-            self._spawn(self._auto_remove(info.id))
         return web.Response(status=204)
-
-    def _exit_status(self, container_id: str) -> asyncio.Future:
-        """The exit of an --rm container, as its remover saw it before removing it."""
-        if container_id not in self.exits:
-            self.exits[container_id] = asyncio.get_running_loop().create_future()
-        return self.exits[container_id]
-
-    async def _auto_remove(self, container_id: str) -> None:
-        """`docker run --rm`: remove the container once it exited and the clients attached to it
-        have read its output (runtimed's own AutoRemove could remove it, logs and all, before an
-        attach opened its log stream: `docker run` attaches before it starts the container)."""
-        exit_status = self._exit_status(container_id)
-        try:
-            try:
-                exit_status.set_result(await self._wait_exit(container_id))
-            except BaseException as err:
-                exit_status.set_exception(err)
-                raise
-            for attached in list(self.attached.get(container_id, ())):
-                try:
-                    await asyncio.wait_for(attached.wait(), ATTACH_DRAIN)
-                except TimeoutError:
-                    log.warning("docker API: container %s removed while a client still reads its output",
-                                container_id[:12])
-            await self.runtime().remove(container_id, force=True)
-        except RuntimeNotFound:
-            pass
-        except Exception as err:   # logged; the container stays for `docker rm`
-            log.warning("docker API: auto-remove of container %s failed: %s", container_id[:12], err)
-        finally:
-            self.started.pop(container_id, None)
-            self.attached.pop(container_id, None)
-            self.exits.pop(container_id, None)
-            if exit_status.done() and not exit_status.cancelled():
-                exit_status.exception()   # retrieved: no "never retrieved" warning when no one waited
 
     async def _wait_removed(self, container_id: str, events: Any) -> None:
         """Until runtimed has destroyed the container (``events``: subscribed before it could be)."""
@@ -356,42 +310,23 @@ class ContainerRoutes:
                 return
         raise convert_error(503, "container runtime: its event stream ended before the container was removed")
 
-    async def _wait_started(self, container_id: str) -> None:
-        """Until the container has been started (at once unless it is still `created`)."""
-        event = self.started.setdefault(container_id, asyncio.Event())
-        deadline = time.monotonic() + START_WAIT
-        while not event.is_set():
-            info = await self.runtime().inspect(container_id)
-            if info.state.status != "created":
-                return
-            if time.monotonic() > deadline:
-                raise convert_error(409, f"container {container_id[:12]} was not started within {START_WAIT:g} s")
-            try:   # started through this API: the event; else (shoal start) seen by the next inspect
-                await asyncio.wait_for(event.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-    async def _wait_exit(self, container_id: str) -> Any:
-        await self._wait_started(container_id)
-        while True:   # runtimed's wait has a deadline per call: wait again while it still runs
-            try:
-                return await self.runtime().wait(container_id)
-            except DeadlineExceeded:
-                continue
-
     async def wait(self, request: web.Request) -> web.Response:
         condition = request.query.get("condition", "not-running")
         if condition not in ("not-running", "next-exit", "removed"):
             raise BadRequest(f"invalid condition {condition!r}: expected not-running, next-exit or removed")
         info = await self._inspect(request.match_info["ref"])
         events = await self.runtime().events_stream() if condition == "removed" else None
-        exit_status = self._exit_status(info.id) if info.config.labels.get(AUTO_REMOVE_LABEL) == "true" else None
+        pending = None
         body: dict[str, Any]
         try:
+            try:   # runtimed has the wait before the CLI, which starts the container once it has the headers
+                pending = await self.runtime().wait_stream(info.id)
+            except RuntimeNotFound:
+                raise convert_error(404, f"No such container: {request.match_info['ref']}") from None
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-            await response.prepare(request)   # the CLI sends start only once the wait's headers are in
-            try:   # an --rm container may be gone by the time runtimed is asked: its remover's record
-                result = await (asyncio.shield(exit_status) if exit_status is not None else self._wait_exit(info.id))
+            await response.prepare(request)
+            try:
+                result = await pending.result()
                 body = {"StatusCode": result.status_code}
                 if result.error:
                     body["Error"] = {"Message": result.error}
@@ -402,6 +337,8 @@ class ContainerRoutes:
         finally:
             if events is not None:
                 events.close()
+            if pending is not None:
+                pending.close()
         await response.write(json_bytes(body))
         await response.write_eof()
         return response
@@ -415,22 +352,23 @@ class ContainerRoutes:
         info = await self._inspect(request.match_info["ref"])
         stdout, stderr = convert.parse_bool(q.get("stdout")), convert.parse_bool(q.get("stderr"))
         tty = info.config.tty
-        done = asyncio.Event()
-        self.attached.setdefault(info.id, set()).add(done)
+        try:   # open before the client is answered: it starts the container once attached
+            records = await self.runtime().logs_stream(info.id, follow=True, stdout=stdout, stderr=stderr,
+                                                       attach=True)
+        except RuntimeNotFound:
+            raise convert_error(404, f"No such container: {request.match_info['ref']}") from None
         try:
             response = await _hijack(request, "application/vnd.docker.raw-stream" if tty
                                      else "application/vnd.docker.multiplexed-stream")
-            await self._wait_started(info.id)
             try:
-                async for record in self.runtime().logs(info.id, follow=True, stdout=stdout, stderr=stderr):
+                async for record in records:
                     await response.write(log_record_frame(record, tty, False))
             except ShoalRuntimeError as err:   # the headers are sent: Docker's system-error frame
                 await response.write(frame(3, str(err).encode()))
             await response.write_eof()
             return response
         finally:
-            done.set()
-            self.attached.get(info.id, set()).discard(done)
+            records.close()
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
         q = request.query
@@ -489,7 +427,6 @@ class ContainerRoutes:
             raise Unsupported("links are not supported by Shoal")
         info = await self._inspect(request.match_info["ref"])
         await self.runtime().remove(info.id, force=convert.parse_bool(q.get("force")))
-        self.started.pop(info.id, None)
         for exec_id in [e.id for e in self.execs.values() if e.container_id == info.id and not e.running]:
             del self.execs[exec_id]
         return web.Response(status=204)

@@ -35,8 +35,8 @@ CLI_RUN = {
 
 
 def test_run_body_translates():
-    spec, auto_remove = parse_container_create(CLI_RUN, "web")
-    assert auto_remove and spec.name == "web" and spec.image == "busybox"
+    spec = parse_container_create(CLI_RUN, "web")
+    assert spec.auto_remove and spec.name == "web" and spec.image == "busybox"
     assert spec.command == ["sh", "-c", "echo $A"] and spec.entrypoint is None and spec.env == ["A=1"]
     assert [(m.type, m.source, m.target, m.read_only) for m in spec.mounts] == [("bind", "/tmp", "/h", True)]
     assert spec.resources.memory_bytes == 64 << 20 and spec.resources.nano_cpus == 500_000_000
