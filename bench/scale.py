@@ -248,12 +248,14 @@ def main() -> None:
                     if n.status.state == objects_pb2.NodeStatus.READY and n.description.hostname.startswith("sim")]
 
         deadline = time.monotonic() + 600
+        joining = time.monotonic()
         while len(ready_nodes()) < args.nodes:
             dead = [c.pid for c in children if c.poll() is not None]
             if dead or time.monotonic() > deadline:
                 raise RuntimeError(f"simulated nodes not all ready (exited: {dead}); see {logs}/sim-*.log")
             time.sleep(POLL)
 
+        print(f"{args.nodes} simulated nodes ready after {time.monotonic() - joining:.1f} s", flush=True)
         down: set[str] = set()
 
         def sample_down() -> None:
@@ -284,13 +286,20 @@ def main() -> None:
         service_id = control.CreateService(control_pb2.CreateServiceRequest(
             spec=build_spec("busybox", ["sleep", "3600"], base)), timeout=60).service.id
         assigned_s = running_s = None
+        progress = 10.0
         while running_s is None:
             tasks = control.ListTasks(control_pb2.ListTasksRequest(filters={"service": service_id}), timeout=60).tasks
             now = time.perf_counter() - started
             if assigned_s is None and sum(1 for t in tasks if t.node_id) >= args.tasks:
                 assigned_s = now
-            if sum(1 for t in tasks if t.status.state == objects_pb2.RUNNING) >= args.tasks:
+            running = sum(1 for t in tasks if t.status.state == objects_pb2.RUNNING)
+            if running >= args.tasks:
                 running_s = now
+            elif now >= progress:     # how it goes, for a run that does not converge
+                progress += 10
+                print(f"  {now:5.0f} s: {len(tasks)} tasks, {sum(1 for t in tasks if t.node_id)} assigned, "
+                      f"{running} running; {len(down)} nodes seen Down; leader CPU "
+                      f"{cpu_seconds(pids[leader]) - cpu0[leader]:.1f} s", flush=True)
             if now > args.timeout:   # report what was reached (and the rest of the figures), not a traceback
                 running = sum(1 for t in tasks if t.status.state == objects_pb2.RUNNING)
                 running_s = f"NOT reached: {running} of {args.tasks} running after {now:.0f} s ({len(tasks)} tasks)"
