@@ -167,7 +167,7 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     With ``--network NET`` naming a swarm network created with ``--attachable``, one call to
     shoald allocates the container's address (the cluster's IPAM), creates and starts it; shoald
     releases the address when the container is removed (``--rm``, ``-d --rm``, ``container rm``)."""
-    from agent_runtime.api import ContainerSpec, Resources, ShoalRuntimeError
+    from agent_runtime.api import ContainerSpec, Resources
     security = parse_security_opts(security_opt)
     env = read_env_files(env_file) + list(env)
     policy = restart_policy(restart)
@@ -201,47 +201,9 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
     spec.healthcheck = health_config
     spec.auto_remove = remove and detach       # -d --rm: runtimed removes it on exit (and shoald detaches it)
     spec.restart_policy = policy
-    if swarm_network:
-        cid = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec)
-    else:
-        try:
-            cid = _create_pulling(client, spec)
-        except ShoalRuntimeError as exc:
-            _fail(exc, 125)
-    try:
-        if not swarm_network:
-            client.start(cid)
-    except ShoalRuntimeError as exc:
-        code = client.inspect(cid).state.exit_code or 125
-        if remove:
-            _remove_container(client, cid)
-        _fail(exc, code if code in (126, 127) else 125)
-    if detach:
-        click.echo(cid)
-        return
-    try:
-        _stream(client, cid)
-        result = client.wait(cid)
-    except KeyboardInterrupt:
-        client.stop(cid)
-        result = client.wait(cid)
-    if remove:
-        _remove_container(client, cid)
-    sys.exit(result.status_code)
-
-
-def _create_pulling(client, spec) -> str:
-    """Create the container; an image this node lacks is pulled first, as ``docker run`` does
-    (its "Unable to find image 'REF' locally" on stderr)."""
-    from agent_runtime.errors import NotFound
-    try:
-        return client.create(spec)
-    except NotFound as exc:
-        if not str(exc).startswith("No such image"):
-            raise
-    click.echo(f"Unable to find image '{spec.image}' locally", err=True)
-    client.image_pull(spec.image)
-    return client.create(spec)
+    from shoal.cli.run_fast import execute
+    started = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec) if swarm_network else None
+    execute(client, spec, remove, detach, started)
 
 
 def restart_policy(text: str):
