@@ -143,9 +143,7 @@ class PruneAPI:
                 continue
             size = await asyncio.to_thread(dir_size, c.dir / "upper")
             try:
-                await manager.remove(c.id)
-                if c.on_overlay():
-                    await self.daemon.network.detach(c.id)
+                await self.daemon.remove_container(c, force=False)
             except ShoalRuntimeError as exc:
                 log.warning("container prune: cannot remove %s: %s", c.name, exc)
                 continue

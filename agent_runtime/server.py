@@ -247,10 +247,12 @@ class Runtimed:
 
     async def remove(self, request: web.Request) -> web.Response:
         c = self.manager.get(request.match_info["id"])
-        await self._remove(c, force=query_flag(request, "force"))
+        await self.remove_container(c, force=query_flag(request, "force"))
         return web.json_response({})
 
-    async def _remove(self, c, force: bool) -> None:
+    async def remove_container(self, c, force: bool) -> None:
+        """Every removal (the API's, AutoRemove's, prune's): its pending restart, the container, its
+        overlay endpoint."""
         self.restarter.forget(c.id)
         await self.manager.remove(c.id, force=force)
         if c.on_overlay():
@@ -295,7 +297,7 @@ class Runtimed:
         if c is None or not c.spec.auto_remove or c.state.status != "exited":
             return
         try:
-            await self._remove(c, force=False)
+            await self.remove_container(c, force=False)
             log.info("container %s removed on exit (AutoRemove)", c.name)
         except ShoalRuntimeError as exc:   # removed meanwhile, or restarted: nothing to do
             log.info("container %s: not removed on exit: %s", c.name, exc)

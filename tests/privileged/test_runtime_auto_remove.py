@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 
 from agent_runtime.api import AsyncRuntimeClient, ContainerSpec
+from agent_runtime.spec import RestartPolicy
 from shoal.dockerapi.containers import ContainerRoutes
 from shoal.dockerapi.server import DockerAPI
-from tests.support.runtime import IMAGE
+from tests.support.runtime import IMAGE, wait_until
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
@@ -95,3 +96,23 @@ def test_docker_run_rm_is_removed_by_runtimed_after_shoald_went_away(runtimed, t
             assert cid not in [c.id for c in await client.list(all=True)]
 
     asyncio.run(after(asyncio.run(shoald())))      # shoald is gone while the container runs
+
+
+def test_container_prune_removes_as_rm_does(runtimed):
+    """Prune goes through runtimed's one removal (remove_container): an exited container that ran
+    out of restarts goes, with its restart back-off; a running one stays."""
+    client = runtimed.client()
+    keep = client.run(ContainerSpec(image=IMAGE, command=["sleep", "60"], labels={"prune-test": "1"}))
+    gone = client.create(ContainerSpec(image=IMAGE, command=["false"], labels={"prune-test": "1"},
+                                       restart_policy=RestartPolicy("on-failure", 1)))
+    client.start(gone)
+    try:
+        def done() -> bool:      # the exit, the one restart and its exit
+            info = client.inspect(gone)
+            return info.restart_count == 1 and info.state.status == "exited" and not info.state.restarting
+        assert wait_until(done, 30)
+        report = client.container_prune({"label": ["prune-test=1"]})
+        assert report["ContainersDeleted"] == [gone]
+        assert [c.id for c in client.list(all=True) if c.config.labels.get("prune-test")] == [keep.id]
+    finally:
+        client.remove(keep.id, force=True)
