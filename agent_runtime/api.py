@@ -253,6 +253,26 @@ class _Calls:
                      decode=lambda d: from_json(ExecResult, d), extra_time=timeout or 0.0)
 
     @staticmethod
+    def resize(ref: str, rows: int, columns: int) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/resize", {"h": rows, "w": columns})
+
+    @staticmethod
+    def exec_create(ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
+                    tty: bool = False, stdin: bool = False, console_size: tuple[int, int] | None = None) -> _Call:
+        return _Call("POST", f"/containers/{_q(ref)}/execs",
+                     body={"Cmd": cmd, "Env": env or [], "User": user, "WorkingDir": workdir, "Tty": tty,
+                           "AttachStdin": stdin, "ConsoleSize": list(console_size or [])},
+                     decode=lambda d: d["Id"])
+
+    @staticmethod
+    def exec_inspect(exec_id: str) -> _Call:
+        return _Call("GET", f"/exec/{_q(exec_id)}/json")
+
+    @staticmethod
+    def exec_resize(exec_id: str, rows: int, columns: int) -> _Call:
+        return _Call("POST", f"/exec/{_q(exec_id)}/resize", {"h": rows, "w": columns})
+
+    @staticmethod
     def stats(ref: str) -> _Call:
         return _Call("GET", f"/containers/{_q(ref)}/stats", decode=lambda d: from_json(ContainerStats, d))
 
@@ -428,6 +448,64 @@ class RuntimeClient:
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
              timeout: float | None = None) -> ExecResult:
         return self._call(_Calls.exec(ref, cmd, env, user, workdir, timeout))
+    def resize(self, ref: str, rows: int, columns: int) -> None:
+        self._call(_Calls.resize(ref, rows, columns))
+
+    def exec_create(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
+                    workdir: str = "", tty: bool = False, stdin: bool = False,
+                    console_size: tuple[int, int] | None = None) -> str:
+        return self._call(_Calls.exec_create(ref, cmd, env, user, workdir, tty, stdin, console_size))
+
+    def exec_inspect(self, exec_id: str) -> dict: return self._call(_Calls.exec_inspect(exec_id))
+
+    def exec_resize(self, exec_id: str, rows: int, columns: int) -> None:
+        self._call(_Calls.exec_resize(exec_id, rows, columns))
+
+    def attach(self, ref: str, stdin: bool = False, detach_keys: str = "") -> "unixhttp.Upgraded":
+        """Docker's hijacked attach (agent_runtime/attach.py): the raw socket, made before a start
+        so that nothing the container writes is missed."""
+        query = {"stream": 1, "stdin": int(stdin), "stdout": 1, "stderr": 1}
+        if detach_keys:
+            query["detachKeys"] = detach_keys
+        return self._upgrade(_Call("POST", f"/containers/{_q(ref)}/attach", query))
+
+    def exec_start(self, exec_id: str, detach_keys: str = "") -> "unixhttp.Upgraded":
+        return self._upgrade(_Call("POST", f"/exec/{_q(exec_id)}/start",
+                                   {"detachKeys": detach_keys} if detach_keys else None))
+
+    def wait_attached(self, ref: str) -> Callable[[], WaitResult]:
+        """Docker run's wait (``attach=1``): returns once runtimed has sent the headers, before the
+        container is started; the function returned blocks until the exit and gives its result
+        (AutoRemove keeps the container until it is sent)."""
+        conn, resp = self._open(_Calls.wait(ref, attach=True))
+        if conn.sock is not None:
+            conn.sock.settimeout(None)
+
+        def result() -> WaitResult:
+            try:
+                payload = resp.read()
+            finally:
+                conn.close()
+            return _wait_result(json.loads(payload))
+        return result
+
+    def _upgrade(self, call: _Call) -> "unixhttp.Upgraded":
+        try:
+            status, payload, upgraded = unixhttp.upgrade(self.socket_path, call.method, call.url(), None,
+                                                         self.timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {self.timeout:g} s") from None
+        except (ConnectionError, unixhttp.ProtocolError) as exc:
+            raise Unavailable(f"shoal-runtimed at {self.socket_path} dropped the connection during "
+                              f"{call.what}: {exc}") from exc
+        except OSError as exc:
+            raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
+        if upgraded is None:
+            if status >= 400:
+                _raise_for(status, payload)
+            raise Unavailable(f"shoal-runtimed answered {call.what} with {status}, not a stream")
+        return upgraded
+
     def volume_create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
         return self._call(_Calls.volume_create(name, labels))
     def volumes(self) -> list[VolumeInfo]: return self._call(_Calls.volumes())

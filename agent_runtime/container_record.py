@@ -73,6 +73,11 @@ class Container:
     log_writer: object = None
     pipes: dict[int, str] = field(default_factory=dict)  # read fd -> stream name
     pidfd: int = -1
+    stdin_fd: int = -1        # the workload's input (pty master or pipe), for attached clients
+    input_ready: asyncio.Event = field(default_factory=asyncio.Event)   # set when a start made stdin_fd
+    # attached clients (agent_runtime.attach.Attachment): each gets the output as it is read and
+    # ended() after the exit; kept across a start, so a client attached before it sees everything
+    attached: set = field(default_factory=set)
 
     @property
     def log_path(self) -> Path:

@@ -234,7 +234,12 @@ class ContainerManager:
             stop_warming = threading.Event()
             warming = loop.run_in_executor(None, keep_migration_lock_warm, self.cgroup_version, stop_warming)
             spawned = process.spawn_waiter(self.busybox, self.python, init_json, c.dir / "exitcode", self.init,
-                                           tty=c.spec.tty, open_stdin=c.spec.open_stdin)
+                                           tty=c.spec.tty, open_stdin=c.spec.open_stdin,
+                                           stdin_once=c.spec.stdin_once,
+                                           console_size=tuple(c.spec.console_size[:2]) or None)
+            _close_stdin(c)
+            c.stdin_fd = spawned.stdin_fd
+            c.input_ready.set()
             c.runtime = Runtime(waiter_pid=spawned.waiter_pid, waiter_start=process.start_time(spawned.waiter_pid),
                                 restart_count=c.runtime.restart_count, manually_stopped=c.runtime.manually_stopped)
             self._watch(c, spawned.waiter_pid, spawned.stdout_fd, spawned.stderr_fd)
@@ -254,6 +259,9 @@ class ContainerManager:
                     c.log_writer = None
                 c.state.error = str(exc)
                 c.set_status(EXITED)
+                c.input_ready.set()
+                for attachment in list(c.attached):   # clients attached before this start: it ended
+                    attachment.ended()
             else:
                 process.signal_process(spawned.waiter_pid, c.runtime.waiter_start, signal.SIGKILL)
                 cg.kill_all()
@@ -308,6 +316,8 @@ class ContainerManager:
                 del c.pipes[fd]
                 return False
             c.log_writer.feed(stream, data)
+            for attachment in list(c.attached):
+                attachment.output(stream, data)
             if not drain:
                 return True
 
@@ -330,6 +340,9 @@ class ContainerManager:
         if c.log_writer:
             c.log_writer.close()
             c.log_writer = None
+        _close_stdin(c)
+        for attachment in list(c.attached):
+            attachment.ended()
         code = _read_exit_file(c.dir / "exitcode")
         if code is None:
             code = waiter_code if waiter_code is not None else -1
@@ -454,9 +467,9 @@ class ContainerManager:
         self._publish(events.DESTROY, c)
 
     # exec / stats ----------------------------------------------------------------------------
-    async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
-                   workdir: str = "", timeout: float | None = None) -> ExecResult:
-        """Run ``cmd`` in the container's namespaces and cgroup; output capped at 1 MiB/stream."""
+    def exec_spec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
+                  workdir: str = "", tty: bool = False) -> tuple[Container, dict, int, int]:
+        """The container, init.py's exec spec and the sync pipe (read end, write end) of an exec."""
         c = self.get(ref)
         if c.state.status != RUNNING or not process.alive(c.state.pid, c.runtime.pid_start):
             raise Conflict(f"cannot exec in container {c.name}: container is not running")
@@ -466,7 +479,7 @@ class ContainerManager:
         caps = capabilities.effective_caps(spec.cap_add, spec.cap_drop, spec.privileged)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         exec_spec = {
-            "mode": "exec", "target_pid": c.state.pid, "sync_fd": sync_w,
+            "mode": "exec", "target_pid": c.state.pid, "sync_fd": sync_w, "tty": tty,
             "namespaces": ["ipc", "uts", "net", "pid", "mnt"], "cgroup_procs": self.cgroup(c).procs_files(),
             "process": {"args": cmd, "env": merge_env(c.process.env, env or []),
                         "cwd": workdir or c.process.cwd, "user": user or c.process.user,
@@ -475,6 +488,12 @@ class ContainerManager:
                         "seccomp": _seccomp(spec, caps)},
             **_limits(spec),   # as runc's exec: the container's ulimits and OOM score, not runtimed's
         }
+        return c, exec_spec, sync_r, sync_w
+
+    async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
+                   workdir: str = "", timeout: float | None = None) -> ExecResult:
+        """Run ``cmd`` in the container's namespaces and cgroup; output capped at 1 MiB/stream."""
+        c, exec_spec, sync_r, sync_w = self.exec_spec(ref, cmd, env, user, workdir)
         spec_path = c.dir / f"exec-{secrets.token_hex(4)}.spec"
         process.write_init_spec(spec_path, exec_spec)
         try:
@@ -547,6 +566,7 @@ class ContainerManager:
         if process.alive(rt.waiter_pid, rt.waiter_start):
             try:
                 out_fd, err_fd = process.reopen_pipes(rt.waiter_pid)
+                c.stdin_fd = _reopen_stdin(c)
                 c.log_writer = _log_writer(c)
                 self._watch(c, rt.waiter_pid, out_fd, err_fd)
                 log.info("re-adopted running container %s (pid %d)", c.name, c.state.pid)
@@ -556,6 +576,27 @@ class ContainerManager:
                 log.warning("cannot re-adopt container %s: %s", c.name, exc)
         c.exited_event = asyncio.Event()
         self._finish(c, None)
+
+
+def _close_stdin(c: Container) -> None:
+    if c.stdin_fd >= 0:
+        os.close(c.stdin_fd)
+        c.stdin_fd = -1
+    c.input_ready = asyncio.Event()
+
+
+def _reopen_stdin(c: Container) -> int:
+    """The input of a re-adopted container: the pty master the waiter keeps (fd 6), or the write
+    end of its stdin pipe (fd 7; gone with StdinOnce, whose input ended with the old runtimed)."""
+    pid = c.runtime.waiter_pid
+    try:
+        if c.spec.tty:
+            return process.take_fd(pid, 6)
+        if c.spec.open_stdin and not c.spec.stdin_once:
+            return os.open(f"/proc/{pid}/fd/7", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        log.warning("container %s: its input cannot be attached again: %s", c.name, exc)
+    return -1
 
 
 def _log_writer(c: Container) -> LogWriter:

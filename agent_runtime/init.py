@@ -478,6 +478,10 @@ def exec_mode(spec):
     child = os.fork()
     if child == 0:
         try:
+            if spec.get("tty"):
+                # fds 0-2 are the slave of the exec's own pty (`exec -t`): our controlling terminal
+                os.setsid()
+                fcntl.ioctl(0, TIOCSCTTY, 0)
             set_limits(spec.get("rlimits", ()), spec.get("oom_score_adj", 0))
             env = become(spec["process"])
         except (SetupError, OSError, ValueError) as exc:

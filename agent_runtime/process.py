@@ -29,6 +29,8 @@ import os
 import py_compile
 import shlex
 import signal
+import struct
+import termios
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +46,18 @@ WAITER_SCRIPT = '"$@" 3<&- 4<&- & exec 5>&-; wait $!; rc=$?; echo $rc >"$0"; exi
 # ends with EIO once no one holds the slave. It is dd, which copies with read and write: busybox
 # cat uses sendfile, and a splice from a tty into a pipe holds the pipe's lock while it waits for
 # the tty, so runtimed's read of the pipe hung, unkillable (D state), until the workload wrote.
+# The waiter keeps the master (fd 6) so that a restarted runtimed can take it again
+# (process.take_fd) to write an attached client's input and set the window size.
 WAITER_TTY_SCRIPT = ('"$BB" dd bs=65536 <&6 3<&- 4<&- 5>&- 7<&- 2>/dev/null & '
                      '"$@" <&7 >&7 2>&7 3<&- 4<&- 6<&- 7<&- & '
-                     'exec 5>&- 6<&- 7<&- 1>&- 2>&-; wait $!; rc=$?; wait; echo $rc >"$0"; exit $rc')
+                     'exec 5>&- 7<&- 1>&- 2>&-; wait $!; rc=$?; wait; echo $rc >"$0"; exit $rc')
 # With an open stdin and no TTY (Compose's stdin_open): fd 6 is the read end of a pipe whose write
 # end (fd 7) only the waiter holds, so the workload's reads wait instead of seeing end-of-file.
 WAITER_STDIN_SCRIPT = '"$@" <&6 3<&- 4<&- 6<&- 7>&- & exec 5>&- 6<&-; wait $!; rc=$?; echo $rc >"$0"; exit $rc'
+# Docker's StdinOnce (`run -i`): runtimed holds the only write end, and closes it when the attached
+# client's input ends, so the workload reads end-of-file (`echo hi | run -i IMAGE cat`).
+WAITER_STDIN_ONCE_SCRIPT = ('"$@" <&6 3<&- 4<&- 6<&- 7>&- & exec 5>&- 6<&- 7>&-; '
+                            'wait $!; rc=$?; echo $rc >"$0"; exit $rc')
 
 
 @dataclass
@@ -60,6 +68,7 @@ class Spawned:
     stdout_fd: int
     stderr_fd: int
     sync_fd: int
+    stdin_fd: int = -1       # runtimed's end of the workload's input: the pty master, or the pipe's write end
 
 
 def _high(fd: int) -> int:
@@ -87,21 +96,28 @@ def compile_init(dest: Path) -> Path:
 
 
 def spawn_waiter(busybox: str, python: str, init_json: Path, exit_file: Path, init: Path = INIT_PY,
-                 tty: bool = False, open_stdin: bool = False) -> Spawned:
-    """Start the waiter + init chain for one container; the caller owns the returned fds."""
+                 tty: bool = False, open_stdin: bool = False, stdin_once: bool = False,
+                 console_size: tuple[int, int] | None = None) -> Spawned:
+    """Start the waiter + init chain for one container; the caller owns the returned fds.
+    ``console_size`` (rows, columns) is the pty's window size before the workload starts."""
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
     sync_r, sync_w = _pipe()
     extra: tuple[int, ...] = ()
     script = WAITER_SCRIPT
+    stdin_fd = -1
     if tty:
         master, slave = os.openpty()
         extra = (_high(master), _high(slave))
+        if console_size:
+            set_window_size(extra[0], *console_size)
+        stdin_fd = fcntl.fcntl(extra[0], fcntl.F_DUPFD_CLOEXEC, 10)
         script = f"BB={shlex.quote(busybox)}; {WAITER_TTY_SCRIPT}"
     elif open_stdin:
         extra = os.pipe2(os.O_CLOEXEC)
         extra = (_high(extra[0]), _high(extra[1]))
-        script = WAITER_STDIN_SCRIPT
+        stdin_fd = fcntl.fcntl(extra[1], fcntl.F_DUPFD_CLOEXEC, 10)
+        script = WAITER_STDIN_ONCE_SCRIPT if stdin_once else WAITER_STDIN_SCRIPT
     argv = ["busybox", "unshare", "-p", "--", busybox, "sh", "-c", script, str(exit_file),
             python, "-I", "-S", str(init), str(init_json)]
     actions = [
@@ -114,15 +130,41 @@ def spawn_waiter(busybox: str, python: str, init_json: Path, exit_file: Path, in
         pid = os.posix_spawn(busybox, argv, {}, file_actions=actions, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM))
     except BaseException:
-        for fd in (out_r, err_r, sync_r):
+        for fd in (out_r, err_r, sync_r) + ((stdin_fd,) if stdin_fd >= 0 else ()):
             os.close(fd)
         raise
     finally:
         for fd in (out_w, err_w, sync_w, *extra):
             os.close(fd)
-    for fd in (out_r, err_r, sync_r):
+    # The pty master stays blocking: the relay (dd) reads the same open file, and dies of EAGAIN
+    for fd in (out_r, err_r, sync_r) + ((stdin_fd,) if stdin_fd >= 0 and not tty else ()):
         os.set_blocking(fd, False)
-    return Spawned(pid, out_r, err_r, sync_r)
+    return Spawned(pid, out_r, err_r, sync_r, stdin_fd)
+
+
+def set_window_size(fd: int, rows: int, columns: int) -> None:
+    """TIOCSWINSZ on a pty (master or slave): the kernel sends SIGWINCH to its foreground group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+_SYS_PIDFD_GETFD = 438      # the same number on every architecture (the generic syscall table)
+
+
+def take_fd(pid: int, fd: int) -> int:
+    """A duplicate of another process's open file (pidfd_getfd(2), close-on-exec, its flags shared):
+    a restarted runtimed takes back a container's pty master, which opening /proc/PID/fd/N would
+    not give (that opens a new pty through /dev/ptmx)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        new = libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+        if new < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"pidfd_getfd of fd {fd} of pid {pid}: {os.strerror(err)}")
+    finally:
+        os.close(pidfd)
+    return new
 
 
 async def read_sync(fd: int, timeout: float) -> list[dict]:

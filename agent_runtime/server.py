@@ -36,6 +36,7 @@ from agent_runtime.errors import Forbidden, InvalidArgument, NotFound, ShoalRunt
 from agent_runtime.httpbody import json_body, query_flag
 from agent_runtime.images import errors as image_errors
 from agent_runtime.image_api import ImageAPI, open_store
+from agent_runtime.attach import AttachAPI
 from agent_runtime.prune import PruneAPI
 from agent_runtime.restart import Restarter
 from agent_runtime import daemonconfig, logformat, sdnotify
@@ -116,6 +117,7 @@ class Runtimed:
         r.add_get("/info", self.info)
         self.image_api.add_routes(r)
         PruneAPI(self).add_routes(r)
+        AttachAPI(self.manager).add_routes(r)
         r.add_post("/containers/create", self.create)
         r.add_get("/containers/json", self.list)
         r.add_get("/containers/{id}/json", self.inspect)

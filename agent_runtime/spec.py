@@ -255,7 +255,12 @@ class ContainerSpec:
     group_add: list[str] = field(default_factory=list, metadata={"json": "GroupAdd"})
     # stdin, stdout and stderr are one pseudo-terminal (its output is logged as stdout)
     tty: bool = False
+    # the workload's stdin is a pipe (or the pty) that attached clients write to (`run -i`);
+    # with stdin_once (Docker's StdinOnce) it is closed when the first attached client's input ends
     open_stdin: bool = False
+    stdin_once: bool = False
+    # the pty's window size when the workload starts: [rows, columns] (Docker's HostConfig.ConsoleSize)
+    console_size: list[int] = field(default_factory=list)
     # Docker's HostConfig.AutoRemove (`run --rm`): runtimed removes the container once it has
     # exited, whoever waits for it or not (`run -d --rm`), also when it exited while runtimed was down
     auto_remove: bool = field(default=False, metadata={"json": "AutoRemove"})

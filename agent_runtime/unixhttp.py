@@ -155,3 +155,79 @@ class Connection:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class Upgraded:
+    """A connection after ``101 UPGRADED`` (Docker's hijack): the socket, and the bytes of the
+    stream that arrived with the answer's head."""
+
+    def __init__(self, sock: socket.socket, head: bytes) -> None:
+        self.sock = sock
+        self.head = head
+
+
+def upgrade(path: str, method: str, url: str, body: bytes | None, timeout: float | None,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes, Upgraded | None]:
+    """Send a request asking to upgrade the connection to a raw stream (``Upgrade: tcp``).
+
+    Returns ``(101, b"", Upgraded)``, or ``(status, body, None)`` when the server answered otherwise
+    (an error, or a plain 200 whose body is the stream: read to the end). ``OSError`` from
+    connect is the caller's to report."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        head = {"Host": "localhost", "Connection": "Upgrade", "Upgrade": "tcp", **(headers or {})}
+        head["Content-Length"] = str(len(body or b""))
+        text = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n"
+        sock.sendall(text.encode("latin-1") + (body or b""))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            if not piece:
+                raise ConnectionError("the connection closed before the answer's head")
+            data += piece
+            if len(data) > MAX_LINE * 4:
+                raise ProtocolError("an answer's head longer than 256 KiB")
+        head_bytes, _, rest = data.partition(b"\r\n\r\n")
+        lines = head_bytes.split(b"\r\n")
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP status line: {lines[0][:80]!r}")
+        status = int(parts[1])
+        if status == 101:
+            sock.settimeout(None)
+            return 101, b"", Upgraded(sock, rest)
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
+        length = fields.get("content-length")
+        chunks = [rest]
+        received = len(rest)
+        while length is None or received < int(length):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            chunks.append(piece)
+            received += len(piece)
+        payload = b"".join(chunks)
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            payload = _unchunk(payload)
+        sock.close()
+        return status, payload, None
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";", 1)[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2:]
+    return b"".join(out)

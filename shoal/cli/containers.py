@@ -106,6 +106,9 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.command(context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @click.option("--name", default="")
 @click.option("-e", "--env", multiple=True, help="NAME=VALUE")
 @click.option("--env-file", multiple=True, help="Read in a file of environment variables")
@@ -157,7 +160,7 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_interval, health_timeout,
+def run(ctx, remove, detach, interactive, tty, detach_keys, name, env, env_file, mounts, health_cmd, health_interval, health_timeout,
         health_retries, health_start_period, no_healthcheck, restart, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
         tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
         hostname, entrypoint, stop_signal, stop_timeout, label, dns, dns_search, dns_option, add_host,
@@ -199,11 +202,42 @@ def run(ctx, remove, detach, name, env, env_file, mounts, health_cmd, health_int
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network,
         **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
     spec.healthcheck = health_config
-    spec.auto_remove = remove and detach       # -d --rm: runtimed removes it on exit (and shoald detaches it)
+    attached = (interactive or tty) and not detach      # run -it, -i, -t: runtimed's attach (shoal/cli/interactive.py)
+    keys = _interactive_setup(spec, interactive, tty, detach, detach_keys)
+    # -d --rm, and --rm of an attached run (the client may detach): runtimed removes it on exit
+    spec.auto_remove = remove and (detach or attached)
     spec.restart_policy = policy
-    from shoal.cli.run_fast import execute
+    from shoal.cli.run_fast import create_pulling, execute, fail
     started = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec) if swarm_network else None
+    if attached:
+        from agent_runtime.api import ShoalRuntimeError
+        cid = started
+        if cid is None:
+            try:
+                cid = create_pulling(client, spec)
+            except ShoalRuntimeError as exc:
+                fail(exc, 125)
+        from shoal.cli import interactive as session
+        sys.exit(session.run_attached(client, cid, start=started is None, stdin=interactive, tty=tty,
+                                      detach_keys=keys, remove=remove))
     execute(client, spec, remove, detach, started)
+
+
+def _interactive_setup(spec, interactive: bool, tty: bool, detach: bool, detach_keys: str) -> bytes:
+    """-i/-t/--detach-keys into the spec, as docker's: OpenStdin with -i, StdinOnce when attached,
+    the terminal's size for the pty; the detach keys parsed (a bad one: exit 125)."""
+    from agent_runtime.detachkeys import parse_detach_keys
+    from shoal.cli.interactive import check_tty, window_size
+    try:
+        keys = parse_detach_keys(detach_keys)
+    except ValueError as exc:
+        _fail(exc, 125)
+    if not detach and (problem := check_tty(interactive, tty)):
+        _fail(problem, 1)
+    spec.tty, spec.open_stdin, spec.stdin_once = tty, interactive, interactive and not detach
+    if tty:
+        spec.console_size = list(window_size() or ())
+    return keys
 
 
 def restart_policy(text: str):
@@ -464,6 +498,10 @@ def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
 
 
 @container.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @click.option("-e", "--env", multiple=True, help="Set environment variables")
 @click.option("--env-file", multiple=True, help="Read in a file of environment variables")
 @click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
@@ -471,13 +509,15 @@ def container_logs(ctx, follow, tail, since, timestamps, ref) -> None:
 @click.argument("ref")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def container_exec(ctx, env, env_file, user, workdir, ref, command) -> None:
-    """Run a command in a running container (output is printed when it finishes)."""
+def container_exec(ctx, detach, interactive, tty, detach_keys, env, env_file, user, workdir, ref, command) -> None:
+    """Run a command in a running container (without -i/-t: output is printed when it finishes)."""
     from agent_runtime.api import InvalidArgument, ShoalRuntimeError
     env = read_env_files(env_file) + list(env)
     command = list(command)
     if command[:1] == ["--"]:  # `exec CONTAINER -- CMD…` as well as `exec CONTAINER CMD…`
         command = command[1:]
+    if interactive or tty or detach:
+        _exec_session(ctx, detach, interactive, tty, detach_keys, env, user, workdir, ref, command)
     try:
         result = _client(ctx).exec(ref, command, env=list(env), user=user, workdir=workdir)
     except InvalidArgument as exc:
@@ -487,6 +527,28 @@ def container_exec(ctx, env, env_file, user, workdir, ref, command) -> None:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.exit(result.exit_code)
+
+
+def _exec_session(ctx, detach, interactive, tty, detach_keys, env, user, workdir, ref, command) -> None:
+    """exec -i/-t (attached, through runtimed's exec session) or -d (started, not waited for)."""
+    from agent_runtime.api import ShoalRuntimeError
+    from agent_runtime.detachkeys import parse_detach_keys
+    from shoal.cli import interactive as session
+    try:
+        keys = parse_detach_keys(detach_keys)
+    except ValueError as exc:
+        _fail(exc, 125)
+    if not detach and (problem := session.check_tty(interactive, tty)):
+        _fail(problem, 1)
+    client = _client(ctx)
+    try:
+        if detach:
+            exec_id = client.exec_create(ref, command, env=env, user=user, workdir=workdir, tty=tty)
+            client.exec_start(exec_id).sock.close()   # runtimed runs it to its end without a client
+            sys.exit(0)
+        sys.exit(session.exec_attached(client, ref, command, env, user, workdir, interactive, tty, keys))
+    except ShoalRuntimeError as exc:
+        _fail(exc, 126)
 
 
 @container.command("stop")

@@ -1,0 +1,166 @@
+"""`shoal run -it`, `run -i`, `exec -it` against a real shoal-runtimed, driven through a real
+pseudo-terminal on the client's side (tests/support/terminal.py): the prompt, a command's output,
+window sizes (at the start and on SIGWINCH), the detach keys, the exit code, and the client's
+terminal restored afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from agent_runtime.api import ContainerSpec
+from tests.support.runtime import IMAGE, VENV_BIN, sh, wait_until
+from tests.support.terminal import Terminal
+
+SHOAL = str(VENV_BIN / "shoal")
+
+
+@pytest.fixture
+def env(runtimed):
+    return {"SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}", "PS1": ""}
+
+
+@pytest.fixture
+def terminals():
+    opened: list[Terminal] = []
+    yield opened
+    for t in opened:
+        t.close()
+
+
+def _open(terminals, argv, env, **kw) -> Terminal:
+    t = Terminal(argv, env, **kw)
+    terminals.append(t)
+    return t
+
+
+def test_run_it_shell_prompt_output_size_resize_exit_code(client, env, terminals):
+    t = _open(terminals, [SHOAL, "run", "-it", "--rm", "--name", "it-shell", IMAGE, "sh"], env, rows=33, columns=101)
+    t.expect(r"/ # ")        # busybox sh's root prompt, through the container's pty
+    t.send("stty size; echo out-$((6*7))\r")
+    t.expect(r"33 101")                               # the size given at the start (ConsoleSize)
+    t.expect(r"out-42")
+    mark = len(t.output)
+    t.resize(40, 120)                                 # SIGWINCH to the client: POST /containers/{id}/resize
+    t.send("stty size\r")
+    deadline = time.monotonic() + 30
+    while "40 120" not in t.output[mark:].decode(errors="replace"):   # the resize may land after the first stty
+        assert time.monotonic() < deadline, t.text
+        t.expect(r"\d+ \d+", start=mark)
+        mark = len(t.output)
+        t.send("stty size\r")
+        t.expect(r"/ # ", start=mark)
+    t.send("exit 3\r")
+    assert t.wait() == 3
+    assert "TERMINAL-RESTORED" in t.text
+    assert wait_until(lambda: not [c for c in client.list(all=True) if c.name == "it-shell"], 30)   # --rm
+
+
+def test_run_it_detach_keys_leave_it_running(client, env, terminals):
+    t = _open(terminals, [SHOAL, "run", "-it", "--name", "it-detach", "--detach-keys", "ctrl-x,x", IMAGE, "sh"], env)
+    t.expect(r"/ # ")
+    t.send("echo before-detach\r")
+    t.expect("before-detach")
+    t.send(b"\x18x")
+    assert t.wait() == 0
+    assert "TERMINAL-RESTORED" in t.text
+    info = client.inspect("it-detach")
+    assert info.state.status == "running"
+    # attach again with the default keys, through exec -it into the same container
+    t2 = _open(terminals, [SHOAL, "exec", "-it", "it-detach", "sh"], env, rows=20, columns=70)
+    t2.expect(r"/ # ")
+    t2.send("stty size; [ -t 0 ] && [ -t 1 ] && echo in-exec-$((2+3))\r")
+    t2.expect("20 70")
+    t2.expect("in-exec-5")
+    t2.send("exit 5\r")
+    assert t2.wait() == 5
+    assert "TERMINAL-RESTORED" in t2.text
+    client.remove("it-detach", force=True)
+
+
+def test_exec_it_detach_with_default_keys(client, env, terminals):
+    cid = client.create(ContainerSpec(image=IMAGE, command=["sleep", "300"], stop_signal="KILL"))
+    client.start(cid)
+    t = _open(terminals, [SHOAL, "exec", "-it", cid, "sh"], env)
+    t.expect(r"/ # ")
+    t.send(b"\x10\x11")
+    assert t.wait() == 0
+    assert "TERMINAL-RESTORED" in t.text
+
+
+def test_run_i_pipes_stdin_and_ends_at_its_end(client, runtimed):
+    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    out = subprocess.run([SHOAL, "run", "-i", "--rm", IMAGE, "cat"], input=b"hi\n", capture_output=True,
+                         env=env, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"hi\n", b"")
+    out = subprocess.run([SHOAL, "run", "-i", "--rm", IMAGE, "sh", "-c", "read x; echo got-$x >&2; exit 4"],
+                         input=b"line\n", capture_output=True, env=env, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (4, b"", b"got-line\n")
+
+
+def test_exec_i_pipes_stdin(client, runtimed):
+    cid = client.create(ContainerSpec(image=IMAGE, command=["sleep", "300"], stop_signal="KILL"))
+    client.start(cid)
+    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    out = subprocess.run([SHOAL, "exec", "-i", cid, "sh", "-c", "tr a-z A-Z; exit 7"], input=b"hello\n",
+                         capture_output=True, env=env, timeout=120)
+    assert (out.returncode, out.stdout) == (7, b"HELLO\n")
+
+
+def test_run_it_without_a_terminal_is_refused(client, runtimed):
+    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    out = subprocess.run([SHOAL, "run", "-it", IMAGE, "sh"], input=b"", capture_output=True, env=env, timeout=60)
+    assert out.returncode == 1 and b"the input device is not a TTY" in out.stderr
+
+
+def test_attach_before_start_sees_all_output_and_resize_needs_a_tty(client):
+    from shoal.cli.interactive import Demux  # noqa: F401  (the CLI's demultiplexer reads these frames)
+    cid = client.create(ContainerSpec(image=IMAGE, command=sh("echo one; echo two >&2")))
+    upgraded = client.attach(cid)
+    client.start(cid)
+    data = upgraded.head
+    while chunk := upgraded.sock.recv(65536):
+        data += chunk
+    upgraded.sock.close()
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x04one\n" + b"\x02\x00\x00\x00\x00\x00\x00\x04two\n" or \
+        sorted([data[:12], data[12:]]) == sorted([b"\x01\x00\x00\x00\x00\x00\x00\x04one\n",
+                                                  b"\x02\x00\x00\x00\x00\x00\x00\x04two\n"])
+    from agent_runtime.errors import Conflict
+    with pytest.raises(Conflict, match="no TTY"):
+        client.resize(cid, 10, 10)
+
+
+def _read_until(sock, head: bytes, needle: bytes, seconds: float = 60.0) -> bytes:
+    import select
+    data, deadline = head, time.monotonic() + seconds
+    while needle not in data:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{needle!r} not received within {seconds:g} s: {data!r}"
+        if select.select([sock], [], [], left)[0]:
+            chunk = sock.recv(65536)
+            assert chunk, f"the stream ended before {needle!r}: {data!r}"
+            data += chunk
+    return data
+
+
+def test_input_and_resize_survive_a_runtimed_restart(client, runtimed):
+    """The pty master of a running container is taken back from its waiter (pidfd_getfd) by a
+    restarted runtimed: attaching again still reaches the shell, and resizing still works."""
+    cid = client.create(ContainerSpec(image=IMAGE, tty=True, open_stdin=True, command=["sh"], stop_signal="KILL"))
+    upgraded = client.attach(cid, stdin=True)
+    client.start(cid)
+    upgraded.sock.sendall(b"echo first-$((1+1))\r")
+    _read_until(upgraded.sock, upgraded.head, b"first-2")
+    upgraded.sock.close()
+    runtimed.stop()
+    runtimed.start()
+    again = runtimed.client()
+    upgraded = again.attach(cid, stdin=True)
+    again.resize(cid, 12, 34)
+    upgraded.sock.sendall(b"stty size; echo second-$((2+2))\r")
+    data = _read_until(upgraded.sock, upgraded.head, b"second-4")
+    assert b"12 34" in data
+    upgraded.sock.close()
