@@ -44,3 +44,4 @@ class Histogram:
 PASS_SECONDS: defaultdict[str, Histogram] = defaultdict(lambda: Histogram(PASS_BUCKETS))
 SCHEDULING_SECONDS: defaultdict[str, Histogram] = defaultdict(lambda: Histogram(SCHEDULING_BUCKETS))
 COUNTERS: Counter[str] = Counter()
+HEARTBEAT_WAIT = Histogram((0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))

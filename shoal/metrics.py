@@ -172,6 +172,10 @@ def manager_stats(manager):
                                  "had stalled (heartbeat deadlines moved by the stall)")
     stalls.add_metric([], stats.COUNTERS["dispatcher_stalls"])
     yield stalls
+    wait = HistogramMetricFamily("shoal_dispatcher_heartbeat_wait_seconds", "How long each heartbeat waited "
+                                 "for this manager to handle it (its deadline's part already gone)")
+    wait.add_metric([], stats.HEARTBEAT_WAIT.cumulative(), stats.HEARTBEAT_WAIT.total)
+    yield wait
     leaders = CounterMetricFamily("shoal_raft_leader_changes", "Leaders this manager has seen take over")
     leaders.add_metric([], stats.COUNTERS["leader_changes"])
     yield leaders

@@ -17,6 +17,7 @@ from typing import Awaitable, Callable
 import grpc
 
 from common.backoff import Backoff
+from common.heartbeat import GRACE_PERIODS, call_timeout
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 from proto.ports import mtls_addr
 
@@ -38,9 +39,6 @@ def _leader_from(err: grpc.aio.AioRpcError) -> str | None:
     return None
 
 
-# The dispatcher marks a node Down after this many heartbeat periods without one
-# (manager.dispatcher.GRACE_MULTIPLIER; the worker does not import the manager).
-GRACE_PERIODS = 3
 
 
 class Agent:
@@ -206,7 +204,7 @@ class Agent:
                 try:
                     response = await stub.Heartbeat(
                         cluster_pb2.HeartbeatRequest(session_id=session_id, status_message=message),
-                        timeout=max(self._period, 1.0))
+                        timeout=call_timeout(self._period))
                     break
                 except grpc.aio.AioRpcError as err:
                     late = self._clock() - answered

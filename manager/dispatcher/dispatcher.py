@@ -27,13 +27,14 @@ from typing import Callable, Protocol
 
 import grpc
 
+from common.heartbeat import GRACE_PERIODS, call_timeout
 from manager import stats
 from manager import grpcutil
 from manager.ca import rotation
 from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
 from manager.dispatcher.fanout import Fanout
-from manager.dispatcher.liveness import expired_nodes
+from manager.dispatcher.liveness import HeartbeatLag, expired_nodes
 from manager.secretbox import SecretBox, SecretBoxError
 from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, StoreError
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
@@ -41,7 +42,7 @@ from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_PERIOD = 5.0
-GRACE_MULTIPLIER = 3.0
+GRACE_MULTIPLIER = float(GRACE_PERIODS)
 # A liveness check that wakes this much later than asked means the loop was not running: the
 # heartbeats that came meanwhile wait unread, so the stall is not the nodes' (see _excuse_stall).
 STALL_TOLERANCE = 0.25
@@ -66,6 +67,15 @@ def heartbeat_period(cluster: objects_pb2.Cluster | None) -> float:
     return DEFAULT_HEARTBEAT_PERIOD
 
 
+def _time_remaining(context) -> float | None:
+    """Seconds left of the call's deadline, None without one (or outside gRPC)."""
+    try:
+        remaining = context.time_remaining()
+    except AttributeError:
+        return None
+    return remaining if remaining is not None and remaining < 1e6 else None
+
+
 class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
     """Serves the Dispatcher gRPC service; ``run()`` is the leader-only liveness loop.
 
@@ -83,6 +93,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._last_seen: dict[str, float] = {}
         self._promised_grace: dict[str, float] = {}   # node -> grace for the period its last heartbeat was told
         self._leader_since = clock()
+        self._lag = HeartbeatLag(GRACE_MULTIPLIER * DEFAULT_HEARTBEAT_PERIOD)
         self._fanout = Fanout(store)
         self._network_context: netstate.Shared | None = None
         self._managers_cache: tuple[object, list[cluster_pb2.WeightedPeer]] | None = None
@@ -145,6 +156,14 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         now = self._clock()
         session.last_heartbeat = now
         self._last_seen[ident.node_id] = now
+        remaining = _time_remaining(context)
+        if remaining is not None:
+            # the agent gave the call call_timeout(the period it was told): what is gone of it
+            # is how long the heartbeat waited for this manager
+            told = self._promised_grace.get(ident.node_id, 0.0) / GRACE_MULTIPLIER
+            waited = max(0.0, call_timeout(told or DEFAULT_HEARTBEAT_PERIOD) - remaining)
+            self._lag.note(now, waited)
+            stats.HEARTBEAT_WAIT.observe(waited)
         node = self._store.view().get(Kind.NODE, ident.node_id)
         if node is not None and (node.status.state != objects_pb2.NodeStatus.READY
                                  or node.status.message != request.status_message):
@@ -317,8 +336,10 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
 
     async def _expire(self, period: float) -> None:
         view = self._store.view()
+        now = self._clock()
+        self._lag.window = GRACE_MULTIPLIER * period
         expired = expired_nodes(view.nodes(), self._last_seen, self._leader_since,
-                                GRACE_MULTIPLIER * period, self._clock(), self._promised_grace)
+                                GRACE_MULTIPLIER * period, now, self._promised_grace, self._lag.current(now))
         for item in expired:
             log.warning("node down: %s", item.reason, extra={"node": item.node_id})
             stats.COUNTERS["heartbeat_misses"] += 1
