@@ -145,6 +145,15 @@ class Pool:
         self.hold(out)
         return out
 
+    def copy(self) -> Pool:
+        """An independent copy (what the node offers is shared: it is never changed)."""
+        duplicate = Pool.__new__(Pool)
+        duplicate.discrete = self.discrete
+        duplicate.named = self.named
+        duplicate.used_discrete = Counter(self.used_discrete)
+        duplicate.used_named = defaultdict(set, {k: set(v) for k, v in self.used_named.items()})
+        return duplicate
+
     def hold(self, assigned: Iterable[pb.GenericResource]) -> None:
         for r in assigned:
             if r.HasField("named_resource_spec"):

@@ -1,7 +1,10 @@
 """The scheduler component (leader only): places PENDING tasks on nodes with the pure
 ``schedule()`` and writes ``planned_task_changes()`` to the store.
 
-* It watches tasks and nodes. A pass is due when a task becomes (or stays) PENDING, when node
+* It watches tasks and nodes. Every event also updates what the pass reads: the PENDING tasks
+  (by id) and the NodeSet (nodeset.py: each node and what its tasks hold), both built from the
+  store once at start (and after a watch overflow) and then kept from events, so a pass costs the
+  pending tasks and one info per node, not a read of every task. A pass is due when a task becomes (or stays) PENDING, when node
   resources may have been freed or taken (a task placed, stopped, deleted, or its desired state
   crossing RUNNING), or when a node appears, leaves or changes (state, availability, labels,
   resources). Unplaceable tasks are thereby retried exactly when the answer may change.
@@ -29,7 +32,8 @@ from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
 from .nodeinfo import counts_for_spread, holds_node_resources
-from .schedule import planned_task_changes, schedule
+from .nodeset import NodeSet
+from .schedule import planned_task_changes, schedule_on
 
 log = logging.getLogger(__name__)
 
@@ -73,35 +77,43 @@ class Scheduler(StoreLoop):
     def __init__(self, store, clock: Callable[[], float] = time.time) -> None:
         super().__init__(store, clock)
         self._due = True
+        self._nodes = NodeSet()
+        self._pending: dict[str, objects_pb2.Task] = {}     # id -> PENDING task, as of the last event
         self.passes = 0     # passes that found pending tasks (for tests and metrics)
 
-    def _resync(self, view) -> None:
+    def _resync(self, view: ReadView) -> None:
+        tasks = view.tasks()
+        self._nodes = NodeSet.build(view.nodes(), tasks)
+        self._pending = {t.id: t for t in tasks if t.status.state == PENDING}
         self._due = True
 
     def _has_work(self) -> bool:
         return self._due
 
     def _note(self, event) -> None:
-        if self._due:
-            return
+        self._nodes.apply(event)
         if event.kind is Kind.TASK:
-            self._due = task_event_matters(event)
-        else:
+            task = event.obj
+            if task.status.state == PENDING and not isinstance(event, ObjectDeleted):
+                self._pending[task.id] = task
+            else:
+                self._pending.pop(task.id, None)
+            if not self._due:
+                self._due = task_event_matters(event)
+        elif not self._due:
             self._due = node_event_matters(event)
 
     async def _pass(self) -> None:
         if not self._due:
             return
         self._due = False
-        view: ReadView = self._store.view()
-        tasks = view.tasks()
-        pending = [t for t in tasks if t.status.state == PENDING]
-        if not pending:
+        if not self._pending:
             return
+        pending = self._pending
         self.passes += 1
         now = self._clock()
-        plan = schedule(view.nodes(), tasks, pending, now)
-        changes = planned_task_changes(plan, {t.id: t for t in pending}, now)
+        plan = schedule_on(self._nodes.snapshot(now), list(pending.values()), now)
+        changes = planned_task_changes(plan, pending, now)
         log.debug("scheduling pass: %d pending, %d assigned, %d unplaceable, %d shut down",
                   len(pending), len(plan.assignments), len(plan.unplaced), len(plan.shutdown))
         if not changes:

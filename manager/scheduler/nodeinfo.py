@@ -1,8 +1,10 @@
 """What each node already carries: reserved resources, tasks per service, host ports in use and
-recent failures. Built from the store's tasks, then grown by the scheduler's own placements so that
-later decisions in the same plan see earlier ones.
+recent failures. Built from the store's tasks (``build_node_infos``, from scratch) or handed out by
+the scheduler's event-driven ``NodeSet`` (nodeset.py), then grown by the scheduler's own placements
+so that later decisions in the same plan see earlier ones.
 
-Pure bookkeeping, no I/O; one instance belongs to one ``schedule`` call.
+Pure bookkeeping, no I/O. An info marked ``shared`` belongs to someone else (a NodeSet): the
+scheduler copies it (``copy()``) before adding a placement to it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ class NodeInfo:
     used_host_ports: set = field(default_factory=set)
     recent_failures: Counter = field(default_factory=Counter)  # (service_id, spec_version) -> n
     _generic: genericresource.Pool | None = None
+    shared: bool = False        # owned by a NodeSet: copy before changing (schedule does)
+
+    def copy(self) -> NodeInfo:
+        """A private copy to add placements to (recent failures are only read, and shared)."""
+        return NodeInfo(self.node, self.reserved_nano_cpus, self.reserved_memory_bytes, self.active_tasks,
+                        Counter(self.tasks_by_service), set(self.used_host_ports), self.recent_failures,
+                        self._generic.copy() if self._generic is not None else None)
 
     @property
     def generic(self) -> genericresource.Pool:
@@ -112,6 +121,7 @@ def build_node_infos(
     """NodeInfo for every node, keyed by node id, from the tasks the store holds."""
     infos = {n.id: NodeInfo(n) for n in nodes}
     since = now - FAULTY_WINDOW
+    generic: dict[str, dict[str, tuple]] = {}
     for task in tasks:
         info = infos.get(task.node_id)
         if info is None:
@@ -119,7 +129,36 @@ def build_node_infos(
         if task.spec.HasField("attachment"):
             continue            # a one-off container's network attachment holds nothing here
         if holds_node_resources(task):
-            info.add(task, spread=task.desired_state <= objects_pb2.RUNNING)
+            reservations = task.spec.resources.reservations
+            info.reserved_nano_cpus += reservations.nano_cpus
+            info.reserved_memory_bytes += reservations.memory_bytes
+            info.used_host_ports.update(host_ports(task))
+            if task.desired_state <= objects_pb2.RUNNING:
+                info.active_tasks += 1
+                info.tasks_by_service[task.service_id] += 1
+            if task.assigned_generic_resources:
+                generic.setdefault(info.id, {})[task.id] = (True, tuple(task.assigned_generic_resources))
+            elif reservations.generic:
+                generic.setdefault(info.id, {})[task.id] = (False, genericresource.requests(reservations.generic))
         elif task.status.state in _FAILED_STATES and task.status.timestamp >= since:
             info.recent_failures[(task.service_id, task.spec_version)] += 1
+    for node_id, held in generic.items():
+        infos[node_id]._generic = generic_pool(infos[node_id].node, held)
     return infos
+
+
+def generic_pool(node: objects_pb2.Node, held: dict[str, tuple]) -> genericresource.Pool:
+    """The node's generic resources with what its tasks hold: ``held`` maps task ids to (True,
+    resources assigned to the task) or (False, (kind, count) requests of a task that holds its node
+    but was never given any, from before they were assigned). The assigned ones are held first,
+    then the requests are claimed in task id order, so the result does not depend on the order
+    the tasks come in."""
+    pool = genericresource.Pool(node.description.resources.generic)
+    for assigned, resources in held.values():
+        if assigned:
+            pool.hold(resources)
+    for task_id in sorted(held):
+        assigned, resources = held[task_id]
+        if not assigned:
+            pool.claim(resources)
+    return pool

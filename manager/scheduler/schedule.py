@@ -31,7 +31,7 @@ import heapq
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from proto import objects_pb2
 
@@ -85,7 +85,20 @@ def schedule(
     already carries. Never places on a node that is not READY and ACTIVE, never reserves more
     than a node has, and is deterministic. Pure: no I/O, no clock; call from any thread.
     """
-    infos = build_node_infos(nodes, tasks, now)
+    return schedule_on(build_node_infos(nodes, tasks, now), pending, now, strategy=strategy)
+
+
+def schedule_on(
+    infos: Mapping[str, NodeInfo],
+    pending: Iterable[objects_pb2.Task],
+    now: float,
+    *,
+    strategy: Strategy = Strategy.SPREAD,
+) -> SchedulePlan:
+    """``schedule`` given every node's info (node id -> NodeInfo: what ``build_node_infos`` or a
+    ``NodeSet.snapshot`` gives) instead of the nodes and tasks. Pure: an info marked shared is
+    copied before a placement is added to it, so ``infos`` is left as it was."""
+    working = _Working(infos)
     plan = SchedulePlan()
     groups: dict[tuple[str, int], list[objects_pb2.Task]] = defaultdict(list)
     preassigned: list[objects_pb2.Task] = []
@@ -100,15 +113,24 @@ def schedule(
             groups[(task.service_id, task.spec_version)].append(task)
     plan.shutdown.sort()
     for task in sorted(preassigned, key=lambda t: (t.node_id, t.service_id, t.id)):
-        _place_preassigned(task, infos, plan)
-    ordered_infos = [infos[node_id] for node_id in sorted(infos)]
+        _place_preassigned(task, working, plan)
+    order = sorted(working)
     for key in sorted(groups):
         group = sorted(groups[key], key=lambda t: (t.slot, t.id))
-        _place_group(group, ordered_infos, plan, strategy)
+        _place_group(group, [working[node_id] for node_id in order], working, plan, strategy)
     return plan
 
 
-def _place_preassigned(task: objects_pb2.Task, infos: dict[str, NodeInfo], plan: SchedulePlan) -> None:
+class _Working(dict):
+    """The plan's node infos: a shared one is replaced by a private copy before it changes."""
+
+    def own(self, info: NodeInfo) -> NodeInfo:
+        if info.shared:
+            info = self[info.id] = info.copy()
+        return info
+
+
+def _place_preassigned(task: objects_pb2.Task, infos: _Working, plan: SchedulePlan) -> None:
     info = infos.get(task.node_id)
     if info is None:
         plan.unplaced[task.id] = f"no suitable node (node {task.node_id} is not in the cluster)"
@@ -127,6 +149,7 @@ def _place_preassigned(task: objects_pb2.Task, infos: dict[str, NodeInfo], plan:
     if failure is not None:
         plan.unplaced[task.id] = explain({failure[0].name: 1}) + f": {failure[1].reason}"
         return
+    info = infos.own(info)
     _claimed(plan, task, info.add(task))
     plan.assignments.append((task.id, info.id))
 
@@ -188,8 +211,8 @@ def _leaves(branch: _Branch):
         yield from _leaves(child)
 
 
-def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], plan: SchedulePlan,
-                 strategy: Strategy) -> None:
+def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], working: _Working,
+                 plan: SchedulePlan, strategy: Strategy) -> None:
     first = group[0]
     try:
         request = Request.of(first)
@@ -209,7 +232,7 @@ def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], plan: Sch
               if p.spread_descriptor]
     root = _build_tree(eligible, request, labels, strategy)
     for index, task in enumerate(group):
-        info = _place(task, root, request, strategy, failures, plan)
+        info = _place(task, root, request, strategy, failures, working, plan)
         if info is None:
             message = explain(failures)
             for rest in group[index:]:
@@ -221,7 +244,7 @@ def _place_group(group: list[objects_pb2.Task], infos: list[NodeInfo], plan: Sch
 
 
 def _place(task: objects_pb2.Task, root: _Branch, request: Request, strategy: Strategy,
-           failures: dict[str, int], plan: SchedulePlan) -> NodeInfo | None:
+           failures: dict[str, int], working: _Working, plan: SchedulePlan) -> NodeInfo | None:
     """Walk down to a leaf, take its best node that passes the dynamic filters and add ``task``
     to it, keeping branch counts and the leaf's heap order. None once no node is left anywhere;
     nodes dropped on the way are charged to their failing filter in ``failures``."""
@@ -240,6 +263,7 @@ def _place(task: objects_pb2.Task, root: _Branch, request: Request, strategy: St
                 for b in path:
                     b.live -= 1
                 continue
+            info = working.own(info)
             _claimed(plan, task, info.add(task))
             for b in path:
                 b.service_tasks += 1
