@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Iterable
 
 from common import genericresource
-from manager.state import Kind, ObjectCreated, ObjectDeleted
+from manager.state import Kind, ObjectDeleted
 from proto import objects_pb2
 
 from .nodeinfo import FAULTY_WINDOW, NodeInfo, generic_pool, host_ports
