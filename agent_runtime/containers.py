@@ -24,6 +24,7 @@ import os
 import re
 import resource
 import secrets
+import shutil
 import signal
 import stat
 import threading
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 START_TIMEOUT = 30.0
 EXEC_OUTPUT_CAP = 1024 * 1024
+REMOVED_PREFIX = ".removed-"   # a removed container's directory, renamed while a thread deletes it
 
 
 class ContainerManager:
@@ -66,6 +68,7 @@ class ContainerManager:
         self._by_name: dict[str, str] = {}  # name -> id: lookups and the name check cost O(1), not O(containers)
         self.events = events.EventBus()  # create/start/kill/oom/die/stop/destroy, for GET /events
         self._health: dict[str, asyncio.Task] = {}  # container id -> its health check loop
+        self._deleting: set[asyncio.Future] = set()  # directories of removed containers being deleted
         root.mkdir(parents=True, exist_ok=True)
         self.init = process.compile_init(root / ".init.pyc")
         volumes.users = self.volume_users
@@ -459,12 +462,28 @@ class ContainerManager:
             await c.exited_event.wait()
         self.cgroup(c).destroy()
         files.release(c.dir)
-        c.remove_dir()
+        self._delete_dir(c)
         self.containers.pop(c.id, None)
         if self._by_name.get(c.name) == c.id:
             del self._by_name[c.name]
         log.info("removed container %s", c.name)
         self._publish(events.DESTROY, c)
+
+    def _delete_dir(self, c: Container) -> None:
+        """Rename the container's directory aside and delete it in a worker thread: the removal is
+        answered once the container is gone from the API and from ``root``, without waiting for the
+        overlay's upper and work trees and the logs to be deleted (most of a remove's time, paid by
+        every `shoal run --rm`). A directory still there when runtimed stops is deleted by ``load``."""
+        aside = self.root / f"{REMOVED_PREFIX}{c.id}"
+        try:
+            os.rename(c.dir, aside)
+        except OSError as exc:
+            log.warning("container %s: cannot rename %s aside (%s); deleting it in place", c.name, c.dir, exc)
+            c.remove_dir()
+            return
+        deleting = asyncio.get_running_loop().run_in_executor(None, _delete_tree, aside)
+        self._deleting.add(deleting)
+        deleting.add_done_callback(self._deleting.discard)
 
     # exec / stats ----------------------------------------------------------------------------
     def exec_spec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
@@ -541,6 +560,9 @@ class ContainerManager:
     def load(self) -> None:
         """Read every container directory and re-adopt running ones; call from the loop at start."""
         for directory in sorted(self.root.iterdir()):
+            if directory.name.startswith(REMOVED_PREFIX):   # removed; runtimed stopped before it was deleted
+                _delete_tree(directory)
+                continue
             if not (directory / "state.json").exists():
                 continue
             try:
@@ -597,6 +619,13 @@ def _reopen_stdin(c: Container) -> int:
     except OSError as exc:
         log.warning("container %s: its input cannot be attached again: %s", c.name, exc)
     return -1
+
+
+def _delete_tree(path: Path) -> None:
+    """Delete a removed container's directory; a failure is logged (the next start tries again)."""
+    def failed(function, name, exc_info) -> None:
+        log.warning("deleting %s: %s failed: %s", name, function.__name__, exc_info[1])
+    shutil.rmtree(path, onerror=failed)
 
 
 def _log_writer(c: Container) -> LogWriter:

@@ -188,6 +188,23 @@ def test_remove_leaves_nothing(client, runtimed):
     assert not client_dir(runtimed, cid).exists()
     with pytest.raises(NotFound):
         client.inspect(cid)
+    # the directory was renamed aside, out of the remove's reply, and a thread deletes it
+    assert wait_until(lambda: not (runtimed.root / "containers" / f".removed-{cid}").exists())
+
+
+def test_a_removed_containers_directory_left_by_a_stop_is_deleted_at_start(client, runtimed):
+    """runtimed stopped after renaming a removed container's directory aside, before its thread
+    deleted it: the next start deletes it and does not adopt the container."""
+    cid = client.create(ContainerSpec(image=IMAGE, command=["true"]))
+    runtimed.stop()
+    aside = runtimed.root / "containers" / f".removed-{cid}"
+    try:
+        os.rename(client_dir(runtimed, cid), aside)
+    finally:
+        runtimed.start()
+    assert not aside.exists()
+    with pytest.raises(NotFound):
+        runtimed.client().inspect(cid)
 
 
 @pytest.mark.parametrize("spec,error,match", [
