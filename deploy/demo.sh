@@ -43,13 +43,17 @@ done
 
 flag=""
 [ "$LAB" = "lab" ] || flag=" --name $LAB"
+managers=$(echo "$status" | "$PY" -c 'import json,sys; print(sum(h["role"] == "manager" for h in json.load(sys.stdin)["hosts"]))')
+workers=$(( ${#hosts[@]} - managers ))
 cat <<EOF
 
-The stack "web" runs 3 replicas of examples/web.yml on the lab "$LAB" (3 managers, 2 workers).
+The stack "web" runs 3 replicas of examples/web.yml on the lab "$LAB" ($managers managers, $workers workers).
 Try next:
   .venv/bin/shoal-lab exec$flag manager1 -- shoal service scale web_web=6
   .venv/bin/shoal-lab exec$flag manager1 -- shoal stack ps web
   .venv/bin/shoal-lab exec$flag manager1 -- shoal node ls
-  .venv/bin/shoal-lab kill$flag manager1        # kill the leader; node ls from manager2 still works
-  .venv/bin/shoal-lab down$flag                 # tear the lab down (or: make demo-down)
 EOF
+if [ "$managers" -ge 3 ]; then   # with fewer, the swarm loses its quorum with manager1
+    echo "  .venv/bin/shoal-lab kill$flag manager1        # kill the leader; node ls from manager2 still works"
+fi
+echo "  .venv/bin/shoal-lab down$flag                 # tear the lab down (or: make demo-down)"
