@@ -42,9 +42,11 @@ def test_run_detached_rm_releases_and_a_restart_releases_a_leak(lab, image):
     out = lab.shoal("worker1", "run", "--rm", "--network", "att", image, "sh", "-c", "ip -4 addr | grep -c 198.19.21.",
                     timeout=120)
     assert out.stdout.split() == ["1"], out
-    cid = lab.shoal("worker1", "run", "-d", "--rm", "--network", "att", image, "sleep", "2", timeout=120).stdout.strip()
+    # runs until stopped: a short sleep could end before the refusal below on a slow machine
+    cid = lab.shoal("worker1", "run", "-d", "--rm", "--network", "att", image, "sleep", "1d", timeout=120).stdout.strip()
     refused = lab.shoal("manager1", "network", "rm", "att", check=False)
     assert refused.returncode != 0            # the running container holds an address of it
+    lab.shoal("worker1", "stop", "-t", "1", cid)
     wait_for(lambda: not [c for c in containers(lab, "worker1") if c["ID"] in cid], 60,
              what="the -d --rm container removed on exit")
     wait_for(lambda: network_removable(lab, "att"), 60, interval=1, what="its address released")
