@@ -41,6 +41,10 @@ __all__ = ["TaskManager", "TERMINAL"]
 Report = Callable[[str, objects_pb2.TaskStatus], None]
 NetworksReady = Callable[[list[str]], Awaitable[bool]]
 RETRY = (0.2, 5.0)  # backoff of a retried stop/remove or a call refused while runtimed is away
+# How long a service task that was getting traffic keeps running after it left the service's
+# backends (here at once, on the other nodes when their data planes have converged) before it is
+# stopped: Docker's defaultGossipConvergeDelay. See docs/rolling-upgrades.md.
+DRAIN_DELAY = 2.0
 
 
 def _healthcheck_from_image(image: dict) -> Healthcheck | None:
@@ -59,7 +63,7 @@ class TaskManager:
                  networks_ready: NetworksReady | None = None,
                  make_spec: Callable[[objects_pb2.Task], ContainerSpec] = container_spec,
                  events: ContainerEvents | None = None, retry: tuple[float, float] = RETRY,
-                 starts: asyncio.Semaphore | None = None):
+                 starts: asyncio.Semaphore | None = None, drain_delay: float = DRAIN_DELAY):
         self.task = task
         self._runtime = runtime
         self._report_fn = report
@@ -69,6 +73,8 @@ class TaskManager:
         self._make_spec = make_spec  # the worker's: fills in the secrets and configs it was sent
         self._events = events if events is not None else ContainerEvents(runtime)
         self._retry = retry
+        self._drain_delay = drain_delay
+        self._drained = False
         self._starts = starts or asyncio.Semaphore(1)  # the worker's: creates/starts in flight at once
         self.status = objects_pb2.TaskStatus()
         self.status.CopyFrom(task.status)
@@ -196,6 +202,9 @@ class TaskManager:
             elif isinstance(action, taskstate.CheckHealth):
                 await self._learn_health_check()
             elif isinstance(action, taskstate.Stop):
+                if self._must_drain():
+                    await self._drain()
+                    return
                 grace = self.task.spec.container.stop_grace_period or 10.0
                 self._apply_info(await self._runtime.stop(self.container_id, timeout=grace))
             elif isinstance(action, taskstate.Remove):
@@ -232,6 +241,23 @@ class TaskManager:
     def _apply_info(self, info) -> None:
         if self.observed is not None and info.id == self.observed.container_id:
             self.observed = self.observed.merge(Observed.from_info(info))
+
+    # -- draining ----------------------------------------------------------------------------
+    def _must_drain(self) -> bool:
+        """Whether the container must keep running a little before it is stopped: its task ran
+        with an overlay address (a VIP or routing-mesh backend) and is no longer wanted. Its node
+        applied the data plane without it before this decision (Worker.apply), but the other nodes
+        apply theirs on their own, as fast as their runtimed converges; a container stopped at once
+        made their new connections to it fail until then."""
+        return (not self._drained and self._drain_delay > 0 and self.task.desired_state > objects_pb2.RUNNING
+                and self.status.state == objects_pb2.RUNNING and any(a.addresses for a in self.task.networks))
+
+    async def _drain(self) -> None:
+        self._drained = True
+        log.debug("task %s: out of the service's backends; stopping its container in %.1f s", self.task.id,
+                  self._drain_delay)
+        await asyncio.sleep(self._drain_delay)
+        self._changed.set()  # decide again: the container may have exited meanwhile
 
     # -- waiting out errors ---------------------------------------------------------------
     async def _wait_for_runtime(self, what: str) -> None:

@@ -30,7 +30,7 @@ from worker.events import REMOVED, ContainerEvents, Observed
 from worker.executor import container_spec
 from worker.network import NetworkAgent
 from worker.reporter import Reporter
-from worker.task_manager import TaskManager
+from worker.task_manager import DRAIN_DELAY, TaskManager
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ class Worker:
 
     def __init__(self, runtime, reporter: Reporter, insecure_registries: tuple[str, ...] = (),
                  retry: tuple[float, float] = REMOVE_RETRY, hostname: str = "",
-                 detach: Callable[[str], Awaitable[None]] | None = None):
+                 detach: Callable[[str], Awaitable[None]] | None = None, drain_delay: float = DRAIN_DELAY):
         self._runtime = runtime
         self.hostname = hostname       # {{.Node.Hostname}} in placeholders
         self._reporter = reporter
         self._insecure = insecure_registries
         self._retry = retry
+        self._drain_delay = drain_delay  # worker/task_manager.py: DRAIN_DELAY
         self._managers: dict[str, tuple[TaskManager, asyncio.Task]] = {}
         self.events = ContainerEvents(runtime)
         self.events.on_resync(self._sweep)
@@ -145,7 +146,7 @@ class Worker:
             return
         manager = TaskManager(task, self._runtime, self._reporter.report, self._insecure, container_id,
                               networks_ready=self._networks_ready, make_spec=self._container_spec,
-                              events=self.events, starts=self._starts)
+                              events=self.events, starts=self._starts, drain_delay=self._drain_delay)
         self._managers[task.id] = (manager, asyncio.create_task(manager.run(), name=f"task-{task.id}"))
 
     def _attach(self, task: objects_pb2.Task) -> None:
