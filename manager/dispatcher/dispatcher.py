@@ -22,6 +22,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -46,6 +47,8 @@ GRACE_MULTIPLIER = float(GRACE_PERIODS)
 # A liveness check that wakes this much later than asked means the loop was not running: the
 # heartbeats that came meanwhile wait unread, so the stall is not the nodes' (see _excuse_stall).
 STALL_TOLERANCE = 0.25
+# Status updates written as one batch at most (whole requests; at least one request per batch).
+STATUS_BATCH = 2000
 
 
 class Leadership(Protocol):
@@ -97,7 +100,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._fanout = Fanout(store)
         self._network_context: netstate.Shared | None = None
         self._managers_cache: tuple[object, list[cluster_pb2.WeightedPeer]] | None = None
-        self._status_queue: list[tuple[str, list, asyncio.Future]] = []    # (node, updates, answered)
+        self._status_queue: deque[tuple[str, list, asyncio.Future]] = deque()    # (node, updates, answered)
         self._status_writer: asyncio.Task | None = None
 
     # -- gRPC ------------------------------------------------------------------
@@ -256,30 +259,40 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         one batch was being written make the next one (group commit). One store change per
         request was one Raft round, one apply and one wake-up of every watcher per request; 300
         nodes reporting every 50 ms made the leader's Raft log the bottleneck (bench/scale.py).
-        A batch is written in changes of at most MAX_ACTIONS_PER_CHANGE, each retried on a
-        conflict; a failure fails every request of the batch (what was committed is skipped when
+
+        A batch takes whole requests up to STATUS_BATCH updates and is written in changes of at
+        most MAX_ACTIONS_PER_CHANGE, proposed together (statuses of different tasks do not
+        conflict; each change is retried on a conflict); one after the other, a batch of
+        thousands took longer than the agents' deadline and every node's request failed at
+        once. A failure fails every request of the batch (what was committed is skipped when
         the workers send it again: an equal status is not written twice)."""
         while self._status_queue:
-            batch, self._status_queue = self._status_queue, []
+            batch: list = []
+            size = 0
+            while self._status_queue and (not batch or size + len(self._status_queue[0][1]) <= STATUS_BATCH):
+                entry = self._status_queue.popleft()
+                batch.append(entry)
+                size += len(entry[1])
             updates = [(node_id, update) for node_id, request, _ in batch for update in request]
-            try:
-                for start in range(0, len(updates), MAX_ACTIONS_PER_CHANGE):
-                    chunk = updates[start:start + MAX_ACTIONS_PER_CHANGE]
-                    await self._store.update_retry(lambda tx, chunk=chunk: self._apply_statuses(tx, chunk),
-                                                   allow_split=True)
-            except Exception as err:   # noqa: BLE001 - every waiting request is answered
+            chunks = [updates[start:start + MAX_ACTIONS_PER_CHANGE]
+                      for start in range(0, len(updates), MAX_ACTIONS_PER_CHANGE)]
+            results = await asyncio.gather(*(
+                self._store.update_retry(lambda tx, chunk=chunk: self._apply_statuses(tx, chunk), allow_split=True)
+                for chunk in chunks), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                err = errors[0]
                 nodes = sorted({node_id for node_id, _, _ in batch})
                 log.warning("task status of %d node(s) (%s): %d update(s) not all written: %s",
                             len(nodes), ", ".join(nodes[:5]) + (", ..." if len(nodes) > 5 else ""),
                             len(updates), err)
                 failure = err if isinstance(err, StoreError) else StoreError(f"{type(err).__name__}: {err}")
-                for _, _, written in batch:
-                    if not written.done():
-                        written.set_exception(failure)
-                continue
             for _, _, written in batch:
                 if not written.done():
-                    written.set_result(None)
+                    if errors:
+                        written.set_exception(failure)
+                    else:
+                        written.set_result(None)
 
     @staticmethod
     def _apply_statuses(tx, updates) -> None:

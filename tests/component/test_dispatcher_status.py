@@ -117,6 +117,41 @@ async def test_a_batch_that_cannot_be_written_fails_each_request_naming_why():
         await session.aclose()
 
 
+async def test_the_changes_of_a_large_batch_are_proposed_together():
+    """A batch of thousands of statuses written one change after the other took longer than the
+    agents' deadline, and every node's request failed at once (bench/scale.py at 300 nodes). Its
+    changes are proposed together: all of them are in flight before the first commits."""
+    count = 3 * MAX_ACTIONS_PER_CHANGE
+    store = await store_with_tasks(count)
+    dispatcher = Dispatcher(store, Leader(), authorize)
+    session = dispatcher.Session(cluster_pb2.SessionRequest(), Context())
+    try:
+        session_id = (await anext(session)).session_id
+        in_flight, most = [0], [0]
+        gate = asyncio.Event()
+        update_retry = store.update_retry
+
+        async def gated(fn, *args, **kwargs):
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            if in_flight[0] == 3:
+                gate.set()
+            await gate.wait()           # no change commits before three are in flight
+            try:
+                return await update_retry(fn, *args, **kwargs)
+            finally:
+                in_flight[0] -= 1
+        store.update_retry = gated
+        updates = [cluster_pb2.TaskStatusUpdate(task_id=f"t{i:04d}", status=objects_pb2.TaskStatus(
+            state=objects_pb2.RUNNING)) for i in range(count)]
+        await asyncio.wait_for(dispatcher.UpdateTaskStatus(
+            cluster_pb2.UpdateTaskStatusRequest(session_id=session_id, updates=updates), Context()), 10)
+        assert most[0] == 3
+        assert all(t.status.state == objects_pb2.RUNNING for t in store.view().list(Kind.TASK))
+    finally:
+        await session.aclose()
+
+
 class NodeContext(Context):
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
