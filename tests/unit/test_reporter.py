@@ -85,3 +85,23 @@ async def test_a_failed_session_keeps_every_status_for_the_next_one():
 
     await run_until_idle(reporter, ok)
     assert got == {"t0": pb.FAILED, **{f"t{i}": pb.RUNNING for i in range(1, 5)}}
+
+
+async def test_a_request_not_answered_in_time_is_sent_again_in_the_same_session():
+    """A busy leader's late answer (DEADLINE_EXCEEDED) ended the session: every node of that
+    leader reconnected at once, more work for it (bench/scale.py). The statuses are sent again,
+    the session goes on; a newer status reported meanwhile wins."""
+    reporter = Reporter(interval=0, retry=0)
+    for i in range(3):
+        reporter.report(f"t{i}", status(pb.STARTING))
+    calls: list[dict[str, int]] = []
+
+    async def late_once(updates):
+        calls.append({u.task_id: u.status.state for u in updates})
+        if len(calls) == 1:
+            reporter.report("t0", status(pb.RUNNING))
+            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    await run_until_idle(reporter, late_once)
+    assert calls[-1] == {"t0": pb.RUNNING, "t1": pb.STARTING, "t2": pb.STARTING}
+    assert len(calls) == 2 and reporter.late == 1 and reporter.pending == 0
