@@ -191,11 +191,13 @@ class Runtimed:
         """A start, stop or kill through the API: the restart policy leaves a stopped container
         stopped, and a start begins its restart count afresh (agent_runtime/restart.py)."""
         self.restarter.forget(c.id)
+        before = (c.runtime.manually_stopped, c.runtime.restart_count)
         if stopped:
             c.runtime.manually_stopped = True
         else:
             c.runtime.manually_stopped, c.runtime.restart_count = False, 0
-        c.save_state()
+        if (c.runtime.manually_stopped, c.runtime.restart_count) != before:
+            c.save_state()      # unchanged (a first start): no write on the way of every run
 
     async def stop(self, request: web.Request) -> web.Response:
         t = request.query.get("t")
