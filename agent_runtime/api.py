@@ -35,7 +35,7 @@ from agent_runtime.errors import (Conflict, DeadlineExceeded, Forbidden, Invalid
 from typing import TYPE_CHECKING
 from agent_runtime.spec import (ATTACHMENT_LABEL, TASK_LABEL, ContainerInfo, ContainerSpec, ContainerState,
                                 ContainerStats, ExecResult, File, Health, Healthcheck, LogConfig, Mount,
-                                NetworkAttachment, Resources, Ulimit, VolumeInfo, from_json, to_json)
+                                NetworkAttachment, PortBinding, Resources, Ulimit, VolumeInfo, from_json, to_json)
 
 if TYPE_CHECKING:
     from agent_runtime.events import event as container_event  # noqa: F401
@@ -68,6 +68,7 @@ __all__ = [
     "Unavailable", "DeadlineExceeded", "DEFAULT_DEADLINE", "EventStream", "container_event",
     "NetworkAttachment", "NetworkState", "Network", "Peer", "Service", "VirtualIP", "PortConfig", "Backend",
     "EncryptionKey", "mac_from_ip", "registry_auth_header", "ATTACHMENT_LABEL", "TASK_LABEL", "Forbidden",
+    "PortBinding",
 ]
 
 DEFAULT_SOCKET = "/run/shoal/runtimed.sock"

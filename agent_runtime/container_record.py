@@ -97,8 +97,9 @@ class Container:
                              log_path=str(self.log_path), restart_count=self.runtime.restart_count)
 
     def on_overlay(self) -> bool:
-        """Whether it runs in a netns the overlay data plane made (it has or had swarm networks)."""
-        return bool(self.spec.networks) or self.runtime.overlay
+        """Whether it runs in a netns the overlay data plane made (it has or had swarm networks, or
+        publishes ports: those reach it through the gateway bridge)."""
+        return bool(self.spec.networks) or bool(self.spec.ports) or self.runtime.overlay
 
     def volume_names(self) -> list[str]:
         return [m.source for m in self.spec.mounts if m.type == "volume"]

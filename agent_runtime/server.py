@@ -165,7 +165,7 @@ class Runtimed:
         spec = ContainerSpec.from_json(body)
         spec.log_config = spec.log_config.merged(self.default_log_config)
         c = self.manager.create(spec)
-        if spec.networks:
+        if c.on_overlay():
             try:
                 await self.network.attach(c)
             except BaseException:

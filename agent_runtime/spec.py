@@ -204,6 +204,19 @@ class NetworkAttachment:
 
 
 @dataclass
+class PortBinding:
+    """A published port (``run -p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]``): connections to
+    ``host_port`` on this host (on ``host_ip`` only, when given) reach ``container_port``. A
+    ``host_port`` of 0 asks runtimed for a free one at create (Docker's ephemeral range); the
+    container's record then holds the port it got."""
+
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = field(default="", metadata={"json": "HostIp"})
+    host_port: int = 0
+
+
+@dataclass
 class ContainerSpec:
     """What to run. Empty ``command``/``entrypoint``/``workdir``/``user`` take the image's values.
 
@@ -267,6 +280,9 @@ class ContainerSpec:
     # Docker's HostConfig.RestartPolicy: runtimed starts the container again when it exits
     # (agent_runtime/restart.py); a swarm task's container never has one (the orchestrator restarts)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # Docker's HostConfig.PortBindings, flattened: the container joins the overlay data plane's
+    # gateway bridge (its egress) and the host DNATs each port to it (agent_runtime/network/rules.py)
+    ports: list[PortBinding] = field(default_factory=list, metadata={"json": "PortBindings"})
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -382,6 +398,7 @@ def validate_spec(spec: ContainerSpec) -> None:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if spec.auto_remove and policy.name not in ("", "no"):
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+    _validate_ports(spec)
     if spec.rootfs and not spec.rootfs.startswith("/"):
         raise InvalidArgument(f"ContainerSpec.Rootfs: {spec.rootfs!r} is not an absolute path")
     for entry in spec.env:
@@ -480,6 +497,31 @@ def _validate_files(spec: ContainerSpec, targets: set[str]) -> None:
             raise InvalidArgument(f"{where}: UID and GID must be between 0 and 2^32-1")
         if not 0 <= f.mode <= 0o7777:
             raise InvalidArgument(f"{where}.Mode: {f.mode:o} is not a file mode")
+
+
+def _validate_ports(spec: ContainerSpec) -> None:
+    if spec.ports and spec.network not in ("none", ""):
+        raise InvalidArgument(f"ContainerSpec.PortBindings: ports cannot be published in network mode "
+                              f"{spec.network!r}" + (" (the host's ports are the container's)"
+                                                     if spec.network == "host" else ""))
+    seen = set()
+    for i, p in enumerate(spec.ports):
+        where = f"ContainerSpec.PortBindings[{i}]"
+        if p.protocol not in ("tcp", "udp", "sctp"):
+            raise InvalidArgument(f"{where}.Protocol: invalid proto: {p.protocol}")
+        if not 0 < p.container_port < 65536:
+            raise InvalidArgument(f"{where}.ContainerPort: invalid containerPort: {p.container_port}")
+        if not 0 <= p.host_port < 65536:
+            raise InvalidArgument(f"{where}.HostPort: invalid hostPort: {p.host_port}")
+        if p.host_ip:
+            try:
+                ipaddress.IPv4Address(p.host_ip)
+            except ValueError:
+                raise InvalidArgument(f"{where}.HostIp: {p.host_ip!r} is not an IPv4 address") from None
+        key = (p.host_ip or "0.0.0.0", p.host_port, p.protocol)
+        if p.host_port and key in seen:
+            raise InvalidArgument(f"{where}: Bind for {key[0]}:{p.host_port} failed: port is already allocated")
+        seen.add(key)
 
 
 def interface_names(attachments: list[NetworkAttachment]) -> list[str]:

@@ -40,8 +40,9 @@ from agent_runtime.network.errors import Conflict, InvalidArgument, NetworkError
 from agent_runtime.network.links import HostLinks, network_mtu
 from agent_runtime.network.model import Network, NetworkState, validate_state
 from agent_runtime.network.plan import (GATEWAY_BRIDGE, NETNS_PREFIX, LocalContainer, active_networks,
-                                        allocate_gateway_ip, bridge_name, endpoints_for, free_interface,
-                                        needs_egress, neighbours, netns_name, runtime_id, vxlan_name)
+                                        allocate_gateway_ip, bridge_name, endpoints_for, free_host_port,
+                                        free_interface, needs_egress, neighbours, netns_name, port_in_use, port_key,
+                                        ports_clash, runtime_id, vxlan_name)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class NetworkDataplane:
         return LocalContainer(id=c.id, name=c.name, hostname=c.process.hostname,
                               netns=netns_name(self.rid, c.id), endpoints=endpoints_for(c.id, c.spec.networks),
                               dns=tuple(c.spec.dns), dns_search=tuple(c.spec.dns_search),
-                              dns_options=tuple(c.spec.dns_options), extra_hosts=tuple(c.spec.extra_hosts))
+                              dns_options=tuple(c.spec.dns_options), extra_hosts=tuple(c.spec.extra_hosts),
+                              ports=tuple(c.spec.ports))
 
     def netns_path(self, container_id: str) -> str:
         return netns.path(netns_name(self.rid, container_id))
@@ -128,8 +130,50 @@ class NetworkDataplane:
                             "flags": ["bind", "rec"], "data": "", "mkdir": "file"})
         return ops
 
+    def _taken_ports(self, container_id: str) -> list:
+        """The host ports other containers publish, and the swarm's published ports."""
+        taken = [p for other in self.containers.values() if other.id != container_id for p in other.ports]
+        if self.state is not None:
+            from types import SimpleNamespace
+            taken += [SimpleNamespace(host_ip="", protocol=p.protocol, host_port=p.published_port)
+                      for svc in self.state.services for p in svc.ports]
+        return taken
+
+    def _assign_ports(self, c) -> None:
+        """Give each of ``c``'s bindings without a host port a free one (stored in its config)."""
+        if not any(p.host_port == 0 for p in c.spec.ports):
+            return
+        taken = self._taken_ports(c.id) + [p for p in c.spec.ports if p.host_port]
+        for p in c.spec.ports:
+            if p.host_port == 0:
+                try:
+                    p.host_port = free_host_port(p.protocol, p.host_ip, taken)
+                except ValueError as exc:
+                    raise Conflict(f"container {c.name}: {exc}") from None
+                taken.append(p)
+        c.save_config()
+
+    def _check_ports(self, lc: LocalContainer) -> None:
+        if lc.ports and not lc.gateway_ip:
+            raise InvalidArgument(f"container {lc.name}: cannot publish ports: it is only on internal networks "
+                                  "(no egress through the gateway bridge)")
+        old = self.containers.get(lc.id)
+        for p in lc.ports:
+            if any(ports_clash(p, t) for t in self._taken_ports(lc.id)):
+                ip, _, port = port_key(p)
+                raise Conflict(f"driver failed programming external connectivity on endpoint {lc.name}: "
+                               f"Bind for {ip}:{port} failed: port is already allocated")
+            held = "" if old is not None and p in old.ports else port_in_use(p.protocol, p.host_ip, p.host_port)
+            if held:
+                raise Conflict(f"driver failed programming external connectivity on endpoint {lc.name}: "
+                               f"Error starting userland proxy: {held}")
+
     def _check_attachable(self, lc: LocalContainer) -> None:
         if self.state is None:
+            if not lc.endpoints:
+                raise InvalidArgument(f"container {lc.name}: cannot publish ports yet: this node has no network "
+                                      "state from shoald (ports are published through the gateway bridge of a "
+                                      "swarm node: join or init a swarm)")
             raise InvalidArgument(f"container {lc.name}: no network state yet; network_sync before "
                                   "creating containers with Networks")
         for e in lc.endpoints:
@@ -187,11 +231,15 @@ class NetworkDataplane:
     async def attach(self, c) -> None:
         """Build the netns, veths, files and rules of newly created container ``c``; on failure
         undo them and raise (the caller removes the container)."""
-        lc = self._local(c)
         async with self.lock:
+            if self.state is not None:
+                self._assign_ports(c)
+            lc = self._local(c)
             self._check_attachable(lc)
-            if needs_egress(self.state, lc.network_ids()):
+            if needs_egress(self.state, lc.network_ids(), bool(lc.ports)):
                 lc.gateway_ip = allocate_gateway_ip(self.state, set(self.gateway_ips.values()))
+            self._check_ports(lc)
+            if lc.gateway_ip:
                 self.gateway_ips[c.id] = lc.gateway_ip
             self.containers[c.id] = lc
             self.records[c.id] = c
@@ -235,12 +283,13 @@ class NetworkDataplane:
             lc = self._local(c)
             if old.gateway_ip:
                 lc.gateway_ip, lc.gateway_if = old.gateway_ip, old.egress_interface()
-            if self.state is None or not needs_egress(self.state, lc.network_ids()):
+            if self.state is None or not needs_egress(self.state, lc.network_ids(), bool(lc.ports)):
                 lc.gateway_ip = lc.gateway_if = ""
             elif not lc.gateway_ip:
                 lc.gateway_ip = allocate_gateway_ip(self.state, set(self.gateway_ips.values()))
                 lc.gateway_if = free_interface({e.ifname for e in lc.endpoints})
             self._check_attachable(lc)
+            self._check_ports(lc)
             lc.dns_port = old.dns_port
             self._remember(c, lc)
             dns.container_files(self.files_dir(c.id), lc)
@@ -390,7 +439,7 @@ class NetworkDataplane:
             removed = links.remove_stale_networks({n.vni for n in active})
             if removed:
                 log.info("removed network devices nothing needs: %s", ", ".join(removed))
-            if active:
+            if active or any(c.gateway_ip for c in containers):
                 links.enable_forwarding()
             if any(c.gateway_ip for c in containers):
                 links.ensure_gateway_bridge(state)

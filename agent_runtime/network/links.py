@@ -158,6 +158,9 @@ class HostLinks:
             br = self.index(GATEWAY_BRIDGE)
         self._only_address(br, str(gateway_bridge_ip(state)), "gateway bridge")
         _nl("bring up the gateway bridge", self.r.link, "set", index=br, state="up")
+        # a published port reached at 127.0.0.1 is DNATed out of this bridge from a loopback source
+        # (masqueraded in postrouting), which the kernel routes only with route_localnet (as dockerd)
+        Path(f"/proc/sys/net/ipv4/conf/{GATEWAY_BRIDGE}/route_localnet").write_text("1")
 
     @staticmethod
     def enable_forwarding() -> None:

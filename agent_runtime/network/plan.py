@@ -100,6 +100,7 @@ class LocalContainer:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()
+    ports: tuple = ()          # the spec's PortBindings (host ports all assigned)
     running: bool = field(default=False, compare=False)
 
     def egress_interface(self) -> str:
@@ -117,10 +118,55 @@ class LocalContainer:
         return list(dict.fromkeys(n for n in out if n))
 
 
-def needs_egress(state: NetworkState, network_ids: list[str]) -> bool:
-    """Egress (the gateway bridge) is given unless every attached network is internal."""
+def needs_egress(state: NetworkState, network_ids: list[str], publishes: bool = False) -> bool:
+    """Egress (the gateway bridge) is given unless every attached network is internal; a
+    container on no swarm network that publishes ports has it too (Docker's default bridge)."""
     nets = [state.network(i) for i in network_ids]
-    return any(n is not None and not n.internal for n in nets)
+    return any(n is not None and not n.internal for n in nets) or (publishes and not network_ids)
+
+
+def port_key(p) -> tuple[str, str, int]:
+    """(host ip, protocol, host port) of a PortBinding: "0.0.0.0" for every address."""
+    return (p.host_ip or "0.0.0.0", p.protocol, p.host_port)
+
+
+def ports_clash(a, b) -> bool:
+    """Whether two bindings want the same host port (an all-addresses one clashes with any)."""
+    ka, kb = port_key(a), port_key(b)
+    return ka[1:] == kb[1:] and (ka[0] == kb[0] or "0.0.0.0" in (ka[0], kb[0]))
+
+
+EPHEMERAL = (32768, 60999)     # Linux's default ip_local_port_range, where dockerd picks
+
+
+def port_in_use(protocol: str, host_ip: str, port: int) -> str:
+    """Why a program of this host (its network namespace) holds the port, or "": a published port
+    would take its traffic away (dockerd's proxy fails to bind it the same way)."""
+    import errno
+    import socket
+    if protocol == "sctp":
+        return ""
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is not "in use"
+        try:
+            sock.bind((host_ip or "0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"listen {protocol}4 {host_ip}:{port}: bind: cannot assign requested address"
+            return f"listen {protocol}4 {host_ip or '0.0.0.0'}:{port}: bind: address already in use"
+    return ""
+
+
+def free_host_port(protocol: str, host_ip: str, taken: list, in_use=port_in_use) -> int:
+    """The lowest port of the ephemeral range no binding in ``taken`` and no program holds
+    (ValueError if none)."""
+    from types import SimpleNamespace
+    for port in range(EPHEMERAL[0], EPHEMERAL[1] + 1):
+        candidate = SimpleNamespace(host_ip=host_ip, protocol=protocol, host_port=port)
+        if not any(ports_clash(candidate, t) for t in taken) and not in_use(protocol, host_ip, port):
+            return port
+    raise ValueError(f"no free {protocol} port in {EPHEMERAL[0]}-{EPHEMERAL[1]} to publish on")
 
 
 def endpoints_for(container_id: str, attachments: list) -> list[LocalEndpoint]:

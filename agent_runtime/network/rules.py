@@ -10,7 +10,9 @@ In each container's netns (``render_container_table``): service VIPs and DNS.
     filter-output: a VIP that has no healthy backend is refused (TCP reset / ICMP), not black-holed
 
 In the host netns (``render_host_table``): routing mesh, host-mode ports, egress, isolation.
-    prerouting/output (nat, -100): ``fib daddr type local meta l4proto . th dport vmap @published``
+    prerouting/output (nat, -100): ``jump container-ports`` (one-off containers' ``run -p``: DNAT
+           to their gateway-bridge address; loopback clients are masqueraded, with route_localnet
+           on the gateway bridge), then ``fib daddr type local meta l4proto . th dport vmap @published``
     ing-*: numgen over the endpoint chains; ep-*: ``dnat to backend:target`` on the ingress overlay,
            masqueraded in postrouting (``ct status dnat oifname "shov*"``) so replies come back here;
            local-only and host-mode entries DNAT to the local task's gateway-bridge address instead,
@@ -115,6 +117,21 @@ def _published_targets(state: NetworkState, service: Service, port, ingress: Net
     return sorted(targets), False
 
 
+def container_port_rules(containers: list[LocalContainer]) -> list[str]:
+    """The DNAT rules of one-off containers' published ports (``run -p``): to the container's
+    gateway-bridge address, from any local address (127.0.0.1 too, as Docker) or from the one
+    given. The client's address is kept (no SNAT), except a loopback one."""
+    rules = []
+    for c in sorted(containers, key=lambda c: c.id):
+        if not c.gateway_ip:
+            continue
+        for p in c.ports:
+            match = f"ip daddr {p.host_ip}" if p.host_ip and p.host_ip != "0.0.0.0" else "fib daddr type local"
+            rules.append(f"{match} meta l4proto {p.protocol} th dport {p.host_port} "
+                         f"dnat to {c.gateway_ip}:{p.container_port}")
+    return rules
+
+
 def parse_fence(entries: list[str]) -> list[tuple[str, int | None]]:
     """``IP`` or ``IP:PORT`` entries of runtimed's ``--fence`` -> (ip, port or None); ValueError
     naming a bad one."""
@@ -184,16 +201,23 @@ def render_host_table(state: NetworkState, containers: list[LocalContainer], act
             for ep, target in zip(eps, targets):
                 chains.append(f"chain {ep} {{ meta l4proto {p.protocol} dnat to {target}; }}")
     body = []
+    ports = container_port_rules(containers)
     if published:
         body.append("map published { type inet_proto . inet_service : verdict; elements = "
                     + _elements(published) + " }")
-        body += ["chain prerouting {", "  type nat hook prerouting priority -100; policy accept;",
-                 "  fib daddr type local meta l4proto . th dport vmap @published", "}",
-                 "chain output {", "  type nat hook output priority -100; policy accept;",
-                 "  ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @published", "}"]
+    if published or ports:
+        jump = ["  jump container-ports"] if ports else []
+        vmap = ["fib daddr type local meta l4proto . th dport vmap @published"] if published else []
+        body += ["chain prerouting {", "  type nat hook prerouting priority -100; policy accept;", *jump,
+                 *("  " + v for v in vmap), "}",
+                 "chain output {", "  type nat hook output priority -100; policy accept;", *jump,
+                 *("  ip daddr != 127.0.0.0/8 " + v for v in vmap), "}"]
+    if ports:
+        body += ["chain container-ports {", *("  " + r for r in ports), "}"]
     body += chains
     body += ["chain postrouting {", "  type nat hook postrouting priority 100; policy accept;",
              f'  ct status dnat oifname "{BRIDGE_PREFIX}*" masquerade',
+             f'  ip saddr 127.0.0.0/8 oifname "{GATEWAY_BRIDGE}" masquerade',
              f'  ip saddr {state.gateway_bridge_subnet} oifname != "{GATEWAY_BRIDGE}" masquerade', "}"]
     body += ["chain forward {", "  type filter hook forward priority 0; policy accept;",
              "  ct state established,related accept"]

@@ -30,6 +30,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(container_ls, "ps")
     cli.add_command(container_exec, "exec")
     cli.add_command(container_logs, "logs")
+    cli.add_command(container_port, "port")
     for command in (container_start, container_stop, container_restart, container_kill, container_rm):
         cli.add_command(command, command.name)    # docker start|stop|restart|kill|rm
     cli.add_command(volume)
@@ -157,6 +158,9 @@ def _stream(client, ref: str, follow: bool = True, tail=None, since=None, timest
 @click.option("--sysctl", multiple=True, help="Sysctl options (namespaced only: net.*, kernel.shm*, ...)")
 @click.option("--ulimit", multiple=True, help="Ulimit options (name=soft[:hard])")
 @click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
+@click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host")
+@click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports")
+@click.option("--expose", multiple=True, help="Expose a port or a range of ports")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -164,7 +168,7 @@ def run(ctx, remove, detach, interactive, tty, detach_keys, name, env, env_file,
         health_retries, health_start_period, no_healthcheck, restart, memory, memory_reservation, cpus, cpu_shares, pids_limit, volumes,
         tmpfs, network, network_aliases, init, cap_add, cap_drop, privileged, security_opt, user, workdir,
         hostname, entrypoint, stop_signal, stop_timeout, label, dns, dns_search, dns_option, add_host,
-        read_only, sysctl, ulimit, oom_score_adj, image, command) -> None:
+        read_only, sysctl, ulimit, oom_score_adj, publish, publish_all, expose, image, command) -> None:
     """Run a command in a new container on this node.
 
     With ``--network NET`` naming a swarm network created with ``--attachable``, one call to
@@ -202,6 +206,10 @@ def run(ctx, remove, detach, interactive, tty, detach_keys, name, env, env_file,
         init=init, stop_signal=stop_signal, stop_grace_period_s=stop_timeout, network=network,
         **runtime_options(dns, dns_search, dns_option, add_host, read_only, sysctl, ulimit, oom_score_adj))
     spec.healthcheck = health_config
+    spec.ports = port_bindings(publish, publish_all, expose, lambda: _image_config(client, image))
+    if spec.ports and network == "host" and not swarm_network:
+        click.echo("WARNING: Published ports are discarded when using host network mode", err=True)
+        spec.ports = []
     attached = (interactive or tty) and not detach      # run -it, -i, -t: runtimed's attach (shoal/cli/interactive.py)
     keys = _interactive_setup(spec, interactive, tty, detach, detach_keys)
     # -d --rm, and --rm of an attached run (the client may detach): runtimed removes it on exit
@@ -288,17 +296,36 @@ def run_mount(text: str):
     return mount
 
 
-def _image_healthcheck(client, image: str):
-    """The image's HEALTHCHECK (pulled first when this node lacks the image), or None."""
+def _image_config(client, image: str) -> dict:
+    """The image's inspect document (pulled first when this node lacks the image)."""
     from agent_runtime.errors import NotFound
-    from agent_runtime.imageconfig import image_healthcheck
     try:
-        config = client.image_inspect(image)
+        return client.image_inspect(image)
     except NotFound:
         click.echo(f"Unable to find image '{image}' locally", err=True)
         _calling(client.image_pull, image, code=125)
-        config = _calling(client.image_inspect, image, code=125)
-    return image_healthcheck(config.get("Config") or {})
+        return _calling(client.image_inspect, image, code=125)
+
+
+def _image_healthcheck(client, image: str):
+    """The image's HEALTHCHECK (pulled first when this node lacks the image), or None."""
+    from agent_runtime.imageconfig import image_healthcheck
+    return image_healthcheck(_image_config(client, image).get("Config") or {})
+
+
+def port_bindings(publish, publish_all: bool, expose, image_config) -> list:
+    """``-p``, ``-P`` (the image's EXPOSE and ``--expose`` ports, each on a free host port) and
+    ``--expose`` as runtimed's PortBindings; a bad value is Docker's message (exit 125)."""
+    from agent_runtime.spec import PortBinding
+    from shoal.cli import ports
+    try:
+        published = [b for text in publish for b in ports.parse_publish(text)]
+        exposed = [e for text in expose for e in ports.parse_expose(text)]
+    except ports.PortError as err:
+        raise click.UsageError(str(err)) from None
+    if publish_all:
+        published += ports.publish_all(ports.image_exposed(image_config()) + exposed, published)
+    return [PortBinding(container_port=c, protocol=proto, host_ip=ip, host_port=h) for ip, h, c, proto in published]
 
 
 def healthcheck(flags: dict, disabled: bool, image_check):
@@ -415,7 +442,8 @@ def _go_time(seconds: int) -> str:
 def summary(c, now: float, trunc: bool = True) -> dict:
     """The fields of a `docker ps` row (``--format json`` prints them), with docker's values:
     the command quoted (cut at 20 characters), STATUS as the daemon words it ("Up 5 minutes
-    (healthy)"), CREATED as "5 minutes ago". Containers publish no ports (PORTS is empty)."""
+    (healthy)"), CREATED as "5 minutes ago", PORTS as "0.0.0.0:8080->80/tcp"."""
+    from shoal.cli.ports import ports_text
     from shoal.cli.service_format import human_duration
     from shoal.dockerjson import container_status, unix_seconds
     created = unix_seconds(c.created)
@@ -424,7 +452,8 @@ def summary(c, now: float, trunc: bool = True) -> dict:
     return {"ID": c.id[:12] if trunc else c.id, "Image": c.image,
             "Command": json.dumps(_ellipsis(command, 20) if trunc else command, ensure_ascii=False),
             "CreatedAt": _go_time(created), "RunningFor": f"{human_duration(max(now - created, 0))} ago",
-            "Status": container_status(c.state, now), "State": c.state.status, "Ports": "", "Names": c.name,
+            "Status": container_status(c.state, now), "State": c.state.status,
+            "Ports": ports_text(c.config.ports), "Names": c.name,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
             "Mounts": ",".join(_ellipsis(m.source or m.target, 15) if trunc else (m.source or m.target)
                                for m in c.config.mounts),
@@ -549,6 +578,23 @@ def _exec_session(ctx, detach, interactive, tty, detach_keys, env, user, workdir
         sys.exit(session.exec_attached(client, ref, command, env, user, workdir, interactive, tty, keys))
     except ShoalRuntimeError as exc:
         _fail(exc, 126)
+
+
+@container.command("port")
+@click.argument("ref")
+@click.argument("private", metavar="[PRIVATE_PORT[/PROTO]]", required=False, default="")
+@click.pass_context
+def container_port(ctx, ref, private) -> None:
+    """List port mappings or a specific mapping for the container."""
+    from shoal.cli import ports
+    c = _calling(_client(ctx).inspect, ref)
+    try:
+        lines = ports.port_lines(c.config.ports, private)
+    except ports.PortError as err:
+        _fail(f"{str(err).removeprefix('Error: ')} {ref}" if "No public port" in str(err)
+              else str(err).removeprefix("Error: "))
+    for line in lines:
+        click.echo(line)
 
 
 @container.command("stop")

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from agent_runtime.errors import NotFound as RuntimeNotFound
 from agent_runtime.errors import ShoalRuntimeError
-from agent_runtime.spec import ContainerSpec, Healthcheck, Mount, Resources, Ulimit
+from agent_runtime.spec import ContainerSpec, Healthcheck, Mount, PortBinding, Resources, Ulimit
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Obj, Unsupported
 
@@ -52,6 +52,39 @@ def _binds(binds: list[str], path: str) -> list[Mount]:
     return mounts
 
 
+def _port_keys(value: Any, where: str) -> list[tuple[int, str]]:
+    """``{"80/tcp": {}}`` keys -> [(80, "tcp")]; BadRequest naming a bad one."""
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where}: expected an object")
+    out = []
+    for key in value:
+        port, _, proto = str(key).partition("/")
+        proto = proto or "tcp"
+        if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("tcp", "udp", "sctp"):
+            raise BadRequest(f"{where}: invalid port {key!r}")
+        out.append((int(port), proto))
+    return out
+
+
+def _port_bindings(value: Any) -> list[PortBinding]:
+    """HostConfig.PortBindings ``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`` -> PortBindings
+    (an empty HostPort: any free one)."""
+    out = []
+    for (port, proto), key in zip(_port_keys(value, "HostConfig.PortBindings"), value):
+        for i, b in enumerate(value[key] or []):
+            binding = convert.Obj(b, f"HostConfig.PortBindings[{key}][{i}]")
+            host_port = binding.str("HostPort")
+            if host_port and not (host_port.isdigit() and 0 < int(host_port) < 65536):
+                raise BadRequest(f"{binding.path}.HostPort: invalid hostPort: {host_port}")
+            host_ip = binding.str("HostIp")
+            if host_ip and ":" in host_ip:
+                raise Unsupported(f"{binding.path}.HostIp {host_ip!r}: only IPv4 ports are published by Shoal")
+            binding.done()
+            out.append(PortBinding(container_port=port, protocol=proto, host_ip="" if host_ip == "0.0.0.0" else host_ip,
+                                   host_port=int(host_port or 0)))
+    return out
+
+
 def parse_container_create(raw: Any, name: str) -> ContainerSpec:
     """POST /containers/create's body (Config + HostConfig + NetworkingConfig) -> runtimed's
     ContainerSpec (HostConfig.AutoRemove: runtimed removes it once it exits)."""
@@ -79,9 +112,7 @@ def parse_container_create(raw: Any, name: str) -> ContainerSpec:
                                            timeout_s=h.seconds("Timeout") or 30.0,
                                            start_period_s=h.seconds("StartPeriod"), retries=h.int("Retries") or 3)
         h.done(ignored=("StartInterval",))
-    if c.get("ExposedPorts"):
-        raise Unsupported("Config.ExposedPorts: publishing ports of a one-off container is not supported by "
-                          "Shoal (publish through a service)")
+    exposed = _port_keys(c.get("ExposedPorts") or {}, "Config.ExposedPorts")
     c.get("Volumes")   # anonymous volumes of the image's VOLUME: the runtime's business
     h = c.sub("HostConfig")
     spec.auto_remove = h.bool("AutoRemove")
@@ -135,7 +166,12 @@ def parse_container_create(raw: Any, name: str) -> ContainerSpec:
     if logcfg.str("Type") not in ("", "json-file", "local"):
         raise Unsupported(f"HostConfig.LogConfig.Type {logcfg.str('Type')!r} is not supported by Shoal")
     logcfg.done(ignored=("Config",))
-    for key in ("PortBindings", "PublishAllPorts", "Links", "VolumesFrom", "Devices"):
+    spec.ports = _port_bindings(h.get("PortBindings") or {})
+    if h.bool("PublishAllPorts"):     # the image's EXPOSE ports are added by the caller (it has the image)
+        done = {(p.container_port, p.protocol) for p in spec.ports}
+        spec.ports += [PortBinding(container_port=port, protocol=proto) for port, proto in exposed
+                       if (port, proto) not in done]
+    for key in ("Links", "VolumesFrom", "Devices"):
         if not convert._empty(h.get(key)):
             raise Unsupported(f"HostConfig.{key} is not supported by Shoal's Docker API")
     # What the CLI always sends with zero meaning: a terminal size, the default modes.
@@ -282,12 +318,26 @@ class ContainerRoutes:
     async def inspect(self, request: web.Request) -> web.Response:
         return _json(convert.container_inspect(await self._inspect(request.match_info["ref"])))
 
+    async def _image_exposed(self, spec: Any) -> list[PortBinding]:
+        """-P: the image's EXPOSE ports not published yet, each on a free host port."""
+        try:
+            config = await self.runtime().image_inspect(spec.image)
+        except RuntimeNotFound:
+            return []      # the create answers "No such image" itself
+        done = {(p.container_port, p.protocol) for p in spec.ports}
+        return [PortBinding(container_port=port, protocol=proto)
+                for port, proto in _port_keys((config.get("Config") or {}).get("ExposedPorts") or {},
+                                              "image Config.ExposedPorts") if (port, proto) not in done]
+
     # ---- lifecycle --------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
         name = request.query.get("name", "").lstrip("/")
         if request.query.get("platform", "") not in ("", "linux", "linux/amd64", "linux/x86_64"):
             raise Unsupported(f"platform {request.query['platform']!r} is not supported by Shoal")
-        spec = parse_container_create(await self.api.body(request, "container config"), name)
+        body = await self.api.body(request, "container config")
+        spec = parse_container_create(body, name)
+        if isinstance(body, dict) and (body.get("HostConfig") or {}).get("PublishAllPorts") is True:
+            spec.ports += await self._image_exposed(spec)
         container_id = await self.runtime().create(spec)
         log.info("docker API: container %s created (%s)", name or container_id[:12], spec.image)
         return _json({"Id": container_id, "Warnings": []}, 201)

@@ -651,7 +651,9 @@ def container_summary(c: Any, now: float) -> dict[str, Any]:
     status = container_status(st, now)
     cmd = list(c.config.entrypoint or []) + list(c.config.command or [])
     return {"Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id, "Command": " ".join(cmd),
-            "Created": _unix(c.created), "State": "restarting" if st.restarting else st.status, "Status": status, "Ports": [],
+            "Created": _unix(c.created), "State": "restarting" if st.restarting else st.status, "Status": status,
+            "Ports": [{"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port, "PublicPort": p.host_port,
+                       "Type": p.protocol} for p in c.config.ports],
             "Labels": dict(c.config.labels or {}), "Mounts": []}
 
 
@@ -667,4 +669,16 @@ def container_inspect(c: Any) -> dict[str, Any]:
               "StopSignal": spec.stop_signal, "StopTimeout": int(round(spec.stop_grace_period_s))}
     return {"Id": c.id, "Name": f"/{c.name}", "Created": c.created, "Image": c.image_id, "State": state,
             "Config": config, "LogPath": c.log_path, "Driver": "shoal",
-            "HostConfig": {"NetworkMode": spec.network, "Privileged": spec.privileged, "Init": spec.init}}
+            "HostConfig": {"NetworkMode": spec.network, "Privileged": spec.privileged, "Init": spec.init,
+                           "PortBindings": _port_map(spec.ports)},
+            "NetworkSettings": {"Ports": _port_map(spec.ports, runtime=True)}}
+
+
+def _port_map(ports: list, runtime: bool = False) -> dict[str, list[dict[str, str]]]:
+    """Docker's ``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`` (HostConfig.PortBindings,
+    NetworkSettings.Ports: the latter with the address every-address bindings listen on)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+            {"HostIp": p.host_ip or ("0.0.0.0" if runtime else ""), "HostPort": str(p.host_port)})
+    return out

@@ -99,3 +99,28 @@ def test_network_connect_and_disconnect(lab, image):
     assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr, missing
     lab.shoal("worker1", "container", "rm", "-f", "hop")
     wait_for(lambda: network_removable(lab, "conn2"), 60, interval=1, what="the connected address released")
+
+
+def test_run_publish_port_and_ps(lab, image):
+    """`shoal run -d -p HOST:CONTAINER` on a worker (no swarm network): another node reaches the
+    container at the worker's address; `port` and `ps` print Docker's texts; -p 80 gets a free port."""
+    web = ("mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www")
+    lab.shoal("worker1", "run", "-d", "--name", "pub", "-p", "18080:80", "-p", "80", image, "sh", "-c", web,
+              timeout=120)
+    try:
+        lines = lab.shoal("worker1", "port", "pub").stdout.splitlines()
+        assert lines[0].startswith("80/tcp -> 0.0.0.0:") and "80/tcp -> 0.0.0.0:18080" in lines, lines
+        free = [line.rpartition(":")[2] for line in lines if not line.endswith(":18080")][0]
+        assert 32768 <= int(free) <= 60999
+        assert lab.shoal("worker1", "port", "pub", "80/tcp").stdout.split() == sorted(
+            ["0.0.0.0:18080", f"0.0.0.0:{free}"])
+        missing = lab.shoal("worker1", "port", "pub", "81", check=False)
+        assert missing.returncode == 1 and missing.stderr.strip() == "Error: No public port '81/tcp' published for pub"
+        row = [r for r in containers(lab, "worker1") if r["Names"] == "pub"][0]
+        assert row["Ports"] == f"0.0.0.0:18080->80/tcp, 0.0.0.0:{free}->80/tcp" or \
+            row["Ports"] == f"0.0.0.0:{free}->80/tcp, 0.0.0.0:18080->80/tcp"
+        url = f"http://{lab.address('worker1')}:18080/"
+        wait_for(lambda: lab.exec("manager1", ["wget", "-qO-", "-T", "3", url], check=False).stdout.strip()
+                 == "published", 30, what=f"{url} from manager1")
+    finally:
+        lab.shoal("worker1", "container", "rm", "-f", "pub")

@@ -489,6 +489,51 @@ def egress_address(host) -> str:
     return ""
 
 
+def test_run_publish_reaches_a_container_on_no_swarm_network(lab):
+    """run -p: a container on no swarm network gets egress only (Docker's default bridge) and the
+    host DNATs its ports to it: from outside, from the host itself at 127.0.0.1, on one address
+    only when given; a free port when none is given; Docker's error for a port taken by another
+    container or by a service; everything goes with the container."""
+    from agent_runtime.api import Conflict, PortBinding
+    h3 = lab.host(3)
+    client = h3.client()
+    spec = ContainerSpec(image=IMAGE, name="pub", hostname="pub", command=["sh", "-c", HTTPD],
+                         ports=[PortBinding(80, host_port=8090), PortBinding(80, host_ip="192.0.2.13", host_port=8091),
+                                PortBinding(80)])
+    cid = client.create(spec)
+    try:
+        client.start(cid)
+        ports = client.inspect(cid).config.ports
+        assert [(p.host_ip, p.host_port) for p in ports][:2] == [("", 8090), ("192.0.2.13", 8091)]
+        assert 32768 <= ports[2].host_port <= 60999
+        assert wait_for(lambda: lab.from_outside(wget("http://192.0.2.13:8090/")).strip() == "pub")
+        assert lab.from_outside(wget(f"http://192.0.2.13:{ports[2].host_port}/")).strip() == "pub"
+        assert lab.from_outside(wget("http://192.0.2.13:8091/")).strip() == "pub"
+        from_host = sh("nsenter", f"--net=/run/netns/{h3.netns}", "busybox", "sh", "-c",
+                       wget("http://127.0.0.1:8090/") + "; " + wget("http://127.0.0.1:8091/"), check=False).stdout
+        assert from_host.split() == ["pub", "FAILED"]           # 8091 is bound to 192.0.2.13 only
+        assert client_address(lab.from_outside(wget("http://192.0.2.13:8090/cgi-bin/ip"))) == "192.0.2.100"
+        for taken, message in ((8090, "Bind for 0.0.0.0:8090 failed: port is already allocated"),
+                               (8080, "Bind for 0.0.0.0:8080 failed: port is already allocated")):   # a service's
+            with pytest.raises(Conflict, match=message):
+                client.create(ContainerSpec(image=IMAGE, command=["true"], ports=[PortBinding(80, host_port=taken)]))
+        listener = subprocess.Popen(["nsenter", f"--net=/run/netns/{h3.netns}", "busybox", "httpd", "-f", "-p",
+                                     "192.0.2.13:8095", "-h", "/"])
+        try:
+            assert wait_for(lambda: "192.0.2.13:8095" in sh("nsenter", f"--net=/run/netns/{h3.netns}", "busybox",
+                                                            "netstat", "-ltn").stdout)
+            with pytest.raises(Conflict, match="Error starting userland proxy: listen tcp4 0.0.0.0:8095: bind: "
+                                               "address already in use"):
+                client.create(ContainerSpec(image=IMAGE, command=["true"], ports=[PortBinding(80, host_port=8095)]))
+        finally:
+            listener.kill()
+            listener.wait()
+    finally:
+        client.remove(cid, force=True)
+    assert lab.from_outside(wget("http://192.0.2.13:8090/")).strip() == "FAILED"
+    assert f"shv{cid[:9]}" not in h3.ip_cmd("link")
+
+
 def test_encrypted_network_is_refused_with_the_reason(lab):
     from agent_runtime.api import Conflict
     h3 = lab.host(3)

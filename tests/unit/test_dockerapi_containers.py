@@ -45,12 +45,13 @@ def test_run_body_translates():
 
 @pytest.mark.parametrize("change, error, message", [
     ({"OpenStdin": True}, Unsupported, r"Config\.OpenStdin: standard input \(docker run -i\)"),
-    ({"ExposedPorts": {"80/tcp": {}}}, Unsupported, "Config.ExposedPorts"),
+    ({"ExposedPorts": {"eighty/tcp": {}}}, BadRequest, "Config.ExposedPorts: invalid port 'eighty/tcp'"),
     ({"Image": ""}, BadRequest, "Config.Image must not be empty"),
     ({"Cmd": "echo"}, BadRequest, r"Config\.Cmd: expected a list of strings, got string"),
     ({"HostConfig": {"NetworkMode": "bridge"}}, Unsupported, "NetworkMode 'bridge'"),
     ({"HostConfig": {"RestartPolicy": {"Name": "always"}}}, Unsupported, "RestartPolicy 'always'"),
-    ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}, Unsupported, "HostConfig.PortBindings"),
+    ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}}, BadRequest, "invalid hostPort: x"),
+    ({"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "::1", "HostPort": "1"}]}}}, Unsupported, "only IPv4"),
     ({"HostConfig": {"Binds": ["nocolon"]}}, BadRequest, "invalid bind 'nocolon'"),
     ({"HostConfig": {"Memory": "64m"}}, BadRequest, r"HostConfig\.Memory: expected an integer"),
     ({"HostConfig": {"BlkioWeight": 10}}, Unsupported, "HostConfig.BlkioWeight is not supported"),
@@ -59,6 +60,17 @@ def test_run_body_translates():
 def test_run_refusals_name_the_field(change, error, message):
     with pytest.raises(error, match=message):
         parse_container_create(CLI_RUN | change, "")
+
+
+def test_published_ports_translate():
+    """`docker run -p 127.0.0.1:8080:80 -p 53/udp -P --expose 9000` (docker CLI 28's body)."""
+    body = CLI_RUN | {"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "9000/tcp": {}},
+                      "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+                                                      "53/udp": [{"HostIp": "", "HostPort": ""}]},
+                                     "PublishAllPorts": True}}
+    spec = parse_container_create(body, "")
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in spec.ports] == [
+        ("127.0.0.1", 8080, 80, "tcp"), ("", 0, 53, "udp"), ("", 0, 9000, "tcp")]
 
 
 def test_log_frames_multiplexed_or_raw():
