@@ -29,9 +29,10 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, BinaryIO, Callable, Iterator
 
-from agent_runtime import unixhttp
+from agent_runtime import blocking, unixhttp
+from agent_runtime.blocking import DEFAULT_SOCKET, default_socket  # noqa: F401 (part of this API)
 from agent_runtime.errors import (Conflict, DeadlineExceeded, Forbidden, InvalidArgument, NotFound, ShoalRuntimeError,
-                                  Unavailable, error_for_status)
+                                  Unavailable)
 from typing import TYPE_CHECKING
 from agent_runtime.spec import (ATTACHMENT_LABEL, TASK_LABEL, ContainerInfo, ContainerSpec, ContainerState,
                                 ContainerStats, ExecResult, File, Health, Healthcheck, LogConfig, Mount,
@@ -71,7 +72,6 @@ __all__ = [
     "PortBinding",
 ]
 
-DEFAULT_SOCKET = "/run/shoal/runtimed.sock"
 PULL_DEADLINE = 600.0
 NETWORK_SYNC_TIME = 60.0
 PRUNE_DEADLINE = 300.0      # prune and df walk every writable layer and volume: many files take a while
@@ -86,18 +86,6 @@ def _default_deadline() -> float:
 
 
 DEFAULT_DEADLINE = _default_deadline()
-
-
-def default_socket() -> str:
-    """SHOAL_RUNTIME_HOST (unix:///path), else runtimed.sock beside SHOAL_HOST's socket, else /run/shoal."""
-    host = os.environ.get("SHOAL_RUNTIME_HOST")
-    if host:
-        return host[len("unix://"):] if host.startswith("unix://") else host
-    shoal_host = os.environ.get("SHOAL_HOST")
-    if shoal_host:
-        path = shoal_host[len("unix://"):] if shoal_host.startswith("unix://") else shoal_host
-        return os.path.join(os.path.dirname(path), "runtimed.sock")
-    return DEFAULT_SOCKET
 
 
 @dataclass
@@ -341,12 +329,7 @@ def _timeout(seconds: float):
     return asyncio.timeout(seconds)
 
 
-def _raise_for(status: int, payload: bytes) -> None:
-    try:
-        message = json.loads(payload).get("message", "")
-    except ValueError:
-        message = payload.decode("utf-8", "replace")
-    raise error_for_status(status, message or f"HTTP {status}")
+_raise_for = blocking.raise_for
 
 
 class RuntimeClient:
@@ -357,29 +340,11 @@ class RuntimeClient:
         self.timeout = timeout
 
     def _open(self, call: _Call) -> tuple[unixhttp.Connection, unixhttp.Response]:
-        conn = unixhttp.Connection(self.socket_path, self.timeout)
-        try:
-            conn.connect()
-        except OSError as exc:
-            raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
         streamed = hasattr(call.body, "read")
         body = call.body if streamed else None if call.body is None else json.dumps(call.body).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
         headers.update(call.headers or {})
-        try:
-            resp = conn.request(call.method, call.url(), body=body, headers=headers)
-        except TimeoutError:
-            conn.close()
-            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {self.timeout:g} s") from None
-        except (ConnectionError, unixhttp.ProtocolError) as exc:
-            conn.close()
-            raise Unavailable(f"shoal-runtimed at {self.socket_path} dropped the connection during "
-                              f"{call.what}: {exc}") from exc
-        if resp.status >= 400:
-            payload = resp.read()
-            conn.close()
-            _raise_for(resp.status, payload)
-        return conn, resp
+        return blocking.open_call(self.socket_path, self.timeout, call.method, call.url(), call.what, body, headers)
 
     def _call(self, call: _Call) -> Any:
         conn, resp = self._open(call)

@@ -5,14 +5,17 @@ Importing click and building ``run``'s fifty options is about half of a short ``
 IMAGE true`` (docs/front-door.md). The entry point (``shoal.cli.entry``) therefore tries
 ``main`` first: a command line that is ``run`` with only the options in ``FLAGS``, ``VALUED``
 and ``MULTIPLE``, each spelled ``--opt VALUE``, ``--opt=VALUE`` or ``-o VALUE``, then the image
-and its command, is planned here into the same ContainerSpec the click command builds
-(tests/unit/test_run_fast.py compares the two on many command lines). Anything else — another
-option, ``--help``, bundled short flags, docker's ``--flag=BOOL``, ``--``, a swarm network, a
-remote host — returns None and the click command runs it, usage errors included.
+and its command, is turned here into a create call that gives runtimed the same ContainerSpec the
+click command builds (tests/unit/test_run_fast.py compares the two on many command lines), and
+run with ``Runtimed``: RuntimeClient's requests through agent_runtime.blocking, without loading
+the typed API and its dataclasses. Anything else — another option, ``--help``, bundled short
+flags, docker's ``--flag=BOOL``, ``--``, a swarm network, a remote host — returns None and the
+click command runs it, usage errors included.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -61,25 +64,105 @@ def parse(args: list[str]) -> dict | None:
     return params
 
 
-def build_spec(p: dict):
-    """The ContainerSpec ``shoal.cli.containers.run`` builds for these parameters (every other
-    option at its default)."""
-    from agent_runtime.api import ContainerSpec, Resources
-    from agent_runtime.spec import RestartPolicy
-    spec = ContainerSpec(
-        image=p["image"], command=list(p["command"]),
-        entrypoint=[p["entrypoint"]] if p["entrypoint"] is not None else None,
-        env=list(p["env"]), workdir=p["workdir"], user=p["user"], hostname=p["hostname"], name=p["name"],
-        labels=dict(item.partition("=")[::2] for item in p["label"]), mounts=[],
-        resources=Resources(nano_cpus=0, memory_bytes=0, memory_reservation_bytes=0, pids_limit=0, cpu_shares=0),
-        cap_add=[], cap_drop=[], privileged=p["privileged"], no_new_privileges=False, seccomp="",
-        init=p["init"], stop_signal=p["stop_signal"], stop_grace_period_s=10.0, network=p["network"],
-        dns=[], dns_search=[], dns_options=[], extra_hosts=[], readonly_rootfs=p["read_only"], sysctls={},
-        ulimits=[], oom_score_adj=0)
-    spec.healthcheck = None
-    spec.auto_remove = p["remove"] and p["detach"]
-    spec.restart_policy = RestartPolicy(name="no")
-    return spec
+def spec_json(p: dict) -> dict:
+    """The create call's body for these parameters: the fields these options set; runtimed gives
+    every other field its default (ContainerSpec.from_json), which is what the click command's
+    spec holds for an option not given."""
+    doc = {"Image": p["image"], "Cmd": list(p["command"]), "Env": list(p["env"]), "WorkingDir": p["workdir"],
+           "User": p["user"], "Hostname": p["hostname"], "Name": p["name"],
+           "Labels": dict(item.partition("=")[::2] for item in p["label"]), "Privileged": p["privileged"],
+           "Init": p["init"], "StopSignal": p["stop_signal"], "NetworkMode": p["network"],
+           "ReadonlyRootfs": p["read_only"], "AutoRemove": p["remove"] and p["detach"],
+           "RestartPolicy": {"Name": "no"}}
+    if p["entrypoint"] is not None:
+        doc["Entrypoint"] = [p["entrypoint"]]
+    return doc
+
+
+class Spec:
+    """A create call's body where execute wants a spec: ``image`` and ``to_json()``."""
+
+    def __init__(self, doc: dict) -> None:
+        self.doc, self.image = doc, doc["Image"]
+
+    def to_json(self) -> dict:
+        return self.doc
+
+
+class Record:
+    __slots__ = ("stream", "log")
+
+    def __init__(self, stream: str, log: str) -> None:
+        self.stream, self.log = stream, log
+
+
+class Exit:
+    __slots__ = ("status_code",)
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class Runtimed:
+    """The calls of a run (create, start, logs, wait, remove) as RuntimeClient makes them, through
+    agent_runtime.blocking (same requests, same errors) without loading the typed API; the
+    unusual ones (inspect after a failed start, pull, stop on ^C) through RuntimeClient."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._typed = None
+
+    def _open(self, method: str, path: str, query: str = "", body: dict | None = None):
+        from agent_runtime import blocking
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        return blocking.open_call(self.socket_path, None, method, path + query, f"{method} {path}", data, headers)
+
+    def _json(self, method: str, path: str, query: str = "", body: dict | None = None):
+        conn, resp = self._open(method, path, query, body)
+        try:
+            payload = resp.read()
+        finally:
+            conn.close()
+        return json.loads(payload) if payload else None
+
+    def typed(self):
+        if self._typed is None:
+            from agent_runtime.api import RuntimeClient
+            self._typed = RuntimeClient(self.socket_path)
+        return self._typed
+
+    def create(self, spec: Spec) -> str:
+        return self._json("POST", "/containers/create", body=spec.to_json())["Id"]
+
+    def start(self, cid: str) -> None:
+        self._json("POST", f"/containers/{cid}/start")
+
+    def logs(self, cid: str, follow: bool = False):
+        conn, resp = self._open("GET", f"/containers/{cid}/logs",
+                                f"?follow={int(follow)}&tail=all&stdout=1&stderr=1")
+        try:
+            while line := resp.readline():
+                if line.strip():
+                    d = json.loads(line)
+                    yield Record(d["stream"], d["log"])
+        finally:
+            conn.close()
+
+    def wait(self, cid: str) -> Exit:
+        return Exit(self._json("POST", f"/containers/{cid}/wait")["StatusCode"])
+
+    def remove(self, cid: str, force: bool = False) -> None:
+        self._json("DELETE", f"/containers/{cid}", f"?force={int(force)}")
+
+    def inspect(self, cid: str):
+        return self.typed().inspect(cid)
+
+    def stop(self, cid: str):
+        return self.typed().stop(cid)
+
+    def image_pull(self, ref: str):
+        return self.typed().image_pull(ref)
 
 
 def _remote() -> bool:
@@ -100,8 +183,8 @@ def main(args: list[str]) -> None:
     if params is None:
         return
     try:
-        from agent_runtime.api import RuntimeClient, default_socket
-        execute(RuntimeClient(default_socket()), build_spec(params), params["remove"], params["detach"])
+        from agent_runtime.blocking import default_socket
+        execute(Runtimed(default_socket()), Spec(spec_json(params)), params["remove"], params["detach"])
     except KeyboardInterrupt:               # as click reports an interrupt outside the command's own handling
         print(file=sys.stderr)
         print("Aborted!", file=sys.stderr, flush=True)
@@ -140,7 +223,7 @@ def create_pulling(client, spec) -> str:
 def remove_container(client, ref: str) -> None:
     """Remove a container (exits on a runtime error). A swarm network attachment it carried is
     released by the node's shoald, which sees the container go (worker/attachments.py)."""
-    from agent_runtime.api import ShoalRuntimeError
+    from agent_runtime.errors import ShoalRuntimeError
     try:
         client.remove(ref, force=True)
     except ShoalRuntimeError as exc:
@@ -152,7 +235,7 @@ def execute(client, spec, remove: bool, detach: bool, started: str | None = None
     started), then print its ID (``-d``) or stream its output, wait for it, remove it (``--rm``) and
     exit with its status. Exit codes are docker's: 125 when the runtime refused, 126/127 when the
     command cannot run."""
-    from agent_runtime.api import ShoalRuntimeError
+    from agent_runtime.errors import ShoalRuntimeError
     cid = started
     if cid is None:
         try:

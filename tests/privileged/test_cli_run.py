@@ -1,8 +1,8 @@
 """``shoal run`` end to end against a real shoal-runtimed: the container's output and exit code
 pass through, ``--rm`` leaves nothing behind by the time the CLI returns (as ``docker run --rm``:
 the next ``ps -a`` does not list it), and the whole command, calls included, loads none of the
-heavy modules, nor click when shoal.cli.run_fast takes the command line (its start-up is most of
-its time: docs/front-door.md). The click command (an option the fast path does not take) prints
+heavy modules, nor click and the typed runtime API when shoal.cli.run_fast takes the command line
+(its start-up is most of its time: docs/front-door.md). The click command (an option the fast path does not take) prints
 and exits the same.
 
 Needs root; uses the session runtimed of conftest.
@@ -80,5 +80,5 @@ def test_run_loads_nothing_heavy(runtimed, tmp_path):
                           env=_env(runtimed), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     modules = json.loads(record.read_text())
-    assert "agent_runtime.unixhttp" in modules      # it did call runtimed
-    assert not heavy_in(modules) and "click" not in modules
+    assert "agent_runtime.blocking" in modules      # it did call runtimed
+    assert not heavy_in(modules) and not {"click", "agent_runtime.api", "dataclasses"} & set(modules)

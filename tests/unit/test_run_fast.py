@@ -1,5 +1,5 @@
-"""The click-free `shoal run` (shoal.cli.run_fast) builds exactly the ContainerSpec the click
-command builds for every command line it takes, and leaves every other one to click."""
+"""The click-free `shoal run` (shoal.cli.run_fast) asks runtimed for exactly the ContainerSpec the
+click command builds, for every command line it takes, and leaves every other one to click."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent_runtime.spec import ContainerSpec
 from shoal.cli import main, run_fast
 
 IMG = "shoal/busybox:latest"
@@ -25,10 +26,13 @@ def click_spec(monkeypatch, args: list[str]):
 
 
 def fast_spec(args: list[str]):
+    """The spec runtimed makes of the fast path's create call (every field it leaves out at its
+    default), as JSON."""
     params = run_fast.parse(args)
     if params is None:
         return None
-    return run_fast.build_spec(params).to_json(), params["remove"], params["detach"]
+    spec = ContainerSpec.from_json(run_fast.spec_json(params))
+    return spec.to_json(), params["remove"], params["detach"]
 
 
 TAKEN = [
