@@ -199,12 +199,16 @@ class ContainerEvents:
             stream = None
             try:
                 stream = await self._runtime.events_stream()
-                self.resync(await self._runtime.list(all=True))
+                containers = await self._runtime.list(all=True)
+                # In sync from here: the resync's callbacks (the worker's sweep, the attachments'
+                # reconcile) act only on a connected index. Set after them, a complete assignment
+                # set that came before the stream left the leaked attachments for good.
+                self.connected.set()
+                self.resync(containers)
                 if self.error:
                     log.warning("shoal-runtimed is reachable again; %d containers resynchronised",
                                 len(self.by_container))
                 self.error = ""
-                self.connected.set()
                 async for ev in stream:
                     self.apply_event(ev)
                 reason = "shoal-runtimed ended the event stream"

@@ -8,6 +8,7 @@ import asyncio
 from worker.attachments import Attachments
 from worker.events import REMOVED, ContainerEvents, Observed, observed_from_event
 from worker.executor import ATTACHMENT_LABEL
+from worker.testing import FakeRuntime
 
 
 class Manager:
@@ -65,6 +66,27 @@ async def test_a_start_releases_only_leaked_attachments_once():
     await asyncio.sleep(0)
     assert manager.released == ["leaked"]
     await keeper.close()
+
+
+async def test_assignments_before_the_event_stream_still_release_a_leak():
+    """shoald's restart under load: the full assignment set came before the runtime's event
+    stream connected, so the worker's sweep found no index; the stream's first resync must then
+    reconcile (its callbacks used to run before the index counted as connected: never released)."""
+    events = ContainerEvents(FakeRuntime())
+    manager = Manager()
+    keeper = Attachments(events, manager.detach)
+    events.on_resync(lambda: keeper.reconcile(complete=True))     # as the worker's sweep does
+    keeper.assigned.add("leaked")
+    keeper.reconcile(complete=True)                    # the assignments first: no index yet
+    assert not keeper.reconciled
+    stream = asyncio.create_task(events.run())
+    try:
+        await asyncio.wait_for(manager.changed.wait(), 10)
+        assert manager.released == ["leaked"]
+    finally:
+        stream.cancel()
+        await asyncio.gather(stream, return_exceptions=True)
+        await keeper.close()
 
 
 async def test_a_permanent_refusal_is_not_retried_forever():
