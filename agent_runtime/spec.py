@@ -24,7 +24,6 @@ TASK_LABEL = "com.docker.swarm.task.id"                # a swarm task's containe
 ATTACHMENT_LABEL = "com.shoal.network.attachment.id"   # a one-off container's swarm network attachments,
                                                        # comma-separated (shoal run --network, network connect)
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker's minimum memory limit
-CPU_PERIOD_US = 100_000
 
 
 def _json_name(f: dataclasses.Field) -> str:

@@ -248,14 +248,6 @@ class ReadView:
                 return obj
         return None
 
-    def name_taken(self, kind: Kind, name: str, exclude: str = "") -> str | None:
-        """The id of another object of named ``kind`` whose name equals ``name`` ignoring case
-        (the store refuses a second one), or None. ``exclude``: an id that does not count."""
-        for object_id in self._indexes.names[kind].get(name.lower(), ()):
-            if object_id != exclude:
-                return object_id
-        return None
-
     def nodes(self) -> list[objects_pb2.Node]:
         """Every node."""
         return self.list(Kind.NODE)
@@ -293,10 +285,6 @@ class ReadView:
     def task_service_ids(self) -> list[str]:
         """The service ids that have at least one task ("" for tasks of no service)."""
         return list(self._indexes.by_service.keys())
-
-    def task_node_ids(self) -> list[str]:
-        """The node ids that have at least one task ("" for unplaced tasks)."""
-        return list(self._indexes.by_node.keys())
 
     def cluster(self) -> objects_pb2.Cluster | None:
         """The Cluster object, or None before ``swarm init`` wrote it.

@@ -29,10 +29,6 @@ def print_json_lines(objects: list[dict]) -> None:
         click.echo(json.dumps(obj, separators=(",", ":")))
 
 
-def print_json_array(objects: list[dict]) -> None:
-    click.echo(json.dumps(objects, indent=4))
-
-
 def flag_value(parse, flag: str, text: str):
     """`parse(text)` for a command-line flag: a ValueError becomes the docker CLI's usage error
     ``invalid argument "TEXT" for "--flag" flag: ...``."""

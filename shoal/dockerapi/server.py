@@ -581,11 +581,6 @@ def check_version(path: str) -> str | None:
     return None
 
 
-def _with_headers(response: web.Response) -> web.Response:
-    _headers(response)
-    return response
-
-
 async def _json_not_served(request: web.Request) -> web.Response:
     return _not_served(request)
 
