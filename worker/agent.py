@@ -17,7 +17,7 @@ from typing import Awaitable, Callable
 import grpc
 
 from common.backoff import Backoff
-from common.heartbeat import GRACE_PERIODS, call_timeout
+from common.heartbeat import call_timeout
 from proto import cluster_pb2, cluster_pb2_grpc, objects_pb2
 from proto.ports import mtls_addr
 
@@ -63,7 +63,7 @@ class Agent:
         self.session_id: str | None = None
         self._backoff = backoff or Backoff(0.1, 10.0, jitter="full")  # a fleet reconnecting: spread it
         self._restart = asyncio.Event()
-        self._clock = clock     # measures the leader's heartbeat grace
+        self._clock = clock
 
     def restart_session(self) -> None:
         """End the current session (if any) and open a new one at once: after the node's
@@ -191,26 +191,16 @@ class Agent:
         await self._reporter.run(send)
 
     async def _heartbeat(self, stub, session_id: str) -> None:
-        """Heartbeat every period. A heartbeat the leader does not answer in time (a busy leader)
-        is sent again at once while the leader's grace (GRACE_PERIODS periods since the last
-        answered one) lasts: ending the session instead made every node of a busy leader reconnect
-        at once, each reconnection more work for that leader (bench/scale.py). Any other error,
-        or a grace run out, ends the session."""
-        answered = self._clock()
+        """Heartbeat every period. Each call may wait for the leader's whole grace
+        (common/heartbeat.call_timeout): a busy leader answers late, and what is left of the
+        deadline tells it how late (the dispatcher adds that to every node's grace). A heartbeat
+        not answered within a period used to be sent again, so a busy leader had two or three
+        of every node's heartbeats queued, and could measure no wait longer than a period. Not
+        answered within the grace, or any other error: the session ends."""
         while True:
             await asyncio.sleep(self._period)
-            while True:
-                message = self._worker.status_message() if self._worker is not None else ""
-                try:
-                    response = await stub.Heartbeat(
-                        cluster_pb2.HeartbeatRequest(session_id=session_id, status_message=message),
-                        timeout=call_timeout(self._period))
-                    break
-                except grpc.aio.AioRpcError as err:
-                    late = self._clock() - answered
-                    if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED or late >= GRACE_PERIODS * self._period:
-                        raise
-                    log.info("heartbeat not answered in time (%.1fs since the last answer); sending it again",
-                             late)
-            answered = self._clock()
+            message = self._worker.status_message() if self._worker is not None else ""
+            response = await stub.Heartbeat(
+                cluster_pb2.HeartbeatRequest(session_id=session_id, status_message=message),
+                timeout=call_timeout(self._period))
             self._period = response.period or self._period

@@ -8,6 +8,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+from common.heartbeat import call_timeout
 from manager import stats
 from manager.dispatcher import Dispatcher
 from manager.state import Kind, LocalProposer, MemoryStore, Store
@@ -111,7 +112,7 @@ async def test_a_session_opening_long_after_the_leader_started_is_not_marked_dow
 class _NodeContext(Context):
     """A call from ``node_id`` that waited ``waited`` seconds of its deadline before being handled."""
 
-    def __init__(self, node_id: str, timeout: float = 5.0, waited: float = 0.0) -> None:
+    def __init__(self, node_id: str, timeout: float = call_timeout(5.0), waited: float = 0.0) -> None:
         self.node_id, self.timeout, self.waited = node_id, timeout, waited
 
     def time_remaining(self) -> float:
