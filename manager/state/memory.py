@@ -140,7 +140,7 @@ class MemoryStore:
             for kind, table in staged.items():
                 tables[kind] = table.finish()
             self._view = ReadView(new_version, tables, indexes.finish())
-            self._notify(events, new_version)
+            self._notify(events, new_version, frozenset(staged))
             return ApplyResult(new_version)
 
     @staticmethod
@@ -272,10 +272,13 @@ class MemoryStore:
             except ValueError:
                 pass
 
-    def _notify(self, events: list[StoreEvent], version: int) -> None:
+    def _notify(self, events: list[StoreEvent], version: int, kinds: frozenset[Kind] | None = None) -> None:
+        """Post a commit's events to every watch; ``kinds``: the kinds among them, if known (the
+        tables a change touched)."""
         if not self._watches:
             return
-        kinds = frozenset(e.kind for e in events)
+        if kinds is None:
+            kinds = frozenset(e.kind for e in events)
         self._watches = [w for w in self._watches if w._post(events, version, kinds)]
 
 

@@ -78,14 +78,17 @@ class Watch:
         the watch is gone and should be dropped."""
         if self._detached.is_set():
             return False
-        if self.kinds is None:
-            batch = list(events)
-        elif kinds is not None and self.kinds.isdisjoint(kinds):
-            batch = []      # e.g. a node watch and a commit of 200 task updates: no event to look at
+        if self.kinds is None or (kinds is not None and kinds <= self.kinds):
+            # Every event is wanted: the commit's list itself, shared by such watches (nothing
+            # changes a delivered batch), copied only to add the commit marker.
+            batch = [*events, ChangeCommitted(version)] if self.commits else events
         else:
-            batch = [e for e in events if e.kind in self.kinds]
-        if self.commits:
-            batch.append(ChangeCommitted(version))
+            if kinds is not None and self.kinds.isdisjoint(kinds):
+                batch = []  # e.g. a node watch and a commit of 200 task updates: no event to look at
+            else:
+                batch = [e for e in events if e.kind in self.kinds]
+            if self.commits:
+                batch.append(ChangeCommitted(version))
         if not batch:
             return True
         self._posted += 1
