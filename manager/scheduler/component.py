@@ -1,10 +1,11 @@
 """The scheduler component (leader only): places PENDING tasks on nodes with the pure
 ``schedule()`` and writes ``planned_task_changes()`` to the store.
 
-* It watches tasks and nodes. Every event also updates what the pass reads: the PENDING tasks
-  (by id) and the NodeSet (nodeset.py: each node and what its tasks hold), both built from the
-  store once at start (and after a watch overflow) and then kept from events, so a pass costs the
-  pending tasks and one info per node, not a read of every task. A pass is due when a task becomes (or stays) PENDING, when node
+* It watches tasks and nodes. Every event also goes to what the pass reads, the NodeSet
+  (nodeset.py: each node and what its tasks hold, and the PENDING tasks), built from the store
+  once at start (and after a watch overflow) and then kept from events, so a pass costs the
+  tasks changed since the last one, the pending ones and one info per node, not a read of
+  every task. A pass is due when a task becomes (or stays) PENDING, when node
   resources may have been freed or taken (a task placed, stopped, deleted, or its desired state
   crossing RUNNING), or when a node appears, leaves or changes (state, availability, labels,
   resources). Unplaceable tasks are thereby retried exactly when the answer may change.
@@ -78,13 +79,10 @@ class Scheduler(StoreLoop):
         super().__init__(store, clock)
         self._due = True
         self._nodes = NodeSet()
-        self._pending: dict[str, objects_pb2.Task] = {}     # id -> PENDING task, as of the last event
         self.passes = 0     # passes that found pending tasks (for tests and metrics)
 
     def _resync(self, view: ReadView) -> None:
-        tasks = view.tasks()
-        self._nodes = NodeSet.build(view.nodes(), tasks)
-        self._pending = {t.id: t for t in tasks if t.status.state == PENDING}
+        self._nodes = NodeSet.build(view.nodes(), view.tasks())
         self._due = True
 
     def _has_work(self) -> bool:
@@ -92,24 +90,16 @@ class Scheduler(StoreLoop):
 
     def _note(self, event) -> None:
         self._nodes.apply(event)
-        if event.kind is Kind.TASK:
-            task = event.obj
-            if task.status.state == PENDING and not isinstance(event, ObjectDeleted):
-                self._pending[task.id] = task
-            else:
-                self._pending.pop(task.id, None)
-            if not self._due:
-                self._due = task_event_matters(event)
-        elif not self._due:
-            self._due = node_event_matters(event)
+        if not self._due:
+            self._due = task_event_matters(event) if event.kind is Kind.TASK else node_event_matters(event)
 
     async def _pass(self) -> None:
         if not self._due:
             return
         self._due = False
-        if not self._pending:
+        pending = self._nodes.pending()
+        if not pending:
             return
-        pending = self._pending
         self.passes += 1
         now = self._clock()
         plan = schedule_on(self._nodes.snapshot(now), list(pending.values()), now)

@@ -104,6 +104,20 @@ class NodeInfo:
             self.tasks_by_service[task.service_id] += 1
         return assigned
 
+    def place(self, task: objects_pb2.Task, request) -> list[objects_pb2.GenericResource]:
+        """``add(task)`` for a pending task of a group whose shared ``request`` (filters.Request)
+        already holds what the group's tasks reserve and publish: the same accounting, without
+        reading each task's spec and endpoint again."""
+        if task.assigned_generic_resources:
+            return self.add(task)
+        self.reserved_nano_cpus += request.nano_cpus
+        self.reserved_memory_bytes += request.memory_bytes
+        if request.host_ports:
+            self.used_host_ports.update(request.host_ports)
+        self.active_tasks += 1
+        self.tasks_by_service[request.service_id] += 1
+        return self.generic.claim(request.generic) if request.generic else []
+
     def free_fraction(self) -> float:
         """Sum of free CPU and free memory fractions (0 = full); binpack prefers the lowest."""
         resources = self.node.description.resources

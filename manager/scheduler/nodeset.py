@@ -1,4 +1,5 @@
-"""NodeSet: every node and what its tasks hold, kept up to date from store events.
+"""NodeSet: every node and what its tasks hold, and the PENDING tasks, kept up to date from
+store events.
 
 The scheduler used to rebuild every node's view (``build_node_infos``: reservations, tasks per
 service for spread and max-replicas, host ports, generic resources, recent failures) from every
@@ -35,6 +36,7 @@ from proto import objects_pb2
 
 from .nodeinfo import FAULTY_WINDOW, NodeInfo, generic_pool, host_ports
 
+_PENDING = objects_pb2.PENDING
 _ASSIGNED = objects_pb2.ASSIGNED
 _RUNNING = objects_pb2.RUNNING
 _FAILED_STATES = (objects_pb2.FAILED, objects_pb2.REJECTED)
@@ -102,6 +104,7 @@ class NodeSet:
         self._loads: dict[str, _Load] = {}
         self._shares: dict[str, _Share] = {}                        # task id -> what it counts for
         self._changed: dict[str, objects_pb2.Task | None] = {}      # task id -> latest, None: deleted
+        self._pending: dict[str, objects_pb2.Task] = {}             # task id -> PENDING task
 
     @classmethod
     def build(cls, nodes: Iterable[objects_pb2.Node], tasks: Iterable[objects_pb2.Task]) -> NodeSet:
@@ -110,6 +113,8 @@ class NodeSet:
         for node in nodes:
             nodeset._nodes[node.id] = node
         for task in tasks:
+            if task.status.state == _PENDING:
+                nodeset._pending[task.id] = task
             share = _share_of(task)
             if share is not None:
                 nodeset._shares[task.id] = share
@@ -134,8 +139,12 @@ class NodeSet:
                 self._nodes[event.obj.id] = event.obj
 
     def _settle(self) -> None:
-        shares = self._shares
+        shares, pending = self._shares, self._pending
         for task_id, task in self._changed.items():
+            if task is not None and task.status.state == _PENDING:
+                pending[task_id] = task
+            else:
+                pending.pop(task_id, None)
             new = _share_of(task) if task is not None else None
             old = shares.get(task_id)
             if new == old:
@@ -188,6 +197,12 @@ class NodeSet:
             del self._loads[node_id]
 
     # -- reading ----------------------------------------------------------------------------
+
+    def pending(self) -> dict[str, objects_pb2.Task]:
+        """The PENDING tasks by id (the store's objects: read only), as of the last event;
+        valid until the next ``apply``."""
+        self._settle()
+        return self._pending
 
     def snapshot(self, now: float) -> dict[str, NodeInfo]:
         """A NodeInfo for every node, equal to ``build_node_infos(nodes, tasks, now)``. The infos

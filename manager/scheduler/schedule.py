@@ -264,7 +264,7 @@ def _place(task: objects_pb2.Task, root: _Branch, request: Request, strategy: St
                     b.live -= 1
                 continue
             info = working.own(info)
-            _claimed(plan, task, info.add(task))
+            _claimed(plan, task, info.place(task, request))
             for b in path:
                 b.service_tasks += 1
             heapq.heappush(branch.heap, (_node_key(info, request, strategy), info.id, info))

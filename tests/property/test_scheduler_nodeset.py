@@ -1,5 +1,6 @@
 """Hypothesis: the scheduler's NodeSet, kept from task and node events, always equals the node
-infos rebuilt from scratch (``build_node_infos``) from the same nodes and tasks, at any time; and
+infos rebuilt from scratch (``build_node_infos``) from the same nodes and tasks, at any time, and
+holds exactly the PENDING tasks; and
 ``schedule_on`` its snapshot plans exactly what ``schedule`` plans from the nodes and tasks,
 without changing the snapshot.
 
@@ -165,6 +166,11 @@ class NodeSetMachine(RuleBasedStateMachine):
         for now in (NOW, NOW + 1.0, NOW + 250.0, NOW + 5000.0):   # NOW + 1: a failure exactly 300 s old
             expected = infos_state(build_node_infos(self.nodes.values(), self.tasks.values(), now))
             assert infos_state(self.nodeset.snapshot(now)) == expected
+
+    @invariant()
+    def pending_tasks(self) -> None:
+        assert self.nodeset.pending() == {t.id: t for t in self.tasks.values()
+                                          if t.status.state == objects_pb2.PENDING}
 
     @invariant()
     def plans_alike_and_leaves_the_snapshot(self) -> None:
