@@ -120,8 +120,7 @@ def cli_env(sock: str, shoal: str) -> dict[str, str]:
     compile the CLI's sources again, tens of ms that no user pays."""
     env = dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{sock}")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    python = str(Path(shoal).parent / "python")
-    subprocess.run([python, "-m", "compileall", "-q", *(str(ROOT / p) for p in ("shoal", "agent_runtime", "common"))],
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / p) for p in ("shoal", "agent_runtime", "common"))],
                    env=env, check=True, stdout=subprocess.DEVNULL)
     return env
 
