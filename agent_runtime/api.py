@@ -277,8 +277,8 @@ class _Calls:
         return _Call("GET", "/events")
 
     @staticmethod
-    def volume_create(name: str, labels: dict[str, str] | None = None) -> _Call:
-        return _Call("POST", "/volumes/create", body={"Name": name, "Labels": labels or {}},
+    def volume_create(name: str, labels: dict[str, str] | None = None, options: dict[str, str] | None = None) -> _Call:
+        return _Call("POST", "/volumes/create", body={"Name": name, "Labels": labels or {}, "DriverOpts": options or {}},
                      decode=lambda d: from_json(VolumeInfo, d))
 
     @staticmethod
@@ -472,8 +472,9 @@ class RuntimeClient:
             raise Unavailable(f"shoal-runtimed answered {call.what} with {status}, not a stream")
         return upgraded
 
-    def volume_create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
-        return self._call(_Calls.volume_create(name, labels))
+    def volume_create(self, name: str, labels: dict[str, str] | None = None,
+                      options: dict[str, str] | None = None) -> VolumeInfo:
+        return self._call(_Calls.volume_create(name, labels, options))
     def volumes(self) -> list[VolumeInfo]: return self._call(_Calls.volumes())
     def volume_inspect(self, name: str) -> VolumeInfo: return self._call(_Calls.volume_inspect(name))
     def volume_remove(self, name: str) -> None: return self._call(_Calls.volume_remove(name))
@@ -678,8 +679,9 @@ class AsyncRuntimeClient:
     async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
                    timeout: float | None = None) -> ExecResult:
         return await self._call(_Calls.exec(ref, cmd, env, user, workdir, timeout))
-    async def volume_create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
-        return await self._call(_Calls.volume_create(name, labels))
+    async def volume_create(self, name: str, labels: dict[str, str] | None = None,
+                            options: dict[str, str] | None = None) -> VolumeInfo:
+        return await self._call(_Calls.volume_create(name, labels, options))
     async def volumes(self) -> list[VolumeInfo]: return await self._call(_Calls.volumes())
     async def volume_inspect(self, name: str) -> VolumeInfo: return await self._call(_Calls.volume_inspect(name))
     async def volume_remove(self, name: str) -> None: return await self._call(_Calls.volume_remove(name))

@@ -145,7 +145,8 @@ class ContainerManager:
                 (directory / sub).mkdir()
             for m in spec.mounts:
                 if m.type == "volume":
-                    self.volumes.create(m.source, m.volume_labels)
+                    self.volumes.create(m.source, m.volume_labels, m.volume_options)
+                    self.volumes.mount(m.source)
                     if not m.no_copy:
                         self.volumes.populate(m.source, lower, m.target)
             if spec.files:
@@ -183,6 +184,8 @@ class ContainerManager:
                 user_mounts.append(UserMount("tmpfs", m.target, read_only=m.read_only,
                                              tmpfs_size_bytes=m.tmpfs_size_bytes, tmpfs_mode=m.tmpfs_mode))
             else:
+                if m.type == "volume":
+                    self.volumes.mount(m.source)
                 source = m.source if m.type == "bind" else self.volumes.inspect(m.source).mountpoint
                 if not os.path.exists(source):
                     raise InvalidArgument(f"container {c.name}: mount source {source} no longer exists")

@@ -460,7 +460,11 @@ class Runtimed:
     # volumes -----------------------------------------------------------------------------
     async def volume_create(self, request: web.Request) -> web.Response:
         body = await json_body(request)
-        return web.json_response(to_json(self.volumes.create(body["Name"], body.get("Labels"))), status=201)
+        driver = body.get("Driver") or "local"
+        if driver != "local":
+            raise InvalidArgument(f"volume driver {driver!r} is not available on this node (it has local)")
+        return web.json_response(to_json(self.volumes.create(body["Name"], body.get("Labels"), body.get("DriverOpts"))),
+                                 status=201)
 
     async def volume_list(self, request: web.Request) -> web.Response:
         return web.json_response({"Volumes": [to_json(v) for v in self.volumes.list()]})

@@ -102,6 +102,9 @@ class Mount:
     no_copy: bool = False
     volume_labels: dict[str, str] = field(default_factory=dict)
     volume_driver: str = ""        # "" or local: the one driver a node has
+    # the local driver's options for a new volume (type, device, o: a mount made at the volume's
+    # _data, e.g. type=tmpfs device=tmpfs o=size=64m, or type=none o=bind device=/path)
+    volume_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -343,6 +346,7 @@ class VolumeInfo:
     driver: str = "local"
     labels: dict[str, str] = field(default_factory=dict)
     in_use_by: list[str] = field(default_factory=list, metadata={"json": "UsedBy"})
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,16 +13,53 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
-from agent_runtime.errors import Conflict, InvalidArgument, NotFound
+from agent_runtime.errors import Conflict, InvalidArgument, NotFound, ShoalRuntimeError
 from agent_runtime.spec import VolumeInfo
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+# Docker's local driver options, and the ones each requires (moby volume/local)
+VALID_OPTIONS = ("type", "o", "device", "size")
+REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+
+
+def check_options(options: dict[str, str]) -> None:
+    """The local driver's options as dockerd validates them (its error texts)."""
+    for key in options:
+        if key not in VALID_OPTIONS:
+            raise InvalidArgument(f'invalid option: "{key}"')
+    if "size" in options:
+        raise InvalidArgument("quota size requested but no quota support")
+    for key, required in REQUIRED_WITH.items():
+        if key in options:
+            for other in required:
+                if other not in options:
+                    raise InvalidArgument(f'missing required option: "{other}"')
+
+
+def _masked(text: str, options: dict[str, str]) -> str:
+    password = next((kv.partition("=")[2] for kv in options.get("o", "").split(",") if kv.startswith("password=")), "")
+    return text.replace(f"password={password}", "password=********") if password else text
+
+
+def is_mountpoint(path: Path | str) -> bool:
+    """Whether something is mounted at ``path`` (per /proc/self/mountinfo: os.path.ismount misses
+    a bind mount from the same filesystem, and removing the volume would then delete through it)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ")[4]
+            if point == target or re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point) == target:
+                return True
+    return False
 
 
 def check_name(name: str) -> None:
@@ -46,15 +83,26 @@ class VolumeStore:
             raise NotFound(f"No such volume: {name}") from None
         return VolumeInfo(name=name, mountpoint=str(self.root / name / "_data"),
                           created_at=meta.get("CreatedAt", ""), labels=meta.get("Labels", {}),
-                          in_use_by=self.users(name))
+                          in_use_by=self.users(name), options=meta.get("Options") or {})
 
-    def create(self, name: str, labels: dict[str, str] | None = None) -> VolumeInfo:
-        """Create ``name`` if missing (idempotent, like ``docker volume create``) and return it."""
+    def create(self, name: str, labels: dict[str, str] | None = None,
+               options: dict[str, str] | None = None) -> VolumeInfo:
+        """Create ``name`` if missing (idempotent, like ``docker volume create``) and return it;
+        ``options`` are the local driver's (``check_options``), mounted by ``mount``. An existing
+        volume asked for with other options is a Conflict, never silently the old one."""
         check_name(name)
+        options = dict(options or {})
+        check_options(options)
         vol = self.root / name
-        if not (vol / "meta.json").exists():
+        if (vol / "meta.json").exists():
+            current = self._info(name).options
+            if options and options != current:
+                raise Conflict(f"volume {name} already exists with different options "
+                               f"({_masked(json.dumps(current, sort_keys=True), current) or 'none'})")
+        else:
             (vol / "_data").mkdir(parents=True, exist_ok=True)
-            meta = {"CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Labels": labels or {}}
+            meta = {"CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Labels": labels or {},
+                    "Options": options}
             tmp = vol / "meta.json.tmp"
             tmp.write_text(json.dumps(meta))
             tmp.replace(vol / "meta.json")
@@ -83,6 +131,29 @@ class VolumeStore:
             log.info("filled volume %s from the image's %s", name, target)
         return copied
 
+    def mount(self, name: str) -> None:
+        """A volume with options: mount its device at ``_data`` unless mounted (at its first
+        container's create and at each start, so a reboot is survived), as dockerd's local driver."""
+        info = self.inspect(name)
+        opts = info.options
+        if not opts or is_mountpoint(info.mountpoint):
+            return
+        argv = ["mount", "-t", opts["type"]] + (["-o", opts["o"]] if opts.get("o") else []) + \
+            [opts["device"], info.mountpoint]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise ShoalRuntimeError(_masked(f"failed to mount local volume {name}: mount {opts['device']}:"
+                                            f"{info.mountpoint}, data: {opts.get('o', '')}: "
+                                            f"{proc.stderr.strip() or proc.returncode}", opts))
+        log.info("volume %s: mounted %s (%s)", name, opts["device"], opts["type"])
+
+    def _unmount(self, name: str) -> None:
+        data = self.root / name / "_data"
+        while is_mountpoint(data):      # stacked mounts (two runtimed starts racing) all go
+            proc = subprocess.run(["umount", str(data)], capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0:
+                raise ShoalRuntimeError(f"remove volume {name}: unmount {data}: {proc.stderr.strip()}")
+
     def inspect(self, name: str) -> VolumeInfo:
         check_name(name)
         return self._info(name)
@@ -95,6 +166,7 @@ class VolumeStore:
         info = self.inspect(name)
         if info.in_use_by:
             raise Conflict(f"remove volume {name}: volume is in use by {', '.join(info.in_use_by)}")
+        self._unmount(name)
         shutil.rmtree(self.root / name)
         log.info("removed volume %s", name)
 

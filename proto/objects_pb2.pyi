@@ -248,7 +248,7 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate_serial: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
 
 class Mount(_message.Message):
-    __slots__ = ("type", "source", "target", "read_only", "tmpfs_size_bytes", "volume_nocopy", "volume_labels", "volume_driver", "bind_propagation", "tmpfs_mode")
+    __slots__ = ("type", "source", "target", "read_only", "tmpfs_size_bytes", "volume_nocopy", "volume_labels", "volume_driver", "bind_propagation", "tmpfs_mode", "volume_options")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         BIND: _ClassVar[Mount.Type]
@@ -258,6 +258,13 @@ class Mount(_message.Message):
     VOLUME: Mount.Type
     TMPFS: Mount.Type
     class VolumeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class VolumeOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +281,7 @@ class Mount(_message.Message):
     VOLUME_DRIVER_FIELD_NUMBER: _ClassVar[int]
     BIND_PROPAGATION_FIELD_NUMBER: _ClassVar[int]
     TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     type: Mount.Type
     source: str
     target: str
@@ -284,7 +292,8 @@ class Mount(_message.Message):
     volume_driver: str
     bind_propagation: str
     tmpfs_mode: int
-    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., tmpfs_size_bytes: _Optional[int] = ..., volume_nocopy: _Optional[bool] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., volume_driver: _Optional[str] = ..., bind_propagation: _Optional[str] = ..., tmpfs_mode: _Optional[int] = ...) -> None: ...
+    volume_options: _containers.ScalarMap[str, str]
+    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., tmpfs_size_bytes: _Optional[int] = ..., volume_nocopy: _Optional[bool] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., volume_driver: _Optional[str] = ..., bind_propagation: _Optional[str] = ..., tmpfs_mode: _Optional[int] = ..., volume_options: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HealthConfig(_message.Message):
     __slots__ = ("test", "interval", "timeout", "retries", "start_period", "start_interval")

@@ -80,10 +80,10 @@ def _container(c: pb.ContainerSpec) -> dict:
             mount["TmpfsOptions"] = _drop_empty({"SizeBytes": m.tmpfs_size_bytes, "Mode": m.tmpfs_mode})
         if m.bind_propagation:
             mount["BindOptions"] = {"Propagation": m.bind_propagation}
-        if m.volume_nocopy or m.volume_labels or m.volume_driver:
+        if m.volume_nocopy or m.volume_labels or m.volume_driver or m.volume_options:
+            driver = _drop_empty({"Name": m.volume_driver, "Options": dict(sorted(m.volume_options.items()))})
             mount["VolumeOptions"] = _drop_empty({"NoCopy": m.volume_nocopy, "Labels": dict(m.volume_labels),
-                                                  "DriverConfig": {"Name": m.volume_driver} if m.volume_driver
-                                                  else {}})
+                                                  "DriverConfig": driver})
         mounts.append(_drop_empty(mount) | {"Target": m.target})
     out = _drop_empty({"Image": c.image, "Labels": dict(c.labels), "Command": list(c.command),
                        "Args": list(c.args), "Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir,

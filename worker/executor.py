@@ -142,7 +142,7 @@ def container_spec(task: objects_pb2.Task, secrets: Mapping[str, objects_pb2.Sec
         mounts=[Mount(type=_MOUNT_TYPES[m.type], target=m.target, source=m.source, read_only=m.read_only,
                       tmpfs_size_bytes=m.tmpfs_size_bytes, tmpfs_mode=m.tmpfs_mode or 0o1777,
                       propagation=m.bind_propagation, no_copy=m.volume_nocopy, volume_labels=dict(m.volume_labels),
-                      volume_driver=m.volume_driver) for m in c.mounts],
+                      volume_driver=m.volume_driver, volume_options=dict(m.volume_options)) for m in c.mounts],
         resources=Resources(nano_cpus=limits.nano_cpus, memory_bytes=limits.memory_bytes,
                             memory_reservation_bytes=reservations.memory_bytes,
                             pids_limit=task.spec.resources.pids_limit),

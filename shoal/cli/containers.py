@@ -284,7 +284,7 @@ def run_mount(text: str):
         parsed = parse_mount(text)
     except FlagError as err:
         raise click.UsageError(str(err)) from None
-    known = {"type", "source", "target", "read_only", "tmpfs_size_bytes", "tmpfs_mode"}
+    known = {"type", "source", "target", "read_only", "tmpfs_size_bytes", "tmpfs_mode", "volume_options"}
     extra = [f.name for f, _ in parsed.ListFields() if f.name not in known]
     if extra:
         raise click.UsageError(f'invalid argument "{text}" for "--mount" flag: '
@@ -293,6 +293,7 @@ def run_mount(text: str):
                   read_only=parsed.read_only, tmpfs_size_bytes=parsed.tmpfs_size_bytes)
     if getattr(parsed, "tmpfs_mode", 0):
         mount.tmpfs_mode = parsed.tmpfs_mode
+    mount.volume_options = dict(parsed.volume_options)
     return mount
 
 
@@ -708,12 +709,26 @@ def _volume_row(v) -> dict:
 
 
 @volume.command("create")
-@click.option("-l", "--label", multiple=True)
+@click.option("-d", "--driver", default="local", show_default=True, help="Specify volume driver name")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options (local: type, device, o)")
+@click.option("-l", "--label", multiple=True, help="Set metadata for a volume")
 @click.argument("name")
 @click.pass_context
-def volume_create(ctx, label, name) -> None:
-    """Create a named volume."""
-    v = _calling(_client(ctx).volume_create, name, dict(item.partition("=")[::2] for item in label))
+def volume_create(ctx, driver, opt, label, name) -> None:
+    """Create a named volume.
+
+    The local driver's options mount a device at the volume's directory when a container first
+    uses it, as Docker's: ``-o type=tmpfs -o device=tmpfs -o o=size=64m``, ``-o type=none -o o=bind
+    -o device=/srv/data``, ``-o type=nfs -o o=addr=10.0.0.1,rw -o device=:/export``."""
+    if driver != "local":
+        _fail(f"volume driver {driver!r} is not available on this node (it has local)")
+    options = {}
+    for item in opt:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise click.UsageError(f'invalid argument "{item}" for "-o, --opt" flag: invalid key value pair format')
+        options[key] = value
+    v = _calling(_client(ctx).volume_create, name, dict(item.partition("=")[::2] for item in label), options)
     click.echo(v.name)
 
 

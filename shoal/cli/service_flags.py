@@ -80,9 +80,15 @@ def parse_kv(text: str, flag: str) -> tuple[str, str]:
 
 
 def _fields(text: str, flag: str) -> list[tuple[str, str | None]]:
-    """The comma-separated key=value fields of --mount, --publish, --network, --secret."""
+    """The comma-separated key=value fields of --mount, --publish, --network, --secret: a CSV record
+    as docker/cli reads it, so a field with a comma is quoted (``"volume-opt=o=size=1m,uid=1"``)."""
+    import csv
     out = []
-    for field in text.split(","):
+    try:
+        fields = next(csv.reader([text], strict=True)) if text else [""]
+    except csv.Error as exc:
+        raise FlagError(flag, text, f"invalid CSV: {exc}") from None
+    for field in fields:
         key, sep, value = field.partition("=")
         key = key.strip().lower()
         if not key:
@@ -143,11 +149,13 @@ def parse_mount(text: str) -> pb.Mount:
         elif key == "volume-driver":
             mount.volume_driver = value or ""
         elif key == "volume-opt":
-            raise FlagError(flag, text, "volume-opt is not supported by Shoal: its local volumes are directories "
-                                        "on the node and take no driver options")
+            option, sep, option_value = (value or "").partition("=")
+            if not option or not sep:
+                raise FlagError(flag, text, f"invalid value for {key}: {value}")
+            mount.volume_options[option] = option_value
         else:
             raise FlagError(flag, text, f"unknown field {key!r} (known: type, source, target, readonly, tmpfs-size, "
-                                        "tmpfs-mode, bind-propagation, volume-nocopy, volume-label, volume-driver)")
+                                        "tmpfs-mode, bind-propagation, volume-nocopy, volume-label, volume-driver, volume-opt)")
     if not mount.target:
         raise FlagError(flag, text, "target is required")
     kind = next(k for k, v in MOUNT_TYPES.items() if v == mount.type)

@@ -198,7 +198,7 @@ def parse_container_create(raw: Any, name: str) -> ContainerSpec:
 
 def volume_json(v: Any) -> dict[str, Any]:
     return {"Name": v.name, "Driver": v.driver or "local", "Mountpoint": v.mountpoint, "CreatedAt": v.created_at,
-            "Labels": dict(v.labels or {}), "Scope": "local", "Options": {}}
+            "Labels": dict(v.labels or {}), "Scope": "local", "Options": dict(getattr(v, "options", None) or {})}
 
 
 def log_record_frame(record: Any, tty: bool, timestamps: bool) -> bytes:
@@ -590,13 +590,12 @@ class ContainerRoutes:
         driver = b.str("Driver")
         if driver not in ("", "local"):
             raise Unsupported(f"VolumeConfig.Driver {driver!r} is not supported by Shoal (local volumes only)")
-        if b.string_map("DriverOpts"):
-            raise Unsupported("VolumeConfig.DriverOpts is not supported by Shoal (plain local volumes only)")
+        options = b.string_map("DriverOpts")
         labels = b.string_map("Labels")
         if b.get("ClusterVolumeSpec"):
             raise Unsupported("VolumeConfig.ClusterVolumeSpec (cluster volumes) is not supported by Shoal")
         b.done(ignored=("ClusterVolumeSpec",))
-        return _json(volume_json(await self.runtime().volume_create(name, labels)), 201)
+        return _json(volume_json(await self.runtime().volume_create(name, labels, options)), 201)
 
     async def volume(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -116,6 +116,7 @@ def _service_spec(stack: StackSpec, name: str, service: ServiceDef) -> pb.Servic
     container.oom_score_adj = service.oom_score_adj
     container.tty = service.tty
     container.open_stdin = service.stdin_open
+    container.groups.extend(service.group_add)
     if service.logging is not None:
         driver, options = service.logging
         spec.task.log_driver.name = driver
@@ -182,6 +183,7 @@ def _mount(stack: StackSpec, name: str, mount: MountSpec) -> pb.Mount:
     if definition is not None and not definition.external:
         # docker/cli's convertVolumeToMount: the volume's driver and labels go with each mount
         out.volume_labels.update(_namespaced(definition.labels, name))
+        out.volume_options.update(definition.driver_opts)
         if definition.driver not in ("", "local"):
             out.volume_driver = definition.driver
     return out

@@ -149,6 +149,7 @@ class ServiceDef:
     oom_score_adj: int = 0
     tty: bool = False
     stdin_open: bool = False
+    group_add: tuple[str, ...] = ()     # supplementary groups: names or GIDs
     logging: tuple[str, tuple[tuple[str, str], ...]] | None = None   # (driver, options) as given
     ignored: tuple[str, ...] = ()       # keys docker stack deploy ignores with a warning
 

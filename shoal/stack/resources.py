@@ -154,10 +154,8 @@ def read_volumes(ck: Checker, node: Node | None) -> dict[str, VolumeDef]:
     for key, value in _named_entries(ck, node, "volumes").items():
         path = join("volumes", key)
         # A driver the nodes lack fails the tasks on them, naming it (as Docker's nodes do); the local
-        # driver's options (type=nfs, device=...) are refused: Shoal's local volumes are directories.
-        entries = ck.mapping(value, path, {"driver", "labels", "external", "name"},
-                             {"driver_opts": "not supported by Shoal: its local volumes are directories on the "
-                                             "node (no type/device/o mounts)"})
+        # driver's options (type, device, o) go with each mount and are checked by the node's runtime.
+        entries = ck.mapping(value, path, {"driver", "labels", "external", "name", "driver_opts"})
         if entries is None:
             continue
         fields = _driver_fields(ck, entries, value, path, key, None, "")

@@ -26,7 +26,7 @@ SERVICE_KEYS = {
     "tmpfs", "deploy", "healthcheck", "hostname", "user", "working_dir", "stop_grace_period",
     "stop_signal", "labels", "cap_add", "cap_drop", "secrets", "configs", "depends_on", "init",
     "restart", "logging", "dns", "dns_search", "dns_opt", "extra_hosts", "sysctls", "ulimits", "read_only",
-    "oom_score_adj", "tty", "stdin_open",
+    "oom_score_adj", "tty", "stdin_open", "group_add",
 }
 # docker stack deploy warns "Ignoring unsupported options: ..." about these and deploys without
 # them (docker/cli compose types.UnsupportedProperties); `restart` is also converted.
@@ -122,6 +122,8 @@ def read_service(ck: Checker, name: str, node: Node, parent: Node, declared: Dec
     for key in ("tty", "stdin_open"):
         if key in entries:
             values[key] = ck.boolean(entries[key], join(path, key))
+    if "group_add" in entries:
+        values["group_add"] = _group_add(ck, entries["group_add"], join(path, "group_add"))
     _runtime_options(ck, entries, path, values)
     values["ignored"] = ignored
     if len(ck.problems) > before:
@@ -397,6 +399,21 @@ def _restart(value: object) -> str:
     if count and not count.isdigit():
         raise ValueError(f"invalid restart policy {text!r}: maximum retry count must be an integer")
     return text
+
+
+def _group_add(ck: Checker, node: Node, path: str) -> tuple[str, ...] | None:
+    """group_add: supplementary groups, names (from the image's /etc/group) or GIDs (`--group`)."""
+    items = ck.sequence(node, path)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        text = str(item.value) if isinstance(item.value, int) and not isinstance(item.value, bool) else item.value
+        if not isinstance(text, str) or not text or ":" in text or any(c.isspace() for c in text):
+            ck.error(item, join(path, i), f"expected a group name or GID, got {describe(item.value)}")
+            continue
+        out.append(text)
+    return tuple(dict.fromkeys(out)) if len(out) == len(items) else None
 
 
 def _runtime_options(ck: Checker, entries: dict[str, Node], path: str, values: dict[str, object]) -> None:

@@ -193,6 +193,54 @@ def test_tmpfs_mode_and_bind_propagation(client, tmp_path):
     assert "shared:" in shared and "shared:" not in private      # rprivate, the default
 
 
+def test_local_volume_options_mount_a_device(client, tmp_path):
+    """Docker's local driver options: a tmpfs volume (size, mode) and a bind of a host directory,
+    mounted at the volume's directory when a container first uses it; a different ask for the same
+    name, a bad option set or a mount that fails are errors naming it; removing the volume
+    unmounts it and leaves the bound directory's files alone."""
+    import os
+    import secrets as random
+
+    from agent_runtime.api import Conflict
+    from agent_runtime.volumes import is_mountpoint
+    tmpfs, bound, broken = (f"{kind}-{random.token_hex(3)}" for kind in ("tmpfs", "bound", "broken"))
+    (tmp_path / "f").write_text("from the host\n")
+    tmpfs_opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m,mode=0750"}
+    before = {c.id for c in client.list(all=True)}
+    try:
+        client.volume_create(bound, options={"type": "none", "o": "bind", "device": str(tmp_path)})
+        info, out, _ = run_to_exit(client, mounts=[
+            Mount(type="volume", source=tmpfs, target="/t", volume_options=tmpfs_opts),
+            Mount(type="volume", source=bound, target="/b")],
+            command=sh("grep ' /t ' /proc/self/mounts; stat -c %a /t; cat /b/f; echo new > /b/g"))
+        assert info.state.exit_code == 0, out
+        mounts, mode, host_file = out.splitlines()
+        assert mounts.startswith("tmpfs /t tmpfs ") and "size=1024k" in mounts, mounts
+        assert (mode, host_file) == ("750", "from the host")
+        assert (tmp_path / "g").read_text() == "new\n"
+        assert client.volume_inspect(tmpfs).options == tmpfs_opts
+        with pytest.raises(Conflict, match=f"volume {tmpfs} already exists with different options"):
+            client.volume_create(tmpfs, options={"type": "tmpfs", "device": "tmpfs"})
+        with pytest.raises(InvalidArgument, match='missing required option: "device"'):
+            client.volume_create(broken, options={"type": "tmpfs"})
+        with pytest.raises(ShoalRuntimeError, match=f"failed to mount local volume {broken}: mount /nonexistent"):
+            run_to_exit(client, mounts=[Mount(type="volume", source=broken, target="/x", volume_options={
+                "type": "none", "o": "bind", "device": "/nonexistent"})], command=["true"])
+    finally:
+        for c in client.list(all=True):
+            if c.id not in before:
+                client.remove(c.id, force=True)
+        mountpoints = []
+        for name in (tmpfs, bound, broken):
+            try:
+                mountpoints.append(client.volume_inspect(name).mountpoint)
+                client.volume_remove(name)
+            except ShoalRuntimeError:
+                pass
+    assert not any(is_mountpoint(m) for m in mountpoints) and not any(os.path.exists(m) for m in mountpoints)
+    assert sorted(os.listdir(tmp_path)) == ["f", "g"]      # the bound directory was only unmounted
+
+
 def test_a_volume_driver_the_node_lacks_is_refused_naming_it(client):
     with pytest.raises(InvalidArgument, match="volume driver 'rexray' is not available on this node"):
         run_to_exit(client, mounts=[Mount(type="volume", source="v1", target="/v", volume_driver="rexray")],

@@ -119,23 +119,27 @@ def test_probe_interval_is_the_start_interval_while_starting_in_the_start_period
 def test_mount_options_from_flag_to_runtime_and_api():
     from shoal.dockerapi import convert
     spec = build_spec("busybox", [], {"name": "web", "mount": (
-        "type=volume,source=data,target=/data,volume-nocopy,volume-label=team=a,volume-driver=local",
+        "type=volume,source=data,target=/data,volume-nocopy,volume-label=team=a,volume-driver=local,"
+        'volume-opt=type=tmpfs,volume-opt=device=tmpfs,"volume-opt=o=size=64m,uid=1000"',
         "type=bind,source=/srv,target=/srv,bind-propagation=rslave",
         "type=tmpfs,target=/scratch,tmpfs-mode=1770,tmpfs-size=1m")})
     validate_service(spec)
     volume, bind, tmpfs = spec.task.container.mounts
     assert volume.volume_nocopy and dict(volume.volume_labels) == {"team": "a"} and volume.volume_driver == "local"
+    assert dict(volume.volume_options) == {"type": "tmpfs", "device": "tmpfs", "o": "size=64m,uid=1000"}
     assert bind.bind_propagation == "rslave" and tmpfs.tmpfs_mode == 0o1770
     task = pb.Task(id="t1", service_id="s1", node_id="n1", slot=1)
     task.annotations.name = "web.1"
     task.spec.CopyFrom(spec.task)
     runtime = container_spec(task).mounts
     assert (runtime[0].no_copy, runtime[0].volume_labels, runtime[0].volume_driver) == (True, {"team": "a"}, "local")
+    assert runtime[0].volume_options == {"type": "tmpfs", "device": "tmpfs", "o": "size=64m,uid=1000"}
     assert runtime[1].propagation == "rslave" and runtime[2].tmpfs_mode == 0o1770
     import json
     shown = json.loads(json.dumps(convert.service_json(pb.Service(id="s1", spec=spec))["Spec"]))
     mounts = shown["TaskTemplate"]["ContainerSpec"]["Mounts"]
-    assert mounts[0]["VolumeOptions"] == {"NoCopy": True, "Labels": {"team": "a"}, "DriverConfig": {"Name": "local"}}
+    assert mounts[0]["VolumeOptions"] == {"NoCopy": True, "Labels": {"team": "a"}, "DriverConfig": {
+        "Name": "local", "Options": {"device": "tmpfs", "o": "size=64m,uid=1000", "type": "tmpfs"}}}
     assert mounts[1]["BindOptions"] == {"Propagation": "rslave"}
     assert mounts[2]["TmpfsOptions"] == {"SizeBytes": 1024 * 1024, "Mode": 0o1770}
     assert list(convert.parse_service_spec(shown).task.container.mounts) == list(spec.task.container.mounts)
@@ -146,7 +150,7 @@ def test_mount_options_from_flag_to_runtime_and_api():
     ("type=volume,target=/b,bind-propagation=shared", "cannot mix 'bind-*' options with mount type 'volume'"),
     ("type=bind,source=/a,target=/b,bind-propagation=sideways", "invalid value for bind-propagation: sideways"),
     ("type=tmpfs,target=/b,tmpfs-mode=99", "invalid value for tmpfs-mode: 99"),
-    ("type=volume,target=/b,volume-opt=type=nfs", "volume-opt is not supported by Shoal"),
+    ("type=volume,target=/b,volume-opt=type", "invalid value for volume-opt: type"),
 ])
 def test_bad_mount_options(text, message):
     with pytest.raises(FlagError) as info:
@@ -173,7 +177,7 @@ def test_compose_mount_options():
 def test_a_stack_volumes_driver_and_labels_go_with_its_mounts():
     """docker/cli's convertVolumeToMount: a top-level volume's driver and labels are the mount's
     VolumeOptions; a driver the node lacks fails the task there, naming it. The local driver's
-    options are refused at load (Shoal's volumes are directories): before, they were dropped."""
+    options (driver_opts) go with each mount too; the node's runtime checks and mounts them."""
     stack = _load("""\
         services:
           web:
@@ -181,14 +185,13 @@ def test_a_stack_volumes_driver_and_labels_go_with_its_mounts():
             volumes: [data:/data, plain:/plain]
         volumes:
           data: {driver: rexray, labels: {backup: "yes"}}
-          plain: {}
+          plain: {driver_opts: {type: tmpfs, device: tmpfs, o: "size=1m"}}
         """)
     data, plain = to_service_specs(stack, "st")[0].task.container.mounts
     assert data.volume_driver == "rexray" and data.volume_labels["backup"] == "yes"
     assert data.volume_labels["com.docker.stack.namespace"] == "st"
-    assert plain.volume_driver == ""
-    with pytest.raises(StackFileError, match="volumes.data.driver_opts: not supported by Shoal"):
-        _load("services: {web: {image: busybox}}\nvolumes: {data: {driver_opts: {type: nfs}}}\n")
+    assert plain.volume_driver == "" and not data.volume_options
+    assert dict(plain.volume_options) == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
 
 
 def test_inspect_pretty_shows_sysctls_ulimits_and_the_log_driver():
@@ -199,3 +202,16 @@ def test_inspect_pretty_shows_sysctls_ulimits_and_the_log_driver():
     text = pretty(pb.Service(id="s1", spec=spec))
     assert " SysCtls:\n  net.core.somaxconn: 1024\n Ulimits:\n  nofile: 1024:2048\n" in text
     assert "Log Driver:\n Name:\t\tjson-file\n LogOpts:\n  max-size: 1m\n" in text
+
+
+def test_compose_group_add_is_the_services_groups():
+    """Compose group_add (names or GIDs) are the service's supplementary groups, as --group."""
+    stack = _load("""\
+        services:
+          web:
+            image: busybox
+            group_add: [mail, 4242, mail]
+        """)
+    assert list(to_service_specs(stack, "st")[0].task.container.groups) == ["mail", "4242"]
+    with pytest.raises(StackFileError, match=r"services.web.group_add\[0\]: expected a group name or GID, got .a b."):
+        _load("services: {web: {image: busybox, group_add: ['a b']}}\n")
