@@ -61,14 +61,15 @@ def ls_row(summary: dict) -> list[str]:
 # ---- flags ---------------------------------------------------------------------------------
 
 def parse_pairs(values, flag: str) -> dict[str, str]:
-    """KEY=VALUE flags (KEY alone means an empty value); repeated keys become comma-separated."""
-    out: dict[str, list[str]] = {}
+    """KEY=VALUE flags (KEY alone means an empty value); a repeated key takes the last value, as
+    docker's ConvertKVStringsToMap does."""
+    out: dict[str, str] = {}
     for text in values:
         key, sep, value = text.partition("=")
         if not key:
             raise click.BadParameter(f"bad format {text!r} (expected key=value)", param_hint=flag)
-        out.setdefault(key, []).append(value)
-    return {k: ",".join(v) for k, v in out.items()}
+        out[key] = value
+    return out
 
 
 def _get(client, ref: str):

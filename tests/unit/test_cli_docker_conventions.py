@@ -126,3 +126,10 @@ def test_filter_flags_read_as_dockers_filter_opt():
     from shoal.cli.output import filter_flags
     assert filter_flags(["Label=a=b", " name = web ", "", "label=c", "name="]) == \
         {"label": ["a=b", "c"], "name": ["web", ""]}
+
+
+def test_label_and_opt_flags_take_the_last_value_of_a_key_as_docker():
+    """network/secret/config create --label and network create --opt (docker's
+    ConvertKVStringsToMap): before, a repeated key stored its values joined by commas."""
+    from shoal.cli.networks import parse_pairs
+    assert parse_pairs(["a=1", "a=2", "b", "c=x=y"], "--label") == {"a": "2", "b": "", "c": "x=y"}
