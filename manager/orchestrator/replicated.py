@@ -5,7 +5,8 @@
     highest) are removed: their tasks marked REMOVE, finished ones deleted;
   * each kept slot is tended (slots.tend_slot): ended tasks restarted per policy, tasks on
     removed/down/drained nodes or nodes that no longer meet the constraints replaced;
-  * missing slots are created in the lowest free numbers, at most MAX_NEW_TASKS_PER_PASS per plan
+  * missing slots are created in the lowest free numbers, as many per plan as there are slots
+    (between MIN_ and MAX_NEW_TASKS_PER_PASS)
     (the next pass, which the new tasks trigger, creates more); replicas above MAX_REPLICAS
     (which the ControlAPI refuses) count as MAX_REPLICAS;
   * the rolling update advances (update.plan_update), history beyond ``retention`` is pruned.
@@ -20,7 +21,7 @@ every slot runs again.
 
 from __future__ import annotations
 
-from common.limits import MAX_NEW_TASKS_PER_PASS, MAX_REPLICAS
+from common.limits import MAX_NEW_TASKS_PER_PASS, MAX_REPLICAS, MIN_NEW_TASKS_PER_PASS
 from manager.ids import new_id
 from proto import objects_pb2
 
@@ -81,13 +82,16 @@ def _reconcile_slots(service, tasks, nodes, now, ids, retention, *, job: bool) -
     views = [tend_slot(ctx, slot, by_slot[slot]) for slot in keep]
     kept = set(keep)
     free_numbers = (n for n in range(1, replicas + len(keep) + 1) if n not in kept)
-    # At most MAX_NEW_TASKS_PER_PASS new tasks per plan: their creation marks the service dirty
-    # again, so a large scale is built in bounded steps rather than in one plan of any size.
+    # As many new tasks per plan as the service has slots (at least MIN_NEW_TASKS_PER_PASS, at most
+    # MAX_NEW_TASKS_PER_PASS; common/limits.py): their creation marks the service dirty again, so
+    # a large scale is built in bounded steps rather than in one plan of any size, and in few
+    # passes (each pass reads every task of the service).
     room = replicas - len(keep)
     if job and service.spec.max_concurrent:
         running = sum(1 for slot in keep if not any(t.status.state == objects_pb2.COMPLETE for t in by_slot[slot]))
         room = min(room, max(0, service.spec.max_concurrent - running))
-    for _ in range(min(room, MAX_NEW_TASKS_PER_PASS)):
+    step = min(MAX_NEW_TASKS_PER_PASS, max(MIN_NEW_TASKS_PER_PASS, len(keep)))
+    for _ in range(min(room, step)):
         slot = next(free_numbers)
         after = max((t.meta.created_at for t in every_run.get(slot, ())), default=0.0)
         plan.add(make(slot, objects_pb2.RUNNING, after=after), f"slot {slot} of {replicas}")

@@ -13,8 +13,8 @@ NOW = 1000.0
 S = objects_pb2
 
 
-def counter():
-    numbers = itertools.count(1)
+def counter(start: int = 0):
+    numbers = itertools.count(start + 1)
     return lambda: f"new-{next(numbers)}"
 
 
@@ -279,22 +279,45 @@ def test_reconcile_dispatches_on_mode():
 
 def test_missing_slots_are_created_in_bounded_steps():
     """Issue 11: the orchestrator built every missing task in one plan (10^12 replicas: the leader
-    grew to 11.7 GB). A plan creates at most MAX_NEW_TASKS_PER_PASS; the next pass goes on."""
-    from common.limits import MAX_NEW_TASKS_PER_PASS
-    service = make_service("web", replicas=MAX_NEW_TASKS_PER_PASS * 2 + 5)
+    grew to 11.7 GB). A plan creates at most as many as the service has slots (at least
+    MIN_NEW_TASKS_PER_PASS, at most MAX_NEW_TASKS_PER_PASS); the next pass goes on."""
+    from common.limits import MAX_NEW_TASKS_PER_PASS, MIN_NEW_TASKS_PER_PASS
+    service = make_service("web", replicas=MIN_NEW_TASKS_PER_PASS * 4 + 5)
     first = reconcile_replicated(service, [], [make_node("n1")], NOW, ids=counter())
-    assert [t.slot for t in first.create] == list(range(1, MAX_NEW_TASKS_PER_PASS + 1))
+    assert [t.slot for t in first.create] == list(range(1, MIN_NEW_TASKS_PER_PASS + 1))
     second = reconcile_replicated(service, list(first.create), [make_node("n1")], NOW, ids=counter())
-    assert [t.slot for t in second.create] == list(range(MAX_NEW_TASKS_PER_PASS + 1, 2 * MAX_NEW_TASKS_PER_PASS + 1))
+    assert [t.slot for t in second.create] == list(range(MIN_NEW_TASKS_PER_PASS + 1, 2 * MIN_NEW_TASKS_PER_PASS + 1))
+    third = reconcile_replicated(service, list(first.create) + list(second.create), [make_node("n1")], NOW,
+                                 ids=counter())
+    assert len(third.create) == 2 * MIN_NEW_TASKS_PER_PASS, "as many as there are already"
+    assert MAX_NEW_TASKS_PER_PASS <= 10 * MIN_NEW_TASKS_PER_PASS
+
+
+def test_fifty_thousand_replicas_are_built_in_a_dozen_passes_not_fifty():
+    """Each pass reads every task of the service: a constant step of 1,000 built 50,000 replicas
+    in 50 passes reading 1.25 million tasks (half of the leader's samples in bench/scale.py at
+    1,000 nodes). Growing the step with the service: about a dozen passes, no plan over the cap."""
+    from common.limits import MAX_NEW_TASKS_PER_PASS
+    service = make_service("web", replicas=50_000)
+    tasks: list = []
+    passes = read = 0
+    while len(tasks) < 50_000:
+        read += len(tasks)
+        plan = reconcile_replicated(service, tasks, [make_node("n1")], NOW, ids=counter(len(tasks)))
+        assert 0 < len(plan.create) <= MAX_NEW_TASKS_PER_PASS
+        tasks += plan.create
+        passes += 1
+    assert passes <= 12 and read <= 300_000, (passes, read)
+    assert sorted(t.slot for t in tasks) == list(range(1, 50_001))
 
 
 def test_a_stored_service_over_the_replica_limit_is_held_at_the_limit(monkeypatch):
     """A service written before the ControlAPI refused absurd counts (it is in the Raft log) is
     reconciled as if it asked for MAX_REPLICAS: bounded, and no more than that ever."""
-    from common.limits import MAX_NEW_TASKS_PER_PASS
+    from common.limits import MIN_NEW_TASKS_PER_PASS
     service = make_service("web", replicas=10**12)
     plan = reconcile_replicated(service, [], [make_node("n1")], NOW, ids=counter())
-    assert len(plan.create) == MAX_NEW_TASKS_PER_PASS
+    assert len(plan.create) == MIN_NEW_TASKS_PER_PASS
     monkeypatch.setattr("manager.orchestrator.replicated.MAX_REPLICAS", 30)
     full = [make_task(service, slot=i, node="n1") for i in range(1, 31)]
     assert not reconcile_replicated(service, full, [make_node("n1")], NOW, ids=counter())
