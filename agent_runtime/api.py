@@ -39,6 +39,7 @@ from agent_runtime.spec import (ATTACHMENT_LABEL, TASK_LABEL, ContainerInfo, Con
                                 NetworkAttachment, PortBinding, Resources, Ulimit, VolumeInfo, from_json, to_json)
 
 if TYPE_CHECKING:
+    import asyncio
     from agent_runtime.events import event as container_event  # noqa: F401
     from agent_runtime.logs import LogRecord
     from agent_runtime.network.model import (Backend, EncryptionKey, Network, NetworkState, Peer,  # noqa: F401
@@ -675,6 +676,56 @@ class AsyncRuntimeClient:
         not started yet is waited for from its start. ``await pending.result()``; ``close()`` it."""
         call = _Calls.wait(ref, attach=True)
         return PendingWait(self, call, await self._send(call))
+    async def resize(self, ref: str, rows: int, columns: int) -> None:
+        await self._call(_Calls.resize(ref, rows, columns))
+
+    async def exec_create(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "",
+                          workdir: str = "", tty: bool = False, stdin: bool = False,
+                          console_size: tuple[int, int] | None = None) -> str:
+        return await self._call(_Calls.exec_create(ref, cmd, env, user, workdir, tty, stdin, console_size))
+
+    async def exec_inspect(self, exec_id: str) -> dict: return await self._call(_Calls.exec_inspect(exec_id))
+
+    async def exec_resize(self, exec_id: str, rows: int, columns: int) -> None:
+        await self._call(_Calls.exec_resize(exec_id, rows, columns))
+
+    async def hijack(self, ref_or_id: str, exec_start: bool = False, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True, detach_keys: str = "") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """runtimed's hijacked attach (or exec start): a raw connection after ``101 UPGRADED``
+        (agent_runtime/attach.py), for shoald to copy bytes between it and a Docker client."""
+        import asyncio
+        if exec_start:
+            call = _Call("POST", f"/exec/{_q(ref_or_id)}/start", {"detachKeys": detach_keys or None})
+        else:
+            call = _Call("POST", f"/containers/{_q(ref_or_id)}/attach",
+                         {"stream": 1, "stdin": int(stdin), "stdout": int(stdout), "stderr": int(stderr),
+                          "detachKeys": detach_keys or None})
+        try:
+            async with _timeout(self.deadline):
+                reader, writer = await asyncio.open_unix_connection(self.socket_path)
+                writer.write(f"{call.method} {call.url()} HTTP/1.1\r\nHost: runtimed\r\nConnection: Upgrade\r\n"
+                             "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode("latin-1"))
+                head = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {self.deadline:g} s") from None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise Unavailable(f"shoal-runtimed at {self.socket_path}: {call.what} failed: {exc}") from exc
+        status_line = head.split(b"\r\n", 1)[0].split(None, 2)
+        status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        if status != 101:
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                    length = int(value.strip())
+            try:
+                payload = await asyncio.wait_for(reader.readexactly(length), self.deadline) if length else b""
+            except (asyncio.IncompleteReadError, TimeoutError, OSError):
+                payload = b""
+            writer.close()
+            _raise_for(status or 502, payload)
+        return reader, writer
+
     async def stats(self, ref: str) -> ContainerStats: return await self._call(_Calls.stats(ref))
     async def exec(self, ref: str, cmd: list[str], env: list[str] | None = None, user: str = "", workdir: str = "",
                    timeout: float | None = None) -> ExecResult:

@@ -607,7 +607,10 @@ def _close_stdin(c: Container) -> None:
     if c.stdin_fd >= 0:
         os.close(c.stdin_fd)
         c.stdin_fd = -1
-    c.input_ready = asyncio.Event()
+    # A fresh event for the next start; those waiting on the old one wake and look again (replacing
+    # it without setting it left an attach made before the start waiting for good)
+    old, c.input_ready = c.input_ready, asyncio.Event()
+    old.set()
 
 
 def _reopen_stdin(c: Container) -> int:

@@ -100,10 +100,9 @@ def parse_container_create(raw: Any, name: str) -> ContainerSpec:
         spec.entrypoint = c.strings("Entrypoint")
     if c.get("StopTimeout") is not None:
         spec.stop_grace_period_s = float(c.int("StopTimeout"))
-    for key in ("OpenStdin", "AttachStdin", "StdinOnce"):
-        if c.bool(key):
-            raise Unsupported(f"Config.{key}: standard input (docker run -i) is not supported by Shoal's Docker API")
-    c.bool("AttachStdout"), c.bool("AttachStderr")   # what the client attaches to: its own business
+    # docker run -i: an input that attached clients write to, closed at the first client's end (StdinOnce)
+    spec.open_stdin, spec.stdin_once = c.bool("OpenStdin"), c.bool("StdinOnce")
+    c.bool("AttachStdin"), c.bool("AttachStdout"), c.bool("AttachStderr")   # what the client attaches to
     if c.has("Healthcheck"):
         h = c.sub("Healthcheck")
         test = h.strings("Test")
@@ -184,6 +183,9 @@ def parse_container_create(raw: Any, name: str) -> ContainerSpec:
     for key in ("IpcMode", "PidMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
         if h.str(key) not in ("", "private", "shareable"):
             raise Unsupported(f"HostConfig.{key} {h.str(key)!r} is not supported by Shoal")
+    size = h.get("ConsoleSize")
+    if spec.tty and isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v < 65536 for v in size):
+        spec.console_size = list(size)      # [rows, columns]: the pty's size when the workload starts
     h.done(ignored=ignored)
     n = c.sub("NetworkingConfig")
     endpoints = n.get("EndpointsConfig") or {}
@@ -225,12 +227,60 @@ class ExecInstance:
     running: bool = False
     exit_code: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # docker exec -i/-t: runtimed's exec session (agent_runtime/attach.py), its id once started
+    tty: bool = False
+    stdin: bool = False
+    console_size: list[int] = field(default_factory=list)
+    detach_keys: str = ""
+    session: str = ""
+    pid: int = 0
+
+    @property
+    def interactive(self) -> bool:
+        return self.tty or self.stdin
 
     def json(self) -> dict[str, Any]:
         return {"ID": self.id, "ContainerID": self.container_id, "Running": self.running, "ExitCode": self.exit_code,
-                "OpenStdin": False, "OpenStdout": True, "OpenStderr": True, "CanRemove": False, "Pid": 0,
+                "OpenStdin": self.stdin, "OpenStdout": True, "OpenStderr": True, "CanRemove": False,
+                "Pid": self.pid, "DetachKeys": self.detach_keys,
                 "ProcessConfig": {"entrypoint": self.cmd[0] if self.cmd else "", "arguments": self.cmd[1:],
-                                  "privileged": False, "tty": False, "user": self.user}}
+                                  "privileged": False, "tty": self.tty, "user": self.user}}
+
+
+async def _bridge(request: web.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  tty: bool) -> web.StreamResponse:
+    """docker -it through shoald: the client's hijacked connection and runtimed's, bytes copied both
+    ways (runtimed already speaks Docker's stream: raw with a TTY, multiplexed frames without) until
+    runtimed ends the stream; the client's half-close is passed on as ours."""
+    from agent_runtime.attach import MULTIPLEXED, RAW, hijack
+    client = await hijack(request, RAW if tty else MULTIPLEXED)
+
+    async def upstream() -> None:
+        try:
+            while data := await client.read():
+                writer.write(data)
+                await writer.drain()
+            if client.closed.is_set():
+                writer.close()
+            elif writer.can_write_eof():
+                writer.write_eof()
+        except (ConnectionError, OSError):
+            writer.close()
+
+    up = asyncio.create_task(upstream())
+    try:
+        while not client.closed.is_set():
+            data = await reader.read(65536)
+            if not data:
+                break
+            await client.write(data)
+    except (ConnectionError, OSError) as err:
+        log.debug("docker API: the runtime's attach stream ended: %s", err)
+    finally:
+        up.cancel()
+        writer.close()
+        client.close()
+    return client.response
 
 
 async def _hijack(request: web.Request, content_type: str) -> web.StreamResponse:
@@ -286,7 +336,8 @@ class ContainerRoutes:
             ("GET", "/containers/{ref}/logs", self.logs), ("POST", "/containers/{ref}/stop", self.stop),
             ("POST", "/containers/{ref}/kill", self.kill), ("DELETE", "/containers/{ref}", self.remove),
             ("POST", "/containers/{ref}/exec", self.exec_create), ("POST", "/exec/{id}/start", self.exec_start),
-            ("GET", "/exec/{id}/json", self.exec_inspect),
+            ("GET", "/exec/{id}/json", self.exec_inspect), ("POST", "/containers/{ref}/resize", self.resize),
+            ("POST", "/exec/{id}/resize", self.exec_resize),
             ("GET", "/volumes", self.volumes), ("POST", "/volumes/create", self.volume_create),
             ("GET", "/volumes/{name}", self.volume), ("DELETE", "/volumes/{name}", self.volume_rm),
         ]
@@ -395,13 +446,17 @@ class ContainerRoutes:
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         q = request.query
-        if convert.parse_bool(q.get("stdin")):
-            raise Unsupported("attaching standard input is not supported by Shoal's Docker API")
         if convert.parse_bool(q.get("logs")) and not convert.parse_bool(q.get("stream")):
             raise Unsupported("attach with logs only: use GET /containers/{id}/logs")
         info = await self._inspect(request.match_info["ref"])
         stdout, stderr = convert.parse_bool(q.get("stdout")), convert.parse_bool(q.get("stderr"))
         tty = info.config.tty
+        if convert.parse_bool(q.get("stdin")):    # docker run -i, docker attach: runtimed's attach, bridged
+            if convert.parse_bool(q.get("logs")):
+                raise Unsupported("attach with logs=1 and stdin=1 is not supported by Shoal's Docker API")
+            reader, writer = await self.runtime().hijack(info.id, stdin=True, stdout=stdout, stderr=stderr,
+                                                         detach_keys=q.get("detachKeys", ""))
+            return await _bridge(request, reader, writer, tty)
         try:   # open before the client is answered: it starts the container once attached
             records = await self.runtime().logs_stream(info.id, follow=True, stdout=stdout, stderr=stderr,
                                                        attach=True)
@@ -487,17 +542,25 @@ class ContainerRoutes:
         cmd = b.strings("Cmd")
         if not cmd:
             raise BadRequest("ExecConfig.Cmd: no command specified")
-        for key in ("AttachStdin", "Tty", "Privileged"):
-            if b.bool(key):
-                raise Unsupported(f"ExecConfig.{key} (docker exec -i/-t/--privileged) is not supported by "
-                                  "Shoal's Docker API")
+        if b.bool("Privileged"):
+            raise Unsupported("ExecConfig.Privileged (docker exec --privileged) is not supported by Shoal's Docker API")
         b.bool("AttachStdout"), b.bool("AttachStderr"), b.bool("Detach")
-        b.get("ConsoleSize"), b.str("DetachKeys")
+        size = b.get("ConsoleSize")
+        detach_keys = b.str("DetachKeys")
+        if detach_keys:
+            from agent_runtime.detachkeys import parse_detach_keys
+            try:
+                parse_detach_keys(detach_keys)
+            except ValueError as err:
+                raise BadRequest(str(err)) from None
         info = await self._inspect(request.match_info["ref"])
         if info.state.status != "running":
             raise convert_error(409, f"container {info.id} is not running")
         instance = ExecInstance(id=secrets.token_hex(32), container_id=info.id, cmd=cmd, env=b.strings("Env"),
-                                user=b.str("User"), workdir=b.str("WorkingDir"))
+                                user=b.str("User"), workdir=b.str("WorkingDir"), tty=b.bool("Tty"),
+                                stdin=b.bool("AttachStdin"), detach_keys=detach_keys,
+                                console_size=list(size) if isinstance(size, list) and len(size) == 2 and all(
+                                    isinstance(v, int) and 0 < v < 65536 for v in size) else [])
         b.done(ignored=("ConsoleSize", "DetachKeys"))
         self.execs[instance.id] = instance
         while len(self.execs) > EXEC_KEEP:   # the oldest finished ones go first
@@ -530,13 +593,17 @@ class ContainerRoutes:
     async def exec_start(self, request: web.Request) -> web.StreamResponse:
         b = Obj(await self.api.body(request, "exec start config"), "ExecStartConfig")
         detach = b.bool("Detach")
-        if b.bool("Tty"):
-            raise Unsupported("ExecStartConfig.Tty is not supported by Shoal's Docker API")
+        tty = b.bool("Tty")
         b.get("ConsoleSize")
         b.done(ignored=("ConsoleSize",))
         instance = self._exec(request.match_info["id"])
         if instance.running or instance.exit_code is not None:
             raise convert_error(409, f"exec {instance.id} has already run")
+        if tty != instance.tty:
+            raise BadRequest(f"ExecStartConfig.Tty {str(tty).lower()} differs from the exec's Tty "
+                             f"{str(instance.tty).lower()}")
+        if instance.interactive:
+            return await self._start_interactive(request, instance, detach)
         if detach:
             self._spawn(self._run_exec(instance))
             return web.Response(status=200)
@@ -559,7 +626,68 @@ class ContainerRoutes:
         return response
 
     async def exec_inspect(self, request: web.Request) -> web.Response:
-        return _json(self._exec(request.match_info["id"]).json())
+        instance = self._exec(request.match_info["id"])
+        if instance.session and instance.running:
+            await self._refresh(instance)
+        return _json(instance.json())
+
+    async def _refresh(self, instance: ExecInstance) -> None:
+        """An interactive exec's state is runtimed's session's."""
+        try:
+            state = await self.runtime().exec_inspect(instance.session)
+        except RuntimeNotFound:
+            state = {"Running": False, "ExitCode": instance.exit_code if instance.exit_code is not None else 126}
+        instance.pid = state.get("Pid") or instance.pid
+        instance.running = bool(state.get("Running"))
+        if not instance.running:
+            instance.exit_code = state.get("ExitCode")
+            instance.done.set()
+
+    @staticmethod
+    def _size(request: web.Request) -> tuple[int, int]:
+        out = []
+        for key in ("h", "w"):
+            text = request.query.get(key, "")
+            if not text.isdigit() or not 0 < int(text) < 65536:
+                raise BadRequest(f"invalid {key} {text!r}: a window size of 1 to 65535")
+            out.append(int(text))
+        return out[0], out[1]
+
+    async def resize(self, request: web.Request) -> web.Response:
+        rows, columns = self._size(request)
+        info = await self._inspect(request.match_info["ref"])
+        await self.runtime().resize(info.id, rows, columns)
+        return web.Response(status=200)
+
+    async def exec_resize(self, request: web.Request) -> web.Response:
+        rows, columns = self._size(request)
+        instance = self._exec(request.match_info["id"])
+        if not instance.session:
+            raise convert_error(409, f"exec {instance.id} is not running with a TTY")
+        await self.runtime().exec_resize(instance.session, rows, columns)
+        return web.Response(status=200)
+
+    async def _start_interactive(self, request: web.Request, instance: ExecInstance, detach: bool) -> web.StreamResponse:
+        """docker exec -i/-t: a session in runtimed (its own pty with -t), started and bridged."""
+        instance.running = True
+        try:
+            instance.session = await self.runtime().exec_create(
+                instance.container_id, instance.cmd, env=instance.env, user=instance.user, workdir=instance.workdir,
+                tty=instance.tty, stdin=instance.stdin and not detach,
+                console_size=tuple(instance.console_size) if instance.console_size else None)
+            reader, writer = await self.runtime().hijack(instance.session, exec_start=True,
+                                                         detach_keys=instance.detach_keys)
+        except BaseException:
+            instance.running, instance.exit_code = False, 126
+            instance.done.set()
+            raise
+        if detach:    # runs to its end in runtimed without a client
+            writer.close()
+            return web.Response(status=200)
+        try:
+            return await _bridge(request, reader, writer, instance.tty)
+        finally:
+            await self._refresh(instance)
 
     # ---- volumes ----------------------------------------------------------------------------
     async def volumes(self, request: web.Request) -> web.Response:

@@ -164,3 +164,98 @@ def test_input_and_resize_survive_a_runtimed_restart(client, runtimed):
     data = _read_until(upgraded.sock, upgraded.head, b"second-4")
     assert b"12 34" in data
     upgraded.sock.close()
+
+
+# ---- the stock docker CLI against shoald's Docker API (the real app, on the test's runtimed) -------
+
+@pytest.fixture(scope="module")
+def docker_host(runtimed, tmp_path_factory):
+    """shoald's Docker API app (shoal.dockerapi.server.make_app) serving this node's runtimed only,
+    on its own loop in a thread: what `docker run|exec|attach` reach on a node."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from agent_runtime.api import AsyncRuntimeClient
+    from shoal.dockerapi.server import make_app
+    sock = str(tmp_path_factory.mktemp("dockerapi") / "docker.sock")
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state = {}
+
+    async def serve():
+        daemon = SimpleNamespace(manager=None, node=None, runtime=AsyncRuntimeClient(runtimed.socket),
+                                 info=lambda: SimpleNamespace(local_node_state="inactive", control_available=False))
+        runner = web.AppRunner(make_app(daemon), access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.UnixSite(runner, sock).start()
+        state["runner"], state["client"] = runner, daemon.runtime
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    yield f"unix://{sock}"
+
+    async def stop():
+        await state["runner"].cleanup()
+        await state["client"].close()
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(30)
+    loop.close()
+
+
+def test_docker_run_it_and_exec_it_through_shoalds_api(client, docker_host, terminals):
+    env = {"DOCKER_HOST": docker_host, "DOCKER_CONFIG": "/nonexistent-docker-config"}
+    t = _open(terminals, ["docker", "run", "-it", "--name", "docker-it", IMAGE, "sh"], env, rows=25, columns=90)
+    t.expect(r"/ # ")
+    t.send("stty size; echo docker-$((3*3))\r")
+    t.expect("25 90")
+    t.expect("docker-9")
+    t.send(b"\x10\x11")                                   # docker's default detach keys
+    assert t.wait() == 0
+    assert "TERMINAL-RESTORED" in t.text
+    assert client.inspect("docker-it").state.status == "running"
+    t2 = _open(terminals, ["docker", "exec", "-it", "docker-it", "sh"], env, rows=21, columns=77)
+    t2.expect(r"/ # ")
+    t2.send("stty size; echo exec-$((4*4))\r")
+    t2.expect("21 77")
+    t2.expect("exec-16")
+    t2.send("exit 6\r")
+    assert t2.wait() == 6
+    assert "TERMINAL-RESTORED" in t2.text
+    t3 = _open(terminals, ["docker", "attach", "docker-it"], env)
+    t3.send("\r")
+    t3.expect(r"/ # ")
+    t3.send("exit 9\r")
+    assert t3.wait() == 9
+    assert "TERMINAL-RESTORED" in t3.text
+    client.remove("docker-it", force=True)
+
+
+def test_docker_run_i_pipes_stdin_through_shoalds_api(client, docker_host):
+    env = {**os.environ, "DOCKER_HOST": docker_host, "DOCKER_CONFIG": "/nonexistent-docker-config"}
+    out = subprocess.run(["docker", "run", "-i", "--rm", IMAGE, "cat"], input=b"hi\n", capture_output=True,
+                         env=env, timeout=120)
+    assert (out.returncode, out.stdout) == (0, b"hi\n"), out.stderr
+    out = subprocess.run(["docker", "run", "-i", "--rm", IMAGE, "sh", "-c", "read x; echo err-$x >&2; exit 3"],
+                         input=b"y\n", capture_output=True, env=env, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (3, b"", b"err-y\n")
+
+
+def test_input_sent_before_the_start_reaches_the_workload(client):
+    """docker run -i sends its input (and its end) as soon as it is attached, before the start:
+    the attach waits for the workload's stdin and then writes it (it waited for good before)."""
+    import socket
+    cid = client.create(ContainerSpec(image=IMAGE, open_stdin=True, stdin_once=True, command=["cat"]))
+    upgraded = client.attach(cid, stdin=True)
+    upgraded.sock.sendall(b"early\n")
+    upgraded.sock.shutdown(socket.SHUT_WR)
+    client.start(cid)
+    data = _read_until(upgraded.sock, upgraded.head, b"early\n")
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x06early\n"
+    assert client.wait(cid).status_code == 0
+    upgraded.sock.close()

@@ -43,8 +43,15 @@ def test_run_body_translates():
     assert spec.init and spec.cap_drop == ["ALL"] and spec.network == "none" and not spec.tty
 
 
+def test_run_it_keeps_stdin_tty_and_console_size():
+    spec = parse_container_create(CLI_RUN | {"OpenStdin": True, "StdinOnce": True, "AttachStdin": True, "Tty": True,
+                                             "HostConfig": {**CLI_RUN["HostConfig"], "ConsoleSize": [33, 101]}}, "")
+    assert (spec.open_stdin, spec.stdin_once, spec.tty, spec.console_size) == (True, True, True, [33, 101])
+    plain = parse_container_create(CLI_RUN | {"HostConfig": {**CLI_RUN["HostConfig"], "ConsoleSize": [33, 101]}}, "")
+    assert (plain.open_stdin, plain.stdin_once, plain.console_size) == (False, False, [])   # no TTY: no size
+
+
 @pytest.mark.parametrize("change, error, message", [
-    ({"OpenStdin": True}, Unsupported, r"Config\.OpenStdin: standard input \(docker run -i\)"),
     ({"ExposedPorts": {"eighty/tcp": {}}}, BadRequest, "Config.ExposedPorts: invalid port 'eighty/tcp'"),
     ({"Image": ""}, BadRequest, "Config.Image must not be empty"),
     ({"Cmd": "echo"}, BadRequest, r"Config\.Cmd: expected a list of strings, got string"),
