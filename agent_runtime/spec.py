@@ -11,6 +11,7 @@ the container manager's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import signal
@@ -41,6 +42,14 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """A dataclass's resolved type hints and its fields by JSON name, worked out once per class:
+    get_type_hints evaluates every annotation string again on each call (compile() per field,
+    about a third of runtimed's time in a create)."""
+    return typing.get_type_hints(cls), {_json_name(f): f for f in dataclasses.fields(cls)}
+
+
 def from_json(cls: type, data: Any, where: str = "") -> Any:
     """Build ``cls`` from JSON data; unknown fields or wrong types raise InvalidArgument."""
     where = where or cls.__name__
@@ -48,8 +57,7 @@ def from_json(cls: type, data: Any, where: str = "") -> Any:
         data = {}
     if not isinstance(data, dict):
         raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    by_name = {_json_name(f): f for f in dataclasses.fields(cls)}
+    hints, by_name = _fields(cls)
     unknown = sorted(set(data) - set(by_name))
     if unknown:
         raise InvalidArgument(f"{where}: unknown field(s) {', '.join(unknown)}")
