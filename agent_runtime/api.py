@@ -193,6 +193,11 @@ class _Calls:
         return _Call("POST", "/images/load", body={"Path": path, "Tag": tag})
 
     @staticmethod
+    def image_save(refs: list[str]) -> _Call:
+        # the archive is made before the first byte: as long as a pull may take
+        return _Call("GET", "/images/get", {"names": list(refs)}, extra_time=PULL_DEADLINE)
+
+    @staticmethod
     def image_upload(what: str, stream: BinaryIO, query: dict) -> _Call:
         """``load`` or ``import`` with the archive as the request body (sent chunked)."""
         return _Call("POST", f"/images/{what}", query, body=stream, extra_time=PULL_DEADLINE,
@@ -368,6 +373,19 @@ class RuntimeClient:
         return self._call(_Calls.image_load(path, tag))
     def image_tag(self, source: str, target: str) -> dict: return self._call(_Calls.image_tag(source, target))
     def image_prune(self, all: bool = False) -> dict: return self._call(_Calls.image_prune(all))
+
+    def image_save(self, refs: list[str], out: BinaryIO) -> int:
+        """Write ``docker save`` of ``refs`` to ``out``; the bytes written."""
+        conn, resp = self._open(_Calls.image_save(refs))
+        written = 0
+        try:
+            while chunk := resp.read_chunk():
+                out.write(chunk)
+                written += len(chunk)
+        finally:
+            conn.close()
+        return written
+
     def container_prune(self, filters: dict[str, list[str]] | None = None) -> dict:
         return self._call(_Calls.container_prune(filters))
     def volume_prune(self, filters: dict[str, list[str]] | None = None) -> dict:
@@ -658,6 +676,18 @@ class AsyncRuntimeClient:
         """Load an archive sent from ``chunks`` (docker save / OCI layout tar); the images loaded."""
         return await self._call(_Calls.image_upload("load", chunks, {"tag": tag}))  # type: ignore[arg-type]
     async def image_prune(self, all: bool = False) -> dict: return await self._call(_Calls.image_prune(all))
+
+    async def image_save_stream(self, refs: list[str]) -> AsyncIterator[bytes]:
+        """``docker save`` of ``refs`` as it comes; errors (an unknown image) raise before the first chunk."""
+        import aiohttp
+        call = _Calls.image_save(refs)
+        resp = await self._send(call)
+        async with resp:
+            try:
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    yield chunk
+            except aiohttp.ClientError as exc:
+                raise self._unavailable(call, exc) from exc
     async def image_remove(self, ref: str, force: bool = False) -> list[dict]:
         return await self._call(_Calls.image_remove(ref, force))
     async def create(self, spec: ContainerSpec) -> str: return await self._call(_Calls.create(spec))

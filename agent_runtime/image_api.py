@@ -205,6 +205,7 @@ class ImageAPI:
         router.add_post("/images/prune", self.prune)
         router.add_post("/images/import", self.import_)
         router.add_post("/images/load", self.load)
+        router.add_get("/images/get", self.save)
         router.add_delete("/images", self.remove)
 
     # queries -------------------------------------------------------------------------------
@@ -324,6 +325,26 @@ class ImageAPI:
             async with self._upload(request, "load") as path:
                 images = await asyncio.to_thread(self.store.load, path, tag)
         return web.json_response([image_json(i) for i in images])
+
+    async def save(self, request: web.Request) -> web.StreamResponse:
+        """``docker save``: the images ``names`` (repeated) as one tar, made in scratch space
+        first (an unknown name is a 404 before any byte is sent), then streamed and deleted."""
+        refs = request.query.getall("names", [])
+        if not refs:
+            raise InvalidArgument("names: give at least one image")
+        path = self.store.tmp / f"save-{os.getpid()}-{id(request):x}.tar"
+        try:
+            await asyncio.to_thread(self.store.save, refs, path)
+            response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+            response.content_length = path.stat().st_size
+            await response.prepare(request)
+            with open(path, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            path.unlink(missing_ok=True)
 
     async def import_(self, request: web.Request) -> web.Response:
         if request.content_type == "application/json":

@@ -95,6 +95,13 @@ class Response:
             pieces.append(piece)
         return b"".join(pieces)
 
+    def read_chunk(self) -> bytes:
+        """The next piece of the body as it arrives (b"" at its end), for a large download."""
+        if self._buffer:
+            piece, self._buffer = self._buffer, b""
+            return piece
+        return self._next()
+
     def readline(self) -> bytes:
         while b"\n" not in self._buffer:
             piece = self._next()

@@ -2,7 +2,10 @@
 
 ``load_archive`` reads either format (a tar is first extracted, safely, to scratch space) and
 adds every image through :func:`.ingest.ingest_manifest`, verifying every blob. ``save_oci_layout``
-writes an image as an OCI layout that skopeo, umoci, runc tooling and ``load_archive`` accept.
+writes an image as an OCI layout that skopeo, umoci, runc tooling and ``load_archive`` accept;
+``save_archive`` writes images as ``docker save`` (Docker 25+) does: one tar that is both an OCI
+layout (index.json, blobs/sha256) and a docker-archive (manifest.json), so
+``docker load``, ``podman load``, ``skopeo`` and ``load_archive`` all read it.
 """
 
 from __future__ import annotations
@@ -173,6 +176,71 @@ def _verified(store: "ImageStore", root: Path, desc: dict, what: str) -> bytes:
     return store.blobs.read(desc["digest"])
 
 
+def _save_targets(store: "ImageStore", ref: str) -> list[tuple["Image", list[str]]]:
+    """What ``docker save REF`` writes: (image, the names recorded for it). A name without a tag
+    is every tagged image of that repository; a tag, that one; an ID (or a digest), the image
+    without names. ImageNotFound names REF when nothing matches."""
+    tagged = ":" in ref.rsplit("/", 1)[-1] or "@" in ref
+    try:
+        parsed = parse_reference(ref)
+    except InvalidReference:
+        parsed = None
+    if parsed is not None and not tagged:
+        found = []
+        for image in store.list():
+            tags = [t for t in image.repo_tags if parse_reference(t).name == parsed.name]
+            if tags:
+                found.append((image, tags))
+        if found:
+            return found
+    image = store.resolve(ref)
+    if parsed is None or parsed.digest:
+        return [(image, [])]
+    return [(image, [t for t in image.repo_tags if str(parse_reference(t)) == str(parsed)])]
+
+
+def save_archive(store: "ImageStore", refs: list[str], dest: Path) -> Path:
+    """Write the images ``refs`` name into the tar ``dest`` (see the module docstring). Blobs are
+    linked into scratch space first, so the store is read once; ImageNotFound names a missing ref
+    and nothing is written."""
+    import tarfile
+    if not refs:
+        raise ArchiveError("save: give at least one image")
+    targets: dict[str, list[str]] = {}       # image id -> names, in the order asked
+    images = {}
+    for ref in refs:
+        for image, tags in _save_targets(store, ref):
+            images[image.id] = image
+            names = targets.setdefault(image.id, [])
+            names += [t for t in tags if t not in names]
+    with tempfile.TemporaryDirectory(dir=store.tmp, prefix="save-") as scratch:
+        root = Path(scratch)
+        manifest = []
+        for image_id, tags in targets.items():
+            image = images[image_id]
+            for name in tags or [image_id]:
+                save_oci_layout(store, name, root)
+            layers = [f"blobs/sha256/{layer.digest.split(':', 1)[1]}" for layer in store.layer_blobs(image)]
+            manifest.append({"Config": f"blobs/sha256/{image.id.split(':', 1)[1]}", "RepoTags": tags or None,
+                             "Layers": layers})
+        (root / "manifest.json").write_text(json.dumps(manifest))
+        tmp = dest.with_name(dest.name + ".tmp")
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(root.rglob("*")):
+                info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                if info.isfile():
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        os.rename(tmp, dest)
+    log.info("saved %s as an image archive", ", ".join(refs))
+    return dest
+
+
 def save_oci_layout(store: "ImageStore", ref: str, dest: Path) -> Path:
     """Write image ``ref`` into the OCI layout ``dest`` (created, or merged into if it exists).
 
@@ -209,8 +277,11 @@ def save_oci_layout(store: "ImageStore", ref: str, dest: Path) -> Path:
                                      "architecture": image.config.get("architecture", "amd64")})
     if annotations:
         entry["annotations"] = annotations
+        # the same full name replaces its entry; images of other repositories with the same tag stay
         index["manifests"] = [m for m in index["manifests"]
-                              if (m.get("annotations") or {}).get(oci.REF_NAME_ANNOTATION) != annotations[oci.REF_NAME_ANNOTATION]]
+                              if (m.get("annotations") or {}).get(oci.IMAGE_NAME_ANNOTATION,
+                                                                  (m.get("annotations") or {}).get(oci.REF_NAME_ANNOTATION))
+                              not in (annotations[oci.IMAGE_NAME_ANNOTATION],)]
     index["manifests"].append(entry)
     tmp = dest / ".index.json.tmp"
     tmp.write_text(json.dumps(index, indent=1))

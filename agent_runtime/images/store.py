@@ -345,6 +345,11 @@ class ImageStore:
         from .archive import load_archive
         return load_archive(self, Path(path), tag=tag)
 
+    def save(self, refs: list[str], dest: str | Path) -> Path:
+        """Write images as ``docker save`` does, to the tar ``dest`` (see :mod:`.archive`)."""
+        from .archive import save_archive
+        return save_archive(self, list(refs), Path(dest))
+
     def save_oci_layout(self, ref: str, dest_dir: str | Path) -> Path:
         """Write image ``ref`` as an OCI image layout in ``dest_dir`` (merged into one that exists)."""
         from .archive import save_oci_layout

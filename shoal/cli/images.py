@@ -28,6 +28,8 @@ def register(cli: click.Group) -> None:
     cli.add_command(push, "push")
     cli.add_command(image_ls, "images")
     cli.add_command(image_rm, "rmi")
+    cli.add_command(image_save, "save")
+    cli.add_command(image_load, "load")
 
 
 def _client(ctx: click.Context):
@@ -221,6 +223,38 @@ def image_load(ctx, input_path: str | None, quiet: bool) -> None:
                     click.echo(f"Loaded image: {tag}")
             else:
                 click.echo(f"Loaded image ID: {img['Id']}")
+
+
+@image.command("save")
+@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
+@click.option("--platform", default=None, help="Save only the given platform (os[/arch])")
+@click.argument("images", nargs=-1, required=True)
+@click.pass_context
+def image_save(ctx, output: str | None, platform: str | None, images) -> None:
+    """Save one or more images to a tar archive (streamed to STDOUT by default).
+
+    The archive is Docker's (25+): an OCI image layout with a manifest.json, so docker load,
+    podman load, skopeo and shoal load read it."""
+    import os
+    if platform:
+        raise click.UsageError("--platform is not supported: an image in Shoal's store has one platform")
+    client = _client(ctx)
+    if output is None:
+        if sys.stdout.isatty():
+            _fail(Exception("cowardly refusing to save to a terminal. Use the -o flag or redirect"))
+        _run(client.image_save, list(images), sys.stdout.buffer)
+        sys.stdout.flush()
+        return
+    tmp = f"{output}.{os.getpid()}.tmp"       # no half-written archive under the name asked for
+    try:
+        with open(tmp, "wb") as out:
+            _run(client.image_save, list(images), out)
+        os.replace(tmp, output)
+    except OSError as exc:
+        _fail(Exception(f"failed to save image: {exc.strerror}: {exc.filename or output}"))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @image.command("pull")

@@ -18,7 +18,7 @@ MODULES = ("swarm", "clientcert", "nodes", "images", "containers", "services", "
            "secrets", "system", "events", "ui", "inspect", "prune")
 # Commands known to come from one module; any other name (or a listing, --help) loads them all.
 FAST = {**dict.fromkeys(("run", "ps", "exec", "logs"), "containers"),
-        **dict.fromkeys(("image", "pull", "push", "images", "rmi"), "images")}
+        **dict.fromkeys(("image", "pull", "push", "images", "rmi", "save", "load"), "images")}
 
 
 class LazyGroup(click.Group):

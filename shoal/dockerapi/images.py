@@ -9,6 +9,7 @@ only, so the daemon's registry settings apply as they do to `shoal pull` and to 
     POST   /images/{name}/tag?repo=&tag= 201
     DELETE /images/{name}?force=         Docker's Untagged/Deleted list; 409 while a container uses it
     POST   /images/load?quiet=           a docker-save / OCI archive as the body; {"stream": "Loaded image: ..."}
+    GET    /images/get?names=, /images/{name}/get   docker save: the archive (OCI layout + manifest.json)
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ class ImageRoutes:
     def routes(self) -> list[tuple[str, str, Any]]:
         # /images/json, /create and /load before the {name:.+} routes, which would match them
         return [("GET", "/images/json", self.list), ("POST", "/images/create", self.pull),
-                ("POST", "/images/load", self.load),
+                ("POST", "/images/load", self.load), ("GET", "/images/get", self.save),
+                ("GET", "/images/{name:.+}/get", self.save),
                 ("GET", "/images/{name:.+}/json", self.inspect), ("POST", "/images/{name:.+}/push", self.push),
                 ("POST", "/images/{name:.+}/tag", self.tag), ("DELETE", "/images/{name:.+}", self.remove)]
 
@@ -136,6 +138,23 @@ class ImageRoutes:
                 await response.write(json.dumps(message).encode() + b"\r\n")
         except ShoalRuntimeError as err:
             await response.write(json.dumps({"error": str(err), "errorDetail": {"message": str(err)}}).encode())
+        await response.write_eof()
+        return response
+
+    async def save(self, request: web.Request) -> web.StreamResponse:
+        """docker save: runtimed's archive, relayed; an unknown image is a 404 before any byte."""
+        names = [request.match_info["name"]] if "name" in request.match_info else request.query.getall("names", [])
+        if not names:
+            raise BadRequest("names: give at least one image")
+        if request.query.get("platform"):
+            raise Unsupported("GET /images/get?platform: Shoal's store holds one platform per image")
+        chunks = self._runtime().image_save_stream(names)
+        first = await self._call(chunks.__anext__)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
         await response.write_eof()
         return response
 

@@ -1,6 +1,6 @@
 """The stock `docker` CLI's image commands against a lab node's Docker API socket (shoal/dockerapi/
 images.py, backed by runtimed's image endpoints): pull with the daemon's --insecure-registry, images,
-tag, push, image load, rmi, and rmi refused while a container uses the image; checked with `shoal`."""
+tag, push, image load, save, rmi, and rmi refused while a container uses the image; checked with `shoal`."""
 from __future__ import annotations
 
 import json
@@ -61,6 +61,15 @@ def test_docker_image_commands(lab, docker, image, tmp_path):
     assert {"example/loaded"} <= {i["Repository"] for i in shoal_images(lab)}
     missing = docker("image", "inspect", "example/none:1", check=False)
     assert missing.returncode == 1 and "No such image" in missing.stderr
+    # docker save (GET /images/get) and load it back after rmi: the same image
+    loaded_id = json.loads(docker("image", "inspect", "example/loaded:v1").stdout)[0]["Id"]
+    again = tmp_path / "again.tar"
+    docker("save", "-o", str(again), "example/loaded:v1")
+    docker("rmi", "example/loaded:v1")
+    assert "Loaded image: example/loaded:v1" in docker("load", "-i", str(again)).stdout
+    assert json.loads(docker("image", "inspect", "example/loaded:v1").stdout)[0]["Id"] == loaded_id
+    unsaved = docker("save", "-o", str(tmp_path / "none.tar"), "example/none:1", check=False)
+    assert unsaved.returncode == 1 and "No such image: example/none:1" in unsaved.stderr, unsaved
 
     lab.shoal("manager1", "run", "-d", "--name", "user", image, "sleep", "300")
     try:

@@ -91,3 +91,40 @@ def test_push_pull_with_progress(shoal, tmp_path, plain_registry):
     assert f"{plain_registry.host}/cli/missing:v9: manifest unknown at registry {plain_registry.host}" in missing
     assert "Total reclaimed space" in shoal("image", "prune", "-a", "-f")
     assert shoal("images", "-q") == ""
+
+
+def test_save_then_load_round_trips_as_docker_archives_do(shoal, tmp_path):
+    """docker save: one tar that is an OCI layout and a docker-archive (manifest.json), with the
+    tags the names given select; loading it after rmi gives the same image IDs back; an unknown
+    image fails before anything is written."""
+    import tarfile
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(make_tar([("hello", "file", b"hi")]))
+    first = shoal("image", "import", str(rootfs), "example/saved:1").strip()
+    shoal("image", "tag", "example/saved:1", "example/saved:2")
+    rootfs.write_bytes(make_tar([("other", "file", b"other")]))
+    second = shoal("image", "import", str(rootfs), "example/other:latest").strip()
+    archive = tmp_path / "out.tar"
+    assert shoal("save", "-o", str(archive), "example/saved", "example/other") == ""
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        index = json.loads(tar.extractfile("index.json").read())
+    assert {"oci-layout", "index.json", "manifest.json", f"blobs/sha256/{first[7:]}"} <= names
+    assert [(m["Config"], sorted(m["RepoTags"])) for m in manifest] == [
+        (f"blobs/sha256/{first[7:]}", ["example/saved:1", "example/saved:2"]),
+        (f"blobs/sha256/{second[7:]}", ["example/other:latest"])]
+    assert all(f"blobs/sha256/{layer.rsplit('/', 1)[1]}" in names for m in manifest for layer in m["Layers"])
+    assert len(index["manifests"]) == 3            # one per name
+    for ref in ("example/saved:1", "example/saved:2", "example/other:latest"):
+        shoal("rmi", ref)
+    assert sorted(shoal("load", "-i", str(archive)).splitlines()) == [
+        "Loaded image: example/other:latest", "Loaded image: example/saved:1", "Loaded image: example/saved:2"]
+    [info] = json.loads(shoal("image", "inspect", "example/saved:2"))
+    assert info["Id"] == first
+    assert "No such image: example/nope" in shoal("save", "-o", str(tmp_path / "none.tar"), "example/nope", code=1)
+    assert not (tmp_path / "none.tar").exists() and not list(tmp_path.glob("none.tar*"))
+    one = tmp_path / "one.tar"
+    shoal("image", "save", "-o", str(one), "example/saved:1")
+    with tarfile.open(one) as tar:
+        assert [m["RepoTags"] for m in json.loads(tar.extractfile("manifest.json").read())] == [["example/saved:1"]]
