@@ -269,6 +269,44 @@ def test_a_node_marked_down_while_its_shoald_restarts_keeps_its_routing_mesh(lab
         remove(lab, "slow")
 
 
+def test_a_rolling_update_and_a_drain_fail_no_request(lab, image, tmp_path):
+    """What a Docker user expects of `service update` and `node update --availability drain`
+    while a client asks the published port on every node: each stopped task first leaves every
+    node's routing mesh and keeps running for the drain delay (docs/rolling-upgrades.md), each new
+    one gets traffic once it runs, so no request fails. (Here, with few containers per host, it
+    held before the drain delay too: the failures needed a host whose runtimed converged slowly,
+    which the component test of the delay stands for.)"""
+    try:
+        lab.shoal("manager1", "service", "create", "--name", "upd", "-p", "8083:80", "--replicas", "3", image,
+                  "sh", "-c", HTTPD, timeout=120)
+        wait_for(lambda: len(running(lab, "upd")) == 3, 60, what="3 tasks of upd running")
+        wait_for(lambda: "FAIL" not in fetch(lab, "worker2", f"http://{lab.address('manager1')}:8083/", 5), 30,
+                 what="the published port answering")
+        client = Requests(lab, "worker2", HOST_IPS, 8083, tmp_path)
+        node = None
+        try:
+            before = {t["ID"] for t in running(lab, "upd")}
+            lab.shoal("manager1", "service", "update", "--force", "upd", timeout=300)
+            wait_for(lambda: len(running(lab, "upd")) == 3 and not before & {t["ID"] for t in running(lab, "upd")},
+                     120, what="3 new tasks of upd running")
+            updated = client.count()
+            node = running(lab, "upd")[0]["Node"]
+            lab.shoal("manager1", "node", "update", "--availability", "drain", node)
+            wait_for(lambda: len(running(lab, "upd")) == 3 and node not in {t["Node"] for t in running(lab, "upd")},
+                     120, what=f"the tasks of upd moved off {node}")
+            drained = client.count()
+            wait_for(lambda: client.count() >= drained + 20, 60, what="20 more requests")
+        finally:
+            if node is not None:
+                lab.shoal("manager1", "node", "update", "--availability", "active", node, check=False)
+            ok, failed = client.stop()
+        print(f"rolling update ({updated} requests) and drain of {node}: {ok} requests answered, "
+              f"{len(failed)} failed")
+        assert failed == [], f"{len(failed)} of {ok + len(failed)} requests failed: {failed[:10]}"
+    finally:
+        remove(lab, "upd")
+
+
 def test_a_rolling_restart_of_every_shoald_fails_no_request(lab, image, tmp_path):
     """An upgrade of shoald, node after node (the leader included), while a client asks the published
     port 10 times a second on every node in turn: containers and the routing mesh belong to
