@@ -31,10 +31,17 @@ def _json_name(f: dataclasses.Field) -> str:
     return f.metadata.get("json", "".join(p.capitalize() for p in f.name.split("_")))
 
 
+@functools.cache
+def _json_names(cls: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, JSON name) of each field of a dataclass, worked out once per class."""
+    return tuple((f.name, _json_name(f)) for f in dataclasses.fields(cls))
+
+
 def to_json(obj: Any) -> Any:
     """Turn a dataclass tree into JSON-ready data with each field under its Docker name."""
     if dataclasses.is_dataclass(obj):
-        return {_json_name(f): to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        cls = obj if isinstance(obj, type) else type(obj)
+        return {name: to_json(getattr(obj, attr)) for attr, name in _json_names(cls)}
     if isinstance(obj, (list, tuple)):
         return [to_json(v) for v in obj]
     if isinstance(obj, dict):
