@@ -32,7 +32,7 @@ from manager.state import Kind, ObjectCreated, ObjectDeleted, ReadView
 from manager.storeloop import StoreLoop
 from proto import objects_pb2
 
-from .nodeinfo import counts_for_spread, holds_node_resources
+from .nodeinfo import holds_node_resources
 from .nodeset import NodeSet
 from .schedule import planned_task_changes, schedule_on
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 BATCH_WINDOW = 0.02
 WATCHED = (Kind.TASK, Kind.NODE)
 PENDING = objects_pb2.PENDING
+ASSIGNED = objects_pb2.ASSIGNED
+RUNNING = objects_pb2.RUNNING
+_FAILED_STATES = (objects_pb2.FAILED, objects_pb2.REJECTED)
 
 
 def task_event_matters(event) -> bool:
@@ -51,12 +54,22 @@ def task_event_matters(event) -> bool:
     if isinstance(event, ObjectDeleted):
         return task.status.state == PENDING or holds_node_resources(task)
     old = event.old
-    return (task.status.state == PENDING
-            or task.node_id != old.node_id
-            or holds_node_resources(task) != holds_node_resources(old)
-            or counts_for_spread(task) != counts_for_spread(old)
-            or (task.status.state in (objects_pb2.FAILED, objects_pb2.REJECTED)
-                and old.status.state != task.status.state))
+    state = task.status.state
+    if state == PENDING:
+        return True
+    node_id = task.node_id
+    if node_id != old.node_id:
+        return True
+    old_state = old.status.state
+    if node_id:
+        # holds_node_resources and counts_for_spread of both, on the same node (the most
+        # common update, a status report, reads each field once)
+        holds = ASSIGNED <= state <= RUNNING
+        if holds != (ASSIGNED <= old_state <= RUNNING):
+            return True
+        if holds and (task.desired_state <= RUNNING) != (old.desired_state <= RUNNING):
+            return True
+    return state in _FAILED_STATES and old_state != state
 
 
 def node_event_matters(event) -> bool:

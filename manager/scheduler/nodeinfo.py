@@ -25,6 +25,7 @@ FAULTY_WINDOW = 300.0
 _FAILED_STATES = (objects_pb2.FAILED, objects_pb2.REJECTED)
 
 HostPort = tuple[int, int]  # (protocol, published port)
+_NO_PORTS: frozenset[HostPort] = frozenset()
 
 
 def holds_node_resources(task: objects_pb2.Task) -> bool:
@@ -39,7 +40,10 @@ def counts_for_spread(task: objects_pb2.Task) -> bool:
 
 def host_ports(task: objects_pb2.Task) -> frozenset[HostPort]:
     """Host-mode published ports of a task: from its allocated endpoint, else from its spec."""
-    ports = task.endpoint.ports or task.endpoint.spec.ports
+    endpoint = task.endpoint
+    ports = endpoint.ports or endpoint.spec.ports
+    if not ports:
+        return _NO_PORTS
     return frozenset(
         (p.protocol, p.published_port)
         for p in ports

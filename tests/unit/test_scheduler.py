@@ -233,3 +233,34 @@ def test_planned_task_changes():
     assert changes[stuck.id].status.message == same.status.message
     assert changes[gone.id].status.state == objects_pb2.SHUTDOWN
     assert placed.status.state == objects_pb2.PENDING          # inputs are never mutated
+
+
+def test_task_event_filter_matches_its_definition():
+    """The scheduler's filter of task updates reads each field once; it answers exactly what its
+    definition says, for every pair of states, desired states and nodes."""
+    import itertools
+
+    from manager.scheduler.component import task_event_matters
+    from manager.scheduler.nodeinfo import counts_for_spread, holds_node_resources
+    from manager.state import Kind, ObjectUpdated
+
+    def definition(task, old):
+        return (task.status.state == objects_pb2.PENDING
+                or task.node_id != old.node_id
+                or holds_node_resources(task) != holds_node_resources(old)
+                or counts_for_spread(task) != counts_for_spread(old)
+                or (task.status.state in (objects_pb2.FAILED, objects_pb2.REJECTED)
+                    and old.status.state != task.status.state))
+
+    states = list(objects_pb2.TaskState.values())
+    desired = [objects_pb2.READY, objects_pb2.RUNNING, objects_pb2.SHUTDOWN, objects_pb2.REMOVE]
+    variants = [(state, want, node) for state in states for want in desired for node in ("", "n1", "n2")]
+    checked = 0
+    for (state, want, node), (old_state, old_want, old_node) in itertools.product(variants, variants):
+        task = objects_pb2.Task(id="t", node_id=node, desired_state=want)
+        task.status.state = state
+        old = objects_pb2.Task(id="t", node_id=old_node, desired_state=old_want)
+        old.status.state = old_state
+        assert task_event_matters(ObjectUpdated(Kind.TASK, task, old)) == definition(task, old), (task, old)
+        checked += 1
+    assert checked == len(variants) ** 2
