@@ -354,8 +354,9 @@ class AttachAPI:
                     c.stdin_fd = -1
 
             try:
-                if c.state.status not in ("created", "running") and not c.state.restarting:
-                    out.ended()       # nothing will run: the stream ends at once (as moby's)
+                if c.state.status == "removing":
+                    out.ended()       # nothing will run again: the stream ends at once
+                # created or exited: the stream waits for the (next) start, as `docker start -a`'s
                 detached = await stream_session(hijacked, out, target, c.spec.tty, keys,
                                                 c.spec.stdin_once and not c.spec.tty, close_input)
                 if detached:

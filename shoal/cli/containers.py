@@ -29,6 +29,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(container)
     cli.add_command(container_ls, "ps")
     cli.add_command(container_exec, "exec")
+    cli.add_command(container_attach, "attach")
     cli.add_command(container_logs, "logs")
     cli.add_command(container_port, "port")
     for command in (container_start, container_stop, container_restart, container_kill, container_rm):
@@ -557,6 +558,33 @@ def container_exec(ctx, detach, interactive, tty, detach_keys, env, env_file, us
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.exit(result.exit_code)
+
+
+@container.command("attach")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
+@click.argument("ref")
+@click.pass_context
+def container_attach(ctx, no_stdin, detach_keys, ref) -> None:
+    """Attach local standard input, output, and error streams to a running container."""
+    from agent_runtime.api import ShoalRuntimeError
+    from agent_runtime.detachkeys import parse_detach_keys
+    from shoal.cli import interactive as session
+    try:
+        keys = parse_detach_keys(detach_keys)
+    except ValueError as exc:
+        _fail(exc, 1)
+    client = _client(ctx)
+    try:
+        info = client.inspect(ref)
+        if info.state.status != "running":
+            _fail("You cannot attach to a stopped container, start it first", 1)
+        stdin = not no_stdin and info.config.open_stdin
+        if problem := session.check_tty(stdin, info.config.tty):
+            _fail(problem, 1)
+        sys.exit(session.attach_running(client, info.id, stdin, info.config.tty, keys))
+    except ShoalRuntimeError as exc:
+        _fail(exc, 1)
 
 
 def _exec_session(ctx, detach, interactive, tty, detach_keys, env, user, workdir, ref, command) -> None:

@@ -201,6 +201,16 @@ def run_attached(client, cid: str, start: bool, stdin: bool, tty: bool, detach_k
     return code
 
 
+def attach_running(client, cid: str, stdin: bool, tty: bool, detach_keys: bytes) -> int:
+    """`shoal attach`: the container's exit code once it exits, 0 after a detach."""
+    waiter = client.wait_attached(cid)
+    upgraded = client.attach(cid, stdin=stdin)
+    resize = (lambda rows, columns: client.resize(cid, rows, columns)) if tty else None
+    if session(upgraded, tty, stdin, detach_keys, resize):
+        return 0
+    return waiter().status_code
+
+
 def exec_attached(client, ref: str, cmd: list[str], env: list[str], user: str, workdir: str, stdin: bool,
                   tty: bool, detach_keys: bytes) -> int:
     """`shoal exec -i/-t`: an exec session in runtimed, attached; its exit code (0 after a detach)."""

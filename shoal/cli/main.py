@@ -17,7 +17,7 @@ from shoal.cli.client import Client, TLSOptions
 MODULES = ("swarm", "clientcert", "nodes", "images", "containers", "services", "service_logs", "networks", "stacks",
            "secrets", "system", "events", "ui", "inspect", "prune")
 # Commands known to come from one module; any other name (or a listing, --help) loads them all.
-FAST = {**dict.fromkeys(("run", "ps", "exec", "logs"), "containers"),
+FAST = {**dict.fromkeys(("run", "ps", "exec", "logs", "attach"), "containers"),
         **dict.fromkeys(("image", "pull", "push", "images", "rmi", "save", "load"), "images")}
 
 

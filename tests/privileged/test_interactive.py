@@ -259,3 +259,24 @@ def test_input_sent_before_the_start_reaches_the_workload(client):
     assert data == b"\x01\x00\x00\x00\x00\x00\x00\x06early\n"
     assert client.wait(cid).status_code == 0
     upgraded.sock.close()
+
+
+def test_shoal_attach_then_exit_code_and_start_a_of_an_exited_container(client, env, terminals):
+    cid = client.create(ContainerSpec(image=IMAGE, tty=True, open_stdin=True, command=["sh"], name="att"))
+    client.start(cid)
+    t = _open(terminals, [SHOAL, "attach", "att"], env, rows=30, columns=60)
+    t.send("stty size; echo attached-$((5*5))\r")
+    t.expect("30 60")
+    t.expect("attached-25")
+    t.send("exit 4\r")
+    assert t.wait() == 4
+    assert "TERMINAL-RESTORED" in t.text
+    client.remove(cid, force=True)
+    # docker start -a: an attach made while it is exited waits for the next start (it ended at once)
+    cid = client.create(ContainerSpec(image=IMAGE, command=sh("echo run-$((1+1))")))
+    client.start(cid)
+    client.wait(cid)
+    upgraded = client.attach(cid)
+    client.start(cid)
+    assert _read_until(upgraded.sock, upgraded.head, b"run-2\n").endswith(b"\x00\x00\x00\x00\x00\x00\x06run-2\n")
+    upgraded.sock.close()
