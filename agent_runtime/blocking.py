@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import BinaryIO
+TYPE_CHECKING = False   # typing is not imported at run time: `shoal run` does not need it (docs/front-door.md)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 from agent_runtime import unixhttp
 from agent_runtime.errors import DeadlineExceeded, Unavailable, error_for_status

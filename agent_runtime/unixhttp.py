@@ -13,7 +13,9 @@ Errors: ``TimeoutError`` when the socket times out, ``ConnectionError`` when the
 from __future__ import annotations
 
 import socket
-from typing import BinaryIO
+TYPE_CHECKING = False   # typing is not imported at run time: `shoal run` does not need it (docs/front-door.md)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 MAX_LINE = 65536      # a status or header line longer than this is not an answer from runtimed
 MAX_HEADERS = 100

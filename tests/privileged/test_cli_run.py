@@ -81,4 +81,4 @@ def test_run_loads_nothing_heavy(runtimed, tmp_path):
     assert done.returncode == 0, done.stderr
     modules = json.loads(record.read_text())
     assert "agent_runtime.blocking" in modules      # it did call runtimed
-    assert not heavy_in(modules) and not {"click", "agent_runtime.api", "dataclasses"} & set(modules)
+    assert not heavy_in(modules) and not {"click", "agent_runtime.api", "dataclasses", "typing"} & set(modules)
