@@ -42,13 +42,13 @@ log = logging.getLogger(__name__)
 OVERLAY_DRIVER = "overlay"
 _INGRESS = objects_pb2.PortConfig.PublishMode.INGRESS
 _DNSRR = objects_pb2.EndpointSpec.ResolutionMode.DNSRR
+_RUNNING = objects_pb2.RUNNING     # not objects_pb2.TaskState.RUNNING: a Python-level lookup per call
 
 
 def task_holds_addresses(task: objects_pb2.Task) -> bool:
     """Whether a task keeps its network addresses: false once both its desired and its observed
     state are past RUNNING (SwarmKit's `taskDead`)."""
-    running = objects_pb2.TaskState.RUNNING
-    return not (task.desired_state > running and task.status.state > running)
+    return not (task.desired_state > _RUNNING and task.status.state > _RUNNING)
 
 
 def is_attachment(task: objects_pb2.Task) -> bool:
