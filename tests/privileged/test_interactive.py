@@ -280,3 +280,38 @@ def test_shoal_attach_then_exit_code_and_start_a_of_an_exited_container(client, 
     client.start(cid)
     assert _read_until(upgraded.sock, upgraded.head, b"run-2\n").endswith(b"\x00\x00\x00\x00\x00\x00\x06run-2\n")
     upgraded.sock.close()
+
+
+def test_a_client_killed_mid_session_leaves_the_container_attachable(client, env, terminals):
+    """SIGKILL of `shoal run -it` while it is attached: the container runs on, runtimed lets go of
+    that attach (its copy of the input closed), and a new attach types into the same shell."""
+    import signal as signals
+    t = _open(terminals, [SHOAL, "run", "-it", "--name", "killed-client", IMAGE, "sh"], env)
+    t.expect(r"/ # ")
+    t.send("echo one-$((1+0))\r")
+    t.expect("one-1")
+    children = open(f"/proc/{t.pid}/task/{t.pid}/children").read().split()
+    assert len(children) == 1, children        # the wrapper's one child: the shoal CLI
+    os.kill(int(children[0]), signals.SIGKILL)
+    assert t.wait() == -signals.SIGKILL % 256       # the wrapper passes on subprocess.call's -9
+    assert client.inspect("killed-client").state.status == "running"
+    t2 = _open(terminals, [SHOAL, "attach", "killed-client"], env)
+    t2.send("echo two-$((1+1))\r")
+    t2.expect("two-2")
+    t2.send("exit 0\r")
+    assert t2.wait() == 0
+    assert "TERMINAL-RESTORED" in t2.text
+    client.remove("killed-client", force=True)
+
+
+def test_bad_sizes_and_detach_keys_are_refused(client):
+    from agent_runtime.errors import InvalidArgument
+    cid = client.create(ContainerSpec(image=IMAGE, tty=True, command=["sleep", "300"], stop_signal="KILL"))
+    client.start(cid)
+    with pytest.raises(InvalidArgument, match="window size"):
+        client.resize(cid, 0, 80)
+    with pytest.raises(InvalidArgument, match="Invalid detach keys"):
+        client.attach(cid, stdin=True, detach_keys="ctrl-1")
+    out = subprocess.run([SHOAL, "run", "-it", "--detach-keys", "bogus", IMAGE, "true"], capture_output=True,
+                         env={**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{client.socket_path}"}, timeout=60)
+    assert out.returncode == 125 and b"Invalid detach keys" in out.stderr
