@@ -211,7 +211,7 @@ def test_every_documented_path_answers(lab, docker, sock):
                 "/exec/{id}/json": exec_id, "/nodes/{ref}": node_id, "/services/{ref}": service_id, "/tasks/{ref}": task_id,
                 "/services/{ref}/logs": service_id, "/tasks/{ref}/logs": task_id,
                 "/networks/{ref}": "docnet", "/secrets/{ref}": "docsecret", "/configs/{ref}": "docconfig",
-                "/images/{ref}/json": image}
+                "/images/{ref}/json": image, "/images/{ref}/get": image}
         spec = yaml.safe_load(OPENAPI.read_text())
         checked = []
         for path, item in spec["paths"].items():
@@ -317,8 +317,9 @@ def test_swarm_update_rotate_autolock_and_ca(lab, docker):
 
 
 def test_run_exec_logs_rm_and_volumes(lab, docker):
-    """This node's containers through runtimed: docker run (attach, wait, --rm), exec, logs, stop, rm;
-    docker volume create/ls/inspect/rm; each checked through `shoal` too."""
+    """This node's containers through runtimed: docker run (attach, wait, --rm, -p), exec, logs,
+    port, stop, rm, network connect/disconnect; docker volume create/ls/inspect/rm; each checked
+    through `shoal` too."""
     image = f"{lab.registry}/shoal/busybox:latest"
     lab.shoal("manager1", "image", "pull", image)
     ran = docker("run", "--rm", "--name", "drun", image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
@@ -326,6 +327,26 @@ def test_run_exec_logs_rm_and_volumes(lab, docker):
     assert docker("ps", "-aq", "--filter", "name=drun").stdout == ""     # --rm: removed once it exited
     refused = docker("run", "--rm", "--device", "/dev/null", image, "true", check=False)
     assert refused.returncode == 125 and "HostConfig.Devices" in refused.stderr, refused
+    # docker run -p, port, ps PORTS; docker network connect --ip / disconnect of that container
+    docker("run", "-d", "--name", "dpub", "-p", "18082:80", image, "sh", "-c",
+           "mkdir -p /w && echo pub > /w/index.html && exec httpd -f -p 80 -h /w")
+    try:
+        assert docker("port", "dpub").stdout.strip() == "80/tcp -> 0.0.0.0:18082"
+        assert docker("ps", "--filter", "name=dpub", "--format", "{{.Ports}}").stdout.strip() == "0.0.0.0:18082->80/tcp"
+        url = f"http://{lab.address('manager1')}:18082/"
+        wait_for(lambda: lab.exec("manager1", ["wget", "-qO-", "-T", "3", url], check=False).stdout.strip() == "pub",
+                 30, what=url)
+        docker("network", "create", "-d", "overlay", "--attachable", "--subnet", "198.19.31.0/24", "dconn")
+        docker("network", "connect", "--ip", "198.19.31.7", "--alias", "web", "dconn", "dpub")
+        assert "inet 198.19.31.7/24" in docker("exec", "dpub", "ip", "-4", "addr").stdout
+        twice = docker("network", "connect", "dconn", "dpub", check=False)
+        assert twice.returncode == 1 and "endpoint with name dpub already exists in network dconn" in twice.stderr
+        docker("network", "disconnect", "dconn", "dpub")
+        assert "198.19.31.7" not in docker("exec", "dpub", "ip", "-4", "addr").stdout
+    finally:
+        docker("rm", "-f", "dpub")
+    wait_for(lambda: docker("network", "rm", "dconn", check=False).returncode == 0, 60, interval=1,
+             what="dconn free once dpub left it")
 
     volume = docker("volume", "create", "--label", "team=a", "dvol").stdout.strip()
     assert volume == "dvol"
