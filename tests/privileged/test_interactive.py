@@ -315,3 +315,13 @@ def test_bad_sizes_and_detach_keys_are_refused(client):
     out = subprocess.run([SHOAL, "run", "-it", "--detach-keys", "bogus", IMAGE, "true"], capture_output=True,
                          env={**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{client.socket_path}"}, timeout=60)
     assert out.returncode == 125 and b"Invalid detach keys" in out.stderr
+
+
+def test_docker_run_it_rm_exit_code_through_shoalds_api(client, docker_host, terminals):
+    env = {"DOCKER_HOST": docker_host, "DOCKER_CONFIG": "/nonexistent-docker-config"}
+    t = _open(terminals, ["docker", "run", "-it", "--rm", "--name", "docker-it-rm", IMAGE, "sh"], env)
+    t.expect(r"/ # ")
+    t.send("exit 2\r")
+    assert t.wait() == 2
+    assert "TERMINAL-RESTORED" in t.text
+    assert not [c for c in client.list(all=True) if c.name == "docker-it-rm"]   # docker waits for removed
