@@ -32,9 +32,8 @@ from common.heartbeat import GRACE_PERIODS, call_timeout
 from manager import stats
 from manager import grpcutil
 from manager.ca import rotation
-from manager.changes import ChangeSignal
 from manager.dispatcher import assignments, netstate
-from manager.dispatcher.fanout import Fanout
+from manager.dispatcher.fanout import Fanout, SessionFanout
 from manager.dispatcher.liveness import HeartbeatLag, expired_nodes
 from manager.secretbox import SecretBox, SecretBoxError
 from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, StoreError
@@ -47,6 +46,8 @@ GRACE_MULTIPLIER = float(GRACE_PERIODS)
 # A liveness check that wakes this much later than asked means the loop was not running: the
 # heartbeats that came meanwhile wait unread, so the stall is not the nodes' (see _excuse_stall).
 STALL_TOLERANCE = 0.25
+# A session stream looks at its message at least this often, woken or not.
+SESSION_RECHECK = 5.0
 # Status updates written as one batch at most (whole requests; at least one request per batch).
 STATUS_BATCH = 2000
 
@@ -98,6 +99,7 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._leader_since = clock()
         self._lag = HeartbeatLag(GRACE_MULTIPLIER * DEFAULT_HEARTBEAT_PERIOD)
         self._fanout = Fanout(store)
+        self._session_fanout = SessionFanout(store, self._wake_sessions)
         self._network_context: netstate.Shared | None = None
         self._managers_cache: tuple[object, list[cluster_pb2.WeightedPeer]] | None = None
         self._status_queue: deque[tuple[str, list, asyncio.Future]] = deque()    # (node, updates, answered)
@@ -132,19 +134,26 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
         self._last_seen[node_id] = session.last_heartbeat
         self._promised_grace[node_id] = GRACE_MULTIPLIER * heartbeat_period(self._store.view().cluster())
         log.info("session opened", extra={"node": node_id, "addr": addr})
-        changes = ChangeSignal(self._store, [Kind.NODE, Kind.CLUSTER])
+        self._session_fanout.acquire()
         try:
             last = None
             while True:
+                session.changed.clear()
                 if self._sessions.get(node_id) is not session or not self._leadership.is_leader():
                     return
                 message = self._session_message(session)
                 if message != last:
                     yield message
                     last = message
-                await changes.wait(timeout=1.0)
+                # woken by the session fanout (a change of this node, a manager or the cluster),
+                # a newer session of the node, or the end of leadership; looked at again anyway
+                # every SESSION_RECHECK seconds
+                try:
+                    await asyncio.wait_for(session.changed.wait(), SESSION_RECHECK)
+                except asyncio.TimeoutError:
+                    pass
         finally:
-            changes.close()
+            self._session_fanout.release()
             if self._sessions.get(node_id) is session:
                 del self._sessions[node_id]
 
@@ -376,6 +385,16 @@ class Dispatcher(cluster_pb2_grpc.DispatcherServicer):
                 log.warning("could not mark node %s down: %s", item.node_id, err)
 
     # -- helpers -----------------------------------------------------------------
+    def _wake_sessions(self, node_id: str | None) -> None:
+        """The session fanout: ``node_id``'s session message may have changed (None: everyone's)."""
+        if node_id is None:
+            for session in self._sessions.values():
+                session.changed.set()
+        else:
+            session = self._sessions.get(node_id)
+            if session is not None:
+                session.changed.set()
+
     def _shared_network_context(self, view) -> netstate.Shared:
         """What every node's network state is computed from, once per store version."""
         shared = self._network_context

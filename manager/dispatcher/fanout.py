@@ -30,6 +30,7 @@ import logging
 from collections.abc import Iterable
 
 from manager.state import ChangeCommitted, Kind, ObjectUpdated, WatchClosed
+from proto import objects_pb2
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +162,78 @@ class Fanout:
                 everyone_assignments = True
             else:
                 everyone_states = True
+
+
+class SessionFanout:
+    """One store watch for every Session stream: per commit, whose session message may have changed.
+
+    A session message holds the managers' addresses, the node's role, the heartbeat period and
+    the cluster's roots (dispatcher.py ``_session_message``). Each stream used to hold its own
+    watch of every node and cluster change and rebuild its message on each, and every second:
+    with 1,000 nodes joining, every join (a node created, then made READY) woke all the others
+    for a message that had not changed (a quarter of the leader's samples, bench/scale.py). Now
+    a change of a node that is or was a manager, or of the cluster, wakes every stream; a change
+    of any other node wakes that node's stream only. A watch that falls behind wakes everyone.
+    ``wake`` is given each affected node id (``None``: every node) once per commit.
+    """
+
+    KINDS = (Kind.NODE, Kind.CLUSTER)
+
+    def __init__(self, store, wake) -> None:
+        self._store = store
+        self._wake = wake
+        self._users = 0
+        self._runner: asyncio.Task | None = None
+        self._watch = None
+        self.commits = 0
+
+    def acquire(self) -> None:
+        """A stream starts (before it reads its first view: no commit after it is missed)."""
+        self._users += 1
+        if self._runner is None or self._runner.done():
+            self._watch = self._store.watch(kinds=self.KINDS, commits=True)
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="dispatcher session fanout")
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0 and self._runner is not None:
+            self._users = 0
+            self._runner.cancel()
+            self._runner = None
+            self._watch.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._consume(self._watch)
+            except WatchClosed as closed:
+                log.warning("dispatcher session watch closed (%s); every session looks again", closed)
+                self._watch.close()
+                self._watch = self._store.watch(kinds=self.KINDS, commits=True)
+                self._wake(None)
+
+    async def _consume(self, watch) -> None:
+        nodes: set[str] = set()
+        everyone = False
+        while True:
+            event = await watch.get()
+            if event is None:
+                return
+            if isinstance(event, ChangeCommitted):
+                self.commits += 1
+                if everyone:
+                    self._wake(None)
+                else:
+                    for node_id in nodes:
+                        self._wake(node_id)
+                nodes.clear()
+                everyone = False
+                continue
+            if event.kind is Kind.NODE:
+                old = event.old if isinstance(event, ObjectUpdated) else None
+                if event.obj.role == objects_pb2.MANAGER or (old is not None and old.role == objects_pb2.MANAGER):
+                    everyone = True     # the managers' list may have changed
+                else:
+                    nodes.add(event.obj.id)
+            else:
+                everyone = True

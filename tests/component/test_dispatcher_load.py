@@ -160,3 +160,59 @@ async def test_a_node_is_not_marked_down_for_the_managers_own_lateness():
     starved leader nodes went Down by the hundred (bench/scale.py at 300 nodes)."""
     assert await _two_nodes_heartbeating(heartbeat_wait=4.0) == "READY DOWN"
     assert await _two_nodes_heartbeating(heartbeat_wait=0.0) == "DOWN DOWN"
+
+
+async def test_a_worker_nodes_change_wakes_its_own_session_only():
+    """Each session stream rebuilt its message on every node change: with 1,000 nodes joining,
+    every join woke all the others (a quarter of the leader's samples while they joined,
+    bench/scale.py). A worker node's change wakes its own session; a change of the cluster (or of
+    a manager) wakes every session."""
+    memory = MemoryStore()
+    store = Store(memory, LocalProposer(memory))
+    nodes = [f"n{i}" for i in range(10)]
+    await store.update(lambda tx: [tx.create(objects_pb2.Cluster(id="c1"))]
+                       + [tx.create(objects_pb2.Node(id=n)) for n in nodes])
+    dispatcher = Dispatcher(store, Leader(), _authorize_node)
+    built: dict[str, int] = {n: 0 for n in nodes}
+    session_message = dispatcher._session_message
+
+    def counted(session):
+        built[session.node_id] += 1
+        return session_message(session)
+    dispatcher._session_message = counted
+    sessions = {n: dispatcher.Session(cluster_pb2.SessionRequest(), _NodeContext(n)) for n in nodes}
+
+    async def read(stream):                     # as gRPC does: take each message as it comes
+        async for _ in stream:
+            pass
+    readers = [asyncio.ensure_future(read(s)) for s in sessions.values()]
+    try:
+        async def until(predicate):
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+        await until(lambda: all(v >= 1 for v in built.values()))
+        base = dict(built)
+
+        def edit(tx, node_id="n3"):
+            node = objects_pb2.Node()
+            node.CopyFrom(tx.get(Kind.NODE, node_id))
+            node.description.hostname = "renamed"
+            tx.update(node)
+        await store.update(edit)
+        await asyncio.wait_for(until(lambda: built["n3"] == base["n3"] + 1), 5)
+
+        def period(tx):
+            cluster = objects_pb2.Cluster()
+            cluster.CopyFrom(tx.get(Kind.CLUSTER, "c1"))
+            cluster.spec.dispatcher.heartbeat_period = 7.0
+            tx.update(cluster)
+        await store.update(period)
+        await asyncio.wait_for(until(lambda: all(built[n] > base[n] + (n == "n3") for n in nodes)), 5)
+        assert {n: built[n] - base[n] for n in nodes} == {n: 2 if n == "n3" else 1 for n in nodes}
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for session in sessions.values():
+            await session.aclose()
