@@ -1,5 +1,5 @@
 """``run -p/--publish``, ``-P/--publish-all`` and ``--expose`` as docker/cli reads them, and the
-PORTS text of ``ps`` and ``port`` as Docker prints it. Pure; tests/unit/test_cli_ports.py."""
+PORTS text of ``ps`` and ``port`` as Docker prints them. Pure; tests/unit/test_cli_ports.py."""
 
 from __future__ import annotations
 
@@ -89,10 +89,35 @@ def image_exposed(config: dict) -> list[tuple[int, str]]:
 
 
 def ports_text(bindings) -> str:
-    """``ps``'s PORTS: ``0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`` (Docker's, without its
-    folding of consecutive ports into ranges)."""
-    return ", ".join(f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.container_port}/{b.protocol}"
-                     for b in sorted(bindings, key=lambda b: (b.container_port, b.protocol, b.host_ip)))
+    """``ps``'s PORTS as Docker prints it: ``0.0.0.0:8000-8001->8000-8001/tcp`` for runs of
+    consecutive ports published under their own number (grouped per address and protocol),
+    then ``0.0.0.0:8080->80/tcp`` for each port published under another number."""
+    ordered = sorted(bindings, key=lambda b: (b.container_port, b.host_ip or "0.0.0.0", b.host_port, b.protocol))
+    runs: dict[str, list[int]] = {}          # "ip/proto" -> [first, last] of the open run
+    order: list[str] = []
+    closed, remapped = [], []
+
+    def text(key: str, first: int, last: int) -> str:
+        ip, proto = key.split("/")
+        span = f"{first}-{last}" if first != last else f"{first}"
+        return f"{ip}:{span}->{span}/{proto}"
+
+    for b in ordered:
+        ip = b.host_ip or "0.0.0.0"
+        if b.host_port != b.container_port:
+            remapped.append(f"{ip}:{b.host_port}->{b.container_port}/{b.protocol}")
+            continue
+        key = f"{ip}/{b.protocol}"
+        run = runs.get(key)
+        if run is None:
+            runs[key] = [b.container_port, b.container_port]
+            order.append(key)
+        elif b.container_port == run[1] + 1:
+            run[1] = b.container_port
+        else:
+            closed.append(text(key, *run))
+            runs[key] = [b.container_port, b.container_port]
+    return ", ".join(closed + [text(key, *runs[key]) for key in order] + remapped)
 
 
 def port_lines(bindings, private: str = "") -> list[str]:

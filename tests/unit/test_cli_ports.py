@@ -53,6 +53,11 @@ def test_publish_all_adds_exposed_ports_not_published_yet():
 def test_ps_and_port_text():
     bindings = [PortBinding(container_port=80, host_port=8080), PortBinding(53, "udp", "127.0.0.1", 5353)]
     assert ports.ports_text(bindings) == "127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp"
+    same = [PortBinding(c, host_port=c) for c in (8001, 8000, 8003)] + [PortBinding(53, "udp", host_port=53)]
+    # Docker's DisplayablePorts: runs under their own numbers, per address and protocol; then remaps
+    assert ports.ports_text(same + bindings) == (
+        "0.0.0.0:8000-8001->8000-8001/tcp, 0.0.0.0:53->53/udp, 0.0.0.0:8003->8003/tcp, "
+        "127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp")
     assert ports.port_lines(bindings) == ["53/udp -> 127.0.0.1:5353", "80/tcp -> 0.0.0.0:8080"]
     assert ports.port_lines(bindings, "53/udp") == ["127.0.0.1:5353"]
     with pytest.raises(ports.PortError, match="No public port '53/tcp' published for"):
