@@ -77,24 +77,65 @@ def _networks(task) -> set[str]:
     return {a.network_id for a in task.networks if a.addresses}
 
 
-class Fanout:
-    """Owns the one watch; ``subscribe`` / ``unsubscribe`` from the streams (same loop)."""
+class _CommitWatch:
+    """One store watch of ``KINDS`` with commit markers, run while anyone needs it (``_start`` /
+    ``_stop``, same loop), watched again when it falls behind; subclasses say what a commit
+    wakes (``_consume``) and what a lost watch wakes (``_rewatched``)."""
+
+    KINDS: tuple[Kind, ...] = ()
+    NAME = ""                   # the runner task's name
+    REWATCH_LOG = ""            # logged (with the reason) when the watch is lost
 
     def __init__(self, store) -> None:
         self._store = store
-        self._subscribers: dict[str, set[Subscriber]] = {}
         self._runner: asyncio.Task | None = None
         self._watch = None
         self.commits = 0            # commits looked at (for tests and metrics)
 
+    def _start(self) -> None:
+        """Before a new stream reads its first view: no commit after that view can be missed."""
+        if self._runner is None or self._runner.done():
+            self._watch = self._store.watch(kinds=self.KINDS, commits=True)
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name=self.NAME)
+
+    def _stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            self._runner = None
+            self._watch.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._consume(self._watch)
+            except WatchClosed as closed:
+                log.warning(self.REWATCH_LOG, closed)
+                self._watch.close()
+                self._watch = self._store.watch(kinds=self.KINDS, commits=True)
+                self._rewatched()
+
+    async def _consume(self, watch) -> None:
+        raise NotImplementedError
+
+    def _rewatched(self) -> None:
+        raise NotImplementedError
+
+
+class Fanout(_CommitWatch):
+    """Owns the one watch; ``subscribe`` / ``unsubscribe`` from the streams (same loop)."""
+
+    KINDS = WATCHED
+    NAME = "dispatcher fanout"
+    REWATCH_LOG = "dispatcher watch closed (%s); every node's state is looked at again"
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self._subscribers: dict[str, set[Subscriber]] = {}
+
     def subscribe(self, node_id: str) -> Subscriber:
         sub = Subscriber(node_id)
         self._subscribers.setdefault(node_id, set()).add(sub)
-        if self._runner is None or self._runner.done():
-            # The watch starts now, before the new stream reads its first view: no commit after
-            # that view can be missed.
-            self._watch = self._store.watch(kinds=WATCHED, commits=True)
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name="dispatcher fanout")
+        self._start()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -103,25 +144,16 @@ class Fanout:
             subs.discard(sub)
             if not subs:
                 del self._subscribers[sub.node_id]
-        if not self._subscribers and self._runner is not None:
-            self._runner.cancel()
-            self._runner = None
-            self._watch.close()
+        if not self._subscribers:
+            self._stop()
 
     def _all(self) -> Iterable[Subscriber]:
         for subs in list(self._subscribers.values()):
             yield from subs
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume(self._watch)
-            except WatchClosed as closed:
-                log.warning("dispatcher watch closed (%s); every node's state is looked at again", closed)
-                self._watch.close()
-                self._watch = self._store.watch(kinds=WATCHED, commits=True)
-                for sub in self._all():
-                    sub.wake(True, True)
+    def _rewatched(self) -> None:
+        for sub in self._all():
+            sub.wake(True, True)
 
     async def _consume(self, watch) -> None:
         assignments: set[str] = set()
@@ -164,7 +196,7 @@ class Fanout:
                 everyone_states = True
 
 
-class SessionFanout:
+class SessionFanout(_CommitWatch):
     """One store watch for every Session stream: per commit, whose session message may have changed.
 
     A session message holds the managers' addresses, the node's role, the heartbeat period and
@@ -178,39 +210,27 @@ class SessionFanout:
     """
 
     KINDS = (Kind.NODE, Kind.CLUSTER)
+    NAME = "dispatcher session fanout"
+    REWATCH_LOG = "dispatcher session watch closed (%s); every session looks again"
 
     def __init__(self, store, wake) -> None:
-        self._store = store
+        super().__init__(store)
         self._wake = wake
         self._users = 0
-        self._runner: asyncio.Task | None = None
-        self._watch = None
-        self.commits = 0
 
     def acquire(self) -> None:
         """A stream starts (before it reads its first view: no commit after it is missed)."""
         self._users += 1
-        if self._runner is None or self._runner.done():
-            self._watch = self._store.watch(kinds=self.KINDS, commits=True)
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name="dispatcher session fanout")
+        self._start()
 
     def release(self) -> None:
         self._users -= 1
-        if self._users <= 0 and self._runner is not None:
+        if self._users <= 0:
             self._users = 0
-            self._runner.cancel()
-            self._runner = None
-            self._watch.close()
+            self._stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume(self._watch)
-            except WatchClosed as closed:
-                log.warning("dispatcher session watch closed (%s); every session looks again", closed)
-                self._watch.close()
-                self._watch = self._store.watch(kinds=self.KINDS, commits=True)
-                self._wake(None)
+    def _rewatched(self) -> None:
+        self._wake(None)
 
     async def _consume(self, watch) -> None:
         nodes: set[str] = set()
