@@ -216,16 +216,10 @@ def run(ctx, remove, detach, interactive, tty, detach_keys, name, env, env_file,
     # -d --rm, and --rm of an attached run (the client may detach): runtimed removes it on exit
     spec.auto_remove = remove and (detach or attached)
     spec.restart_policy = policy
-    from shoal.cli.run_fast import create_pulling, execute, fail
+    from shoal.cli.run_fast import create, execute
     started = run_attached(ctx, client, swarm_network, name or hostname, network_aliases, spec) if swarm_network else None
     if attached:
-        from agent_runtime.api import ShoalRuntimeError
-        cid = started
-        if cid is None:
-            try:
-                cid = create_pulling(client, spec)
-            except ShoalRuntimeError as exc:
-                fail(exc, 125)
+        cid = started or create(client, spec)
         from shoal.cli import interactive as session
         sys.exit(session.run_attached(client, cid, start=started is None, stdin=interactive, tty=tty,
                                       detach_keys=keys, remove=remove))

@@ -220,6 +220,15 @@ def create_pulling(client, spec) -> str:
     return client.create(spec)
 
 
+def create(client, spec) -> str:
+    """create_pulling; the runtime refusing it exits 125, as docker run's create does."""
+    from agent_runtime.errors import ShoalRuntimeError
+    try:
+        return create_pulling(client, spec)
+    except ShoalRuntimeError as exc:
+        fail(exc, 125)
+
+
 def remove_container(client, ref: str) -> None:
     """Remove a container (exits on a runtime error). A swarm network attachment it carried is
     released by the node's shoald, which sees the container go (worker/attachments.py)."""
@@ -238,10 +247,7 @@ def execute(client, spec, remove: bool, detach: bool, started: str | None = None
     from agent_runtime.errors import ShoalRuntimeError
     cid = started
     if cid is None:
-        try:
-            cid = create_pulling(client, spec)
-        except ShoalRuntimeError as exc:
-            fail(exc, 125)
+        cid = create(client, spec)
         try:
             client.start(cid)
         except ShoalRuntimeError as exc:
