@@ -557,7 +557,7 @@ def container_exec(ctx, detach, interactive, tty, detach_keys, env, env_file, us
 @container.command("attach")
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
 @click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
-@click.argument("ref")
+@click.argument("ref", metavar="CONTAINER")
 @click.pass_context
 def container_attach(ctx, no_stdin, detach_keys, ref) -> None:
     """Attach local standard input, output, and error streams to a running container."""
@@ -604,7 +604,7 @@ def _exec_session(ctx, detach, interactive, tty, detach_keys, env, user, workdir
 
 
 @container.command("port")
-@click.argument("ref")
+@click.argument("ref", metavar="CONTAINER")
 @click.argument("private", metavar="[PRIVATE_PORT[/PROTO]]", required=False, default="")
 @click.pass_context
 def container_port(ctx, ref, private) -> None:
