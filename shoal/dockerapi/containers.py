@@ -209,10 +209,11 @@ def log_record_frame(record: Any, tty: bool, timestamps: bool) -> bytes:
     payload = (f"{record.time} " if timestamps else "").encode() + data.encode(errors="replace")
     if tty:
         return payload
-    return bytes([2 if record.stream == "stderr" else 1, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    return frame(2 if record.stream == "stderr" else 1, payload)
 
 
 def frame(stream: int, payload: bytes) -> bytes:
+    """Docker's multiplexed stream frame: stream (1 stdout, 2 stderr, 3 system error), size, payload."""
     return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
 
 

@@ -31,7 +31,7 @@ from shoal.daemon import events as daemon_events
 from shoal.daemon.config import DaemonError
 from shoal.dockerapi import convert
 from shoal.dockerapi.convert import BadRequest, Unsupported
-from shoal.dockerapi.containers import ContainerRoutes
+from shoal.dockerapi.containers import ContainerRoutes, frame
 from shoal.dockerapi.images import ImageRoutes
 from shoal.dockerapi.swarm import SwarmRoutes
 
@@ -370,7 +370,7 @@ class DockerAPI:
                 await response.write(log_frame(message, service_ids[message.task_id], details, timestamps))
         except (ControlError, DaemonError, StoreError) as err:   # headers are sent: Docker's system-error frame
             payload = str(err).encode()
-            await response.write(bytes([3, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload)
+            await response.write(frame(3, payload))
         await response.write_eof()
         return response
 
@@ -540,7 +540,7 @@ def log_frame(message: cpb.ServiceLogsMessage, service_id: str, details: bool, t
                  "com.docker.swarm.task.id": message.task_id}
         prefix += ",".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(pairs.items())) + " "
     payload = prefix.encode() + data
-    return bytes([2 if message.stream == "stderr" else 1, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+    return frame(2 if message.stream == "stderr" else 1, payload)
 
 
 def _timestamp_ns(text: str, what: str) -> int:
