@@ -30,7 +30,9 @@ def force_election_timeout(node) -> None:
     node.addOnTickCallback(expire)
 
 
-async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_no_term(cluster_factory):
+async def healthy_cluster_with_data(cluster_factory):
+    """A 3-member cluster with HEALTHY_LEADER timings and a few tasks replicated everywhere:
+    (cluster, leader, its term, a follower)."""
     cluster = cluster_factory(timings=HEALTHY_LEADER)
     cluster.start_all()
     leader = await cluster.leader(timeout=20)
@@ -38,6 +40,11 @@ async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_
     await cluster.converged()
     term = cluster.nodes[leader].status().term
     follower = next(i for i in cluster.nodes if i != leader)
+    return cluster, leader, term, follower
+
+
+async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_no_term(cluster_factory):
+    cluster, leader, term, follower = await healthy_cluster_with_data(cluster_factory)
     node = cluster.nodes[follower]
     refused = node.pre_vote_refusals
     # The timer can be reset by a heartbeat arriving in the same tick: expire it until it fires.
@@ -57,13 +64,7 @@ async def test_a_followers_election_timeout_while_the_leader_is_healthy_changes_
 
 
 async def test_a_restarted_follower_rejoins_without_a_term_change(cluster_factory):
-    cluster = cluster_factory(timings=HEALTHY_LEADER)
-    cluster.start_all()
-    leader = await cluster.leader(timeout=20)
-    await cluster.store(leader).update(create_tasks("before", 3))
-    await cluster.converged()
-    term = cluster.nodes[leader].status().term
-    follower = next(i for i in cluster.nodes if i != leader)
+    cluster, leader, term, follower = await healthy_cluster_with_data(cluster_factory)
     for _ in range(3):
         await cluster.stop(follower)
         await cluster.store(leader).update(create_tasks(f"gap{_}-", 2))
