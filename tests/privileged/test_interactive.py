@@ -37,12 +37,25 @@ def _open(terminals, argv, env, **kw) -> Terminal:
     return t
 
 
+def _at_prompt_size_and_output(t: Terminal, size: str, command: str, output: str) -> None:
+    """At the shell's prompt, `stty size` shows the size the client's terminal had at the start
+    (ConsoleSize), and ``command``'s ``output`` comes back through the container's pty."""
+    t.expect(r"/ # ")
+    t.send(f"stty size; {command}\r")
+    t.expect(size)
+    t.expect(output)
+
+
+def _exit_passes_on(t: Terminal, code: int) -> None:
+    """``exit code`` in the shell: the client exits with it and restores its terminal."""
+    t.send(f"exit {code}\r")
+    assert t.wait() == code
+    assert "TERMINAL-RESTORED" in t.text
+
+
 def test_run_it_shell_prompt_output_size_resize_exit_code(client, env, terminals):
     t = _open(terminals, [SHOAL, "run", "-it", "--rm", "--name", "it-shell", IMAGE, "sh"], env, rows=33, columns=101)
-    t.expect(r"/ # ")        # busybox sh's root prompt, through the container's pty
-    t.send("stty size; echo out-$((6*7))\r")
-    t.expect(r"33 101")                               # the size given at the start (ConsoleSize)
-    t.expect(r"out-42")
+    _at_prompt_size_and_output(t, "33 101", "echo out-$((6*7))", "out-42")   # busybox sh's root prompt
     mark = len(t.output)
     t.resize(40, 120)                                 # SIGWINCH to the client: POST /containers/{id}/resize
     t.send("stty size\r")
@@ -53,9 +66,7 @@ def test_run_it_shell_prompt_output_size_resize_exit_code(client, env, terminals
         mark = len(t.output)
         t.send("stty size\r")
         t.expect(r"/ # ", start=mark)
-    t.send("exit 3\r")
-    assert t.wait() == 3
-    assert "TERMINAL-RESTORED" in t.text
+    _exit_passes_on(t, 3)
     assert wait_until(lambda: not [c for c in client.list(all=True) if c.name == "it-shell"], 30)   # --rm
 
 
@@ -71,13 +82,8 @@ def test_run_it_detach_keys_leave_it_running(client, env, terminals):
     assert info.state.status == "running"
     # attach again with the default keys, through exec -it into the same container
     t2 = _open(terminals, [SHOAL, "exec", "-it", "it-detach", "sh"], env, rows=20, columns=70)
-    t2.expect(r"/ # ")
-    t2.send("stty size; [ -t 0 ] && [ -t 1 ] && echo in-exec-$((2+3))\r")
-    t2.expect("20 70")
-    t2.expect("in-exec-5")
-    t2.send("exit 5\r")
-    assert t2.wait() == 5
-    assert "TERMINAL-RESTORED" in t2.text
+    _at_prompt_size_and_output(t2, "20 70", "[ -t 0 ] && [ -t 1 ] && echo in-exec-$((2+3))", "in-exec-5")
+    _exit_passes_on(t2, 5)
     client.remove("it-detach", force=True)
 
 
@@ -211,28 +217,18 @@ def docker_host(runtimed, tmp_path_factory):
 def test_docker_run_it_and_exec_it_through_shoalds_api(client, docker_host, terminals):
     env = {"DOCKER_HOST": docker_host, "DOCKER_CONFIG": "/nonexistent-docker-config"}
     t = _open(terminals, ["docker", "run", "-it", "--name", "docker-it", IMAGE, "sh"], env, rows=25, columns=90)
-    t.expect(r"/ # ")
-    t.send("stty size; echo docker-$((3*3))\r")
-    t.expect("25 90")
-    t.expect("docker-9")
+    _at_prompt_size_and_output(t, "25 90", "echo docker-$((3*3))", "docker-9")
     t.send(b"\x10\x11")                                   # docker's default detach keys
     assert t.wait() == 0
     assert "TERMINAL-RESTORED" in t.text
     assert client.inspect("docker-it").state.status == "running"
     t2 = _open(terminals, ["docker", "exec", "-it", "docker-it", "sh"], env, rows=21, columns=77)
-    t2.expect(r"/ # ")
-    t2.send("stty size; echo exec-$((4*4))\r")
-    t2.expect("21 77")
-    t2.expect("exec-16")
-    t2.send("exit 6\r")
-    assert t2.wait() == 6
-    assert "TERMINAL-RESTORED" in t2.text
+    _at_prompt_size_and_output(t2, "21 77", "echo exec-$((4*4))", "exec-16")
+    _exit_passes_on(t2, 6)
     t3 = _open(terminals, ["docker", "attach", "docker-it"], env)
     t3.send("\r")
     t3.expect(r"/ # ")
-    t3.send("exit 9\r")
-    assert t3.wait() == 9
-    assert "TERMINAL-RESTORED" in t3.text
+    _exit_passes_on(t3, 9)
     client.remove("docker-it", force=True)
 
 
@@ -268,9 +264,7 @@ def test_shoal_attach_then_exit_code_and_start_a_of_an_exited_container(client, 
     t.send("stty size; echo attached-$((5*5))\r")
     t.expect("30 60")
     t.expect("attached-25")
-    t.send("exit 4\r")
-    assert t.wait() == 4
-    assert "TERMINAL-RESTORED" in t.text
+    _exit_passes_on(t, 4)
     client.remove(cid, force=True)
     # docker start -a: an attach made while it is exited waits for the next start (it ended at once)
     cid = client.create(ContainerSpec(image=IMAGE, command=sh("echo run-$((1+1))")))
@@ -298,9 +292,7 @@ def test_a_client_killed_mid_session_leaves_the_container_attachable(client, env
     t2 = _open(terminals, [SHOAL, "attach", "killed-client"], env)
     t2.send("echo two-$((1+1))\r")
     t2.expect("two-2")
-    t2.send("exit 0\r")
-    assert t2.wait() == 0
-    assert "TERMINAL-RESTORED" in t2.text
+    _exit_passes_on(t2, 0)
     client.remove("killed-client", force=True)
 
 
@@ -321,7 +313,5 @@ def test_docker_run_it_rm_exit_code_through_shoalds_api(client, docker_host, ter
     env = {"DOCKER_HOST": docker_host, "DOCKER_CONFIG": "/nonexistent-docker-config"}
     t = _open(terminals, ["docker", "run", "-it", "--rm", "--name", "docker-it-rm", IMAGE, "sh"], env)
     t.expect(r"/ # ")
-    t.send("exit 2\r")
-    assert t.wait() == 2
-    assert "TERMINAL-RESTORED" in t.text
+    _exit_passes_on(t, 2)
     assert not [c for c in client.list(all=True) if c.name == "docker-it-rm"]   # docker waits for removed
