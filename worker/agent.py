@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from typing import Awaitable, Callable
 
 import grpc
@@ -39,8 +38,6 @@ def _leader_from(err: grpc.aio.AioRpcError) -> str | None:
     return None
 
 
-
-
 class Agent:
     """``run()`` until cancelled; safe to cancel at any point."""
 
@@ -48,8 +45,7 @@ class Agent:
                  credentials: grpc.ChannelCredentials | Callable[[], grpc.ChannelCredentials],
                  channel_options: list, description: Callable[[], objects_pb2.NodeDescription],
                  on_session: Callable[[cluster_pb2.SessionMessage], Awaitable[None]],
-                 worker=None, reporter=None, backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 worker=None, reporter=None, backoff: Backoff | None = None):
         self._managers = list(dict.fromkeys(managers))
         self._credentials = credentials
         self._options = channel_options
@@ -63,7 +59,6 @@ class Agent:
         self.session_id: str | None = None
         self._backoff = backoff or Backoff(0.1, 10.0, jitter="full")  # a fleet reconnecting: spread it
         self._restart = asyncio.Event()
-        self._clock = clock
 
     def restart_session(self) -> None:
         """End the current session (if any) and open a new one at once: after the node's

@@ -11,7 +11,6 @@ import pytest
 
 from proto import cluster_pb2
 from common.heartbeat import call_timeout
-from tests.support.clock import FakeClock
 from worker.agent import Agent
 
 
@@ -20,20 +19,16 @@ def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
 
 
 class Stub:
-    """Answers Heartbeat from a script: an error to raise, or a period to answer with. Each call
-    takes ``takes`` seconds on the agent's clock (a timeout takes its time)."""
+    """Answers Heartbeat from a script: an error to raise, or a period to answer with."""
 
-    def __init__(self, script, clock=None, takes=0.0):
+    def __init__(self, script):
         self.script = list(script)
         self.calls = 0
         self.timeouts: list[float] = []
-        self.clock, self.takes = clock, takes
 
     async def Heartbeat(self, request, timeout):
         self.calls += 1
         self.timeouts.append(timeout)
-        if self.clock is not None:
-            self.clock.advance(self.takes)
         step = self.script.pop(0)
         if isinstance(step, grpc.StatusCode):
             raise rpc_error(step)
@@ -46,9 +41,8 @@ class StopHeartbeats(Exception):
     pass
 
 
-def agent(period: float, clock=None) -> Agent:
-    a = Agent(["192.0.2.1:2377"], grpc.ssl_channel_credentials(), [], cluster_pb2.SessionRequest, None,
-              clock=clock or FakeClock())
+def agent(period: float) -> Agent:
+    a = Agent(["192.0.2.1:2377"], grpc.ssl_channel_credentials(), [], cluster_pb2.SessionRequest, None)
     a._period = period
     return a
 
