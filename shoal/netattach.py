@@ -127,8 +127,7 @@ async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
     """Create and start the container of a one-call `shoal run --network NET` with its attachment;
     on any failure remove what was made and release the address, then raise ControlError with
     the runtime's message."""
-    from agent_runtime.api import ContainerSpec, NetworkAttachment, ShoalRuntimeError
-    from worker.executor import ATTACHMENT_LABEL
+    from agent_runtime.api import ATTACHMENT_LABEL, ContainerSpec, NetworkAttachment, ShoalRuntimeError
     cid = ""
     try:
         if daemon.runtime is None:

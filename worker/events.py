@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from agent_runtime.api import ContainerInfo, ShoalRuntimeError
+from agent_runtime.api import ATTACHMENT_LABEL, TASK_LABEL, ContainerInfo, ShoalRuntimeError
 from common.backoff import Backoff
-from worker.executor import ATTACHMENT_LABEL, TASK_LABEL
 
 log = logging.getLogger(__name__)
 

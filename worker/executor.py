@@ -13,7 +13,6 @@ import base64
 import posixpath
 from collections.abc import Mapping
 
-from agent_runtime.api import ATTACHMENT_LABEL  # noqa: F401 - here for worker.events and shoal.netattach
 from agent_runtime.api import (TASK_LABEL, ContainerSpec, File, Healthcheck, LogConfig, Mount, NetworkAttachment,
                                Resources, Ulimit)
 from common import genericresource

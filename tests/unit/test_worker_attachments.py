@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from agent_runtime.api import ATTACHMENT_LABEL
 from worker.attachments import Attachments
 from worker.events import REMOVED, ContainerEvents, Observed, observed_from_event
-from worker.executor import ATTACHMENT_LABEL
 from worker.testing import FakeRuntime
 
 
