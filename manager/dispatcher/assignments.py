@@ -66,10 +66,6 @@ def assigned_set(view, node_id: str, open_secret: OpenSecret | None = None
             for key, obj in assigned_objects(view, node_id, open_secret).items()}
 
 
-def _version(assignment: cluster_pb2.Assignment) -> int:
-    return getattr(assignment, assignment.WhichOneof("item")).meta.version
-
-
 def only_status_moved(before: objects_pb2.Task, after: objects_pb2.Task) -> bool:
     """Whether ``after`` differs from ``before`` in its status (and meta) only, and is past
     ASSIGNED: what the node itself reported, which it need not be told back (SwarmKit's
