@@ -6,8 +6,9 @@ starts the container, which runtimed's log-follow and wait do with ``attach``: t
 start; `--rm` (HostConfig.AutoRemove) is runtimed's AutoRemove, which removes the container once it
 exited and the clients attached to it have its output and exit status, whether or not shoald runs
 meanwhile; exec instances (Docker's two-step exec) live in shoald's memory until their container
-is removed or shoald restarts. Output of an exec is
-runtimed's captured output (capped by runtimed), written when the command ends: no interactive exec.
+is removed or shoald restarts. The output of an exec without -i/-t is runtimed's captured output
+(capped by runtimed), written when the command ends; `docker exec -i/-t` is a session in runtimed
+(agent_runtime/attach.py) whose hijacked stream shoald bridges to the client (``_bridge``).
 """
 from __future__ import annotations
 
