@@ -335,9 +335,6 @@ def _timeout(seconds: float):
     return asyncio.timeout(seconds)
 
 
-_raise_for = blocking.raise_for
-
-
 class RuntimeClient:
     """Blocking client; one connection per call (cheap on a unix socket). Safe to share across threads."""
 
@@ -487,7 +484,7 @@ class RuntimeClient:
             raise Unavailable(f"cannot connect to shoal-runtimed at {self.socket_path}: {exc.strerror}") from exc
         if upgraded is None:
             if status >= 400:
-                _raise_for(status, payload)
+                blocking.raise_for(status, payload)
             raise Unavailable(f"shoal-runtimed answered {call.what} with {status}, not a stream")
         return upgraded
 
@@ -631,7 +628,7 @@ class AsyncRuntimeClient:
                 if resp.status >= 400:
                     payload = await resp.read()
                     resp.release()
-                    _raise_for(resp.status, payload)
+                    blocking.raise_for(resp.status, payload)
         except TimeoutError:
             raise DeadlineExceeded(f"shoal-runtimed did not answer {call.what} within {deadline:g} s") from None
         except aiohttp.ClientError as exc:
@@ -753,7 +750,7 @@ class AsyncRuntimeClient:
             except (asyncio.IncompleteReadError, TimeoutError, OSError):
                 payload = b""
             writer.close()
-            _raise_for(status or 502, payload)
+            blocking.raise_for(status or 502, payload)
         return reader, writer
 
     async def stats(self, ref: str) -> ContainerStats: return await self._call(_Calls.stats(ref))
