@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
-from common.heartbeat import call_timeout
 from manager import stats
 from manager.dispatcher import Dispatcher
 from manager.state import Kind, LocalProposer, MemoryStore, Store
 from proto import cluster_pb2, objects_pb2
-from tests.support.dispatcher import Context, Leader, authorize
+from tests.support.dispatcher import Context, Leader, NodeContext, authorize, authorize_node
 
 PERIOD = 0.2        # heartbeat period: Down after 3 x 0.2 s without one
 
@@ -109,20 +107,6 @@ async def test_a_session_opening_long_after_the_leader_started_is_not_marked_dow
         await session.aclose()
 
 
-class _NodeContext(Context):
-    """A call from ``node_id`` that waited ``waited`` seconds of its deadline before being handled."""
-
-    def __init__(self, node_id: str, timeout: float = call_timeout(5.0), waited: float = 0.0) -> None:
-        self.node_id, self.timeout, self.waited = node_id, timeout, waited
-
-    def time_remaining(self) -> float:
-        return self.timeout - self.waited
-
-
-async def _authorize_node(context, *roles):
-    return SimpleNamespace(node_id=context.node_id)
-
-
 async def _two_nodes_heartbeating(heartbeat_wait: float) -> str:
     """n1 and n2 open sessions at t=0 (period 5 s, grace 15 s); from then on only n1's heartbeats
     are handled, each having waited ``heartbeat_wait`` seconds for the manager. When does the
@@ -134,8 +118,8 @@ async def _two_nodes_heartbeating(heartbeat_wait: float) -> str:
     await store.update(lambda tx: (tx.create(cluster), tx.create(objects_pb2.Node(id="n1")),
                                    tx.create(objects_pb2.Node(id="n2"))))
     now = [1000.0]
-    dispatcher = Dispatcher(store, Leader(), _authorize_node, clock=lambda: now[0])
-    sessions = {n: dispatcher.Session(cluster_pb2.SessionRequest(), _NodeContext(n)) for n in ("n1", "n2")}
+    dispatcher = Dispatcher(store, Leader(), authorize_node, clock=lambda: now[0])
+    sessions = {n: dispatcher.Session(cluster_pb2.SessionRequest(), NodeContext(n)) for n in ("n1", "n2")}
     states = []
     try:
         ids = {n: (await anext(s)).session_id for n, s in sessions.items()}
@@ -143,7 +127,7 @@ async def _two_nodes_heartbeating(heartbeat_wait: float) -> str:
             while now[0] < 1000.0 + target:
                 now[0] += 1.0
                 await dispatcher.Heartbeat(cluster_pb2.HeartbeatRequest(session_id=ids["n1"]),
-                                           _NodeContext("n1", waited=heartbeat_wait))
+                                           NodeContext("n1", waited=heartbeat_wait))
                 await dispatcher._expire(5.0)
             states.append(objects_pb2.NodeStatus.State.Name(store.view().get(Kind.NODE, "n2").status.state))
         assert store.view().get(Kind.NODE, "n1").status.state == objects_pb2.NodeStatus.READY
@@ -172,7 +156,7 @@ async def test_a_worker_nodes_change_wakes_its_own_session_only():
     nodes = [f"n{i}" for i in range(10)]
     await store.update(lambda tx: [tx.create(objects_pb2.Cluster(id="c1"))]
                        + [tx.create(objects_pb2.Node(id=n)) for n in nodes])
-    dispatcher = Dispatcher(store, Leader(), _authorize_node)
+    dispatcher = Dispatcher(store, Leader(), authorize_node)
     built: dict[str, int] = {n: 0 for n in nodes}
     session_message = dispatcher._session_message
 
@@ -180,7 +164,7 @@ async def test_a_worker_nodes_change_wakes_its_own_session_only():
         built[session.node_id] += 1
         return session_message(session)
     dispatcher._session_message = counted
-    sessions = {n: dispatcher.Session(cluster_pb2.SessionRequest(), _NodeContext(n)) for n in nodes}
+    sessions = {n: dispatcher.Session(cluster_pb2.SessionRequest(), NodeContext(n)) for n in nodes}
 
     async def read(stream):                     # as gRPC does: take each message as it comes
         async for _ in stream:

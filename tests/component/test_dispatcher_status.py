@@ -5,7 +5,6 @@ runtime restart sends them (issue 11: 250 statuses were refused with ChangeTooLa
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from manager.dispatcher import Dispatcher
 from manager.state import MAX_ACTIONS_PER_CHANGE, Kind, LocalProposer, MemoryStore, ProposalTimeout, Store
 from proto import cluster_pb2, objects_pb2
-from tests.support.dispatcher import Context, Leader, authorize
+from tests.support.dispatcher import Context, Leader, NodeContext, authorize, authorize_node
 
 
 async def store_with_tasks(count: int) -> Store:
@@ -77,9 +76,6 @@ async def test_reports_of_many_nodes_arriving_together_are_written_together():
             task.status.state = objects_pb2.ASSIGNED
             tx.create(task)
     await store.update(fill)
-
-    async def authorize_node(context, *roles):
-        return SimpleNamespace(node_id=context.node_id)
     dispatcher = Dispatcher(store, Leader(), authorize_node)
     contexts = {node_id: NodeContext(node_id) for node_id in nodes}
     sessions = [dispatcher.Session(cluster_pb2.SessionRequest(), contexts[n]) for n in nodes]
@@ -150,11 +146,6 @@ async def test_the_changes_of_a_large_batch_are_proposed_together():
         assert all(t.status.state == objects_pb2.RUNNING for t in store.view().list(Kind.TASK))
     finally:
         await session.aclose()
-
-
-class NodeContext(Context):
-    def __init__(self, node_id: str) -> None:
-        self.node_id = node_id
 
 
 class Aborted(Exception):
