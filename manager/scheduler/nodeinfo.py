@@ -154,15 +154,26 @@ def build_node_infos(
             if task.desired_state <= objects_pb2.RUNNING:
                 info.active_tasks += 1
                 info.tasks_by_service[task.service_id] += 1
-            if task.assigned_generic_resources:
-                generic.setdefault(info.id, {})[task.id] = (True, tuple(task.assigned_generic_resources))
-            elif reservations.generic:
-                generic.setdefault(info.id, {})[task.id] = (False, genericresource.requests(reservations.generic))
+            entry = generic_entry(task)
+            if entry is not None:
+                generic.setdefault(info.id, {})[task.id] = entry
         elif task.status.state in _FAILED_STATES and task.status.timestamp >= since:
             info.recent_failures[(task.service_id, task.spec_version)] += 1
     for node_id, held in generic.items():
         infos[node_id]._generic = generic_pool(infos[node_id].node, held)
     return infos
+
+
+def generic_entry(task: objects_pb2.Task) -> tuple | None:
+    """What a task that holds its node holds of its generic resources, as ``generic_pool`` takes
+    it: (True, the resources assigned to it), (False, its (kind, count) requests when it was never
+    given any), or None when it reserves none."""
+    if task.assigned_generic_resources:
+        return (True, tuple(task.assigned_generic_resources))
+    generic = task.spec.resources.reservations.generic
+    if generic:
+        return (False, genericresource.requests(generic))
+    return None
 
 
 def generic_pool(node: objects_pb2.Node, held: dict[str, tuple]) -> genericresource.Pool:

@@ -30,11 +30,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from common import genericresource
 from manager.state import Kind, ObjectDeleted
 from proto import objects_pb2
 
-from .nodeinfo import FAULTY_WINDOW, NodeInfo, generic_pool, host_ports
+from .nodeinfo import FAULTY_WINDOW, NodeInfo, generic_entry, generic_pool, host_ports
 
 _PENDING = objects_pb2.PENDING
 _ASSIGNED = objects_pb2.ASSIGNED
@@ -75,15 +74,9 @@ def _share_of(task: objects_pb2.Task) -> _Share | None:
         if spec.HasField("attachment"):
             return None     # a one-off container's network attachment holds nothing here
         reservations = spec.resources.reservations
-        if task.assigned_generic_resources:
-            generic = (True, tuple(task.assigned_generic_resources))
-        elif reservations.generic:
-            generic = (False, genericresource.requests(reservations.generic))
-        else:
-            generic = None
         return (node_id, reservations.nano_cpus, reservations.memory_bytes,
                 task.service_id if task.desired_state <= _RUNNING else None,
-                host_ports(task), generic, None)
+                host_ports(task), generic_entry(task), None)
     if state in _FAILED_STATES:
         if task.spec.HasField("attachment"):
             return None
