@@ -11,14 +11,13 @@ Needs root; uses the session runtimed of conftest.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.support.cli_imports import heavy_in
-from tests.support.runtime import IMAGE, VENV_BIN
+from tests.support.runtime import IMAGE, VENV_BIN, cli_env
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(120)]
 
@@ -30,13 +29,9 @@ RECORDING = ("import atexit, json, sys\n"
              "main()\n")
 
 
-def _env(runtimed) -> dict:
-    return dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{runtimed.socket}")
-
-
 def _run(runtimed, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "shoal"), "run", *args], env=_env(runtimed), capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([str(VENV_BIN / "shoal"), "run", *args], env=cli_env(runtimed.socket), capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.mark.parametrize("click_path", [[], ["--cpu-shares", "0"]], ids=["fast", "click"])
@@ -66,8 +61,8 @@ def test_run_detached_prints_the_id(runtimed, client):
 
 def test_run_without_rm_keeps_the_exited_container(runtimed, client):
     before = {c.id for c in client.list(all=True)}
-    done = subprocess.run([str(VENV_BIN / "shoal"), "run", IMAGE, "true"], env=_env(runtimed), capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([str(VENV_BIN / "shoal"), "run", IMAGE, "true"], env=cli_env(runtimed.socket),
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     (left,) = [c for c in client.list(all=True) if c.id not in before]
     assert left.state.status == "exited" and left.state.exit_code == 0
@@ -77,7 +72,7 @@ def test_run_without_rm_keeps_the_exited_container(runtimed, client):
 def test_run_loads_nothing_heavy(runtimed, tmp_path):
     record = tmp_path / "modules.json"
     done = subprocess.run([sys.executable, "-c", RECORDING, str(record), "run", "--rm", IMAGE, "true"],
-                          env=_env(runtimed), capture_output=True, text=True, timeout=60)
+                          env=cli_env(runtimed.socket), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     modules = json.loads(record.read_text())
     assert "agent_runtime.blocking" in modules      # it did call runtimed

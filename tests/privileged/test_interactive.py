@@ -12,7 +12,7 @@ import time
 import pytest
 
 from agent_runtime.api import ContainerSpec
-from tests.support.runtime import IMAGE, VENV_BIN, sh, wait_until
+from tests.support.runtime import IMAGE, VENV_BIN, cli_env, sh, wait_until
 from tests.support.terminal import Terminal
 
 SHOAL = str(VENV_BIN / "shoal")
@@ -98,7 +98,7 @@ def test_exec_it_detach_with_default_keys(client, env, terminals):
 
 
 def test_run_i_pipes_stdin_and_ends_at_its_end(client, runtimed):
-    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    env = cli_env(runtimed.socket)
     out = subprocess.run([SHOAL, "run", "-i", "--rm", IMAGE, "cat"], input=b"hi\n", capture_output=True,
                          env=env, timeout=120)
     assert (out.returncode, out.stdout, out.stderr) == (0, b"hi\n", b"")
@@ -110,14 +110,14 @@ def test_run_i_pipes_stdin_and_ends_at_its_end(client, runtimed):
 def test_exec_i_pipes_stdin(client, runtimed):
     cid = client.create(ContainerSpec(image=IMAGE, command=["sleep", "300"], stop_signal="KILL"))
     client.start(cid)
-    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    env = cli_env(runtimed.socket)
     out = subprocess.run([SHOAL, "exec", "-i", cid, "sh", "-c", "tr a-z A-Z; exit 7"], input=b"hello\n",
                          capture_output=True, env=env, timeout=120)
     assert (out.returncode, out.stdout) == (7, b"HELLO\n")
 
 
 def test_run_it_without_a_terminal_is_refused(client, runtimed):
-    env = {**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{runtimed.socket}"}
+    env = cli_env(runtimed.socket)
     out = subprocess.run([SHOAL, "run", "-it", IMAGE, "sh"], input=b"", capture_output=True, env=env, timeout=60)
     assert out.returncode == 1 and b"the input device is not a TTY" in out.stderr
 
@@ -305,7 +305,7 @@ def test_bad_sizes_and_detach_keys_are_refused(client):
     with pytest.raises(InvalidArgument, match="Invalid detach keys"):
         client.attach(cid, stdin=True, detach_keys="ctrl-1")
     out = subprocess.run([SHOAL, "run", "-it", "--detach-keys", "bogus", IMAGE, "true"], capture_output=True,
-                         env={**os.environ, "SHOAL_RUNTIME_HOST": f"unix://{client.socket_path}"}, timeout=60)
+                         env=cli_env(client.socket_path), timeout=60)
     assert out.returncode == 125 and b"Invalid detach keys" in out.stderr
 
 

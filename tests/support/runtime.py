@@ -51,6 +51,11 @@ def run_to_exit(client, **kw):
     return client.inspect(cid), out, err
 
 
+def cli_env(socket: str) -> dict[str, str]:
+    """The environment of a `shoal` CLI process talking to the shoal-runtimed at ``socket``."""
+    return dict(os.environ, SHOAL_RUNTIME_HOST=f"unix://{socket}")
+
+
 def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
