@@ -86,7 +86,7 @@ async def _connect_target(daemon, ref: str):
     try:
         return await daemon.runtime.inspect(ref)
     except ShoalRuntimeError as exc:
-        raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+        raise _runtime_error(exc) from None
 
 
 async def _connect_container(daemon, container_id: str, response: control_pb2.AttachNetworkResponse) -> None:
@@ -100,7 +100,7 @@ async def _connect_container(daemon, container_id: str, response: control_pb2.At
                 network_id=allocated.network_id, address=allocated.addresses[0], aliases=list(allocated.aliases),
                 attachment_id=response.attachment_id))
         except ShoalRuntimeError as exc:
-            raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+            raise _runtime_error(exc) from None
     except BaseException:
         await _release(daemon, response.attachment_id, f"connecting container {container_id[:12]} failed")
         raise
@@ -120,6 +120,11 @@ async def _release(daemon, attachment_id: str, why: str) -> None:
 
 
 _RUNTIME_CODES = {404: "not_found", 400: "invalid", 409: "conflict", 403: "precondition"}
+
+
+def _runtime_error(exc) -> ControlError:
+    """The ControlError for shoal-runtimed's refusal (its HTTP status), with its message."""
+    return ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc))
 
 
 async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
@@ -145,7 +150,7 @@ async def _run_container(daemon, request: control_pb2.AttachNetworkRequest,
             cid = await daemon.runtime.create(spec)
             await daemon.runtime.start(cid)
         except ShoalRuntimeError as exc:
-            raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+            raise _runtime_error(exc) from None
         return cid
     except BaseException:
         if cid:
@@ -185,7 +190,7 @@ async def _disconnect_container(daemon, request: control_pb2.DetachNetworkReques
     try:
         gone = await daemon.runtime.network_disconnect(request.container, request.network_id, request.force)
     except ShoalRuntimeError as exc:
-        raise ControlError(_RUNTIME_CODES.get(exc.status, "unavailable"), str(exc)) from None
+        raise _runtime_error(exc) from None
     if gone.get("AttachmentID"):
         await _release(daemon, gone["AttachmentID"], f"container {request.container} left network {request.network_id}")
     return control_pb2.DetachNetworkResponse()
