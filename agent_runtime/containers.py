@@ -184,9 +184,7 @@ class ContainerManager:
                 user_mounts.append(UserMount("tmpfs", m.target, read_only=m.read_only,
                                              tmpfs_size_bytes=m.tmpfs_size_bytes, tmpfs_mode=m.tmpfs_mode))
             else:
-                if m.type == "volume":
-                    self.volumes.mount(m.source)
-                source = m.source if m.type == "bind" else self.volumes.inspect(m.source).mountpoint
+                source = m.source if m.type == "bind" else self.volumes.mount(m.source)
                 if not os.path.exists(source):
                     raise InvalidArgument(f"container {c.name}: mount source {source} no longer exists")
                 user_mounts.append(UserMount("bind", m.target, source, m.read_only,

@@ -75,12 +75,14 @@ class VolumeStore:
         self.users = users
         root.mkdir(parents=True, exist_ok=True)
 
-    def _info(self, name: str) -> VolumeInfo:
-        meta_path = self.root / name / "meta.json"
+    def _meta(self, name: str) -> dict:
         try:
-            meta = json.loads(meta_path.read_text())
+            return json.loads((self.root / name / "meta.json").read_text())
         except FileNotFoundError:
             raise NotFound(f"No such volume: {name}") from None
+
+    def _info(self, name: str) -> VolumeInfo:
+        meta = self._meta(name)
         return VolumeInfo(name=name, mountpoint=str(self.root / name / "_data"),
                           created_at=meta.get("CreatedAt", ""), labels=meta.get("Labels", {}),
                           in_use_by=self.users(name), options=meta.get("Options") or {})
@@ -131,21 +133,25 @@ class VolumeStore:
             log.info("filled volume %s from the image's %s", name, target)
         return copied
 
-    def mount(self, name: str) -> None:
+    def mount(self, name: str) -> str:
         """A volume with options: mount its device at ``_data`` unless mounted (at its first
-        container's create and at each start, so a reboot is survived), as dockerd's local driver."""
-        info = self.inspect(name)
-        opts = info.options
-        if not opts or is_mountpoint(info.mountpoint):
-            return
+        container's create and at each start, so a reboot is survived), as dockerd's local driver.
+        Returns the volume's mountpoint. Reads only meta.json: not ``inspect``, whose ``in_use_by``
+        walks every container, on the way of every start."""
+        check_name(name)
+        opts = self._meta(name).get("Options") or {}
+        mountpoint = str(self.root / name / "_data")
+        if not opts or is_mountpoint(mountpoint):
+            return mountpoint
         argv = ["mount", "-t", opts["type"]] + (["-o", opts["o"]] if opts.get("o") else []) + \
-            [opts["device"], info.mountpoint]
+            [opts["device"], mountpoint]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise ShoalRuntimeError(_masked(f"failed to mount local volume {name}: mount {opts['device']}:"
-                                            f"{info.mountpoint}, data: {opts.get('o', '')}: "
+                                            f"{mountpoint}, data: {opts.get('o', '')}: "
                                             f"{proc.stderr.strip() or proc.returncode}", opts))
         log.info("volume %s: mounted %s (%s)", name, opts["device"], opts["type"])
+        return mountpoint
 
     def _unmount(self, name: str) -> None:
         data = self.root / name / "_data"
